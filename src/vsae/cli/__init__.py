@@ -1,0 +1,90 @@
+"""The `vsae` command. Every sub-command lives in its own module and is a thin call into the library.
+
+Sub-commands are imported lazily so that `vsae --help` is fast and one broken optional
+dependency cannot break unrelated commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from vsae import __version__
+from vsae.errors import VsaeError
+
+# name -> "module:attribute" of a click command or group.
+COMMANDS: dict[str, str] = {
+    "extract": "vsae.cli.extract:extract",
+    "store": "vsae.cli.store:store",
+    "train": "vsae.cli.train:train",
+    "encode": "vsae.cli.encode:encode",
+    "eval": "vsae.cli.eval:eval_group",
+    "world": "vsae.cli.world:world",
+    "demo": "vsae.cli.demo:demo",
+    "steer": "vsae.cli.steer:steer",
+}
+
+HELP = {
+    "extract": "Extract activations of a model at a hook point into a store.",
+    "store": "Inspect and verify activation stores.",
+    "train": "Train sparse autoencoders on an activation store.",
+    "encode": "Write the SAE latents of a store as a new (sparse) store.",
+    "eval": "Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names.",
+    "world": "The embedded shapes world and its tiny models.",
+    "demo": "Run the whole pipeline on the embedded shapes world and write a report.",
+    "steer": "Steer a multimodal model by clamping SAE latents in its vision encoder.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [n for n in COMMANDS if _available(n)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not _available(name):
+            return None
+        mod, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(mod), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, HELP.get(n, "")) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    mod = COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(mod) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vsae")
+def cli():
+    """vsae: train sparse autoencoders on vision-model activations, evaluate and steer with them."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="vsae", standalone_mode=False)
+    except VsaeError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
