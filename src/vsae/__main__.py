@@ -1,0 +1,3 @@
+from vsae.cli import main
+
+main()
