@@ -1,0 +1,61 @@
+"""Evaluation metrics of Pach et al. (2025) and Olson et al. (2025); definitions in METRICS.md,
+usage in docs/eval.md. Pure functions on arrays / row-chunk iterators, one module per family:
+
+    recon            ReconAccumulator, reconstruction_metrics
+    splice           splice_reconstruction(lm, hook, sae), splice_effect, zero_shot_accuracy
+    monosemanticity  monosemanticity_score, monosemanticity_score_streaming, summarize_ms
+    topimages        top_images, top_images_streaming, jaccard_pair_counts
+    taxonomy         from_inat_names, from_file, from_wordnet (ClassHierarchy)
+    hierarchy        lca_depth_matrix, latent_lca_depths, depth_per_group, ontology_report
+    probe            probe_accuracy, compare_probes
+    ood              auroc, fpr_at_tpr, roc_curve, ood_scores, ood_report
+    naming           name_latents, name_agreement, encode_words
+    pipeline         run_<command> for `vsae eval <command>` (stores, SAEs, files -> JSON + PNG)
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "ReconAccumulator": "recon",
+    "reconstruction_metrics": "recon",
+    "splice_reconstruction": "splice",
+    "splice_effect": "splice",
+    "zero_shot_accuracy": "splice",
+    "monosemanticity_score": "monosemanticity",
+    "monosemanticity_score_streaming": "monosemanticity",
+    "summarize_ms": "monosemanticity",
+    "MSResult": "monosemanticity",
+    "top_images": "topimages",
+    "top_images_streaming": "topimages",
+    "jaccard_pair_counts": "topimages",
+    "TopImages": "topimages",
+    "from_inat_names": "taxonomy",
+    "from_file": "taxonomy",
+    "from_wordnet": "taxonomy",
+    "ClassHierarchy": "taxonomy",
+    "lca_depth_matrix": "hierarchy",
+    "latent_lca_depths": "hierarchy",
+    "depth_per_group": "hierarchy",
+    "ontology_report": "hierarchy",
+    "probe_accuracy": "probe",
+    "compare_probes": "probe",
+    "ProbeConfig": "probe",
+    "auroc": "ood",
+    "fpr_at_tpr": "ood",
+    "roc_curve": "ood",
+    "ood_scores": "ood",
+    "ood_report": "ood",
+    "name_latents": "naming",
+    "name_agreement": "naming",
+    "encode_words": "naming",
+}
+
+
+def __getattr__(name: str):
+    # Lazy: `import vsae.eval` stays cheap (no torch / sklearn / scipy import).
+    if name in _EXPORTS:
+        return getattr(import_module(f"vsae.eval.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'vsae.eval' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

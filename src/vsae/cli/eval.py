@@ -1,0 +1,261 @@
+"""`vsae eval ...`: the evaluation metrics; each sub-command is a thin call into vsae.eval.pipeline
+and writes `<name>.json` (+ PNG figures) into --out."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_POOL = click.option(
+    "--pooling",
+    type=click.Choice(["auto", "cls", "mean"]),
+    default="auto",
+    show_default=True,
+    help="Per-image activation of token stores: CLS token or mean over the stored tokens "
+    "(auto: the row itself when there is one per image, else mean).",
+)
+_OUT = click.option("--out", required=True, type=click.Path(), help="Output directory (JSON + PNG).")
+_QUIET = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+def _latent_opts(f):
+    f = click.option("--latents", type=click.Path(), help="Sparse latents store (from `vsae encode`).")(f)
+    f = click.option(
+        "--sae", "sae_path", type=click.Path(), help="SAE run directory (encodes --acts on the fly)."
+    )(f)
+    f = click.option("--acts", type=click.Path(), help="Activation store (or .npy) at the SAE's hook.")(f)
+    return f
+
+
+def _echo(res: dict, keys: tuple[str, ...]) -> None:
+    from vsae.eval.results import jsonable
+
+    click.echo(json.dumps(jsonable({k: res[k] for k in keys if k in res}), indent=1, default=str))
+
+
+@click.group("eval")
+def eval_group():
+    """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names."""
+
+
+@eval_group.command()
+@click.option("--acts", required=True, type=click.Path(), help="Held-out activation store.")
+@click.option("--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory.")
+@_OUT
+@click.option("--batch-size", type=int, default=4096, show_default=True)
+@click.option("--max-rows", type=int, default=None, help="Evaluate only the first N rows.")
+@click.option("--model", default=None, help="Also splice the reconstruction into this model (id or dir) ...")
+@click.option(
+    "--data", default=None, type=click.Path(), help="... on these images (folder tree or list file)."
+)
+@click.option("--split", default=None, help="Split sub-folder of --data.")
+@click.option("--hook", default=None, help="Splice hook (default: the store's hook).")
+@click.option("--n-images", type=int, default=256, show_default=True, help="Images for the splice.")
+@click.option("--prompt", default="a photo of a {}", show_default=True, help="Zero-shot class prompt (CLIP).")
+@_QUIET
+def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n_images, prompt, quiet):
+    """MSE, FVU, L0, dead/dense fractions and firing frequencies on a held-out store; with --model
+    and --data also the downstream effect of splicing decode(encode(x)) in at the hook (final-
+    embedding cosine; for CLIP, zero-shot accuracy with and without the splice)."""
+    from vsae.errors import VsaeError
+    from vsae.eval.pipeline import run_recon
+
+    if (model is None) != (data is None):
+        raise VsaeError("the splice needs both --model and --data")
+    res = run_recon(
+        acts,
+        sae_path,
+        out,
+        batch_size,
+        max_rows,
+        progress=not quiet,
+        model=model,
+        data=data,
+        split=split,
+        hook=hook,
+        n_images=n_images,
+        prompt=prompt,
+    )
+    _echo(
+        res, ("n_rows", "mse", "fvu", "explained_variance", "l0", "dead_fraction", "dense_fraction", "splice")
+    )
+
+
+@eval_group.command()
+@_latent_opts
+@click.option(
+    "--embeddings",
+    type=click.Path(),
+    default=None,
+    help="Similarity embeddings: a store (e.g. `vsae extract --hook embed` of a similarity "
+    "model over the same images) or a .npy/.safetensors with one row per image.",
+)
+@click.option(
+    "--embed-model",
+    default=None,
+    help="Or: compute them with this image model (id/dir; hook `embed`) over the images of --acts.",
+)
+@click.option(
+    "--embed-cache",
+    type=click.Path(),
+    default=None,
+    help="Store for --embed-model's embeddings (reused if present; default OUT/similarity-embeddings).",
+)
+@_OUT
+@click.option("--raw/--no-raw", default=True, show_default=True, help="Also score the raw neurons of --acts.")
+@_POOL
+@_QUIET
+def ms(acts, sae_path, latents, embeddings, embed_model, embed_cache, out, raw, pooling, quiet):
+    """Monosemanticity Score of SAE latents and of the raw neurons (Pach et al.)."""
+    from vsae.eval.pipeline import run_ms
+
+    res = run_ms(
+        embeddings,
+        out,
+        acts,
+        sae_path,
+        latents,
+        pooling,
+        raw,
+        progress=not quiet,
+        embed_model=embed_model,
+        embed_cache=embed_cache,
+    )
+    for k in ("sae", "raw"):
+        if k in res:
+            r = res[k]
+            click.echo(
+                f"{k}: MS {r['mean']:.4f} +- {r['std']:.4f} over {r['n_scored']} of {r['n_latents']} "
+                f"({r['n_dead']} dead), per-image activation: {r['pooling']}"
+            )
+
+
+@eval_group.command("top-images")
+@_latent_opts
+@_OUT
+@click.option("-k", "--k", type=int, default=16, show_default=True)
+@_POOL
+@_QUIET
+def top_images(acts, sae_path, latents, out, k, pooling, quiet):
+    """Highest-activating images per latent, with the worst (k-th) value."""
+    from vsae.eval.pipeline import run_top_images
+
+    res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet)
+    _echo(res, ("k", "n_images", "n_latents", "n_excluded_worst_zero", "worst_value_mean", "file"))
+
+
+@eval_group.command()
+@click.option(
+    "--top-images", "top", required=True, type=click.Path(), help="Output dir (or file) of `eval top-images`."
+)
+@_OUT
+def uniqueness(top, out):
+    """Jaccard overlap of the top-image sets of all pairs of non-excluded latents."""
+    from vsae.eval.pipeline import run_uniqueness
+
+    _echo(run_uniqueness(top, out), ("n_latents", "n_excluded", "n_pairs", "pairs_above", "max_jaccard"))
+
+
+@eval_group.command()
+@click.option("--top-images", "top", required=True, type=click.Path())
+@click.option(
+    "--table",
+    required=True,
+    type=click.Path(),
+    help="The store the top images index (its images.json gives the labels).",
+)
+@_OUT
+@click.option("--taxonomy", type=click.Path(), help="Class -> path file (.json or .csv).")
+@click.option("--inat", is_flag=True, help="Parse iNaturalist folder names.")
+@click.option(
+    "--wordnet",
+    type=click.Path(),
+    default=None,
+    help="WordNet 3.0 directory for ImageNet wnids (Debian wordnet-base: /usr/share/wordnet).",
+)
+@click.option("--sae", "sae_path", type=click.Path(), help="SAE run (its Matryoshka groups).")
+@click.option("--groups", default=None, help="Matryoshka group fractions, e.g. 0.0625,0.125,0.25,0.5625.")
+def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups):
+    """LCA depth per Matryoshka group and the ontology figures (project definition)."""
+    from vsae.errors import VsaeError
+    from vsae.eval.pipeline import run_hierarchy
+
+    try:
+        g = [float(x) for x in groups.split(",")] if groups else None
+    except ValueError:
+        raise VsaeError(f"--groups {groups!r}: give comma-separated fractions") from None
+    res = run_hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, g)
+    summary = {
+        "taxonomy": res["taxonomy"],
+        "depth_per_group": res["depth_per_group"],
+        "ontological_coverage": res["ontology"]["ontological_coverage"],
+        "mean_lch_height": res["ontology"]["mean_height"],
+    }
+    _echo(summary, tuple(summary))
+
+
+def _named(pairs):
+    from vsae.errors import VsaeError
+
+    out = []
+    for p in pairs:
+        if "=" not in p:
+            raise VsaeError(f"{p!r}: give NAME=STORE")
+        n, path = p.split("=", 1)
+        out.append((n, path))
+    return out
+
+
+@eval_group.command()
+@click.option("--train", required=True, type=click.Path(), help="In-distribution train store (labelled).")
+@click.option("--eval", "evals", multiple=True, required=True, help="NAME=STORE, e.g. test=... shift=...")
+@click.option("--sae", "sae_path", required=True, type=click.Path())
+@_OUT
+@_POOL
+@click.option("--c", type=float, default=1.0, show_default=True, help="Inverse regularisation strength.")
+@click.option("--max-iter", type=int, default=1000, show_default=True)
+def probe(train, evals, sae_path, out, pooling, c, max_iter):
+    """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
+    from vsae.eval.pipeline import run_probe
+
+    _echo(run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter), ("accuracy",))
+
+
+@eval_group.command()
+@click.option("--in", "in_dist", required=True, type=click.Path(), help="In-distribution test store.")
+@click.option("--ood", multiple=True, required=True, help="NAME=STORE of an OOD split (repeatable).")
+@click.option("--sae", "sae_path", required=True, type=click.Path())
+@_OUT
+@_POOL
+def ood(in_dist, ood, sae_path, out, pooling):
+    """OOD detection by reconstruction error / latent sum / latent max: AUROC, FPR@95%TPR."""
+    from vsae.eval.pipeline import run_ood
+
+    _echo(run_ood(in_dist, _named(ood), sae_path, out, pooling), ("n_in_distribution", "splits"))
+
+
+@eval_group.command()
+@click.option("--top-images", "top", required=True, type=click.Path())
+@click.option(
+    "--image-embeddings",
+    required=True,
+    type=click.Path(),
+    help="Aligned image embeddings (store of the CLIP `embed` hook, or a file with one row per image).",
+)
+@click.option("--words", required=True, type=click.Path(), help="Vocabulary: one concept word per line.")
+@_OUT
+@click.option("--text-model", default=None, help="CLIP model id/dir whose text tower embeds the prompts.")
+@click.option("--word-embeddings", type=click.Path(), default=None, help="Precomputed word embeddings file.")
+@click.option(
+    "--table", type=click.Path(), default=None, help="Store with images.json, for agreement with labels."
+)
+@click.option("--prompt", default="a photo of a {}", show_default=True)
+def names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt):
+    """Name latents by the best-matching word for the mean embedding of their top images."""
+    from vsae.eval.pipeline import run_names
+
+    res = run_names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt)
+    n = [x for x in res["names"] if x is not None]
+    summary = {"n_named": len(n), "first": res["names"][:10], "agreement": res.get("agreement")}
+    _echo(summary, tuple(summary))

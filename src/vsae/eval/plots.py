@@ -1,0 +1,86 @@
+"""PNG figures of the evaluation (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    p = Path(path)
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    _plt().close(fig)
+    return p
+
+
+def ms_histogram(scores: Mapping[str, np.ndarray], path: str | Path, bins: int = 40) -> Path:
+    """Histogram of MS per kind (e.g. raw neurons vs SAE latents), NaNs dropped, densities."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, s in scores.items():
+        v = s[~np.isnan(s)]
+        if v.size:
+            ax.hist(
+                v,
+                bins=bins,
+                range=(-1, 1),
+                density=True,
+                alpha=0.5,
+                label=f"{name} (n={v.size}, mean={v.mean():.3f})",
+            )
+    ax.set_xlabel("Monosemanticity Score")
+    ax.set_ylabel("density")
+    ax.legend()
+    return _save(fig, path)
+
+
+def depth_per_group(groups: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Average LCA depth per Matryoshka group (mean-rounded and majority)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(len(groups))
+    ax.bar(x - 0.2, [g["mean_depth"] for g in groups], 0.4, label="mean (rounded)")
+    ax.bar(x + 0.2, [g["majority_depth"] for g in groups], 0.4, label="majority")
+    ax.set_xticks(x, [f"{g['group']}\n[{g['latents'][0]},{g['latents'][1]})" for g in groups])
+    ax.set_xlabel("Matryoshka group (latents)")
+    ax.set_ylabel("average LCA depth")
+    ax.legend()
+    return _save(fig, path)
+
+
+def firing_frequency(hist: Mapping[str, Any], path: str | Path) -> Path:
+    """Histogram of log10 latent firing frequency (dead latents noted in the title)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    e = np.asarray(hist["log10_edges"])
+    ax.bar(e[:-1], hist["counts"], width=np.diff(e), align="edge")
+    ax.set_xlabel("log10 firing frequency")
+    ax.set_ylabel("latents")
+    ax.set_title(f"dead latents: {hist['n_dead']}")
+    return _save(fig, path)
+
+
+def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
+    """ROC curves (FPR, TPR), one per score/split."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,83 @@
+"""Linear probes on SAE latents vs raw activations — Olson et al. (2025): multinomial logistic
+regression trained on the in-distribution train split; accuracy on the in-distribution test
+split and on each shifted split."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vsae.errors import VsaeError
+from vsae.eval._arrays import to_numpy
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Logistic-regression probe settings.
+
+    Attributes
+    ----------
+    c : inverse L2 regularisation strength (sklearn `C`).
+    max_iter : L-BFGS iterations.
+    standardize : scale features to zero mean / unit variance (fit on the train split).
+    seed : random state.
+    """
+
+    c: float = 1.0
+    max_iter: int = 1000
+    standardize: bool = True
+    seed: int = 0
+
+
+def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    x = to_numpy(x, np.float64) if not hasattr(x, "tocsr") else x
+    y = to_numpy(y).ravel()
+    if x.shape[0] != y.shape[0]:
+        raise VsaeError(
+            f"split {name!r} has {x.shape[0]} feature rows but {y.shape[0]} labels; give one label per image"
+        )
+    return x, y
+
+
+def probe_accuracy(
+    train: tuple[Any, Any], evals: Mapping[str, tuple[Any, Any]], cfg: ProbeConfig = ProbeConfig()
+) -> dict[str, float]:
+    """Fit on `train = (features [N, F], labels [N])`; accuracy on every `(features, labels)` in `evals`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _xy(*train, name="train")
+    if np.unique(y).size < 2:
+        raise VsaeError("the probe's train split has a single class; give labels of at least two classes")
+    steps = [StandardScaler(with_mean=not hasattr(x, "tocsr"))] if cfg.standardize else []
+    clf = make_pipeline(*steps, LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, random_state=cfg.seed))
+    clf.fit(x, y)
+    out = {"train": float((clf.predict(x) == y).mean())}
+    for name, (xe, ye) in evals.items():
+        xe, ye = _xy(xe, ye, name)
+        if xe.shape[1] != x.shape[1]:
+            raise VsaeError(f"split {name!r} has {xe.shape[1]} features but train has {x.shape[1]}")
+        out[name] = float((clf.predict(xe) == ye).mean())
+    return out
+
+
+def compare_probes(
+    splits_raw: Mapping[str, tuple[Any, Any]],
+    splits_sae: Mapping[str, tuple[Any, Any]],
+    train_split: str = "train",
+    cfg: ProbeConfig = ProbeConfig(),
+) -> dict[str, dict[str, float]]:
+    """Probe accuracies on raw activations and on SAE latents, the same splits for both."""
+    out = {}
+    for kind, splits in (("raw", splits_raw), ("sae", splits_sae)):
+        if train_split not in splits:
+            raise VsaeError(
+                f"no {train_split!r} split among {sorted(splits)}; name the in-distribution train split"
+            )
+        evals = {k: v for k, v in splits.items() if k != train_split}
+        out[kind] = probe_accuracy(splits[train_split], evals, cfg)
+    return out

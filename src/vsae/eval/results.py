@@ -1,0 +1,35 @@
+"""Writing evaluation results: JSON (NaN/inf -> null, numpy -> Python) into an output directory."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(out_dir: str | Path, name: str, obj: Any) -> Path:
+    """Write `obj` as `<out_dir>/<name>.json` (atomic rename) and return the path."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{name}.json"
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
+    tmp.replace(p)
+    return p

@@ -1,0 +1,345 @@
+"""End to end: images -> tiny CLIP -> stores (vsae extract) -> SAE -> every `vsae eval` command,
+each checked against the metric functions applied directly to the same arrays."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vsae.cli import main
+from vsae.eval.monosemanticity import monosemanticity_score
+
+CLASSES = [
+    "00000_Animalia_Chordata_Aves",
+    "00001_Animalia_Chordata_Mammalia",
+    "00002_Plantae_Tracheophyta_Rosa",
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from vsae.extract import ExtractConfig, extract
+    from vsae.models.testing import build_tiny
+    from vsae.sae import SAEConfig, build, save
+
+    root = tmp_path_factory.mktemp("evalcli")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(CLASSES):
+        (root / "imgs" / name).mkdir(parents=True)
+        for i in range(6):
+            a = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+            a[..., c] += 150
+            Image.fromarray(a).save(root / "imgs" / name / f"{i}.png")
+    model = build_tiny("clip", root / "clip")
+    common = dict(model=str(model), data=str(root / "imgs"), dtype="float32", progress=False, batch_size=8)
+    extract(ExtractConfig(hooks=("resid.1",), tokens="all", out=str(root / "acts"), **common))
+    extract(ExtractConfig(hooks=("embed",), tokens="cls", out=str(root / "emb"), **common))
+    sae = build(SAEConfig(arch="matryoshka", d_in=32, d_sae=64, k=6, groups=(0.25, 0.75)), seed=0)
+    save(sae, root / "sae")
+    (root / "words.txt").write_text("bird\nmammal\nrose\ncar\n")
+    return root
+
+
+def run(args, capsys):
+    main(args)
+    return capsys.readouterr().out
+
+
+def _pooled_latents(world):
+    from vsae.sae import load
+    from vsae.store import ActivationStore
+
+    s = ActivationStore.open(world / "acts")
+    x = s[0 : len(s)]
+    img = s.image_index
+    with torch.no_grad():
+        z = load(world / "sae").encode(x).numpy().astype(np.float64)
+    ids = np.unique(img)
+    return (
+        np.stack([z[img == i].mean(0) for i in ids]),
+        np.stack([x.numpy()[img == i].mean(0) for i in ids]),
+        ids,
+    )
+
+
+def test_recon_with_splice(world, tmp_path, capsys):
+    from vsae.sae import load
+    from vsae.store import ActivationStore
+
+    out = run(
+        [
+            "eval",
+            "recon",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--out",
+            str(tmp_path),
+            "--model",
+            str(world / "clip"),
+            "--data",
+            str(world / "imgs"),
+            "--n-images",
+            "6",
+            "--quiet",
+        ],
+        capsys,
+    )
+    res = json.loads((tmp_path / "recon.json").read_text())
+    s = ActivationStore.open(world / "acts")
+    x = s[0 : len(s)].double()
+    sae = load(world / "sae")
+    with torch.no_grad():
+        xh = sae.decode(sae.encode(x.float())).double()
+    assert res["mse"] == pytest.approx(float(((x - xh) ** 2).sum(1).mean() / 32), rel=1e-5)
+    assert res["fvu"] == pytest.approx(float(((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()), rel=1e-5)
+    assert res["l0"] <= 6 and res["n_rows"] == len(s) == 18 * 17
+    assert res["splice"]["n_images"] == 6 and -1 <= res["splice"]["embedding_cosine_mean"] <= 1
+    assert set(res["splice"]["zero_shot"]) >= {"accuracy_original", "accuracy_spliced"}
+    assert (tmp_path / "firing_frequency.png").stat().st_size > 0 and '"fvu"' in out
+
+
+def test_ms_sae_and_raw_match_direct(world, tmp_path, capsys):
+    from vsae.store import ActivationStore
+
+    out = run(
+        [
+            "eval",
+            "ms",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--embeddings",
+            str(world / "emb"),
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capsys,
+    )
+    res = json.loads((tmp_path / "ms.json").read_text())
+    z, xr, ids = _pooled_latents(world)
+    e = ActivationStore.open(world / "emb")[0:18].numpy()
+    for key, acts in (("sae", z), ("raw", xr)):
+        ref = monosemanticity_score(acts, e).numpy()
+        assert res[key]["mean"] == pytest.approx(np.nanmean(ref), rel=1e-4)
+        assert res[key]["n_dead"] == int(np.isnan(ref).sum()) or res[key]["n_nan_not_dead"] > 0
+        assert res[key]["pooling"] == "mean"
+    assert (tmp_path / "ms_histogram.png").is_file() and "per-image activation: mean" in out
+    # embeddings computed (and cached as a store) by the same model give the same scores
+    run(
+        [
+            "eval",
+            "ms",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--embed-model",
+            str(world / "clip"),
+            "--out",
+            str(tmp_path / "m"),
+            "--quiet",
+        ],
+        capsys,
+    )
+    res_m = json.loads((tmp_path / "m" / "ms.json").read_text())
+    assert res_m["sae"]["mean"] == pytest.approx(res["sae"]["mean"], rel=1e-6)
+    assert (tmp_path / "m" / "similarity-embeddings" / "manifest.json").is_file()
+    # the same embeddings from a .npy file; and one with the wrong row count
+    np.save(tmp_path / "e.npy", e)
+    run(
+        [
+            "eval",
+            "ms",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--no-raw",
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--out",
+            str(tmp_path / "b"),
+            "--quiet",
+            "--pooling",
+            "cls",
+        ],
+        capsys,
+    )
+    assert json.loads((tmp_path / "b" / "ms.json").read_text())["sae"]["pooling"] == "cls"
+    np.save(tmp_path / "bad.npy", e[:10])
+    with pytest.raises(SystemExit) as ex:
+        main(
+            [
+                "eval",
+                "ms",
+                "--acts",
+                str(world / "acts"),
+                "--sae",
+                str(world / "sae"),
+                "--embeddings",
+                str(tmp_path / "bad.npy"),
+                "--out",
+                str(tmp_path / "c"),
+                "--quiet",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and err.count("\n") == 1 and "10 rows" in err and "18 images" in err
+
+
+def test_top_images_uniqueness_hierarchy_names(world, tmp_path, capsys):
+    from vsae.eval.topimages import jaccard_pair_counts, top_images
+
+    run(
+        [
+            "eval",
+            "top-images",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "-k",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capsys,
+    )
+    z, _, ids = _pooled_latents(world)
+    ref = top_images(z, k=4)
+    from vsae.eval.pipeline import load_top_images
+
+    got = load_top_images(tmp_path)
+    nz = ref.values_Fk > 0  # latents stream as CSR: implicit zeros are padding (-1), not candidates
+    np.testing.assert_array_equal(got.indices_Fk[nz], ids[ref.indices_Fk[nz]])
+    assert (got.indices_Fk[~nz] == -1).all()
+    np.testing.assert_allclose(got.values_Fk, ref.values_Fk, rtol=1e-5)
+    run(["eval", "uniqueness", "--top-images", str(tmp_path), "--out", str(tmp_path)], capsys)
+    u = json.loads((tmp_path / "uniqueness.json").read_text())
+    assert u["pairs_above"] == jaccard_pair_counts(ref)["pairs_above"]
+    out = run(
+        [
+            "eval",
+            "hierarchy",
+            "--top-images",
+            str(tmp_path),
+            "--table",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    h = json.loads((tmp_path / "hierarchy.json").read_text())
+    assert [g["latents"] for g in h["depth_per_group"]] == [[0, 16], [16, 64]]
+    assert "project definition" in h["ontology"]["definition"] and "depth_per_group" in out
+    assert (tmp_path / "depth_per_group.png").is_file()
+    (tmp_path / "tax.json").write_text(json.dumps({CLASSES[0]: ["a", "b"]}))
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "eval",
+                "hierarchy",
+                "--top-images",
+                str(tmp_path),
+                "--table",
+                str(world / "acts"),
+                "--taxonomy",
+                str(tmp_path / "tax.json"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert "missing from the taxonomy" in err and "tax.json" in err and err.count("\n") == 1
+    run(
+        [
+            "eval",
+            "names",
+            "--top-images",
+            str(tmp_path),
+            "--image-embeddings",
+            str(world / "emb"),
+            "--words",
+            str(world / "words.txt"),
+            "--text-model",
+            str(world / "clip"),
+            "--table",
+            str(world / "acts"),
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    n = json.loads((tmp_path / "names.json").read_text())
+    assert len(n["names"]) == 64 and set(x for x in n["names"] if x) <= {"bird", "mammal", "rose", "car"}
+    assert n["agreement"]["n_named"] == sum(x is not None for x in n["names"])
+
+
+def test_probe_ood_and_width_mismatch(world, tmp_path, capsys):
+    from vsae.sae import SAEConfig, build, save
+
+    run(
+        [
+            "eval",
+            "probe",
+            "--train",
+            str(world / "acts"),
+            "--eval",
+            f"test={world / 'acts'}",
+            "--sae",
+            str(world / "sae"),
+            "--out",
+            str(tmp_path),
+            "--max-iter",
+            "200",
+        ],
+        capsys,
+    )
+    p = json.loads((tmp_path / "probe.json").read_text())
+    assert (
+        set(p["accuracy"]) == {"raw", "sae"} and p["accuracy"]["raw"]["test"] == p["accuracy"]["raw"]["train"]
+    )
+    run(
+        [
+            "eval",
+            "ood",
+            "--in",
+            str(world / "acts"),
+            "--ood",
+            f"same={world / 'acts'}",
+            "--sae",
+            str(world / "sae"),
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    o = json.loads((tmp_path / "ood.json").read_text())
+    assert o["splits"]["same"]["recon_error"]["auroc"] == pytest.approx(0.5)
+    assert (tmp_path / "roc.png").is_file()
+    save(build(SAEConfig(arch="topk", d_in=16, d_sae=32, k=2)), tmp_path / "small")
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "eval",
+                "recon",
+                "--acts",
+                str(world / "acts"),
+                "--sae",
+                str(tmp_path / "small"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert "d=32" in err and "d_in=16" in err and err.count("\n") == 1

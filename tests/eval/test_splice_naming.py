@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vsae.errors import VsaeError
+from vsae.eval.naming import encode_words, name_agreement, name_latents
+from vsae.eval.splice import final_embeddings, splice_effect, splice_reconstruction, zero_shot_accuracy
+
+
+class Scale(torch.nn.Module):
+    """A stand-in SAE: encode = identity, decode = times `s` (so the splice is easy to predict)."""
+
+    def __init__(self, d, s):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.s = s
+
+        class C:
+            d_in = d
+
+        self.cfg = C()
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z * self.s
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    from vsae.models import load
+    from vsae.models.testing import build_tiny
+
+    d = build_tiny("clip", tmp_path_factory.mktemp("clip"))
+    return load(str(d)), load(str(d), tower="text")
+
+
+def _images(n):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_splice_replaces_hook_output_and_is_removed(tiny_clip):
+    from vsae.models import capture
+
+    lm, _ = tiny_clip
+    inputs = lm.preprocess(_images(3))
+    with capture(lm, "resid.0") as cap:
+        lm.run(inputs)
+        base = cap.output.clone()
+    with splice_reconstruction(lm, "resid.0", Scale(base.shape[-1], 2.0)), capture(lm, "resid.0") as cap:
+        lm.run(inputs)
+        torch.testing.assert_close(cap.output, 2 * base)
+    e0 = final_embeddings(lm, inputs)
+    with splice_reconstruction(lm, "resid.0", Scale(base.shape[-1], 1.0)):
+        torch.testing.assert_close(final_embeddings(lm, inputs), e0)
+    torch.testing.assert_close(final_embeddings(lm, inputs), e0)  # hook removed
+    with (
+        pytest.raises(VsaeError, match="SAE's d_in is 5"),
+        splice_reconstruction(lm, "resid.0", Scale(5, 1.0)),
+    ):
+        lm.run(inputs)
+
+
+def test_splice_effect_with_a_real_sae(tiny_clip):
+    from vsae.sae import SAEConfig, build
+
+    lm, _ = tiny_clip
+    sae = build(SAEConfig(arch="topk", d_in=32, d_sae=64, k=4), seed=0)
+    out = splice_effect(lm, "resid.1", sae, [lm.preprocess(_images(2)), lm.preprocess(_images(3))])
+    assert out["cosine"].shape == (5,) and np.all(np.abs(out["cosine"]) <= 1 + 1e-9)
+    assert out["original"].shape == out["spliced"].shape == (5, 16)
+    assert not np.allclose(out["original"], out["spliced"])
+
+
+def test_zero_shot_accuracy_direct():
+    img = np.array([[1.0, 0.1], [0.1, 1.0], [1.0, 0.0], [-1.0, 0.2]])
+    txt = np.array([[1.0, 0.0], [0.0, 2.0]])
+    assert zero_shot_accuracy(img, txt, [0, 1, 0, 0]) == 0.75
+    with pytest.raises(VsaeError, match="4 images but 3 labels"):
+        zero_shot_accuracy(img, txt, [0, 1, 0])
+
+
+def test_naming_matches_direct_and_agreement(tiny_clip):
+    rng = np.random.default_rng(0)
+    words = ["cat", "dog", "bird"]
+    w = rng.normal(size=(3, 6))
+    labels = rng.integers(0, 3, size=20)
+    img = w[labels] + 0.1 * rng.normal(size=(20, 6))
+    hai = np.stack([np.flatnonzero(labels == c)[:3] for c in (0, 1, 2)] + [np.array([0, 1, 2])])
+    excluded = np.array([False, False, False, True])
+    out = name_latents(hai, excluded, img, w, words)
+    assert out["names"][:3] == words and out["names"][3] is None
+    for f in range(3):
+        m = (img[hai[f]] / np.linalg.norm(img[hai[f]], axis=1, keepdims=True)).mean(0)
+        sims = [float(m @ wv / np.linalg.norm(m) / np.linalg.norm(wv)) for wv in w]
+        assert out["scores"][f] == pytest.approx(max(sims))
+    agr = name_agreement(out["names"], hai, labels, ["Cat", "dog", "fish"])
+    assert agr == {"n_named": 3, "n_agree": 2, "agreement": 2 / 3}
+    _, lm_text = tiny_clip
+    emb = encode_words(lm_text, ["cat", "dog"])
+    assert emb.shape == (2, 16) and not np.allclose(emb[0], emb[1])
