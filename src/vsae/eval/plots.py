@@ -84,3 +84,19 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     ax.set_ylabel("true-positive rate")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def ms_vs_expansion(series: Mapping[str, Sequence[tuple[float, float]]], raw: Mapping[str, float], path: str | Path) -> Path:
+    """Mean MS against the expansion factor, one line per (layer, arch), raw neurons as dashed levels."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in series.items():
+        pts = sorted(pts)
+        ax.plot([e for e, _ in pts], [m for _, m in pts], marker="o", label=name)
+    for i, (name, m) in enumerate(raw.items()):
+        ax.axhline(m, ls="--", lw=1, color=f"C{i + len(series)}", label=f"{name} raw neurons")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("expansion factor")
+    ax.set_ylabel("mean Monosemanticity Score")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -43,17 +43,9 @@ def pil_to_png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def figure_to_png(fig) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def image_grid(images: Sequence[Image.Image | np.ndarray], cols: int = 4, scale: int = 2, pad: int = 2) -> Image.Image:
+def image_grid(
+    images: Sequence[Image.Image | np.ndarray], cols: int = 4, scale: int = 2, pad: int = 2
+) -> Image.Image:
     """Tile images (PIL or HxWx3 uint8) into one grid image, upscaled `scale`x with nearest neighbour."""
     ims = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8)) for im in images]
     if not ims:
@@ -64,7 +56,9 @@ def image_grid(images: Sequence[Image.Image | np.ndarray], cols: int = 4, scale:
     grid = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), "white")
     for i, im in enumerate(ims):
         r, c = divmod(i, cols)
-        grid.paste(im.convert("RGB").resize((w, h), Image.NEAREST), (pad + c * (w + pad), pad + r * (h + pad)))
+        grid.paste(
+            im.convert("RGB").resize((w, h), Image.NEAREST), (pad + c * (w + pad), pad + r * (h + pad))
+        )
     return grid
 
 
@@ -96,19 +90,25 @@ class Report:
         mark = '<span class="ok">holds</span>' if holds else '<span class="bad">does not hold</span>'
         self.blocks.append(f"<p>{html.escape(claim)}: {mark} — {html.escape(detail)}</p>")
 
-    def table(self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, left: Sequence[str] = ()) -> None:
+    def table(
+        self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, left: Sequence[str] = ()
+    ) -> None:
         if not rows:
             self.text("(no rows)")
             return
-        cols = list(columns or rows[0].keys())
+        cols = list(columns or dict.fromkeys(k for r in rows for k in r))
         head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>' for c in cols)
         body = "".join(
-            "<tr>" + "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r.get(c, ""))}</td>' for c in cols) + "</tr>"
+            "<tr>"
+            + "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r.get(c, ""))}</td>' for c in cols)
+            + "</tr>"
             for r in rows
         )
         self.blocks.append(f"<table><tr>{head}</tr>{body}</table>")
 
-    def plot(self, png: bytes, alt: str) -> None:
+    def plot(self, png_file: str | Path, alt: str) -> None:
+        """Embed a PNG file (e.g. one written by `vsae.eval.plots`)."""
+        png = Path(png_file).read_bytes()
         self.blocks.append(f'<img class="plot" alt="{html.escape(alt)}" src="{png_data_uri(png)}">')
 
     def cards(self, cards: Sequence[tuple[Image.Image, str]]) -> None:

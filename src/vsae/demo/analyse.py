@@ -1,0 +1,149 @@
+"""The demo's measurements: every metric of the two papers, for each SAE and for the raw neurons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from vsae.demo.config import DemoConfig
+from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
+from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
+from vsae.eval.monosemanticity import monosemanticity_score_streaming, summarize_ms
+from vsae.eval.naming import name_latents
+from vsae.eval.ood import ood_report, ood_scores, roc_curve
+from vsae.eval.probe import ProbeConfig, probe_accuracy
+from vsae.eval.purity import top_image_purity
+from vsae.eval.recon import reconstruction_metrics
+from vsae.eval.topimages import jaccard_pair_counts, top_images
+
+PROBE_TRAIN_ROWS = 3000
+PROBE_LABEL = "shape"
+
+
+def _ms(acts_NF: np.ndarray, emb_ND: np.ndarray):
+    from vsae.eval._arrays import chunks_of
+
+    return monosemanticity_score_streaming(chunks_of(acts_NF, 4096), emb_ND)
+
+
+def _encode(sae, x_Nd: torch.Tensor, batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    zs, xs = [], []
+    with torch.no_grad():
+        for a in range(0, len(x_Nd), batch):
+            z = sae.encode(x_Nd[a : a + batch])
+            zs.append(z)
+            xs.append(sae.decode(z))
+    return torch.cat(zs), torch.cat(xs)
+
+
+def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray, k: int) -> dict[str, Any]:
+    """What the papers measure on any set of units (SAE latents or raw neurons) on the test split."""
+    ms = _ms(acts_NF, emb_ND)
+    pur = top_image_purity(top.indices_Fk, top.excluded_F,
+                           {a: tables_test[a] for a in tables_test if a != "path"})
+    return {
+        "ms": ms,
+        "ms_summary": summarize_ms(ms),
+        "top": top,
+        "uniqueness": jaccard_pair_counts(top),
+        "purity": pur,
+    }
+
+
+def analyse_raw(hook: str, stores, tables, cfg: DemoConfig) -> dict[str, Any]:
+    x = stores["test"][hook][:].numpy()
+    emb = stores["test"]["sim"][:].numpy()
+    top = top_images(x, k=cfg.top_k)
+    return unit_features(x, top, tables["test"], emb, cfg.top_k)
+
+
+def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, taxonomy, words, word_emb) -> dict[str, Any]:
+    hook, arch, e = key
+    emb = stores["test"]["sim"][:].numpy()
+    x_test = stores["test"][hook][:]
+    z, x_hat = _encode(sae, x_test)
+    top = top_images(z.numpy(), k=cfg.top_k)
+    res = unit_features(z.numpy(), top, tables["test"], emb, cfg.top_k)
+    res["recon"] = reconstruction_metrics(x_test, x_hat, z).summary()
+    # hierarchy: LCA depth of the classes of each latent's top images, per Matryoshka group
+    from vsae.world import CLASSES
+
+    depth_CC = lca_depth_matrix(taxonomy, list(CLASSES))
+    depths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["class_name"], depth_CC)
+    sizes = list(sae.cfg.group_sizes) if arch == "matryoshka" else [sae.cfg.d_sae]
+    res["depth_per_group"] = depth_per_group(depths, sizes)
+    # names from the CLIP text tower, checked against the ground truth of the top images
+    clip_emb = stores["test"]["embed"][:].numpy()
+    named = name_latents(top.indices_Fk, top.excluded_F, clip_emb, word_emb, words)
+    res["names"] = {**named, **name_agreement_attributes(named["names"], top, tables["test"], cfg.seed)}
+    # probes (Olson et al.): shape from SAE latents vs raw activations, in-distribution and shifted
+    res["probe"] = probes(sae, hook, stores, tables)
+    # OOD detection scores (Olson et al.)
+    ood = {}
+    s_in = ood_scores(x_test, x_hat, z)
+    res["roc"] = {}
+    for split in SHIFTED:
+        xo = stores[split][hook][:]
+        zo, xho = _encode(sae, xo)
+        s_ood = ood_scores(xo, xho, zo)
+        ood[split] = ood_report(s_in, s_ood)
+        res["roc"][split] = roc_curve(s_in["recon_error"], s_ood["recon_error"])
+    res["ood"] = ood
+    return res
+
+
+def name_agreement_attributes(names, top, table, seed: int) -> dict[str, Any]:
+    """A latent's name agrees when it is the most common value, among its top images, of the
+    attribute the word belongs to; the baseline gives every named latent a random word instead."""
+    from vsae.world import attribute_vocab
+
+    vocab = {w: a for a in NAME_ATTRIBUTES for w in attribute_vocab(a)}
+    words = list(vocab)
+
+    def agrees(f: int, word: str) -> bool:
+        a = vocab[word]
+        rows = top.indices_Fk[f][top.indices_Fk[f] >= 0]
+        codes = table[a][rows]
+        return attribute_vocab(a)[np.bincount(codes).argmax()] == word
+
+    rng = np.random.default_rng(seed)
+    named = [(f, w) for f, w in enumerate(names) if w is not None]
+    agree = sum(agrees(f, w) for f, w in named)
+    base = sum(agrees(f, words[rng.integers(len(words))]) for f, _ in named)
+    n = len(named)
+    return {
+        "n_named": n,
+        "agreement": agree / n if n else float("nan"),
+        "random_word_agreement": base / n if n else float("nan"),
+    }
+
+
+def probes(sae, hook, stores, tables) -> dict[str, dict[str, float]]:
+    out = {}
+    for kind in ("raw", "sae"):
+        def feats(split, kind=kind):
+            x = stores[split][hook][:]
+            if split == "train":
+                x = x[:PROBE_TRAIN_ROWS]
+            return (sae.encode(x) if kind == "sae" else x).detach().numpy()
+
+        def labels(split):
+            y = tables[split][PROBE_LABEL]
+            return y[:PROBE_TRAIN_ROWS] if split == "train" else y
+
+        with torch.no_grad():
+            evals = {s: (feats(s), labels(s)) for s in ("test", *SHIFTED)}
+            out[kind] = probe_accuracy((feats("train"), labels("train")), evals, ProbeConfig(max_iter=300))
+    return out
+
+
+def text_embeddings(clip_dir: str) -> tuple[list[str], np.ndarray]:
+    """The naming vocabulary (the world's concept words) embedded by the CLIP text tower."""
+    from vsae.eval.naming import encode_words
+    from vsae.models import load
+    from vsae.world import attribute_vocab
+
+    words = [w for a in NAME_ATTRIBUTES for w in attribute_vocab(a)]
+    return words, encode_words(load(clip_dir, tower="text"), words)

@@ -1,0 +1,70 @@
+"""Configuration of `vsae demo`: the whole pipeline on the embedded shapes world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs; the defaults finish in a few minutes on 2 CPU cores.
+
+    Attributes
+    ----------
+    out: output directory (world images, stores, SAE runs, results.json, report.html).
+    counts: images per world split (train / val / test / ood_background / ood_combo).
+    layers: hook points of the world CLIP's vision tower to explain, besides `embed`.
+    tokens: token selection (`cls` as Pach et al. for the CLIP SAEs, or `mean`).
+    archs: SAE architectures (Pach et al.: BatchTopK and Matryoshka BatchTopK).
+    expansions: dictionary size / width factors (MS should rise with them).
+    k: active latents per row.
+    groups: Matryoshka group fractions (Pach et al.).
+    steps, batch_size, lr: SAE training.
+    top_k: highest-activating images per latent (Pach et al.: 16).
+    featured: (hook, arch, expansion) whose latents the report shows as image grids.
+    seed: seeds the world, the extraction and the SAEs.
+    clip_dir, simenc_dir: the model explained and the similarity encoder (None: the shipped ones).
+    progress: progress bars.
+    """
+
+    out: Path
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"train": 6000, "val": 500, "test": 1000, "ood_background": 500, "ood_combo": 500}
+    )
+    layers: tuple[str, ...] = ("resid.1", "resid.3")
+    tokens: str = "cls"
+    archs: tuple[str, ...] = ("batchtopk", "matryoshka")
+    expansions: tuple[int, ...] = (2, 4, 8)
+    k: int = 8
+    groups: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5625)
+    steps: int = 1500
+    batch_size: int = 256
+    lr: float = 1e-3
+    top_k: int = 16
+    featured: tuple[str, str, int] | None = None
+    seed: int = 0
+    clip_dir: str | None = None
+    simenc_dir: str | None = None
+    progress: bool = True
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        return (*self.layers, "embed")
+
+    @property
+    def featured_sae(self) -> tuple[str, str, int]:
+        return self.featured or (self.layers[-1], self.archs[-1], max(self.expansions))
+
+
+def fast_config(out: Path, **kw) -> DemoConfig:
+    """A tiny demo for tests: small splits, short training."""
+    base = dict(
+        counts={"train": 600, "val": 100, "test": 200, "ood_background": 100, "ood_combo": 100},
+        layers=("resid.1",),
+        expansions=(2, 4),
+        steps=150,
+        batch_size=128,
+        progress=False,
+    )
+    return DemoConfig(out=Path(out), **{**base, **kw})

@@ -1,0 +1,168 @@
+"""The demo's report.html: findings, tables, plots and top-image grids of latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vsae.eval import plots
+from vsae.report.html import Report, image_grid
+
+N_BEST, N_WORST, N_RAW = 8, 4, 4
+
+
+def _grid(paths: np.ndarray, idx: np.ndarray) -> Image.Image:
+    return image_grid([Image.open(paths[i]) for i in idx if i >= 0], cols=4, scale=2)
+
+
+def _cards(unit_ids, kind: str, an: dict[str, Any], paths: np.ndarray, names=None) -> list[tuple[Image.Image, str]]:
+    cards = []
+    top, ms, pur = an["top"], an["ms"].scores_F, an["purity"]
+    for f in unit_ids:
+        label = f"{kind} {f}"
+        if names is not None and names[f] is not None:
+            label += f" “{names[f]}”"
+        label += f" · MS {ms[f]:.3f}"
+        if pur["attribute_F"][f] is not None:
+            label += f" · {pur['purity_F'][f]:.0%} share one {pur['attribute_F'][f]}"
+        cards.append((_grid(paths, top.indices_Fk[f]), label))
+    return cards
+
+
+def _ranked(an: dict[str, Any]) -> np.ndarray:
+    """Scored units ordered by MS (highest first), ties by index."""
+    s = an["ms"].scores_F
+    ok = np.flatnonzero(~np.isnan(s) & ~an["top"].excluded_F)
+    return ok[np.lexsort((ok, -s[ok]))]
+
+
+def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: np.ndarray, out: Path) -> Path:
+    """Write OUT/report.html (self-contained) and the plots under OUT/plots/."""
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    cfg = results["config"]
+    hook, arch, e = results["featured"]
+    fname = f"{arch}-x{e}-k{cfg['k']}"
+    r = Report(
+        "vsae demo — sparse autoencoders on the shapes world",
+        f"vsae {results['vsae_version']} · {results['finished']} · {results['timings']['total']:.0f} s on "
+        f"{results['machine']}",
+    )
+    r.heading("Findings of the papers, measured here")
+    r.text("Each line is computed by this run from the numbers below; a finding that does not hold is reported as such.")
+    for f in results["findings"]:
+        r.verdict(f"{f['claim']} ({f['source']})", f["holds"], f["detail"])
+
+    r.heading("What was run")
+    m = results["models"]
+    r.table(
+        [
+            {"": "model explained", "value": f"{m['explained']['path']} (tiny CLIP trained on the world; "
+                                             f"hooks {', '.join(cfg['hooks'])}, tokens {cfg['tokens']})"},
+            {"": "similarity encoder (MS)", "value": m["similarity_encoder"]["description"]},
+            {"": "images", "value": ", ".join(f"{k} {v}" for k, v in cfg["counts"].items())},
+            {"": "SAEs", "value": f"{', '.join(cfg['archs'])} × expansion {cfg['expansions']}, k={cfg['k']}, "
+                                  f"{cfg['steps']} steps of {cfg['batch_size']} rows, Matryoshka groups {cfg['groups']}"},
+            {"": "time per stage (s)", "value": ", ".join(f"{k} {v}" for k, v in results["timings"].items())},
+        ],
+        left=("", "value"),
+    )
+
+    r.heading("Monosemanticity (Pach et al.)")
+    rows, series, raw_levels = [], {}, {}
+    for h, L in results["layers"].items():
+        rm = L["raw"]["ms"]
+        raw_levels[h] = rm["mean"]
+        rows.append({"hook": h, "units": "raw neurons", "F": rm["n_latents"], "MS mean": rm["mean"],
+                     "MS std": rm["std"], "dead": rm["n_dead"], "pure top-16": L["raw"]["purity"]["pure_fraction"],
+                     "FVU": float("nan"), "L0": float("nan")})
+        for name, s in L["saes"].items():
+            series.setdefault(f"{h} {s['arch']}", []).append((s["expansion"], s["ms"]["mean"]))
+            rows.append({"hook": h, "units": name, "F": s["ms"]["n_latents"], "MS mean": s["ms"]["mean"],
+                         "MS std": s["ms"]["std"], "dead": s["ms"]["n_dead"],
+                         "pure top-16": s["purity"]["pure_fraction"], "FVU": s["recon"]["fvu"],
+                         "L0": s["recon"]["l0"]})
+    r.table(rows, left=("hook", "units"))
+    r.plot(plots.ms_vs_expansion(series, raw_levels, plot_dir / "ms_vs_expansion.png"), "MS vs expansion")
+    fa = analysis[(hook, arch, e)]
+    ra = analysis[(hook, "raw", 0)]
+    r.plot(plots.ms_histogram({f"{hook} raw neurons": ra["ms"].scores_F, f"{hook} {fname}": fa["ms"].scores_F},
+                              plot_dir / "ms_histogram.png"), "MS histogram")
+
+    r.heading(f"Top-{cfg['top_k']} images of latents ({hook}, {fname})")
+    ranked = _ranked(fa)
+    names = fa["names"]["names"]
+    r.heading("Most monosemantic latents", 3)
+    r.cards(_cards(ranked[:N_BEST], "latent", fa, paths_test, names))
+    r.heading("Least monosemantic latents", 3)
+    r.cards(_cards(ranked[::-1][:N_WORST], "latent", fa, paths_test, names))
+    rr = _ranked(ra)
+    r.heading(f"Raw neurons of {hook}, for comparison (best and worst MS)", 3)
+    r.cards(_cards(np.concatenate([rr[: N_RAW // 2], rr[::-1][: N_RAW // 2]]), "neuron", ra, paths_test))
+
+    r.heading("Hierarchy of Matryoshka groups (Pach et al.)")
+    r.text("Mean LCA depth of the classes of each latent's top images in the 3-level class taxonomy "
+           "(family → shape → variant; 0 = different families, 3 = the same class), averaged per group.")
+    hrows = []
+    for h, L in results["layers"].items():
+        for name, s in L["saes"].items():
+            row = {"hook": h, "SAE": name}
+            for g in s["depth_per_group"]:
+                row[f"group {g['group']}"] = g["mean_depth"]
+            hrows.append(row)
+    r.table(hrows, left=("hook", "SAE"))
+    mat = next((k for k in analysis if k[1] == "matryoshka" and k[0] == hook and k[2] == e), None)
+    if mat:
+        r.plot(plots.depth_per_group(analysis[mat]["depth_per_group"], plot_dir / "depth_per_group.png"), "depth")
+
+    r.heading("Uniqueness of top-image sets (Pach et al.)")
+    urows = []
+    for h, L in results["layers"].items():
+        for name, s in [("raw neurons", L["raw"]), *L["saes"].items()]:
+            u = s["uniqueness"]
+            urows.append({"hook": h, "units": name, "pairs": u["n_pairs"],
+                          **{f"J>{t}": u["pairs_above"][t] for t in ("0.1", "0.3", "0.5", "0.9")}})
+    r.table(urows, left=("hook", "units"))
+
+    r.heading("Probes and OOD detection (Olson et al.)")
+    r.text("Logistic-regression probes predicting the shape from raw activations or SAE latents, trained on the "
+           "train split; accuracy on the test split and the shifted splits (unseen background texture; unseen "
+           "shape–colour combinations).")
+    prow = []
+    for h, L in results["layers"].items():
+        for name, s in L["saes"].items():
+            for kind in ("raw", "sae"):
+                if kind == "raw" and name != next(iter(L["saes"])):
+                    continue
+                p = s["probe"][kind]
+                prow.append({"hook": h, "features": "raw activations" if kind == "raw" else name, **p})
+    r.table(prow, left=("hook", "features"))
+    orow = []
+    for h, L in results["layers"].items():
+        for name, s in L["saes"].items():
+            for split, rep in s["ood"].items():
+                orow.append({"hook": h, "SAE": name, "OOD split": split,
+                             **{f"AUROC {k}": v["auroc"] for k, v in rep.items()},
+                             **{f"FPR@95 {k}": v["fpr_at_95tpr"] for k, v in rep.items()}})
+    r.table(orow, left=("hook", "SAE", "OOD split"))
+    r.plot(plots.roc_curves({f"recon error: test vs {k}": v for k, v in fa["roc"].items()},
+                            plot_dir / "roc.png"), "ROC")
+
+    r.heading("Latent names (Olson et al.'s automatic attribute discovery)")
+    n = fa["names"]
+    r.text(f"{hook} {fname}: {n['n_named']} latents named from {len(results['vocabulary'])} concept words with the "
+           f"CLIP text tower; {n['agreement']:.1%} agree with the most common value of the named attribute among "
+           f"their top images (random words: {n['random_word_agreement']:.1%}).")
+    nrows = []
+    for f in ranked[:16]:
+        nrows.append({"latent": int(f), "name": names[f], "match": float(n["scores"][f]), "MS": float(fa["ms"].scores_F[f]),
+                      "top images share": f"{fa['purity']['attribute_F'][f]} ({fa['purity']['purity_F'][f]:.0%})"})
+    r.table(nrows, left=("name", "top images share"))
+    if results.get("steering"):
+        from vsae.report.steering import steering_section
+
+        steering_section(r, results["steering"], out)
+    return r.save(out / "report.html")
