@@ -1,0 +1,213 @@
+"""Image and text sources: a deterministic, indexed list of items with optional class labels.
+
+- A class-folder tree (ImageNet / iNaturalist layout): ``ROOT/<split>/<class>/**/<image>`` or
+  ``ROOT/<class>/...`` without splits, or a flat folder of images (no labels). Classes are the
+  sorted folder names; images are sorted by path inside each class.
+- A list file: ``.txt`` with one path per line (optionally ``path<TAB>label``) or ``.csv`` with
+  a header holding ``path`` and optionally ``label``. Relative paths resolve against the file.
+- For text models, a ``.txt`` of prompts (one per line) or a ``.csv`` with a ``text`` column.
+The image index of an item is its position in this list; stores record it per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vsae.data.decode import IMAGE_EXTENSIONS
+from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
+from vsae.errors import VsaeError
+
+SPLIT_NAMES = ("train", "val", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An indexed list of items (image paths or prompts) with labels.
+
+    Attributes
+    ----------
+    kind: "folder" | "list" | "text".
+    root: the folder, list file or prompt file it was read from.
+    split: the split sub-folder used (None when the tree has no splits or for lists).
+    items: image paths (absolute) or prompt strings, in index order.
+    labels: class index per item, -1 when unlabelled.
+    classes: class names (sorted), indexable by label.
+    """
+
+    kind: str
+    root: str
+    split: str | None
+    items: tuple[str, ...]
+    labels: tuple[int, ...]
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.kind == "text" else "image"
+
+    @property
+    def taxonomy(self) -> Taxonomy | None:
+        """The iNaturalist-style taxonomy of the classes, if their names encode one."""
+        return taxonomy_from_classes(self.classes)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of the source (recorded in store provenance)."""
+        return {
+            "kind": self.kind,
+            "root": self.root,
+            "split": self.split,
+            "n_items": len(self),
+            "n_classes": len(self.classes),
+        }
+
+    def table(self) -> dict[str, Any]:
+        """Per-item table (items relative to the root for folders), classes and taxonomy as JSON."""
+        items = list(self.items)
+        if self.kind == "folder":
+            base = Path(self.root) / self.split if self.split else Path(self.root)
+            items = [str(Path(p).relative_to(base)) for p in items]
+        tax = self.taxonomy
+        return {
+            **self.describe(),
+            "items": items,
+            "labels": list(self.labels),
+            "classes": list(self.classes),
+            "taxonomy": tax.to_json() if tax else None,
+        }
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _subdirs(p: Path) -> list[Path]:
+    return sorted((d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+
+
+def folder_source(root: str | Path, split: str | None = None) -> Source:
+    """A class-folder tree, with `split` naming the split sub-folder when the tree has splits."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise VsaeError(f"data folder {root} does not exist; give an image folder or a .txt/.csv list")
+    subs = _subdirs(root)
+    splits = [d.name for d in subs if d.name in SPLIT_NAMES]
+    if split is not None:
+        base = root / split
+        if not base.is_dir():
+            have = ", ".join(splits) or "none"
+            raise VsaeError(
+                f"split {split!r} not found in {root} (splits: {have}); pass --split with one of them"
+            )
+    else:
+        if splits:
+            raise VsaeError(f"{root} has split folders ({', '.join(splits)}); choose one with --split")
+        base = root
+    classes = _subdirs(base)
+    items: list[str] = []
+    labels: list[int] = []
+    if classes:
+        for ci, cdir in enumerate(classes):
+            for p in sorted(cdir.rglob("*")):
+                if _is_image(p):
+                    items.append(str(p))
+                    labels.append(ci)
+        names = tuple(c.name for c in classes)
+    else:
+        items = [str(p) for p in sorted(base.iterdir()) if _is_image(p)]
+        labels = [-1] * len(items)
+        names = ()
+    if not items:
+        raise VsaeError(
+            f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {base}; check --data/--split"
+        )
+    return Source("folder", str(root), split, tuple(items), tuple(labels), names)
+
+
+def _label_table(raw: list[str | None]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    classes = tuple(sorted({r for r in raw if r not in (None, "")}))
+    index = {c: i for i, c in enumerate(classes)}
+    return tuple(index[r] if r not in (None, "") else -1 for r in raw), classes
+
+
+def _read_rows(path: Path, value_col: str) -> list[tuple[str, str | None]]:
+    """(value, label) rows of a .txt (value[TAB label]) or .csv (header with value_col[, label])."""
+    rows: list[tuple[str, str | None]] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or value_col not in reader.fieldnames:
+                raise VsaeError(
+                    f"{path}: CSV needs a header with a {value_col!r} column (and optionally 'label')"
+                )
+            for r in reader:
+                if r[value_col]:
+                    rows.append((r[value_col], r.get("label")))
+        return rows
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n\r")
+            if not line.strip() or line.startswith("#"):
+                continue
+            value, _, label = line.partition("\t")
+            rows.append((value, label or None))
+    return rows
+
+
+def list_source(list_file: str | Path) -> Source:
+    """Images named in a .txt or .csv list (see module docstring)."""
+    path = Path(list_file).resolve()
+    rows = _read_rows(path, "path")
+    if not rows:
+        raise VsaeError(f"{path} lists no images; one path per line, or a CSV with a 'path' column")
+    items = tuple(str((path.parent / p).resolve()) if not Path(p).is_absolute() else p for p, _ in rows)
+    labels, classes = _label_table([lab for _, lab in rows])
+    return Source("list", str(path), None, items, labels, classes)
+
+
+def text_source(prompt_file: str | Path) -> Source:
+    """Prompts for text encoders: .txt one per line (optionally prompt<TAB>label), or .csv with 'text'."""
+    path = Path(prompt_file).resolve()
+    if not path.is_file():
+        raise VsaeError(
+            f"prompt file {path} does not exist; give a .txt (one prompt a line) or .csv with 'text'"
+        )
+    rows = _read_rows(path, "text")
+    if not rows:
+        raise VsaeError(f"{path} holds no prompts")
+    labels, classes = _label_table([lab for _, lab in rows])
+    return Source("text", str(path), None, tuple(t for t, _ in rows), labels, classes)
+
+
+def open_source(data: str | Path, split: str | None = None, modality: str = "image") -> Source:
+    """Open --data: a folder tree or a list file for images, a prompt file for text models."""
+    p = Path(data)
+    if modality == "text":
+        if split is not None:
+            raise VsaeError("--split applies to image folder trees, not to prompt files; drop --split")
+        return text_source(p)
+    if p.is_dir():
+        return folder_source(p, split)
+    if p.is_file() and p.suffix.lower() in (".txt", ".csv", ".tsv", ".lst"):
+        if split is not None:
+            raise VsaeError("--split applies to folder trees, not to list files; drop --split")
+        return list_source(p)
+    raise VsaeError(f"--data {data}: not a folder or a .txt/.csv list of images")
+
+
+def load_table(path: str | Path) -> dict[str, Any]:
+    """Read the `images.json` table that extraction writes next to a store's manifest."""
+    p = Path(path)
+    p = p / "images.json" if p.is_dir() else p
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise VsaeError(
+            f"cannot read image table {p} ({e}); was the store written by `vsae extract`?"
+        ) from None

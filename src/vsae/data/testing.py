@@ -1,0 +1,63 @@
+"""Writers of good and bad image files for tests: noise images, corrupt files of every kind, odd modes."""
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def noise(seed: int, size=(40, 48)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+
+
+def png_bomb(path: Path, width=100_000, height=100_000) -> Path:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    noise(1, (64, 64)).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def bad_files(folder: Path) -> dict[str, str]:
+    """Write one file per failure kind into `folder`; name -> expected reason prefix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truncated_jpeg(folder / "truncated.jpg")
+    (folder / "text.png").write_text("this is not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    png_bomb(folder / "bomb.png")
+    return {
+        "truncated.jpg": "truncated or corrupt",
+        "text.png": "not an image",
+        "empty.jpg": "empty file",
+        "bomb.png": "decompression bomb",
+    }
+
+
+def odd_modes(folder: Path) -> list[str]:
+    """CMYK JPEG, RGBA / greyscale / palette / 16-bit PNGs that must decode to RGB."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(folder / "cmyk.jpg")
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 0))
+    rgba.save(folder / "rgba.png")
+    Image.new("L", (20, 20), 77).save(folder / "grey.png")
+    noise(3, (20, 20)).convert("P").save(folder / "palette.png")
+    Image.fromarray(np.full((20, 20), 65535, np.uint16)).save(folder / "grey16.png")
+    return ["cmyk.jpg", "rgba.png", "grey.png", "palette.png", "grey16.png"]

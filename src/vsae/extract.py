@@ -1,0 +1,332 @@
+"""The extraction pipeline: images (or prompts) -> model + hook points -> token selection -> store.
+
+One pass over the data can fill several stores, one per hook (``OUT/<hook>/``; ``OUT`` itself
+when there is one hook). The run is resumable: it restarts at the stores' resume point and feeds
+the same images in the same batches, so a killed and restarted run ends with exactly the rows of
+an uninterrupted one. ``shard=(I, N)`` processes the I-th contiguous block of the images and
+writes part I of the same stores (the reader merges the parts).
+
+```python
+from vsae.extract import ExtractConfig, extract
+extract(ExtractConfig(model="openai/clip-vit-base-patch32", hooks=("resid.-2",), tokens="cls",
+                      data="imagenet", split="val", out="stores/clip-l10"))
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vsae.data import Batch, Source, iter_batches, open_source
+from vsae.errors import VsaeError
+from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
+from vsae.models.tokens import TokenSelection, as_tokens
+from vsae.store import StoreWriter
+from vsae.store.manifest import fsync_dir, manifest_name
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to extract and where.
+
+    Attributes
+    ----------
+    model: Hugging Face hub id or local model directory (ignored when a LoadedModel is passed).
+    hooks: hook points, e.g. ("resid.-2", "embed"); see vsae.models.hooks.
+    data: image folder tree, .txt/.csv image list, or a prompt file for text models.
+    out: store directory (with several hooks, one sub-store per hook under it).
+    tokens: token selection: cls | mean | patches | all | random:K.
+    split: split sub-folder of a folder tree (train/val ...), None for trees without splits.
+    tower: "vision" | "text" (CLIP) | "language" (LLaVA); None for the model's default.
+    batch_size: images per forward pass.
+    num_workers: DataLoader workers decoding and preprocessing images (0: in this process).
+    device: torch device of the model.
+    dtype: storage dtype of the rows: float16 | bfloat16 | float32.
+    model_dtype: compute dtype; None means float32 on CPU and `dtype` on accelerators.
+    max_images: use only the first N items of the source.
+    shard: (I, N): handle the I-th of N contiguous blocks; None reads RANK/WORLD_SIZE (torchrun), else (0, 1).
+    seed: seed of random:K token sampling (per image: (seed, image index)).
+    rows_per_shard: rows per store shard file (a shard is the unit of atomic commit).
+    max_pixels: images with more pixels are skipped as decompression bombs (None: PIL's limit).
+    progress: show a tqdm progress bar.
+    threads: torch CPU threads for this process (torch.set_num_threads); None leaves torch's default.
+        On a CPU shared with other jobs, 1 avoids OpenMP threads spinning against each other.
+    """
+
+    model: str
+    hooks: tuple[str, ...]
+    data: str
+    out: str
+    tokens: str = "cls"
+    split: str | None = None
+    tower: str | None = None
+    batch_size: int = 64
+    num_workers: int = 0
+    device: str = "cpu"
+    dtype: str = "float16"
+    model_dtype: str | None = None
+    max_images: int | None = None
+    shard: tuple[int, int] | None = None
+    seed: int = 0
+    rows_per_shard: int = 65536
+    max_pixels: int | None = None
+    progress: bool = True
+    threads: int | None = None
+
+
+def shard_from_env() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) from the torchrun environment, or (0, 1)."""
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise VsaeError("RANK/WORLD_SIZE are not integers; pass --shard I/N explicitly") from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise VsaeError(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise VsaeError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def block_range(n_items: int, part: tuple[int, int]) -> tuple[int, int]:
+    """The contiguous block [lo, hi) of n_items handled by part I of N."""
+    i, n = part
+    return i * n_items // n, (i + 1) * n_items // n
+
+
+def hook_dirname(hook: str) -> str:
+    """Directory name of a hook's sub-store (':' and '/' replaced)."""
+    return hook.replace(":", "_").replace("/", "_")
+
+
+@dataclass
+class HookStore:
+    """One hook's store writer; `pooled` when the hook gives one row per input ([B, d])."""
+
+    name: str
+    pooled: bool
+    writer: StoreWriter
+
+
+def _model_dtype(cfg: ExtractConfig) -> str:
+    if cfg.model_dtype is not None:
+        return cfg.model_dtype
+    return "float32" if str(cfg.device).startswith("cpu") else cfg.dtype
+
+
+def _write_json_once(path: Path, obj: Any, tag: str) -> None:
+    """Write JSON atomically (per-writer temporary name) unless the same content is there already."""
+    text = json.dumps(obj, indent=1)
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f"{path.name}.{tag}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _check_same_run(path: Path, part: tuple[int, int], provenance: dict[str, Any]) -> None:
+    """One-line error naming the first argument that differs from the run that made the store."""
+    mpath = path / manifest_name(part)
+    if not mpath.exists():
+        return
+    try:
+        old = json.loads(mpath.read_text()).get("provenance", {})
+    except (OSError, json.JSONDecodeError):
+        return  # the store writer reports unreadable manifests
+    new = json.loads(json.dumps(provenance))
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise VsaeError(
+                f"store {path} was made with {key}={json.dumps(old.get(key))[:80]}, not "
+                f"{json.dumps(new.get(key))[:80]}; rerun with the same arguments or use a new --out"
+            )
+
+
+def _check_layout(out: Path, n_hooks: int) -> None:
+    """A single-hook store is OUT itself, several hooks make OUT/<hook>/: never mix the two."""
+    if not out.is_dir():
+        return
+    top = any(out.glob("manifest*.json"))
+    if n_hooks > 1 and top:
+        raise VsaeError(
+            f"{out} is a single-hook store; several hooks need a new --out (one sub-store per hook)"
+        )
+    if n_hooks == 1 and not top and any(out.glob("*/manifest*.json")):
+        raise VsaeError(f"{out} holds one sub-store per hook; give one of them as --out or use a new --out")
+
+
+def _probe(lm: LoadedModel, hooks: list[str], sel: TokenSelection, seed: int) -> dict[str, torch.Tensor]:
+    """Run one dummy input: the hook outputs (their shapes give the store widths) and check `sel` fits."""
+    with capture(lm, hooks) as cap:
+        lm.run(lm.dummy_inputs())
+    missing = [h for h in hooks if h not in cap.outputs]
+    if missing:
+        raise VsaeError(
+            f"hooks {missing} did not fire during a forward pass; choose modules the forward uses"
+        )
+    outs = {h: as_tokens(out) for h, out in cap.outputs.items()}
+    for out in outs.values():
+        if out.ndim == 3 and lm.modality == "image":
+            select_tokens(out, sel, lm.has_cls, np.zeros(out.shape[0], np.int64), seed, lm.n_prefix)
+        if out.ndim == 3 and lm.modality == "text" and sel.kind == "cls":
+            raise VsaeError(
+                "text encoders have no CLS token; use --tokens all, mean or random:K (or --hook embed)"
+            )
+    return outs
+
+
+def feed(
+    lm: LoadedModel, stores: list[HookStore], batch: Batch, sel: TokenSelection, seed: int, cap: Capture
+) -> None:
+    """Forward one batch under the capture `cap`, then `commit` its rows to the stores."""
+    if batch.inputs is not None:
+        lm.run(batch.inputs)
+    commit(lm, stores, batch, sel, seed, cap.outputs)
+
+
+def commit(
+    lm: LoadedModel,
+    stores: list[HookStore],
+    batch: Batch,
+    sel: TokenSelection,
+    seed: int,
+    outputs: dict[str, torch.Tensor],
+) -> None:
+    """Select the rows of a forwarded batch from the captured `outputs`, buffer them and the skipped
+    images in each store, and mark the batch's images done (a shard is written when one is full)."""
+    for idx, path, reason in batch.skipped:
+        for s in stores:
+            if idx >= s.writer.next_image:
+                s.writer.skip(idx, path, reason)
+    if batch.inputs is not None:
+        mask = batch.inputs.get("attention_mask") if isinstance(batch.inputs, dict) else None
+        for s in stores:
+            rows, img, tok = select_tokens(
+                outputs[s.name],
+                sel,
+                lm.has_cls,
+                batch.ids,
+                seed,
+                lm.n_prefix,
+                mask if lm.modality == "text" else None,
+            )
+            keep = img >= s.writer.next_image
+            if not keep.all():  # this store was already ahead (killed between two stores' commits)
+                rows, img, tok = rows[torch.as_tensor(keep, device=rows.device)], img[keep], tok[keep]
+            if len(img):
+                s.writer.add(rows, img, tok)
+    for s in stores:
+        if batch.end > s.writer.next_image:
+            s.writer.mark_images_done(batch.end)
+
+
+def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
+    """Run the extraction described by `cfg` (resuming if the store exists); return the output path.
+
+    `model`: an already loaded model, e.g. `vsae.models.from_module(my_net, my_preprocess)`.
+    """
+    sel = parse_selection(cfg.tokens)
+    if not cfg.hooks:
+        raise VsaeError("no hook given; pass --hook, e.g. --hook resid.-2")
+    if cfg.batch_size < 1:
+        raise VsaeError(f"--batch-size {cfg.batch_size}: must be at least 1")
+    if cfg.threads is not None:
+        torch.set_num_threads(max(1, cfg.threads))
+    part = cfg.shard if cfg.shard is not None else shard_from_env()
+    if not 0 <= part[0] < part[1]:
+        raise VsaeError(f"shard {part[0]}/{part[1]}: need 0 <= I < N")
+    lm = (
+        model
+        if model is not None
+        else load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower=cfg.tower)
+    )
+    source: Source = open_source(cfg.data, cfg.split, lm.modality)
+    n_items = len(source) if cfg.max_images is None else min(len(source), int(cfg.max_images))
+    lo, hi = block_range(n_items, part)
+
+    names = (cfg.hooks,) if isinstance(cfg.hooks, str) else cfg.hooks  # a lone "resid.3" is one hook
+    hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in names))
+    _check_layout(Path(cfg.out), len(hooks))
+    probe = _probe(lm, hooks, sel, cfg.seed)
+    out = Path(cfg.out)
+    stores: list[HookStore] = []
+    table = {**source.table(), "n_used": n_items}
+    for h in hooks:
+        path = out if len(hooks) == 1 else out / hook_dirname(h)
+        pooled = probe[h].ndim == 2
+        prov = {
+            **lm.provenance,
+            "hook": h,
+            "tokens": "pooled" if pooled else str(sel),
+            "has_cls": lm.has_cls,
+            "n_prefix_tokens": lm.n_prefix,
+            "model_dtype": str(lm.dtype).replace("torch.", ""),
+            "data": source.describe(),
+            "max_images": cfg.max_images,
+            "n_images": n_items,
+            "seed": cfg.seed,
+        }
+        _check_same_run(path, part, prov)
+        w = StoreWriter.create_or_resume(
+            path,
+            d=int(probe[h].shape[-1]),
+            dtype=cfg.dtype,
+            provenance=prov,
+            rows_per_shard=cfg.rows_per_shard,
+            part=part,
+            start_image=lo,
+            end_image=hi,
+        )
+        _write_json_once(path / "images.json", table, f"part{part[0]}")
+        if table["taxonomy"]:
+            _write_json_once(path / "taxonomy.json", table["taxonomy"], f"part{part[0]}")
+        stores.append(HookStore(h, pooled, w))
+
+    start = min(s.writer.next_image for s in stores)
+    bar = tqdm(
+        total=hi - lo,
+        initial=start - lo,
+        unit="img",
+        desc=f"extract {','.join(hooks)}",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+    )
+    batches = iter_batches(
+        source,
+        lm.preprocess,
+        start,
+        hi,
+        cfg.batch_size,
+        origin=lo,
+        num_workers=cfg.num_workers,
+        max_pixels=cfg.max_pixels,
+        pin_memory=str(cfg.device).startswith("cuda"),
+    )
+    with capture(lm, hooks) as cap:
+        prev = start
+        for batch in batches:
+            feed(lm, stores, batch, sel, cfg.seed, cap)
+            bar.update(batch.end - prev)
+            prev = batch.end
+    bar.close()
+    for s in stores:
+        if not s.writer.complete:
+            s.writer.close()
+    return out

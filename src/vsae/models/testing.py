@@ -1,0 +1,178 @@
+"""Tiny random-weight models of every supported family, saved with `save_pretrained` for tests.
+
+No hub access is needed: each builder makes a config (hidden 32, 2 layers, 32 px images, patch 8),
+random weights, an image processor and/or a word-level tokenizer, and saves them to a directory
+that `vsae.models.load` (and transformers' `from_pretrained`) can open.
+
+```python
+from vsae.models.testing import build_tiny
+path = build_tiny("clip_vision_proj", tmp_path / "m")
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+HIDDEN = 32
+LAYERS = 2
+IMAGE = 32
+PATCH = 8
+WORDS = [
+    "a",
+    "photo",
+    "of",
+    "the",
+    "an",
+    "image",
+    "with",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "cat",
+    "dog",
+    "bird",
+    "car",
+    "tree",
+    "house",
+    "square",
+    "circle",
+    "star",
+    "triangle",
+    "cross",
+    "big",
+    "small",
+    "on",
+    "in",
+    "and",
+]
+
+TINY_KINDS = (
+    "clip_vision",
+    "clip_vision_proj",
+    "clip",
+    "clip_text",
+    "clip_text_proj",
+    "siglip_vision",
+    "dinov2",
+    "dinov2_registers",
+    "vit",
+    "llava",
+)
+
+
+def _vision_kwargs() -> dict:
+    return dict(
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        image_size=IMAGE,
+        patch_size=PATCH,
+    )
+
+
+def _text_kwargs(vocab: int) -> dict:
+    return dict(
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        vocab_size=vocab,
+        max_position_embeddings=32,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+
+
+def tiny_tokenizer():
+    """A word-level fast tokenizer: [PAD]=0, [UNK]=1, <bos>=2, <eos>=3, then WORDS; appends <eos>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "<bos>": 2, "<eos>": 3}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 3)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="<bos>", eos_token="<eos>"
+    )
+
+
+def _vocab_size() -> int:
+    return 4 + len(dict.fromkeys(WORDS))
+
+
+def _clip_image_processor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE})
+
+
+def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Build the tiny model `kind` (one of TINY_KINDS) with random weights and save it to `out_dir`."""
+    import transformers as T
+
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    proc = _clip_image_processor()
+    tok = None
+    vk = _vision_kwargs()
+    if kind in ("clip_vision", "clip_vision_proj"):
+        cfg = T.CLIPVisionConfig(**vk, projection_dim=16)
+        model = (T.CLIPVisionModelWithProjection if kind.endswith("proj") else T.CLIPVisionModel)(cfg)
+    elif kind == "clip":
+        cfg = T.CLIPConfig(vision_config=vk, text_config=_text_kwargs(_vocab_size()), projection_dim=16)
+        model, tok = T.CLIPModel(cfg), tiny_tokenizer()
+    elif kind in ("clip_text", "clip_text_proj"):
+        cfg = T.CLIPTextConfig(**_text_kwargs(_vocab_size()), projection_dim=16)
+        model = (T.CLIPTextModelWithProjection if kind.endswith("proj") else T.CLIPTextModel)(cfg)
+        proc, tok = None, tiny_tokenizer()
+    elif kind == "siglip_vision":
+        model = T.SiglipVisionModel(T.SiglipVisionConfig(**vk))
+        proc = T.SiglipImageProcessor(size={"height": IMAGE, "width": IMAGE})
+    elif kind in ("dinov2", "dinov2_registers"):
+        if kind == "dinov2":
+            model = T.Dinov2Model(T.Dinov2Config(**vk))
+        else:
+            model = T.Dinov2WithRegistersModel(T.Dinov2WithRegistersConfig(**vk, num_register_tokens=2))
+        # LayerScale starts at 1.0; random values make the sub-layer test tell it apart from the MLP.
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim == 1 and torch.all(p == 1.0):
+                    p.uniform_(0.5, 1.5)
+    elif kind == "vit":
+        model = T.ViTModel(T.ViTConfig(**vk))
+        proc = T.ViTImageProcessor(size={"height": IMAGE, "width": IMAGE})
+    elif kind == "llava":
+        text = T.LlamaConfig(
+            hidden_size=HIDDEN,
+            intermediate_size=2 * HIDDEN,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=_vocab_size() + 1,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+        )
+        cfg = T.LlavaConfig(
+            vision_config=T.CLIPVisionConfig(**vk), text_config=text, image_token_index=_vocab_size()
+        )
+        model, tok = T.LlavaForConditionalGeneration(cfg), tiny_tokenizer()
+    else:
+        raise ValueError(f"unknown tiny model kind {kind!r}; valid: {', '.join(TINY_KINDS)}")
+    model.eval().save_pretrained(out)
+    if proc is not None:
+        proc.save_pretrained(out)
+    if tok is not None:
+        tok.save_pretrained(out)
+    return out
