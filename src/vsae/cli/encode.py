@@ -1,0 +1,48 @@
+"""`vsae encode`: write the SAE latents of a store as a new sparse store."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option(
+    "--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory (from `vsae train`)."
+)
+@click.option("--acts", required=True, type=click.Path(), help="Activation store to encode.")
+@click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
+@click.option("--batch-size", type=int, default=4096, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True
+)
+@click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def encode(sae_path, acts, out, batch_size, device, dtype, threads, quiet):
+    """Encode every row of ACTS with the SAE into OUT (CSR rows: latent indices + values)."""
+    from vsae.errors import VsaeError
+    from vsae.sae import load
+    from vsae.sae.encode_store import encode_store
+    from vsae.store import ActivationStore
+
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    sae = load(sae_path)
+    store = ActivationStore.open(acts)
+    if store.d != sae.cfg.d_in:
+        raise VsaeError(
+            f"store {acts} has d={store.d} but the SAE expects d_in={sae.cfg.d_in}; use the matching store"
+        )
+    p = encode_store(
+        sae,
+        store,
+        out,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        progress=not quiet,
+        sae_path=sae_path,
+    )
+    click.echo(str(p))

@@ -1,0 +1,244 @@
+"""The shared SAE base: parameters, encode/decode, unit-norm decoder, sparse codes, aux-k loss.
+
+Parameters (both weight matrices are stored latent-major so that one latent is one
+contiguous row, which the sparse kernels gather):
+
+* ``W_enc_Fd`` [F, d]: encoder rows; pre-activations ``pre_BF = x_Bd @ W_enc_Fd.T + b_enc_F``.
+* ``W_dec_Fd`` [F, d]: decoder rows (the dictionary atoms), kept at unit L2 norm.
+* ``b_enc_F`` [F], ``b_dec_d`` [d].
+
+``forward`` works in the trainer's normalised input space; weights are saved in the
+input's original scale (see :func:`vsae.sae.io.fold_scale`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vsae.sae.config import SAEConfig
+from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+
+
+@dataclass
+class SparseCodes:
+    """A batch of codes: values ``val_N`` at the positions of ``pat`` (CSR order)."""
+
+    pat: Pattern
+    val_N: torch.Tensor
+
+    @property
+    def row_N(self) -> torch.Tensor:
+        return self.pat.row_N
+
+    @property
+    def col_N(self) -> torch.Tensor:
+        return self.pat.col_N
+
+    @property
+    def n_rows(self) -> int:
+        return self.pat.n_rows
+
+    @property
+    def n_latents(self) -> int:
+        return self.pat.n_cols
+
+    def dense(self) -> torch.Tensor:
+        z_BF = self.val_N.new_zeros(self.n_rows, self.n_latents)
+        z_BF[self.row_N, self.col_N] = self.val_N
+        return z_BF
+
+    def fired_F(self) -> torch.Tensor:
+        """Bool [F]: latents with a non-zero value in this batch."""
+        nz = self.val_N.detach() != 0
+        return torch.bincount(self.col_N[nz], minlength=self.n_latents) > 0
+
+    def l0(self) -> float:
+        return float((self.val_N.detach() != 0).sum()) / max(self.n_rows, 1)
+
+
+@dataclass
+class SAEOutput:
+    """What ``forward`` returns: reconstruction, latents and the loss terms.
+
+    ``losses["loss"]`` is the total to minimise; the other entries are its weighted
+    parts (``mse`` = mean over rows of the summed squared error) and diagnostics.
+    ``z`` is dense [B, F]; the top-k family also has ``codes`` (sparse, no dense copy made
+    unless ``z`` is read).
+    """
+
+    x_hat: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    codes: SparseCodes | None = None
+    z_dense: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def z(self) -> torch.Tensor:
+        if self.z_dense is None:
+            assert self.codes is not None
+            self.z_dense = self.codes.dense()
+        return self.z_dense
+
+    def fired_F(self) -> torch.Tensor:
+        if self.codes is not None:
+            return self.codes.fired_F()
+        return (self.z_dense.detach() != 0).any(0)
+
+    def l0(self) -> float:
+        if self.codes is not None:
+            return self.codes.l0()
+        return float((self.z_dense.detach() != 0).sum(-1).float().mean())
+
+
+def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+    """m[row, col] through a flat index (faster than 2-D advanced indexing): [N]."""
+    return m_BF.reshape(-1).index_select(0, row_N * m_BF.shape[1] + col_N)
+
+
+def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ||e - mean(e)||^2, over the global batch when running distributed."""
+    n = e_Bd.new_tensor(float(e_Bd.shape[0]))
+    s1 = e_Bd.sum(0)
+    s2 = e_Bd.pow(2).sum()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        stats = torch.cat([s1, s2[None], n[None]])
+        dist.all_reduce(stats)
+        s1, s2, n = stats[:-2], stats[-2], stats[-1]
+    return (s2 - s1.pow(2).sum() / n) / n
+
+
+def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the squared error summed over features."""
+    return (x_hat_Bd - x_Bd).pow(2).sum(-1).mean()
+
+
+class SAE(nn.Module):
+    """Base class: subclasses define ``encode`` (inference) and ``forward`` (training)."""
+
+    sparse_codes = False  # the top-k family decodes sparsely
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        F, d = cfg.d_sae, cfg.d_in
+        self.W_enc_Fd = nn.Parameter(torch.empty(F, d))
+        self.b_enc_F = nn.Parameter(torch.zeros(F))
+        self.W_dec_Fd = nn.Parameter(torch.empty(F, d))
+        self.b_dec_d = nn.Parameter(torch.zeros(d))
+
+    # ----- initialisation and the unit-norm constraint -----------------------------------
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Random unit-norm decoder rows; encoder = decoder transpose (Gao et al. 2024); zero biases."""
+        F, d = self.W_dec_Fd.shape
+        bound = 1.0 / math.sqrt(d)
+        w = torch.rand(F, d, generator=generator) * 2 * bound - bound
+        self.W_dec_Fd.copy_(w)
+        self.normalize_decoder()
+        self.W_enc_Fd.copy_(self.W_dec_Fd)
+        self.b_enc_F.zero_()
+        self.b_dec_d.zero_()
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec_Fd.div_(self.W_dec_Fd.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Project out the gradient component parallel to each (unit) decoder row."""
+        g = self.W_dec_Fd.grad
+        if g is None:
+            return
+        w = self.W_dec_Fd
+        g.sub_((g * w).sum(1, keepdim=True) * w)
+
+    # ----- the common interface -------------------------------------------------------------
+    def pre_acts(self, x_Bd: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T)
+
+    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+        """Latents z [B, F] with inference semantics (independent of the rest of the batch)."""
+        raise NotImplementedError
+
+    def decode(self, z_BF: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b_dec_d, z_BF, self.W_dec_Fd)
+
+    def forward(
+        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
+        """Training forward: reconstruction, latents and loss terms.
+
+        ``dead_F`` (bool) marks latents dead over the trainer's window (aux-k loss);
+        ``sparsity_scale`` in [0, 1] is the sparsity-coefficient warm-up factor.
+        """
+        raise NotImplementedError
+
+    # ----- helpers for the top-k family -------------------------------------------------------
+    def _sparse_codes(self, x_Bd, pre_BF, row_N, col_N) -> SparseCodes:
+        """Codes: ReLU of the selected pre-activations, with sparse encoder gradients."""
+        pat = Pattern(row_N, col_N, x_Bd.shape[0], self.cfg.d_sae)
+        pre_N = gather_entries(pre_BF, row_N, col_N)
+        val_N = sparse_encode_values(pre_N, x_Bd, self.W_enc_Fd, self.b_enc_F, pat).relu()
+        return SparseCodes(pat, val_N)
+
+    def _sparse_forward(self, x_Bd, pre_BF, row_N, col_N) -> tuple[SparseCodes, torch.Tensor]:
+        """Codes and their sparse reconstruction x_hat [B, d]."""
+        codes = self._sparse_codes(x_Bd, pre_BF, row_N, col_N)
+        x_hat = sparse_decode(codes.val_N, self.W_dec_Fd, codes.pat) + self.b_dec_d
+        return codes, x_hat
+
+    def _aux_k_loss(self, x_Bd, x_hat_Bd, pre_BF, dead_F) -> torch.Tensor:
+        """Auxiliary-k loss (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual.
+
+        Normalised by the residual's variance, as in dictionary_learning's BatchTopK trainer.
+        """
+        zero = x_Bd.new_zeros(())
+        if dead_F is None or self.cfg.aux_k <= 0 or not self.training:
+            return zero
+        n_dead = int(dead_F.sum())
+        if n_dead == 0:
+            return zero
+        k_aux = min(self.cfg.aux_k, n_dead)
+        B = x_Bd.shape[0]
+        with torch.no_grad():
+            dead_cols = torch.nonzero(dead_F).squeeze(1)
+            _, j_Bk = pre_BF.index_select(1, dead_cols).topk(k_aux, dim=-1, sorted=False)
+        row_N = torch.arange(B, device=x_Bd.device).repeat_interleave(k_aux)
+        col_N = dead_cols.index_select(0, j_Bk.reshape(-1))
+        pat = Pattern(row_N, col_N, B, self.cfg.d_sae)
+        pre_N = gather_entries(pre_BF, row_N, col_N)
+        val_N = sparse_encode_values(pre_N, x_Bd, self.W_enc_Fd, self.b_enc_F, pat).relu()
+        e_hat = sparse_decode(val_N, self.W_dec_Fd, pat)
+        e = (x_Bd - x_hat_Bd).detach()
+        denom = _global_variance(e).clamp_min(1e-12)
+        return (e_hat - e).pow(2).sum(-1).mean() / denom
+
+    def _topk_losses(self, x_Bd, x_hat, pre_BF, dead_F) -> dict[str, torch.Tensor]:
+        mse = mse_sum(x_hat, x_Bd)
+        aux = self._aux_k_loss(x_Bd, x_hat, pre_BF, dead_F)
+        return {"loss": mse + self.cfg.aux_coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
+
+    def _pre_acts_nograd(self, x_Bd: torch.Tensor) -> torch.Tensor:
+        """Pre-activations [B, F] without autograd, written into a reused buffer.
+
+        Reusing the buffer saves the page faults of a fresh B x F allocation every step
+        (large allocations go back to the OS on free); callers copy what they keep.
+        """
+        B, F = x_Bd.shape[0], self.cfg.d_sae
+        buf = self.__dict__.get("_pre_buf")
+        if buf is None or buf.shape != (B, F) or buf.dtype != x_Bd.dtype or buf.device != x_Bd.device:
+            buf = torch.empty(B, F, dtype=x_Bd.dtype, device=x_Bd.device)
+            self.__dict__["_pre_buf"] = buf
+        with torch.no_grad():
+            return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T, out=buf)
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_pre_buf", None)
+        return state

@@ -1,0 +1,63 @@
+"""Write the latents of an SAE over a whole activation store as a sparse store (``vsae encode``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vsae.sae.base import SAE
+
+
+@torch.no_grad()
+def encode_store(
+    sae: SAE,
+    acts,
+    out: str | os.PathLike,
+    batch_size: int = 4096,
+    device: str = "cpu",
+    dtype: str = "float32",
+    progress: bool = True,
+    sae_path: str | os.PathLike | None = None,
+) -> Path:
+    """Encode every row of ``acts`` (inference semantics) into a sparse store at ``out``.
+
+    The new store keeps each row's image/token index and records the SAE and the source store
+    in its provenance. Re-running after a kill resumes at the first row not yet written.
+    """
+    from vsae.store import SparseStoreWriter
+
+    sae = sae.to(device).eval()
+    src_prov = dict(getattr(acts, "provenance", {}) or {})
+    prov = {
+        **src_prov,
+        "kind": "sae_latents",
+        "sae": {**sae.cfg.to_json(), "provenance": None},
+        "sae_path": str(sae_path) if sae_path else None,
+        "source_store": str(getattr(acts, "path", "")),
+    }
+    w = SparseStoreWriter.create_or_resume(out, d=sae.cfg.d_sae, dtype=dtype, provenance=prov)
+    img, tok = acts.image_index, acts.token_index
+    n = len(acts)
+    # Rows are added in store order; resume from the first row of the next image not yet committed.
+    ordered = bool(n == 0 or np.all(np.diff(img) >= 0))
+    start = int(np.searchsorted(img, w.next_image, side="left")) if n and ordered else 0
+    bar = tqdm(total=n, initial=start, disable=not progress, unit="row", dynamic_ncols=True)
+    a = start
+    while a < n:
+        b = min(a + batch_size, n)
+        if ordered and b < n:  # end batches on an image boundary so every commit holds whole images
+            cut = int(np.searchsorted(img, img[b], side="left"))
+            b = cut if cut > a else int(np.searchsorted(img, img[a], side="right"))
+        z = sae.encode(acts[a:b].to(device)).cpu()
+        w.add(z, img[a:b], tok[a:b])
+        if ordered:
+            w.mark_images_done(int(img[b]) if b < n else int(img[-1]) + 1)
+        bar.update(b - a)
+        a = b
+    bar.close()
+    w.close()
+    return Path(out)

@@ -1,0 +1,58 @@
+"""Matryoshka BatchTopK SAE (Bussmann et al. 2025; Nabeshima 2024; used by Pach et al.).
+
+The dictionary is split into groups (fractions of F, e.g. 0.0625/0.125/0.25/0.5625); the
+prefix made of the first m groups must reconstruct the input on its own. Latents are chosen
+by BatchTopK over the whole dictionary; the loss is the sum over prefixes of the prefix
+reconstruction error (plus the aux-k loss on the full reconstruction).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vsae.sae.base import SAEOutput, mse_sum
+from vsae.sae.batchtopk import BatchTopKSAE
+from vsae.sae.sparse import Pattern, sparse_decode
+
+
+class MatryoshkaSAE(BatchTopKSAE):
+    @property
+    def prefix_ends(self) -> list[int]:
+        """End (exclusive) latent index of each prefix."""
+        ends, acc = [], 0
+        for s in self.cfg.group_sizes:
+            acc += s
+            ends.append(acc)
+        return ends
+
+    def prefix_reconstructions(self, x_Bd: torch.Tensor, z_BF: torch.Tensor) -> list[torch.Tensor]:
+        """Dense-code reconstructions by each prefix (evaluation helper)."""
+        return [torch.addmm(self.b_dec_d, z_BF[:, :e], self.W_dec_Fd[:e]) for e in self.prefix_ends]
+
+    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+        pre = self._pre_acts_nograd(x_Bd)
+        row, col = self.select(pre)
+        codes = self._sparse_codes(x_Bd, pre, row, col)
+        if self.training:
+            self.update_threshold(codes.val_N.detach())
+        B = x_Bd.shape[0]
+        partial = self.b_dec_d.expand(B, -1)
+        prefix_mse = []
+        start = 0
+        for end in self.prefix_ends:
+            m = (codes.col_N >= start) & (codes.col_N < end)
+            r, c = codes.row_N[m], codes.col_N[m]
+            partial = partial + sparse_decode(codes.val_N[m], self.W_dec_Fd, Pattern(r, c, B, self.cfg.d_sae))
+            prefix_mse.append(mse_sum(partial, x_Bd))
+            start = end
+        x_hat = partial
+        aux = self._aux_k_loss(x_Bd, x_hat, pre, dead_F)
+        total_mse = torch.stack(prefix_mse).sum()
+        losses = {
+            "loss": total_mse + self.cfg.aux_coeff * aux,
+            "mse": prefix_mse[-1].detach(),
+            "aux": aux.detach(),
+        }
+        for i, v in enumerate(prefix_mse):
+            losses[f"mse_prefix{i}"] = v.detach()
+        return SAEOutput(x_hat, losses, codes=codes)
