@@ -7,6 +7,7 @@ dependency cannot break unrelated commands.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

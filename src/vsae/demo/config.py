@@ -32,7 +32,7 @@ class DemoConfig:
     counts: dict[str, int] = field(
         default_factory=lambda: {"train": 6000, "val": 500, "test": 1000, "ood_background": 500, "ood_combo": 500}
     )
-    layers: tuple[str, ...] = ("resid.1", "resid.3")
+    layers: tuple[str, ...] = ("resid.1", "resid.2")
     tokens: str = "cls"
     archs: tuple[str, ...] = ("batchtopk", "matryoshka")
     expansions: tuple[int, ...] = (2, 4, 8)

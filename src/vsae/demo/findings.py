@@ -54,7 +54,7 @@ def headline_findings(layers: dict[str, Any], featured: tuple[str, str, int]) ->
     parts, ok = [], True
     for h, L in layers.items():
         s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
-        p = s["probe"]
+        p = {"sae": s["probe"], "raw": L["raw"]["probe"]}
         shifted = [k for k in p["raw"] if k.startswith("ood")]
         keep = {kind: float(np.mean([p[kind][k] for k in shifted])) / max(p[kind]["test"], 1e-9) for kind in p}
         ok &= keep["sae"] >= keep["raw"]

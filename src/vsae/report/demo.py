@@ -133,12 +133,8 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
            "shape–colour combinations).")
     prow = []
     for h, L in results["layers"].items():
-        for name, s in L["saes"].items():
-            for kind in ("raw", "sae"):
-                if kind == "raw" and name != next(iter(L["saes"])):
-                    continue
-                p = s["probe"][kind]
-                prow.append({"hook": h, "features": "raw activations" if kind == "raw" else name, **p})
+        prow.append({"hook": h, "features": "raw activations", **L["raw"]["probe"]})
+        prow += [{"hook": h, "features": name, **s["probe"]} for name, s in L["saes"].items() if "probe" in s]
     r.table(prow, left=("hook", "features"))
     orow = []
     for h, L in results["layers"].items():

@@ -33,6 +33,14 @@ code{background:#eef;padding:1px 4px;border-radius:3px}
 """
 
 
+# Records on <body> how many images decoded, so a headless browser can check the page renders.
+_LOAD_CHECK = (
+    "<script>window.addEventListener('load',()=>{const im=[...document.images];"
+    "document.body.dataset.images=im.length;"
+    "document.body.dataset.imagesLoaded=im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>"
+)
+
+
 def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
@@ -125,7 +133,7 @@ class Report:
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>{sub}{''.join(self.blocks)}</body></html>"
+            f"<h1>{html.escape(self.title)}</h1>{sub}{''.join(self.blocks)}{_LOAD_CHECK}</body></html>"
         )
 
     def save(self, path: str | Path) -> Path:

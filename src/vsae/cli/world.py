@@ -1,0 +1,142 @@
+"""`vsae world`: the embedded shapes world (export it, rebuild its models, inspect them)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from vsae.errors import VsaeError
+
+
+@click.group()
+def world():
+    """The embedded shapes world and its tiny models."""
+
+
+def _parse_counts(n: tuple[str, ...]) -> dict[str, int] | None:
+    if not n:
+        return None
+    from vsae.world.export import DEFAULT_COUNTS
+
+    counts = dict(DEFAULT_COUNTS)
+    for item in n:
+        split, _, num = item.partition("=")
+        if not num.isdigit():
+            raise VsaeError(f"bad --n {item!r}; write SPLIT=COUNT, e.g. --n train=5000")
+        counts[split] = int(num)
+    return {k: v for k, v in counts.items() if v > 0}
+
+
+@world.command("export")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New directory to write."
+)
+@click.option(
+    "--n",
+    "n",
+    multiple=True,
+    metavar="SPLIT=COUNT",
+    help="Images per split (repeatable); defaults train=2000 val=500 test=500 ood_background=500 ood_combo=500.",
+)
+@click.option("--seed", default=0, show_default=True, help="Generator seed.")
+@click.option(
+    "--folder-style",
+    type=click.Choice(["name", "inat"]),
+    default="name",
+    show_default=True,
+    help="Class folders as class names or iNaturalist-style NNNNN_family_shape_variant.",
+)
+def export_cmd(out_dir, n, seed, folder_style):
+    """Write the world as DIR/<split>/<class>/<id>.png plus attributes.csv/json and taxonomy.json."""
+    from vsae.world.export import export
+
+    counts = export(out_dir, _parse_counts(n), seed=seed, folder_style=folder_style)
+    click.echo(
+        f"wrote {sum(counts.values())} images to {out_dir}: "
+        + ", ".join(f"{k}={v}" for k, v in counts.items())
+    )
+
+
+@world.command("build")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Directory for clip/ and simenc/ (default: the package's shipped assets).",
+)
+@click.option("--only", type=click.Choice(["clip", "simenc"]), default=None, help="Build one model only.")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    help="torch CPU threads (the shipped weights were built with 1; results depend on it).",
+)
+@click.option(
+    "--jobs",
+    default=2,
+    show_default=True,
+    help="Train the two models at the same time in this many processes (1 or 2).",
+)
+@click.option("--clip-steps", default=None, type=int, help="Override the tiny CLIP's training steps.")
+@click.option(
+    "--simenc-steps", default=None, type=int, help="Override the similarity encoder's training steps."
+)
+def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps):
+    """Train the tiny CLIP and the similarity encoder deterministically on CPU."""
+    import dataclasses
+
+    from vsae.world.builder import build
+    from vsae.world.train_clip import ClipConfig
+    from vsae.world.train_simenc import SimEncConfig
+    from vsae.world.zeroshot import zero_shot_accuracy
+
+    clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
+    if clip_steps is not None:
+        clip_cfg = dataclasses.replace(clip_cfg, steps=clip_steps)
+    if simenc_steps is not None:
+        sim_cfg = dataclasses.replace(sim_cfg, steps=simenc_steps)
+    which = (only,) if only else ("clip", "simenc")
+    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=which, jobs=jobs)
+    from vsae.world.assets import ASSETS_DIR
+
+    root = out_dir or ASSETS_DIR
+    for name, summary in res.items():
+        click.echo(
+            f"{name}: {summary['seconds']} s ({summary['cpu_seconds']} s CPU), final loss {summary['final_loss']:.3f} -> {root}/{name}"
+        )
+        if name == "simenc":
+            click.echo(
+                "  val head accuracy: "
+                + json.dumps({k: round(v, 3) for k, v in summary["val_head_accuracy"].items()})
+            )
+    if "clip" in res:
+        acc = zero_shot_accuracy(f"{root}/clip", split="test", n=300)
+        click.echo(
+            f"  tiny CLIP zero-shot on 300 test images: shape {acc['shape']:.3f}, colour {acc['colour']:.3f}"
+        )
+
+
+@world.command("info")
+def info_cmd():
+    """Show the world's taxonomy, splits and the shipped models."""
+    from vsae.world import SPLITS, class_paths, shipped_clip_dir, shipped_simenc_dir
+    from vsae.world import taxonomy as tx
+
+    click.echo("classes (family / shape / variant):")
+    for c, p in class_paths().items():
+        click.echo(f"  {c:16s} {' / '.join(p)}")
+    click.echo("colours: " + ", ".join(f"{c} ({tx.colour_family(c)})" for c in tx.COLOURS))
+    click.echo(
+        f"sizes: {', '.join(tx.SIZES)}; backgrounds: {', '.join(tx.IN_DIST_BACKGROUNDS)} (+ {tx.OOD_BACKGROUND}, OOD only)"
+    )
+    click.echo(
+        f"splits: {', '.join(SPLITS)}; held-out (shape, colour) pairs: "
+        + ", ".join(f"{s}/{c}" for s, c in tx.HELD_OUT_COMBOS)
+    )
+    for name, fn in (("tiny CLIP", shipped_clip_dir), ("similarity encoder", shipped_simenc_dir)):
+        try:
+            click.echo(f"{name}: {fn()}")
+        except VsaeError as e:
+            click.echo(f"{name}: {e}")

@@ -1,0 +1,169 @@
+"""Train the tiny CLIP of the shapes world contrastively on its image-caption pairs.
+
+Radford et al., "Learning transferable visual models from natural language supervision"
+(CLIP): a symmetric cross-entropy over image-text cosine similarities with a learned
+temperature. Because short captions ("a star") repeat within a batch, the targets are soft:
+every pair with the same caption text is a positive (uniform over them).
+
+The result is a plain `transformers.CLIPModel` plus tokenizer and `CLIPImageProcessor`,
+written with `save_pretrained`, so `CLIPModel/AutoModel/AutoProcessor.from_pretrained(dir)`
+load it exactly as they load `openai/clip-vit-*`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+from vsae.world.captions import training_captions
+from vsae.world.generate import IMAGE_SIZE, generate
+from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
+from vsae.world.training import cosine_lr, pixel_values, seed_everything, world_mean_std
+from vsae.world.zeroshot import zero_shot_eval
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Architecture and training of the world's tiny CLIP."""
+
+    seed: int = 0
+    n_images: int = 20000  # size of the train-split pool the batches are drawn from
+    steps: int = 2500  # optimiser steps
+    batch_size: int = 128
+    lr: float = 2e-3  # peak AdamW learning rate
+    warmup: int = 100
+    weight_decay: float = 0.05
+    patch_size: int = 4
+    vision_hidden: int = 64
+    vision_layers: int = 3
+    text_hidden: int = 64
+    text_layers: int = 2
+    heads: int = 4
+    projection_dim: int = 64
+
+
+def clip_model_config(cfg: ClipConfig, vocab_size: int, tokenizer) -> CLIPConfig:
+    return CLIPConfig(
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=cfg.text_hidden,
+            intermediate_size=4 * cfg.text_hidden,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.heads,
+            max_position_embeddings=MAX_LENGTH,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        vision_config=dict(
+            image_size=IMAGE_SIZE,
+            patch_size=cfg.patch_size,
+            hidden_size=cfg.vision_hidden,
+            intermediate_size=4 * cfg.vision_hidden,
+            num_hidden_layers=cfg.vision_layers,
+            num_attention_heads=cfg.heads,
+        ),
+        projection_dim=cfg.projection_dim,
+    )
+
+
+def image_processor(cls=CLIPImageProcessor, **kw):
+    """A 32 px image processor with the world's mean/std (resize/crop are no-ops on world images)."""
+    mean, std = world_mean_std()
+    return cls(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_mean=list(mean),
+        image_std=list(std),
+        **kw,
+    )
+
+
+def contrastive_loss(
+    img_BD: torch.Tensor, txt_BD: torch.Tensor, scale: torch.Tensor, caption_ids_B: torch.Tensor
+):
+    """Symmetric CLIP loss with soft targets over pairs that share a caption."""
+    img = F.normalize(img_BD, dim=-1)
+    txt = F.normalize(txt_BD, dim=-1)
+    logits_BB = scale * img @ txt.T
+    same_BB = (caption_ids_B[:, None] == caption_ids_B[None, :]).float()
+    target_BB = same_BB / same_BB.sum(1, keepdim=True)  # symmetric eq. matrix: same for both directions
+    loss_i = -(target_BB * logits_BB.log_softmax(1)).sum(1).mean()
+    loss_t = -(target_BB * logits_BB.T.log_softmax(1)).sum(1).mean()
+    return 0.5 * (loss_i + loss_t)
+
+
+def train_clip(
+    out_dir: str | Path, cfg: ClipConfig = ClipConfig(), progress: bool = True, eval_every: int = 0
+) -> dict:
+    """Train the tiny CLIP and ``save_pretrained`` model, tokenizer and processor to ``out_dir``.
+    Returns a summary (config, final loss, seconds)."""
+    t0, c0 = time.time(), time.process_time()
+    gen = seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tok = build_tokenizer()
+    model = CLIPModel(clip_model_config(cfg, len(tok), tok))
+    model.train()
+    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    recs = [r.to_dict() for r in pool.records]
+    pix_all = pixel_values(pool.images_NHWC)
+    val = generate("val", 300, seed=cfg.seed)
+    val_pix = pixel_values(val.images_NHWC)
+    decay = [p for p in model.parameters() if p.ndim >= 2]  # no weight decay on biases, norms, scale
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="tiny CLIP", disable=not progress)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+        idx = torch.randint(0, len(recs), (cfg.batch_size,), generator=gen)
+        caps = training_captions([recs[i] for i in idx.tolist()], rng)
+        enc = tok(caps, padding=True, return_tensors="pt")
+        _, cap_ids = np.unique(np.array(caps), return_inverse=True)
+        img = model.get_image_features(pixel_values=pix_all[idx])
+        txt = model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        img = getattr(img, "pooler_output", img)  # transformers 5 may return a model output
+        txt = getattr(txt, "pooler_output", txt)
+        loss = contrastive_loss(img, txt, model.logit_scale.exp(), torch.from_numpy(cap_ids.reshape(-1)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, np.log(100.0))
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if eval_every and (step + 1) % eval_every == 0:
+            model.eval()
+            acc = zero_shot_eval(model, tok, val_pix, val)
+            model.train()
+            tqdm.write(
+                f"step {step + 1} {time.time() - t0:.0f}s loss {np.mean(losses[-50:]):.3f} val zero-shot {acc}"
+            )
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    CLIPProcessor(image_processor=image_processor(), tokenizer=tok).save_pretrained(out)
+    summary = {
+        "config": asdict(cfg),
+        "final_loss": float(np.mean(losses[-50:])),
+        "seconds": round(time.time() - t0, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,76 @@
+"""The fast demo end to end on the shipped world models: files complete, numbers consistent with
+the evaluation API, and the report rendering its images in headless Chromium."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.report.browser import image_counts, rendered_dom, screenshot
+from vsae.demo import fast_config, run_demo
+from vsae.eval.monosemanticity import monosemanticity_score
+from vsae.eval.recon import reconstruction_metrics
+from vsae.sae import load as load_sae
+from vsae.store import ActivationStore
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    results = run_demo(fast_config(out))
+    return out, results
+
+
+def test_results_are_complete(demo_out):
+    out, results = demo_out
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["featured"] == results["featured"]
+    assert len(saved["findings"]) == 6
+    for f in saved["findings"]:
+        assert set(f) == {"claim", "holds", "detail", "source"} and isinstance(f["holds"], bool) and f["detail"]
+    assert set(saved["layers"]) == {"resid.1", "embed"}
+    for hook, layer in saved["layers"].items():
+        assert layer["raw"]["ms"]["n_latents"] == 64
+        assert set(layer["raw"]["probe"]) == {"train", "test", "ood_background", "ood_combo"}
+        assert len(layer["saes"]) == 4  # 2 archs x 2 expansions
+        for name, s in layer["saes"].items():
+            for key in ("ms", "ms_per_latent", "uniqueness", "purity", "recon", "depth_per_group", "ood", "names"):
+                assert key in s, (hook, name, key)
+            if s["expansion"] == results["featured"][2]:
+                assert set(s["probe"]) == {"train", "test", "ood_background", "ood_combo"}
+            assert set(s["ood"]) == {"ood_background", "ood_combo"}
+            assert 0 <= s["recon"]["fvu"] < 1
+    assert saved["timings"]["total"] > 0
+
+
+def test_numbers_match_the_evaluation_api(demo_out):
+    out, results = demo_out
+    s = results["layers"]["resid.1"]["saes"]["batchtopk-x2-k8"]
+    sae = load_sae(s["path"])
+    x = ActivationStore.open(out / "stores/clip/test/resid.1")[:]
+    emb = ActivationStore.open(out / "stores/simenc/test")[:]
+    with torch.no_grad():
+        z = sae.encode(x)
+        x_hat = sae.decode(z)
+    ms = monosemanticity_score(z, emb).numpy()
+    np.testing.assert_allclose(np.asarray(s["ms_per_latent"], float), ms, rtol=1e-9, atol=1e-12)
+    assert s["ms"]["mean"] == pytest.approx(np.nanmean(ms))
+    assert s["recon"]["fvu"] == pytest.approx(reconstruction_metrics(x, x_hat, z).fvu, rel=1e-6)
+    raw = monosemanticity_score(x, emb).numpy()
+    assert results["layers"]["resid.1"]["raw"]["ms"]["mean"] == pytest.approx(np.nanmean(raw))
+
+
+def test_report_renders_its_images(demo_out, tmp_path):
+    out, _ = demo_out
+    page = out / "report.html"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html
+    for needle in ("Findings of the papers", "Monosemanticity", "Hierarchy of Matryoshka groups", "Uniqueness",
+                   "Probes and OOD detection", "Latent names", "Most monosemantic latents"):
+        assert needle in html
+    n, loaded = image_counts(rendered_dom(page, tmp_path / "p1"))
+    assert n >= 12 and loaded == n
+    shot = np.asarray(Image.open(screenshot(page, tmp_path / "s.png", tmp_path / "p2")).convert("RGB"))
+    assert shot.std() > 20  # not a blank page
