@@ -55,8 +55,12 @@ def info(path: str, as_json: bool):
         return
     state = "complete" if s["complete"] else "INCOMPLETE (re-run the same command to resume)"
     click.echo(f"store     {s['path']}  ({state})")
-    click.echo(f"rows      {s['rows']:,} x {s['d']} {s['dtype']} ({s['format']}), {s['shards']} shards, {s['parts']} part(s)")
-    click.echo(f"images    {s['images_done']:,} processed, {s['skipped']} skipped {s['skipped_reasons'] or ''}".rstrip())
+    click.echo(
+        f"rows      {s['rows']:,} x {s['d']} {s['dtype']} ({s['format']}), {s['shards']} shards, {s['parts']} part(s)"
+    )
+    click.echo(
+        f"images    {s['images_done']:,} processed, {s['skipped']} skipped {s['skipped_reasons'] or ''}".rstrip()
+    )
     for k, v in s["provenance"].items():
         click.echo(f"{k:<9} {v}")
     click.echo(f"written   by vsae {s['vsae_version']} at {s['created']}")

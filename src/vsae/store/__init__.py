@@ -4,4 +4,11 @@ from vsae.store.check import CheckReport, check_store
 from vsae.store.reader import ActivationStore, SparseActivationStore
 from vsae.store.writer import SparseStoreWriter, StoreWriter
 
-__all__ = ["ActivationStore", "CheckReport", "SparseActivationStore", "SparseStoreWriter", "StoreWriter", "check_store"]
+__all__ = [
+    "ActivationStore",
+    "CheckReport",
+    "SparseActivationStore",
+    "SparseStoreWriter",
+    "StoreWriter",
+    "check_store",
+]

@@ -49,7 +49,9 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
             with open(f) as fh:
                 m = json.load(fh)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise VsaeError(f"manifest {f} is corrupt ({e.msg if hasattr(e, 'msg') else e}); re-run the extraction") from None
+            raise VsaeError(
+                f"manifest {f} is corrupt ({e.msg if hasattr(e, 'msg') else e}); re-run the extraction"
+            ) from None
         if "format" not in m or "shards" not in m:
             raise VsaeError(f"{f} is not a vsae store manifest; check the path")
         out.append(m)
@@ -118,7 +120,9 @@ class ActivationStore:
             try:
                 self._maps[ck] = np.load(f, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise VsaeError(f"shard file {f} is unreadable ({e}); run `vsae store check {self.path}`") from None
+                raise VsaeError(
+                    f"shard file {f} is unreadable ({e}); run `vsae store check {self.path}`"
+                ) from None
         return self._maps[ck]
 
     def _row_table(self, col: int) -> np.ndarray:
@@ -150,7 +154,9 @@ class ActivationStore:
             i += 1
 
     def _read_range(self, start: int, stop: int) -> torch.Tensor:
-        parts = [from_storage(self._array(i, "acts")[a:b], self.dtype) for i, a, b in self._locate(start, stop)]
+        parts = [
+            from_storage(self._array(i, "acts")[a:b], self.dtype) for i, a, b in self._locate(start, stop)
+        ]
         if not parts:
             return torch.zeros(0, self.d)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -185,7 +191,9 @@ class ActivationStore:
             out[torch.from_numpy(sel[order])] = rows
         return out
 
-    def iter_sequential(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    def iter_sequential(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
         """(first row, rows [b, d]) in store order, for evaluation."""
         stop = len(self) if stop is None else min(stop, len(self))
         for a in range(start, stop, batch_size):
@@ -227,7 +235,9 @@ class ActivationStore:
         per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
         epoch, b_in_epoch = divmod(start_batch, per_epoch)
         while True:
-            yield from self._epoch_batches(epoch, b_in_epoch, batch_size, seed, per_epoch, buffer_rows, block_rows)
+            yield from self._epoch_batches(
+                epoch, b_in_epoch, batch_size, seed, per_epoch, buffer_rows, block_rows
+            )
             epoch, b_in_epoch = epoch + 1, 0
 
     def _epoch_batches(self, epoch, first_batch, bs, seed, per_epoch, buffer_rows, block_rows):
@@ -290,7 +300,11 @@ class SparseActivationStore(ActivationStore):
         return out
 
     def _gather(self, ids: np.ndarray) -> torch.Tensor:
-        return torch.stack([self._read_range(int(i), int(i) + 1)[0] for i in ids]) if len(ids) else torch.zeros(0, self.d)
+        return (
+            torch.stack([self._read_range(int(i), int(i) + 1)[0] for i in ids])
+            if len(ids)
+            else torch.zeros(0, self.d)
+        )
 
     def _csr_piece(self, shard: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         indptr = np.asarray(self._array(shard, "indptr")[a : b + 1], np.int64)
