@@ -62,7 +62,7 @@ def info(path: str, as_json: bool):
         f"images    {s['images_done']:,} processed, {s['skipped']} skipped {s['skipped_reasons'] or ''}".rstrip()
     )
     for k, v in s["provenance"].items():
-        click.echo(f"{k:<9} {v}")
+        click.echo(f"{k:<9} {json.dumps(v) if isinstance(v, dict | list) else v}")
     click.echo(f"written   by vsae {s['vsae_version']} at {s['created']}")
 
 

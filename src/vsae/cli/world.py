@@ -140,3 +140,33 @@ def info_cmd():
             click.echo(f"{name}: {fn()}")
         except VsaeError as e:
             click.echo(f"{name}: {e}")
+
+
+@world.command("build-llava")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Directory (default: the package's assets/llava).",
+)
+@click.option("--clip", "clip_dir", default="shipped", show_default=True, help="World CLIP directory.")
+@click.option("--steps", default=None, type=int, help="Override the LLaVA's training steps (default 1000).")
+@click.option("--sae-steps", default=None, type=int, help="Override the steering SAE's steps (default 1500).")
+@click.option("--threads", default=1, show_default=True, help="torch CPU threads (shipped weights: 1).")
+@click.option("--quiet", is_flag=True)
+def build_llava_cmd(out_dir, clip_dir, steps, sae_steps, threads, quiet):
+    """Train the tiny LLaVA (frozen world-CLIP vision tower) and its steering SAE."""
+    import dataclasses
+
+    from vsae.world.llava.build import build_llava_assets
+    from vsae.world.llava.steering_sae import SteeringSAEConfig
+    from vsae.world.llava.train import LlavaTrainConfig
+
+    lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
+    if steps is not None:
+        lc = dataclasses.replace(lc, steps=steps)
+    if sae_steps is not None:
+        sc = dataclasses.replace(sc, steps=sae_steps)
+    s = build_llava_assets(out_dir, clip_dir, lc, sc, threads=threads, progress=not quiet)
+    click.echo(f"tiny LLaVA: {s['seconds']} s, test accuracy {s['test_accuracy']}")

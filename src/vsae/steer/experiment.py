@@ -1,0 +1,307 @@
+"""The MLLM steering experiment of Pach et al. ("Sparse autoencoders learn monosemantic features
+in vision-language models", sec. steering): clamp one SAE latent of LLaVA's vision encoder on
+every token, ask "What is shown in this image? Use exactly one word!" and compare the answer
+with what the latent stands for.
+
+For each latent f: its highest-activating images (HAI, from mean-pooled latent activations over
+patch tokens on ``hai_images``) give ``h_f``; the model answers on ``images`` with and without
+the clamp; the steering score (`vsae.steer.score`) compares the answers' first words with
+``h_f``. The single-image variant asks about one blank white image for many latents.
+Works unchanged on the world's tiny LLaVA and on ``llava-hf/llava-1.5-7b-hf`` (see docs/steer.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from vsae.errors import VsaeError
+from vsae.steer.edits import LatentEdit
+from vsae.steer.embed import ImageTextEmbedder
+from vsae.steer.intervene import intervene
+from vsae.steer.mllm import ask, first_word
+from vsae.steer.score import SteeringScore, latent_embeddings, steering_score
+
+STEERING_QUESTION = "What is shown in this image? Use exactly one word!"
+
+
+@dataclass(frozen=True)
+class SteerConfig:
+    """What the steering experiment does.
+
+    Attributes
+    ----------
+    hook: hook point in the vision tower; None = the hidden state LLaVA's projector reads
+        (``vision_feature_layer``: ``resid.22`` for llava-1.5, as in the paper).
+    latents: the latents to steer; empty = ``n_latents`` random latents whose HAI are all active.
+    n_latents: how many latents to pick when ``latents`` is empty.
+    value: the clamp value (the paper: 100). See docs/steer.md for the scale of the tiny model.
+    op: the edit (``clamp`` as in the paper; ``add``/``scale`` also work).
+    tokens: ``all`` (the paper), ``cls`` or ``patches``.
+    pre_zero: zero every other latent first (the paper's ``pre_zero``).
+    question: what the model is asked.
+    images, n_images: the images steered on: ``world:<split>`` or a folder / list file.
+    hai_images, n_hai_images, hai_k: where the HAI come from and how many per latent (16).
+    blank_latents: latents for the single-image variant (blank white image); 0 = skip it.
+    max_new_tokens, batch_size, seed: generation length, batch size, seed of image/latent choice.
+    """
+
+    hook: str | None = None
+    latents: tuple[int, ...] = ()
+    n_latents: int = 8
+    value: float = 100.0
+    op: str = "clamp"
+    tokens: str = "all"
+    pre_zero: bool = False
+    question: str = STEERING_QUESTION
+    images: str = "world:test"
+    n_images: int = 16
+    hai_images: str = "world:train"
+    n_hai_images: int = 1000
+    hai_k: int = 16
+    blank_latents: int = 32
+    max_new_tokens: int = 4
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        LatentEdit(0, self.op, self.value, self.tokens)  # validates op and tokens
+        if self.n_images < 1 or self.n_hai_images < self.hai_k or self.hai_k < 1:
+            raise VsaeError("need n_images >= 1 and n_hai_images >= hai_k >= 1")
+        object.__setattr__(self, "latents", tuple(int(f) for f in self.latents))
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with optional world records (for naming latents) and a display id per image."""
+
+    images: list[Image.Image]
+    ids: list[str]
+    records: list[dict] | None
+
+
+def load_images(spec: str, n: int, seed: int = 0) -> ImageSet:
+    """``world:<split>`` (the first n images of a shapes-world split) or a folder / list file of
+    images (vsae.data; n images chosen at random with ``seed``)."""
+    if spec.startswith("world:"):
+        from vsae.world import generate
+
+        b = generate(spec.split(":", 1)[1], n, seed=seed)
+        recs = [r.to_dict() for r in b.records]
+        return ImageSet(b.pil_images(), [r["id"] for r in recs], recs)
+    from vsae.data import load_image, open_source
+
+    src = open_source(spec)
+    if len(src) == 0:
+        raise VsaeError(f"no images in {spec}")
+    pick = np.sort(np.random.default_rng(seed).permutation(len(src))[:n])
+    return ImageSet([load_image(src.items[i]) for i in pick], [str(src.items[i]) for i in pick], None)
+
+
+@dataclass(frozen=True)
+class LatentStats:
+    """Per-image latents and the scale of the hooked activations (to choose a clamp value).
+
+    acts_NF: SAE latents mean-pooled over patch tokens, per image (what the HAI come from).
+    max_token_F: each latent's largest activation on any single token.
+    mean_token_norm: mean L2 norm of the hooked token activations.
+    """
+
+    acts_NF: np.ndarray
+    max_token_F: np.ndarray
+    mean_token_norm: float
+
+
+@torch.no_grad()
+def pooled_latents(lm, hook: str, sae, images: list[Image.Image], batch_size: int = 32) -> LatentStats:
+    """SAE latents at ``hook`` mean-pooled over patch tokens per image, with scale statistics."""
+    import vsae.models
+
+    p = next(sae.parameters())
+    out, mx, norm_sum, n_tok = [], None, 0.0, 0
+    for s in range(0, len(images), batch_size):
+        with vsae.models.capture(lm, hook) as cap:
+            lm.run(lm.preprocess(images[s : s + batch_size]))
+        x_BTd = cap.output
+        if x_BTd.ndim != 3:
+            raise VsaeError(
+                f"hook {hook} gives pooled [B, d] activations; steer at a token-level hook (resid.L)"
+            )
+        x_BTd = x_BTd[:, lm.n_prefix :]
+        B, T, d = x_BTd.shape
+        x_Nd = x_BTd.reshape(B * T, d).to(p.device, p.dtype)
+        z = sae.encode(x_Nd).float()
+        out.append(z.reshape(B, T, -1).mean(1).cpu().numpy())
+        m = z.amax(0).cpu().numpy()
+        mx = m if mx is None else np.maximum(mx, m)
+        norm_sum += float(x_Nd.float().norm(dim=-1).sum())
+        n_tok += B * T
+    return LatentStats(np.concatenate(out), mx, norm_sum / max(n_tok, 1))
+
+
+def latent_name(records: list[dict] | None, idx: np.ndarray) -> str:
+    """A name from the ground truth of a latent's top world images: the most common shape and
+    colour with their shares ("star 88% / red 50%"); empty for non-world images."""
+    if not records:
+        return ""
+    idx = idx[idx >= 0]
+    parts = []
+    for attr in ("shape", "colour"):
+        ((v, c),) = Counter(records[i][attr] for i in idx).most_common(1)
+        parts.append(f"{v} {100 * c / len(idx):.0f}%")
+    return " / ".join(parts)
+
+
+def default_hook(lm) -> str:
+    """The vision hidden state a LLaVA projector reads, as a resid hook."""
+    layer = getattr(lm.full_model.config, "vision_feature_layer", -2)
+    if not isinstance(layer, int):
+        layer = layer[-1]
+    # hidden_states[0] is the embedding output, so hidden_states[i] = output of block i - 1.
+    idx = layer % (lm.num_layers + 1)
+    if idx == 0:
+        raise VsaeError("LLaVA reads the vision embeddings (vision_feature_layer 0); give --hook")
+    return f"resid.{idx - 1}"
+
+
+def run_steering(
+    llava: str | Path,
+    sae_dir: str | Path,
+    sim_encoder: str | Path,
+    cfg: SteerConfig = SteerConfig(),
+    out_dir: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiment; returns the results dict (and writes results.json, index.html,
+    scores.png and HAI grids into ``out_dir`` when given)."""
+    from transformers import AutoProcessor
+
+    import vsae.models
+    import vsae.sae
+    from vsae.eval.topimages import top_images
+
+    lm = vsae.models.load(str(llava), device=device, dtype=dtype)
+    if lm.family != "llava":
+        raise VsaeError(f"{llava} is a {lm.family} model, not a LLaVA; give a LlavaForConditionalGeneration")
+    model = lm.full_model.to(device).eval()
+    processor = AutoProcessor.from_pretrained(str(llava))
+    sae = vsae.sae.load(str(sae_dir)).eval().to(device)
+    hook = cfg.hook or default_hook(lm)
+    d_model = _hook_width(lm, hook)
+    if sae.cfg.d_in != d_model:
+        raise VsaeError(
+            f"the SAE takes d_in={sae.cfg.d_in} but {hook} of {llava} has width {d_model}; give the matching SAE"
+        )
+    sim = ImageTextEmbedder(sim_encoder, device=device)
+
+    # 1. HAI of every latent (mean-pooled over patch tokens) and h_f.
+    hai_set = load_images(cfg.hai_images, cfg.n_hai_images, cfg.seed)
+    stats = pooled_latents(lm, hook, sae, hai_set.images, cfg.batch_size)
+    top = top_images(stats.acts_NF, cfg.hai_k)
+    usable = np.flatnonzero(~top.excluded_F)
+    if cfg.latents:
+        bad = [f for f in cfg.latents if not 0 <= f < sae.cfg.d_sae]
+        if bad:
+            raise VsaeError(f"latents {bad} out of range: the SAE has {sae.cfg.d_sae} latents")
+        latents = np.array(cfg.latents)
+    else:
+        if len(usable) == 0:
+            raise VsaeError("no latent is active on all of its top images; use more --hai-images")
+        rng = np.random.default_rng(cfg.seed)
+        latents = np.sort(rng.choice(usable, size=min(cfg.n_latents, len(usable)), replace=False))
+    hai_emb_ND = sim.images(hai_set.images)
+
+    def score_for(lats: np.ndarray, steered: list[list[str]], base: list[str]) -> SteeringScore:
+        h = latent_embeddings(top.indices_Fk[lats], hai_emb_ND)
+        ts = torch.stack([sim.texts(row) for row in steered])
+        return steering_score(h, ts, sim.texts(base))
+
+    def answers_for(images, lats) -> tuple[list[str], list[list[str]]]:
+        base = ask(model, processor, images, cfg.question, cfg.max_new_tokens, cfg.batch_size)
+        steered = []
+        for f in tqdm(lats, desc="steering", disable=not progress, leave=False):
+            edit = LatentEdit(int(f), cfg.op, cfg.value, cfg.tokens)
+            with intervene(lm, hook, sae, [edit], pre_zero=cfg.pre_zero):
+                steered.append(
+                    ask(model, processor, images, cfg.question, cfg.max_new_tokens, cfg.batch_size)
+                )
+        return base, steered
+
+    # 2. Steering on the test images.
+    test = load_images(cfg.images, cfg.n_images, cfg.seed)
+    base, steered = answers_for(test.images, latents)
+    base_w = [first_word(a) for a in base]
+    steered_w = [[first_word(a) for a in row] for row in steered]
+    score = score_for(latents, steered_w, base_w)
+    table = [
+        {
+            "latent": int(f),
+            "name": latent_name(hai_set.records, top.indices_Fk[f]),
+            "top_images": [hai_set.ids[i] for i in top.indices_Fk[f] if i >= 0],
+            "top_values": [float(v) for v in top.values_Fk[f]],
+            "max_pooled_activation": float(stats.acts_NF[:, f].max()),
+            "max_token_activation": float(stats.max_token_F[f]),
+            "answers_steered": steered[j],
+            "answers_baseline": base,
+            "score_steered": float(score.steered_L[j]),
+            "score_baseline": float(score.baseline_L[j]),
+        }
+        for j, f in enumerate(latents)
+    ]
+    results: dict[str, Any] = {
+        "method": "Pach et al. MLLM steering: clamp an SAE latent at every token of the vision encoder's "
+        "hooked layer (SAE error term kept); score = cos(h_f, t) (METRICS.md)",
+        "config": asdict(cfg) | {"hook": hook},
+        "llava": lm.provenance,
+        "sae": str(sae_dir),
+        "similarity_encoder": str(sim_encoder),
+        "hai_pooling": "mean over patch tokens",
+        "scale": {
+            "mean_token_norm": stats.mean_token_norm,
+            "median_max_token_activation": float(np.median(stats.max_token_F[latents])),
+            "value": cfg.value,
+        },
+        "score": score.to_json(),
+        "latents": table,
+        "test_images": test.ids,
+    }
+    # 3. Single-image variant: one blank white image, many latents.
+    if cfg.blank_latents:
+        rng = np.random.default_rng(cfg.seed + 1)
+        pool = usable if len(usable) else np.arange(sae.cfg.d_sae)
+        blats = np.sort(rng.choice(pool, size=min(cfg.blank_latents, len(pool)), replace=False))
+        side = int(getattr(lm.model.config, "image_size", 224))
+        blank = [Image.new("RGB", (side, side), (255, 255, 255))]
+        bbase, bsteer = answers_for(blank, blats)
+        bscore = score_for(blats, [[first_word(r[0])] for r in bsteer], [first_word(bbase[0])])
+        results["blank_image"] = {
+            "score": bscore.to_json(),
+            "baseline_answer": bbase[0],
+            "latents": [
+                {"latent": int(f), "name": latent_name(hai_set.records, top.indices_Fk[f]), "answer": r[0]}
+                for f, r in zip(blats, bsteer)
+            ],
+        }
+    if out_dir is not None:
+        from vsae.steer.summary import write_summary
+
+        write_summary(Path(out_dir), results, hai_set, top, latents)
+    return results
+
+
+def _hook_width(lm, hook: str) -> int:
+    """Width d of the activations at ``hook`` (from a one-image forward pass)."""
+    import vsae.models
+
+    with vsae.models.capture(lm, hook) as cap:
+        lm.run(lm.dummy_inputs())
+    return int(cap.output.shape[-1])

@@ -1,0 +1,47 @@
+"""One-word answer accuracy of a LLaVA on shapes-world images, driven like llava-hf's model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vsae.world.generate import generate
+from vsae.world.llava.questions import QUESTIONS, answer
+
+
+def load_llava(model_dir: str | Path):
+    """(model, processor) via ``LlavaForConditionalGeneration`` / ``AutoProcessor.from_pretrained``."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from vsae.errors import VsaeError
+
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+        processor = AutoProcessor.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as e:
+        raise VsaeError(f"cannot load a LLaVA from {model_dir} ({str(e).splitlines()[0][:120]})") from None
+    return model, processor
+
+
+def answer_accuracy(
+    model_dir_or_pair,
+    kinds: tuple[str, ...] = ("object", "colour", "background", "count"),
+    split: str = "test",
+    n: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Fraction of ``n`` images of ``split`` whose first answer word is the true one, per question."""
+    from vsae.steer.mllm import ask, first_word
+
+    model, processor = (
+        model_dir_or_pair if isinstance(model_dir_or_pair, tuple) else load_llava(model_dir_or_pair)
+    )
+    batch = generate(split, n, seed=seed)
+    recs = [r.to_dict() for r in batch.records]
+    images = batch.pil_images()
+    acc = {}
+    for kind in kinds:
+        said = [first_word(a) for a in ask(model, processor, images, QUESTIONS[kind], max_new_tokens=2)]
+        acc[kind] = float(np.mean([s == answer(kind, r) for s, r in zip(said, recs)]))
+    return acc

@@ -1,0 +1,111 @@
+"""The SAE the tiny LLaVA is steered with, trained as Pach et al. train theirs: on ``random:2``
+patch tokens per image of the vision encoder's residual stream at the layer LLaVA reads
+(their CLIP ViT-L/14-336 layer 22, expansion 64, k = 20; here a 64-wide tower, so a smaller
+dictionary). Activations come from `vsae.models.capture` + `select_tokens`, training from
+`vsae.train.train` -- the same code paths as `vsae extract` + `vsae train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SteeringSAEConfig:
+    """The steering SAE of the tiny LLaVA.
+
+    Attributes
+    ----------
+    hook: vision-tower hook; None = the layer the projector reads (`default_hook`).
+    tokens: token selection per image (the paper: 2 random patch tokens).
+    n_images: train-split world images activations are taken from.
+    expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token.
+    steps, batch_size, lr: training (vsae.train).
+    seed: seeds token sampling and training.
+    """
+
+    hook: str | None = None
+    tokens: str = "random:2"
+    n_images: int = 10000
+    expansion: int = 8
+    k: int = 8
+    arch: str = "topk"
+    steps: int = 1500
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@torch.no_grad()
+def token_rows(
+    lm, hook: str, tokens: str, images_NHWC: np.ndarray, seed: int, batch_size: int = 256
+) -> torch.Tensor:
+    """[n, d] activations at ``hook`` of the selected tokens of every image."""
+    from PIL import Image
+
+    import vsae.models
+
+    rows = []
+    for s in range(0, len(images_NHWC), batch_size):
+        pil = [Image.fromarray(a) for a in images_NHWC[s : s + batch_size]]
+        with vsae.models.capture(lm, hook) as cap:
+            lm.run(lm.preprocess(pil))
+        ids = np.arange(s, s + len(pil), dtype=np.int64)
+        r, _, _ = vsae.models.select_tokens(
+            cap.output, tokens, lm.has_cls, ids, seed=seed, n_prefix=lm.n_prefix
+        )
+        rows.append(r.float().clone())
+    return torch.cat(rows)
+
+
+def train_steering_sae(
+    llava_dir: str | Path,
+    out_dir: str | Path,
+    cfg: SteeringSAEConfig = SteeringSAEConfig(),
+    progress: bool = True,
+) -> Path:
+    """Train the steering SAE of the LLaVA at ``llava_dir``; returns the saved SAE directory."""
+    import vsae.models
+    import vsae.sae
+    import vsae.train
+    from vsae.steer.experiment import default_hook
+    from vsae.world import generate
+
+    lm = vsae.models.load(str(llava_dir))
+    hook = cfg.hook or default_hook(lm)
+    x = token_rows(lm, hook, cfg.tokens, generate("train", cfg.n_images, seed=cfg.seed).images_NHWC, cfg.seed)
+    d = x.shape[1]
+    prov = {
+        "model": str(llava_dir),
+        "hook": hook,
+        "tokens": cfg.tokens,
+        "data": f"world:train:{cfg.n_images}",
+    }
+    sae_cfg = vsae.sae.SAEConfig(
+        arch=cfg.arch,
+        d_in=d,
+        d_sae=cfg.expansion * d,
+        k=cfg.k,
+        aux_k=2 * cfg.k,
+        name="steering_sae",
+        provenance=prov,
+    )
+    tcfg = vsae.train.TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        val_rows=min(4096, len(x) // 10),
+        ckpt_every=0,
+        log_every=max(1, cfg.steps // 10),
+        init_rows=min(8192, len(x)),
+    )
+    n_val = tcfg.val_rows
+    source = vsae.train.TensorSource(x[n_val:], prov)
+    val = vsae.train.TensorSource(x[:n_val], prov) if n_val else None
+    dirs = vsae.train.train(source, [sae_cfg], tcfg, out_dir, val=val, progress=progress)
+    return Path(dirs[0])
