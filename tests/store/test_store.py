@@ -13,9 +13,18 @@ from vsae.errors import VsaeError
 from vsae.store import ActivationStore, SparseStoreWriter, StoreWriter, check_store
 
 
-def write_store(path, X, dtype="float32", rows_per_shard=100, step=30, part=(0, 1), start=0, tokens=None, open_=True):
-    w = StoreWriter.create_or_resume(path, d=X.shape[1], dtype=dtype, provenance={"hook": "resid.1"},
-                                     rows_per_shard=rows_per_shard, part=part, start_image=start)
+def write_store(
+    path, X, dtype="float32", rows_per_shard=100, step=30, part=(0, 1), start=0, tokens=None, open_=True
+):
+    w = StoreWriter.create_or_resume(
+        path,
+        d=X.shape[1],
+        dtype=dtype,
+        provenance={"hook": "resid.1"},
+        rows_per_shard=rows_per_shard,
+        part=part,
+        start_image=start,
+    )
     n = len(X)
     for i in range(w.next_image - start, n, step):
         j = min(i + step, n)
@@ -174,10 +183,19 @@ def test_open_errors_are_one_line(tmp_path):
 def test_cli_info_and_check(tmp_path):
     write_store(tmp_path / "s", torch.randn(120, 4))
     vsae = [sys.executable, "-m", "vsae.cli"]
-    out = subprocess.run([*vsae, "store", "info", str(tmp_path / "s"), "--json"], capture_output=True, text=True)
+    out = subprocess.run(
+        [*vsae, "store", "info", str(tmp_path / "s"), "--json"], capture_output=True, text=True
+    )
     info = json.loads(out.stdout)
-    assert info["rows"] == 120 and info["d"] == 4 and info["complete"] and info["provenance"] == {"hook": "resid.1"}
-    human = subprocess.run([*vsae, "store", "info", str(tmp_path / "s")], capture_output=True, text=True).stdout
+    assert (
+        info["rows"] == 120
+        and info["d"] == 4
+        and info["complete"]
+        and info["provenance"] == {"hook": "resid.1"}
+    )
+    human = subprocess.run(
+        [*vsae, "store", "info", str(tmp_path / "s")], capture_output=True, text=True
+    ).stdout
     assert "120 x 4 float32" in human
     ok = subprocess.run([*vsae, "store", "check", str(tmp_path / "s")], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: 120 rows")
@@ -200,7 +218,7 @@ def test_training_reader_memory_is_independent_of_store_size(tmp_path):
         from vsae.store import ActivationStore
         def anon():
             return int(re.search(r"RssAnon:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) // 1024
-        s = ActivationStore.open({str(tmp_path / 'big')!r})
+        s = ActivationStore.open({str(tmp_path / "big")!r})
         base, peak = anon(), 0
         for b, x in enumerate(s.iter_batches(1024, buffer_rows=16384)):
             peak = max(peak, anon())
@@ -213,7 +231,9 @@ def test_training_reader_memory_is_independent_of_store_size(tmp_path):
     assert grew_mb < 100, f"reader grew anonymous memory by {grew_mb} MB for a 245 MB store"
 
 
-@pytest.mark.parametrize("bs,buffer_rows,block_rows", [(64, 100, 10), (100, 64, 16), (7, 20, 3), (64, 1024, 1024)])
+@pytest.mark.parametrize(
+    "bs,buffer_rows,block_rows", [(64, 100, 10), (100, 64, 16), (7, 20, 3), (64, 1024, 1024)]
+)
 def test_batches_full_size_and_resumable_for_any_buffer_geometry(tmp_path, bs, buffer_rows, block_rows):
     X = torch.arange(2 * 1037, dtype=torch.float32).reshape(1037, 2)
     s = write_store(tmp_path / "s", X, rows_per_shard=300, step=97)
