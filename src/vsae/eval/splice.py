@@ -1,6 +1,5 @@
-"""Splice an SAE's reconstruction into a model: x -> decode(encode(x)) at a hook point, through a
-forward hook on the unmodified model (the downstream test of reconstruction quality; a later
-steering module generalises this to latent edits)."""
+"""The downstream test of reconstruction quality: splice an SAE's reconstruction into a model,
+x -> decode(encode(x)) at a hook point (through `vsae.steer.intervene`), and compare its outputs."""
 
 from __future__ import annotations
 
@@ -14,45 +13,14 @@ import torch
 from vsae.errors import VsaeError
 
 
-def _replace(point: Any, output: Any, fn) -> Any:
-    """`output` with the tensor that `point` reads replaced by fn(tensor)."""
-    if torch.is_tensor(output):
-        return fn(output)
-    if isinstance(output, dict):  # transformers ModelOutput
-        keys = [f for f in point.fields if output.get(f) is not None] or list(output.keys())[:1]
-        output[keys[0]] = fn(output[keys[0]])
-        return output
-    if isinstance(output, tuple | list) and output and torch.is_tensor(output[0]):
-        return type(output)([fn(output[0]), *output[1:]])
-    raise VsaeError(
-        f"hook {point.name}: the module returned {type(output).__name__}; hook a module returning a tensor"
-    )
-
-
 @contextmanager
 def splice_reconstruction(lm: Any, hook: str, sae: Any) -> Iterator[None]:
-    """Within the block, the output of `hook` (rows of width d_in, any leading dims) is replaced
-    by `sae.decode(sae.encode(x))` on every forward pass of `lm.model`."""
-    from vsae.models import resolve_hook
+    """Within the block, the output of `hook` is replaced by `sae.decode(sae.encode(x))` on every
+    forward pass of `lm.model` (`vsae.steer.intervene` without edits and without the error term)."""
+    from vsae.steer.intervene import intervene
 
-    point = resolve_hook(lm, hook)
-
-    def recon(x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != sae.cfg.d_in:
-            raise VsaeError(f"hook {point.name} has width {x.shape[-1]} but the SAE's d_in is {sae.cfg.d_in}")
-        flat = x.reshape(-1, x.shape[-1])
-        p = next(sae.parameters())
-        out = sae.decode(sae.encode(flat.to(p.device, p.dtype)))
-        return out.to(x.device, x.dtype).reshape(x.shape)
-
-    def hook_fn(module, args, output):
-        return _replace(point, output, recon)
-
-    handle = point.module.register_forward_hook(hook_fn)
-    try:
+    with intervene(lm, hook, sae, keep_error=False):
         yield
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()
