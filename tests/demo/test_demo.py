@@ -27,7 +27,10 @@ def test_results_are_complete(demo_out):
     out, results = demo_out
     saved = json.loads((out / "results.json").read_text())
     assert saved["featured"] == results["featured"]
-    assert len(saved["findings"]) == 6
+    assert len(saved["findings"]) == 7
+    st = saved["steering"]
+    assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
+    assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])
     for f in saved["findings"]:
         assert set(f) == {"claim", "holds", "detail", "source"} and isinstance(f["holds"], bool) and f["detail"]
     assert set(saved["layers"]) == {"resid.1", "embed"}
@@ -68,7 +71,8 @@ def test_report_renders_its_images(demo_out, tmp_path):
     html = page.read_text()
     assert "http://" not in html and "https://" not in html
     for needle in ("Findings of the papers", "Monosemanticity", "Hierarchy of Matryoshka groups", "Uniqueness",
-                   "Probes and OOD detection", "Latent names", "Most monosemantic latents"):
+                   "Probes and OOD detection", "Latent names", "Most monosemantic latents",
+                   "Steering the tiny LLaVA"):
         assert needle in html
     n, loaded = image_counts(rendered_dom(page, tmp_path / "p1"))
     assert n >= 12 and loaded == n

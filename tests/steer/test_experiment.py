@@ -127,14 +127,10 @@ def test_cli(random_setup, tmp_path, capsys):
 def test_shipped_tiny_llava_is_steered(tmp_path, capsys):
     """Measured: clamping a latent moves the one-word answers toward the latent's top images
     (cos(h_f, t) of the world CLIP) more often than away, and raises the score over baseline."""
-    from vsae.errors import VsaeError
     from vsae.world import shipped_clip_dir
     from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
 
-    try:
-        llava, sae_dir, clip = shipped_llava_dir(), shipped_steering_sae_dir(), shipped_clip_dir()
-    except VsaeError as e:
-        pytest.skip(f"shipped models missing: {e}")
+    llava, sae_dir, clip = shipped_llava_dir(), shipped_steering_sae_dir(), shipped_clip_dir()
     cfg = SteerConfig(n_latents=10, n_images=12, n_hai_images=600, blank_latents=10)
     res = run_steering(llava, sae_dir, clip, cfg, tmp_path, progress=False)
     s, b = res["score"], res["blank_image"]["score"]

@@ -11,7 +11,7 @@ import click
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True,
               help="Output directory (re-running with the same --out resumes).")
 @click.option("--fast", is_flag=True, help="Tiny sizes (seconds, for a smoke test); the findings need the default sizes.")
-@click.option("--steps", type=int, default=None, help="SAE training steps (default 1500).")
+@click.option("--steps", type=int, default=None, help="SAE training steps (default 800).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def demo(out: Path, fast: bool, steps: int | None, seed: int, quiet: bool):

@@ -25,6 +25,8 @@ class DemoConfig:
     featured: (hook, arch, expansion) whose latents the report shows as image grids.
     seed: seeds the world, the extraction and the SAEs.
     clip_dir, simenc_dir: the model explained and the similarity encoder (None: the shipped ones).
+    steer_latents, steer_images, steer_blank_latents: the steering experiment on the tiny LLaVA
+        (latents clamped, test images asked about, latents tried on the blank image; 0 latents = skip).
     progress: progress bars.
     """
 
@@ -38,14 +40,17 @@ class DemoConfig:
     expansions: tuple[int, ...] = (2, 4, 8)
     k: int = 8
     groups: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5625)
-    steps: int = 1500
-    batch_size: int = 256
+    steps: int = 800
+    batch_size: int = 512
     lr: float = 1e-3
     top_k: int = 16
     featured: tuple[str, str, int] | None = None
     seed: int = 0
     clip_dir: str | None = None
     simenc_dir: str | None = None
+    steer_latents: int = 10
+    steer_images: int = 12
+    steer_blank_latents: int = 16
     progress: bool = True
 
     @property
@@ -65,6 +70,9 @@ def fast_config(out: Path, **kw) -> DemoConfig:
         expansions=(2, 4),
         steps=150,
         batch_size=128,
+        steer_latents=4,
+        steer_images=6,
+        steer_blank_latents=4,
         progress=False,
     )
     return DemoConfig(out=Path(out), **{**base, **kw})

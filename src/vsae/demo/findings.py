@@ -11,7 +11,9 @@ def _finding(claim: str, holds: bool, detail: str, source: str) -> dict[str, Any
     return {"claim": claim, "holds": bool(holds), "detail": detail, "source": source}
 
 
-def headline_findings(layers: dict[str, Any], featured: tuple[str, str, int]) -> list[dict[str, Any]]:
+def headline_findings(
+    layers: dict[str, Any], featured: tuple[str, str, int], steering: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
     out = []
     # 1. SAE latents are more monosemantic than raw neurons (Pach et al.)
@@ -81,4 +83,15 @@ def headline_findings(layers: dict[str, Any], featured: tuple[str, str, int]) ->
         parts.append(f"{h}: SAE {sae:.1%} vs raw {raw:.1%}")
     out.append(_finding("Top images of SAE latents share one attribute value more often than those of raw neurons "
                         "(ground-truth purity)", ok, "; ".join(parts), "vsae (shapes world ground truth)"))
+    # 7. clamping SAE latents in the vision encoder steers the MLLM (Pach et al.)
+    if steering:
+        sc = steering["score"]
+        out.append(_finding(
+            "Clamping one SAE latent in the vision encoder steers the multimodal model's answer toward the "
+            "latent's concept (steering score above the unsteered baseline)",
+            sc["steered"] > sc["baseline"],
+            f"score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered over "
+            f"{len(steering['latents'])} latents x {len(steering['test_images'])} images; answers moved toward the "
+            f"latent in {sc['moved_toward']:.0%}, away in {sc['moved_away']:.0%}",
+            "Pach et al."))
     return out

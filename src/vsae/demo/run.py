@@ -44,6 +44,17 @@ def _summaries(an: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def steer(cfg: DemoConfig, clip_dir: str, out: Path) -> dict[str, Any]:
+    """Pach et al.'s steering experiment on the shipped tiny LLaVA (scores embedded by the world CLIP)."""
+    from vsae.steer.experiment import SteerConfig, run_steering
+    from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
+
+    scfg = SteerConfig(n_latents=cfg.steer_latents, n_images=cfg.steer_images,
+                       blank_latents=cfg.steer_blank_latents, seed=cfg.seed)
+    return run_steering(shipped_llava_dir(), shipped_steering_sae_dir(), clip_dir, scfg, out / "steering",
+                        progress=False)
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (resuming finished ones) and return the results written to results.json."""
     from vsae.eval.taxonomy import from_file
@@ -84,8 +95,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, taxonomy, words, word_emb)
             layers[hook]["saes"][run_dir.name] = {"arch": arch, "expansion": e, "path": str(run_dir), **_summaries(an)}
     sw.lap("evaluate")
+    steering = steer(cfg, clip_dir, out) if cfg.steer_latents else None
+    sw.lap("steer")
     featured = cfg.featured_sae
-    findings = headline_findings(layers, featured)
+    findings = headline_findings(layers, featured, steering)
 
     results = {
         "vsae_version": __version__,
@@ -100,6 +113,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "vocabulary": words,
         "findings": findings,
         "layers": layers,
+        "steering": steering,
     }
     sw.lap("findings")
     say("writing report.html")
@@ -111,6 +125,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     sw.lap("report")
     results["timings"] = {**sw.times, "total": round(sum(sw.times.values()), 2)}
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
+    if steering:
+        sc = steering["score"]
+        say(f"steering the tiny LLaVA: score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered, "
+            f"answers moved toward the latent's concept in {sc['moved_toward']:.0%} of cases")
     for f in findings:
         say(f"{'HOLDS' if f['holds'] else 'DOES NOT HOLD'}: {f['claim']} — {f['detail']}")
     say(f"done in {results['timings']['total']:.0f} s: {out / 'report.html'}, {out / 'results.json'}")

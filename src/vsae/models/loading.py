@@ -8,7 +8,6 @@ model), builds its preprocessing and records provenance (model id, revision or w
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -244,20 +243,6 @@ def _with_projection(full: nn.Module, tower: str, config: Any) -> nn.Module:
     return m.eval()
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Hide transformers' per-load progress bar (vsae shows its own progress)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def load(
     model_id_or_dir: str,
     device: str | torch.device = "cpu",
@@ -294,8 +279,7 @@ def load(
     if tower not in towers:
         raise VsaeError(f"tower {tower!r} not available for {mt}; valid: {', '.join(towers)}")
     try:
-        with _quiet_transformers():
-            full = getattr(T, cls_name).from_pretrained(model_id_or_dir, dtype=dtype)
+        full = getattr(T, cls_name).from_pretrained(model_id_or_dir, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as e:
         raise VsaeError(
             f"cannot load weights of {model_id_or_dir!r} ({str(e).splitlines()[0][:160]})"

@@ -66,7 +66,7 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
             {"": "images", "value": ", ".join(f"{k} {v}" for k, v in cfg["counts"].items())},
             {"": "SAEs", "value": f"{', '.join(cfg['archs'])} × expansion {cfg['expansions']}, k={cfg['k']}, "
                                   f"{cfg['steps']} steps of {cfg['batch_size']} rows, Matryoshka groups {cfg['groups']}"},
-            {"": "time per stage (s)", "value": ", ".join(f"{k} {v}" for k, v in results["timings"].items())},
+            {"": "time per stage (s)", "value": ", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items())},
         ],
         left=("", "value"),
     )

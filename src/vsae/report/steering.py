@@ -1,0 +1,74 @@
+"""The steering section of the demo report (Pach et al.'s MLLM steering on the tiny LLaVA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from vsae.report.html import Report, image_grid
+from vsae.steer.mllm import first_word
+
+MAX_EXAMPLES = 8
+
+
+def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
+    """(latent, image) pairs where the clamp makes the model name the latent's concept (the most
+    common shape of its top images) on an image whose unsteered answer was something else."""
+    out = []
+    for row in steer["latents"]:
+        concept = row["name"].split(" ")[0] if row["name"] else ""
+        if not concept:
+            continue
+        for j, (base, steered) in enumerate(zip(row["answers_baseline"], row["answers_steered"])):
+            b, s = first_word(base), first_word(steered)
+            if s == concept and b != concept:
+                out.append({"latent": row["latent"], "name": row["name"], "image": j, "baseline": b, "steered": s})
+    return out
+
+
+def steering_section(r: Report, steer: dict[str, Any], out: Path) -> None:
+    from vsae.steer.experiment import load_images
+
+    cfg = steer["config"]
+    sc = steer["score"]
+    r.heading("Steering the tiny LLaVA through its vision encoder (Pach et al.)")
+    r.text(
+        f"Each latent of the steering SAE (top-k, trained on random:2 patch tokens of {cfg['hook']} of the LLaVA's "
+        f"CLIP vision tower) is clamped to {cfg['value']:g} on every token, the SAE's error term kept, and the "
+        f"LLaVA is asked \u201c{cfg['question']}\u201d. Score = cos(h_f, t): h_f the mean CLIP image embedding of "
+        f"the latent's top images, t the CLIP text embedding of the answer's first word (METRICS.md)."
+    )
+    rows = [{"images": f"{len(steer['test_images'])} test images", "latents": len(steer["latents"]),
+             "steered score": sc["steered"], "unsteered score": sc["baseline"],
+             "answers moved toward the latent": sc["moved_toward"], "moved away": sc["moved_away"]}]
+    if "blank_image" in steer:
+        b = steer["blank_image"]["score"]
+        rows.append({"images": "one blank white image", "latents": len(steer["blank_image"]["latents"]),
+                     "steered score": b["steered"], "unsteered score": b["baseline"],
+                     "answers moved toward the latent": b["moved_toward"], "moved away": b["moved_away"]})
+    r.table(rows, left=("images",))
+    ex = steering_examples(steer)
+    r.heading(f"Clamping one latent makes the LLaVA name its concept ({len(ex)} cases)", 3)
+    if not ex:
+        r.text("No (latent, image) pair in this run turned an answer into the latent's concept.", cls="note")
+        return
+    images = load_images(cfg["images"], cfg["n_images"], cfg["seed"]).images
+    cards, seen = [], set()
+    for e in ex:  # one example per latent
+        if e["latent"] in seen or len(cards) == MAX_EXAMPLES:
+            continue
+        seen.add(e["latent"])
+        strip = Image.open(out / "steering" / "hai" / f"latent_{e['latent']}.png").convert("RGB")
+        cell = strip.height
+        hai = image_grid([strip.crop((i * cell, 0, (i + 1) * cell, cell)) for i in range(strip.width // cell)],
+                         cols=4, scale=1, pad=1)
+        shown = images[e["image"]].resize((hai.height, hai.height), Image.NEAREST)
+        pair = Image.new("RGB", (shown.width + hai.width + 8, hai.height), "white")
+        pair.paste(shown, (0, 0))
+        pair.paste(hai, (shown.width + 8, 0))
+        cards.append((pair, f"latent {e['latent']} (top images: {e['name']}): "
+                            f"\u201c{e['baseline']}\u201d \u2192 \u201c{e['steered']}\u201d"))
+    r.text("Left: the image asked about; right: the latent's top images.")
+    r.cards(cards)
