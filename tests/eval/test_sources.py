@@ -56,3 +56,26 @@ def test_errors(tmp_path):
         ArrayRows(load_array(tmp_path / "a.npy"), "a.npy")
     with pytest.raises(VsaeError, match="does not exist"):
         load_array(tmp_path / "missing.npy")
+
+
+def test_similarity_store_from_other_images_is_refused(tmp_path):
+    import torch
+
+    from vsae.errors import VsaeError
+    from vsae.eval.sources import similarity_embeddings
+    from vsae.store import StoreWriter
+
+    def store(name, split):
+        prov = {"data": {"kind": "folder", "root": "/data/world", "split": split, "n_items": 10}}
+        w = StoreWriter.create_or_resume(tmp_path / name, d=3, provenance=prov)
+        w.add(torch.randn(10, 3), np.arange(10), -np.ones(10, np.int64))
+        w.mark_images_done(10)
+        w.close()
+        return prov
+
+    acts_prov = store("acts", "test")
+    store("emb_train", "train")
+    store("emb_test", "test")
+    with pytest.raises(VsaeError, match=r"split train.*split test"):
+        similarity_embeddings(tmp_path / "emb_train", np.arange(10), "acts", acts_prov)
+    assert similarity_embeddings(tmp_path / "emb_test", np.arange(10), "acts", acts_prov).shape == (10, 3)

@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     except VsaeError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:  # a path that cannot be read or written: say which, without a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        click.echo(f"error: {e.strerror or e}{where}; check the path, its permissions and free disk space", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

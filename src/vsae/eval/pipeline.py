@@ -184,7 +184,7 @@ def run_ms(
     if not kinds:
         raise VsaeError("nothing to score: give --acts (raw neurons) and/or --sae / --latents")
     for name, view, transform, desc in kinds:
-        e = similarity_embeddings(embeddings, view.images, view.rows.name)
+        e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
         scores[name] = r.scores_F
         res[name] = {**desc, "pooling": view.pooling, **summarize_ms(r)}

@@ -241,12 +241,27 @@ def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.
     return labels[images], classes
 
 
-def similarity_embeddings(path: str | os.PathLike, images: np.ndarray, acts_name: str) -> np.ndarray:
+def _data_of(provenance: dict[str, Any]) -> tuple | None:
+    """(kind, root, split) of the images a store was extracted from, if recorded."""
+    d = provenance.get("data")
+    return (d.get("kind"), d.get("root"), d.get("split")) if isinstance(d, dict) else None
+
+
+def similarity_embeddings(
+    path: str | os.PathLike, images: np.ndarray, acts_name: str, acts_provenance: dict[str, Any] | None = None
+) -> np.ndarray:
     """[len(images), D] similarity-encoder embeddings aligned with the activation images.
 
     A store (e.g. `vsae extract --hook embed` of a similarity model over the same data) is aligned
-    by image index; a .npy/.safetensors file must have one row per activation image, in order."""
+    by image index, after checking both were extracted from the same images; a .npy/.safetensors
+    file must have one row per activation image, in order."""
     rows = open_rows(path)
+    mine, theirs = _data_of(rows.provenance), _data_of(acts_provenance or {})
+    if mine and theirs and mine != theirs:
+        raise VsaeError(
+            f"similarity store {rows.name} was extracted from {mine[1]} (split {mine[2]}) but the activations "
+            f"{acts_name} from {theirs[1]} (split {theirs[2]}); extract the embeddings over the same images"
+        )
     if isinstance(rows, ArrayRows):
         if len(rows) != images.size:
             raise VsaeError(
