@@ -2,6 +2,7 @@
 the evaluation API, and the report rendering its images in headless Chromium."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +20,12 @@ from vsae.store import ActivationStore
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    results = run_demo(fast_config(out))
+    cwd = os.getcwd()
+    os.chdir(out.parent)  # a relative --out, as `make demo` passes it
+    try:
+        results = run_demo(fast_config(out.name))
+    finally:
+        os.chdir(cwd)
     return out, results
 
 

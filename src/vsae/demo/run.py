@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -61,7 +62,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from vsae.sae import load as load_sae
     from vsae.world import shipped_clip_dir, shipped_simenc_dir
 
-    out = Path(cfg.out)
+    cfg = dataclasses.replace(cfg, out=Path(cfg.out).resolve())  # stores record absolute image paths
+    out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     clip_dir = cfg.clip_dir or str(shipped_clip_dir())
     simenc_dir = cfg.simenc_dir or str(shipped_simenc_dir())
