@@ -3,6 +3,8 @@ the evaluation API, and the report rendering its images in headless Chromium."""
 
 import json
 import os
+import socket
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,10 +24,19 @@ def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cwd = os.getcwd()
     os.chdir(out.parent)  # a relative --out, as `make demo` passes it
+    attempts = []
+
+    def no_network(self, address, *a, **kw):
+        attempts.append(address)
+        raise OSError("network access attempted during the demo")
+
     try:
-        results = run_demo(fast_config(out.name))
+        with mock.patch.object(socket.socket, "connect", no_network), \
+                mock.patch.object(socket.socket, "connect_ex", no_network):
+            results = run_demo(fast_config(out.name))
     finally:
         os.chdir(cwd)
+    assert attempts == [], f"the demo tried to open network connections: {attempts}"
     return out, results
 
 
