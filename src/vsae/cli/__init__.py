@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     # vsae shows its own progress; transformers' per-load bars and advice would only be noise.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not sys.stderr.isatty():  # logs to a file: a progress line every 10 s, not every 0.1 s
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
     try:
         cli.main(args=argv, prog_name="vsae", standalone_mode=False)
     except VsaeError as e:
