@@ -1,7 +1,5 @@
-"""Quick reconstruction metrics of a trained SAE on held-out rows (FVU, MSE, L0, dead fraction).
-
-The full evaluation suite lives in ``vsae.eval``; this is what the trainer logs.
-"""
+"""Validation metrics the trainer logs: the evaluation suite's reconstruction metrics
+(`vsae.eval.recon`, definitions in METRICS.md) on held-out rows, with inference `encode()`."""
 
 from __future__ import annotations
 
@@ -14,35 +12,18 @@ from vsae.sae.base import SAE
 
 @torch.no_grad()
 def recon_metrics(sae: SAE, batches: Iterable[torch.Tensor], device: str = "cpu") -> dict[str, float]:
-    """FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over all rows, with inference encode()."""
+    """FVU, MSE, L0 and dead fraction of `sae` over `batches`; {} when there are no rows."""
+    from vsae.eval.recon import ReconAccumulator
+
     was = sae.training
     sae.eval()
-    err = 0.0
-    n = 0
-    s1 = None
-    s2 = 0.0
-    l0 = 0.0
-    fired = None
+    acc = ReconAccumulator()
     for x in batches:
         x = x.to(device)
         z = sae.encode(x)
-        x_hat = sae.decode(z)
-        err += float((x_hat - x).pow(2).sum())
-        s1 = x.sum(0) if s1 is None else s1 + x.sum(0)
-        s2 += float(x.pow(2).sum())
-        n += x.shape[0]
-        nz = z != 0
-        l0 += float(nz.sum())
-        f = nz.any(0)
-        fired = f if fired is None else fired | f
+        acc.update(x, sae.decode(z), z)
     sae.train(was)
-    if n == 0:
+    if acc.n == 0:
         return {}
-    var = s2 - float(s1.pow(2).sum()) / n
-    return {
-        "fvu": err / max(var, 1e-30),
-        "mse": err / n,
-        "l0": l0 / n,
-        "dead_frac": 1.0 - float(fired.float().mean()),
-        "rows": n,
-    }
+    r = acc.result()
+    return {"fvu": r.fvu, "mse": r.mse, "l0": r.l0, "dead_frac": r.dead_fraction, "rows": r.n_rows}
