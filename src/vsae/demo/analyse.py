@@ -38,7 +38,7 @@ def _encode(sae, x_Nd: torch.Tensor, batch: int = 4096) -> tuple[torch.Tensor, t
     return torch.cat(zs), torch.cat(xs)
 
 
-def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray, k: int) -> dict[str, Any]:
+def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray) -> dict[str, Any]:
     """What the papers measure on any set of units (SAE latents or raw neurons) on the test split."""
     ms = _ms(acts_NF, emb_ND)
     pur = top_image_purity(top.indices_Fk, top.excluded_F,
@@ -56,7 +56,7 @@ def analyse_raw(hook: str, stores, tables, cfg: DemoConfig) -> dict[str, Any]:
     x = stores["test"][hook][:].numpy()
     emb = stores["test"]["sim"][:].numpy()
     top = top_images(x, k=cfg.top_k)
-    res = unit_features(x, top, tables["test"], emb, cfg.top_k)
+    res = unit_features(x, top, tables["test"], emb)
     res["probe"] = probe(hook, stores, tables)
     return res
 
@@ -67,7 +67,7 @@ def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, taxonomy, words, word
     x_test = stores["test"][hook][:]
     z, x_hat = _encode(sae, x_test)
     top = top_images(z.numpy(), k=cfg.top_k)
-    res = unit_features(z.numpy(), top, tables["test"], emb, cfg.top_k)
+    res = unit_features(z.numpy(), top, tables["test"], emb)
     res["recon"] = reconstruction_metrics(x_test, x_hat, z).summary()
     # hierarchy: LCA depth of the classes of each latent's top images, per Matryoshka group
     from vsae.world import CLASSES

@@ -40,11 +40,6 @@ class Stopwatch:
         self._t = now
 
 
-def _say(cfg: DemoConfig, msg: str) -> None:
-    if cfg.progress:
-        print(f"[demo] {msg}", flush=True)
-
-
 # -- stages ------------------------------------------------------------------------------------
 def export_world(cfg: DemoConfig) -> Path:
     from vsae.world import export

@@ -121,7 +121,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     say("writing report.html")
     from vsae.report.demo import build_report
 
-    results["timings"] = {}
     results["timings"] = {**sw.times, "total": sum(sw.times.values())}
     build_report(results, analysis, tables["test"]["path"], out)
     sw.lap("report")
