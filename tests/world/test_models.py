@@ -72,7 +72,7 @@ def test_shipped_simenc_loads_and_embeds():
 
 @pytest.mark.slow
 def test_rebuild_is_deterministic_and_accurate(tmp_path):
-    """Rebuild both models with the shipped configs (minutes on 2 cores)."""
+    """Rebuild both models with the shipped configs (about 17 minutes on one core): the same bits as shipped."""
     from safetensors.torch import load_file
 
     from vsae.world.builder import build
@@ -84,7 +84,7 @@ def test_rebuild_is_deterministic_and_accurate(tmp_path):
     for name, shipped in (("clip", shipped_clip_dir()), ("simenc", shipped_simenc_dir())):
         a = load_file(str(tmp_path / name / "model.safetensors"))
         b = load_file(str(shipped / "model.safetensors"))
-        assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{name} differs from the shipped"
 
 
 def test_short_builds_are_bitwise_deterministic(tmp_path):
@@ -113,15 +113,24 @@ def test_cli_build_tiny_writes_loadable_models(tmp_path):
 
     from vsae.cli.world import world
 
-    r = CliRunner().invoke(
-        world, ["build", "--out", str(tmp_path), "--clip-steps", "2", "--simenc-steps", "2", "--threads", "1"]
-    )
+    args = ["build", "--out", str(tmp_path), "--threads", "1"]
+    args += ["--clip-steps", "2", "--simenc-steps", "2", "--llava-steps", "2", "--sae-steps", "2"]
+    r = CliRunner().invoke(world, args)
     assert r.exit_code == 0, r.output
     assert "tiny CLIP zero-shot on 300 test images" in r.output
     assert isinstance(AutoModel.from_pretrained(tmp_path / "clip"), CLIPModel)
     assert isinstance(AutoModel.from_pretrained(tmp_path / "simenc"), ViTModel)
     AutoProcessor.from_pretrained(tmp_path / "clip")
     assert AutoImageProcessor.from_pretrained(tmp_path / "simenc").size == {"height": 32, "width": 32}
+    # the LLaVA is built last, on the CLIP just built: its vision tower is that CLIP's
+    from transformers import LlavaForConditionalGeneration
+
+    llava = LlavaForConditionalGeneration.from_pretrained(tmp_path / "llava")
+    clip = CLIPModel.from_pretrained(tmp_path / "clip")
+    mine = llava.model.vision_tower.state_dict()
+    theirs = clip.vision_model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(v, mine[k]) for k, v in theirs.items())
+    assert (tmp_path / "llava" / "steering_sae" / "sae.safetensors").is_file()
 
 
 def test_world_models_are_ordinary_model_dirs_for_vsae_models():

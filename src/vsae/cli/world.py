@@ -64,9 +64,11 @@ def export_cmd(out_dir, n, seed, folder_style):
     "out_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Directory for clip/ and simenc/ (default: the package's shipped assets).",
+    help="Directory for clip/, simenc/ and llava/ (default: the package's shipped assets).",
 )
-@click.option("--only", type=click.Choice(["clip", "simenc"]), default=None, help="Build one model only.")
+@click.option(
+    "--only", type=click.Choice(["clip", "simenc", "llava"]), default=None, help="Build one model only."
+)
 @click.option(
     "--threads",
     default=1,
@@ -83,8 +85,11 @@ def export_cmd(out_dir, n, seed, folder_style):
 @click.option(
     "--simenc-steps", default=None, type=int, help="Override the similarity encoder's training steps."
 )
-def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps):
-    """Train the tiny CLIP and the similarity encoder deterministically on CPU."""
+@click.option("--llava-steps", default=None, type=int, help="Override the tiny LLaVA's training steps.")
+@click.option("--sae-steps", default=None, type=int, help="Override the LLaVA steering SAE's training steps.")
+def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps, llava_steps, sae_steps):
+    """Train the tiny CLIP and the similarity encoder (in parallel), then the tiny LLaVA on that
+    CLIP with its steering SAE; deterministic on CPU."""
     import dataclasses
 
     from vsae.world.builder import build
@@ -97,8 +102,9 @@ def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps):
         clip_cfg = dataclasses.replace(clip_cfg, steps=clip_steps)
     if simenc_steps is not None:
         sim_cfg = dataclasses.replace(sim_cfg, steps=simenc_steps)
-    which = (only,) if only else ("clip", "simenc")
-    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=which, jobs=jobs)
+    which = (only,) if only else ("clip", "simenc", "llava")
+    base = tuple(m for m in which if m != "llava")
+    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=jobs) if base else {}
     from vsae.world.assets import ASSETS_DIR
 
     root = out_dir or ASSETS_DIR
@@ -116,6 +122,19 @@ def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps):
         click.echo(
             f"  tiny CLIP zero-shot on 300 test images: shape {acc['shape']:.3f}, colour {acc['colour']:.3f}"
         )
+    if "llava" in which:  # its vision tower is the CLIP: built after it, on the CLIP just built
+        from vsae.world.llava.build import build_llava_assets
+        from vsae.world.llava.steering_sae import SteeringSAEConfig
+        from vsae.world.llava.train import LlavaTrainConfig
+
+        lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
+        if llava_steps is not None:
+            lc = dataclasses.replace(lc, steps=llava_steps)
+        if sae_steps is not None:
+            sc = dataclasses.replace(sc, steps=sae_steps)
+        clip_dir = f"{root}/clip" if "clip" in res else "shipped"
+        s = build_llava_assets(f"{root}/llava" if out_dir else None, clip_dir, lc, sc, threads=threads)
+        click.echo(f"llava: {s['seconds']} s, one-word test accuracy {s['test_accuracy']} -> {root}/llava")
 
 
 @world.command("info")
@@ -140,33 +159,3 @@ def info_cmd():
             click.echo(f"{name}: {fn()}")
         except VsaeError as e:
             click.echo(f"{name}: {e}")
-
-
-@world.command("build-llava")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Directory (default: the package's assets/llava).",
-)
-@click.option("--clip", "clip_dir", default="shipped", show_default=True, help="World CLIP directory.")
-@click.option("--steps", default=None, type=int, help="Override the LLaVA's training steps (default 1000).")
-@click.option("--sae-steps", default=None, type=int, help="Override the steering SAE's steps (default 1500).")
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads (shipped weights: 1).")
-@click.option("--quiet", is_flag=True)
-def build_llava_cmd(out_dir, clip_dir, steps, sae_steps, threads, quiet):
-    """Train the tiny LLaVA (frozen world-CLIP vision tower) and its steering SAE."""
-    import dataclasses
-
-    from vsae.world.llava.build import build_llava_assets
-    from vsae.world.llava.steering_sae import SteeringSAEConfig
-    from vsae.world.llava.train import LlavaTrainConfig
-
-    lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
-    if steps is not None:
-        lc = dataclasses.replace(lc, steps=steps)
-    if sae_steps is not None:
-        sc = dataclasses.replace(sc, steps=sae_steps)
-    s = build_llava_assets(out_dir, clip_dir, lc, sc, threads=threads, progress=not quiet)
-    click.echo(f"tiny LLaVA: {s['seconds']} s, test accuracy {s['test_accuracy']}")

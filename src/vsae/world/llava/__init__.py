@@ -23,7 +23,7 @@ ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "llava"
 def shipped_llava_dir() -> Path:
     """The tiny LLaVA shipped with the package (VsaeError if it was not built)."""
     if not (ASSET_DIR / "config.json").is_file():
-        raise VsaeError(f"the tiny LLaVA is not built at {ASSET_DIR}; run `vsae world build-llava`")
+        raise VsaeError(f"the tiny LLaVA is not built at {ASSET_DIR}; run `vsae world build --only llava`")
     return ASSET_DIR
 
 
@@ -31,7 +31,7 @@ def shipped_steering_sae_dir() -> Path:
     """The SAE the shipped tiny LLaVA is steered with (random:2 tokens of the layer it reads)."""
     d = shipped_llava_dir() / "steering_sae"
     if not (d / "config.json").is_file():
-        raise VsaeError(f"the tiny LLaVA's steering SAE is missing from {d}; run `vsae world build-llava`")
+        raise VsaeError(f"the tiny LLaVA's steering SAE is missing from {d}; run `vsae world build --only llava`")
     return d
 
 

@@ -1,5 +1,5 @@
 """Build the shipped tiny-LLaVA assets: the LLaVA (`train_llava`) and its steering SAE
-(`train_steering_sae`). This is what `vsae world build-llava` runs."""
+(`train_steering_sae`). This is what `vsae world build --only llava` runs."""
 
 from __future__ import annotations
 
