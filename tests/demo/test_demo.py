@@ -89,7 +89,7 @@ def test_report_renders_its_images(demo_out, tmp_path):
     assert "http://" not in html and "https://" not in html
     for needle in ("Findings of the papers", "Monosemanticity", "Hierarchy of Matryoshka groups", "Uniqueness",
                    "Probes and OOD detection", "Latent names", "Most monosemantic latents",
-                   "Steering the tiny LLaVA"):
+                   "Steering the multimodal model", "Answers per latent"):
         assert needle in html
     n, loaded = image_counts(rendered_dom(page, tmp_path / "p1"))
     assert n >= 12 and loaded == n

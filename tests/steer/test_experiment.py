@@ -45,6 +45,8 @@ def test_run_steering_plumbing(random_setup, tmp_path):
     res = run_steering(root / "llava", root / "sae", root / "clip", cfg, tmp_path / "out", progress=False)
     for name in ("results.json", "index.html", "scores.png"):
         assert (tmp_path / "out" / name).is_file()
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Answers per latent" in page and "One blank white image" in page and "data:image/png" in page
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["config"]["hook"] == "resid.2"  # vision_feature_layer -2 of a 4-block tower
     rows = on_disk["latents"]

@@ -160,5 +160,7 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
     if results.get("steering"):
         from vsae.report.steering import steering_section
 
-        steering_section(r, results["steering"], out)
+        r.text("The tiny LLaVA's steering SAE: top-k, trained on random:2 patch tokens of the layer its projector "
+               "reads, as Pach et al. train theirs.")
+        steering_section(r, results["steering"], out / "steering")
     return r.save(out / "report.html")

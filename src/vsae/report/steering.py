@@ -1,4 +1,5 @@
-"""The steering section of the demo report (Pach et al.'s MLLM steering on the tiny LLaVA)."""
+"""The steering report section (Pach et al.'s MLLM steering): in the demo's report.html and in the
+`index.html` that `vsae steer` writes."""
 
 from __future__ import annotations
 
@@ -28,17 +29,22 @@ def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def steering_section(r: Report, steer: dict[str, Any], out: Path) -> None:
-    from vsae.steer.experiment import load_images
+def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
+    """The results of `vsae.steer.experiment.run_steering` (written to `steer_dir`, which holds the
+    latents' top-image strips in hai/): scores, scale, per-latent answers and examples."""
+    from vsae.steer.summary import answer_counts
 
     cfg = steer["config"]
     sc = steer["score"]
-    r.heading("Steering the tiny LLaVA through its vision encoder (Pach et al.)")
+    r.heading("Steering the multimodal model through SAE latents in its vision encoder (Pach et al.)")
     r.text(
-        f"Each latent of the steering SAE (top-k, trained on random:2 patch tokens of {cfg['hook']} of the LLaVA's "
-        f"CLIP vision tower) is clamped to {cfg['value']:g} on every token, the SAE's error term kept, and the "
-        f"LLaVA is asked \u201c{cfg['question']}\u201d. Score = cos(h_f, t): h_f the mean CLIP image embedding of "
-        f"the latent's top images, t the CLIP text embedding of the answer's first word (METRICS.md)."
+        f"Each latent is edited ({cfg['op']} {cfg['value']:g}, {cfg['tokens']} tokens"
+        f"{', other latents zeroed' if cfg['pre_zero'] else ''}) at {cfg['hook']} of the vision tower, the SAE's "
+        f"error term kept, and the model is asked \u201c{cfg['question']}\u201d. Score = cos(h_f, t): h_f the "
+        f"mean image embedding of the latent's top images, t the text embedding of the answer's first word "
+        f"(METRICS.md). Scale: hooked tokens have mean L2 norm {steer['scale']['mean_token_norm']:.2f}; the "
+        f"steered latents' largest single-token activation (median) is "
+        f"{steer['scale']['median_max_token_activation']:.2f}."
     )
     rows = [{"images": f"{len(steer['test_images'])} test images", "latents": len(steer["latents"]),
              "steered score": sc["steered"], "unsteered score": sc["baseline"],
@@ -49,18 +55,34 @@ def steering_section(r: Report, steer: dict[str, Any], out: Path) -> None:
                      "steered score": b["steered"], "unsteered score": b["baseline"],
                      "answers moved toward the latent": b["moved_toward"], "moved away": b["moved_away"]})
     r.table(rows, left=("images",))
+    if (steer_dir / "scores.png").is_file():
+        r.plot(steer_dir / "scores.png", "steering score per latent")
+    r.heading("Answers per latent", 3)
+    r.table(
+        [{"latent": row["latent"], "top images": row["name"], "steered answers": answer_counts(row["answers_steered"]),
+          "unsteered answers": answer_counts(row["answers_baseline"]), "score": row["score_steered"],
+          "baseline": row["score_baseline"]} for row in steer["latents"]],
+        left=("top images", "steered answers", "unsteered answers"),
+    )
+    if "blank_image" in steer:
+        b = steer["blank_image"]
+        r.heading(f"One blank white image (unsteered answer: \u201c{b['baseline_answer']}\u201d)", 3)
+        r.table([{"latent": x["latent"], "top images": x["name"], "answer": x["answer"]} for x in b["latents"]],
+                left=("top images", "answer"))
     ex = steering_examples(steer)
-    r.heading(f"Clamping one latent makes the LLaVA name its concept ({len(ex)} cases)", 3)
+    r.heading(f"Editing one latent makes the model name its concept ({len(ex)} cases)", 3)
     if not ex:
         r.text("No (latent, image) pair in this run turned an answer into the latent's concept.", cls="note")
         return
+    from vsae.steer.experiment import load_images
+
     images = load_images(cfg["images"], cfg["n_images"], cfg["seed"]).images
     cards, seen = [], set()
     for e in ex:  # one example per latent
         if e["latent"] in seen or len(cards) == MAX_EXAMPLES:
             continue
         seen.add(e["latent"])
-        strip = Image.open(out / "steering" / "hai" / f"latent_{e['latent']}.png").convert("RGB")
+        strip = Image.open(steer_dir / "hai" / f"latent_{e['latent']}.png").convert("RGB")
         cell = strip.height
         hai = image_grid([strip.crop((i * cell, 0, (i + 1) * cell, cell)) for i in range(strip.width // cell)],
                          cols=4, scale=1, pad=1)
