@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,33 +53,52 @@ def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray) -> 
     }
 
 
-def analyse_raw(hook: str, stores, tables, cfg: DemoConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvalInputs:
+    """What every analysis of the test split reads, loaded once per run.
+
+    sim_emb_ND: similarity-encoder embeddings of the test images (MS).
+    clip_emb_ND: the CLIP `embed` of the test images (latent naming).
+    depth_CC: LCA depth between the world's classes in the class taxonomy (hierarchy).
+    words, word_emb_WD: the naming vocabulary and its CLIP text embeddings.
+    """
+
+    sim_emb_ND: np.ndarray
+    clip_emb_ND: np.ndarray
+    depth_CC: np.ndarray
+    words: list[str]
+    word_emb_WD: np.ndarray
+
+
+def eval_inputs(stores, taxonomy, clip_dir: str) -> EvalInputs:
+    from vsae.world import CLASSES
+
+    words, word_emb = text_embeddings(clip_dir)
+    return EvalInputs(stores["test"]["sim"][:].numpy(), stores["test"]["embed"][:].numpy(),
+                      lca_depth_matrix(taxonomy, list(CLASSES)), words, word_emb)
+
+
+def analyse_raw(hook: str, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> dict[str, Any]:
     x = stores["test"][hook][:].numpy()
-    emb = stores["test"]["sim"][:].numpy()
     top = top_images(x, k=cfg.top_k)
-    res = unit_features(x, top, tables["test"], emb)
+    res = unit_features(x, top, tables["test"], ti.sim_emb_ND)
     res["probe"] = probe(hook, stores, tables)
     return res
 
 
-def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, taxonomy, words, word_emb) -> dict[str, Any]:
+def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> dict[str, Any]:
     hook, arch, e = key
-    emb = stores["test"]["sim"][:].numpy()
     x_test = stores["test"][hook][:]
     z, x_hat = _encode(sae, x_test)
     top = top_images(z.numpy(), k=cfg.top_k)
-    res = unit_features(z.numpy(), top, tables["test"], emb)
+    res = unit_features(z.numpy(), top, tables["test"], ti.sim_emb_ND)
     res["recon"] = reconstruction_metrics(x_test, x_hat, z).summary()
     # hierarchy: LCA depth of the classes of each latent's top images, per Matryoshka group
-    from vsae.world import CLASSES
-
-    depth_CC = lca_depth_matrix(taxonomy, list(CLASSES))
-    depths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["class_name"], depth_CC)
+    depths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["class_name"], ti.depth_CC)
     sizes = list(sae.cfg.group_sizes) if arch == "matryoshka" else [sae.cfg.d_sae]
     res["depth_per_group"] = depth_per_group(depths, sizes)
     # names from the CLIP text tower, checked against the ground truth of the top images
-    clip_emb = stores["test"]["embed"][:].numpy()
-    named = name_latents(top.indices_Fk, top.excluded_F, clip_emb, word_emb, words)
+    named = name_latents(top.indices_Fk, top.excluded_F, ti.clip_emb_ND, ti.word_emb_WD, ti.words)
     res["names"] = {**named, **name_agreement_attributes(named["names"], top, tables["test"], cfg.seed)}
     # probes (Olson et al.) for the SAEs of the featured expansion (they are the slow part)
     if e == cfg.featured_sae[2]:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from vsae import __version__
-from vsae.demo.analyse import analyse_raw, analyse_sae, text_embeddings
+from vsae.demo.analyse import analyse_raw, analyse_sae, eval_inputs
 from vsae.demo.config import DemoConfig
 from vsae.demo.findings import headline_findings
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
@@ -83,18 +83,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     sw.lap("train")
 
     say("evaluating: MS, top images, uniqueness, hierarchy, probes, OOD, names, purity")
-    taxonomy = from_file(world_dir / "taxonomy.json")
-    words, word_emb = text_embeddings(clip_dir)
+    ti = eval_inputs(stores, from_file(world_dir / "taxonomy.json"), clip_dir)
     analysis: dict[tuple[str, str, int], dict[str, Any]] = {}
     layers: dict[str, Any] = {}
     for hook in cfg.hooks:
-        analysis[(hook, "raw", 0)] = raw = analyse_raw(hook, stores, tables, cfg)
+        analysis[(hook, "raw", 0)] = raw = analyse_raw(hook, stores, tables, cfg, ti)
         layers[hook] = {"raw": _summaries(raw), "saes": {}}
         for (h, arch, e), run_dir in runs.items():
             if h != hook:
                 continue
             sae = load_sae(run_dir)
-            analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, taxonomy, words, word_emb)
+            analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, ti)
             layers[hook]["saes"][run_dir.name] = {"arch": arch, "expansion": e, "path": str(run_dir), **_summaries(an)}
     sw.lap("evaluate")
     steering = steer(cfg, clip_dir, out) if cfg.steer_latents else None
@@ -112,7 +111,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "similarity_encoder": {"path": simenc_dir, "description": SIMENC_DESCRIPTION},
         },
         "featured": list(featured),
-        "vocabulary": words,
+        "vocabulary": ti.words,
         "findings": findings,
         "layers": layers,
         "steering": steering,
