@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from vsae.data import Batch, Source, iter_batches, open_source
+from vsae.data.subset import choose
 from vsae.errors import VsaeError
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
@@ -39,7 +40,8 @@ class ExtractConfig:
 
     Attributes
     ----------
-    model: Hugging Face hub id or local model directory (ignored when a LoadedModel is passed).
+    model: Hugging Face hub id, local model directory, python:package.module:factory or timm:NAME
+        (see vsae.models.custom; ignored when a LoadedModel is passed).
     hooks: hook points, e.g. ("resid.-2", "embed"); see vsae.models.hooks.
     data: image folder tree, .txt/.csv image list, or a prompt file for text models.
     out: store directory (with several hooks, one sub-store per hook under it).
@@ -51,9 +53,12 @@ class ExtractConfig:
     device: torch device of the model.
     dtype: storage dtype of the rows: float16 | bfloat16 | float32.
     model_dtype: compute dtype; None means float32 on CPU and `dtype` on accelerators.
-    max_images: use only the first N items of the source.
+    max_images: use only N items of the source: a seeded sample stratified by class (seed `seed`),
+        or the first N with ``max_images_order="first"``; the chosen items are the store's
+        images.json (with their `source_index`), and how they were chosen is in the manifest.
+    max_images_order: "sample" (default) or "first".
     shard: (I, N): handle the I-th of N contiguous blocks; None reads RANK/WORLD_SIZE (torchrun), else (0, 1).
-    seed: seed of random:K token sampling (per image: (seed, image index)).
+    seed: seed of random:K token sampling (per image: (seed, image index)) and of the max_images sample.
     rows_per_shard: rows per store shard file (a shard is the unit of atomic commit).
     max_pixels: images with more pixels are skipped as decompression bombs (None: PIL's limit).
     progress: show a tqdm progress bar.
@@ -74,6 +79,7 @@ class ExtractConfig:
     dtype: str = "float16"
     model_dtype: str | None = None
     max_images: int | None = None
+    max_images_order: str = "sample"
     shard: tuple[int, int] | None = None
     seed: int = 0
     rows_per_shard: int = 65536
@@ -144,12 +150,14 @@ def _write_json_once(path: Path, obj: Any, tag: str) -> None:
 def _check_same_run(path: Path, part: tuple[int, int], provenance: dict[str, Any]) -> None:
     """One-line error naming the first argument that differs from the run that made the store."""
     mpath = path / manifest_name(part)
-    if not mpath.exists():
+    if not mpath.is_file():  # missing, or a FIFO that would block: the store writer reports it
         return
     try:
         old = json.loads(mpath.read_text()).get("provenance", {})
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, AttributeError):
         return  # the store writer reports unreadable manifests
+    if not isinstance(old, dict):
+        return
     new = json.loads(json.dumps(provenance))
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
@@ -237,6 +245,22 @@ def commit(
             s.writer.mark_images_done(batch.end)
 
 
+def check_numbers(cfg: ExtractConfig) -> None:
+    """Refuse numeric settings that would silently do something else (before anything is written)."""
+    from vsae.device import parse_device
+
+    for flag, v, lo in (
+        ("--max-images", cfg.max_images, 1),
+        ("--rows-per-shard", cfg.rows_per_shard, 1),
+        ("--num-workers", cfg.num_workers, 0),
+        ("--seed", cfg.seed, 0),
+        ("max_pixels", cfg.max_pixels, 1),
+    ):
+        if v is not None and v < lo:
+            raise VsaeError(f"{flag} {v}: must be at least {lo}")
+    parse_device(cfg.device)
+
+
 def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
     """Run the extraction described by `cfg` (resuming if the store exists); return the output path.
 
@@ -247,6 +271,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
         raise VsaeError("no hook given; pass --hook, e.g. --hook resid.-2")
     if cfg.batch_size < 1:
         raise VsaeError(f"--batch-size {cfg.batch_size}: must be at least 1")
+    check_numbers(cfg)
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
     part = cfg.shard if cfg.shard is not None else shard_from_env()
@@ -257,8 +282,9 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
         if model is not None
         else load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower=cfg.tower)
     )
-    source: Source = open_source(cfg.data, cfg.split, lm.modality)
-    n_items = len(source) if cfg.max_images is None else min(len(source), int(cfg.max_images))
+    full: Source = open_source(cfg.data, cfg.split, lm.modality)
+    source, sample, picked = choose(full, cfg.max_images, cfg.max_images_order, cfg.seed)
+    n_items = len(source)
     lo, hi = block_range(n_items, part)
 
     names = (cfg.hooks,) if isinstance(cfg.hooks, str) else cfg.hooks  # a lone "resid.3" is one hook
@@ -268,6 +294,8 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
     out = Path(cfg.out)
     stores: list[HookStore] = []
     table = {**source.table(), "n_used": n_items}
+    if sample is not None:  # the chosen items are `items`; where they sit in the full source:
+        table.update(sample=sample, source_index=picked.tolist(), source=full.describe())
     for h in hooks:
         path = out if len(hooks) == 1 else out / hook_dirname(h)
         pooled = probe[h].ndim == 2
@@ -278,8 +306,9 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
             "has_cls": lm.has_cls,
             "n_prefix_tokens": lm.n_prefix,
             "model_dtype": str(lm.dtype).replace("torch.", ""),
-            "data": source.describe(),
+            "data": full.describe(),
             "max_images": cfg.max_images,
+            **({"max_images_sample": sample} if sample is not None else {}),
             "n_images": n_items,
             "seed": cfg.seed,
         }

@@ -102,3 +102,14 @@ def test_prompts_and_table(tmp_path):
     assert t["items"][0] == "a_cls/img0.png" and t["classes"] == ["a_cls", "b_cls"]
     (tmp_path / "images.json").write_text(json.dumps(t))
     assert load_table(tmp_path) == t
+
+
+def test_split_typo_lists_every_split_the_tree_has(tmp_path):
+    _tree(tmp_path / "w", splits=("train", "test", "ood_background", "ood_combo"), n=1)
+    with pytest.raises(
+        VsaeError, match="'tset' not found .*splits: ood_background, ood_combo, test, train\\)"
+    ):
+        folder_source(tmp_path / "w", "tset")
+    _tree(tmp_path / "t", splits=(None,), n=1)  # classes only: no split folders to offer
+    with pytest.raises(VsaeError, match="has no split folders; drop --split"):
+        folder_source(tmp_path / "t", "train")

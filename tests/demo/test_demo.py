@@ -31,8 +31,10 @@ def demo_out(tmp_path_factory):
         raise OSError("network access attempted during the demo")
 
     try:
-        with mock.patch.object(socket.socket, "connect", no_network), \
-                mock.patch.object(socket.socket, "connect_ex", no_network):
+        with (
+            mock.patch.object(socket.socket, "connect", no_network),
+            mock.patch.object(socket.socket, "connect_ex", no_network),
+        ):
             results = run_demo(fast_config(out.name))
     finally:
         os.chdir(cwd)
@@ -44,20 +46,54 @@ def test_results_are_complete(demo_out):
     out, results = demo_out
     saved = json.loads((out / "results.json").read_text())
     assert saved["featured"] == results["featured"]
-    assert len(saved["findings"]) == 7
+    claims = [f["claim"] for f in saved["findings"]]
+    assert len(claims) == 10
+    assert any(c.startswith("Some SAE latents of the multimodal model's language model") for c in claims)
+    assert set(saved["shared"]["layers"]) == {"resid.0", "resid.1"}  # two LM layers of the tiny LLaVA
+    assert any("shallower in the class taxonomy" in c for c in claims)
+    assert any("shallower in the colour taxonomy" in c for c in claims)
+    assert any(c.startswith("Control: on a planted nested dictionary") for c in claims)
+    # the self-checks ran and agree (a disagreement raises before the fixture returns)
+    assert [c["ok"] for c in saved["checks"]] == [True, True, True]
+    assert saved["probe"]["train_rows"]["of"] == 600
+    hi = saved["hierarchy"]
+    assert set(hi["variance_share"]) == {"resid.1", "embed"}
+    for shares in hi["variance_share"].values():
+        assert shares["shape_family"] <= shares["shape"] <= shares["class_name"]
+        assert shares["colour_family"] <= shares["colour"]
+    assert [g["latents"] for g in hi["planted"]["matryoshka"]["depth_per_group"]] == [[0, 4], [4, 24]]
     st = saved["steering"]
     assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
     assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])
     for f in saved["findings"]:
-        assert set(f) == {"claim", "holds", "detail", "source"} and isinstance(f["holds"], bool) and f["detail"]
+        assert (
+            set(f) == {"claim", "holds", "detail", "source"} and isinstance(f["holds"], bool) and f["detail"]
+        )
     assert set(saved["layers"]) == {"resid.1", "embed"}
     for hook, layer in saved["layers"].items():
         assert layer["raw"]["ms"]["n_latents"] == 64
         assert set(layer["raw"]["probe"]) == {"train", "test", "ood_background", "ood_combo"}
         assert len(layer["saes"]) == 4  # 2 archs x 2 expansions
         for name, s in layer["saes"].items():
-            for key in ("ms", "ms_per_latent", "uniqueness", "purity", "recon", "depth_per_group", "ood", "names"):
+            for key in (
+                "ms",
+                "ms_per_latent",
+                "uniqueness",
+                "purity",
+                "recon",
+                "depth_per_group",
+                "depth_per_group_colour",
+                "dead_per_group",
+                "ood",
+                "names",
+                "top_images",
+            ):
                 assert key in s, (hook, name, key)
+            n, t = s["names"], s["top_images"]
+            assert n["n_agree"] + n["n_not_purest"] + n["n_wrong_value"] == n["n_named"]
+            ms = np.asarray(s["ms_per_latent"], float)
+            assert t["n_never_fire"] == int(np.isnan(ms).sum())
+            assert all(not np.isnan(ms[f]) for f, _ in t["excluded_live"])
             if s["expansion"] == results["featured"][2]:
                 assert set(s["probe"]) == {"train", "test", "ood_background", "ood_combo"}
             assert set(s["ood"]) == {"ood_background", "ood_combo"}
@@ -87,11 +123,41 @@ def test_report_renders_its_images(demo_out, tmp_path):
     page = out / "report.html"
     html = page.read_text()
     assert "http://" not in html and "https://" not in html
-    for needle in ("Findings of the papers", "Monosemanticity", "Hierarchy of Matryoshka groups", "Uniqueness",
-                   "Probes and OOD detection", "Latent names", "Most monosemantic latents",
-                   "Steering the multimodal model", "Answers per latent"):
+    for needle in (
+        "Findings of the papers",
+        "Monosemanticity",
+        "Hierarchy of Matryoshka groups",
+        "Uniqueness",
+        "Probes and OOD detection",
+        "Latent names",
+        "Most monosemantic latents",
+        "Steering the multimodal model",
+        "Answers per latent",
+        "Self-checks of this run",
+        "Colour taxonomy",
+        "Control: a planted hierarchy",
+        "Is the world&#x27;s variance coarse-to-fine?",
+        "left out of them",
+        "Shared vision/language latents inside the multimodal model",
+    ):
         assert needle in html
     n, loaded = image_counts(rendered_dom(page, tmp_path / "p1"))
     assert n >= 12 and loaded == n
     shot = np.asarray(Image.open(screenshot(page, tmp_path / "s.png", tmp_path / "p2")).convert("RGB"))
     assert shot.std() > 20  # not a blank page
+
+
+def test_demo_fails_loudly_when_its_numbers_disagree(demo_out, monkeypatch):
+    """A self-check that disagrees stops the demo with a ConsistencyError after results.json is written."""
+    from vsae.demo import run as run_mod
+    from vsae.demo.consistency import ConsistencyError, probe_vs_zero_shot
+
+    out, _ = demo_out
+    real = run_mod.run_checks
+    monkeypatch.setattr(
+        run_mod, "run_checks", lambda *a, **kw: [*real(*a, **kw), probe_vs_zero_shot(0.61, 0.987)]
+    )
+    with pytest.raises(ConsistencyError, match="probe_test 0.61"):
+        run_demo(fast_config(out, steer_latents=0))  # resumes: only the evaluation runs again
+    saved = json.loads((out / "results.json").read_text())
+    assert [c["ok"] for c in saved["checks"]] == [True, True, True, False]

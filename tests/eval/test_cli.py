@@ -343,3 +343,46 @@ def test_probe_ood_and_width_mismatch(world, tmp_path, capsys):
         )
     err = capsys.readouterr().err
     assert "d=32" in err and "d_in=16" in err and err.count("\n") == 1
+
+
+def test_recon_max_rows_and_splice_images_span_a_class_sorted_store(world, tmp_path, capsys):
+    """The store and the image folder are in class order: `--max-rows` and `--n-images` must sample
+    across all of it (the first 51 rows / 6 images are images of the first class only)."""
+    from vsae.eval.sampling import spread_sample
+    from vsae.sae import load
+    from vsae.store import ActivationStore
+
+    run(
+        [
+            "eval",
+            "recon",
+            "--acts",
+            str(world / "acts"),
+            "--sae",
+            str(world / "sae"),
+            "--out",
+            str(tmp_path),
+            "--max-rows",
+            "51",
+            "--model",
+            str(world / "clip"),
+            "--data",
+            str(world / "imgs"),
+            "--n-images",
+            "6",
+            "--quiet",
+        ],
+        capsys,
+    )
+    res = json.loads((tmp_path / "recon.json").read_text())
+    s = ActivationStore.open(world / "acts")
+    rows = spread_sample(len(s), 51, 0)
+    x = s[0 : len(s)].double()[torch.from_numpy(rows)]
+    sae = load(world / "sae")
+    with torch.no_grad():
+        xh = sae.decode(sae.encode(x.float())).double()
+    assert res["n_rows"] == 51 and res["rows"]["of"] == len(s) and "seeded" in res["rows"]["method"]
+    assert res["fvu"] == pytest.approx(float(((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()), rel=1e-5)
+    assert np.unique(s.labels[rows]).size == 3 and np.unique(s.labels[:51]).size == 1
+    sp = res["splice"]
+    assert sp["n_images"] == 6 and sp["images"]["of"] == 18 and sp["images"]["classes_covered"] == 3

@@ -125,7 +125,9 @@ def test_ontology_on_a_tree(tmp_path):
 
 
 def test_wordnet_hierarchy():
-    assert os.path.isfile("/usr/share/wordnet/data.noun"), "Debian wordnet-base is missing: run scripts/setup.sh"
+    assert os.path.isfile("/usr/share/wordnet/data.noun"), (
+        "Debian wordnet-base is missing: run scripts/setup.sh"
+    )
     dog, cat, tench = "n02084071", "n02121808", "n01440764"
     tax = from_wordnet([dog, cat, tench])
     assert tax.name(tax.paths[dog][0]) == "entity" and tax.name(tax.class_node(dog)) == "dog"

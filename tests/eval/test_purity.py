@@ -27,7 +27,11 @@ def direct_purity(idx, excluded, attributes):
 def test_matches_direct_loop_on_random_data():
     rng = np.random.default_rng(0)
     n, f, k = 40, 25, 6
-    attributes = {"shape": rng.integers(0, 3, n), "colour": rng.integers(0, 2, n), "size": rng.integers(0, 5, n)}
+    attributes = {
+        "shape": rng.integers(0, 3, n),
+        "colour": rng.integers(0, 2, n),
+        "size": rng.integers(0, 5, n),
+    }
     idx = np.stack([rng.choice(n, k, replace=False) for _ in range(f)])
     idx[3, 4:] = -1  # padding
     idx[4, :] = -1  # nothing at all
@@ -39,7 +43,11 @@ def test_matches_direct_loop_on_random_data():
         if np.isnan(p):
             assert np.isnan(got["purity_F"][i])
         else:
-            assert got["purity_F"][i] == pytest.approx(p) and got["attribute_F"][i] == a and got["value_F"][i] == v
+            assert (
+                got["purity_F"][i] == pytest.approx(p)
+                and got["attribute_F"][i] == a
+                and got["value_F"][i] == v
+            )
     scored = [p for p, _, _ in want if not np.isnan(p)]
     assert got["n_scored"] == len(scored)
     assert got["pure_fraction"] == pytest.approx(np.mean([p == 1.0 for p in scored]))

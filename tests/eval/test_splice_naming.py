@@ -102,3 +102,32 @@ def test_naming_matches_direct_and_agreement(tiny_clip):
     _, lm_text = tiny_clip
     emb = encode_words(lm_text, ["cat", "dog"])
     assert emb.shape == (2, 16) and not np.allclose(emb[0], emb[1])
+
+
+def test_attribute_name_agreement_needs_the_purest_attribute():
+    from vsae.eval.naming import attribute_name_agreement
+
+    # 8 images; shape codes and colour codes per image
+    shape = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    colour = np.array([0, 0, 1, 2, 0, 0, 0, 0])
+    words = {"circle": ("shape", 0), "square": ("shape", 1), "red": ("colour", 0), "blue": ("colour", 1)}
+    hai = np.array(
+        [
+            [0, 1, 2, 3],  # all circles, colours 0,0,1,2: "red" is the most common colour but shape is purer
+            [0, 1, 2, 3],  # the same images named "circle": agrees
+            [4, 5, 6, 7],  # squares, all colour 0: shape and colour tie, "red" agrees
+            [4, 5, 6, 7],  # named "circle": wrong value of the purest attribute
+            [0, 1, -1, -1],  # padded; "blue" is wrong
+        ]
+    )
+    names = ["red", "circle", "red", "circle", "blue"]
+    res = attribute_name_agreement(
+        names + [None], np.vstack([hai, hai[:1]]), {"shape": shape, "colour": colour}, words
+    )
+    assert res["verdict_F"] == ["not_purest", "agree", "agree", "wrong_value", "wrong_value", None]
+    assert res["n_named"] == 5 and res["n_agree"] == 2 and res["agreement"] == pytest.approx(0.4)
+    assert res["n_not_purest"] == 1 and res["n_wrong_value"] == 2
+    # the old rule (most common value of the word's attribute) counted latent 0 as agreeing
+    assert np.bincount(colour[hai[0]]).argmax() == words["red"][1]
+    with pytest.raises(VsaeError, match="no attribute value"):
+        attribute_name_agreement(["green"], hai[:1], {"shape": shape, "colour": colour}, words)

@@ -100,8 +100,38 @@ def test_custom_module_hooks():
     assert cap.outputs["embed"].shape == (1, 5)
     with torch.no_grad():
         torch.testing.assert_close(cap.outputs["embed"], net(x))
-    with pytest.raises(VsaeError, match="not an nn.ModuleList"):
+    with pytest.raises(VsaeError, match="not an indexable container of blocks"):
         from_module(net, prep, blocks="head")
     with pytest.raises(VsaeError, match="no attn sub-module"):
         resolve_hook(lm, "attn.0")
     assert len(lm.provenance["weights_sha256"]) == 64
+
+
+def _bn_relu6_net():
+    """Conv -> BatchNorm -> ReLU6(inplace=True) -> Conv: the ReLU6 overwrites the BN's output."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU6(inplace=True), nn.Conv2d(6, 4, 1)
+    )
+    with torch.no_grad():
+        net[1].weight.fill_(10.0)  # a range well beyond [0, 6]
+    return net
+
+
+def test_capture_keeps_values_at_the_hook_point_despite_inplace_ops_downstream():
+    net = _bn_relu6_net()
+    lm = from_module(net, lambda images: torch.randn(len(images), 3, 8, 8), name="bn-relu6")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = net[1](net[0](x))
+    assert float(want.min()) < -1 and float(want.max()) > 7
+    with capture(lm, "module:1") as alone:
+        lm.run(x)
+    with capture(lm, ["module:1", "module:3"]) as both:
+        lm.run(x)
+    with capture(lm, ["module:1"], stop_early=False) as no_stop:
+        lm.run(x)
+    torch.testing.assert_close(alone.output, want)
+    torch.testing.assert_close(both.outputs["module:1"], want)
+    torch.testing.assert_close(no_stop.output, want)
+    torch.testing.assert_close(both.outputs["module:3"], net(x))

@@ -8,8 +8,14 @@ import subprocess
 from pathlib import Path
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--virtual-time-budget=5000",
 ]
 
@@ -21,8 +27,12 @@ def chromium() -> str:
 
 
 def rendered_dom(page: Path, profile: Path) -> str:
-    out = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -35,7 +45,18 @@ def image_counts(dom: str) -> tuple[int, int]:
 
 
 def screenshot(page: Path, png: Path, profile: Path, size=(1280, 2400)) -> Path:
-    out = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-                          f"--screenshot={png}", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and png.exists(), out.stderr[-2000:]
     return png

@@ -142,3 +142,29 @@ def test_config_validation():
     with pytest.raises(VsaeError, match="summing to 1"):
         SAEConfig(arch="matryoshka", d_in=4, d_sae=8, k=2, groups=(0.5, 0.4))
     assert SAEConfig(arch="matryoshka", d_in=4, d_sae=64, k=2).group_sizes == (4, 8, 16, 36)
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+@pytest.mark.parametrize("trained", [True, False])
+def test_eval_forward_does_not_depend_on_the_batch(arch, trained, tmp_path):
+    """A loaded (eval-mode) BatchTopK / Matryoshka SAE: forward of a row alone == forward of the
+    row inside a batch == decode(encode(x)) (the inference threshold, not the batch's top k*B)."""
+    torch.manual_seed(0)
+    sae = build(SAEConfig(arch=arch, d_in=8, d_sae=32, k=3, groups=(0.25, 0.75)), seed=3)
+    x = torch.randn(64, 8)
+    if trained:
+        sae.train()
+        sae(x)  # sets the threshold
+    save(sae, tmp_path / "s")
+    sae = load(tmp_path / "s")
+    assert not sae.training
+    with torch.no_grad():
+        whole = sae(x)
+        z_ref = sae.encode(x)
+        torch.testing.assert_close(whole.z, z_ref)
+        torch.testing.assert_close(whole.x_hat, sae.decode(z_ref), atol=1e-5, rtol=1e-5)
+        for i in (0, 17, 63):
+            alone = sae(x[i : i + 1])
+            torch.testing.assert_close(alone.z[0], whole.z[i])
+            torch.testing.assert_close(alone.x_hat[0], whole.x_hat[i], atol=1e-5, rtol=1e-5)
+    assert float((z_ref != 0).sum(-1).float().std()) > 0 or not trained  # per-row L0 varies

@@ -94,6 +94,7 @@ def test_cli(random_setup, tmp_path, capsys):
     root = random_setup
     args = [
         "steer",
+        "mllm",
         "--llava",
         str(root / "llava"),
         "--sae",

@@ -184,3 +184,43 @@ def test_width_mismatch_is_a_user_error(tiny_clip, pixel_values):
         pytest.raises(VsaeError, match="d_in is 16"),
     ):
         _run(tiny_clip, pixel_values)
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+
+
+def test_cnn_feature_map_splice_uses_the_extraction_layout():
+    """A [B, C, H, W] hook output is spliced as the H*W tokens of width C that extraction stores."""
+    from vsae.eval.splice import splice_effect
+
+    from .conftest import make_sae
+
+    net = _cnn()
+    lm = vsae.models.from_module(net, lambda ims: torch.randn(len(ims), 3, 7, 5), name="cnn")
+    x = torch.randn(2, 3, 7, 5)  # H=7, W=5: neither is the channel width 12
+    sae = make_sae(d_in=12, d_sae=48, k=4)
+    with vsae.models.capture(lm, "module:0") as cap:
+        lm.run(x)
+    rows, img, tok = vsae.models.select_tokens(cap.output, "all", False, [0, 1])  # as the store
+    assert rows.shape == (2 * 35, 12) and list(tok[:3]) == [0, 1, 2]
+    z = sae.encode(rows)
+    edited = rows + (10.0 - z[:, 5])[:, None] * sae.W_dec_Fd[5]
+    fm = edited.reshape(2, 7, 5, 12).permute(0, 3, 1, 2)  # row-major tokens back to [B, C, H, W]
+    with intervene(lm, "module:0", sae, [LatentEdit(5, "clamp", 10.0)]) as h:
+        out = net(x)
+    assert h.calls == 1
+    torch.testing.assert_close(out, net[1:](fm), atol=1e-5, rtol=1e-5)
+    recon = sae.decode(z).reshape(2, 7, 5, 12).permute(0, 3, 1, 2)
+    with intervene(net, "module:0", sae, keep_error=False):  # a plain module: same layout
+        torch.testing.assert_close(net(x), net[1:](recon), atol=1e-5, rtol=1e-5)
+    eff = splice_effect(lm, "module:0", sae, [x])
+    torch.testing.assert_close(torch.as_tensor(eff["spliced"]), net[1:](recon), atol=1e-5, rtol=1e-5)
+    with (
+        intervene(lm, "module:0", make_sae(d_in=5, d_sae=16, k=2), [LatentEdit(0)]),
+        pytest.raises(VsaeError, match=r"width 12 \(its \[2, 12, 7, 5\] output read as \[B, H\*W, C\]"),
+    ):
+        net(x)

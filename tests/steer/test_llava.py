@@ -112,4 +112,6 @@ def test_shipped_llava_vision_tower_is_the_shipped_clip():
     for k in keys:
         mine = k.replace("vision_model.", "vision_tower.", 1)
         assert mine in names_a, mine
-        assert torch.equal(a.get_tensor(mine), b.get_tensor(k)), f"{k} differs: run `vsae world build --only llava`"
+        assert torch.equal(a.get_tensor(mine), b.get_tensor(k)), (
+            f"{k} differs: run `vsae world build --only llava`"
+        )

@@ -250,7 +250,10 @@ def test_batches_full_size_and_resumable_for_any_buffer_geometry(tmp_path, bs, b
 def test_cli_os_errors_are_one_line(tmp_path):
     f = tmp_path / "a-file"
     f.write_text("x")
-    out = subprocess.run([sys.executable, "-m", "vsae.cli", "demo", "--fast", "--out", str(f / "sub")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vsae.cli", "demo", "--fast", "--out", str(f / "sub")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: ") and out.stderr.strip().count("\n") == 0

@@ -9,9 +9,13 @@ import torch
 from vsae.store import StoreWriter
 
 
-def write_store(path: Path, x_Nd: torch.Tensor, rows_per_image: int = 4, provenance: dict | None = None) -> Path:
+def write_store(
+    path: Path, x_Nd: torch.Tensor, rows_per_image: int = 4, provenance: dict | None = None
+) -> Path:
     prov = provenance or {"model": "planted", "hook": "resid.0", "tokens": "all"}
-    w = StoreWriter.create_or_resume(path, d=x_Nd.shape[1], dtype="float32", provenance=prov, rows_per_shard=4096)
+    w = StoreWriter.create_or_resume(
+        path, d=x_Nd.shape[1], dtype="float32", provenance=prov, rows_per_shard=4096
+    )
     n = x_Nd.shape[0]
     img = np.arange(n, dtype=np.int64) // rows_per_image
     tok = np.arange(n, dtype=np.int64) % rows_per_image

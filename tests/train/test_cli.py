@@ -1,6 +1,5 @@
 """`vsae train` (a sweep in one pass) and `vsae encode` (a sparse store of latents)."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -18,9 +17,35 @@ def store(tmp_path, make_store):
 
 def test_train_sweep_then_encode(store, tmp_path, capsys):
     run = tmp_path / "run"
-    main(["train", "--acts", str(store), "--arch", "topk", "--expansion", "2,4", "--k", "2,3", "--steps", "20",
-          "--batch-size", "100", "--lr", "3e-3", "--out", str(run), "--val", str(store), "--log-every", "5",
-          "--ckpt-every", "10", "--quiet", "--export-saelens"])
+    main(
+        [
+            "train",
+            "--acts",
+            str(store),
+            "--arch",
+            "topk",
+            "--expansion",
+            "2,4",
+            "--k",
+            "2,3",
+            "--steps",
+            "20",
+            "--batch-size",
+            "100",
+            "--lr",
+            "3e-3",
+            "--out",
+            str(run),
+            "--val",
+            str(store),
+            "--log-every",
+            "5",
+            "--ckpt-every",
+            "10",
+            "--quiet",
+            "--export-saelens",
+        ]
+    )
     names = sorted(p.name for p in run.iterdir() if p.is_dir())
     assert names == ["topk-x2-k2", "topk-x2-k3", "topk-x4-k2", "topk-x4-k3"]
     sae = load(run / "topk-x4-k3")
@@ -28,7 +53,20 @@ def test_train_sweep_then_encode(store, tmp_path, capsys):
     assert sae.cfg.provenance["hook"] == "resid.0"
     assert (run / "topk-x4-k3" / "saelens" / "cfg.json").exists()
     out = tmp_path / "latents"
-    main(["encode", "--sae", str(run / "topk-x4-k3"), "--acts", str(store), "--out", str(out), "--batch-size", "300", "--quiet"])
+    main(
+        [
+            "encode",
+            "--sae",
+            str(run / "topk-x4-k3"),
+            "--acts",
+            str(store),
+            "--out",
+            str(out),
+            "--batch-size",
+            "300",
+            "--quiet",
+        ]
+    )
     lat = ActivationStore.open(out)
     src = ActivationStore.open(store)
     assert isinstance(lat, SparseActivationStore) and len(lat) == len(src) and lat.d == 64
@@ -57,5 +95,21 @@ def test_cli_errors_are_one_line(store, tmp_path, capsys):
     assert "not a vsae SAE" in err and "\n" not in err
     log = tmp_path / "r2"
     with pytest.raises(SystemExit):
-        main(["train", "--acts", str(store), "--arch", "topk", "--k", "99", "--expansion", "2", "--steps", "5", "--out", str(log)])
+        main(
+            [
+                "train",
+                "--acts",
+                str(store),
+                "--arch",
+                "topk",
+                "--k",
+                "99",
+                "--expansion",
+                "2",
+                "--steps",
+                "5",
+                "--out",
+                str(log),
+            ]
+        )
     assert "k=99" in capsys.readouterr().err

@@ -16,7 +16,9 @@ CFGS = [
     SAEConfig(arch="topk", d_in=16, d_sae=48, k=3, aux_k=8, name="topk"),
     SAEConfig(arch="batchtopk", d_in=16, d_sae=48, k=3, aux_k=8, name="batchtopk"),
 ]
-TCFG = TrainConfig(steps=40, batch_size=128, lr=3e-3, log_every=10, ckpt_every=20, val_rows=0, dead_window_rows=640)
+TCFG = TrainConfig(
+    steps=40, batch_size=128, lr=3e-3, log_every=10, ckpt_every=20, val_rows=0, dead_window_rows=640
+)
 
 
 def _data():
@@ -40,7 +42,9 @@ def _free_port():
 
 def test_two_process_gloo_equals_single_process(tmp_path):
     single = train(TensorSource(_data()), CFGS, TCFG, tmp_path / "single", progress=False)
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True, start_method="fork"
+    )
     for c, d in zip(CFGS, single):
         a, b = load(d), load(tmp_path / "ddp" / c.name)
         for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):

@@ -16,9 +16,36 @@ from vsae.train.planted import make_planted
 
 
 def _cmd(store, out, *extra):
-    return [sys.executable, "-m", "vsae.cli", "train", "--acts", str(store), "--arch", "batchtopk",
-            "--expansion", "4,2", "--k", "4", "--steps", "100", "--batch-size", "256", "--lr", "3e-3",
-            "--out", str(out), "--ckpt-every", "10", "--log-every", "10", "--quiet", "--seed", "3", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "vsae.cli",
+        "train",
+        "--acts",
+        str(store),
+        "--arch",
+        "batchtopk",
+        "--expansion",
+        "4,2",
+        "--k",
+        "4",
+        "--steps",
+        "100",
+        "--batch-size",
+        "256",
+        "--lr",
+        "3e-3",
+        "--out",
+        str(out),
+        "--ckpt-every",
+        "10",
+        "--log-every",
+        "10",
+        "--quiet",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 def _env():

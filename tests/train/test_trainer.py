@@ -19,7 +19,9 @@ def _cfg(arch="topk", k=3, F=64, name=None, **kw):
 
 
 def _tcfg(**kw):
-    base = dict(steps=30, batch_size=128, lr=3e-3, log_every=10, ckpt_every=10, val_rows=0, dead_window_rows=1000)
+    base = dict(
+        steps=30, batch_size=128, lr=3e-3, log_every=10, ckpt_every=10, val_rows=0, dead_window_rows=1000
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -76,7 +78,7 @@ def test_resume_in_process_is_bit_identical(data, tmp_path):
     it = src.iter_batches(128, seed=0)
     t._checkpoint(0)
     for step in range(10):
-        x = next(it) * t.scale
+        x = t.prepare(next(it))
         for r in t.runs:
             t._train_step(r, x, step)
     t.step = 10
@@ -93,7 +95,7 @@ def test_refuses_existing_run_and_mismatched_resume(data, tmp_path):
     train(src, [_cfg()], _tcfg(steps=10), tmp_path, progress=False)
     with pytest.raises(VsaeError, match="--resume"):
         train(src, [_cfg()], _tcfg(steps=10), tmp_path, progress=False)
-    with pytest.raises(VsaeError, match="batch_size"):
+    with pytest.raises(VsaeError, match="--batch-size 64 but the run used"):
         train(src, [_cfg()], _tcfg(steps=10, batch_size=64), tmp_path, resume=True, progress=False)
     with pytest.raises(VsaeError, match="d_in=16"):
         train(TensorSource(torch.randn(500, 8)), [_cfg()], _tcfg(steps=10), tmp_path / "x", progress=False)
@@ -103,7 +105,14 @@ def test_trains_from_store_with_validation_and_provenance(data, tmp_path, make_s
     store = make_store(tmp_path / "acts", data.x_Nd[:3000])
     val = make_store(tmp_path / "val", data.x_Nd[3000:])
     src, vsrc = ActivationStore.open(store), ActivationStore.open(val)
-    [d] = train(src, [_cfg()], _tcfg(steps=40, ckpt_every=20, val_rows=5000), tmp_path / "run", val=vsrc, progress=False)
+    [d] = train(
+        src,
+        [_cfg()],
+        _tcfg(steps=40, ckpt_every=20, val_rows=5000),
+        tmp_path / "run",
+        val=vsrc,
+        progress=False,
+    )
     meta = json.loads((d / "config.json").read_text())
     assert meta["cfg"]["provenance"]["model"] == "planted" and meta["cfg"]["provenance"]["hook"] == "resid.0"
     assert meta["cfg"]["provenance"]["store"].endswith("acts")
@@ -120,22 +129,3 @@ def test_trains_from_store_with_validation_and_provenance(data, tmp_path, make_s
     ckpts = sorted(p.name for p in d.glob("ckpt-*"))
     assert ckpts == ["ckpt-000000040"]  # older checkpoints removed after the newer one committed
     shutil.rmtree(tmp_path / "run")
-
-
-def test_prefetch_keeps_order_and_raises():
-    from vsae.train.data import prefetch
-
-    assert [int(t) for t in prefetch(iter(torch.arange(7)))] == list(range(7))
-
-    def bad():
-        yield torch.tensor(1)
-        raise VsaeError("store shard vanished")
-
-    with pytest.raises(VsaeError, match="vanished"):
-        list(prefetch(bad()))
-    src = TensorSource(torch.randn(100, 3))
-    a = prefetch(src.iter_batches(10, seed=5, start_batch=3))
-    b = src.iter_batches(10, seed=5, start_batch=3)
-    for _ in range(25):  # crosses epochs
-        assert torch.equal(next(a), next(b))
-    a.close()

@@ -84,7 +84,9 @@ def test_rebuild_is_deterministic_and_accurate(tmp_path):
     for name, shipped in (("clip", shipped_clip_dir()), ("simenc", shipped_simenc_dir())):
         a = load_file(str(tmp_path / name / "model.safetensors"))
         b = load_file(str(shipped / "model.safetensors"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{name} differs from the shipped"
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (
+            f"{name} differs from the shipped"
+        )
 
 
 def test_short_builds_are_bitwise_deterministic(tmp_path):
@@ -115,6 +117,7 @@ def test_cli_build_tiny_writes_loadable_models(tmp_path):
 
     args = ["build", "--out", str(tmp_path), "--threads", "1"]
     args += ["--clip-steps", "2", "--simenc-steps", "2", "--llava-steps", "2", "--sae-steps", "2"]
+    args += ["--diffusion-steps", "2", "--diffusion-eval", "4", "--judge-images", "200"]
     r = CliRunner().invoke(world, args)
     assert r.exit_code == 0, r.output
     assert "tiny CLIP zero-shot on 300 test images" in r.output
@@ -131,6 +134,13 @@ def test_cli_build_tiny_writes_loadable_models(tmp_path):
     theirs = clip.vision_model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(v, mine[k]) for k, v in theirs.items())
     assert (tmp_path / "llava" / "steering_sae" / "sae.safetensors").is_file()
+    # the text-to-image model is conditioned on that CLIP's text encoder
+    from transformers import CLIPTextModel
+
+    sd = CLIPTextModel.from_pretrained(tmp_path / "diffusion" / "text_encoder").state_dict()
+    te = {k.removeprefix("text_model."): v for k, v in sd.items()}
+    assert all(torch.equal(v, te[k]) for k, v in clip.text_model.state_dict().items())
+    assert (tmp_path / "diffusion" / "text_sae" / "sae.safetensors").is_file()
 
 
 def test_world_models_are_ordinary_model_dirs_for_vsae_models():

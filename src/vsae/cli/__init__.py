@@ -19,6 +19,7 @@ from vsae.errors import VsaeError
 # name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "extract": "vsae.cli.extract:extract",
+    "extract-mllm": "vsae.cli.extract_mllm:extract_mllm",
     "store": "vsae.cli.store:store",
     "train": "vsae.cli.train:train",
     "encode": "vsae.cli.encode:encode",
@@ -26,17 +27,20 @@ COMMANDS: dict[str, str] = {
     "world": "vsae.cli.world:world",
     "demo": "vsae.cli.demo:demo",
     "steer": "vsae.cli.steer:steer",
+    "serve": "vsae.cli.serve:serve",
 }
 
 HELP = {
     "extract": "Extract activations of a model at a hook point into a store.",
+    "extract-mllm": "Extract a LLaVA language model's activations at image and caption tokens (one store).",
     "store": "Inspect and verify activation stores.",
     "train": "Train sparse autoencoders on an activation store.",
     "encode": "Write the SAE latents of a store as a new (sparse) store.",
     "eval": "Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names.",
     "world": "The embedded shapes world and its tiny models.",
     "demo": "Run the whole pipeline on the embedded shapes world and write a report.",
-    "steer": "Steer a multimodal model by clamping SAE latents in its vision encoder.",
+    "steer": "Steer with SAE latents: a multimodal LLM (mllm) or a text-to-image model (diffusion).",
+    "serve": "Browse SAE latents in a local web app (table, latent pages, uploads, steering).",
 }
 
 
@@ -82,13 +86,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except OSError as e:  # a path that cannot be read or written: say which, without a traceback
         where = f" ({e.filename})" if e.filename else ""
-        click.echo(f"error: {e.strerror or e}{where}; check the path, its permissions and free disk space", err=True)
+        click.echo(
+            f"error: {e.strerror or e}{where}; check the path, its permissions and free disk space", err=True
+        )
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # one line, like every other user error (not click's 3-line usage)
+        cmd = e.ctx.command_path if e.ctx is not None else "vsae"
+        click.echo(f"error: {' '.join(e.format_message().split()).rstrip('.')}; see `{cmd} --help`", err=True)
+        sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {' '.join(e.format_message().split())}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -8,12 +8,21 @@ import click
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True,
-              help="Output directory (re-running with the same --out resumes).")
-@click.option("--fast", is_flag=True, help="Tiny sizes (seconds, for a smoke test); the findings need the default sizes.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Output directory (re-running with the same --out resumes).",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="Tiny sizes (seconds, for a smoke test); the findings need the default sizes.",
+)
 @click.option("--steps", type=int, default=None, help="SAE training steps (default 800).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--quiet", is_flag=True, help="No progress output; print only where the report is.")
 def demo(out: Path, fast: bool, steps: int | None, seed: int, quiet: bool):
     """Extract -> train SAEs -> evaluate (MS, hierarchy, uniqueness, probes, OOD, names) -> report.html,
     on the shapes world with the shipped tiny CLIP; no GPU or network needed."""
@@ -24,3 +33,5 @@ def demo(out: Path, fast: bool, steps: int | None, seed: int, quiet: bool):
         kw["steps"] = steps
     cfg = fast_config(out, **kw) if fast else DemoConfig(out=out, **kw)
     run_demo(cfg)
+    if quiet:
+        click.echo(f"{cfg.out / 'report.html'}, {cfg.out / 'results.json'}")

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import click
 
+from vsae.cli.options import device_option
+
 
 @click.command()
 @click.option(
-    "--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory (from `vsae train`)."
+    "--sae",
+    "sae_path",
+    required=True,
+    type=click.Path(),
+    help="SAE run directory (from `vsae train`) or a SAELens directory (cfg.json + sae_weights.safetensors).",
 )
 @click.option("--acts", required=True, type=click.Path(), help="Activation store to encode.")
 @click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
 @click.option("--batch-size", type=int, default=4096, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@device_option()
 @click.option(
     "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True
 )
@@ -20,7 +26,14 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(sae_path, acts, out, batch_size, device, dtype, threads, quiet):
     """Encode every row of ACTS with the SAE into OUT (CSR rows: latent indices + values)."""
+    from pathlib import Path
+
     from vsae.errors import VsaeError
+    from vsae.store.manifest import read_manifests
+
+    if not Path(sae_path).exists():  # wrong paths fail in well under a second, before torch is imported
+        raise VsaeError(f"SAE path {sae_path} does not exist")
+    read_manifests(Path(acts))
     from vsae.sae import load
     from vsae.sae.encode_store import encode_store
     from vsae.store import ActivationStore

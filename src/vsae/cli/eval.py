@@ -7,6 +7,8 @@ import json
 
 import click
 
+from vsae.cli.options import device_option
+
 _POOL = click.option(
     "--pooling",
     type=click.Choice(["auto", "cls", "mean"]),
@@ -36,7 +38,7 @@ def _echo(res: dict, keys: tuple[str, ...]) -> None:
 
 @click.group("eval")
 def eval_group():
-    """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names."""
+    """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names, shared."""
 
 
 @eval_group.command()
@@ -44,17 +46,31 @@ def eval_group():
 @click.option("--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory.")
 @_OUT
 @click.option("--batch-size", type=int, default=4096, show_default=True)
-@click.option("--max-rows", type=int, default=None, help="Evaluate only the first N rows.")
+@click.option(
+    "--max-rows",
+    type=int,
+    default=None,
+    help="Evaluate a seeded sample of N rows spread over the whole store (not its first N).",
+)
 @click.option("--model", default=None, help="Also splice the reconstruction into this model (id or dir) ...")
 @click.option(
     "--data", default=None, type=click.Path(), help="... on these images (folder tree or list file)."
 )
 @click.option("--split", default=None, help="Split sub-folder of --data.")
 @click.option("--hook", default=None, help="Splice hook (default: the store's hook).")
-@click.option("--n-images", type=int, default=256, show_default=True, help="Images for the splice.")
+@click.option(
+    "--n-images",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Images for the splice: a seeded sample spread over the whole split.",
+)
 @click.option("--prompt", default="a photo of a {}", show_default=True, help="Zero-shot class prompt (CLIP).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the --max-rows / --n-images samples."
+)
 @_QUIET
-def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n_images, prompt, quiet):
+def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n_images, prompt, seed, quiet):
     """MSE, FVU, L0, dead/dense fractions and firing frequencies on a held-out store; with --model
     and --data also the downstream effect of splicing decode(encode(x)) in at the hook (final-
     embedding cosine; for CLIP, zero-shot accuracy with and without the splice)."""
@@ -76,9 +92,21 @@ def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n
         hook=hook,
         n_images=n_images,
         prompt=prompt,
+        seed=seed,
     )
     _echo(
-        res, ("n_rows", "mse", "fvu", "explained_variance", "l0", "dead_fraction", "dense_fraction", "splice")
+        res,
+        (
+            "n_rows",
+            "rows",
+            "mse",
+            "fvu",
+            "explained_variance",
+            "l0",
+            "dead_fraction",
+            "dense_fraction",
+            "splice",
+        ),
     )
 
 
@@ -259,3 +287,51 @@ def names(top, image_embeddings, words, out, text_model, word_embeddings, table,
     n = [x for x in res["names"] if x is not None]
     summary = {"n_named": len(n), "first": res["names"][:10], "agreement": res.get("agreement")}
     _echo(summary, tuple(summary))
+
+
+@eval_group.command()
+@click.option(
+    "--acts",
+    "acts",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Store from `vsae extract-mllm` (image + text rows); repeat, one per layer.",
+)
+@click.option(
+    "--sae",
+    "saes",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="SAE run trained on that layer; repeat, in the order of --acts.",
+)
+@_OUT
+@click.option(
+    "--attributes",
+    type=click.Path(),
+    default=None,
+    help="attributes.json of the images (ground truth) [default: DATA/attributes.json of the store's data].",
+)
+@click.option("--top-k", type=int, default=16, show_default=True, help="Top image / text tokens per latent.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-agreement baseline.")
+@click.option("--batch-size", type=int, default=4096, show_default=True)
+@device_option()
+@_QUIET
+def shared(acts, saes, out, attributes, top_k, seed, batch_size, device, quiet):
+    """Shared vision/language latents of an SAE on a LLaVA language model (Olson et al.): per layer
+    the fraction of live latents with 0.2 <= d_img/(d_img+d_txt) <= 0.8, the histogram of that
+    ratio, and whether shared latents mean the same attribute value in both modalities."""
+    from vsae.errors import VsaeError
+    from vsae.eval.shared import SharedConfig, run_shared
+
+    if len(acts) != len(saes):
+        raise VsaeError(
+            f"{len(acts)} --acts but {len(saes)} --sae; give one SAE per store, in the same order"
+        )
+    if top_k < 1 or batch_size < 1:
+        raise VsaeError("--top-k and --batch-size must be at least 1")
+    cfg = SharedConfig(top_k=top_k, seed=seed, batch_size=batch_size, device=device)
+    res = run_shared(list(zip(acts, saes)), out, cfg, attributes, progress=not quiet)
+    keys = ("n_live", "n_shared", "shared_fraction", "agreement", "random_agreement", "n_scored")
+    _echo({h: {k: L.get(k) for k in keys} for h, L in res["layers"].items()}, tuple(res["layers"]))

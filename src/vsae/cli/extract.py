@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
+from vsae.cli.options import device_option, store_dtype_options
+
 
 @click.command()
-@click.option("--model", required=True, help="Hugging Face hub id or local model directory.")
+@click.option(
+    "--model",
+    required=True,
+    help="Hugging Face hub id or local model directory; any nn.Module by python:package.module:factory "
+    "(or python:file.py:factory); a timm model by timm:NAME (docs/extract.md).",
+)
 @click.option(
     "--hook",
     "hooks",
@@ -30,29 +37,42 @@ import click
 @click.option(
     "--num-workers", default=2, show_default=True, type=int, help="DataLoader workers decoding images."
 )
-@click.option("--device", default="cpu", show_default=True)
+@device_option()
+@store_dtype_options()
 @click.option(
-    "--dtype",
-    default="float16",
-    show_default=True,
-    type=click.Choice(["float16", "bfloat16", "float32"]),
-    help="Storage dtype.",
-)
-@click.option(
-    "--model-dtype",
+    "--max-images",
     default=None,
-    type=click.Choice(["float16", "bfloat16", "float32"]),
-    help="Compute dtype [default: float32 on cpu, --dtype elsewhere].",
+    type=int,
+    help="Use only N images: a seeded sample spread over the classes (--seed), listed in images.json.",
 )
-@click.option("--max-images", default=None, type=int, help="Use only the first N images.")
+@click.option(
+    "--max-images-order",
+    default="sample",
+    show_default=True,
+    type=click.Choice(["sample", "first"]),
+    help="How --max-images chooses: a class-stratified seeded sample, or the first N in source order.",
+)
 @click.option(
     "--shard", default=None, help="I/N: process the I-th of N blocks [default: RANK/WORLD_SIZE or 0/1]."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of random:K token sampling.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of random:K token sampling and of --max-images.",
+)
 @click.option(
     "--rows-per-shard", default=65536, show_default=True, type=int, help="Rows per store shard file."
 )
-@click.option("--threads", default=None, type=int, help="torch CPU threads [default: torch's].")
+@click.option(
+    "--threads",
+    default=None,
+    type=int,
+    help="torch CPU threads [default on cpu: the CPUs this process may use (shared by torchrun's local"
+    " processes) minus --num-workers, at least 1, so that torch and the image decoders do not compete"
+    " for cores (torch's own default ran 2x slower on 2 cores); elsewhere torch's].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(hooks, shard, quiet, **kw):
     """Extract activations of a model at hook points into an activation store (resumable)."""
@@ -60,11 +80,26 @@ def extract(hooks, shard, quiet, **kw):
     from vsae.extract import extract as run
 
     _quiet_transformers()
+    if kw["threads"] is None and kw["device"] == "cpu":
+        kw["threads"] = default_threads(kw["num_workers"])
     cfg = ExtractConfig(
         hooks=tuple(hooks), shard=parse_shard(shard) if shard else None, progress=not quiet, **kw
     )
     out = run(cfg)
     click.echo(f"wrote {out}")
+
+
+def default_threads(num_workers: int) -> int:
+    """torch threads that leave one CPU per data-loader worker: on 2 cores with 2 workers torch's
+    default (2) ran 2x slower than 1, the threads and the decoding processes competing for cores."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: share the CPUs
+    return max(1, per_process - max(0, num_workers))
 
 
 def _quiet_transformers() -> None:

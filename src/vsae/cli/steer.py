@@ -1,8 +1,12 @@
-"""`vsae steer`: Pach et al.'s MLLM steering experiment (clamp SAE latents in LLaVA's vision encoder)."""
+"""`vsae steer`: steering with SAE latents. `vsae steer mllm`: Pach et al.'s MLLM experiment (clamp SAE
+latents in LLaVA's vision encoder); `vsae steer diffusion`: Olson et al.'s text-to-image steering
+through SAE latents of the text encoder, with automatic attribute discovery."""
 
 from __future__ import annotations
 
 import click
+
+from vsae.cli.options import device_option
 
 
 def _latents(text: str | None) -> tuple[int, ...]:
@@ -16,7 +20,12 @@ def _latents(text: str | None) -> tuple[int, ...]:
         raise VsaeError(f"--latents {text!r}: give comma-separated latent indices, e.g. 3,17,42") from None
 
 
-@click.command()
+@click.group()
+def steer():
+    """Steer a model by editing SAE latents: `mllm` (LLaVA's vision encoder) or `diffusion` (a text encoder)."""
+
+
+@steer.command("mllm")
 @click.option("--llava", default=None, help="LLaVA hub id or directory [default: the shipped tiny LLaVA].")
 @click.option(
     "--sae",
@@ -66,13 +75,13 @@ def _latents(text: str | None) -> tuple[int, ...]:
 )
 @click.option("--max-new-tokens", default=4, show_default=True, type=int)
 @click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True)
+@device_option()
 @click.option(
     "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def steer(llava, sae_dir, sim_encoder, out, latents, question, device, dtype, quiet, **kw):
+def mllm(llava, sae_dir, sim_encoder, out, latents, question, device, dtype, quiet, **kw):
     """Steer a LLaVA by clamping SAE latents in its vision encoder; score the answers (Pach et al.)."""
     from vsae.steer.experiment import STEERING_QUESTION, SteerConfig, run_steering
 
@@ -91,4 +100,136 @@ def steer(llava, sae_dir, sim_encoder, out, latents, question, device, dtype, qu
     click.echo(
         f"steering score {s['steered']:.4f} vs unsteered {s['baseline']:.4f} "
         f"(moved toward {100 * s['moved_toward']:.1f}%, away {100 * s['moved_away']:.1f}%) -> {out}/index.html"
+    )
+
+
+def _prompts(path: str | None) -> tuple[str, ...]:
+    from pathlib import Path
+
+    from vsae.errors import VsaeError
+
+    if path is None:
+        return ()
+    p = Path(path)
+    if not p.is_file():
+        raise VsaeError(f"--prompts {path}: not a file; give a text file with one prompt per line")
+    lines = tuple(
+        t.strip() for t in p.read_text(encoding="utf-8", errors="replace").splitlines() if t.strip()
+    )
+    if not lines:
+        raise VsaeError(f"--prompts {path}: the prompt list is empty; give one prompt per line")
+    return lines
+
+
+def _floats(text: str | None, name: str) -> tuple[float, ...]:
+    from vsae.errors import VsaeError
+
+    if not text:
+        return ()
+    try:
+        return tuple(float(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise VsaeError(f"{name} {text!r}: give comma-separated numbers, e.g. 1,2,4") from None
+
+
+@steer.command("diffusion")
+@click.option("--out", required=True, help="Output directory (results.json, index.html).")
+@click.option(
+    "--pipeline",
+    default=None,
+    help="Text-to-image pipeline: a Stable Diffusion hub id or directory [default: the shipped tiny model].",
+)
+@click.option("--sae", "sae_dir", default=None, help="Text-encoder SAE [default: the tiny model's text SAE].")
+@click.option("--hook", default=None, help="Text-encoder hook, e.g. resid.-1 [default: the SAE's own].")
+@click.option(
+    "--latents", default=None, help="Comma-separated latents to steer [default: attribute-word latents]."
+)
+@click.option("--n-latents", default=8, show_default=True, type=int)
+@click.option(
+    "--op", default="clamp", show_default=True, type=click.Choice(["clamp", "add", "scale", "ablate"])
+)
+@click.option(
+    "--strength",
+    default=4.0,
+    show_default=True,
+    type=float,
+    help="clamp/add value as a multiple of the latent's largest activation (scale: the factor).",
+)
+@click.option("--sweep", default=None, help="Further strengths to report, comma-separated (e.g. 1,2,8).")
+@click.option(
+    "--tokens", default="all", show_default=True, help="'all' prompt tokens or comma-separated positions."
+)
+@click.option(
+    "--prompts", default=None, help="Text file, one prompt per line [default: held-out world captions]."
+)
+@click.option("--n-prompts", default=16, show_default=True, type=int, help="Prompts per steered latent.")
+@click.option(
+    "--n-eval", default=200, show_default=True, type=int, help="Images for generation accuracy (0: skip)."
+)
+@click.option(
+    "--discovery-latents", default=0, show_default=True, type=int, help="Latents to name (0: all live)."
+)
+@click.option("--discovery-prompts", default=6, show_default=True, type=int)
+@click.option("--clip", default=None, help="CLIP naming the changes [default: the world CLIP].")
+@click.option(
+    "--vocabulary", default=None, help="Comma-separated naming words (pipelines other than the world's)."
+)
+@click.option("--steps", default=20, show_default=True, type=int, help="DDIM steps.")
+@click.option(
+    "--guidance", default=1.5, show_default=True, type=float, help="Classifier-free guidance scale."
+)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@device_option()
+@click.option(
+    "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def diffusion(
+    out, pipeline, sae_dir, latents, sweep, tokens, prompts, clip, vocabulary, device, dtype, quiet, **kw
+):
+    """Steer a text-to-image model through SAE latents of its text encoder; measure the change and
+    name each latent's attribute from the images alone (Olson et al.)."""
+    from vsae.errors import VsaeError
+    from vsae.steer.diffusion import DiffusionSteerConfig, run_diffusion_steering
+
+    if pipeline is None or sae_dir is None:
+        from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
+
+        pipeline = pipeline or str(shipped_diffusion_dir())
+        sae_dir = sae_dir or str(shipped_text_sae_dir())
+    tok = tokens.strip()
+    if tok != "all":
+        try:
+            tok = tuple(int(t) for t in tok.split(",") if t)
+        except ValueError:
+            raise VsaeError(f"--tokens {tokens!r}: give 'all' or comma-separated token positions") from None
+    cfg = DiffusionSteerConfig(
+        latents=_latents(latents),
+        sweep=_floats(sweep, "--sweep"),
+        tokens=tok,
+        prompts=_prompts(prompts),
+        **kw,
+    )
+    words = tuple(w.strip() for w in (vocabulary or "").split(",") if w.strip())
+    res = run_diffusion_steering(
+        pipeline,
+        sae_dir,
+        out,
+        cfg,
+        clip=clip,
+        vocabulary=words,
+        device=device,
+        dtype=dtype,
+        progress=not quiet,
+    )
+    s, d = res["steering"], res["discovery"]
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    click.echo(
+        f"target rate {pct(s['target_rate']['steered'])} steered vs {pct(s['target_rate']['baseline'])} unsteered, "
+        f"preserved {pct(s['preserved_rate'])}; discovery agreement {pct(d['agreement'])} "
+        f"(random {pct(d['random_agreement'])}) -> {out}/index.html"
     )

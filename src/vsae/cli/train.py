@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from vsae.cli.options import device_option
 from vsae.errors import VsaeError
 
 
@@ -12,6 +13,13 @@ def _floats(s: str, what: str) -> list[float]:
         return [float(v) for v in s.split(",") if v.strip()]
     except ValueError:
         raise VsaeError(f"{what} must be a number or a comma list of numbers, got {s!r}") from None
+
+
+def _ints(s: str, what: str) -> list[int]:
+    vals = _floats(s, what)
+    if not vals or any(not (v.is_integer() and v >= 1) for v in vals):
+        raise VsaeError(f"{what} must be a positive integer or a comma list of them, got {s!r}")
+    return [int(v) for v in vals]
 
 
 @click.command()
@@ -38,6 +46,13 @@ def _floats(s: str, what: str) -> list[float]:
 @click.option("--out", required=True, type=click.Path(), help="Run directory; each SAE goes to OUT/<name>/.")
 @click.option("--val", type=click.Path(), default=None, help="Held-out store for validation metrics.")
 @click.option(
+    "--val-rows",
+    type=int,
+    default=65536,
+    show_default=True,
+    help="Validation rows: a seeded sample spread over the whole --val store (all if it has fewer).",
+)
+@click.option(
     "--groups", default="0.0625,0.125,0.25,0.5625", show_default=True, help="Matryoshka group fractions."
 )
 @click.option("--l1", type=float, default=5.0, show_default=True, help="ReLU SAE L1 coefficient.")
@@ -55,15 +70,30 @@ def _floats(s: str, what: str) -> list[float]:
     "--warmup-steps", type=int, default=None, help="LR warm-up steps (default 5% of steps, <= 1000)."
 )
 @click.option("--grad-clip", type=float, default=1.0, show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "tf32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Matmul precision of the encoder/decoder products (tf32: CUDA tensor cores; bf16: autocast); weights stay fp32.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Skip the sha256 and NaN/Inf check of each shard on first read (file types and shapes are always checked).",
+)
+@click.option("--allow-incomplete", is_flag=True, help="Train on a store whose extraction has not finished.")
+@device_option()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--log-every", type=int, default=100, show_default=True)
 @click.option("--ckpt-every", type=int, default=1000, show_default=True)
 @click.option(
     "--wandb", "wandb_project", default=None, help="Also log to this Weights & Biases project (if installed)."
 )
-@click.option("--export-saelens", is_flag=True, help="Also write each SAE in SAELens format to OUT/<name>/saelens/.")
+@click.option(
+    "--export-saelens", is_flag=True, help="Also write each SAE in SAELens format to OUT/<name>/saelens/."
+)
 @click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
@@ -76,6 +106,7 @@ def train(
     lr,
     out,
     val,
+    val_rows,
     groups,
     l1,
     l0,
@@ -84,7 +115,10 @@ def train(
     dead_window,
     warmup_steps,
     grad_clip,
+    precision,
     resume,
+    no_verify,
+    allow_incomplete,
     device,
     seed,
     log_every,
@@ -95,6 +129,12 @@ def train(
     quiet,
 ):
     """Train sparse autoencoders on an activation store (several in one pass for a sweep)."""
+    from pathlib import Path
+
+    from vsae.store.manifest import read_manifests
+
+    for path in (acts, val) if val else (acts,):  # a wrong path fails in well under a second, before torch
+        read_manifests(Path(path))
     from vsae.sae import SAEConfig
     from vsae.train import TrainConfig, open_source, run_name
     from vsae.train import train as run_training
@@ -105,15 +145,22 @@ def train(
 
         torch.set_num_threads(threads)
     device = init_from_env(device)
-    source = open_source(acts)
-    val_source = open_source(val) if val else None
+    source = open_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
+    val_source = open_source(val, verify=not no_verify, allow_incomplete=allow_incomplete) if val else None
     d = source.d
+    if val_source is not None and val_source.d != d:  # before training, not after it
+        raise VsaeError(
+            f"--val {val} has width d={val_source.d} but --acts has d={d}; use a store of the same hook"
+        )
     exps = _floats(expansion, "--expansion")
-    ks = [int(v) for v in _floats(k, "--k")] if arch in ("topk", "batchtopk", "matryoshka") else [0]
+    if not exps or any(not e > 0 for e in exps):
+        raise VsaeError(f"--expansion must be positive numbers, got {expansion!r}")
+    topk = arch in ("topk", "batchtopk", "matryoshka")
+    ks = _ints(k, "--k") if topk else [0]
     cfgs = []
     for e in exps:
         for kk in ks:
-            extra = {"k": kk} if kk else {}
+            extra = {"k": kk} if topk else {}
             c = SAEConfig(
                 arch=arch,
                 d_in=d,
@@ -122,7 +169,7 @@ def train(
                 l1_coeff=l1,
                 l0_coeff=l0,
                 aux_coeff=aux_coeff,
-                aux_k=(d // 2 if aux_k is None else aux_k) if kk else 0,
+                aux_k=(d // 2 if aux_k is None else aux_k) if topk else 0,
                 **extra,
             )
             cfgs.append(c.replace(name=run_name(c, e)))
@@ -138,6 +185,8 @@ def train(
         dead_window_rows=dead_window,
         device=device,
         wandb_project=wandb_project,
+        val_rows=val_rows,
+        precision=precision,
     )
     try:
         dirs = run_training(source, cfgs, tcfg, out, val=val_source, resume=resume, progress=not quiet)

@@ -64,10 +64,15 @@ def export_cmd(out_dir, n, seed, folder_style):
     "out_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Directory for clip/, simenc/ and llava/ (default: the package's shipped assets).",
+    help="Directory for clip/, simenc/, llava/ and diffusion/ [default: the package's shipped assets, only"
+    " for models missing there: shipped models are never overwritten; to update them, build elsewhere,"
+    " compare, and copy deliberately].",
 )
 @click.option(
-    "--only", type=click.Choice(["clip", "simenc", "llava"]), default=None, help="Build one model only."
+    "--only",
+    type=click.Choice(["clip", "simenc", "llava", "diffusion"]),
+    default=None,
+    help="Build one model only.",
 )
 @click.option(
     "--threads",
@@ -86,12 +91,63 @@ def export_cmd(out_dir, n, seed, folder_style):
     "--simenc-steps", default=None, type=int, help="Override the similarity encoder's training steps."
 )
 @click.option("--llava-steps", default=None, type=int, help="Override the tiny LLaVA's training steps.")
-@click.option("--sae-steps", default=None, type=int, help="Override the LLaVA steering SAE's training steps.")
-def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps, llava_steps, sae_steps):
+@click.option(
+    "--sae-steps",
+    default=None,
+    type=int,
+    help="Override the steering SAEs' training steps (the LLaVA's, the text-to-image model's text SAE).",
+)
+@click.option(
+    "--diffusion-steps",
+    default=None,
+    type=int,
+    help="Override the tiny text-to-image model's training steps.",
+)
+@click.option(
+    "--diffusion-eval",
+    default=200,
+    show_default=True,
+    type=int,
+    help="Held-out captions the text-to-image model's quality is measured on.",
+)
+@click.option(
+    "--judge-images",
+    default=6000,
+    show_default=True,
+    type=int,
+    help="Real images the similarity-encoder heads that judge generated images are fitted on.",
+)
+def build_cmd(
+    out_dir,
+    only,
+    threads,
+    jobs,
+    clip_steps,
+    simenc_steps,
+    llava_steps,
+    sae_steps,
+    diffusion_steps,
+    diffusion_eval,
+    judge_images,
+):
     """Train the tiny CLIP and the similarity encoder (in parallel), then the tiny LLaVA on that
-    CLIP with its steering SAE; deterministic on CPU."""
+    CLIP with its steering SAE and the tiny text-to-image model on its text encoder; deterministic on CPU."""
     import dataclasses
+    from pathlib import Path
 
+    import vsae
+
+    which = (only,) if only else ("clip", "simenc", "llava", "diffusion")
+    shipped = (Path(vsae.__file__).parent / "world" / "assets").resolve()  # without importing torch
+    out_dir = out_dir or str(shipped)
+    out = Path(out_dir).resolve()
+    if out == shipped or shipped in out.parents:
+        there = [m for m in which if (out / m).is_dir() and any((out / m).iterdir())]
+        if there:
+            raise VsaeError(
+                f"building into {out} would overwrite the shipped {', '.join(there)}; pass --out NEW_DIR "
+                "(to update the shipped models, build elsewhere, compare, and copy deliberately)"
+            )
     from vsae.world.builder import build
     from vsae.world.train_clip import ClipConfig
     from vsae.world.train_simenc import SimEncConfig
@@ -102,12 +158,9 @@ def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps, llava_step
         clip_cfg = dataclasses.replace(clip_cfg, steps=clip_steps)
     if simenc_steps is not None:
         sim_cfg = dataclasses.replace(sim_cfg, steps=simenc_steps)
-    which = (only,) if only else ("clip", "simenc", "llava")
-    base = tuple(m for m in which if m != "llava")
+    base = tuple(m for m in which if m not in ("llava", "diffusion"))
     res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=jobs) if base else {}
-    from vsae.world.assets import ASSETS_DIR
-
-    root = out_dir or ASSETS_DIR
+    root = out_dir
     for name, summary in res.items():
         click.echo(
             f"{name}: {summary['seconds']} s ({summary['cpu_seconds']} s CPU), final loss {summary['final_loss']:.3f} -> {root}/{name}"
@@ -133,8 +186,33 @@ def build_cmd(out_dir, only, threads, jobs, clip_steps, simenc_steps, llava_step
         if sae_steps is not None:
             sc = dataclasses.replace(sc, steps=sae_steps)
         clip_dir = f"{root}/clip" if "clip" in res else "shipped"
-        s = build_llava_assets(f"{root}/llava" if out_dir else None, clip_dir, lc, sc, threads=threads)
+        s = build_llava_assets(f"{root}/llava", clip_dir, lc, sc, threads=threads)
         click.echo(f"llava: {s['seconds']} s, one-word test accuracy {s['test_accuracy']} -> {root}/llava")
+    if "diffusion" in which:  # conditioned on the CLIP's text encoder: built after it, on the CLIP just built
+        from vsae.world.diffusion.build import build_diffusion_assets
+        from vsae.world.diffusion.text_sae import TextSAEConfig
+        from vsae.world.diffusion.train import DiffusionTrainConfig
+
+        dc, tc = DiffusionTrainConfig(), TextSAEConfig()
+        if diffusion_steps is not None:
+            dc = dataclasses.replace(dc, steps=diffusion_steps)
+        if sae_steps is not None:
+            tc = dataclasses.replace(tc, steps=sae_steps)
+        s = build_diffusion_assets(
+            f"{root}/diffusion",
+            f"{root}/clip" if "clip" in res else "shipped",
+            dc,
+            tc,
+            threads=threads,
+            n_eval=diffusion_eval,
+            simenc_dir=f"{root}/simenc" if "simenc" in res else "shipped",
+            judge_images=judge_images,
+        )
+        q = s.get("quality", {}).get("generated", {})
+        click.echo(
+            f"diffusion: {s['total_seconds']} s, held-out generation agreement shape {q.get('shape', float('nan')):.3f}, "
+            f"colour {q.get('colour', float('nan')):.3f} -> {root}/diffusion"
+        )
 
 
 @world.command("info")

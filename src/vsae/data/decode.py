@@ -6,15 +6,24 @@ transparency is composited onto white, and EXIF orientation is applied.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from vsae.store.validate import file_kind
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 )
+
+
+# PIL opens only these raster formats: never its PostScript/EPS plugin (which runs Ghostscript),
+# nor any other plugin a hostile file could select by its content whatever its extension.
+RASTER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 
 
 class DecodeError(Exception):
@@ -26,9 +35,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-        im = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8), "L")
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        im = Image.fromarray(np.clip(a * (255.0 / _white_level(im.mode, a)), 0, 255).astype(np.uint8), "L")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -36,6 +44,44 @@ def to_rgb(im: Image.Image) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def _white_level(mode: str, a: np.ndarray) -> float:
+    """The value that maps to white: 1.0 for float images in [0, 1] (the usual convention), 255 for
+    8-bit ranges, 65535 for 16-bit images, else the image's maximum (never divides floats by 65535)."""
+    top = float(a.max()) if a.size else 0.0
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "F" and top <= 1.0:
+        return 1.0
+    if top <= 255.0:
+        return 255.0
+    if mode == "I" and top <= 65535.0:
+        return 65535.0
+    return top
+
+
+def _check_regular(path: str | os.PathLike) -> None:
+    """Refuse anything but a readable regular file before opening it: a FIFO or a symlink to a
+    device such as /dev/zero would block or never end; the reason names what the path is."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DecodeError("dangling symlink" if os.path.islink(path) else "file not found") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DecodeError("symlink loop") from None
+        raise DecodeError(f"cannot stat ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):  # a folder the source could not list (see sources._tree_images)
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise DecodeError("permission denied (a folder whose images cannot be listed)")
+        raise DecodeError("a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(f"not a regular file but {file_kind(st.st_mode)}")
+    if st.st_size == 0:
+        raise DecodeError("empty file")
 
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
@@ -48,11 +94,10 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass silently")
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        if os.path.getsize(path) == 0:
-            raise DecodeError("empty file")
+        _check_regular(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=RASTER_FORMATS) as im:
                 w, h = im.size
                 if limit is not None and w * h > limit:
                     raise DecodeError(f"decompression bomb ({w}x{h} pixels > {limit})")
@@ -67,6 +112,8 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise DecodeError("not an image (unidentified format)") from None
     except FileNotFoundError:
         raise DecodeError("file not found") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
     except OSError as e:
         raise DecodeError(f"truncated or corrupt ({e})") from None
     except Exception as e:  # any decoder failure is a skipped image, never a crashed run

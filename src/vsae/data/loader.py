@@ -7,6 +7,9 @@ uninterrupted run (same rows, bit for bit). Undecodable images come back in `Bat
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -84,6 +87,44 @@ class Collate:
         return Batch(ids, inputs, skipped, self.end_of[items[0][0]])
 
 
+class QuietWhenOrphaned:
+    """The stderr of a DataLoader worker: silent once the main process is gone.
+
+    After `kill -9` of the main process its workers see their pipes reset and would print a
+    ConnectionResetError traceback nobody asked for; an orphaned worker has no one to report to.
+    Output while the main process lives passes through, except the traceback of a lost connection.
+    """
+
+    def __init__(self, stream, parent_pid: int):
+        self._stream = stream
+        self._parent = parent_pid
+
+    def _muted(self) -> bool:
+        lost = isinstance(sys.exc_info()[1], ConnectionError | EOFError)
+        return lost or os.getppid() != self._parent
+
+    def write(self, s: str) -> int:
+        return len(s) if self._muted() else self._stream.write(s)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _connection_lost_hook(default):
+    def hook(args):  # threads of the worker (queue feeder, fd sharing) that lost the main process
+        if isinstance(args.exc_value, ConnectionError | EOFError):
+            return
+        default(args)
+
+    return hook
+
+
+def quiet_worker_init(_worker_id: int) -> None:
+    """`worker_init_fn`: workers exit quietly when the main process dies (see QuietWhenOrphaned)."""
+    sys.stderr = QuietWhenOrphaned(sys.stderr, os.getppid())
+    threading.excepthook = _connection_lost_hook(threading.excepthook)
+
+
 def grid_batches(start: int, stop: int, batch_size: int, origin: int) -> list[list[int]]:
     """Index batches covering [start, stop), cut at origin + k * batch_size."""
     out, i = [], start
@@ -115,6 +156,7 @@ def iter_batches(
         batch_sampler=batches,
         collate_fn=Collate(source, preprocess, end_of),
         num_workers=num_workers,
+        worker_init_fn=quiet_worker_init if num_workers > 0 else None,
         prefetch_factor=4 if num_workers > 0 else None,
         pin_memory=pin_memory,
     )

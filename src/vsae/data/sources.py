@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,25 @@ class Source:
 
 
 def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    """An image by name. Whatever the name points at (a FIFO, a dangling symlink, a symlink loop or
+    to a device) is kept: decoding refuses it with the reason, so it is listed in `skipped`."""
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
+
+
+def _tree_images(top: Path) -> list[Path]:
+    """Image paths under `top`, recursively (symlinked folders not followed), sorted by path.
+
+    A folder that cannot be listed (permission denied) is returned itself, as an item, so that
+    decoding names the reason and the store lists it in `skipped` instead of losing its images.
+    """
+    found: list[Path] = []
+
+    def unreadable(e: OSError) -> None:
+        found.append(Path(e.filename))
+
+    for d, _, files in os.walk(top, onerror=unreadable):
+        found += [p for p in (Path(d) / f for f in files) if _is_image(p)]
+    return sorted(found)
 
 
 def _subdirs(p: Path) -> list[Path]:
@@ -101,9 +120,14 @@ def folder_source(root: str | Path, split: str | None = None) -> Source:
     if split is not None:
         base = root / split
         if not base.is_dir():
-            have = ", ".join(splits) or "none"
+            # every folder that holds class folders is a split (the world also has ood_background ...)
+            have = [d.name for d in subs if _subdirs(d)] or splits
+            if not have:
+                raise VsaeError(
+                    f"split {split!r} not found in {root}, which has no split folders; drop --split"
+                )
             raise VsaeError(
-                f"split {split!r} not found in {root} (splits: {have}); pass --split with one of them"
+                f"split {split!r} not found in {root} (splits: {', '.join(have)}); pass --split with one of them"
             )
     else:
         if splits:
@@ -114,10 +138,9 @@ def folder_source(root: str | Path, split: str | None = None) -> Source:
     labels: list[int] = []
     if classes:
         for ci, cdir in enumerate(classes):
-            for p in sorted(cdir.rglob("*")):
-                if _is_image(p):
-                    items.append(str(p))
-                    labels.append(ci)
+            for p in _tree_images(cdir):
+                items.append(str(p))
+                labels.append(ci)
         names = tuple(c.name for c in classes)
     else:
         items = [str(p) for p in sorted(base.iterdir()) if _is_image(p)]

@@ -17,9 +17,10 @@ from vsae.eval.ood import ood_report, ood_scores, roc_curve
 from vsae.eval.probe import ProbeConfig, probe_accuracy
 from vsae.eval.purity import top_image_purity
 from vsae.eval.recon import reconstruction_metrics
+from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.topimages import jaccard_pair_counts, top_images
 
-PROBE_TRAIN_ROWS = 3000
+PROBE_TRAIN_ROWS = 3000  # a seeded sample spanning the (class-ordered) train store, never its first rows
 PROBE_LABEL = "shape"
 
 
@@ -42,8 +43,9 @@ def _encode(sae, x_Nd: torch.Tensor, batch: int = 4096) -> tuple[torch.Tensor, t
 def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray) -> dict[str, Any]:
     """What the papers measure on any set of units (SAE latents or raw neurons) on the test split."""
     ms = _ms(acts_NF, emb_ND)
-    pur = top_image_purity(top.indices_Fk, top.excluded_F,
-                           {a: tables_test[a] for a in tables_test if a != "path"})
+    pur = top_image_purity(
+        top.indices_Fk, top.excluded_F, {a: tables_test[a] for a in tables_test if a != "path"}
+    )
     return {
         "ms": ms,
         "ms_summary": summarize_ms(ms),
@@ -60,29 +62,41 @@ class EvalInputs:
     sim_emb_ND: similarity-encoder embeddings of the test images (MS).
     clip_emb_ND: the CLIP `embed` of the test images (latent naming).
     depth_CC: LCA depth between the world's classes in the class taxonomy (hierarchy).
+    colour_depth_CC: LCA depth between the world's colours in its colour taxonomy
+        (family -> colour), the second taxonomy the hierarchy is measured in.
     words, word_emb_WD: the naming vocabulary and its CLIP text embeddings.
     """
 
     sim_emb_ND: np.ndarray
     clip_emb_ND: np.ndarray
     depth_CC: np.ndarray
+    colour_depth_CC: np.ndarray
     words: list[str]
     word_emb_WD: np.ndarray
 
 
 def eval_inputs(stores, taxonomy, clip_dir: str) -> EvalInputs:
+    from vsae.eval.taxonomy import from_paths
     from vsae.world import CLASSES
+    from vsae.world.taxonomy import COLOURS, colour_paths
 
     words, word_emb = text_embeddings(clip_dir)
-    return EvalInputs(stores["test"]["sim"][:].numpy(), stores["test"]["embed"][:].numpy(),
-                      lca_depth_matrix(taxonomy, list(CLASSES)), words, word_emb)
+    colour_depth = lca_depth_matrix(from_paths(colour_paths(), "world colour taxonomy"), list(COLOURS))
+    return EvalInputs(
+        stores["test"]["sim"][:].numpy(),
+        stores["test"]["embed"][:].numpy(),
+        lca_depth_matrix(taxonomy, list(CLASSES)),
+        colour_depth,
+        words,
+        word_emb,
+    )
 
 
 def analyse_raw(hook: str, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> dict[str, Any]:
     x = stores["test"][hook][:].numpy()
     top = top_images(x, k=cfg.top_k)
     res = unit_features(x, top, tables["test"], ti.sim_emb_ND)
-    res["probe"] = probe(hook, stores, tables)
+    res["probe"] = probe(hook, stores, tables, seed=cfg.seed)
     return res
 
 
@@ -97,12 +111,19 @@ def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> di
     depths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["class_name"], ti.depth_CC)
     sizes = list(sae.cfg.group_sizes) if arch == "matryoshka" else [sae.cfg.d_sae]
     res["depth_per_group"] = depth_per_group(depths, sizes)
+    # the same in the colour taxonomy (colour family -> colour), and the latents per group that
+    # never fire on the test split (they cannot be scored in either taxonomy)
+    cdepths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["colour"], ti.colour_depth_CC)
+    res["depth_per_group_colour"] = depth_per_group(cdepths, sizes)
+    fires = np.asarray((z > 0).sum(0)).ravel()
+    ends = np.cumsum(sizes)
+    res["dead_per_group"] = [int((fires[a:b] == 0).sum()) for a, b in zip([0, *ends[:-1]], ends)]
     # names from the CLIP text tower, checked against the ground truth of the top images
     named = name_latents(top.indices_Fk, top.excluded_F, ti.clip_emb_ND, ti.word_emb_WD, ti.words)
     res["names"] = {**named, **name_agreement_attributes(named["names"], top, tables["test"], cfg.seed)}
     # probes (Olson et al.) for the SAEs of the featured expansion (they are the slow part)
     if e == cfg.featured_sae[2]:
-        res["probe"] = probe(hook, stores, tables, sae)
+        res["probe"] = probe(hook, stores, tables, sae, seed=cfg.seed)
     # OOD detection scores (Olson et al.)
     ood = {}
     s_in = ood_scores(x_test, x_hat, z)
@@ -118,39 +139,44 @@ def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> di
 
 
 def name_agreement_attributes(names, top, table, seed: int) -> dict[str, Any]:
-    """A latent's name agrees when it is the most common value, among its top images, of the
-    attribute the word belongs to; the baseline gives every named latent a random word instead."""
+    """A latent's name agrees when its attribute is a purest one of the latent's top images over
+    all ground-truth attributes and the word is that attribute's most common value there
+    (`vsae.eval.naming.attribute_name_agreement`); the baseline gives every named latent a random
+    word instead."""
+    from vsae.eval.naming import attribute_name_agreement
     from vsae.world import attribute_vocab
 
-    vocab = {w: a for a in NAME_ATTRIBUTES for w in attribute_vocab(a)}
-    words = list(vocab)
-
-    def agrees(f: int, word: str) -> bool:
-        a = vocab[word]
-        rows = top.indices_Fk[f][top.indices_Fk[f] >= 0]
-        codes = table[a][rows]
-        return attribute_vocab(a)[np.bincount(codes).argmax()] == word
-
+    word_value = {w: (a, i) for a in NAME_ATTRIBUTES for i, w in enumerate(attribute_vocab(a))}
+    words = list(word_value)
+    attrs = {a: table[a] for a in table if a != "path"}
+    res = attribute_name_agreement(names, top.indices_Fk, attrs, word_value)
     rng = np.random.default_rng(seed)
-    named = [(f, w) for f, w in enumerate(names) if w is not None]
-    agree = sum(agrees(f, w) for f, w in named)
-    base = sum(agrees(f, words[rng.integers(len(words))]) for f, _ in named)
-    n = len(named)
-    return {
-        "n_named": n,
-        "agreement": agree / n if n else float("nan"),
-        "random_word_agreement": base / n if n else float("nan"),
-    }
+    random_names = [None if w is None else words[rng.integers(len(words))] for w in names]
+    base = attribute_name_agreement(random_names, top.indices_Fk, attrs, word_value)
+    return {**res, "random_word_agreement": base["agreement"]}
 
 
-def probe(hook: str, stores, tables, sae=None) -> dict[str, float]:
-    """Shape probe (Olson et al.) on raw activations (`sae` None) or on SAE latents: trained on the
-    train split, accuracy on test and on the shifted splits."""
+def probe_train_rows(n_train: int, seed: int) -> np.ndarray:
+    """The train rows the probes fit on: `PROBE_TRAIN_ROWS` of them, a seeded sample spanning the
+    store (stores are written in class-folder order, so its first rows hold a few classes only)."""
+    return spread_sample(n_train, PROBE_TRAIN_ROWS, seed)
+
+
+def probe_sample(n_train: int, seed: int) -> dict[str, Any]:
+    """What results.json records about the probes' train rows."""
+    return {"label": PROBE_LABEL, "train_rows": describe_sample(n_train, PROBE_TRAIN_ROWS, seed)}
+
+
+def probe(hook: str, stores, tables, sae=None, seed: int = 0) -> dict[str, float]:
+    """Shape probe (Olson et al.) on raw activations (`sae` None) or on SAE latents: trained on a
+    seeded sample spanning the train split (`probe_train_rows`), accuracy on test and on the
+    shifted splits."""
 
     def split(name: str):
         x, y = stores[name][hook][:], tables[name][PROBE_LABEL]
         if name == "train":
-            x, y = x[:PROBE_TRAIN_ROWS], y[:PROBE_TRAIN_ROWS]
+            rows = probe_train_rows(len(y), seed)
+            x, y = x[torch.from_numpy(rows)], y[rows]
         with torch.no_grad():
             return (x if sae is None else sae.encode(x)).numpy(), y
 

@@ -27,12 +27,22 @@ class DemoConfig:
     clip_dir, simenc_dir: the model explained and the similarity encoder (None: the shipped ones).
     steer_latents, steer_images, steer_blank_latents: the steering experiment on the tiny LLaVA
         (latents clamped, test images asked about, latents tried on the blank image; 0 latents = skip).
+    shared_images: (train, test) images whose image tokens and captions feed the shared
+        vision/language latents of the tiny LLaVA's language model (Olson et al.; 0 train = skip).
+    diffusion: the diffusion section (steering the shipped tiny text-to-image model through its
+        text-encoder SAE, discovery of latent attributes; `vsae.demo.diffusion`).
     progress: progress bars.
     """
 
     out: Path
     counts: dict[str, int] = field(
-        default_factory=lambda: {"train": 6000, "val": 500, "test": 1000, "ood_background": 500, "ood_combo": 500}
+        default_factory=lambda: {
+            "train": 6000,
+            "val": 500,
+            "test": 1000,
+            "ood_background": 500,
+            "ood_combo": 500,
+        }
     )
     layers: tuple[str, ...] = ("resid.1", "resid.2")
     tokens: str = "cls"
@@ -51,6 +61,8 @@ class DemoConfig:
     steer_latents: int = 10
     steer_images: int = 12
     steer_blank_latents: int = 16
+    shared_images: tuple[int, int] = (1000, 500)
+    diffusion: bool = True
     progress: bool = True
 
     @property
@@ -73,6 +85,8 @@ def fast_config(out: Path, **kw) -> DemoConfig:
         steer_latents=4,
         steer_images=6,
         steer_blank_latents=4,
+        shared_images=(200, 100),
+        diffusion=False,  # tested on its own (tests/steer/test_diffusion_demo.py)
         progress=False,
     )
     return DemoConfig(out=Path(out), **{**base, **kw})

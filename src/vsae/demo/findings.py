@@ -12,7 +12,10 @@ def _finding(claim: str, holds: bool, detail: str, source: str) -> dict[str, Any
 
 
 def headline_findings(
-    layers: dict[str, Any], featured: tuple[str, str, int], steering: dict[str, Any] | None = None
+    layers: dict[str, Any],
+    featured: tuple[str, str, int],
+    steering: dict[str, Any] | None = None,
+    hierarchy: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
     out = []
@@ -23,8 +26,14 @@ def headline_findings(
         sae = float(np.mean([s["ms"]["mean"] for s in L["saes"].values()]))
         ok &= sae > raw
         parts.append(f"{hook}: SAE {sae:.3f} vs raw {raw:.3f}")
-    out.append(_finding("SAE latents are more monosemantic than raw neurons (mean MS)", ok, "; ".join(parts),
-                        "Pach et al."))
+    out.append(
+        _finding(
+            "SAE latents are more monosemantic than raw neurons (mean MS)",
+            ok,
+            "; ".join(parts),
+            "Pach et al.",
+        )
+    )
     # 2. MS rises with the expansion factor (Pach et al.)
     parts, ok = [], True
     for hook, L in layers.items():
@@ -37,20 +46,58 @@ def headline_findings(
             ok &= all(b > a for a, b in zip(ms, ms[1:]))
             parts.append(f"{hook} {arch}: " + " < ".join(f"x{e} {m:.3f}" for e, m in pts))
     out.append(_finding("MS rises with the expansion factor", ok, "; ".join(parts), "Pach et al."))
-    # 3. earlier Matryoshka groups are shallower (Pach et al.)
-    parts, ok, any_mat = [], True, False
-    for hook, L in layers.items():
-        for name, s in L["saes"].items():
-            if s["arch"] != "matryoshka":
-                continue
-            any_mat = True
-            d = [g["mean_depth"] for g in s["depth_per_group"]]
-            valid = [x for x in d if not np.isnan(x)]
-            ok &= len(valid) >= 2 and valid[0] < valid[-1]
-            parts.append(f"{hook} {name}: " + " / ".join("–" if np.isnan(x) else f"{x:.2f}" for x in d))
-    if any_mat:
-        out.append(_finding("Earlier Matryoshka groups are shallower in the class taxonomy (mean LCA depth per group)",
-                            ok, "; ".join(parts), "Pach et al."))
+    # 3. earlier Matryoshka groups are shallower (Pach et al.), in the class taxonomy and in the
+    #    colour taxonomy; per group: mean depth (scored latents, latents dead on the test split)
+    for key, taxonomy in (
+        ("depth_per_group", "class taxonomy"),
+        ("depth_per_group_colour", "colour taxonomy"),
+    ):
+        parts, ok, any_mat = [], True, False
+        for hook, L in layers.items():
+            for name, s in L["saes"].items():
+                if s["arch"] != "matryoshka" or key not in s:
+                    continue
+                any_mat = True
+                d = [g["mean_depth"] for g in s[key]]
+                valid = [x for x in d if not np.isnan(x)]
+                ok &= len(valid) >= 2 and valid[0] < valid[-1]
+                dead = s.get("dead_per_group", [None] * len(d))
+                parts.append(
+                    f"{hook} {name}: "
+                    + " / ".join(
+                        ("–" if np.isnan(x) else f"{x:.2f}")
+                        + f" ({g['n_scored']} scored"
+                        + ("" if n is None else f", {n} dead")
+                        + ")"
+                        for x, g, n in zip(d, s[key], dead)
+                    )
+                )
+        if any_mat:
+            out.append(
+                _finding(
+                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group)",
+                    ok,
+                    "; ".join(parts),
+                    "Pach et al.",
+                )
+            )
+    if hierarchy and "planted" in hierarchy:
+        p = hierarchy["planted"]
+        d = {a: [g["mean_depth"] for g in p[a]["depth_per_group"]] for a in ("matryoshka", "batchtopk")}
+        m = [x for x in d["matryoshka"][1:] if not np.isnan(x)]
+        ok = not np.isnan(d["matryoshka"][0]) and bool(m) and all(d["matryoshka"][0] < x for x in m)
+        out.append(
+            _finding(
+                "Control: on a planted nested dictionary (few high-variance coarse atoms refined by lower-variance fine "
+                "ones) the Matryoshka SAE's first group holds the coarse atoms and the depth metric finds it shallower",
+                ok,
+                "mean LCA depth per group (0 = other family, 1 = same family, 2 = same leaf): Matryoshka "
+                + " / ".join(f"{x:.2f}" for x in d["matryoshka"])
+                + f", first-group decoder cosine with a coarse atom {p['matryoshka']['coarse_cosine_per_group'][0]:.2f}; "
+                "BatchTopK control (same latent ranges) " + " / ".join(f"{x:.2f}" for x in d["batchtopk"]),
+                "vsae (planted control)",
+            )
+        )
     # 4. probes on SAE latents hold up under distribution shift (Olson et al.)
     hook, arch, e = featured
     parts, ok = [], True
@@ -58,22 +105,41 @@ def headline_findings(
         s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
         p = {"sae": s["probe"], "raw": L["raw"]["probe"]}
         shifted = [k for k in p["raw"] if k.startswith("ood")]
-        keep = {kind: float(np.mean([p[kind][k] for k in shifted])) / max(p[kind]["test"], 1e-9) for kind in p}
+        keep = {
+            kind: float(np.mean([p[kind][k] for k in shifted])) / max(p[kind]["test"], 1e-9) for kind in p
+        }
         ok &= keep["sae"] >= keep["raw"]
-        parts.append(f"{h}: kept {keep['sae']:.1%} (SAE, test {p['sae']['test']:.2f}) vs {keep['raw']:.1%} "
-                     f"(raw, test {p['raw']['test']:.2f}) of test accuracy on the shifted splits")
-    out.append(_finding(f"Probes on SAE latents ({arch} x{e}) hold up under distribution shift at least as well as "
-                        "probes on raw activations", ok, "; ".join(parts), "Olson et al."))
+        parts.append(
+            f"{h}: kept {keep['sae']:.1%} (SAE, test {p['sae']['test']:.2f}) vs {keep['raw']:.1%} "
+            f"(raw, test {p['raw']['test']:.2f}) of test accuracy on the shifted splits"
+        )
+    out.append(
+        _finding(
+            f"Probes on SAE latents ({arch} x{e}) hold up under distribution shift at least as well as "
+            "probes on raw activations",
+            ok,
+            "; ".join(parts),
+            "Olson et al.",
+        )
+    )
     # 5. latent names agree with the ground truth (Olson et al.)
     parts, ok = [], True
     for h, L in layers.items():
         s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
         n = s["names"]
         ok &= n["agreement"] > n["random_word_agreement"]
-        parts.append(f"{h}: {n['agreement']:.1%} of {n['n_named']} named latents agree "
-                     f"(random words: {n['random_word_agreement']:.1%})")
-    out.append(_finding("Latent names from the CLIP text tower agree with the ground truth more than random words",
-                        ok, "; ".join(parts), "Olson et al."))
+        parts.append(
+            f"{h}: {n['agreement']:.1%} of {n['n_named']} named latents agree "
+            f"(random words: {n['random_word_agreement']:.1%})"
+        )
+    out.append(
+        _finding(
+            "Latent names from the CLIP text tower agree with the ground truth more than random words",
+            ok,
+            "; ".join(parts),
+            "Olson et al.",
+        )
+    )
     # 6. ground truth: top images of SAE latents share one attribute value more often than neurons'
     parts, ok = [], True
     for h, L in layers.items():
@@ -81,17 +147,27 @@ def headline_findings(
         sae = float(np.mean([s["purity"]["pure_fraction"] for s in L["saes"].values()]))
         ok &= sae > raw
         parts.append(f"{h}: SAE {sae:.1%} vs raw {raw:.1%}")
-    out.append(_finding("Top images of SAE latents share one attribute value more often than those of raw neurons "
-                        "(ground-truth purity)", ok, "; ".join(parts), "vsae (shapes world ground truth)"))
+    out.append(
+        _finding(
+            "Top images of SAE latents share one attribute value more often than those of raw neurons "
+            "(ground-truth purity)",
+            ok,
+            "; ".join(parts),
+            "vsae (shapes world ground truth)",
+        )
+    )
     # 7. clamping SAE latents in the vision encoder steers the MLLM (Pach et al.)
     if steering:
         sc = steering["score"]
-        out.append(_finding(
-            "Clamping one SAE latent in the vision encoder steers the multimodal model's answer toward the "
-            "latent's concept (steering score above the unsteered baseline)",
-            sc["steered"] > sc["baseline"],
-            f"score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered over "
-            f"{len(steering['latents'])} latents x {len(steering['test_images'])} images; answers moved toward the "
-            f"latent in {sc['moved_toward']:.0%}, away in {sc['moved_away']:.0%}",
-            "Pach et al."))
+        out.append(
+            _finding(
+                "Clamping one SAE latent in the vision encoder steers the multimodal model's answer toward the "
+                "latent's concept (steering score above the unsteered baseline)",
+                sc["steered"] > sc["baseline"],
+                f"score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered over "
+                f"{len(steering['latents'])} latents x {len(steering['test_images'])} images; answers moved toward the "
+                f"latent in {sc['moved_toward']:.0%}, away in {sc['moved_away']:.0%}",
+                "Pach et al.",
+            )
+        )
     return out

@@ -21,8 +21,18 @@ from vsae.demo.config import DemoConfig
 SPLITS = ("train", "val", "test", "ood_background", "ood_combo")
 SHIFTED = ("ood_background", "ood_combo")
 # Attributes whose ground truth the demo checks latents against (purity, name agreement).
-ATTRIBUTES = ("class_name", "shape", "shape_family", "colour", "colour_family", "size", "position",
-              "background", "tone", "outline")
+ATTRIBUTES = (
+    "class_name",
+    "shape",
+    "shape_family",
+    "colour",
+    "colour_family",
+    "size",
+    "position",
+    "background",
+    "tone",
+    "outline",
+)
 # Concept words for latent naming (Olson et al.'s automatic attribute discovery).
 NAME_ATTRIBUTES = ("shape", "colour", "background", "size")
 
@@ -54,7 +64,9 @@ def export_world(cfg: DemoConfig) -> Path:
     return d
 
 
-def extract_all(cfg: DemoConfig, world_dir: Path, clip_dir: str, simenc_dir: str) -> dict[str, dict[str, Any]]:
+def extract_all(
+    cfg: DemoConfig, world_dir: Path, clip_dir: str, simenc_dir: str
+) -> dict[str, dict[str, Any]]:
     """Stores: {split: {hook: store, "sim": similarity-encoder embeddings}}."""
     from vsae.extract import ExtractConfig, extract
     from vsae.store import ActivationStore
@@ -62,8 +74,9 @@ def extract_all(cfg: DemoConfig, world_dir: Path, clip_dir: str, simenc_dir: str
     stores: dict[str, dict[str, Any]] = {}
     for split in cfg.counts:
         base = cfg.out / "stores" / "clip" / split
-        common = dict(data=str(world_dir), split=split, dtype="float32", batch_size=256,
-                      seed=cfg.seed, progress=False)
+        common = dict(
+            data=str(world_dir), split=split, dtype="float32", batch_size=256, seed=cfg.seed, progress=False
+        )
         extract(ExtractConfig(model=clip_dir, hooks=cfg.hooks, tokens=cfg.tokens, out=str(base), **common))
         stores[split] = {h: ActivationStore.open(base / h) for h in cfg.hooks}
         sim = cfg.out / "stores" / "simenc" / split
@@ -84,14 +97,28 @@ def train_all(cfg: DemoConfig, stores) -> dict[tuple[str, str, int], Path]:
         cfgs, keys = [], []
         for arch in cfg.archs:
             for e in cfg.expansions:
-                c = SAEConfig(arch=arch, d_in=src.d, d_sae=e * src.d, k=cfg.k, groups=cfg.groups,
-                              aux_k=2 * cfg.k, provenance=src.provenance)
+                c = SAEConfig(
+                    arch=arch,
+                    d_in=src.d,
+                    d_sae=e * src.d,
+                    k=cfg.k,
+                    groups=cfg.groups,
+                    aux_k=2 * cfg.k,
+                    provenance=src.provenance,
+                )
                 c = SAEConfig(**{**asdict(c), "name": run_name(c, e)})
                 cfgs.append(c)
                 keys.append((hook, arch, e))
-        tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                           log_every=max(1, cfg.steps // 10), ckpt_every=0, val_rows=0,
-                           init_rows=min(4096, len(src)))
+        tcfg = TrainConfig(
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            log_every=max(1, cfg.steps // 10),
+            ckpt_every=0,
+            val_rows=len(stores["val"][hook]),  # all of them: the self-check re-computes it
+            init_rows=min(4096, len(src)),
+        )
         run_dir = cfg.out / "runs" / hook
         resume = read_run_state(run_dir) is not None
         dirs = train(src, cfgs, tcfg, run_dir, val=stores["val"][hook], resume=resume, progress=cfg.progress)

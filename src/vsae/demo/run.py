@@ -10,13 +10,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vsae import __version__
-from vsae.demo.analyse import analyse_raw, analyse_sae, eval_inputs
+from vsae.demo.analyse import analyse_raw, analyse_sae, eval_inputs, probe_sample
 from vsae.demo.config import DemoConfig
+from vsae.demo.consistency import require, run_checks
 from vsae.demo.findings import headline_findings
+from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
+from vsae.demo.shared import shared_finding
 from vsae.eval.results import jsonable
 
 SIMENC_DESCRIPTION = (
@@ -34,15 +38,35 @@ def _summaries(an: dict[str, Any]) -> dict[str, Any]:
         "ms_per_latent": an["ms"].scores_F,
         "uniqueness": an["uniqueness"],
         "purity": {k: p[k] for k in ("n_scored", "pure_fraction", "mean_purity")},
+        "top_images": _excluded(an),
     }
-    for k in ("recon", "depth_per_group", "probe", "ood"):
+    for k in ("recon", "depth_per_group", "depth_per_group_colour", "dead_per_group", "probe", "ood"):
         if k in an:
             out[k] = an[k]
     if "names" in an:
         n = an["names"]
-        out["names"] = {**{k: n[k] for k in ("n_named", "agreement", "random_word_agreement")},
-                        "per_latent": n["names"], "match_scores": n["scores"]}
+        keys = ("n_named", "n_agree", "agreement", "n_not_purest", "n_wrong_value", "random_word_agreement")
+        out["names"] = {
+            **{k: n[k] for k in keys},
+            "per_latent": n["names"],
+            "match_scores": n["scores"],
+            "verdict_per_latent": n["verdict_F"],
+        }
     return out
+
+
+def _excluded(an: dict[str, Any]) -> dict[str, Any]:
+    """Which units the top-image analyses leave out, and why (the MS mean keeps every live unit)."""
+    top, ms = an["top"], an["ms"].scores_F
+    live_out = top.excluded_F & ~np.isnan(ms)
+    return {
+        "k": int(top.indices_Fk.shape[1]),
+        "rule": "left out of top-image grids, uniqueness, hierarchy, purity and names: fewer than k firing test "
+        "images (k-th highest activation 0); the MS mean includes them",
+        "n_excluded_live": int(live_out.sum()),
+        "n_never_fire": int(np.isnan(ms).sum()),
+        "excluded_live": [[int(f), float(ms[f])] for f in np.flatnonzero(live_out)],
+    }
 
 
 def steer(cfg: DemoConfig, clip_dir: str, out: Path) -> dict[str, Any]:
@@ -50,10 +74,28 @@ def steer(cfg: DemoConfig, clip_dir: str, out: Path) -> dict[str, Any]:
     from vsae.steer.experiment import SteerConfig, run_steering
     from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
 
-    scfg = SteerConfig(n_latents=cfg.steer_latents, n_images=cfg.steer_images,
-                       blank_latents=cfg.steer_blank_latents, seed=cfg.seed)
-    return run_steering(shipped_llava_dir(), shipped_steering_sae_dir(), clip_dir, scfg, out / "steering",
-                        progress=False)
+    scfg = SteerConfig(
+        n_latents=cfg.steer_latents,
+        n_images=cfg.steer_images,
+        blank_latents=cfg.steer_blank_latents,
+        seed=cfg.seed,
+    )
+    return run_steering(
+        shipped_llava_dir(), shipped_steering_sae_dir(), clip_dir, scfg, out / "steering", progress=False
+    )
+
+
+def shared_features(cfg: DemoConfig, world_dir: Path, out: Path, say) -> dict[str, Any]:
+    """Olson et al.'s shared vision/language latents in the tiny LLaVA's language model (both layers)."""
+    from vsae.demo.shared import SharedDemoConfig, run_shared_demo
+
+    n_train, n_test = cfg.shared_images
+    say(
+        f"shared vision/language latents: tiny LLaVA language model, {n_train} + {n_test} images and captions"
+    )
+    res = run_shared_demo(world_dir, out, SharedDemoConfig(n_train=n_train, n_test=n_test, seed=cfg.seed))
+    res.pop("ratios")  # per-latent arrays: in the plot, not in results.json
+    return res
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -78,7 +120,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     tables = image_tables(world_dir, stores)
     sw.lap("extract")
     n_saes = len(cfg.hooks) * len(cfg.archs) * len(cfg.expansions)
-    say(f"training {n_saes} SAEs ({', '.join(cfg.archs)} x {cfg.expansions}) on {len(stores['train'][cfg.hooks[0]])} rows")
+    say(
+        f"training {n_saes} SAEs ({', '.join(cfg.archs)} x {cfg.expansions}) on {len(stores['train'][cfg.hooks[0]])} rows"
+    )
     runs = train_all(cfg, stores)
     sw.lap("train")
 
@@ -94,12 +138,35 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 continue
             sae = load_sae(run_dir)
             analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, ti)
-            layers[hook]["saes"][run_dir.name] = {"arch": arch, "expansion": e, "path": str(run_dir), **_summaries(an)}
+            layers[hook]["saes"][run_dir.name] = {
+                "arch": arch,
+                "expansion": e,
+                "path": str(run_dir),
+                **_summaries(an),
+            }
+    hierarchy = hierarchy_evidence(stores, tables, cfg.hooks, out, cfg.seed)
+    say("self-checks: probe vs zero-shot, training-log FVU vs vsae eval recon, MS vs vsae eval ms")
+    checks = run_checks(cfg, stores, tables, runs, layers, ti, clip_dir, out)
     sw.lap("evaluate")
     steering = steer(cfg, clip_dir, out) if cfg.steer_latents else None
     sw.lap("steer")
+    shared = shared_features(cfg, world_dir, out, say) if cfg.shared_images[0] else None
+    sw.lap("shared")
+    diffusion = None
+    if cfg.diffusion:
+        from vsae.demo.diffusion import run_diffusion_demo
+
+        say("steering the tiny text-to-image model through its text-encoder SAE; naming latents from images")
+        diffusion = run_diffusion_demo(out)
+    sw.lap("diffusion")
     featured = cfg.featured_sae
-    findings = headline_findings(layers, featured, steering)
+    findings = headline_findings(layers, featured, steering, hierarchy)
+    if shared:
+        findings.append(shared_finding(shared))
+    if diffusion:
+        from vsae.demo.diffusion import diffusion_findings
+
+        findings.extend(diffusion_findings(diffusion))
 
     results = {
         "vsae_version": __version__,
@@ -107,14 +174,22 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
         "config": {**asdict(cfg), "out": str(cfg.out), "hooks": list(cfg.hooks)},
         "models": {
-            "explained": {"path": clip_dir, "provenance": stores["test"][cfg.hooks[0]].provenance.get("model")},
+            "explained": {
+                "path": clip_dir,
+                "provenance": stores["test"][cfg.hooks[0]].provenance.get("model"),
+            },
             "similarity_encoder": {"path": simenc_dir, "description": SIMENC_DESCRIPTION},
         },
         "featured": list(featured),
         "vocabulary": ti.words,
         "findings": findings,
         "layers": layers,
+        "probe": probe_sample(len(stores["train"][cfg.hooks[0]]), cfg.seed),
+        "hierarchy": hierarchy,
+        "checks": checks,
         "steering": steering,
+        "shared": shared,
+        "diffusion": diffusion,
     }
     sw.lap("findings")
     say("writing report.html")
@@ -127,9 +202,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
     if steering:
         sc = steering["score"]
-        say(f"steering the tiny LLaVA: score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered, "
-            f"answers moved toward the latent's concept in {sc['moved_toward']:.0%} of cases")
+        say(
+            f"steering the tiny LLaVA: score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered, "
+            f"answers moved toward the latent's concept in {sc['moved_toward']:.0%} of cases"
+        )
     for f in findings:
         say(f"{'HOLDS' if f['holds'] else 'DOES NOT HOLD'}: {f['claim']} — {f['detail']}")
     say(f"done in {results['timings']['total']:.0f} s: {out / 'report.html'}, {out / 'results.json'}")
+    require(checks)  # after results.json and report.html are written: nothing is lost
     return results

@@ -62,15 +62,19 @@ class MSResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _column_minmax(source: ChunkSource, n_cols: int | None, progress: bool) -> tuple[np.ndarray, ...]:
+def _column_minmax(
+    source: ChunkSource, n_cols: int | None, progress: bool, total: int | None = None
+) -> tuple[np.ndarray, ...]:
     """First pass: per-column min, max (implicit CSR zeros included) and the row count."""
     lo = hi = None
     nnz = None
     n_rows = 0
     sparse_seen = dense_seen = False
-    for _, raw in tqdm(iterate(source), desc="MS pass 1/2 (min/max)", disable=not progress, leave=False):
+    bar = tqdm(total=total, desc="MS pass 1/2 (min/max)", unit="img", disable=not progress, leave=False)
+    for _, raw in iterate(source):
         chunk = as_chunk(raw, n_cols)
         n, f = chunk.shape
+        bar.update(n)
         if lo is None:
             lo = np.full(f, np.inf)
             hi = np.full(f, -np.inf)
@@ -92,6 +96,7 @@ def _column_minmax(source: ChunkSource, n_cols: int | None, progress: bool) -> t
             np.minimum(lo, c.min(axis=0), out=lo)
             np.maximum(hi, c.max(axis=0), out=hi)
             nnz += n
+    bar.close()
     if lo is None:
         raise VsaeError("no activations: the activation source yielded no chunks")
     # Columns of a CSR stream that are zero somewhere have 0 among their values.
@@ -122,7 +127,7 @@ def monosemanticity_score_streaming(
     """
     if not callable(source):
         raise VsaeError("the streaming MS makes two passes: pass a callable that returns the chunk iterator")
-    lo, hi, n_rows, sparse_input = _column_minmax(source, n_cols, progress)
+    lo, hi, n_rows, sparse_input = _column_minmax(source, n_cols, progress, similarity_embeddings.shape[0])
     n_emb = similarity_embeddings.shape[0]
     if n_emb != n_rows:
         raise VsaeError(
@@ -143,9 +148,11 @@ def monosemanticity_score_streaming(
     e_sum_D = np.zeros(d_dim)
     w_sum = 0.0
     seen = 0
-    for start, raw in tqdm(iterate(source), desc="MS pass 2/2 (sums)", disable=not progress, leave=False):
+    bar = tqdm(total=n_rows, desc="MS pass 2/2 (sums)", unit="img", disable=not progress, leave=False)
+    for start, raw in iterate(source):
         chunk = as_chunk(raw, n_cols)
         n = chunk.shape[0]
+        bar.update(n)
         if n == 0:
             continue
         if start != seen:
@@ -171,6 +178,7 @@ def monosemanticity_score_streaming(
             s2 += b2.sum(axis=0)
             s1w += b.T @ w_n
             s2w += b2.T @ w_n
+    bar.close()
     delta = np.where(dead, 0.0, lo) - shift  # remaining shift to apply (0 for dense input)
     n = float(n_rows)
     proj_FD = p_FD - delta[:, None] * e_sum_D[None, :]
@@ -201,9 +209,17 @@ def _as_rows(e: Any) -> Any:
     return to_numpy(e) if hasattr(e, "detach") else e
 
 
-def summarize_ms(res: MSResult, top: int = 10) -> dict[str, Any]:
+def summarize_ms(res: MSResult | Any, top: int = 10) -> dict[str, Any]:
     """The paper's report: mean and std (unbiased, as torch.std in the reference) over scored
-    latents, the dead count, the count of other NaNs, and the `top` highest and lowest."""
+    latents, the dead count, the count of other NaNs, and the `top` highest and lowest.
+
+    `res` is an `MSResult`, or the per-latent scores that `monosemanticity_score` returns (a tensor
+    or array [F]); these cannot tell dead latents from other NaNs, so every NaN counts as dead and
+    `n_images` is None.
+    """
+    if not isinstance(res, MSResult):
+        scores = np.asarray(to_numpy(res), dtype=np.float64).reshape(-1)
+        res = MSResult(scores_F=scores, dead_F=np.isnan(scores), n_images=None)
     s = res.scores_F
     valid = ~np.isnan(s)
     idx = np.flatnonzero(valid)
@@ -212,7 +228,7 @@ def summarize_ms(res: MSResult, top: int = 10) -> dict[str, Any]:
     lows = np.lexsort((idx, vals))
     return {
         "n_latents": int(s.shape[0]),
-        "n_images": int(res.n_images),
+        "n_images": None if res.n_images is None else int(res.n_images),
         "n_scored": int(valid.sum()),
         "n_dead": int(res.dead_F.sum()),
         "n_nan_not_dead": int((~valid & ~res.dead_F).sum()),

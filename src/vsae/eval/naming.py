@@ -5,7 +5,7 @@ image space, e.g. CLIP's) best matches the mean image embedding of the latent's 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,3 +95,54 @@ def encode_words(
             lm_text.run(lm_text.preprocess([template.format(w) for w in words[a : a + batch_size]]))
             out.append(to_numpy(cap.output.float(), np.float64))
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def attribute_name_agreement(
+    names: Sequence[str | None],
+    hai_idx_Fk: np.ndarray,
+    attributes: Mapping[str, np.ndarray],
+    word_value: Mapping[str, tuple[str, int]],
+) -> dict[str, Any]:
+    """Does each latent's name say what its top images share? (data with known attributes)
+
+    `attributes`: name -> int codes [N] per image (all the ground truth, also attributes no word
+    names); `word_value`: word -> (attribute, code) it names. A name agrees only when its
+    attribute is a purest one of the latent's top images (no attribute is shared by more of them;
+    ties count) and the word is that attribute's most common value there. A "red" latent whose
+    top images are all circles but only 40% red disagrees (`not_purest`), and so does a "red"
+    latent whose images are mostly orange (`wrong_value`). Ties count as agreeing.
+
+    Returns n_named, n_agree, agreement, n_wrong_value, n_not_purest and per-latent `verdict_F`
+    ("agree" | "wrong_value" | "not_purest" | None for unnamed latents)."""
+    idx = np.asarray(hai_idx_Fk)
+    codes = {a: np.asarray(c, np.int64) for a, c in attributes.items()}
+    for w, (a, _) in word_value.items():
+        if a not in codes:
+            raise VsaeError(f"word {w!r} names attribute {a!r}, which has no ground truth; give its codes")
+    verdict: list[str | None] = []
+    for f, name in enumerate(names):
+        rows = idx[f][idx[f] >= 0]
+        if name is None or rows.size == 0:
+            verdict.append(None)
+            continue
+        if name not in word_value:
+            raise VsaeError(f"latent {f} is named {name!r}, a word with no attribute value; map every word")
+        counts = {a: np.bincount(c[rows]) for a, c in codes.items()}
+        best = max(int(c.max()) for c in counts.values())
+        a, code = word_value[name]
+        if int(counts[a].max()) < best:
+            verdict.append("not_purest")
+        elif (int(counts[a][code]) if code < counts[a].size else 0) < int(counts[a].max()):
+            verdict.append("wrong_value")  # ties with the most common value count as agreeing
+        else:
+            verdict.append("agree")
+    n = sum(v is not None for v in verdict)
+    agree = verdict.count("agree")
+    return {
+        "n_named": n,
+        "n_agree": agree,
+        "agreement": agree / n if n else float("nan"),
+        "n_wrong_value": verdict.count("wrong_value"),
+        "n_not_purest": verdict.count("not_purest"),
+        "verdict_F": verdict,
+    }

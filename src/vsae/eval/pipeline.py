@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from vsae.errors import VsaeError
 from vsae.eval import plots
 from vsae.eval.results import write_json
+from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.sources import (
     check_sae_matches,
     image_labels,
@@ -66,8 +67,10 @@ def run_recon(
     hook: str | None = None,
     n_images: int = 256,
     prompt: str = "a photo of a {}",
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """MSE, FVU, L0, dead/dense fractions and firing frequencies of an SAE on a held-out store;
+    """MSE, FVU, L0, dead/dense fractions and firing frequencies of an SAE on a held-out store
+    (`max_rows`: a seeded sample of that many rows spanning the store, `vsae.eval.sampling`);
     with `model` and `data`, also the splice effect (`splice_metrics`) at the store's hook."""
     import torch
 
@@ -76,22 +79,33 @@ def run_recon(
     sae = _load_sae(sae_path)
     rows = open_rows(acts)
     check_sae_matches(rows, sae)
-    n = len(rows) if max_rows is None else min(len(rows), max_rows)
+    n = len(rows)
+    keep = spread_sample(n, max_rows, seed)  # never the first rows of a class-ordered store
     acc = ReconAccumulator()
     with torch.no_grad():
         for a in tqdm(range(0, n, batch_size), desc="recon", disable=not progress, leave=False):
-            x = rows.read(a, min(a + batch_size, n))
+            b = min(a + batch_size, n)
+            sel = keep[(keep >= a) & (keep < b)] - a
+            if sel.size == 0:
+                continue
+            x = rows.read(a, b)
+            x = x[sel] if sel.size < b - a else x
             x = torch.from_numpy(x.toarray() if sp.issparse(x) else np.asarray(x))
             z = sae.encode(x)
             acc.update(x, sae.decode(z), z)
     res = acc.result()
-    summary = {"acts": str(acts), "sae": str(sae_path), **res.summary()}
+    summary = {
+        "acts": str(acts),
+        "sae": str(sae_path),
+        "rows": describe_sample(n, max_rows, seed),
+        **res.summary(),
+    }
     if model is not None and data is not None:
         hook = hook or rows.provenance.get("hook")
         if not hook:
             raise VsaeError(f"{acts} does not record its hook; pass --hook")
         summary["splice"] = splice_metrics(
-            model, data, sae, hook, split, n_images, prompt=prompt, progress=progress
+            model, data, sae, hook, split, n_images, prompt=prompt, progress=progress, seed=seed
         )
     write_json(out, "recon", summary)
     plots.firing_frequency(summary["firing_histogram"], Path(out) / "firing_frequency.png")
@@ -108,9 +122,13 @@ def splice_metrics(
     batch_size: int = 32,
     prompt: str = "a photo of a {}",
     progress: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Downstream effect of splicing decode(encode(x)) at the SAE's hook: cosine of the final
+    """Downstream effect of splicing decode(encode(x)) at the SAE's hook, on `n_images` images
+    (a seeded sample spanning the source, never its first classes): cosine of the final
     embedding to the original and (CLIP) zero-shot accuracy with and without the splice."""
+    import dataclasses
+
     from vsae.data import iter_batches, open_source
     from vsae.eval.naming import encode_words
     from vsae.eval.splice import splice_effect, zero_shot_accuracy
@@ -118,19 +136,24 @@ def splice_metrics(
 
     lm = load(model)
     source = open_source(data, split)
-    stop = min(len(source), n_images)
-    batches = [b for b in iter_batches(source, lm.preprocess, 0, stop, batch_size) if b.inputs is not None]
-    ids = np.concatenate([b.ids for b in batches]) if batches else np.zeros(0, np.int64)
+    pick = spread_sample(len(source), n_images, seed)
+    sub = dataclasses.replace(
+        source, items=tuple(source.items[i] for i in pick), labels=tuple(source.labels[i] for i in pick)
+    )
+    batches = [b for b in iter_batches(sub, lm.preprocess, 0, len(sub), batch_size) if b.inputs is not None]
+    ids = pick[np.concatenate([b.ids for b in batches])] if batches else np.zeros(0, np.int64)
     eff = splice_effect(lm, hook, sae, tqdm([b.inputs for b in batches], desc="splice", disable=not progress))
     res: dict[str, Any] = {
         "model": model,
         "hook": hook,
         "data": data,
         "n_images": int(ids.size),
+        "images": describe_sample(len(source), n_images, seed),
         "embedding_cosine_mean": float(eff["cosine"].mean()),
         "embedding_cosine_min": float(eff["cosine"].min()),
     }
     labels = np.asarray(source.labels)[ids] if len(source.labels) else np.zeros(0)
+    res["images"]["classes_covered"] = int(np.unique(labels[labels >= 0]).size)
     if lm.family == "clip" and source.classes and (labels >= 0).all():
         lm_text = load(model, tower="text")
         txt = encode_words(lm_text, [c.replace("_", " ") for c in source.classes], prompt)
@@ -242,7 +265,7 @@ def run_top_images(
 
 def load_top_images(path: PathLike):
     """The `top_images.safetensors` written by `run_top_images` (as a TopImages over image ids)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from vsae.eval.topimages import TopImages
 
@@ -250,9 +273,15 @@ def load_top_images(path: PathLike):
     p = p / "top_images.safetensors" if p.is_dir() else p
     if not p.is_file():
         raise VsaeError(f"{p} does not exist; run `vsae eval top-images` first")
-    with safe_open(str(p), "numpy") as f:
-        meta = f.metadata() or {}
-        idx, val = f.get_tensor("image_index"), f.get_tensor("values")
+    try:
+        with safe_open(str(p), "numpy") as f:
+            meta = f.metadata() or {}
+            idx, val = f.get_tensor("image_index"), f.get_tensor("values")
+    except (SafetensorError, OSError, ValueError) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise VsaeError(
+            f"{p} is not a readable top-images file ({why}); run `vsae eval top-images` again"
+        ) from None
     return TopImages(indices_Fk=idx, values_Fk=val, n_rows=int(meta.get("n_images", idx.max() + 1)))
 
 

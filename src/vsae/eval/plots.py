@@ -86,7 +86,9 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     return _save(fig, path)
 
 
-def ms_vs_expansion(series: Mapping[str, Sequence[tuple[float, float]]], raw: Mapping[str, float], path: str | Path) -> Path:
+def ms_vs_expansion(
+    series: Mapping[str, Sequence[tuple[float, float]]], raw: Mapping[str, float], path: str | Path
+) -> Path:
     """Mean MS against the expansion factor, one line per (layer, arch), raw neurons as dashed levels."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))

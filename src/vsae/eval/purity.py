@@ -33,7 +33,9 @@ def top_image_purity(
     n = len(next(iter(attributes.values())))
     for name, codes in attributes.items():
         if len(codes) != n:
-            raise VsaeError(f"attribute {name!r} has {len(codes)} values but another has {n}; give one per image")
+            raise VsaeError(
+                f"attribute {name!r} has {len(codes)} values but another has {n}; give one per image"
+            )
     if idx.size and idx.max() >= n:
         raise VsaeError(f"top images refer to image {int(idx.max())} but attributes cover {n} images")
     f = idx.shape[0]

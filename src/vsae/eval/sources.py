@@ -78,12 +78,17 @@ def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if p.suffix == ".npy":
         try:
             return np.load(p, mmap_mode="r", allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             raise VsaeError(f"{p} is not a plain numpy array ({e}); save it without pickle") from None
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        tensors = load_file(str(p))
+        try:
+            tensors = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise VsaeError(f"{p} is not a readable .safetensors file ({why}); re-export it") from None
         if key is None and len(tensors) == 1:
             return next(iter(tensors.values()))
         k = key or "embeddings"
@@ -314,6 +319,9 @@ def similarity_store(
         batch_size=batch_size,
         device=device,
         max_images=acts.provenance.get("max_images"),
+        # the same images: the same --max-images sample (older stores took the first N)
+        max_images_order=(acts.provenance.get("max_images_sample") or {}).get("order", "first"),
+        seed=int(acts.provenance.get("seed") or 0),
         progress=progress,
     )
     return extract(cfg)

@@ -80,6 +80,11 @@ def _tree_from_paths(levels: dict[str, Sequence[str]], source: str) -> ClassHier
     return ClassHierarchy(paths=paths, parents=parents, labels=labels, source=source)
 
 
+def from_paths(levels: dict[str, Sequence[str]], source: str = "class paths") -> ClassHierarchy:
+    """A tree taxonomy from `{class: [root, ..., leaf]}` level names (in memory)."""
+    return _tree_from_paths(levels, source)
+
+
 def from_taxonomy(tax: DataTaxonomy, source: str) -> ClassHierarchy:
     """The tree of a `vsae.data.taxonomy.Taxonomy` (class -> root-first level names)."""
     return _tree_from_paths(dict(tax.paths), source)

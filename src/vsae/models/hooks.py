@@ -133,7 +133,9 @@ class Capture:
 
     `.outputs[name]` holds each hook's tensor after the run ([B, T, d] token activations, or
     [B, d] for pooled outputs); `.output` is the single one when one hook was asked for. A
-    module called several times in one forward pass contributes its first call.
+    module called several times in one forward pass contributes its first call. Each tensor is
+    the value at its hook point: a copy is kept whenever the forward pass continues after the
+    hook fired (the last hook of an early-stopped pass needs none).
     """
 
     def __init__(self, lm: LoadedModel, hooks: Sequence[str] | str, stop_early: bool = True):
@@ -159,7 +161,13 @@ class Capture:
 
         def hook(module, args, output):
             if point.name not in self.outputs:
-                self.outputs[point.name] = point.read(output)
+                t = point.read(output)
+                last = len(self.outputs) + 1 == wanted
+                if not (self.stop_early and last):
+                    # The forward pass goes on: an in-place op downstream (ReLU(inplace=True)
+                    # after a BatchNorm ...) could overwrite the module's output; keep a copy.
+                    t = t.detach().clone()
+                self.outputs[point.name] = t
             if self.stop_early and len(self.outputs) == wanted:
                 raise StopForward
             return None

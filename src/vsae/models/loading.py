@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from torch import nn
 from vsae.errors import VsaeError
 from vsae.models.families import ALLOWED_ARCHITECTURES, FAMILIES, FamilySpec, family_for_model_type
 from vsae.models.hooks import StopForward
+from vsae.models.hub import local_files_only
 
 Inputs = dict[str, torch.Tensor] | torch.Tensor
+CUSTOM_PREFIXES = ("python:", "timm:")  # --model forms for any nn.Module (see vsae.models.custom)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -86,7 +88,7 @@ class LoadedModel:
         family: str,
         tower: str,
         modality: str,
-        blocks: nn.ModuleList | None,
+        blocks: Sequence[nn.Module] | None,
         sublayer_names: dict[str, tuple[str, ...]],
         embed_fields: tuple[str, ...],
         has_cls: bool,
@@ -200,12 +202,14 @@ def _provenance(model_id: str, config: Any, family: str, tower: str, cls_name: s
     return prov
 
 
-def _image_processor(model_id: str, image_size: int, family: str) -> tuple[Any, str]:
+def _image_processor(
+    model_id: str, image_size: int, family: str, local_only: bool = False
+) -> tuple[Any, str]:
     """(image processor, "model") from the model's own config, else (a family default, "default")."""
     import transformers as T
 
     try:
-        return T.AutoImageProcessor.from_pretrained(model_id), "model"
+        return T.AutoImageProcessor.from_pretrained(model_id, local_files_only=local_only), "model"
     except (OSError, ValueError):
         pass
     s = int(image_size)
@@ -243,16 +247,35 @@ def _with_projection(full: nn.Module, tower: str, config: Any) -> nn.Module:
     return m.eval()
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def refuse_pickle_only(model_dir: str | os.PathLike) -> None:
+    """One line when a local model directory has pickle weights but no safetensors weights."""
+    d = Path(model_dir)
+    if not d.is_dir() or any(d.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pat in PICKLE_WEIGHTS for p in d.glob(pat))
+    if pickles:
+        raise VsaeError(
+            f"model {d} has only pickle weights ({', '.join(pickles[:3])}), which can run code when loaded; "
+            "vsae loads safetensors only: convert it once with "
+            "`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)` where you trust it"
+        )
+
+
 def load(
     model_id_or_dir: str,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str = torch.float32,
     tower: str | None = None,
 ) -> LoadedModel:
-    """Load a supported model by hub id or local directory.
+    """Load a supported model by hub id or local directory, or any nn.Module by
+    ``python:package.module:factory`` / ``timm:NAME`` (see `vsae.models.custom`).
 
     `tower`: for CLIP checkpoints "vision" (default) or "text"; for LLaVA "vision" (default) or
-    "language"; ignored (must be None or match) for single-tower models.
+    "language"; ignored (must be None or match) for single-tower models. A hub id that is not
+    in the local cache fails at once when offline (`vsae.models.hub`).
     """
     import transformers as T
 
@@ -260,8 +283,13 @@ def load(
         if dtype not in DTYPES:
             raise VsaeError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
+    if str(model_id_or_dir).startswith(CUSTOM_PREFIXES):  # python:pkg.mod:factory, timm:NAME
+        from vsae.models.custom import load_custom
+
+        return load_custom(str(model_id_or_dir), device=device, dtype=dtype, tower=tower)
+    local_only = local_files_only(str(model_id_or_dir))  # fails at once: not cached and offline
     try:
-        config = T.AutoConfig.from_pretrained(model_id_or_dir)
+        config = T.AutoConfig.from_pretrained(model_id_or_dir, local_files_only=local_only)
     except (OSError, ValueError) as e:
         raise VsaeError(
             f"cannot load model {model_id_or_dir!r}: not a model directory with config.json and not in the "
@@ -278,11 +306,16 @@ def load(
     tower = tower or towers[0]
     if tower not in towers:
         raise VsaeError(f"tower {tower!r} not available for {mt}; valid: {', '.join(towers)}")
+    refuse_pickle_only(model_id_or_dir)
     try:
-        full = getattr(T, cls_name).from_pretrained(model_id_or_dir, dtype=dtype)
+        # safetensors only: a pickle checkpoint (pytorch_model.bin) can run code when loaded
+        full = getattr(T, cls_name).from_pretrained(
+            model_id_or_dir, dtype=dtype, local_files_only=local_only, use_safetensors=True
+        )
     except (OSError, ValueError, RuntimeError) as e:
         raise VsaeError(
-            f"cannot load weights of {model_id_or_dir!r} ({str(e).splitlines()[0][:160]})"
+            f"cannot load weights of {model_id_or_dir!r} ({str(e).splitlines()[0][:160]}); "
+            "vsae loads safetensors weights only"
         ) from None
     full.eval()
 
@@ -312,13 +345,13 @@ def load(
     family = "llava" if mt == "llava" else spec.name
     provenance = _provenance(model_id_or_dir, config, family, tower, type(model).__name__)
     if spec.modality == "image":
-        proc, origin = _image_processor(model_id_or_dir, sub_config.image_size, spec.name)
+        proc, origin = _image_processor(model_id_or_dir, sub_config.image_size, spec.name, local_only)
         preprocess: Callable = ImagePreprocessor(proc)
         if origin == "default":  # no preprocessor config in the model: say so in every store
             provenance["preprocess"] = f"default {type(proc).__name__} ({sub_config.image_size} px)"
     else:
         try:
-            tok = T.AutoTokenizer.from_pretrained(model_id_or_dir)
+            tok = T.AutoTokenizer.from_pretrained(model_id_or_dir, local_files_only=local_only)
         except (OSError, ValueError) as e:
             raise VsaeError(
                 f"cannot load the tokenizer of {model_id_or_dir!r} ({str(e).splitlines()[0][:120]})"
@@ -350,30 +383,27 @@ def from_module(
     preprocess: Callable[[list], Inputs],
     *,
     name: str = "custom",
-    blocks: str | None = None,
+    blocks: str | Sequence[nn.Module] | None = None,
     attn: tuple[str, ...] = ("self_attn", "attn", "attention"),
     mlp: tuple[str, ...] = ("mlp",),
     has_cls: bool = False,
     n_prefix: int | None = None,
     modality: str = "image",
 ) -> LoadedModel:
-    """Wrap any nn.Module with its preprocessing (PIL images -> tensor or dict of tensors).
+    """Wrap any nn.Module with its preprocessing.
 
-    `blocks`: dotted path of the ModuleList of transformer blocks (enables resid/attn/mlp hooks);
-    otherwise only `module:<path>` and `embed` (the model's output) are available. Provenance
-    records `name` and a sha256 of the parameters.
+    `preprocess(images)` takes a list of PIL RGB images (strings for ``modality="text"``) and
+    returns the model's input for the whole batch: a tensor (the model is called as
+    ``model(x)``, e.g. [B, 3, H, W] float pixels) or a dict of tensors (called as
+    ``model(**inputs)``), batch first. Floating tensors are moved to the model's device and dtype.
+
+    `blocks`: the transformer (or CNN) blocks, in order: a dotted path to an indexable container
+    in `model` (nn.ModuleList, nn.Sequential), or the container / a list of modules itself;
+    enables resid/attn/mlp hooks. Otherwise only `module:<path>` and `embed` (the model's
+    output) are available. Provenance records `name` and a sha256 of the parameters.
     """
     model.eval()
-    block_list = None
-    if blocks is not None:
-        try:
-            block_list = model.get_submodule(blocks)
-        except AttributeError:
-            block_list = None
-        if not isinstance(block_list, nn.ModuleList):
-            raise VsaeError(
-                f"{blocks!r} is not an nn.ModuleList in {type(model).__name__}; pass the path of the blocks"
-            )
+    block_list = _block_container(model, blocks) if blocks is not None else None
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
         h.update(k.encode())
@@ -398,3 +428,25 @@ def from_module(
         },
         dtype=p.dtype if p is not None else torch.float32,
     )
+
+
+def _block_container(model: nn.Module, blocks: str | Sequence[nn.Module]) -> Sequence[nn.Module]:
+    """The blocks as an indexable sequence of modules (ModuleList, Sequential, list, tuple)."""
+    found: Any = blocks
+    if isinstance(blocks, str):
+        try:
+            found = model.get_submodule(blocks)
+        except AttributeError:
+            found = None
+    ok = isinstance(found, nn.ModuleList | nn.Sequential | list | tuple) and len(found) > 0
+    if not ok or not all(isinstance(b, nn.Module) for b in found):
+        where = (
+            f"{blocks!r} in {type(model).__name__}"
+            if isinstance(blocks, str)
+            else f"a {type(blocks).__name__}"
+        )
+        raise VsaeError(
+            f"{where} is not an indexable container of blocks (nn.ModuleList, nn.Sequential or a list "
+            "of modules); pass the dotted path of the blocks, e.g. blocks='blocks'"
+        )
+    return nn.ModuleList(found) if isinstance(found, list | tuple) else found

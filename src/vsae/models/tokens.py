@@ -47,12 +47,25 @@ def parse_selection(selection: str) -> TokenSelection:
 
 
 def as_tokens(acts: torch.Tensor) -> torch.Tensor:
-    """[B, T, d] and [B, d] unchanged; a [B, C, H, W] feature map as [B, H*W, C] tokens (row-major)."""
+    """[B, T, d] and [B, d] unchanged; a [B, C, H, W] feature map as [B, H*W, C] tokens (row-major).
+
+    The one layout rule shared by capture (extraction) and intervention; `from_tokens` undoes it.
+    """
     if acts.ndim == 4:
         return acts.flatten(2).transpose(1, 2)
     if acts.ndim not in (2, 3):
         raise VsaeError(f"hook output has shape {tuple(acts.shape)}; need [B, T, d], [B, d] or [B, C, H, W]")
     return acts
+
+
+def from_tokens(tokens: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """Inverse of `as_tokens`: tokens in its layout back to a hook output of ``shape``
+    ([B, H*W, C] -> [B, C, H, W]; [B, T, d] and [B, d] unchanged)."""
+    shape = tuple(shape)
+    if len(shape) == 4:
+        B, C, H, W = shape
+        return tokens.reshape(B, H * W, C).transpose(1, 2).reshape(B, C, H, W)
+    return tokens.reshape(shape)
 
 
 def random_positions(seed: int, image_id: int, n: int, k: int) -> np.ndarray:

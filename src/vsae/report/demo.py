@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vsae.eval import plots
+from vsae.report.demo_sections import checks_section, hierarchy_section
 from vsae.report.html import Report, image_grid
 
 N_BEST, N_WORST, N_RAW = 8, 4, 4
@@ -18,7 +19,9 @@ def _grid(paths: np.ndarray, idx: np.ndarray) -> Image.Image:
     return image_grid([Image.open(paths[i]) for i in idx if i >= 0], cols=4, scale=2)
 
 
-def _cards(unit_ids, kind: str, an: dict[str, Any], paths: np.ndarray, names=None) -> list[tuple[Image.Image, str]]:
+def _cards(
+    unit_ids, kind: str, an: dict[str, Any], paths: np.ndarray, names=None
+) -> list[tuple[Image.Image, str]]:
     cards = []
     top, ms, pur = an["top"], an["ms"].scores_F, an["purity"]
     for f in unit_ids:
@@ -39,7 +42,31 @@ def _ranked(an: dict[str, Any]) -> np.ndarray:
     return ok[np.lexsort((ok, -s[ok]))]
 
 
-def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: np.ndarray, out: Path) -> Path:
+def _excluded_section(r: Report, an: dict[str, Any], paths: np.ndarray, k: int) -> None:
+    """Latents left out of the grids (fewer than k firing test images), said and shown, with MS."""
+    top, ms = an["top"], an["ms"].scores_F
+    excl = np.flatnonzero(top.excluded_F & ~np.isnan(ms))
+    n_dead = int(np.isnan(ms).sum())
+    r.text(
+        f"The grids, uniqueness, hierarchy, purity and names use the latents whose {k}th-highest test activation "
+        f"is above 0 (Pach et al.'s exclusion rule). {excl.size} live latents fire on fewer than {k} test images "
+        f"and are left out of them — the MS mean above includes them — and {n_dead} never fire (no MS)."
+    )
+    if excl.size:
+        order = excl[np.lexsort((excl, -ms[excl]))][:N_BEST]
+        r.heading(f"Highest-MS latents left out of the grid (fewer than {k} firing test images)", 3)
+        cards = []
+        for f in order:
+            idx = top.indices_Fk[f][(top.indices_Fk[f] >= 0) & (top.values_Fk[f] > 0)]
+            cards.append(
+                (_grid(paths, idx), f"latent {f} · MS {ms[f]:.3f} · fires on {idx.size} test images")
+            )
+        r.cards(cards)
+
+
+def build_report(
+    results: dict[str, Any], analysis: dict[str, Any], paths_test: np.ndarray, out: Path
+) -> Path:
     """Write OUT/report.html (self-contained) and the plots under OUT/plots/."""
     plot_dir = out / "plots"
     plot_dir.mkdir(exist_ok=True)
@@ -52,7 +79,9 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
         f"{results['machine']}",
     )
     r.heading("Findings of the papers, measured here")
-    r.text("Each line is computed by this run from the numbers below; a finding that does not hold is reported as such.")
+    r.text(
+        "Each line is computed by this run from the numbers below; a finding that does not hold is reported as such."
+    )
     for f in results["findings"]:
         r.verdict(f"{f['claim']} ({f['source']})", f["holds"], f["detail"])
 
@@ -60,13 +89,22 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
     m = results["models"]
     r.table(
         [
-            {"": "model explained", "value": f"{m['explained']['path']} (tiny CLIP trained on the world; "
-                                             f"hooks {', '.join(cfg['hooks'])}, tokens {cfg['tokens']})"},
+            {
+                "": "model explained",
+                "value": f"{m['explained']['path']} (tiny CLIP trained on the world; "
+                f"hooks {', '.join(cfg['hooks'])}, tokens {cfg['tokens']})",
+            },
             {"": "similarity encoder (MS)", "value": m["similarity_encoder"]["description"]},
             {"": "images", "value": ", ".join(f"{k} {v}" for k, v in cfg["counts"].items())},
-            {"": "SAEs", "value": f"{', '.join(cfg['archs'])} × expansion {cfg['expansions']}, k={cfg['k']}, "
-                                  f"{cfg['steps']} steps of {cfg['batch_size']} rows, Matryoshka groups {cfg['groups']}"},
-            {"": "time per stage (s)", "value": ", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items())},
+            {
+                "": "SAEs",
+                "value": f"{', '.join(cfg['archs'])} × expansion {cfg['expansions']}, k={cfg['k']}, "
+                f"{cfg['steps']} steps of {cfg['batch_size']} rows, Matryoshka groups {cfg['groups']}",
+            },
+            {
+                "": "time per stage (s)",
+                "value": ", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items()),
+            },
         ],
         left=("", "value"),
     )
@@ -76,61 +114,81 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
     for h, L in results["layers"].items():
         rm = L["raw"]["ms"]
         raw_levels[h] = rm["mean"]
-        rows.append({"hook": h, "units": "raw neurons", "F": rm["n_latents"], "MS mean": rm["mean"],
-                     "MS std": rm["std"], "dead": rm["n_dead"], "pure top-16": L["raw"]["purity"]["pure_fraction"],
-                     "FVU": float("nan"), "L0": float("nan")})
+        rows.append(
+            {
+                "hook": h,
+                "units": "raw neurons",
+                "F": rm["n_latents"],
+                "MS mean": rm["mean"],
+                "MS std": rm["std"],
+                "dead": rm["n_dead"],
+                "pure top-16": L["raw"]["purity"]["pure_fraction"],
+                "FVU": float("nan"),
+                "L0": float("nan"),
+            }
+        )
         for name, s in L["saes"].items():
             series.setdefault(f"{h} {s['arch']}", []).append((s["expansion"], s["ms"]["mean"]))
-            rows.append({"hook": h, "units": name, "F": s["ms"]["n_latents"], "MS mean": s["ms"]["mean"],
-                         "MS std": s["ms"]["std"], "dead": s["ms"]["n_dead"],
-                         "pure top-16": s["purity"]["pure_fraction"], "FVU": s["recon"]["fvu"],
-                         "L0": s["recon"]["l0"]})
+            rows.append(
+                {
+                    "hook": h,
+                    "units": name,
+                    "F": s["ms"]["n_latents"],
+                    "MS mean": s["ms"]["mean"],
+                    "MS std": s["ms"]["std"],
+                    "dead": s["ms"]["n_dead"],
+                    "pure top-16": s["purity"]["pure_fraction"],
+                    "FVU": s["recon"]["fvu"],
+                    "L0": s["recon"]["l0"],
+                }
+            )
     r.table(rows, left=("hook", "units"))
     r.plot(plots.ms_vs_expansion(series, raw_levels, plot_dir / "ms_vs_expansion.png"), "MS vs expansion")
     fa = analysis[(hook, arch, e)]
     ra = analysis[(hook, "raw", 0)]
-    r.plot(plots.ms_histogram({f"{hook} raw neurons": ra["ms"].scores_F, f"{hook} {fname}": fa["ms"].scores_F},
-                              plot_dir / "ms_histogram.png"), "MS histogram")
+    r.plot(
+        plots.ms_histogram(
+            {f"{hook} raw neurons": ra["ms"].scores_F, f"{hook} {fname}": fa["ms"].scores_F},
+            plot_dir / "ms_histogram.png",
+        ),
+        "MS histogram",
+    )
 
     r.heading(f"Top-{cfg['top_k']} images of latents ({hook}, {fname})")
     ranked = _ranked(fa)
     names = fa["names"]["names"]
     r.heading("Most monosemantic latents", 3)
     r.cards(_cards(ranked[:N_BEST], "latent", fa, paths_test, names))
+    _excluded_section(r, fa, paths_test, cfg["top_k"])
     r.heading("Least monosemantic latents", 3)
     r.cards(_cards(ranked[::-1][:N_WORST], "latent", fa, paths_test, names))
     rr = _ranked(ra)
     r.heading(f"Raw neurons of {hook}, for comparison (best and worst MS)", 3)
     r.cards(_cards(np.concatenate([rr[: N_RAW // 2], rr[::-1][: N_RAW // 2]]), "neuron", ra, paths_test))
 
-    r.heading("Hierarchy of Matryoshka groups (Pach et al.)")
-    r.text("Mean LCA depth of the classes of each latent's top images in the 3-level class taxonomy "
-           "(family → shape → variant; 0 = different families, 3 = the same class), averaged per group.")
-    hrows = []
-    for h, L in results["layers"].items():
-        for name, s in L["saes"].items():
-            row = {"hook": h, "SAE": name}
-            for g in s["depth_per_group"]:
-                row[f"group {g['group']}"] = g["mean_depth"]
-            hrows.append(row)
-    r.table(hrows, left=("hook", "SAE"))
-    mat = next((k for k in analysis if k[1] == "matryoshka" and k[0] == hook and k[2] == e), None)
-    if mat:
-        r.plot(plots.depth_per_group(analysis[mat]["depth_per_group"], plot_dir / "depth_per_group.png"), "depth")
+    hierarchy_section(r, results, analysis, plot_dir)
 
     r.heading("Uniqueness of top-image sets (Pach et al.)")
     urows = []
     for h, L in results["layers"].items():
         for name, s in [("raw neurons", L["raw"]), *L["saes"].items()]:
             u = s["uniqueness"]
-            urows.append({"hook": h, "units": name, "pairs": u["n_pairs"],
-                          **{f"J>{t}": u["pairs_above"][t] for t in ("0.1", "0.3", "0.5", "0.9")}})
+            urows.append(
+                {
+                    "hook": h,
+                    "units": name,
+                    "pairs": u["n_pairs"],
+                    **{f"J>{t}": u["pairs_above"][t] for t in ("0.1", "0.3", "0.5", "0.9")},
+                }
+            )
     r.table(urows, left=("hook", "units"))
 
     r.heading("Probes and OOD detection (Olson et al.)")
-    r.text("Logistic-regression probes predicting the shape from raw activations or SAE latents, trained on the "
-           "train split; accuracy on the test split and the shifted splits (unseen background texture; unseen "
-           "shape–colour combinations).")
+    r.text(
+        "Logistic-regression probes predicting the shape from raw activations or SAE latents, trained on the "
+        "train split; accuracy on the test split and the shifted splits (unseen background texture; unseen "
+        "shape–colour combinations)."
+    )
     prow = []
     for h, L in results["layers"].items():
         prow.append({"hook": h, "features": "raw activations", **L["raw"]["probe"]})
@@ -140,27 +198,69 @@ def build_report(results: dict[str, Any], analysis: dict[str, Any], paths_test: 
     for h, L in results["layers"].items():
         for name, s in L["saes"].items():
             for split, rep in s["ood"].items():
-                orow.append({"hook": h, "SAE": name, "OOD split": split,
-                             **{f"AUROC {k}": v["auroc"] for k, v in rep.items()},
-                             **{f"FPR@95 {k}": v["fpr_at_95tpr"] for k, v in rep.items()}})
+                orow.append(
+                    {
+                        "hook": h,
+                        "SAE": name,
+                        "OOD split": split,
+                        **{f"AUROC {k}": v["auroc"] for k, v in rep.items()},
+                        **{f"FPR@95 {k}": v["fpr_at_95tpr"] for k, v in rep.items()},
+                    }
+                )
     r.table(orow, left=("hook", "SAE", "OOD split"))
-    r.plot(plots.roc_curves({f"recon error: test vs {k}": v for k, v in fa["roc"].items()},
-                            plot_dir / "roc.png"), "ROC")
+    r.plot(
+        plots.roc_curves(
+            {f"recon error: test vs {k}": v for k, v in fa["roc"].items()}, plot_dir / "roc.png"
+        ),
+        "ROC",
+    )
 
     r.heading("Latent names (Olson et al.'s automatic attribute discovery)")
     n = fa["names"]
-    r.text(f"{hook} {fname}: {n['n_named']} latents named from {len(results['vocabulary'])} concept words with the "
-           f"CLIP text tower; {n['agreement']:.1%} agree with the most common value of the named attribute among "
-           f"their top images (random words: {n['random_word_agreement']:.1%}).")
+    r.text(
+        f"{hook} {fname}: {n['n_named']} latents named from {len(results['vocabulary'])} concept words with the "
+        f"CLIP text tower; {n['agreement']:.1%} agree with the ground truth of their top images "
+        f"(random words: {n['random_word_agreement']:.1%})."
+    )
+    r.text(
+        f"A name agrees only when its attribute is a purest one of the latent's top images and the word is "
+        f"that attribute's most common value there: {n['n_not_purest']} names disagree because another "
+        f"attribute is shared by more of the top images, {n['n_wrong_value']} name the wrong value."
+    )
     nrows = []
     for f in ranked[:16]:
-        nrows.append({"latent": int(f), "name": names[f], "match": float(n["scores"][f]), "MS": float(fa["ms"].scores_F[f]),
-                      "top images share": f"{fa['purity']['attribute_F'][f]} ({fa['purity']['purity_F'][f]:.0%})"})
-    r.table(nrows, left=("name", "top images share"))
+        nrows.append(
+            {
+                "latent": int(f),
+                "name": names[f],
+                "match": float(n["scores"][f]),
+                "MS": float(fa["ms"].scores_F[f]),
+                "top images share": f"{fa['purity']['attribute_F'][f]} ({fa['purity']['purity_F'][f]:.0%})",
+                "verdict": (n["verdict_F"][f] or "").replace("_", " "),
+            }
+        )
+    r.table(nrows, left=("name", "top images share", "verdict"))
+    checks_section(r, results)
     if results.get("steering"):
         from vsae.report.steering import steering_section
 
-        r.text("The tiny LLaVA's steering SAE: top-k, trained on random:2 patch tokens of the layer its projector "
-               "reads, as Pach et al. train theirs.")
+        r.text(
+            "The tiny LLaVA's steering SAE: top-k, trained on random:2 patch tokens of the layer its projector "
+            "reads, as Pach et al. train theirs."
+        )
         steering_section(r, results["steering"], out / "steering")
+    if results.get("shared"):
+        from vsae.report.shared import shared_section
+
+        shared_section(r, results["shared"], out / "shared")
+    if results.get("diffusion"):
+        from vsae.report.diffusion import diffusion_section
+
+        r.heading("Steering a text-to-image model through its text encoder (Olson et al.)")
+        r.text(
+            "The shipped tiny text-to-image model (a diffusers UNet conditioned on the world CLIP's text "
+            "encoder) steered by clamping latents of an SAE on that text encoder; images read by the "
+            "similarity encoder's attribute heads."
+        )
+        diffusion_section(r, results["diffusion"], out / "diffusion")
     return r.save(out / "report.html")

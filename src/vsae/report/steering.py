@@ -25,7 +25,9 @@ def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
         for j, (base, steered) in enumerate(zip(row["answers_baseline"], row["answers_steered"])):
             b, s = first_word(base), first_word(steered)
             if s == concept and b != concept:
-                out.append({"latent": row["latent"], "name": row["name"], "image": j, "baseline": b, "steered": s})
+                out.append(
+                    {"latent": row["latent"], "name": row["name"], "image": j, "baseline": b, "steered": s}
+                )
     return out
 
 
@@ -46,29 +48,53 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
         f"steered latents' largest single-token activation (median) is "
         f"{steer['scale']['median_max_token_activation']:.2f}."
     )
-    rows = [{"images": f"{len(steer['test_images'])} test images", "latents": len(steer["latents"]),
-             "steered score": sc["steered"], "unsteered score": sc["baseline"],
-             "answers moved toward the latent": sc["moved_toward"], "moved away": sc["moved_away"]}]
+    rows = [
+        {
+            "images": f"{len(steer['test_images'])} test images",
+            "latents": len(steer["latents"]),
+            "steered score": sc["steered"],
+            "unsteered score": sc["baseline"],
+            "answers moved toward the latent": sc["moved_toward"],
+            "moved away": sc["moved_away"],
+        }
+    ]
     if "blank_image" in steer:
         b = steer["blank_image"]["score"]
-        rows.append({"images": "one blank white image", "latents": len(steer["blank_image"]["latents"]),
-                     "steered score": b["steered"], "unsteered score": b["baseline"],
-                     "answers moved toward the latent": b["moved_toward"], "moved away": b["moved_away"]})
+        rows.append(
+            {
+                "images": "one blank white image",
+                "latents": len(steer["blank_image"]["latents"]),
+                "steered score": b["steered"],
+                "unsteered score": b["baseline"],
+                "answers moved toward the latent": b["moved_toward"],
+                "moved away": b["moved_away"],
+            }
+        )
     r.table(rows, left=("images",))
     if (steer_dir / "scores.png").is_file():
         r.plot(steer_dir / "scores.png", "steering score per latent")
     r.heading("Answers per latent", 3)
     r.table(
-        [{"latent": row["latent"], "top images": row["name"], "steered answers": answer_counts(row["answers_steered"]),
-          "unsteered answers": answer_counts(row["answers_baseline"]), "score": row["score_steered"],
-          "baseline": row["score_baseline"]} for row in steer["latents"]],
+        [
+            {
+                "latent": row["latent"],
+                "top images": row["name"],
+                "steered answers": answer_counts(row["answers_steered"]),
+                "unsteered answers": answer_counts(row["answers_baseline"]),
+                "score": row["score_steered"],
+                "baseline": row["score_baseline"],
+            }
+            for row in steer["latents"]
+        ],
         left=("top images", "steered answers", "unsteered answers"),
     )
     if "blank_image" in steer:
         b = steer["blank_image"]
         r.heading(f"One blank white image (unsteered answer: \u201c{b['baseline_answer']}\u201d)", 3)
-        r.table([{"latent": x["latent"], "top images": x["name"], "answer": x["answer"]} for x in b["latents"]],
-                left=("top images", "answer"))
+        r.table(
+            [{"latent": x["latent"], "top images": x["name"], "answer": x["answer"]} for x in b["latents"]],
+            left=("top images", "answer"),
+        )
     ex = steering_examples(steer)
     r.heading(f"Editing one latent makes the model name its concept ({len(ex)} cases)", 3)
     if not ex:
@@ -84,13 +110,22 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
         seen.add(e["latent"])
         strip = Image.open(steer_dir / "hai" / f"latent_{e['latent']}.png").convert("RGB")
         cell = strip.height
-        hai = image_grid([strip.crop((i * cell, 0, (i + 1) * cell, cell)) for i in range(strip.width // cell)],
-                         cols=4, scale=1, pad=1)
+        hai = image_grid(
+            [strip.crop((i * cell, 0, (i + 1) * cell, cell)) for i in range(strip.width // cell)],
+            cols=4,
+            scale=1,
+            pad=1,
+        )
         shown = images[e["image"]].resize((hai.height, hai.height), Image.NEAREST)
         pair = Image.new("RGB", (shown.width + hai.width + 8, hai.height), "white")
         pair.paste(shown, (0, 0))
         pair.paste(hai, (shown.width + 8, 0))
-        cards.append((pair, f"latent {e['latent']} (top images: {e['name']}): "
-                            f"\u201c{e['baseline']}\u201d \u2192 \u201c{e['steered']}\u201d"))
+        cards.append(
+            (
+                pair,
+                f"latent {e['latent']} (top images: {e['name']}): "
+                f"\u201c{e['baseline']}\u201d \u2192 \u201c{e['steered']}\u201d",
+            )
+        )
     r.text("Left: the image asked about; right: the latent's top images.")
     r.cards(cards)

@@ -13,9 +13,12 @@ input's original scale (see :func:`vsae.sae.io.fold_scale`).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -54,8 +57,10 @@ class SparseCodes:
 
     def fired_F(self) -> torch.Tensor:
         """Bool [F]: latents with a non-zero value in this batch."""
-        nz = self.val_N.detach() != 0
-        return torch.bincount(self.col_N[nz], minlength=self.n_latents) > 0
+        nz = (self.val_N.detach() != 0).to(torch.int32)  # fixed shapes: no host sync
+        return (
+            torch.zeros(self.n_latents, dtype=torch.int32, device=nz.device).index_add_(0, self.col_N, nz) > 0
+        )
 
     def l0(self) -> float:
         return float((self.val_N.detach() != 0).sum()) / max(self.n_rows, 1)
@@ -102,11 +107,11 @@ def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor)
 
 def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ||e - mean(e)||^2, over the global batch when running distributed."""
-    n = e_Bd.new_tensor(float(e_Bd.shape[0]))
+    n = float(e_Bd.shape[0])  # a host number (a device tensor made from it would be a blocking copy)
     s1 = e_Bd.sum(0)
     s2 = e_Bd.pow(2).sum()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        stats = torch.cat([s1, s2[None], n[None]])
+        stats = torch.cat([s1, s2[None], e_Bd.new_tensor([n])])
         dist.all_reduce(stats)
         s1, s2, n = stats[:-2], stats[-2], stats[-1]
     return (s2 - s1.pow(2).sum() / n) / n
@@ -117,10 +122,86 @@ def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
     return (x_hat_Bd - x_Bd).pow(2).sum(-1).mean()
 
 
+def _any_input(fn):
+    """Let ``encode``/``decode`` take numpy arrays, other float dtypes, other devices and 1-D rows.
+
+    The SAE computes in its own dtype and device; the result comes back as the input's kind
+    (numpy stays numpy, a float16/bfloat16 tensor comes back in that dtype, a row [d] as [F]).
+    Inputs already in the SAE's dtype and device pass straight through (autograd intact).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self, x, *args, **kwargs):
+        p = self.W_enc_Fd
+        if torch.is_tensor(x) and x.dtype == p.dtype and x.device == p.device and x.ndim == 2:
+            return fn(self, x, *args, **kwargs)
+        as_numpy = isinstance(x, np.ndarray)
+        if not (as_numpy or torch.is_tensor(x)):
+            raise TypeError(f"{fn.__name__} takes a torch.Tensor or numpy array, got {type(x).__name__}")
+        t = torch.from_numpy(np.ascontiguousarray(x)) if as_numpy else x
+        if t.ndim not in (1, 2):
+            raise ValueError(f"{fn.__name__} takes rows [B, n] or one row [n], got shape {tuple(t.shape)}")
+        out = fn(self, t.to(p.device, p.dtype).reshape(-1, t.shape[-1]), *args, **kwargs)
+        out = out[0] if t.ndim == 1 else out
+        if as_numpy:
+            kind = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+            return out.detach().cpu().numpy().astype(kind, copy=False)
+        return out.to(x.device, x.dtype if x.is_floating_point() else out.dtype)
+
+    wrapper.__vsae_any_input__ = True
+    return wrapper
+
+
 class SAE(nn.Module):
-    """Base class: subclasses define ``encode`` (inference) and ``forward`` (training)."""
+    """Base class: subclasses define ``encode`` (inference) and ``forward`` (training).
+
+    Hugging Face style: ``SAE.from_pretrained(dir_or_hub_id)`` / ``sae.save_pretrained(dir)``;
+    ``encode``/``decode`` accept torch tensors of any float dtype and numpy arrays.
+    """
 
     sparse_codes = False  # the top-k family decodes sparsely
+    # Training step without host synchronisation (fixed shapes, device-side bookkeeping);
+    # set by the trainer (TrainConfig.sync_free), see BatchTopKSAE.forward.
+    sync_free = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("encode", "decode"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__vsae_any_input__", False):
+                setattr(cls, name, _any_input(fn))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        revision: str | None = None,
+        subfolder: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+    ) -> SAE:
+        """Load an SAE from a local directory (written by ``save_pretrained`` or ``vsae train``) or a
+        Hugging Face hub repo id holding one (``subfolder`` for a repo of several SAEs).
+
+        Hub downloads go through ``huggingface_hub`` and honour ``HF_HUB_OFFLINE`` (then only the
+        local cache is used); a missing repo or cache entry is a ``VsaeError``, not a traceback.
+        """
+        from vsae.sae.io import load, resolve_pretrained
+
+        sae = load(resolve_pretrained(name_or_path, revision, subfolder, cache_dir, local_files_only), device)
+        if not isinstance(sae, cls):
+            from vsae.errors import VsaeError
+
+            raise VsaeError(f"{name_or_path} holds a {type(sae).__name__}, not a {cls.__name__}; use SAE")
+        return sae
+
+    def save_pretrained(self, directory: str | os.PathLike) -> str:
+        """Write ``sae.safetensors`` + ``config.json`` into ``directory`` (``from_pretrained`` reads it)."""
+        from vsae.sae.io import save
+
+        return str(save(self, directory))
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -165,7 +246,9 @@ class SAE(nn.Module):
         """Latents z [B, F] with inference semantics (independent of the rest of the batch)."""
         raise NotImplementedError
 
+    @_any_input
     def decode(self, z_BF: torch.Tensor) -> torch.Tensor:
+        """Reconstruction x_hat [B, d] of latents z [B, F]."""
         return torch.addmm(self.b_dec_d, z_BF, self.W_dec_Fd)
 
     def forward(
@@ -200,6 +283,8 @@ class SAE(nn.Module):
         zero = x_Bd.new_zeros(())
         if dead_F is None or self.cfg.aux_k <= 0 or not self.training:
             return zero
+        if getattr(self, "sync_free", False):
+            return self._aux_k_loss_fixed(x_Bd, x_hat_Bd, pre_BF, dead_F)
         n_dead = int(dead_F.sum())
         if n_dead == 0:
             return zero
@@ -218,6 +303,27 @@ class SAE(nn.Module):
         denom = _global_variance(e).clamp_min(1e-12)
         return (e_hat - e).pow(2).sum(-1).mean() / denom
 
+    def _aux_k_loss_fixed(self, x_Bd, x_hat_Bd, pre_BF, dead_F) -> torch.Tensor:
+        """The same auxiliary-k loss with fixed shapes (no host sync): the top aux_k of each row
+        over all latents with the live ones masked to -inf; entries that land on live latents
+        (fewer than aux_k dead) get value 0, and the loss is 0 when none is dead."""
+        B, F = pre_BF.shape
+        k_aux = min(self.cfg.aux_k, F)
+        with torch.no_grad():
+            masked = torch.where(dead_F, pre_BF, float("-inf"))  # a scalar argument: no host->device copy
+            _, col_Bk = masked.topk(k_aux, dim=-1, sorted=False)
+            col_Bk, _ = col_Bk.sort(dim=-1)
+        row_N = torch.arange(B, device=x_Bd.device)[:, None].expand(B, k_aux).reshape(-1)
+        col_N = col_Bk.reshape(-1)
+        pat = Pattern(row_N, col_N, B, F)
+        pre_N = gather_entries(pre_BF, row_N, col_N)
+        keep_N = dead_F.index_select(0, col_N).to(pre_N.dtype)
+        val_N = sparse_encode_values(pre_N, x_Bd, self.W_enc_Fd, self.b_enc_F, pat).relu() * keep_N
+        e_hat = sparse_decode(val_N, self.W_dec_Fd, pat)
+        e = (x_Bd - x_hat_Bd).detach()
+        denom = _global_variance(e).clamp_min(1e-12)
+        return (e_hat - e).pow(2).sum(-1).mean() / denom * dead_F.any().to(e.dtype)
+
     def _topk_losses(self, x_Bd, x_hat, pre_BF, dead_F) -> dict[str, torch.Tensor]:
         mse = mse_sum(x_hat, x_Bd)
         aux = self._aux_k_loss(x_Bd, x_hat, pre_BF, dead_F)
@@ -235,6 +341,8 @@ class SAE(nn.Module):
             buf = torch.empty(B, F, dtype=x_Bd.dtype, device=x_Bd.device)
             self.__dict__["_pre_buf"] = buf
         with torch.no_grad():
+            if torch.is_autocast_enabled(x_Bd.device.type):  # out= would bypass autocast
+                return buf.copy_(torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T))
             return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T, out=buf)
 
     def __getstate__(self):

@@ -3,7 +3,8 @@
 Training keeps the k*B largest ReLU'd pre-activations over the whole batch (so rows vary in
 L0 while the mean is k). For inference a single learned threshold replaces the batch: z =
 ReLU(pre) * (pre > theta), with theta a running (EMA) estimate of the smallest activation kept
-in training, so one image's latents never depend on its batch.
+in training, so one image's latents never depend on its batch; outside training (``.eval()``,
+e.g. a loaded SAE) ``forward`` selects with that threshold too, and equals decode(encode(x)).
 
 Under torch.distributed the selection is over the *global* batch: each rank contributes its
 top candidates and all agree on the global k*B-th value.
@@ -11,13 +12,16 @@ top candidates and all agree on the global k*B-th value.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from vsae.sae.base import SAE, SAEOutput
+from vsae.sae.base import SAE, SAEOutput, gather_entries
 from vsae.sae.config import SAEConfig
+from vsae.sae.topk import row_topk_entries
 
 _SAMPLE = 1 << 16
+_CAP = 8  # sync-free training: a row may hold at most _CAP * k of the batch's k * B entries
 
 
 def _world() -> int:
@@ -50,18 +54,50 @@ def kth_largest(flat_M: torch.Tensor, K: int) -> torch.Tensor:
     return flat_M.topk(K, sorted=False).values.min()
 
 
+def _indices_at_least(flat_M: torch.Tensor, lo: float) -> torch.Tensor:
+    """Sorted indices of the entries >= lo (numpy's compaction on CPU: about 5x torch.nonzero)."""
+    if (
+        flat_M.device.type == "cpu"
+        and flat_M.dtype in (torch.float32, torch.float64)
+        and not flat_M.requires_grad
+    ):
+        return torch.from_numpy(np.flatnonzero(flat_M.numpy() >= lo)).to(torch.long)
+    return torch.nonzero(flat_M >= lo).squeeze(1)
+
+
 def batch_topk_flat(flat_M: torch.Tensor, K: int) -> torch.Tensor:
     """Sorted flat indices of the K largest positive entries (ties at the K-th value kept)."""
     tiny = torch.finfo(flat_M.dtype).tiny
     lo = _lower_bound(flat_M, K)
-    idx = torch.nonzero(flat_M >= max(lo, tiny)).squeeze(1) if lo is not None else None
+    idx = _indices_at_least(flat_M, max(lo, tiny)) if lo is not None else None
     if idx is None or idx.numel() < K:
-        idx = torch.nonzero(flat_M >= tiny).squeeze(1)
+        idx = _indices_at_least(flat_M, tiny)
     if idx.numel() <= K:
         return idx
     vals = flat_M.index_select(0, idx)
     t = vals.topk(K, sorted=False).values.min()
     return idx[vals >= t]
+
+
+def batch_topk_fixed(pre_BF: torch.Tensor, K: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row_N, col_N, capped): exactly K entries, row-major, the K largest of ``pre_BF`` among
+    each row's ``m`` largest; fixed shapes, so no host synchronisation.
+
+    Equals the batch top-K unless a row holds more than ``m`` of it; ``capped`` (a bool device
+    tensor) says when a row's m candidates all made the cut, i.e. it may have been capped.
+    Entries that are not positive stay in the pattern and get value 0 after the ReLU.
+    """
+    B, F = pre_BF.shape
+    m = min(m, F)
+    K = min(K, B * m)
+    v_Bm, c_Bm = pre_BF.topk(m, dim=1, sorted=False)
+    top_K, j_K = v_Bm.reshape(-1).topk(K, sorted=False)
+    key_K = (j_K // m) * F + c_Bm.reshape(-1).index_select(0, j_K)
+    key_K, _ = key_K.sort()
+    capped = (
+        (v_Bm.min(dim=1).values >= top_K.min()).any() if m < F else pre_BF.new_zeros((), dtype=torch.bool)
+    )
+    return key_K // F, key_K % F, capped
 
 
 def global_kth_largest(flat_M: torch.Tensor, K: int) -> torch.Tensor:
@@ -97,7 +133,11 @@ class BatchTopKSAE(SAE):
         return pre * (pre > self.threshold.clamp_min(0))
 
     def select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row_N, col_N) of the k*B largest positive pre-activations of the (global) batch."""
+        """(row_N, col_N) of the k*B largest positive pre-activations of the (global) batch in
+        training; outside training (``.eval()``) the entries ``encode`` keeps, so that a row's
+        latents never depend on its batch."""
+        if not self.training:
+            return self.inference_select(pre_BF)
         B, F = pre_BF.shape
         flat = pre_BF.reshape(-1)
         if _world() == 1:
@@ -107,9 +147,21 @@ class BatchTopKSAE(SAE):
             flat_idx = torch.nonzero(flat >= t.clamp_min(torch.finfo(flat.dtype).tiny)).squeeze(1)
         return flat_idx // F, flat_idx % F
 
+    def inference_select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row_N, col_N), row-major, of the entries ``encode`` keeps: pre > threshold (per-row
+        top-k of the positive entries while no threshold has been learned)."""
+        if float(self.threshold) < 0:
+            row, col = row_topk_entries(pre_BF, self.cfg.k)
+            keep = gather_entries(pre_BF, row, col) > 0
+            return row[keep], col[keep]
+        row, col = torch.nonzero(pre_BF > self.threshold.clamp_min(0)).unbind(1)
+        return row, col
+
     @torch.no_grad()
     def update_threshold(self, val_N: torch.Tensor) -> None:
         """EMA of the smallest positive activation kept in this (global) batch."""
+        if self.sync_free and _world() == 1:
+            return self._update_threshold_fixed(val_N)
         pos = val_N[val_N > 0]
         m = pos.min() if pos.numel() else val_N.new_tensor(float("inf"))
         if _world() > 1:
@@ -122,10 +174,26 @@ class BatchTopKSAE(SAE):
             mom = self.cfg.threshold_momentum
             self.threshold.mul_(mom).add_((1 - mom) * m)
 
+    @torch.no_grad()
+    def _update_threshold_fixed(self, val_N: torch.Tensor) -> None:
+        """``update_threshold`` as device-side selects (no host sync)."""
+        if val_N.numel() == 0:
+            return
+        # Python scalars as kernel arguments: a device tensor made from a host value would copy (sync).
+        m = torch.where(val_N > 0, val_N, float("inf")).min()
+        mom = self.cfg.threshold_momentum
+        ema = torch.where(self.threshold < 0, m, self.threshold * mom + (1 - mom) * m)
+        self.threshold.copy_(torch.where(torch.isfinite(m), ema, self.threshold))
+
     def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
-        row, col = self.select(pre)
+        extra = {}
+        if self.training and self.sync_free and _world() == 1:
+            B = x_Bd.shape[0]
+            row, col, extra["capped"] = batch_topk_fixed(pre, self.cfg.k * B, _CAP * self.cfg.k)
+        else:
+            row, col = self.select(pre)
         codes, x_hat = self._sparse_forward(x_Bd, pre, row, col)
         if self.training:
             self.update_threshold(codes.val_N.detach())
-        return SAEOutput(x_hat, self._topk_losses(x_Bd, x_hat, pre, dead_F), codes=codes)
+        return SAEOutput(x_hat, self._topk_losses(x_Bd, x_hat, pre, dead_F), codes=codes, extra=extra)

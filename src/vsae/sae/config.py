@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,12 @@ class SAEConfig:
         if self.d_in <= 0 or self.d_sae <= 0:
             raise VsaeError(f"SAE widths must be positive (d_in={self.d_in}, d_sae={self.d_sae})")
         if self.arch in ("topk", "batchtopk", "matryoshka") and not 0 < self.k <= self.d_sae:
-            raise VsaeError(f"k={self.k} must be in 1..d_sae={self.d_sae}; pass a smaller --k")
+            raise VsaeError(f"k={self.k} must be in 1..d_sae={self.d_sae}; pass a --k in that range")
+        if self.aux_k < 0:
+            raise VsaeError(f"--aux-k must be >= 0 (0 = off), got {self.aux_k}")
+        for flag, v in (("--aux-coeff", self.aux_coeff), ("--l1", self.l1_coeff), ("--l0", self.l0_coeff)):
+            if not (math.isfinite(v) and v >= 0):
+                raise VsaeError(f"{flag} must be a number >= 0, got {v}")
         object.__setattr__(self, "groups", tuple(float(g) for g in self.groups))
         if self.arch == "matryoshka":
             if not self.groups or any(g <= 0 for g in self.groups) or abs(sum(self.groups) - 1) > 1e-6:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 
 
@@ -30,6 +31,8 @@ def encode_store(
     """
     from vsae.store import SparseStoreWriter
 
+    if batch_size < 1:
+        raise VsaeError(f"--batch-size {batch_size}: must be at least 1")
     sae = sae.to(device).eval()
     src_prov = dict(getattr(acts, "provenance", {}) or {})
     prov = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -132,8 +133,62 @@ def resolve(path: str | os.PathLike) -> Path:
     raise VsaeError(f"{p} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`")
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_pretrained(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    subfolder: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """A local SAE directory for ``name_or_path``: the path itself if it exists, else a Hugging Face
+    hub repo id downloaded (or found in the cache, which is all that ``HF_HUB_OFFLINE=1`` allows)
+    through ``huggingface_hub.snapshot_download``, as transformers' ``from_pretrained`` does."""
+    local = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
+    if local.exists() or not _HUB_ID.match(str(name_or_path)):
+        if not local.exists():
+            raise VsaeError(
+                f"SAE path {local} does not exist; pass a directory written by `vsae train` or a hub id"
+            )
+        return local
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    patterns = [CONFIG, WEIGHTS, f"*/{CONFIG}", f"*/{WEIGHTS}"]
+    if subfolder:
+        patterns = [f"{subfolder}/{CONFIG}", f"{subfolder}/{WEIGHTS}"]
+    try:
+        root = snapshot_download(
+            str(name_or_path),
+            revision=revision,
+            allow_patterns=patterns,
+            cache_dir=cache_dir,
+            local_files_only=bool(local_files_only),
+        )
+    except LocalEntryNotFoundError:
+        raise VsaeError(
+            f"SAE {name_or_path!r} is neither a local directory nor in the Hugging Face cache, and the hub "
+            "cannot be reached (offline or HF_HUB_OFFLINE=1); check the path, or download it once with network access"
+        ) from None
+    except (HFValidationError, OSError) as e:  # repo/revision not found and HTTP errors are OSErrors
+        raise VsaeError(f"cannot get SAE {name_or_path!r} from the hub ({str(e).splitlines()[0]})") from None
+    return Path(root) / subfolder if subfolder else Path(root)
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
-    """Load an SAE saved by :func:`save` (a run directory or its sae.safetensors)."""
+    """Load an SAE saved by :func:`save` (a run directory or its sae.safetensors), or import a
+    SAELens directory (``cfg.json`` + ``sae_weights.safetensors``; :mod:`vsae.sae.saelens`)."""
+    p = Path(path).parent if Path(path).is_file() else Path(path)
+    if (
+        not (p / CONFIG).is_file()
+        and (p / "cfg.json").is_file()
+        and (p / "sae_weights.safetensors").is_file()
+    ):
+        from vsae.sae.saelens import load_saelens  # saelens imports this module
+
+        return load_saelens(p).to(device)
     d = resolve(path)
     meta = read_config(d)
     try:

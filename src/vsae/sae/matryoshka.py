@@ -4,6 +4,8 @@ The dictionary is split into groups (fractions of F, e.g. 0.0625/0.125/0.25/0.56
 prefix made of the first m groups must reconstruct the input on its own. Latents are chosen
 by BatchTopK over the whole dictionary; the loss is the sum over prefixes of the prefix
 reconstruction error (plus the aux-k loss on the full reconstruction).
+Outside training (``.eval()``) the latents are those of the inference threshold, as in
+``BatchTopKSAE.select``, so a row's output never depends on its batch.
 """
 
 from __future__ import annotations

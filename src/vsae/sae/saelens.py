@@ -1,15 +1,23 @@
-"""Export to / import from the SAELens on-disk format: ``cfg.json`` + ``sae_weights.safetensors``.
+"""Export to / import from the SAELens 6.x on-disk format: ``cfg.json`` + ``sae_weights.safetensors``.
 
 SAELens (decoderesearch/SAELens) stores ``W_enc`` [d_in, d_sae], ``W_dec`` [d_sae, d_in],
-``b_enc`` [d_sae], ``b_dec`` [d_in] and, for JumpReLU, ``threshold`` [d_sae]; the config names
-the inference ``architecture``. Mapping (SAELens saves BatchTopK SAEs as JumpReLU too):
+``b_enc`` [d_sae], ``b_dec`` [d_in] and, for JumpReLU, ``threshold`` [d_sae]. ``cfg.json`` names
+the inference ``architecture`` and holds a ``metadata`` dict whose ``sae_lens_version`` (>= 6.0)
+tells SAELens to keep it (without one SAELens rewrites the file as a pre-6.0 config and drops
+the metadata). Mapping (SAELens saves BatchTopK and Matryoshka BatchTopK as JumpReLU too):
 
-    vsae relu -> "standard"       vsae topk -> "topk" (k)      vsae jumprelu -> "jumprelu"
-    vsae batchtopk / matryoshka -> "jumprelu" with the learned inference threshold per latent
+    vsae relu -> "standard"     vsae topk -> "topk" (k)     vsae jumprelu -> "jumprelu"
+    vsae batchtopk / matryoshka -> "jumprelu" with the inference threshold on every latent;
+        metadata.training_architecture "batchtopk" / "matryoshka_batchtopk" and
+        metadata.training_architecture_details {k, matryoshka_widths, ...} as SAELens writes them
 
-Importing accepts "standard", "topk", "jumprelu" (and "batchtopk", saved with a threshold);
+``metadata.model_name`` / ``hook_name`` carry the provenance; ``metadata.vsae`` the full vsae
+config, so a round trip restores the architecture, k, the groups and the provenance. Importing
+accepts "standard", "topk", "jumprelu" (and "batchtopk", saved with a threshold);
 ``apply_b_dec_to_input`` is folded into ``b_enc``; decoder norms are folded into the latents
-(exact for ReLU/JumpReLU, and for TopK trained with ``rescale_acts_by_decoder_norm``).
+(exact for ReLU/JumpReLU, and for TopK with ``rescale_acts_by_decoder_norm``, which the TopK
+export sets as vsae's rows are unit norm). A SAELens BatchTopK / Matryoshka BatchTopK (one
+threshold, unit-norm rows) comes back as a vsae one with its k and groups; else as JumpReLU.
 """
 
 from __future__ import annotations
@@ -26,12 +34,14 @@ from safetensors.torch import load_file
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.batchtopk import BatchTopKSAE
-from vsae.sae.config import SAEConfig
+from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.io import CLASSES, save_tensors_atomic, write_json_atomic
 from vsae.sae.jumprelu import JumpReluSAE
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
+# The SAELens release whose cfg.json schema this module writes (and was checked against).
+SAELENS_VERSION = "6.54.12"
 _TO_SAELENS = {
     "relu": "standard",
     "topk": "topk",
@@ -39,10 +49,39 @@ _TO_SAELENS = {
     "batchtopk": "jumprelu",
     "matryoshka": "jumprelu",
 }
+# SAELens's training-architecture names for the vsae architectures that it saves as another.
+_TRAINING_ARCH = {"batchtopk": "batchtopk", "matryoshka": "matryoshka_batchtopk"}
+_UNIT_TOL = 1e-4  # decoder rows this close to unit norm count as unit norm
+
+
+def is_saelens_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory holding a SAELens ``cfg.json`` + ``sae_weights.safetensors``."""
+    p = Path(path)
+    return (p / CFG).is_file() and (p / WEIGHTS).is_file()
+
+
+def _unit_rows(W_dec_Fd: torch.Tensor) -> bool:
+    return bool(((W_dec_Fd.norm(dim=1) - 1).abs() <= _UNIT_TOL).all())
+
+
+def _training_details(cfg: SAEConfig) -> dict[str, Any]:
+    """SAELens's ``training_architecture_details`` for a BatchTopK / Matryoshka vsae config."""
+    out: dict[str, Any] = {
+        "k": cfg.k,
+        "aux_loss_coefficient": cfg.aux_coeff,
+        "rescale_acts_by_decoder_norm": True,
+    }
+    if cfg.arch == "matryoshka":
+        widths, acc = [], 0
+        for s in cfg.group_sizes:
+            acc += s
+            widths.append(acc)
+        out["matryoshka_widths"] = widths
+    return out
 
 
 def export_saelens(sae: SAE, directory: str | os.PathLike) -> Path:
-    """Write ``sae`` (input-scale weights, as saved by vsae) in SAELens's format."""
+    """Write ``sae`` (input-scale weights, as saved by vsae) in SAELens 6.x's format."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cfg = sae.cfg
@@ -63,12 +102,16 @@ def export_saelens(sae: SAE, directory: str | os.PathLike) -> Path:
             )
         tensors["threshold"] = torch.full((cfg.d_sae,), t)
     prov = cfg.provenance or {}
-    meta = {
+    meta: dict[str, Any] = {
+        "sae_lens_version": SAELENS_VERSION,
+        "sae_lens_training_version": None,  # trained by vsae, not by SAELens
         "model_name": prov.get("model") or prov.get("model_id"),
         "hook_name": prov.get("hook"),
-        "vsae_arch": cfg.arch,
-        "vsae_provenance": prov,
+        "training_architecture": _TRAINING_ARCH.get(cfg.arch, arch),
+        "vsae": {"cfg": cfg.to_json()},
     }
+    if cfg.arch in _TRAINING_ARCH:
+        meta["training_architecture_details"] = _training_details(cfg)
     out: dict[str, Any] = {
         "architecture": arch,
         "d_in": cfg.d_in,
@@ -82,24 +125,25 @@ def export_saelens(sae: SAE, directory: str | os.PathLike) -> Path:
     }
     if arch == "topk":
         out["k"] = cfg.k
-        out["rescale_acts_by_decoder_norm"] = False
+        # vsae keeps decoder rows at unit norm, so SAELens's rescaling is the identity; say so
+        # only when it holds, as with rows of other norms it changes which k latents win.
+        out["rescale_acts_by_decoder_norm"] = _unit_rows(sae.W_dec_Fd.detach())
     save_tensors_atomic(tensors, d / WEIGHTS)
     write_json_atomic(d / CFG, out)
     return d
 
 
-def load_saelens(directory: str | os.PathLike) -> SAE:
-    """A vsae SAE from a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``)."""
-    d = Path(directory)
-    if not (d / CFG).is_file() or not (d / WEIGHTS).is_file():
+def _read(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not is_saelens_dir(d):
         raise VsaeError(f"{d} is not a SAELens SAE (needs {CFG} and {WEIGHTS})")
     try:
         c = json.loads((d / CFG).read_text())
         w = load_file(str(d / WEIGHTS))
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
         raise VsaeError(f"cannot read the SAELens SAE in {d} ({str(e).splitlines()[0]})") from None
-    arch = c.get("architecture", "standard")
-    if c.get("normalize_activations", "none") not in ("none", None):
+    if not isinstance(c, dict):
+        raise VsaeError(f"{d / CFG} is not a JSON object; not a SAELens config")
+    if c.get("normalize_activations", "none") not in ("none", None, False):
         raise VsaeError(
             f"SAELens normalize_activations={c['normalize_activations']!r} is not supported; fold it first"
         )
@@ -108,36 +152,136 @@ def load_saelens(directory: str | os.PathLike) -> SAE:
     need = {"W_enc", "W_dec", "b_enc", "b_dec"}
     if not need <= set(w):
         raise VsaeError(f"{d / WEIGHTS} lacks {sorted(need - set(w))}; not a supported SAELens SAE")
-    W_enc_Fd = w["W_enc"].float().T.contiguous()
-    W_dec_Fd = w["W_dec"].float()
+    return c, w
+
+
+def _metadata(c: dict[str, Any]) -> dict[str, Any]:
+    """``cfg.json``'s metadata; pre-6.0 configs keep ``model_name`` / ``hook_point`` at the top level."""
+    meta = dict(c["metadata"]) if isinstance(c.get("metadata"), dict) else {}
+    for key, top in (("model_name", "model_name"), ("hook_name", "hook_name"), ("hook_name", "hook_point")):
+        if meta.get(key) is None and c.get(top) is not None:
+            meta[key] = c[top]
+    return meta
+
+
+def _vsae_cfg(meta: dict[str, Any], d: Path, d_in: int, d_sae: int) -> SAEConfig | None:
+    """The vsae config stored by :func:`export_saelens`, checked against the weights (None: none)."""
+    v = meta.get("vsae")
+    if not isinstance(v, dict) or not isinstance(v.get("cfg"), dict):
+        return None
+    try:
+        cfg = SAEConfig.from_json(v["cfg"])
+    except (TypeError, ValueError, VsaeError) as e:
+        raise VsaeError(f"{d / CFG} has an invalid metadata.vsae.cfg ({e}); re-export the SAE") from None
+    if (cfg.d_in, cfg.d_sae) != (d_in, d_sae):
+        raise VsaeError(
+            f"{d / CFG} metadata.vsae.cfg says d_in={cfg.d_in}, d_sae={cfg.d_sae} but the weights are "
+            f"{d_in} x {d_sae}; the export is inconsistent, re-export it"
+        )
+    return cfg
+
+
+def _batchtopk_cfg(meta: dict[str, Any], d_in: int, d_sae: int, prov: dict[str, Any]) -> SAEConfig | None:
+    """A vsae BatchTopK / Matryoshka config from SAELens's training metadata (None: not one)."""
+    arch = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}.get(
+        str(meta.get("training_architecture"))
+    )
+    det = meta.get("training_architecture_details")
+    if arch is None or not isinstance(det, dict):
+        return None
+    try:
+        k = max(1, round(float(det.get("k", 0))))
+        groups = DEFAULT_GROUPS
+        if arch == "matryoshka":
+            widths = [int(x) for x in det["matryoshka_widths"]]
+            if widths[-1] != d_sae:
+                widths.append(d_sae)
+            groups = tuple((b - a) / d_sae for a, b in zip([0, *widths[:-1]], widths))
+        return SAEConfig(arch=arch, d_in=d_in, d_sae=d_sae, k=min(k, d_sae), groups=groups, provenance=prov)
+    except (KeyError, TypeError, ValueError, IndexError, VsaeError):
+        return None
+
+
+def _weights(d: Path, c: dict[str, Any], w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """vsae-layout float32 tensors (``W_enc_Fd``, ``b_enc``, ``W_dec_Fd``, ``b_dec``, ``threshold``),
+    shapes checked, with ``apply_b_dec_to_input`` folded into ``b_enc``."""
+    W_enc_Fd, W_dec_Fd = w["W_enc"].float().T.contiguous(), w["W_dec"].float()
     b_enc, b_dec = w["b_enc"].float(), w["b_dec"].float()
-    d_in, d_sae = W_dec_Fd.shape[1], W_dec_Fd.shape[0]
+    F, d_in = W_dec_Fd.shape if W_dec_Fd.dim() == 2 else (-1, -1)
+    t = w.get("threshold")
+    shapes_ok = W_enc_Fd.shape == (F, d_in) and b_enc.shape == (F,) and b_dec.shape == (d_in,)
+    if F < 1 or not shapes_ok or (t is not None and t.shape != (F,)):
+        raise VsaeError(f"{d / WEIGHTS} has inconsistent tensor shapes; not a valid SAELens SAE")
+    if (c.get("d_in", d_in), c.get("d_sae", F)) != (d_in, F):
+        raise VsaeError(
+            f"{d / CFG} says d_in={c.get('d_in')}, d_sae={c.get('d_sae')} but the weights are "
+            f"{d_in} x {F}; the SAE is damaged"
+        )
     if c.get("apply_b_dec_to_input", True):
         b_enc = b_enc - W_enc_Fd @ b_dec
-    threshold = w.get("threshold")
-    meta = c.get("metadata") or {}
-    prov = meta.get("vsae_provenance") or {
-        k: v for k, v in (("model", meta.get("model_name")), ("hook", meta.get("hook_name"))) if v
-    }
-    prov = {**prov, "imported_from": "saelens"}
-    if arch == "standard":
-        cfg = SAEConfig(arch="relu", d_in=d_in, d_sae=d_sae, provenance=prov)
-    elif arch == "topk":
-        cfg = SAEConfig(arch="topk", d_in=d_in, d_sae=d_sae, k=int(c.get("k", 100)), provenance=prov)
-    elif arch in ("jumprelu", "batchtopk"):
-        if threshold is None:
-            raise VsaeError(f"{d / WEIGHTS} has no 'threshold' for a {arch} SAE")
-        cfg = SAEConfig(arch="jumprelu", d_in=d_in, d_sae=d_sae, provenance=prov)
-    else:
+    out = {"W_enc_Fd": W_enc_Fd, "b_enc": b_enc, "W_dec_Fd": W_dec_Fd, "b_dec": b_dec}
+    return out | ({} if t is None else {"threshold": t.float().relu()})
+
+
+def load_saelens(directory: str | os.PathLike) -> SAE:
+    """A vsae SAE from a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``)."""
+    d = Path(directory)
+    c, w = _read(d)
+    arch = c.get("architecture", "standard")
+    if arch not in ("standard", "topk", "jumprelu", "batchtopk"):
         raise VsaeError(
             f"SAELens architecture {arch!r} is not supported; vsae imports standard, topk, jumprelu"
         )
-    norms = W_dec_Fd.norm(dim=1).clamp_min(1e-12)
+    t = _weights(d, c, w)
+    W_enc_Fd, b_enc, W_dec_Fd, b_dec = t["W_enc_Fd"], t["b_enc"], t["W_dec_Fd"], t["b_dec"]
+    d_sae, d_in = W_dec_Fd.shape
+    threshold = t.get("threshold")
+    if arch in ("jumprelu", "batchtopk") and threshold is None:
+        raise VsaeError(f"{d / WEIGHTS} has no 'threshold' for a {arch} SAE")
+    meta = _metadata(c)
+    cfg = _vsae_cfg(meta, d, d_in, d_sae)
+    base = (
+        cfg.provenance
+        if cfg is not None
+        else {k: v for k, v in (("model", meta.get("model_name")), ("hook", meta.get("hook_name"))) if v}
+    )
+    prov = {**base, "imported_from": "saelens"}
+    if cfg is None:
+        cfg = _batchtopk_cfg(meta, d_in, d_sae, prov)
+    if cfg is not None:
+        cfg = cfg.replace(provenance=prov)
+    # A BatchTopK / Matryoshka SAE is restored as one only where SAELens's JumpReLU form is exactly
+    # its inference rule: one threshold for every latent and unit-norm decoder rows.
+    if cfg is not None and cfg.arch in ("batchtopk", "matryoshka"):
+        uniform = threshold is not None and bool((threshold == threshold[0]).all())
+        if arch != "topk" and uniform and _unit_rows(W_dec_Fd):
+            return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold[0])
+        cfg = None
+    want = {"standard": "relu", "topk": "topk"}.get(arch, "jumprelu")
+    kw = {"k": c.get("k", 100)} if arch == "topk" else {}  # 100: SAELens's default
+    if kw and (not isinstance(kw["k"], int) or not 0 < kw["k"] <= d_sae):
+        raise VsaeError(f"{d / CFG} has k={kw['k']!r}; a TopK SAE needs an integer k in 1..d_sae={d_sae}")
+    if cfg is None or cfg.arch != want:
+        cfg = SAEConfig(arch=want, d_in=d_in, d_sae=d_sae, provenance=prov, **kw)
+    cfg = cfg.replace(**kw)
     if arch != "topk" or c.get("rescale_acts_by_decoder_norm", False):
         # z' = z * ||W_dec[f]||, W_dec' = W_dec / ||W_dec[f]||: same reconstruction, unit-norm decoder.
+        norms = W_dec_Fd.norm(dim=1).clamp_min(1e-12)
         W_enc_Fd, b_enc, W_dec_Fd = W_enc_Fd * norms[:, None], b_enc * norms, W_dec_Fd / norms[:, None]
         if threshold is not None:
-            threshold = threshold.float() * norms
+            threshold = threshold * norms
+    return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
+
+
+def _fill(
+    cfg: SAEConfig,
+    W_enc_Fd: torch.Tensor,
+    b_enc: torch.Tensor,
+    W_dec_Fd: torch.Tensor,
+    b_dec: torch.Tensor,
+    threshold: torch.Tensor | None,
+) -> SAE:
+    """A ``cfg.arch`` SAE holding these (vsae-layout) weights, in eval mode."""
     sae = CLASSES[cfg.arch](cfg)
     with torch.no_grad():
         sae.W_enc_Fd.copy_(W_enc_Fd)
@@ -145,5 +289,7 @@ def load_saelens(directory: str | os.PathLike) -> SAE:
         sae.W_dec_Fd.copy_(W_dec_Fd)
         sae.b_dec_d.copy_(b_dec)
         if isinstance(sae, JumpReluSAE):
-            sae.threshold_F.copy_(threshold.float())
+            sae.threshold_F.copy_(threshold)
+        elif isinstance(sae, BatchTopKSAE):
+            sae.threshold.copy_(threshold)
     return sae.eval()

@@ -28,7 +28,7 @@ class ImageTextEmbedder:
         from transformers import AutoModel, AutoProcessor
 
         try:
-            self.model = AutoModel.from_pretrained(str(model_dir)).eval().to(device)
+            self.model = AutoModel.from_pretrained(str(model_dir), use_safetensors=True).eval().to(device)
             self.processor = AutoProcessor.from_pretrained(str(model_dir))
         except (OSError, ValueError) as e:
             raise VsaeError(

@@ -123,13 +123,14 @@ class LatentStats:
 def pooled_latents(lm, hook: str, sae, images: list[Image.Image], batch_size: int = 32) -> LatentStats:
     """SAE latents at ``hook`` mean-pooled over patch tokens per image, with scale statistics."""
     import vsae.models
+    from vsae.models.tokens import as_tokens
 
     p = next(sae.parameters())
     out, mx, norm_sum, n_tok = [], None, 0.0, 0
     for s in range(0, len(images), batch_size):
         with vsae.models.capture(lm, hook) as cap:
             lm.run(lm.preprocess(images[s : s + batch_size]))
-        x_BTd = cap.output
+        x_BTd = as_tokens(cap.output)  # a [B, C, H, W] feature map as [B, H*W, C], as extraction
         if x_BTd.ndim != 3:
             raise VsaeError(
                 f"hook {hook} gives pooled [B, d] activations; steer at a token-level hook (resid.L)"
@@ -301,7 +302,8 @@ def run_steering(
 def _hook_width(lm, hook: str) -> int:
     """Width d of the activations at ``hook`` (from a one-image forward pass)."""
     import vsae.models
+    from vsae.models.tokens import as_tokens
 
     with vsae.models.capture(lm, hook) as cap:
         lm.run(lm.dummy_inputs())
-    return int(cap.output.shape[-1])
+    return int(as_tokens(cap.output).shape[-1])

@@ -33,6 +33,7 @@ from torch import nn
 
 from vsae.errors import VsaeError
 from vsae.models.hooks import HookPoint
+from vsae.models.tokens import as_tokens, from_tokens
 from vsae.steer.edits import LatentEdit, apply_edits
 
 
@@ -53,7 +54,7 @@ class Intervention:
         edits: Sequence[LatentEdit],
         pre_zero: bool,
         keep_error: bool,
-        n_prefix: int,
+        n_prefix: int | None,
     ):
         self.point = point
         self.sae = sae
@@ -73,26 +74,31 @@ class Intervention:
 
     @torch.no_grad()
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """The spliced activations for hooked activations ``x`` [B, T, d] (or [B, d], or [B, ..., d]
-        whose middle dimensions are read as tokens)."""
-        d_in = getattr(getattr(self.sae, "cfg", None), "d_in", x.shape[-1])
-        if x.shape[-1] != d_in:
-            raise VsaeError(f"hook {self.point.name} has width {x.shape[-1]} but the SAE's d_in is {d_in}")
-        x_BTd = x.reshape(x.shape[0], -1, x.shape[-1])
+        """The spliced activations for hooked activations ``x``: [B, T, d], [B, d], or a
+        [B, C, H, W] feature map read as H*W tokens of width C -- the layout extraction stores
+        (`vsae.models.tokens.as_tokens`), written back in the output's own layout."""
+        x_BTd = as_tokens(x)
+        if x_BTd.ndim == 2:
+            x_BTd = x_BTd[:, None]
+        d_in = getattr(getattr(self.sae, "cfg", None), "d_in", x_BTd.shape[-1])
+        if x_BTd.shape[-1] != d_in:
+            layout = f" (its {list(x.shape)} output read as [B, H*W, C] tokens)" if x.ndim == 4 else ""
+            raise VsaeError(
+                f"hook {self.point.name} has width {x_BTd.shape[-1]}{layout} but the SAE's d_in is {d_in}"
+            )
         B, T, d = x_BTd.shape
+        n_prefix = self.n_prefix if self.n_prefix is not None else (0 if x.ndim == 4 else 1)
         p = next(self.sae.parameters(), None)
         dev, dt = (p.device, p.dtype) if p is not None else (x.device, torch.float32)
         x_Nd = x_BTd.reshape(B * T, d).to(dev, dt)
         z_NF = self.sae.encode(x_Nd)
-        z_edit = apply_edits(z_NF.reshape(B, T, -1), self.edits, self.pre_zero, self.n_prefix).reshape(
-            B * T, -1
-        )
+        z_edit = apply_edits(z_NF.reshape(B, T, -1), self.edits, self.pre_zero, n_prefix).reshape(B * T, -1)
         x_hat_edit = self.sae.decode(z_edit)
         if self.keep_error:
             out = x_BTd + (x_hat_edit - self.sae.decode(z_NF)).to(x.device, x.dtype).reshape(B, T, d)
         else:
             out = x_hat_edit.to(x.device, x.dtype).reshape(B, T, d)
-        return out.reshape(x.shape)
+        return from_tokens(out, x.shape)
 
     def remove(self) -> None:
         self._handle.remove()
@@ -125,11 +131,12 @@ def _write(output: Any, point: HookPoint, new: torch.Tensor) -> Any:
 
 def resolve_point(target: Any, hook: str | nn.Module) -> tuple[HookPoint, int]:
     """(hook point, number of prefix tokens) for a LoadedModel + hook name, an nn.Module +
-    ``module:<path>``, or a module given directly. Prefix tokens (CLS, registers) default to 1."""
+    ``module:<path>``, or a module given directly. Prefix tokens (CLS, registers) are the
+    LoadedModel's; None otherwise (then 1 for token outputs, 0 for [B, C, H, W] feature maps)."""
     from vsae.models.loading import LoadedModel
 
     if isinstance(hook, nn.Module):
-        return HookPoint(f"module:{type(hook).__name__}", hook), getattr(target, "n_prefix", 1) or 1
+        return HookPoint(f"module:{type(hook).__name__}", hook), getattr(target, "n_prefix", None)
     if isinstance(target, LoadedModel):
         from vsae.models.hooks import resolve_hook
 
@@ -141,7 +148,7 @@ def resolve_point(target: Any, hook: str | nn.Module) -> tuple[HookPoint, int]:
             )
         path = hook[len("module:") :]
         try:
-            return HookPoint(hook, target.get_submodule(path)), 1
+            return HookPoint(hook, target.get_submodule(path)), None
         except AttributeError:
             raise VsaeError(f"no sub-module {path!r} in {type(target).__name__}") from None
     raise VsaeError(f"cannot intervene on a {type(target).__name__}; give a LoadedModel or an nn.Module")

@@ -1,8 +1,21 @@
-"""The sharded activation store: atomic resumable writers and memory-mapped readers (see docs/store.md)."""
+"""The sharded activation store: atomic resumable writers and memory-mapped readers (see docs/store.md).
 
-from vsae.store.check import CheckReport, check_store
-from vsae.store.reader import ActivationStore, SparseActivationStore
-from vsae.store.writer import SparseStoreWriter, StoreWriter
+Names are imported lazily, so that reading a manifest (`vsae store info`) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_WHERE = {
+    "ActivationStore": "vsae.store.reader",
+    "SparseActivationStore": "vsae.store.reader",
+    "CheckReport": "vsae.store.check",
+    "check_store": "vsae.store.check",
+    "SparseStoreWriter": "vsae.store.writer",
+    "StoreWriter": "vsae.store.writer",
+}
 
 __all__ = [
     "ActivationStore",
@@ -12,3 +25,18 @@ __all__ = [
     "StoreWriter",
     "check_store",
 ]
+
+if TYPE_CHECKING:
+    from vsae.store.check import CheckReport, check_store
+    from vsae.store.reader import ActivationStore, SparseActivationStore
+    from vsae.store.writer import SparseStoreWriter, StoreWriter
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'vsae.store' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

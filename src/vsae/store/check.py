@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vsae.store.dtypes import from_storage
-from vsae.store.manifest import sha256_file
+from vsae.errors import VsaeError
 from vsae.store.reader import ActivationStore
+from vsae.store.validate import count_nonfinite_rows, sha256_regular, shard_path
 
 
 @dataclass
@@ -27,19 +27,30 @@ class CheckReport:
 
 
 def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
-    """Verify every shard's sha256 and shape, the per-row indices, and scan values for NaN/Inf."""
+    """Verify every shard's sha256 and shape, the per-row indices, and scan values for NaN/Inf.
+
+    Shard names that leave the store or name non-regular files are problems, never followed.
+    """
     store = ActivationStore.open(path)
     rep = CheckReport(rows=len(store), shards=store.n_shards)
     for i, (m, s) in enumerate(store._shards):
         where = f"part {m['part'][0]} shard {s['id']}"
+        n_before = len(rep.problems)
         for key, name in s["files"].items():
-            f = store.path / name
-            if not f.exists():
-                rep.problems.append(f"{where}: file {name} is missing")
+            try:  # never follow a name out of the store, never read a FIFO or device
+                f = shard_path(store.path, name)
+            except VsaeError as e:
+                rep.problems.append(f"{where}: {e}")
                 continue
-            if sha256_file(f) != s["sha256"][key]:
+            if sha256_regular(f) != s["sha256"][key]:
                 rep.problems.append(f"{where}: checksum mismatch in {name}")
-        if any("missing" in p or "checksum" in p for p in rep.problems if p.startswith(where)):
+        if len(rep.problems) > n_before:
+            continue
+        try:
+            for key in s["files"]:
+                store._open(i, key)
+        except VsaeError as e:
+            rep.problems.append(f"{where}: {e}")
             continue
         rows = store._array(i, "rows")
         if rows.shape != (s["rows"], 2):
@@ -54,16 +65,15 @@ def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
             nnz = len(store._array(i, "indices"))
             if len(indptr) != s["rows"] + 1 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0):
                 rep.problems.append(f"{where}: CSR index pointer inconsistent with {nnz} stored values")
-            vals = from_storage(store._array(i, "values"), store.dtype)
-            rep.nonfinite_rows += int((~vals.isfinite()).sum())
+            rep.nonfinite_rows += count_nonfinite_rows(
+                store._array(i, "values"), store.dtype_name, chunk_rows
+            )
         else:
             acts = store._array(i, "acts")
             if acts.shape != (s["rows"], store.d):
                 rep.problems.append(f"{where}: acts shape {acts.shape} != ({s['rows']}, {store.d})")
                 continue
-            for a in range(0, len(acts), chunk_rows):
-                x = from_storage(acts[a : a + chunk_rows], store.dtype)
-                rep.nonfinite_rows += int((~x.isfinite()).any(1).sum())
+            rep.nonfinite_rows += count_nonfinite_rows(acts, store.dtype_name, chunk_rows)
     if rep.nonfinite_rows:
         rep.problems.append(f"{rep.nonfinite_rows} rows (values, for sparse stores) contain NaN or Inf")
     for m in store.manifests:

@@ -42,3 +42,11 @@ def from_storage(a: np.ndarray, name: str) -> torch.Tensor:
     if name == "bfloat16":
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).float()
     return torch.from_numpy(a).float()
+
+
+def raw_storage(a: np.ndarray, name: str) -> torch.Tensor:
+    """An on-disk array (possibly a memmap slice) as a tensor of the storage dtype (a copy)."""
+    a = np.array(a, copy=True, order="C")
+    if name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)

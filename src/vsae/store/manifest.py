@@ -9,8 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+from vsae.errors import VsaeError
+from vsae.store.validate import validate_manifest
 
 FORMAT_VERSION = 1
 PART_GLOB = "manifest.part-*-of-*.json"
@@ -61,3 +65,47 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
+
+
+_PART_RE = re.compile(r"manifest\.part-(\d+)-of-(\d+)\.json$")
+
+
+def read_manifests(path: Path) -> list[dict[str, Any]]:
+    """The manifests of all parts of the store at `path`, in part order (one for a 1-process store)."""
+    if not path.is_dir():
+        raise VsaeError(f"{path} is not an activation store (no such directory); check the path")
+    single = path / "manifest.json"
+    if single.exists():
+        files = [single]
+    else:
+        files = sorted(path.glob(PART_GLOB), key=lambda p: int(_PART_RE.search(p.name).group(1)))
+        if not files:
+            raise VsaeError(f"{path} is not an activation store (no manifest.json); check the path")
+        n = int(_PART_RE.search(files[0].name).group(2))
+        have = {int(_PART_RE.search(p.name).group(1)) for p in files}
+        missing = sorted(set(range(n)) - have)
+        if missing:
+            raise VsaeError(
+                f"store {path} lacks parts {missing} of {n}; run `vsae extract ... --shard I/{n}` for them"
+            )
+    out = []
+    for f in files:
+        if not f.is_file():  # a FIFO or device named manifest.json would block the read forever
+            raise VsaeError(f"manifest {f} is not a regular file; the store is damaged: re-extract")
+        try:
+            with open(f) as fh:
+                m = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise VsaeError(
+                f"manifest {f} is corrupt ({e.msg if hasattr(e, 'msg') else e}); re-run the extraction"
+            ) from None
+        validate_manifest(m, f)
+        out.append(m)
+    for f, m in zip(files[1:], out[1:]):
+        for key in ("format", "d", "dtype"):
+            if m[key] != out[0][key]:
+                raise VsaeError(
+                    f"store {path}: {f.name} has {key}={m[key]!r} but part 0 has {out[0][key]!r}; "
+                    "the parts come from different extractions"
+                )
+    return out

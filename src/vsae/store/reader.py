@@ -7,9 +7,9 @@ bounded buffer of randomly chosen contiguous blocks, and the order is a pure fun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -19,75 +19,85 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
-from vsae.store.dtypes import from_storage
-from vsae.store.manifest import PART_GLOB
+from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
+from vsae.store.manifest import read_manifests
+from vsae.store.validate import check_header, count_nonfinite_rows, sha256_regular, shard_path
 
-_PART_RE = re.compile(r"manifest\.part-(\d+)-of-(\d+)\.json$")
-
-
-def read_manifests(path: Path) -> list[dict[str, Any]]:
-    """The manifests of all parts of the store at `path`, in part order (one for a 1-process store)."""
-    if not path.is_dir():
-        raise VsaeError(f"{path} is not an activation store (no such directory); check the path")
-    single = path / "manifest.json"
-    if single.exists():
-        files = [single]
-    else:
-        files = sorted(path.glob(PART_GLOB), key=lambda p: int(_PART_RE.search(p.name).group(1)))
-        if not files:
-            raise VsaeError(f"{path} is not an activation store (no manifest.json); check the path")
-        n = int(_PART_RE.search(files[0].name).group(2))
-        have = {int(_PART_RE.search(p.name).group(1)) for p in files}
-        missing = sorted(set(range(n)) - have)
-        if missing:
-            raise VsaeError(
-                f"store {path} lacks parts {missing} of {n}; run `vsae extract ... --shard I/{n}` for them"
-            )
-    out = []
-    for f in files:
-        try:
-            with open(f) as fh:
-                m = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise VsaeError(
-                f"manifest {f} is corrupt ({e.msg if hasattr(e, 'msg') else e}); re-run the extraction"
-            ) from None
-        if "format" not in m or "shards" not in m:
-            raise VsaeError(f"{f} is not a vsae store manifest; check the path")
-        out.append(m)
-    return out
+_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 class ActivationStore:
     """A dense activation store opened read-only: rows [N, d] plus image and token index per row.
 
     `ActivationStore.open(path)` returns a `SparseActivationStore` for stores of SAE latents.
+    Every shard file is checked when first opened: it must be a regular file inside the store whose
+    shape agrees with the manifest. With `verify=True` the first open of a shard also checks the
+    sha256 of all its files and refuses NaN/Inf values (one pass over the shard, once).
     """
 
-    def __init__(self, path: Path, manifests: list[dict[str, Any]]):
+    def __init__(self, path: Path, manifests: list[dict[str, Any]], verify: bool = False):
         self.path = path
+        self.verify = verify
+        self._verified: set[int] = set()
         self.manifests = manifests
         m0 = manifests[0]
         self.d: int = int(m0["d"])
-        self.dtype: str = m0["dtype"]
+        self.dtype_name: str = m0["dtype"]  # storage dtype: "float16" | "bfloat16" | "float32"
         self._shards = [(m, s) for m in manifests for s in m["shards"]]
         counts = [s["rows"] for _, s in self._shards]
         self._offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
         self._maps: dict[tuple[int, str], np.ndarray] = {}
 
     @classmethod
-    def open(cls, path: str | Path) -> ActivationStore:
+    def open(cls, path: str | Path, verify: bool = False) -> ActivationStore:
+        """Open the store at `path` (see the class docstring for what `verify` adds)."""
         path = Path(path)
         ms = read_manifests(path)
         if ms[0]["format"] == "sparse":
-            return SparseActivationStore(path, ms)
-        return ActivationStore(path, ms)
+            return SparseActivationStore(path, ms, verify)
+        return ActivationStore(path, ms, verify)
 
     # -- metadata ----------------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
         """The manifest (of part 0 for multi-part stores; see `.manifests` for all)."""
         return self.manifests[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The storage dtype as a torch dtype (rows are read as float32); `.dtype_name` is its name."""
+        return _TORCH_DTYPES[self.dtype_name]
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        """The numpy dtype of the shard arrays on disk (bfloat16 is stored as its uint16 bit patterns)."""
+        return numpy_dtype(self.dtype_name)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """Class names of the images (from the `images.json` table extraction writes)."""
+        return [str(c) for c in self._image_table().get("classes") or []]
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """int64 [N]: the class index (into `.classes`) of each row's image; -1 where unlabelled."""
+        t = self._image_table()
+        lab = np.asarray(t.get("labels") or [], dtype=np.int64)
+        img = self.image_index
+        if img.size and (lab.size == 0 or img.max() >= lab.size):
+            raise VsaeError(
+                f"store {self.path}: its images.json labels {lab.size} images; re-run the extraction"
+            )
+        return lab[img] if img.size else np.zeros(0, np.int64)
+
+    def _image_table(self) -> dict[str, Any]:
+        from vsae.data.sources import load_table
+
+        if not (self.path / "images.json").is_file():
+            raise VsaeError(
+                f"store {self.path} has no images.json (not written by `vsae extract`); no labels"
+            )
+        return load_table(self.path)
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -101,6 +111,12 @@ class ActivationStore:
     def skipped(self) -> list[dict[str, Any]]:
         return [s for m in self.manifests for s in m["skipped"]]
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the store's width, dtype and shard checksums: its identity by content, not path."""
+        ident = {"d": self.d, "dtype": self.dtype_name, "shards": [s["sha256"] for _, s in self._shards]}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
     @property
     def n_shards(self) -> int:
         return len(self._shards)
@@ -109,21 +125,58 @@ class ActivationStore:
         return int(self._offsets[-1])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r}, rows={len(self)}, d={self.d}, dtype={self.dtype})"
+        return f"{type(self).__name__}({str(self.path)!r}, rows={len(self)}, d={self.d}, dtype={self.dtype_name})"
 
     # -- raw shard access --------------------------------------------------------------------
     def _array(self, shard: int, key: str) -> np.ndarray:
+        a = self._open(shard, key)
+        if self.verify and shard not in self._verified:
+            self._verify_shard(shard)
+        return a
+
+    def _open(self, shard: int, key: str) -> np.ndarray:
+        """Memory-map one shard file after checking it is a regular file inside the store of the
+        shape the manifest promises (no checksum: see `_verify_shard`)."""
         ck = (shard, key)
         if ck not in self._maps:
             _, s = self._shards[shard]
-            f = self.path / s["files"][key]
+            f = shard_path(self.path, s["files"][key])
             try:
-                self._maps[ck] = np.load(f, mmap_mode="r", allow_pickle=False)
+                a = np.load(f, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
+                why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
                 raise VsaeError(
-                    f"shard file {f} is unreadable ({e}); run `vsae store check {self.path}`"
+                    f"shard file {f} is unreadable ({why}); run `vsae store check {self.path}`"
                 ) from None
+            check_header(a, f, key, int(s["rows"]), self.d)
+            self._maps[ck] = a
         return self._maps[ck]
+
+    def _verify_shard(self, shard: int) -> None:
+        """Check the sha256 of every file of `shard` and that its values are finite (once)."""
+        m, s = self._shards[shard]
+        for key, name in s["files"].items():
+            self._open(shard, key)
+            f = self.path / name
+            if sha256_regular(f) != s["sha256"][key]:
+                raise VsaeError(
+                    f"checksum mismatch in {f}: the shard changed after it was written; "
+                    f"run `vsae store check {self.path}` and re-extract (or train with --no-verify)"
+                )
+        key = "values" if m["format"] == "sparse" else "acts"
+        bad = count_nonfinite_rows(self._open(shard, key), self.dtype_name)
+        if bad:
+            raise VsaeError(
+                f"store {self.path} shard {s['id']} holds {bad} rows with NaN or Inf; the model produced "
+                "non-finite activations: re-extract (e.g. in float32) or run `vsae store check`"
+            )
+        self._verified.add(shard)
+
+    def check_layout(self) -> None:
+        """Open every shard file once: all regular files inside the store with the promised shapes."""
+        for i, (_, s) in enumerate(self._shards):
+            for key in s["files"]:
+                self._open(i, key)
 
     def _row_table(self, col: int) -> np.ndarray:
         if not self._shards:
@@ -153,10 +206,9 @@ class ActivationStore:
             start = max(start, hi)
             i += 1
 
-    def _read_range(self, start: int, stop: int) -> torch.Tensor:
-        parts = [
-            from_storage(self._array(i, "acts")[a:b], self.dtype) for i, a, b in self._locate(start, stop)
-        ]
+    def _read_range(self, start: int, stop: int, raw: bool = False) -> torch.Tensor:
+        conv = raw_storage if raw else from_storage
+        parts = [conv(self._array(i, "acts")[a:b], self.dtype_name) for i, a, b in self._locate(start, stop)]
         if not parts:
             return torch.zeros(0, self.d)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -187,7 +239,7 @@ class ActivationStore:
             sel = np.nonzero(shard_of == s)[0]
             local = ids[sel] - self._offsets[s]
             order = np.argsort(local, kind="stable")
-            rows = from_storage(self._array(int(s), "acts")[local[order]], self.dtype)
+            rows = from_storage(self._array(int(s), "acts")[local[order]], self.dtype_name)
             out[torch.from_numpy(sel[order])] = rows
         return out
 
@@ -209,6 +261,7 @@ class ActivationStore:
         drop_last: bool = True,
         buffer_rows: int | None = None,
         block_rows: int = 1024,
+        raw: bool = False,
     ) -> Iterator[torch.Tensor]:
         """Batches [B, d] for training, deterministic in (seed, batch number).
 
@@ -217,7 +270,8 @@ class ActivationStore:
         buffer of about `buffer_rows` rows (default max(65536, 8 * B)) whose rows are permuted.
         Epochs repeat forever with fresh permutations. `start_batch` skips directly to that batch
         (reading only its buffer), which is how training resumes. Without `shuffle`, one pass in
-        store order.
+        store order. `raw`: batches in the storage dtype (float16/bfloat16/float32), for
+        conversion on the device (shuffled batches only; see vsae.store.prefetch).
         """
         n = len(self)
         if n == 0:
@@ -236,11 +290,11 @@ class ActivationStore:
         epoch, b_in_epoch = divmod(start_batch, per_epoch)
         while True:
             yield from self._epoch_batches(
-                epoch, b_in_epoch, batch_size, seed, per_epoch, buffer_rows, block_rows
+                epoch, b_in_epoch, batch_size, seed, per_epoch, buffer_rows, block_rows, raw
             )
             epoch, b_in_epoch = epoch + 1, 0
 
-    def _epoch_batches(self, epoch, first_batch, bs, seed, per_epoch, buffer_rows, block_rows):
+    def _epoch_batches(self, epoch, first_batch, bs, seed, per_epoch, buffer_rows, block_rows, raw=False):
         n = len(self)
         g = np.random.default_rng([seed, epoch])
         n_blocks = math.ceil(n / block_rows)
@@ -251,38 +305,54 @@ class ActivationStore:
         ends = np.cumsum(sizes)
         pos = first_batch * bs
         w = int(np.searchsorted(ends, pos, side="right"))
-        carry: torch.Tensor | None = None
+        buf: torch.Tensor | None = None  # the window buffer, reused: batches are copies out of it
+        carry: torch.Tensor | None = None  # index_select: a row copy per index, 6x advanced indexing
         b = first_batch
         while b < per_epoch and w < len(windows):
-            rows = self._window(windows[w], block_rows)
+            rows = self._window(windows[w], block_rows, raw, buf)
+            buf = rows if buf is None or len(rows) > len(buf) else buf
             # Permutations of each window come from their own stream so any window can be rebuilt alone.
             perm = torch.from_numpy(np.random.default_rng([seed, epoch, w, 1]).permutation(len(rows)))
             i = pos - (int(ends[w - 1]) if w else 0) if carry is None else 0
             if carry is not None and len(carry):
                 i = bs - len(carry)
                 if len(rows) < i:  # a small last window: keep collecting
-                    carry, w = torch.cat([carry, rows[perm]]), w + 1
+                    carry, w = torch.cat([carry, rows.index_select(0, perm)]), w + 1
                     continue
-                yield torch.cat([carry, rows[perm[:i]]])
+                yield torch.cat([carry, rows.index_select(0, perm[:i])])
                 b += 1
             while i + bs <= len(rows) and b < per_epoch:
-                yield rows[perm[i : i + bs]]
+                yield rows.index_select(0, perm[i : i + bs])
                 i += bs
                 b += 1
-            carry = rows[perm[i:]]
+            carry = rows.index_select(0, perm[i:])
             del rows
             w += 1
         if b < per_epoch and carry is not None and len(carry):  # last, partial batch (drop_last=False)
             yield carry
 
-    def _window(self, blocks: np.ndarray, block_rows: int) -> torch.Tensor:
+    def _window(
+        self, blocks: np.ndarray, block_rows: int, raw: bool = False, buf: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The rows of `blocks`, in order, written into `buf` when it is large enough (no fresh pages)."""
         n = len(self)
         ranges = [(int(b) * block_rows, min((int(b) + 1) * block_rows, n)) for b in blocks]
-        out = torch.empty(sum(c - a for a, c in ranges), self.d)
+        size, dtype = sum(c - a for a, c in ranges), self.dtype if raw else torch.float32
+        if buf is not None and buf.dtype == dtype and len(buf) >= size:
+            out = buf[:size]
+        else:
+            out = torch.empty(size, self.d, dtype=dtype)
+        # raw: one copy, straight from the memory-mapped shard into the window
+        out_np = (out.view(torch.int16) if out.dtype == torch.bfloat16 else out).numpy().view(self.np_dtype)
         r = 0
         for a, c in ranges:
-            out[r : r + c - a] = self._read_range(a, c)
-            r += c - a
+            if raw:
+                for i, la, lb in self._locate(a, c):
+                    np.copyto(out_np[r : r + lb - la], self._array(i, "acts")[la:lb])
+                    r += lb - la
+            else:
+                out[r : r + c - a] = self._read_range(a, c, raw)
+                r += c - a
         return out
 
 
@@ -310,7 +380,7 @@ class SparseActivationStore(ActivationStore):
         indptr = np.asarray(self._array(shard, "indptr")[a : b + 1], np.int64)
         lo, hi = int(indptr[0]), int(indptr[-1])
         idx = np.asarray(self._array(shard, "indices")[lo:hi])
-        val = from_storage(self._array(shard, "values")[lo:hi], self.dtype)
+        val = from_storage(self._array(shard, "values")[lo:hi], self.dtype_name)
         return indptr - lo, idx, val
 
     def csr(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from vsae.store.manifest import (
     fsync_dir,
     manifest_name,
 )
+from vsae.store.validate import validate_manifest
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> tuple[str, str]:
@@ -103,8 +104,7 @@ class StoreWriter:
         }
         mpath = path / manifest_name(part)
         if mpath.exists():
-            with open(mpath) as f:
-                m = json.load(f)
+            m = _read_own_manifest(mpath)
             for key, want in wanted.items():
                 if m.get(key) != want:
                     raise VsaeError(
@@ -264,6 +264,22 @@ class SparseStoreWriter(StoreWriter):
             "values": to_storage(torch.as_tensor(values).reshape(-1), self.m["dtype"]),
         }
         self._buffer(arrays, image_idx, token_idx)
+
+
+def _read_own_manifest(mpath: Path) -> dict[str, Any]:
+    """The manifest of the part being resumed, or a one-line error if it is damaged."""
+    if not mpath.is_file():
+        raise VsaeError(f"{mpath} is not a regular file; use a new --out directory")
+    try:
+        with open(mpath) as f:
+            m = json.load(f)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise VsaeError(
+            f"cannot resume: manifest {mpath} is corrupt ({str(e)[:80]}); delete the store directory "
+            "or use a new --out to start over"
+        ) from None
+    validate_manifest(m, mpath)
+    return m
 
 
 def _short(v: Any) -> str:

@@ -15,6 +15,7 @@ directories are removed only afterwards.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,25 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 def save_sae_checkpoint(
     d: Path, weights: dict[str, torch.Tensor], opt: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
+    """Write one SAE checkpoint; a failed write (disk full ...) removes its temporaries and is one line.
+
+    The run's last committed checkpoint is untouched, so `--resume` after freeing space is exact.
+    """
+    try:
+        _save_sae_checkpoint(d, weights, opt, state)
+    except (OSError, SafetensorError) as e:
+        for tmp in d.glob("*.tmp") if d.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+        msg = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise VsaeError(
+            f"cannot write checkpoint {d} ({msg}); free disk space and rerun with --resume "
+            "(it continues exactly from the last complete checkpoint)"
+        ) from None
+
+
+def _save_sae_checkpoint(
+    d: Path, weights: dict[str, torch.Tensor], opt: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     d.mkdir(parents=True, exist_ok=True)
     save_tensors_atomic(weights, d / "weights.safetensors", metadata={"format": FORMAT})
     opt_tensors, opt_meta = optimizer_to_files(opt)
@@ -119,12 +139,31 @@ def read_run_state(run_dir: Path) -> dict[str, Any] | None:
         raise VsaeError(f"{p} is corrupt; delete {run_dir} to restart the run") from None
     if not isinstance(st, dict) or st.get("format") != FORMAT:
         raise VsaeError(f"{p} is not a vsae training state; pass another --out")
+    step, scale, names = st.get("step"), st.get("scale"), st.get("names")
+    checks = {
+        "step": isinstance(step, int) and not isinstance(step, bool) and step >= 0,
+        "scale": isinstance(scale, int | float) and math.isfinite(scale) and scale > 0,
+        "names": isinstance(names, list) and all(isinstance(n, str) for n in names),
+        "train_cfg": isinstance(st.get("train_cfg"), dict),
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise VsaeError(
+                f"{p} is damaged ({key} is {str(st.get(key))[:40]!r}); delete {run_dir} to restart the run"
+            )
     return st
 
 
 def commit_run_state(run_dir: Path, state: dict[str, Any], names: list[str]) -> None:
     """Point the run at ``state['step']`` and remove older checkpoints."""
-    write_json_atomic(run_dir / STATE, {"format": FORMAT, **state})
+    try:
+        write_json_atomic(run_dir / STATE, {"format": FORMAT, **state})
+    except OSError as e:
+        (run_dir / (STATE + ".tmp")).unlink(missing_ok=True)
+        raise VsaeError(
+            f"cannot write {run_dir / STATE} ({e.strerror or e}); free disk space and rerun with --resume "
+            "(it continues exactly from the last complete checkpoint)"
+        ) from None
     keep = f"ckpt-{state['step']:09d}"
     for name in names:
         for old in (run_dir / name).glob("ckpt-*"):

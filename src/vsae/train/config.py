@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,14 @@ class TrainConfig:
     init_rows: rows sampled for the input scale and the decoder-bias initialisation.
     b_dec_init: "geometric_median" | "mean" | "zeros".
     normalize: scale inputs to E||x||^2 = d (folded back into the weights at save).
-    val_rows: held-out rows used for validation metrics (0 = none).
+    val_rows: held-out rows used for validation metrics: a seeded sample spread over the whole
+        validation store (all of it when it has fewer rows; 0 = no validation).
     device: torch device string.
     wandb_project: log to Weights & Biases too (only if installed).
+    precision: matmul precision of the encoder/decoder products: "fp32", "tf32" (CUDA TF32
+        tensor cores) or "bf16" (autocast); weights, optimizer state and losses stay fp32.
+    sync_free: training steps without host synchronisation between log intervals (fixed-shape
+        BatchTopK selection, see vsae.sae.batchtopk.batch_topk_fixed); None: on for CUDA.
     """
 
     steps: int
@@ -52,12 +58,32 @@ class TrainConfig:
     val_rows: int = 65536
     device: str = "cpu"
     wandb_project: str | None = None
+    precision: str = "fp32"
+    sync_free: bool | None = None
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch_size <= 0:
             raise VsaeError(f"--steps ({self.steps}) and --batch-size ({self.batch_size}) must be positive")
-        if self.lr <= 0:
-            raise VsaeError(f"--lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise VsaeError(
+                f"--lr must be a number in (0, 1] (Adam; SAEs use about 1e-4 to 1e-3), got {self.lr}"
+            )
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise VsaeError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
+        for flag, v, lo in (
+            ("--warmup-steps", self.warmup_steps, 0),
+            ("sparsity_warmup_steps", self.sparsity_warmup_steps, 0),
+            ("--dead-window", self.dead_window_rows, 1),
+            ("--log-every", self.log_every, 1),
+            ("--ckpt-every", self.ckpt_every, 0),
+            ("--seed", self.seed, 0),
+            ("init_rows", self.init_rows, 1),
+            ("val_rows", self.val_rows, 0),
+        ):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+                raise VsaeError(f"{flag} must be an integer >= {lo}, got {v}")
+        if self.precision not in ("fp32", "tf32", "bf16"):
+            raise VsaeError(f"--precision {self.precision!r} must be fp32, tf32 or bf16")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise VsaeError(f"b_dec_init {self.b_dec_init!r} must be geometric_median, mean or zeros")
         if not 0 <= self.decay_start <= 1:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from vsae.errors import VsaeError
@@ -55,15 +56,27 @@ class TensorSource:
             epoch, b = epoch + 1, 0
 
 
-def open_source(path: str | os.PathLike) -> Any:
-    """An ActivationStore opened for training (dense stores only)."""
+def open_source(path: str | os.PathLike, *, verify: bool = True, allow_incomplete: bool = False) -> Any:
+    """An ActivationStore opened for training (dense stores only).
+
+    Refuses an incomplete store (a killed extraction) unless `allow_incomplete`, and checks every
+    shard's file, type and shape up front; `verify` also checks each shard's sha256 and refuses
+    NaN/Inf rows when the shard is first read (see `ActivationStore`).
+    """
     from vsae.store import ActivationStore, SparseActivationStore
 
-    store = ActivationStore.open(path)
+    store = ActivationStore.open(path, verify=verify)
     if isinstance(store, SparseActivationStore):
         raise VsaeError(f"{path} is a sparse store of SAE latents; train on a dense activation store")
+    if not store.complete and not allow_incomplete:
+        done = sum(m["next_image"] - m["image_range"][0] for m in store.manifests)
+        raise VsaeError(
+            f"store {path} is incomplete (its extraction stopped after {done} images); re-run the same "
+            "`vsae extract` command to finish it, or pass --allow-incomplete to train on what is there"
+        )
     if len(store) == 0:
         raise VsaeError(f"store {path} has no rows; run `vsae extract` first")
+    store.check_layout()
     return store
 
 
@@ -91,44 +104,14 @@ def first_rows(source: Any, n: int, batch_size: int = 8192) -> Iterator[torch.Te
         yield source[a : min(a + batch_size, n)].float()
 
 
-def prefetch(it: Iterator[torch.Tensor], depth: int = 2) -> Iterator[torch.Tensor]:
-    """Yield from ``it`` while a background thread reads the next ``depth`` batches (same order).
-
-    Store reads (memory-mapped numpy copies) release the GIL, so I/O overlaps the training step.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as e:  # handed to the consumer
-            q.put(e)
-            return
-        q.put(done)
-
-    t = threading.Thread(target=work, daemon=True, name="vsae-prefetch")
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()  # never leave the reader inside torch at interpreter exit
+def spread_rows(source: Any, n: int, seed: int, batch_size: int = 8192) -> Iterator[torch.Tensor]:
+    """``n`` rows drawn without replacement by a seeded sample over the whole source (all rows
+    when it has no more), in index order, in chunks: validation rows that span a class-sorted
+    store instead of its first classes."""
+    N = len(source)
+    if n >= N:
+        yield from first_rows(source, N, batch_size)
+        return
+    idx = np.sort(np.random.default_rng([int(seed), 20250]).choice(N, size=n, replace=False))
+    for a in range(0, n, batch_size):
+        yield source[idx[a : a + batch_size]].float()

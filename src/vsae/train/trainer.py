@@ -3,8 +3,11 @@
 Per step and SAE: forward (sparse for the top-k family), loss (+ aux-k on dead latents,
 + warmed-up sparsity penalty), backward, remove the decoder-gradient component parallel to
 each unit-norm decoder row, clip the gradient norm, Adam step with warm-up/decay LR, and
-renormalise the decoder. Inputs are scaled to E||x||^2 = d; the scale is folded into the
-weights saved at the end. Checkpoints hold everything needed to continue bit-identically.
+renormalise the decoder. Inputs are centred on the decoder-bias initialisation (geometric
+median) and scaled so that E||x||^2 = d; centre and scale are folded into the weights saved at
+the end (:func:`vsae.train.fold.fold_input`). Centring is what keeps lr = 1e-3 stable: on
+un-centred inputs every Adam step on W_enc shifts all pre-activations by about lr * ||x||_1
+and latents die en masse (issue 13). Checkpoints hold everything needed to continue bit-identically.
 Under torchrun every SAE is wrapped in DistributedDataParallel and each rank trains on its
 slice of the same global batch.
 """
@@ -25,13 +28,18 @@ from tqdm import tqdm
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import SAEConfig
-from vsae.sae.io import build, fold_scale, save
+from vsae.sae.io import build, save
+from vsae.store.prefetch import prefetch_batches
 from vsae.train import checkpoint as ck
 from vsae.train import dist as D
+from vsae.train import guards
+from vsae.train import resume as resume_rules
 from vsae.train.config import TrainConfig
-from vsae.train.data import first_rows, prefetch, provenance_of, sample_rows
+from vsae.train.data import provenance_of, sample_rows, spread_rows
 from vsae.train.evaluate import recon_metrics
+from vsae.train.fold import fold_input
 from vsae.train.init import decoder_bias, input_scale
+from vsae.train.precision import precision_context
 
 
 @dataclass
@@ -61,6 +69,10 @@ class _Run:
     opt: torch.optim.Optimizer
     since_fired_F: torch.Tensor  # rows since each latent last fired (int64)
     acc: _Acc = field(default_factory=_Acc)
+    # max(since_fired_F) read on the host at step `since_step` (at start and each log): until
+    # it can reach the dead window no latent is dead, so the step needs no dead mask (no sync).
+    since_max: int = 0
+    since_step: int = 0
 
 
 def run_name(cfg: SAEConfig, expansion: float | None = None) -> str:
@@ -98,10 +110,15 @@ class Trainer:
         self.world, self.rank = D.world(), D.rank()
         if tcfg.batch_size % self.world:
             raise VsaeError(f"--batch-size {tcfg.batch_size} must be divisible by the {self.world} processes")
+        if val is not None and getattr(val, "d", source.d) != source.d:  # before training, not after
+            raise VsaeError(
+                f"the validation store has width d={val.d} but the training store has d={source.d}"
+            )
         self.source, self.val, self.tcfg = source, val, tcfg
         self.out = Path(out_dir)
         self.progress = progress and self.rank == 0
         self.device = torch.device(tcfg.device)
+        self.sync_free = tcfg.sync_free if tcfg.sync_free is not None else self.device.type == "cuda"
         prov = provenance_of(source)
         self.cfgs = [c.replace(provenance=prov) for c in cfgs]
         self.names = names
@@ -112,18 +129,25 @@ class Trainer:
             )
         self.step = 0
         self.scale = 1.0
+        self.center: torch.Tensor | None = None  # [d] input centre in raw units (None: 0)
         if state is not None:
             self._check_compatible(state)
             self.step = int(state["step"])
             self.scale = float(state["scale"])
+            if state.get("center") is not None:  # runs before issue 13 were not centred
+                self.center = torch.tensor(state["center"], dtype=torch.float32)
         elif tcfg.normalize or tcfg.b_dec_init != "zeros":
             sample = sample_rows(source, tcfg.init_rows, tcfg.seed)
             self.scale = input_scale(sample) if tcfg.normalize else 1.0
-            self._b_dec = decoder_bias(sample * self.scale, tcfg.b_dec_init)
+            if tcfg.b_dec_init != "zeros":
+                self.center = decoder_bias(sample, tcfg.b_dec_init).float()
+        self._center_dev = None if self.center is None else self.center.to(self.device)
         self.runs = [self._make_run(c) for c in self.cfgs]
         if state is not None:
             for r in self.runs:
                 self._load(r, self.step)
+        for r in self.runs:
+            r.since_max, r.since_step = int(r.since_fired_F.max()), self.step
 
     # ----- set-up ------------------------------------------------------------------------
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -131,23 +155,14 @@ class Trainer:
             raise VsaeError(
                 f"{self.out} holds SAEs {state.get('names')}, not {self.names}; use the same --arch/--k/--expansion to resume"
             )
-        saved = TrainConfig.from_json(state["train_cfg"])
-        mine = self.tcfg
-        for key in ("steps", "batch_size", "lr", "seed", "normalize", "decay_start"):
-            if getattr(saved, key) != getattr(mine, key):
-                raise VsaeError(
-                    f"--resume with {key}={getattr(mine, key)} but the run used {getattr(saved, key)}; use the same value"
-                )
+        resume_rules.check_train_settings(state, self.tcfg, str(self.out / ck.STATE))
+        resume_rules.check_store_identity(state, getattr(self.source, "fingerprint", None))
 
     def _make_run(self, cfg: SAEConfig) -> _Run:
+        # Zero biases: the inputs are already centred on the decoder-bias init (see `prepare`).
         sae = build(cfg, seed=self.tcfg.seed)
-        if hasattr(self, "_b_dec"):
-            with torch.no_grad():
-                sae.b_dec_d.copy_(self._b_dec)
-                # Encode x - b_dec at init (Bricken et al. subtract the decoder bias before the
-                # encoder); folded into b_enc so the parametrisation stays x @ W_enc.T + b_enc.
-                sae.b_enc_F.copy_(-(sae.W_enc_Fd @ self._b_dec))
         sae = sae.to(self.device).train()
+        sae.sync_free = self.sync_free
         model: nn.Module = sae
         if D.is_dist():
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -159,12 +174,15 @@ class Trainer:
                 model = DDP(sae, device_ids=ids, forward_sync_buffers=False)
             except TypeError:  # torch without forward_sync_buffers
                 model = DDP(sae, device_ids=ids, broadcast_buffers=False)
-        opt = torch.optim.Adam(sae.parameters(), lr=self.tcfg.lr, betas=(0.9, 0.999))
+        # Fused Adam keeps its step counter on the device: no host read per step.
+        fused = {"fused": True} if self.sync_free else {}
+        opt = torch.optim.Adam(sae.parameters(), lr=self.tcfg.lr, betas=(0.9, 0.999), **fused)
         since = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         return _Run(cfg.name, sae, model, opt, since)
 
     def _load(self, run: _Run, step: int) -> None:
         weights, opt_t, st = ck.load_sae_checkpoint(ck.ckpt_dir(self.out, run.name, step))
+        resume_rules.check_sae_settings(st.get("cfg"), run.sae.cfg.to_json(), run.name)
         sd = {k[4:]: v for k, v in weights.items() if k.startswith("sae.")}
         run.sae.load_state_dict(sd)
         run.since_fired_F.copy_(weights["since_fired_F"])
@@ -178,9 +196,11 @@ class Trainer:
     # ----- the loop ------------------------------------------------------------------------
     def _train_step(self, run: _Run, x: torch.Tensor, step: int) -> None:
         t = self.tcfg
-        dead = run.since_fired_F >= t.dead_window
+        maybe_dead = run.since_max + (step - run.since_step) * t.batch_size >= t.dead_window
+        dead = run.since_fired_F >= t.dead_window if maybe_dead else None
         run.opt.zero_grad(set_to_none=True)
-        out = run.model(x, dead_F=dead, sparsity_scale=t.sparsity_at(step))
+        with precision_context(t.precision, self.device):
+            out = run.model(x, dead_F=dead, sparsity_scale=t.sparsity_at(step))
         out.losses["loss"].backward()
         run.sae.remove_parallel_decoder_grad()
         if t.grad_clip > 0:
@@ -199,11 +219,15 @@ class Trainer:
                 "var": (x - x.mean(0)).pow(2).sum(),
                 "nnz": (out.codes.val_N != 0).sum() if out.codes is not None else (out.z_dense != 0).sum(),
             }
+            if "capped" in out.extra:
+                stats["capped"] = out.extra["capped"]
         run.acc.add({**stats, **{f"loss/{k}": v for k, v in out.losses.items()}})
 
     def _log(self, run: _Run, step: int, rows_per_s: float) -> dict[str, Any]:
         a = run.acc
-        v = torch.tensor([a.get("err"), a.get("var"), a.get("nnz"), float(a.n)], dtype=torch.float64, device=self.device)
+        v = torch.tensor(
+            [a.get("err"), a.get("var"), a.get("nnz"), float(a.n)], dtype=torch.float64, device=self.device
+        )
         D.all_reduce_(v)
         err, var, nnz, n = (float(t) for t in v)
         rows_seen = n * self.tcfg.batch_size / self.world  # n sums the steps of every rank
@@ -212,12 +236,16 @@ class Trainer:
             "rows": step * self.tcfg.batch_size,
             "lr": self.tcfg.lr_at(step - 1),
             "fvu": err / var if var > 0 else float("nan"),
-            "mse": err / rows_seen / self.scale**2 if rows_seen else float("nan"),
+            # METRICS.md: mean over rows of ||x - x_hat||^2 / d, in the input's scale (as vsae.eval.recon)
+            "mse": err / (rows_seen * self.source.d) / self.scale**2 if rows_seen else float("nan"),
             "l0": nnz / rows_seen if rows_seen else float("nan"),
             "dead_frac": float((run.since_fired_F >= self.tcfg.dead_window).float().mean()),
             "rows_per_s": rows_per_s,
         }
         row.update({k: float(s) / max(a.n, 1) for k, s in a.sums.items() if k.startswith("loss/")})
+        if "capped" in a.sums:  # sync-free selection: steps where a row may have been capped
+            row["capped_steps"] = int(a.get("capped"))
+        run.since_max, run.since_step = int(run.since_fired_F.max()), step
         run.acc = _Acc()
         return row
 
@@ -228,6 +256,8 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def _checkpoint(self, step: int) -> None:
+        for r in self.runs:
+            guards.check_weights(r.name, r.sae.parameters(), step)
         if self.rank == 0:
             for r in self.runs:
                 ck.save_sae_checkpoint(
@@ -241,9 +271,15 @@ class Trainer:
                 {
                     "step": step,
                     "scale": self.scale,
+                    "center": self._center_json(),
                     "names": self.names,
                     "train_cfg": self.tcfg.to_json(),
-                    "data": {"seed": self.tcfg.seed, "batch_size": self.tcfg.batch_size, "next_batch": step},
+                    "data": {
+                        "seed": self.tcfg.seed,
+                        "batch_size": self.tcfg.batch_size,
+                        "next_batch": step,
+                        "store": getattr(self.source, "fingerprint", None),
+                    },
                 },
                 self.names,
             )
@@ -252,8 +288,9 @@ class Trainer:
     def _validate(self, run: _Run) -> dict[str, float]:
         if self.val is None or self.tcfg.val_rows <= 0:
             return {}
-        sae = fold_scale(run.sae, self.scale)
-        return recon_metrics(sae, first_rows(self.val, self.tcfg.val_rows), str(self.device))
+        sae = fold_input(run.sae, self.scale, self.center)
+        rows = spread_rows(self.val, self.tcfg.val_rows, self.tcfg.seed)  # seeded, spans the store
+        return recon_metrics(sae, rows, str(self.device))
 
     def _finish(self) -> list[Path]:
         dirs = []
@@ -264,7 +301,7 @@ class Trainer:
                 self._write_log(r, {"step": self.step, "val": val})
             if self.rank == 0:
                 save(
-                    fold_scale(r.sae, self.scale).eval(),
+                    fold_input(r.sae, self.scale, self.center).eval(),
                     d,
                     extra={
                         "train_cfg": self.tcfg.to_json(),
@@ -289,33 +326,62 @@ class Trainer:
             self._checkpoint(0)
         lo = self.rank * t.batch_size // self.world
         hi = lo + t.batch_size // self.world
-        batches = prefetch(self.source.iter_batches(t.batch_size, seed=t.seed, start_batch=self.step))
-        bar = tqdm(
-            total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True
+        batches = prefetch_batches(
+            self.source,
+            t.batch_size,
+            seed=t.seed,
+            start_batch=self.step,
+            device=self.device,
+            rows=(lo, hi) if self.world > 1 else None,
+            to_float=self.device.type != "cuda",
         )
-        t0, rows0 = time.perf_counter(), 0
+        bar = tqdm(
+            total=t.steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self._bar_desc(),
+        )
+        t0, rows0, waited = time.perf_counter(), 0, 0.0
+        self._last_log = self.step
         try:
             for step in range(self.step, t.steps):
-                x = next(batches)[lo:hi].to(self.device, non_blocking=True).float()
-                if self.scale != 1.0:
-                    x = x * self.scale
+                tw = time.perf_counter()
+                x = self.prepare(next(batches))
+                waited += time.perf_counter() - tw  # the step waiting for data (0 when the reader keeps up)
                 for r in self.runs:
                     self._train_step(r, x, step)
                 self.step = step + 1
                 rows0 += t.batch_size
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    rate = rows0 / max(time.perf_counter() - t0, 1e-9)
-                    rows = [self._log(r, self.step, rate) for r in self.runs]
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    rate = rows0 / elapsed
+                    rows = [
+                        {**self._log(r, self.step, rate), "data_wait_frac": waited / elapsed}
+                        for r in self.runs
+                    ]
                     for r, row in zip(self.runs, rows):
                         self._write_log(r, row)
                         self._wandb(r.name, row)
-                    bar.set_postfix(
-                        fvu=f"{rows[0]['fvu']:.3f}",
-                        l0=f"{rows[0]['l0']:.1f}",
-                        dead=f"{rows[0]['dead_frac']:.2f}",
-                    )
-                    t0, rows0 = time.perf_counter(), 0
+                    for r, row in zip(self.runs, rows):
+                        guards.check_log_row(r.name, row, self._last_log + 1)
+                    self._last_log = self.step
+                    if len(rows) == 1:
+                        bar.set_postfix(
+                            fvu=f"{rows[0]['fvu']:.3f}",
+                            l0=f"{rows[0]['l0']:.1f}",
+                            dead=f"{rows[0]['dead_frac']:.2f}",
+                        )
+                    else:  # a sweep: every SAE's metrics, by name
+                        bar.set_postfix_str(
+                            "; ".join(
+                                f"{r.name} fvu {row['fvu']:.3f} l0 {row['l0']:.1f} dead {row['dead_frac']:.2f}"
+                                for r, row in zip(self.runs, rows)
+                            )
+                        )
+                    t0, rows0, waited = time.perf_counter(), 0, 0.0
                 if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                     self._checkpoint(self.step)
                     for r in self.runs:
@@ -327,6 +393,23 @@ class Trainer:
             batches.close()
         self._checkpoint(self.step)
         return self._finish()
+
+    def _bar_desc(self) -> str:
+        """What the bar shows: the hook (when the source records one) and the SAE or sweep size."""
+        prov = getattr(self.source, "provenance", None) or {}
+        hook = prov.get("hook") if isinstance(prov, dict) else None
+        what = self.names[0] if len(self.names) == 1 else f"{len(self.names)} SAEs"
+        return f"train {hook}: {what}" if hook else f"train {what}"
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows as the source gives them -> the training space: (x - center) * scale, fp32, on device."""
+        x = x.to(self.device, non_blocking=True).float()
+        if self._center_dev is not None:
+            x = x - self._center_dev
+        return x * self.scale if self.scale != 1.0 else x
+
+    def _center_json(self) -> list[float] | None:
+        return None if self.center is None else self.center.tolist()
 
     def _wandb(self, name: str, row: dict[str, Any]) -> None:
         if not self.tcfg.wandb_project or self.rank != 0:
@@ -340,14 +423,37 @@ class Trainer:
         wandb.log({f"{name}/{k}": v for k, v in row.items() if isinstance(v, int | float)}, step=row["step"])
 
 
+def as_source(x: Any) -> Any:
+    """A batch source for `train`: a store path, a tensor or numpy array of rows [N, d], or a source."""
+    import numpy as np
+
+    from vsae.train.data import TensorSource, open_source
+
+    if isinstance(x, str | os.PathLike):
+        return open_source(x)
+    if isinstance(x, np.ndarray):
+        return TensorSource(torch.from_numpy(np.ascontiguousarray(x)))
+    if torch.is_tensor(x):
+        return TensorSource(x.detach().cpu())
+    return x
+
+
 def train(
     source: Any,
-    cfgs: list[SAEConfig],
+    cfgs: SAEConfig | list[SAEConfig],
     tcfg: TrainConfig,
     out_dir: str | os.PathLike,
     val: Any = None,
     resume: bool = False,
     progress: bool = True,
 ) -> list[Path]:
-    """Train SAEs on a batch source; returns the directories of the saved (input-scale) SAEs."""
-    return Trainer(source, cfgs, tcfg, out_dir, val=val, resume=resume, progress=progress).run()
+    """Train SAEs on `source` (an ActivationStore, a store path, or rows [N, d] as a tensor or numpy
+    array; `val` likewise); returns the directories of the saved (input-scale) SAEs. SAEs of a sweep
+    left with the default name "sae" are named by `run_name` (e.g. ``topk-x4-k8``)."""
+    cfgs = [cfgs] if isinstance(cfgs, SAEConfig) else list(cfgs)
+    if len(cfgs) > 1 and len({c.name for c in cfgs}) < len(cfgs):  # a sweep left with default names
+        import dataclasses
+
+        cfgs = [dataclasses.replace(c, name=run_name(c)) if c.name == "sae" else c for c in cfgs]
+    val = None if val is None else as_source(val)
+    return Trainer(as_source(source), cfgs, tcfg, out_dir, val=val, resume=resume, progress=progress).run()

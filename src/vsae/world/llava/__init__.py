@@ -31,7 +31,9 @@ def shipped_steering_sae_dir() -> Path:
     """The SAE the shipped tiny LLaVA is steered with (random:2 tokens of the layer it reads)."""
     d = shipped_llava_dir() / "steering_sae"
     if not (d / "config.json").is_file():
-        raise VsaeError(f"the tiny LLaVA's steering SAE is missing from {d}; run `vsae world build --only llava`")
+        raise VsaeError(
+            f"the tiny LLaVA's steering SAE is missing from {d}; run `vsae world build --only llava`"
+        )
     return d
 
 

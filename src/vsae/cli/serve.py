@@ -1,0 +1,117 @@
+"""`vsae serve`: the latent browser, a local web app over a demo output or a store + SAE."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from vsae.errors import VsaeError
+
+
+def _socket(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError as e:
+        s.close()
+        raise VsaeError(
+            f"cannot listen on 127.0.0.1:{port} ({e.strerror}); give another --port or 0 for a free one"
+        ) from None
+    s.listen(64)
+    return s
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--acts", type=click.Path(), help="Activation store the SAE encodes (instead of PATH).")
+@click.option("--sae", "sae_dir", type=click.Path(), help="SAE run directory (with --acts).")
+@click.option("--images", type=click.Path(file_okay=False), help="Image dataset root (default: the store's).")
+@click.option("--ms", type=click.Path(), help="`vsae eval ms --out` directory: MS per latent.")
+@click.option("--names", type=click.Path(), help="`vsae eval names --out` directory: latent names.")
+@click.option("--llava", type=click.Path(), help="LLaVA for the steering playground (default: the tiny one).")
+@click.option("--steer-sae", type=click.Path(), help="SAE on that LLaVA's vision tower (with --llava).")
+@click.option(
+    "--diffusion",
+    type=click.Path(),
+    help="Text-to-image pipeline for diffusion steering (default: the world's tiny one when built).",
+)
+@click.option(
+    "--diffusion-sae", type=click.Path(), help="SAE on that pipeline's text encoder (with --diffusion)."
+)
+@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="torch threads per request (requests already run in parallel worker threads).",
+)
+@click.option("--max-upload-mb", type=float, default=8.0, show_default=True, help="Largest upload.")
+def serve(
+    path,
+    acts,
+    sae_dir,
+    images,
+    ms,
+    names,
+    llava,
+    steer_sae,
+    diffusion,
+    diffusion_sae,
+    port,
+    threads,
+    max_upload_mb,
+):
+    """Browse SAE latents in a web browser: table, latent pages with heatmaps, uploads, steering.
+
+    PATH is a `vsae demo --out` directory; or give --acts STORE --sae RUN [--images DIR].
+    """
+    from vsae.serve.sources import Served, SteerSource, from_demo, from_flags
+
+    if path and (acts or sae_dir or images or ms or names):
+        raise VsaeError(
+            "give either PATH (a demo output) or --acts/--sae (with --images/--ms/--names), not both"
+        )
+    if path:
+        served = from_demo(path)
+    elif acts and sae_dir:
+        served = Served((from_flags(acts, sae_dir, images, ms, names),))
+    else:
+        raise VsaeError("give PATH (a `vsae demo --out` directory) or --acts STORE --sae RUN")
+    if llava or steer_sae:
+        served = Served(
+            served.saes,
+            SteerSource(
+                Path(llava) if llava else None,
+                Path(steer_sae) if steer_sae else None,
+                served.steer.steer_results,
+            ),
+        )
+    if not 0 <= port < 65536 or max_upload_mb <= 0:
+        raise VsaeError("--port must be in 0..65535 and --max-upload-mb positive")
+    sock = _socket(port)  # fail fast on a taken port, before the indexing
+    try:
+        import torch
+        import uvicorn
+
+        from vsae.serve import ServeLimits, create_app
+        from vsae.serve.steering import diffusion_hook
+    except ImportError as e:
+        raise VsaeError(f"vsae serve needs the 'serve' extra ({e}); pip install -e '.[serve]'") from None
+    torch.set_num_threads(max(1, threads))
+    limits = ServeLimits(max_upload_bytes=int(max_upload_mb * (1 << 20)))
+    app = create_app(served, limits, diffusion=diffusion_hook(diffusion, diffusion_sae))
+    state = app.state.vsae
+    t = time.perf_counter()
+    state.warm()  # the default SAE's index and its heatmap model, so the first page is fast
+    click.echo(f"indexed {state.served.saes[0].id} in {time.perf_counter() - t:.1f} s", err=True)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    click.echo(f"serving {len(served.saes)} SAE(s) at {url}  (Ctrl-C stops)")
+    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])

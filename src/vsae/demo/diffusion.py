@@ -1,0 +1,79 @@
+"""The demo's diffusion section (Olson et al.): steer the shipped tiny text-to-image model
+through its text-encoder SAE and name latents from images alone, in about half a minute.
+
+Two findings, checked on the demo's own numbers:
+- "steering text-encoder SAE latents changes the generated attribute": the target attribute
+  rate of the steered latents reaches >= 0.5 and >= 2x the unsteered rate (mean over latents);
+- "discovered attribute names agree with ground truth": agreement beats random words by >= 30
+  points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DiffusionDemoConfig:
+    """The demo's (small) diffusion run; see `vsae.steer.diffusion.DiffusionSteerConfig`."""
+
+    n_latents: int = 6
+    n_prompts: int = 12
+    n_eval: int = 64
+    discovery_latents: int = 24
+    discovery_prompts: int = 6
+    steps: int = 10
+    seed: int = 0
+
+
+def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig()) -> dict[str, Any]:
+    """Run `run_diffusion_steering` on the shipped tiny model into ``out/diffusion``."""
+    from vsae.steer.diffusion import DiffusionSteerConfig, run_diffusion_steering
+    from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
+
+    scfg = DiffusionSteerConfig(
+        n_latents=cfg.n_latents,
+        n_prompts=cfg.n_prompts,
+        n_eval=cfg.n_eval,
+        discovery_latents=cfg.discovery_latents,
+        discovery_prompts=cfg.discovery_prompts,
+        steps=cfg.steps,
+        seed=cfg.seed,
+    )
+    return run_diffusion_steering(
+        str(shipped_diffusion_dir()),
+        str(shipped_text_sae_dir()),
+        Path(out) / "diffusion",
+        scfg,
+        progress=False,
+    )
+
+
+def diffusion_findings(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two findings of the diffusion section (claim, holds, detail with numbers, source)."""
+    s, d = res["steering"], res["discovery"]
+    st, base = s["target_rate"]["steered"], s["target_rate"]["baseline"]
+    out = []
+    if st is not None:
+        out.append({
+            "claim": "Steering text-encoder SAE latents changes the generated attribute (target rate >= 0.5 and "
+                     ">= 2x unsteered)",
+            "holds": bool(st >= 0.5 and st >= 2 * base),
+            "detail": f"target attribute rate {st:.1%} steered vs {base:.1%} unsteered over {s['n_latents']} latents "
+                      f"({s['n_meeting_target']} meet it alone); other prompt attributes preserved "
+                      f"{s['preserved_rate']:.1%} (unsteered {s['preserved_rate_baseline']:.1%})",
+            "source": "Olson et al.",
+        })  # fmt: skip
+    if d.get("agreement") is not None:
+        agr, rnd = d["agreement"], d["random_agreement"]
+        out.append({
+            "claim": "Discovered attribute names (from images alone) agree with ground truth (>= 30 points above "
+                     "random words)",
+            "holds": bool(agr >= rnd + 0.30),
+            "detail": f"{agr:.1%} of {d['n_with_truth']} latents that change a judged attribute (of "
+                      f"{d['n_latents']} named) vs {rnd:.1%} for random words",
+            "source": "Olson et al.",
+        })  # fmt: skip
+    return out

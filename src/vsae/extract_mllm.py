@@ -1,0 +1,466 @@
+"""Extraction from the language model of a LLaVA: image-token and text-token rows in one store.
+
+For the shared vision/language features of Olson et al. the SAE reads the residual stream of the
+multimodal model's *language model* on two kinds of input:
+
+- image rows: the chat prompt "USER: <image>\\n<question> ASSISTANT:" with an image, run through
+  the whole `LlavaForConditionalGeneration` (processor, projector, LM) exactly as llava-hf's model
+  card drives it; one row per image-token position (token index = patch position 0..P-1);
+- text rows: the image's caption alone (tokenizer with its special tokens, right-padded, no image),
+  run through the same model; one row per caption token (token index = position in the caption's
+  token sequence; special tokens such as ``<s>`` and padding excluded).
+
+Item ``i`` (the image at position ``i`` of ``--data``) gives both its image rows and the rows of
+its caption, so the store's image index is ``i`` for both. Two extra per-row columns
+(`vsae.store.columns`) say which is which: ``modality`` (int8: 0 image, 1 text) and ``token_id``
+(int32 vocabulary id of a text row's token, -1 for image rows); ``tokens.json`` maps ids to strings.
+
+Balance: with ``balance=True`` (default) the store holds exactly as many image rows as text rows —
+the larger modality is subsampled to the size of the smaller by a seeded choice of rows made before
+anything is run (so a resumed run keeps the same rows). Images that fail to decode are skipped with
+their caption (the counts then differ by those items' planned rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vsae.data import open_source
+from vsae.data.decode import DecodeError, load_image
+from vsae.errors import VsaeError
+from vsae.models import LoadedModel, capture, load, parse_selection, resolve_hook
+from vsae.models.hooks import StopForward
+from vsae.models.tokens import random_positions
+from vsae.store.columns import ColumnStoreWriter
+from vsae.store.manifest import atomic_write_json
+
+IMAGE, TEXT = 0, 1
+MODALITIES = ("image", "text")
+COLUMNS = {
+    "modality": "int8 per row: 0 = image token (token index = patch position), 1 = text token "
+    "(token index = position in the caption's token sequence)",
+    "token_id": "int32 per row: vocabulary id of a text row's token (tokens.json), -1 for image rows",
+}
+
+
+@dataclass(frozen=True)
+class MllmExtractConfig:
+    """What to extract from a LLaVA's language model, and where.
+
+    Attributes
+    ----------
+    model: hub id or local directory of a LlavaForConditionalGeneration with its LlavaProcessor.
+    hooks: hook points of the language model, e.g. ("resid.0", "resid.1"); several hooks write
+        one sub-store each under `out` (OUT/<hook>/).
+    data: image folder tree or image list file.
+    out: store directory.
+    split: split sub-folder of a folder tree.
+    captions: a .txt (line i = caption of image i of `data`) or .csv with a `text` column; None
+        reads the `caption` field of DATA/attributes.json (the shapes world's export).
+    question: the question asked with each image (llava-1.5 chat template).
+    n_images: a seeded random sample of this many images (sorted by index); None: all.
+    image_tokens: image-token positions per image: "all" or "random:K" (seeded per image).
+    balance: subsample the larger modality to exactly the row count of the smaller (seeded).
+    batch_size: images (or captions) per forward pass.
+    device: torch device; dtype: storage dtype; model_dtype: compute dtype (None: float32 on
+        CPU, `dtype` elsewhere).
+    seed: seeds the image sample, random:K and the balancing.
+    rows_per_shard: rows per store shard (the unit of atomic commit).
+    max_pixels: images with more pixels are skipped as decompression bombs (None: PIL's limit).
+    progress: tqdm progress bar.
+    threads: torch CPU threads (None: torch's default).
+    """
+
+    model: str
+    hooks: tuple[str, ...]
+    data: str
+    out: str
+    split: str | None = None
+    captions: str | None = None
+    question: str = "Describe this image."
+    n_images: int | None = None
+    image_tokens: str = "all"
+    balance: bool = True
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "float16"
+    model_dtype: str | None = None
+    seed: int = 0
+    rows_per_shard: int = 65536
+    max_pixels: int | None = None
+    progress: bool = True
+    threads: int | None = None
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def load_processor(model: str) -> Any:
+    """The model's LlavaProcessor (image processor + tokenizer + chat template); VsaeError if absent."""
+    import transformers as T
+
+    try:
+        proc = T.AutoProcessor.from_pretrained(model)
+    except (OSError, ValueError, TypeError) as e:
+        raise VsaeError(
+            f"cannot load the processor of {model!r} ({str(e).splitlines()[0][:120]}); a LLaVA directory "
+            f"needs processor_config.json, the tokenizer and the chat template (save_pretrained of a LlavaProcessor)"
+        ) from None
+    if getattr(proc, "image_token", None) is None or getattr(proc, "chat_template", None) is None:
+        raise VsaeError(
+            f"{model!r} has no LlavaProcessor with an image token and a chat template "
+            f"(got {type(proc).__name__}); save the model's processor next to it"
+        )
+    return proc
+
+
+def image_prompt(processor: Any, question: str) -> str:
+    """The llava-1.5 chat prompt with one image and `question`, ending in the generation prompt."""
+    from vsae.steer.mllm import conversation
+
+    return processor.apply_chat_template(conversation(question), add_generation_prompt=True)
+
+
+def read_captions(source: Any, captions: str | None) -> list[str]:
+    """One caption per item of the image `source` (see `MllmExtractConfig.captions`)."""
+    if captions is not None:
+        items = list(open_source(captions, None, "text").items)
+        if len(items) != len(source):
+            raise VsaeError(
+                f"--captions {captions} has {len(items)} captions for {len(source)} images; "
+                f"give one caption per image, in the order of --data"
+            )
+        return items
+    root = Path(source.root)
+    attr = root / "attributes.json"
+    if source.kind != "folder" or not attr.is_file():
+        raise VsaeError(
+            f"no captions for {source.root}: pass --captions FILE (one caption per image, in --data order); "
+            f"only a world export (DATA/attributes.json) has them built in"
+        )
+    by_path = {r["path"]: r.get("caption") for r in json.loads(attr.read_text())}
+    out = []
+    for p in source.items:
+        c = by_path.get(str(Path(p).relative_to(root)))
+        if not c:
+            raise VsaeError(f"{attr} has no caption for {p}; pass --captions FILE instead")
+        out.append(c)
+    return out
+
+
+def sample_items(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random sample of `n` of `n_total` items (all when n is None)."""
+    if n is None or n >= n_total:
+        return np.arange(n_total, dtype=np.int64)
+    if n < 1:
+        raise VsaeError(f"--n-images {n}: must be at least 1")
+    rng = np.random.default_rng([int(seed), 11])
+    return np.sort(rng.choice(n_total, size=n, replace=False)).astype(np.int64)
+
+
+def caption_positions(
+    tokenizer: Any, captions: list[str], max_length: int
+) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Token ids of each caption (with the tokenizer's special tokens, truncated) and the positions
+    of its own tokens (special tokens excluded)."""
+    enc = tokenizer(
+        list(captions),
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    ids = [list(x) for x in enc["input_ids"]]
+    pos = [np.flatnonzero(np.asarray(m) == 0).astype(np.int64) for m in enc["special_tokens_mask"]]
+    return ids, pos
+
+
+def balance_plan(n_img_I: np.ndarray, n_txt_I: np.ndarray, seed: int, balance: bool) -> tuple[list, list]:
+    """Per item, a keep-mask over its planned image rows and over its text rows.
+
+    With `balance`, the modality with more rows in total keeps a seeded random subset of exactly
+    as many rows as the other has (rows of the smaller modality are all kept)."""
+    keep_img = [np.ones(int(k), bool) for k in n_img_I]
+    keep_txt = [np.ones(int(k), bool) for k in n_txt_I]
+    tot_i, tot_t = int(np.sum(n_img_I)), int(np.sum(n_txt_I))
+    if not balance or tot_i == tot_t:
+        return keep_img, keep_txt
+    big, counts, n_keep = (keep_img, n_img_I, tot_t) if tot_i > tot_t else (keep_txt, n_txt_I, tot_i)
+    flat = np.zeros(int(np.sum(counts)), bool)
+    flat[np.random.default_rng([int(seed), 12]).choice(len(flat), size=n_keep, replace=False)] = True
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    for i in range(len(big)):
+        big[i] = flat[off[i] : off[i + 1]]
+    return keep_img, keep_txt
+
+
+# -- forward ---------------------------------------------------------------------------------------
+def forward_lm(lm: LoadedModel, cap: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Run the whole LLaVA on `inputs` under the capture `cap` of its language model; the captured
+    [B, T, d] tensors per hook."""
+    inputs = lm.to_device(inputs)
+    # The capture ends the pass after its last hook.
+    with torch.inference_mode(), contextlib.suppress(StopForward):
+        lm.full_model(**inputs, use_cache=False)
+    return dict(cap.outputs)
+
+
+def _pad_right(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    T = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), T), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(ids), T), dtype=torch.long)
+    for j, x in enumerate(ids):
+        input_ids[j, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+        mask[j, : len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def count_image_tokens(proc: Any, prompt: str, image_token_id: int) -> int:
+    """Image tokens the processor puts in a prompt (on a blank image); VsaeError if none."""
+    from PIL import Image
+
+    probe = proc(images=[Image.new("RGB", (64, 64), (128, 128, 128))], text=[prompt], return_tensors="pt")
+    n = int((probe["input_ids"] == image_token_id).sum())
+    if n == 0:
+        raise VsaeError(
+            f"the prompt {prompt!r} holds no image token {proc.image_token!r}; check the processor"
+        )
+    return n
+
+
+def image_token_positions(input_ids_BT: torch.Tensor, image_token_id: int, n_expected: int) -> np.ndarray:
+    """[B, P] sequence positions of the image tokens of each prompt (VsaeError if not P each)."""
+    hit = (input_ids_BT == image_token_id).cpu().numpy()
+    counts = hit.sum(1)
+    if np.any(counts != n_expected):
+        raise VsaeError(
+            f"prompts hold {sorted(set(counts.tolist()))} image tokens, expected {n_expected}; "
+            f"the processor and the model config disagree on the image sequence length"
+        )
+    return np.stack([np.flatnonzero(h) for h in hit]).astype(np.int64)
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+def _model_dtype(cfg: MllmExtractConfig) -> str:
+    if cfg.model_dtype is not None:
+        return cfg.model_dtype
+    return "float32" if str(cfg.device).startswith("cpu") else cfg.dtype
+
+
+def _image_selection(text: str):
+    sel = parse_selection(text)
+    if sel.kind not in ("all", "patches", "random"):
+        raise VsaeError(f"--image-tokens {text}: use all or random:K (image-token positions per image)")
+    return sel
+
+
+def extract_mllm(cfg: MllmExtractConfig) -> Path:
+    """Run the extraction described by `cfg` (resuming if the store exists); return the output path."""
+    if not cfg.hooks:
+        raise VsaeError("no hook given; pass --hook, e.g. --hook resid.0")
+    if cfg.batch_size < 1:
+        raise VsaeError(f"--batch-size {cfg.batch_size}: must be at least 1")
+    sel = _image_selection(cfg.image_tokens)
+    if cfg.threads is not None:
+        torch.set_num_threads(max(1, cfg.threads))
+    _require_llava(cfg.model)
+    lm = load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower="language")
+    lm.full_model.to(lm.device)
+    proc = load_processor(cfg.model)
+    tok = proc.tokenizer
+    image_token_id = int(tok.convert_tokens_to_ids(proc.image_token))
+    prompt = image_prompt(proc, cfg.question)
+    source = open_source(cfg.data, cfg.split, "image")
+    captions = read_captions(source, cfg.captions)
+    items = sample_items(len(source), cfg.n_images, cfg.seed)
+
+    n_patch = count_image_tokens(proc, prompt, image_token_id)
+    if sel.kind == "random" and sel.k > n_patch:
+        raise VsaeError(
+            f"--image-tokens random:{sel.k} asks for more than the {n_patch} image tokens per image"
+        )
+    k_img = sel.k if sel.kind == "random" else n_patch
+    max_len = int(getattr(lm.model.config, "max_position_embeddings", 2048))
+    cap_ids, cap_pos = caption_positions(tok, [captions[i] for i in items], max_len)
+    keep_img, keep_txt = balance_plan(
+        np.full(len(items), k_img), np.array([len(p) for p in cap_pos]), cfg.seed, cfg.balance
+    )
+
+    hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in cfg.hooks))
+    prov_common = {
+        **lm.provenance,
+        "extraction": "mllm_lm",
+        "question": cfg.question,
+        "prompt": prompt,
+        "image_tokens": str(sel),
+        "n_image_tokens": n_patch,
+        "balance": "equal rows: seeded subsample of the larger modality" if cfg.balance else "none",
+        "captions": cfg.captions or "DATA/attributes.json",
+        "model_dtype": _model_dtype(cfg),
+        "data": source.describe(),
+        "n_images": int(len(items)),
+        "sampled": cfg.n_images is not None and cfg.n_images < len(source),
+        "seed": cfg.seed,
+        "columns": COLUMNS,
+    }
+    table = {**source.table(), "items_used": items.tolist(), "captions": [captions[i] for i in items]}
+    files = {"images.json": table, "tokens.json": _vocab(tok)}
+    writers = _open_writers(
+        lm, cfg, hooks, prov_common, files, _pad_right(cap_ids[:1], tok.pad_token_id or 0)
+    )
+
+    plan = _Plan(items, cap_ids, cap_pos, keep_img, keep_txt, sel, n_patch, cfg.seed)
+    start = min(w.next_image for w in writers.values())
+    first = int(np.searchsorted(items, start))
+    bar = tqdm(
+        total=len(items),
+        initial=first,
+        unit="img",
+        desc=f"extract-mllm {','.join(hooks)}",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+    )
+    with capture(lm, hooks) as cap:
+        for b0 in range(first, len(items), cfg.batch_size):
+            b1 = min(b0 + cfg.batch_size, len(items))
+            ok = _decode(source, items, b0, b1, cfg.max_pixels, writers)
+            if ok:
+                _forward_batch(lm, cap, proc, prompt, image_token_id, plan, ok, writers)
+            upto = int(items[b1]) if b1 < len(items) else len(source)
+            for w in writers.values():
+                if upto > w.next_image:
+                    w.mark_images_done(upto)
+            bar.update(b1 - b0)
+    bar.close()
+    for w in writers.values():
+        if not w.complete:
+            w.close()
+    return Path(cfg.out)
+
+
+def _open_writers(
+    lm: LoadedModel,
+    cfg: MllmExtractConfig,
+    hooks: list[str],
+    provenance: dict[str, Any],
+    files: dict[str, Any],
+    probe_inputs: dict[str, torch.Tensor],
+) -> dict[str, ColumnStoreWriter]:
+    """One store writer per hook (OUT itself for one hook, OUT/<hook>/ for several), created or
+    resumed, with the JSON `files` (images.json, tokens.json) written beside each once."""
+    with capture(lm, hooks) as cap:  # the width of each hook
+        widths = forward_lm(lm, cap, probe_inputs)
+    out, writers = Path(cfg.out), {}
+    for h in hooks:
+        path = out if len(hooks) == 1 else out / h.replace(":", "_").replace("/", "_")
+        writers[h] = ColumnStoreWriter.create_or_resume(
+            path,
+            d=int(widths[h].shape[-1]),
+            dtype=cfg.dtype,
+            provenance={**provenance, "hook": h, "tokens": f"image:{provenance['image_tokens']}+text:all"},
+            rows_per_shard=cfg.rows_per_shard,
+            start_image=0,
+            end_image=int(provenance["data"]["n_items"]),
+        )
+        for name, obj in files.items():
+            if not (path / name).exists():
+                atomic_write_json(path / name, obj)
+    return writers
+
+
+def _require_llava(model: str) -> None:
+    """One-line error for a model that is not a LLaVA (unreadable configs are `load`'s to report)."""
+    import transformers as T
+
+    try:
+        mt = T.AutoConfig.from_pretrained(model).model_type
+    except (OSError, ValueError):
+        return
+    if mt != "llava":
+        raise VsaeError(
+            f"{model} is a {mt} model; extract-mllm needs a LLaVA (LlavaForConditionalGeneration) to run its "
+            f"language model on image and text tokens"
+        )
+
+
+def _vocab(tok: Any) -> dict[str, str]:
+    """Vocabulary id -> token string (tokens.json), to name the words of text rows."""
+    return {str(i): t for i, t in enumerate(tok.convert_ids_to_tokens(list(range(len(tok)))))}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which rows each sampled item (position j in `items`) contributes."""
+
+    items: np.ndarray
+    cap_ids: list[list[int]]
+    cap_pos: list[np.ndarray]
+    keep_img: list[np.ndarray]
+    keep_txt: list[np.ndarray]
+    sel: Any
+    n_patch: int
+    seed: int
+
+    def patches(self, j: int) -> np.ndarray:
+        """Kept patch positions (0..P-1) of item j."""
+        i = int(self.items[j])
+        if self.sel.kind == "random":
+            pos = random_positions(self.seed, i, self.n_patch, self.sel.k)
+        else:
+            pos = np.arange(self.n_patch, dtype=np.int64)
+        return pos[self.keep_img[j]]
+
+    def text(self, j: int) -> np.ndarray:
+        """Kept caption token positions of item j."""
+        return self.cap_pos[j][self.keep_txt[j]]
+
+
+def _decode(source, items, b0, b1, max_pixels, writers) -> list[tuple[int, Any]]:
+    """(j, image) of the items [b0, b1) that decode; the others are recorded as skipped."""
+    ok = []
+    for j in range(b0, b1):
+        i, path = int(items[j]), source.items[int(items[j])]
+        try:
+            ok.append((j, load_image(path, max_pixels)))
+        except DecodeError as e:
+            for w in writers.values():
+                if i >= w.next_image:
+                    w.skip(i, path, str(e))
+    return ok
+
+
+def _forward_batch(lm, cap, proc, prompt, image_token_id, plan: _Plan, ok, writers) -> None:
+    """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
+    ordered by item, image rows before text rows."""
+    js = [j for j, _ in ok]
+    inputs = proc(images=[im for _, im in ok], text=[prompt] * len(ok), return_tensors="pt")
+    pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch)
+    img_out = forward_lm(lm, cap, dict(inputs))
+    txt_out = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], proc.tokenizer.pad_token_id or 0))
+    for h, w in writers.items():
+        rows, img, tok, mod, tid = [], [], [], [], []
+        for b, j in enumerate(js):
+            i = int(plan.items[j])
+            if i < w.next_image:  # this store was already ahead (killed between two stores' commits)
+                continue
+            patch, tpos = plan.patches(j), plan.text(j)
+            rows += [img_out[h][b, torch.as_tensor(pos_BP[b, patch])], txt_out[h][b, torch.as_tensor(tpos)]]
+            img += [np.full(len(patch) + len(tpos), i, np.int64)]
+            tok += [patch, tpos]
+            mod += [np.full(len(patch), IMAGE, np.int8), np.full(len(tpos), TEXT, np.int8)]
+            tid += [np.full(len(patch), -1, np.int32), np.asarray(plan.cap_ids[j], np.int32)[tpos]]
+        if rows:
+            w.add_columns(
+                torch.cat(rows).float(),
+                np.concatenate(img),
+                np.concatenate(tok).astype(np.int64),
+                {"modality": np.concatenate(mod), "token_id": np.concatenate(tid)},
+            )

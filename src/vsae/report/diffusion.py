@@ -1,0 +1,75 @@
+"""Report pieces for diffusion steering: the page `vsae steer diffusion` writes and the demo's
+diffusion section (per latent, the same prompts' images unsteered vs steered, side by side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vsae.report.html import Report
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> None:
+    """Numbers, per-latent table, unsteered/steered image pairs and discovered names."""
+    g, s, d = res["generation"], res["steering"], res["discovery"]
+    if g["accuracy"].get("shape") is not None:
+        r.text(
+            f"Generation on {g['n']} held-out captions: shape agrees with the prompt {_pct(g['accuracy']['shape'])}, "
+            f"colour {_pct(g['accuracy']['colour'])} (the similarity-encoder heads on real images of the same captions: "
+            f"shape {_pct(g['judge_accuracy_on_real']['shape'])}, colour {_pct(g['judge_accuracy_on_real']['colour'])})."
+        )
+    if s["target_rate"]["steered"] is not None:
+        r.text(
+            f"Steering ({s['op']} at {s['strength']:g}x the latent's largest activation, all prompt tokens): "
+            f"target attribute rate {_pct(s['target_rate']['steered'])} steered vs {_pct(s['target_rate']['baseline'])} "
+            f"unsteered over {s['n_latents']} latents; other attributes preserved {_pct(s['preserved_rate'])} "
+            f"(unsteered {_pct(s['preserved_rate_baseline'])})."
+        )
+    cols = ["latent", "word", "word_share", "attribute", "target_baseline", "target_steered", "preserved"]
+    r.table(
+        s["latents"], [c for c in cols if any(c in row for row in s["latents"])], left=["word", "attribute"]
+    )
+    if s.get("sweep"):
+        r.table(
+            [
+                {
+                    "strength": x["strength"],
+                    "target steered": x["steered"],
+                    "target unsteered": x["baseline"],
+                    "preserved": x["preserved"],
+                }
+                for x in s["sweep"]
+            ]
+        )
+    for ex in res.get("examples", []):
+        p = Path(res_dir) / ex["png"]
+        if p.is_file():
+            r.text(
+                f"{ex['label']}: top row unsteered, bottom row steered (same prompts and noise), e.g. '{ex['prompts'][0]}'"
+            )
+            r.plot(p, ex["label"])
+    if d.get("agreement") is not None:
+        r.text(
+            f"Discovery: {d['n_latents']} live latents named from images alone (largest CLIP similarity rise); "
+            f"{d.get('n_with_truth', 0)} changed a judged attribute by >= the threshold; the name agrees with that "
+            f"change for {_pct(d['agreement'])} of them (random words: {_pct(d['random_agreement'])})."
+        )
+    if d.get("latents"):
+        r.table(
+            d["latents"][:40],
+            ["latent", "text_word", "name", "rise", "truth"],
+            left=["text_word", "name", "truth"],
+        )
+
+
+def write_steering_page(res: dict[str, Any], res_dir: str | Path, path: str | Path) -> Path:
+    """``index.html`` of `vsae steer diffusion`."""
+    r = Report(
+        "Diffusion steering through text-encoder SAE latents", subtitle=str(res["provenance"].get("pipeline"))
+    )
+    diffusion_section(r, res, res_dir)
+    return r.save(path)

@@ -1,0 +1,405 @@
+"""The `vsae serve` web app (Starlette): a JSON API over the latent index and a static page.
+
+Routes (every ``/api`` route takes ``?sae=<id>``, default: the first SAE served):
+
+``GET /``                              the browser (static/index.html; scripts and styles from /static)
+``GET /api/info``                      SAEs served, limits, what is available
+``GET /api/latents``                   a page of the latent table (sort, order, q, filter, group, offset, limit)
+``GET /api/latent/{f}``                one latent: stats, top images, histogram, quantiles, neighbours, purity
+``GET /api/image/{i}.png``             image i of the store (safely decoded, enlarged when small)
+``GET /api/heatmap/{f}/{i}.png``       latent f's patch map over image i
+``POST /api/upload``                   an image (raw body): its top latents with heatmaps
+``GET /api/steer/info``, ``POST /api/steer``   the steering playground (tiny LLaVA by default)
+``POST /api/steer/diffusion``          generated images steered vs unsteered (when a hook is wired)
+
+Bad input is a 4xx with ``{"error": "<one line>"}``; nothing returns a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import math
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from vsae.errors import VsaeError
+from vsae.serve import heatmaps as hm
+from vsae.serve.data import LatentIndex, TableQuery
+from vsae.serve.sources import Served
+from vsae.serve.steering import DiffusionSteer, Playground, diffusion_hook
+
+STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("vsae.serve")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """Limits on what a request may send.
+
+    max_upload_bytes: largest uploaded file; max_upload_pixels: larger images are refused as
+    decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload.
+    """
+
+    max_upload_bytes: int = 8 << 20
+    max_upload_pixels: int = 4096 * 4096
+    upload_top: int = 8
+
+
+class State:
+    """The served SAEs, their indexes (built on first use), the playground and the diffusion hook."""
+
+    def __init__(self, served: Served, limits: ServeLimits, diffusion: DiffusionSteer | None):
+        self.served = served
+        self.by_id = {s.id: s for s in served.saes}
+        self.limits = limits
+        self.playground = Playground(served.steer)
+        self.diffusion = diffusion
+        self._idx: dict[str, LatentIndex] = {}
+        self._maps: dict[str, hm.TokenMaps] = {}
+        self._lock = threading.Lock()
+
+    def index(self, sae_id: str | None) -> LatentIndex:
+        sid = sae_id or self.served.saes[0].id
+        if sid not in self.by_id:
+            raise HTTPException(404, f"unknown SAE {sid!r}; /api/info lists the SAEs served")
+        with self._lock:
+            if sid not in self._idx:
+                self._idx[sid] = LatentIndex(self.by_id[sid])
+                ix = self._idx[sid]
+                self._maps[sid] = hm.TokenMaps(ix.store.provenance, ix.sae)
+            return self._idx[sid]
+
+    def warm(self) -> None:
+        """Build the default SAE's index and draw one heatmap (loads the model), so pages are fast."""
+        ix = self.index(None)
+        maps = self.maps(None)
+        if maps.available is None and len(ix.image_ids):
+            i = int(ix.image_ids[0])
+            try:
+                img = _image(str(ix.images.path(i)))
+                hm.png(hm.overlay(img, hm.grid(maps.patch_latents((ix.src.id, i), img)[:, 0].numpy())))
+            except VsaeError as e:  # maps stay unavailable; the pages say why
+                log.warning("no heatmaps: %s", e)
+
+    def maps(self, sae_id: str | None) -> hm.TokenMaps:
+        ix = self.index(sae_id)
+        return self._maps[ix.src.id]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _int(req: Request, name: str, default: int | None) -> int | None:
+    v = req.query_params.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise VsaeError(f"query parameter {name}={v!r} is not an integer") from None
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+@functools.lru_cache(maxsize=2048)
+def _image(path: str):
+    from vsae.data import DecodeError, load_image
+
+    try:
+        return load_image(path)
+    except DecodeError as e:
+        raise VsaeError(f"image {Path(path).name} cannot be decoded: {e}") from None
+
+
+# -- routes ----------------------------------------------------------------------------------
+async def home(req: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+def info(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    return JSONResponse(
+        {
+            "title": st.served.title,
+            "saes": [s.id for s in st.served.saes],
+            "sae": ix.src.id,
+            "n_latents": ix.F,
+            "n_images": int(ix.Z.shape[0]),
+            "hook": ix.store.provenance.get("hook"),
+            "tokens": ix.store.provenance.get("tokens"),
+            "model": ix.store.provenance.get("model"),
+            "arch": ix.sae.cfg.arch,
+            "groups": None if ix.group_F is None else int(ix.group_F.max()) + 1,
+            "has_ms": bool(np.isfinite(ix.ms_F).any()),
+            "has_names": any(n is not None for n in ix.names),
+            "heatmaps": st.maps(ix.src.id).available,
+            "max_upload_bytes": st.limits.max_upload_bytes,
+            "diffusion": st.diffusion is not None,
+        }
+    )
+
+
+def latents(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    p = req.query_params
+    q = TableQuery(
+        sort=p.get("sort", "index"),
+        order=p.get("order", "asc"),
+        q=p.get("q", "")[:200],
+        filter=p.get("filter", "all"),
+        group=_int(req, "group", None),
+        offset=_int(req, "offset", 0),
+        limit=_int(req, "limit", 50),
+    )
+    return JSONResponse(ix.table(q))
+
+
+def latent(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    k = _int(req, "k", 16)
+    if not 1 <= k <= 64:
+        raise VsaeError("k must be in 1..64")
+    d = ix.detail(req.path_params["f"], k=k)
+    maps = st.maps(ix.src.id)
+    d["heatmaps"] = maps.available
+    if d["heatmaps"] is None and d["top"]:  # the page asks for these heatmaps next
+        sid = ix.src.id
+        try:
+            maps.prefetch(
+                [(sid, t["image"]) for t in d["top"]], lambda key: _image(str(ix.images.path(key[1])))
+            )
+        except VsaeError as e:
+            d["heatmaps"] = str(e)
+    d["sae"] = ix.src.id
+    return JSONResponse(d)
+
+
+def image(req: Request) -> Response:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    return _png(_display_png(str(ix.images.path(req.path_params["i"]))))
+
+
+@functools.lru_cache(maxsize=2048)
+def _display_png(path: str) -> bytes:
+    return hm.png(hm.display(_image(path)))
+
+
+def heatmap(req: Request) -> Response:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    f, i = req.path_params["f"], req.path_params["i"]
+    ix.check_latent(f)
+    path = ix.images.path(i)
+    maps = st.maps(ix.src.id)
+    z = maps.patch_latents((ix.src.id, i), _image(str(path)))
+    return _png(hm.png(hm.overlay(_image(str(path)), hm.grid(z[:, f].numpy()))))
+
+
+async def upload(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    lim = st.limits
+    declared = req.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > lim.max_upload_bytes:
+        raise HTTPException(
+            413, f"upload of {int(declared)} bytes is over the limit of {lim.max_upload_bytes}"
+        )
+    buf = bytearray()
+    async for chunk in req.stream():
+        buf += chunk
+        if len(buf) > lim.max_upload_bytes:
+            raise HTTPException(413, f"upload is over the limit of {lim.max_upload_bytes} bytes")
+    if not buf:
+        raise VsaeError("empty upload; send the image file as the request body")
+    return JSONResponse(await run_in_threadpool(_upload, st, req.query_params.get("sae"), bytes(buf)))
+
+
+def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
+    from vsae.data import DecodeError, load_image
+
+    ix = st.index(sae_id)
+    fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
+        except DecodeError as e:
+            raise VsaeError(f"the upload cannot be used: {e}") from None
+    finally:
+        os.unlink(tmp)
+    maps = st.maps(ix.src.id)
+    z_F = maps.image_latents(img)
+    order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
+    why = maps.available
+    z_PF = None if why else maps.patch_latents(None, img)
+    out = []
+    for f in order:
+        row = {**ix.row(f), "value": round(float(z_F[f]), 4)}
+        if z_PF is not None:
+            row["heatmap"] = _data_uri(hm.png(hm.overlay(img, hm.grid(z_PF[:, f].numpy()))))
+        out.append(row)
+    return {
+        "image": _data_uri(hm.png(hm.display(img))),
+        "size": list(img.size),
+        "latents": out,
+        "heatmaps": why,
+        "sae": ix.src.id,
+    }
+
+
+def steer_info(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    rng = np.random.default_rng(0)
+    n = len(ix.image_ids)
+    choices = np.sort(rng.choice(ix.image_ids, size=min(12, n), replace=False)) if n else []
+    return JSONResponse(
+        {**st.playground.info(), "images": [int(i) for i in choices], "diffusion": st.diffusion is not None}
+    )
+
+
+async def _json_body(req: Request) -> dict:
+    try:
+        body = await req.json()
+    except Exception:
+        raise VsaeError("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise VsaeError("the request body must be a JSON object")
+    return body
+
+
+def _edit(body: dict) -> tuple[int, str, float]:
+    try:
+        latent = int(body["latent"])
+        value = float(body.get("value", 100.0))
+    except (KeyError, TypeError, ValueError):
+        raise VsaeError("give latent (integer) and value (number)") from None
+    if not math.isfinite(value):
+        raise VsaeError("value must be a finite number")
+    from vsae.steer.edits import OPS
+
+    op = str(body.get("op", "clamp"))
+    if op not in OPS:
+        raise VsaeError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+    return latent, op, value
+
+
+async def steer(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    body = await _json_body(req)
+    latent_, op, value = _edit(body)
+    try:
+        i = int(body["image"])
+    except (KeyError, TypeError, ValueError):
+        raise VsaeError("give image (an image id of the served set)") from None
+    from vsae.steer.experiment import STEERING_QUESTION
+
+    question = str(body.get("question") or STEERING_QUESTION)
+
+    def run():
+        ix = st.index(req.query_params.get("sae"))
+        path = ix.images.path(i)
+        r = st.playground.answer(str(path), _image(str(path)), latent_, op, value, question)
+        return {**r, "image": i}
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+async def steer_diffusion(req: Request) -> JSONResponse:
+    st: State = req.app.state.vsae
+    if st.diffusion is None:
+        raise HTTPException(
+            501, "no diffusion steering is wired in this server (vsae.steer.diffusion not found)"
+        )
+    body = await _json_body(req)
+    latent_, op, value = _edit(body)
+    prompt = str(body.get("prompt", "")).strip()
+    if not prompt or len(prompt) > 300 or "\n" in prompt:
+        raise VsaeError("give a one-line prompt of 1..300 characters")
+    if not 0 <= latent_ < st.diffusion.n_latents:
+        raise VsaeError(f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1})")
+    seed = int(body.get("seed", 0)) if str(body.get("seed", 0)).lstrip("-").isdigit() else 0
+
+    def run():
+        a, b = st.diffusion(prompt, latent_, op, value, seed)
+        return {
+            "unsteered": _data_uri(hm.png(hm.display(a))),
+            "steered": _data_uri(hm.png(hm.display(b))),
+            "latent": latent_,
+            "op": op,
+            "value": value,
+            "prompt": prompt,
+            "seed": seed,
+        }
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())[:500]
+
+
+async def _vsae_error(req: Request, exc: VsaeError) -> JSONResponse:
+    return JSONResponse({"error": _one_line(str(exc))}, status_code=400)
+
+
+async def _http_error(req: Request, exc: HTTPException) -> Response:
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code)
+    return JSONResponse({"error": _one_line(exc.detail)}, status_code=exc.status_code)
+
+
+async def _server_error(req: Request, exc: Exception) -> JSONResponse:
+    log.error("error serving %s", req.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": f"internal error ({type(exc).__name__}); see the server log"}, status_code=500
+    )
+
+
+def create_app(
+    served: Served, limits: ServeLimits = ServeLimits(), diffusion: DiffusionSteer | None | str = "auto"
+) -> Starlette:
+    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (vsae.steer.diffusion)."""
+    routes = [
+        Route("/", home),
+        Route("/api/info", info),
+        Route("/api/latents", latents),
+        Route("/api/latent/{f:int}", latent),
+        Route("/api/image/{i:int}.png", image),
+        Route("/api/heatmap/{f:int}/{i:int}.png", heatmap),
+        Route("/api/upload", upload, methods=["POST"]),
+        Route("/api/steer/info", steer_info),
+        Route("/api/steer", steer, methods=["POST"]),
+        Route("/api/steer/diffusion", steer_diffusion, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.vsae = State(served, limits, diffusion_hook() if diffusion == "auto" else diffusion)
+    return app

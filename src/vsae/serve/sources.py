@@ -1,0 +1,140 @@
+"""What `vsae serve` serves: SAEs with the activation store and images each one explains.
+
+Either a `vsae demo` output directory (every SAE it trained, over the test split, with the MS and
+names of its results.json) or one explicit (activation store, SAE run, images) triple.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vsae.errors import VsaeError
+
+SPLIT = "test"  # the demo evaluates (MS, names) on its test split; the browser shows the same rows
+
+
+@dataclass(frozen=True)
+class SaeSource:
+    """One SAE to browse.
+
+    Attributes
+    ----------
+    id: short name shown and used in URLs (e.g. ``resid.2/matryoshka-x8-k8``).
+    sae_dir: the SAE run directory (`vsae train` output).
+    acts: the activation store whose rows the SAE encodes (its images.json locates the images).
+    images_root: the image folder tree root (None: the root recorded in the store's images.json).
+    ms_F: Monosemanticity Score per latent (NaN where not scored), or None when unknown.
+    names: latent names (None where unnamed), or None; name_scores: their match scores.
+    """
+
+    id: str
+    sae_dir: Path
+    acts: Path
+    images_root: Path | None = None
+    ms_F: np.ndarray | None = None
+    names: list[str | None] | None = None
+    name_scores: list[float | None] | None = None
+
+
+@dataclass(frozen=True)
+class SteerSource:
+    """The LLaVA and SAE of the steering playground (None: the shipped tiny LLaVA and its SAE).
+
+    steer_results: a `vsae steer` results.json whose latent table names suggested latents.
+    """
+
+    llava: Path | None = None
+    sae_dir: Path | None = None
+    steer_results: Path | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    """Everything one server shows: the SAEs (first = default) and the steering set-up."""
+
+    saes: tuple[SaeSource, ...]
+    steer: SteerSource = field(default_factory=SteerSource)
+    title: str = "vsae latent browser"
+
+
+def _ms_names(results: dict, hook: str, name: str) -> tuple[np.ndarray | None, list | None, list | None]:
+    s = results.get("layers", {}).get(hook, {}).get("saes", {}).get(name, {})
+    ms = s.get("ms_per_latent")
+    nm = s.get("names") or {}
+    ms_F = None if ms is None else np.array([np.nan if v is None else v for v in ms], dtype=np.float64)
+    return ms_F, nm.get("per_latent"), nm.get("match_scores")
+
+
+def from_demo(path: str | Path) -> Served:
+    """Every SAE of a `vsae demo` output directory, the featured one first."""
+    root = Path(path)
+    res_p = root / "results.json"
+    if not res_p.is_file():
+        raise VsaeError(f"{root} has no results.json; give a `vsae demo --out` directory, or --acts/--sae")
+    try:
+        results = json.loads(res_p.read_text())
+    except json.JSONDecodeError as e:
+        raise VsaeError(f"{res_p} is not valid JSON ({e}); re-run `vsae demo`") from None
+    featured = results.get("featured") or []
+    saes = []
+    for hook, layer in results.get("layers", {}).items():
+        for name in layer.get("saes", {}):
+            run = root / "runs" / hook / name
+            acts = root / "stores" / "clip" / SPLIT / hook
+            if not (run.is_dir() and acts.is_dir()):
+                continue
+            ms_F, names, scores = _ms_names(results, hook, name)
+            saes.append(SaeSource(f"{hook}/{name}", run, acts, None, ms_F, names, scores))
+    if not saes:
+        raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
+    if len(featured) == 3:
+        want = f"{featured[0]}/{featured[1]}-x{featured[2]}"
+        saes.sort(key=lambda s: not s.id.startswith(want + "-"))
+    steer = root / "steering" / "results.json"
+    return Served(tuple(saes), SteerSource(steer_results=steer if steer.is_file() else None))
+
+
+def _json_arg(path: str | Path, fname: str) -> dict:
+    p = Path(path)
+    p = p / fname if p.is_dir() else p
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise VsaeError(
+            f"cannot read {p} ({e}); give the --out directory of the `vsae eval` command"
+        ) from None
+
+
+def from_flags(
+    acts: str | Path,
+    sae: str | Path,
+    images: str | Path | None = None,
+    ms: str | Path | None = None,
+    names: str | Path | None = None,
+) -> SaeSource:
+    """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`."""
+    for p, what in ((acts, "--acts: activation store"), (sae, "--sae: SAE run")):
+        if not Path(p).exists():
+            raise VsaeError(f"{what} {p} does not exist")
+    ms_F = None
+    if ms is not None:
+        from safetensors.numpy import load_file
+
+        p = Path(ms)
+        p = p / "ms_scores.safetensors" if p.is_dir() else p
+        try:
+            ms_F = load_file(str(p)).get("sae")
+        except Exception as e:  # a missing or foreign file is a user error
+            raise VsaeError(f"cannot read MS scores {p} ({e}); give `vsae eval ms --out` directory") from None
+        if ms_F is None:
+            raise VsaeError(f"{p} has no 'sae' scores; run `vsae eval ms` with --sae")
+    nm, sc = None, None
+    if names is not None:
+        d = _json_arg(names, "names.json")
+        nm, sc = d.get("names"), d.get("scores")
+    sid = Path(sae).name or "sae"
+    return SaeSource(sid, Path(sae), Path(acts), Path(images) if images else None, ms_F, nm, sc)

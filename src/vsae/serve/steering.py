@@ -1,0 +1,209 @@
+"""The steering playground: one latent edit, the LLaVA's answer with and without it.
+
+Pach et al.'s intervention (clamp an SAE latent in the vision encoder, keep the SAE error term;
+``vsae.steer.intervene``), one image and one question at a time. Generated images steered vs
+unsteered come from a `DiffusionSteer` hook when one is available (see `diffusion_hook`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from vsae.errors import VsaeError
+from vsae.serve.sources import SteerSource
+
+MAX_QUESTION = 300
+
+
+class DiffusionSteer(Protocol):
+    """Hook point for steering a text-to-image model with a latent edit.
+
+    Called as ``hook(prompt, latent, op, value, seed)``; returns (unsteered, steered) PIL images.
+    ``n_latents`` is the size of the dictionary it edits.
+    """
+
+    n_latents: int
+
+    def __call__(
+        self, prompt: str, latent: int, op: str, value: float, seed: int
+    ) -> tuple[Image.Image, Image.Image]: ...
+
+
+class PipelineDiffusion:
+    """`DiffusionSteer` over `vsae.steer.diffusion_pipeline`: a text-to-image pipeline (the shapes
+    world's tiny one or a Stable Diffusion directory) steered through an SAE on its text encoder
+    (Olson et al.), loaded on the first call. Unsteered and steered images share prompt and noise.
+    """
+
+    def __init__(
+        self,
+        pipeline: str | Path,
+        sae_dir: str | Path,
+        hook: str | None = None,
+        steps: int = 20,
+        guidance: float = 3.0,
+    ):
+        self.pipeline, self.sae_dir, self.hook = str(pipeline), str(sae_dir), hook
+        self.steps, self.guidance = steps, guidance
+        self._loaded: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple:
+        with self._lock:
+            if self._loaded is None:
+                import vsae.sae
+                from vsae.steer.diffusion_pipeline import load_pipe
+
+                pipe = load_pipe(self.pipeline)
+                sae = vsae.sae.load(self.sae_dir).eval()
+                hook = self.hook or (getattr(sae.cfg, "provenance", None) or {}).get("hook")
+                if not hook:
+                    raise VsaeError(f"the SAE {self.sae_dir} does not record its hook; give the hook")
+                self._loaded = (pipe, sae, hook)
+            return self._loaded
+
+    @property
+    def n_latents(self) -> int:
+        return int(self._load()[1].cfg.d_sae)
+
+    def __call__(
+        self, prompt: str, latent: int, op: str, value: float, seed: int
+    ) -> tuple[Image.Image, Image.Image]:
+        from vsae.steer import LatentEdit
+        from vsae.steer.diffusion_pipeline import SamplerConfig, generate
+
+        pipe, sae, hook = self._load()
+        cfg = SamplerConfig(steps=self.steps, guidance=self.guidance, seed=seed, batch_size=1)
+        edit = LatentEdit(latent, op, value, "all")
+        with self._lock:
+            a = generate(pipe, [prompt], cfg)[0]
+            b = generate(pipe, [prompt], cfg, sae=sae, hook=hook, edits=[edit])[0]
+        return Image.fromarray(a), Image.fromarray(b)
+
+
+def diffusion_hook(
+    pipeline: str | Path | None = None, sae_dir: str | Path | None = None
+) -> DiffusionSteer | None:
+    """Diffusion steering for the playground: `pipeline` + `sae_dir` when given, else the shapes
+    world's shipped tiny text-to-image model and its text-encoder SAE when they are built and
+    diffusers is installed; None otherwise (the page then says it is not available)."""
+    if pipeline is not None or sae_dir is not None:
+        if pipeline is None or sae_dir is None:
+            raise VsaeError("diffusion steering needs both a pipeline and an SAE on its text encoder")
+        return PipelineDiffusion(pipeline, sae_dir)
+    import importlib.util
+
+    if (
+        importlib.util.find_spec("diffusers") is None
+        or importlib.util.find_spec("vsae.steer.diffusion_pipeline") is None
+    ):
+        return None
+    try:
+        from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
+
+        return PipelineDiffusion(shipped_diffusion_dir(), shipped_text_sae_dir())
+    except (VsaeError, ImportError):
+        return None
+
+
+class Playground:
+    """A LLaVA, the SAE on its vision tower and the hook point, loaded on the first steer."""
+
+    def __init__(self, src: SteerSource):
+        self.src = src
+        self._loaded: tuple | None = None
+        self._lock = threading.Lock()
+        self._base: dict[tuple, str] = {}
+
+    def _dirs(self) -> tuple[Path, Path]:
+        if self.src.llava is not None:
+            if self.src.sae_dir is None:
+                raise VsaeError("--llava needs --steer-sae (an SAE trained on its vision tower)")
+            return Path(self.src.llava), Path(self.src.sae_dir)
+        from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
+
+        return shipped_llava_dir(), Path(self.src.sae_dir or shipped_steering_sae_dir())
+
+    def load(self):
+        """(LoadedModel, processor, SAE, hook); loads once."""
+        with self._lock:
+            if self._loaded is None:
+                from transformers import AutoProcessor
+
+                import vsae.models
+                import vsae.sae
+                from vsae.steer.experiment import default_hook
+
+                llava, sae_dir = self._dirs()
+                lm = vsae.models.load(str(llava))
+                if lm.family != "llava":
+                    raise VsaeError(f"{llava} is a {lm.family} model, not a LLaVA")
+                lm.full_model.eval()
+                self._loaded = (
+                    lm,
+                    AutoProcessor.from_pretrained(str(llava)),
+                    vsae.sae.load(str(sae_dir)).eval(),
+                    default_hook(lm),
+                )
+            return self._loaded
+
+    def info(self) -> dict[str, Any]:
+        """What the form offers: dictionary size, ops, default question, suggested latents."""
+        from vsae.steer.edits import OPS
+        from vsae.steer.experiment import STEERING_QUESTION
+
+        lm, _, sae, hook = self.load()
+        sugg = []
+        p = self.src.steer_results
+        if p is not None and Path(p).is_file():
+            try:
+                table = json.loads(Path(p).read_text()).get("latents", [])
+                sugg = [{"latent": int(r["latent"]), "name": r.get("name")} for r in table]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                sugg = []
+        return {
+            "n_latents": int(sae.cfg.d_sae),
+            "ops": list(OPS),
+            "hook": hook,
+            "value": 100.0,
+            "question": STEERING_QUESTION,
+            "suggested": sugg,
+            "llava": str(lm.provenance.get("model")),
+        }
+
+    def answer(
+        self, image_key: Any, image: Image.Image, latent: int, op: str, value: float, question: str
+    ) -> dict[str, Any]:
+        """The answer to `question` about `image` unsteered and with the edit at every token."""
+        from vsae.steer import LatentEdit, intervene
+        from vsae.steer.mllm import ask
+
+        question = question.strip()
+        if not question or len(question) > MAX_QUESTION or "\n" in question:
+            raise VsaeError(f"the question must be one line of 1..{MAX_QUESTION} characters")
+        lm, proc, sae, hook = self.load()
+        if not 0 <= latent < sae.cfg.d_sae:
+            raise VsaeError(f"latent {latent} out of range (0..{sae.cfg.d_sae - 1}) of the steering SAE")
+        edit = LatentEdit(latent, op, value, "all")
+        with self._lock:
+            k = (image_key, question)
+            if k not in self._base:
+                if len(self._base) > 4096:
+                    self._base.clear()
+                self._base[k] = ask(lm.full_model, proc, [image], question)[0]
+            with intervene(lm, hook, sae, [edit]):
+                steered = ask(lm.full_model, proc, [image], question)[0]
+        return {
+            "unsteered": self._base[k],
+            "steered": steered,
+            "latent": latent,
+            "op": op,
+            "value": value,
+            "question": question,
+            "hook": hook,
+        }

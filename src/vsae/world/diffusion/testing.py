@@ -1,0 +1,103 @@
+"""Tiny random-weight text-to-image pipelines for tests (no hub access): the world layout
+(folded pixels, a CLIP text encoder with the world tokenizer) and the Stable Diffusion layout
+(a `StableDiffusionPipeline` with a tiny VAE), both written with ``save_pretrained``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+HIDDEN = 32
+
+
+def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
+    """A random `CLIPTextModel` (hidden 32, 2 layers) with the world tokenizer, saved to ``out_dir``."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer()
+    cfg = CLIPTextConfig(
+        vocab_size=len(tok),
+        hidden_size=HIDDEN,
+        intermediate_size=4 * HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    out = Path(out_dir)
+    CLIPTextModel(cfg).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0) -> Path:
+    """A world-layout pipeline (``vsae_diffusion.json``, no VAE) trained for ``steps`` steps."""
+    from vsae.world.diffusion.model import UNetConfig
+    from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
+
+    out = Path(out_dir)
+    text = build_tiny_text_encoder(out / "_text", seed)
+    cfg = DiffusionTrainConfig(
+        unet=UNetConfig(channels=(16, 32), heads=2, cross_attention_dim=HIDDEN),
+        seed=seed,
+        n_images=64,
+        steps=steps,
+        batch_size=8,
+        checkpoint_every=0,
+    )
+    train_diffusion(out / "pipe", text, cfg, progress=False)
+    return out / "pipe"
+
+
+def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
+    """A random `StableDiffusionPipeline` (UNet on 8x8x4 latents, a 2-level VAE -> 16 px images)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    text_dir = build_tiny_text_encoder(Path(out_dir) / "_text", seed)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=HIDDEN,
+        attention_head_dim=2,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(16, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+    )
+    from transformers import AutoTokenizer
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel.from_pretrained(str(text_dir)),
+        tokenizer=AutoTokenizer.from_pretrained(str(text_dir)),
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = Path(out_dir) / "sd"
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out

@@ -1,0 +1,132 @@
+"""The SAE on the tiny diffusion model's text encoder, through which generation is steered
+(Olson et al.: SAEs on a diffusion model's text encoder steer it semantically).
+
+Rows are per-token activations of the text encoder (the ``clip_text`` family) at ``resid.L``
+over world captions, padding excluded (`vsae.models.capture` + `select_tokens` with the
+attention mask, as `vsae extract` does for text); training is `vsae.train.train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsae.errors import VsaeError
+
+
+@dataclass(frozen=True)
+class TextSAEConfig:
+    """The text-encoder SAE of the tiny diffusion model.
+
+    Attributes
+    ----------
+    hook: text-encoder hook (``resid.-1``: the last block, which the UNet reads after the final
+        layer norm).
+    n_captions: world captions (train split, the diffusion model's caption mix) to take tokens from.
+    expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token.
+    steps, batch_size, lr, seed: training (`vsae.train`).
+    """
+
+    hook: str = "resid.-1"
+    n_captions: int = 20000
+    expansion: int = 4
+    k: int = 4
+    arch: str = "topk"
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def world_captions(n: int, seed: int) -> list[str]:
+    """``n`` captions of train-split images in the diffusion model's training mix (canonical or a
+    CLIP template; no empty captions)."""
+    from vsae.world.diffusion.train import DiffusionTrainConfig, batch_captions
+    from vsae.world.generate import generate
+
+    recs = [r.to_dict() for r in generate("train", n, seed=seed + 104729).records]
+    rng = np.random.default_rng(seed)
+    return batch_captions(recs, rng, DiffusionTrainConfig(p_empty=0.0))
+
+
+@torch.no_grad()
+def text_token_rows(
+    text_lm, hook: str, captions: Sequence[str], batch_size: int = 512
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(rows [n, d], caption index [n], token position [n]) of every non-padding token."""
+    import vsae.models
+
+    if not captions:
+        raise VsaeError("no captions to extract text-encoder activations from")
+    rows, cap_idx, tok_idx = [], [], []
+    for s in range(0, len(captions), batch_size):
+        inputs = text_lm.preprocess(list(captions[s : s + batch_size]))
+        with vsae.models.capture(text_lm, hook) as cap:
+            text_lm.run(inputs)
+        ids = np.arange(s, s + len(inputs["input_ids"]), dtype=np.int64)
+        r, ci, ti = vsae.models.select_tokens(
+            cap.output, "all", False, ids, attention_mask_BT=inputs["attention_mask"]
+        )
+        rows.append(r.float().clone())
+        cap_idx.append(ci)
+        tok_idx.append(ti)
+    return torch.cat(rows), np.concatenate(cap_idx), np.concatenate(tok_idx)
+
+
+def train_text_sae(
+    pipeline_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TextSAEConfig = TextSAEConfig(),
+    progress: bool = True,
+    captions: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Train an SAE on the text encoder of the pipeline at ``pipeline_dir`` (the tiny world model
+    or a Stable Diffusion directory / hub id) over ``captions`` (default: ``cfg.n_captions`` world
+    captions); returns the SAE directory."""
+    import vsae.sae
+    import vsae.train
+    from vsae.steer.diffusion_pipeline import load_pipe
+
+    pipe = load_pipe(pipeline_dir, device=device)
+    caps = list(captions) if captions is not None else world_captions(cfg.n_captions, cfg.seed)
+    x, _, _ = text_token_rows(pipe.text, cfg.hook, caps)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    x = x[perm]
+    d = x.shape[1]
+    prov = {
+        "model": str(pipeline_dir),
+        "tower": "text_encoder",
+        "hook": cfg.hook,
+        "tokens": "all (padding excluded)",
+        "data": f"world:train-captions:{cfg.n_captions}" if captions is None else f"captions:{len(caps)}",
+    }
+    sae_cfg = vsae.sae.SAEConfig(
+        arch=cfg.arch,
+        d_in=d,
+        d_sae=cfg.expansion * d,
+        k=cfg.k,
+        aux_k=2 * cfg.k,
+        name="text_sae",
+        provenance=prov,
+    )
+    tcfg = vsae.train.TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        val_rows=min(4096, len(x) // 10),
+        ckpt_every=0,
+        log_every=max(1, cfg.steps // 10),
+        init_rows=min(8192, len(x)),
+        device=device,
+    )
+    n_val = tcfg.val_rows
+    source = vsae.train.TensorSource(x[n_val:], prov)
+    val = vsae.train.TensorSource(x[:n_val], prov) if n_val else None
+    dirs = vsae.train.train(source, [sae_cfg], tcfg, out_dir, val=val, progress=progress)
+    return Path(dirs[0])

@@ -1,0 +1,195 @@
+"""Train the tiny text-to-image model of the shapes world (DDPM, Ho et al., "Denoising diffusion
+probabilistic models"), conditioned on the frozen text encoder of the world CLIP as Stable
+Diffusion is on CLIP's (Rombach et al.).
+
+Recipe: x0 ("sample") prediction with a plain MSE on a cosine noise schedule (optionally
+weighted by min-SNR, Hang et al., "Efficient diffusion training via min-SNR weighting
+strategy"), 10% empty captions so that
+classifier-free guidance works (Ho & Salimans, "Classifier-free diffusion guidance"), an EMA of
+the weights (the EMA is what is saved). Captions are the canonical caption (60%) or one of the
+CLIP's training templates (30%). Deterministic for a given seed and torch thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vsae.world.captions import caption, training_captions
+from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold
+from vsae.world.generate import generate
+from vsae.world.training import cosine_lr, seed_everything
+
+PIPELINE_JSON = "vsae_diffusion.json"
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig:
+    """Training of the tiny text-to-image model.
+
+    Attributes
+    ----------
+    unet: architecture and noise schedule.
+    seed: seeds the image pool, captions, noise and timesteps.
+    n_images: size of the train-split pool the batches are drawn from.
+    steps, batch_size, lr, warmup, weight_decay: AdamW with linear warm-up and cosine decay.
+    p_canonical, p_empty: probability of the full caption and of the empty caption ("", for
+        classifier-free guidance); the rest get a random CLIP training template.
+    ema: decay of the exponential moving average of the weights (the saved weights).
+    min_snr: gamma of the min-SNR loss weighting (0 = plain MSE, the default).
+    checkpoint_every: also save the EMA weights every this many steps (0 = only at the end).
+    """
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    seed: int = 0
+    n_images: int = 20000
+    steps: int = 2400
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    p_canonical: float = 0.6
+    p_empty: float = 0.1
+    ema: float = 0.995
+    min_snr: float = 0.0
+    checkpoint_every: int = 200
+
+
+def config_from_dict(d: dict) -> DiffusionTrainConfig:
+    d = dict(d)
+    u = dict(d.pop("unet", {}))
+    if "channels" in u:
+        u["channels"] = tuple(u["channels"])
+    return DiffusionTrainConfig(unet=UNetConfig(**u), **d)
+
+
+def batch_captions(recs: list[dict], rng: np.random.Generator, cfg: DiffusionTrainConfig) -> list[str]:
+    """The caption of each record for one training batch (canonical / template / empty)."""
+    u = rng.random(len(recs))
+    templ = training_captions(recs, rng)
+    return [
+        "" if ui < cfg.p_empty else caption(r) if ui < cfg.p_empty + cfg.p_canonical else t
+        for ui, r, t in zip(u, recs, templ)
+    ]
+
+
+@torch.no_grad()
+def encode_text(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden states [B, T, d], attention mask [B, T]) padded to the tokenizer's max length,
+    as Stable Diffusion encodes prompts (the text encoder runs without a padding mask; CLIP's
+    causal mask means the real tokens do not see the padding)."""
+    enc = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    dev = next(text_encoder.parameters()).device
+    hidden = text_encoder(enc["input_ids"].to(dev))[0]
+    return hidden, enc["attention_mask"].to(dev)
+
+
+def _save(out: Path, unet, scheduler, text_encoder, tokenizer, cfg: DiffusionTrainConfig, extra: dict):
+    out.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    scheduler.save_pretrained(out / "scheduler")
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    meta = {
+        "kind": "vsae-world-diffusion",
+        "patch": cfg.unet.patch,
+        "mask_padding": True,
+        "image_size": 32,
+        "train_config": asdict(cfg),
+        **extra,
+    }
+    (out / PIPELINE_JSON).write_text(json.dumps(meta, indent=2))
+
+
+def train_diffusion(
+    out_dir: str | Path,
+    clip_dir: str | Path,
+    cfg: DiffusionTrainConfig = DiffusionTrainConfig(),
+    progress: bool = True,
+) -> dict:
+    """Train the UNet on ``cfg.n_images`` train-split images; write the pipeline directory
+    (``unet/ scheduler/ text_encoder/ tokenizer/ vsae_diffusion.json``) to ``out_dir``."""
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    t0, c0 = time.time(), time.process_time()
+    out = Path(out_dir)
+    gen = seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    text_encoder = CLIPTextModel.from_pretrained(str(clip_dir)).eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(str(clip_dir))
+    unet = build_unet(cfg.unet)
+    ema = build_unet(cfg.unet).requires_grad_(False)
+    ema.load_state_dict(unet.state_dict())
+    sched = build_scheduler(cfg.unet)
+    alphas = sched.alphas_cumprod.float()
+    snr = alphas / (1.0 - alphas)
+    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    recs = [r.to_dict() for r in pool.records]
+    x_all = fold(torch.from_numpy(pool.images_NHWC).permute(0, 3, 1, 2).float() / 127.5 - 1.0, cfg.unet.patch)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log = (out.parent / f".{out.name}.log.jsonl") if out.parent.exists() else None
+    losses: list[float] = []
+    unet.train()
+    bar = tqdm(range(cfg.steps), desc="diffusion", disable=not progress)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
+        x0 = x_all[idx]
+        hidden, mask = encode_text(
+            text_encoder, tokenizer, batch_captions([recs[i] for i in idx.tolist()], rng, cfg)
+        )
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        xt = sched.add_noise(x0, noise, t)
+        pred = unet(xt, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
+        target = {"epsilon": noise, "sample": x0}.get(cfg.unet.prediction_type)
+        if target is None:
+            target = sched.get_velocity(x0, noise, t)
+        per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        if cfg.min_snr > 0:
+            s = snr[t]
+            div = {"epsilon": s, "sample": torch.ones_like(s)}.get(cfg.unet.prediction_type, s + 1)
+            w = torch.clamp(s, max=cfg.min_snr) / div
+            per = per * w
+        loss = per.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1.0 - decay)
+        losses.append(loss.item())
+        if step % 50 == 49:
+            m = float(np.mean(losses[-50:]))
+            bar.set_postfix(loss=f"{m:.4f}")
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"step": step + 1, "loss": m, "s": round(time.time() - t0, 1)}) + "\n")
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save(out, ema, sched, text_encoder, tokenizer, cfg, {"steps_done": step + 1})
+    summary = {
+        "final_loss": float(np.mean(losses[-50:])),
+        "steps_done": cfg.steps,
+        "seconds": round(time.time() - t0, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1),
+        "torch_threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in ema.parameters()),
+    }
+    _save(out, ema.eval(), sched, text_encoder, tokenizer, cfg, summary)
+    return summary

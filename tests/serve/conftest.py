@@ -1,0 +1,98 @@
+"""Fixtures of the latent browser tests: a small world store, a briefly trained Matryoshka SAE
+(the shipped world CLIP at resid.1, CLS tokens), names and MS per latent, and a demo-like layout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+N_TEST = 48
+WORDS = ("circle", "square", "triangle", "red", "blue", "green", "star", "striped")
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> dict:
+    """A store of the world test split, an SAE trained on it by `vsae.train`, names and MS."""
+    import vsae.sae
+    from vsae.extract import ExtractConfig, extract
+    from vsae.sae import SAEConfig
+    from vsae.store import ActivationStore
+    from vsae.train import TrainConfig, run_name, train
+    from vsae.world import export, shipped_clip_dir
+
+    root = tmp_path_factory.mktemp("serve")
+    world = root / "world"
+    export(world, counts={"test": N_TEST}, seed=3, progress=False)
+    store = root / "stores" / "clip" / "test" / "resid.1"
+    extract(
+        ExtractConfig(
+            model=str(shipped_clip_dir()),
+            hooks=("resid.1",),
+            tokens="cls",
+            data=str(world),
+            split="test",
+            out=str(store),
+            dtype="float32",
+            batch_size=64,
+            progress=False,
+        )
+    )
+    src = ActivationStore.open(store)
+    cfg = SAEConfig(arch="matryoshka", d_in=src.d, d_sae=4 * src.d, k=8, groups=(0.0625, 0.125, 0.25, 0.5625))
+    cfg = SAEConfig(**{**asdict(cfg), "name": run_name(cfg, 4)})
+    tcfg = TrainConfig(
+        steps=30, batch_size=16, lr=1e-3, seed=0, log_every=10, ckpt_every=0, val_rows=0, init_rows=len(src)
+    )
+    (run,) = train(src, [cfg], tcfg, root / "runs" / "resid.1", progress=False)
+    sae = vsae.sae.load(run)
+    F = sae.cfg.d_sae
+    rng = np.random.default_rng(0)
+    names = [WORDS[i % len(WORDS)] if i % 3 == 0 else None for i in range(F)]
+    scores = [None if n is None else float(rng.uniform(0.2, 0.4)) for n in names]
+    ms = rng.uniform(0, 1, F)
+    ms[::7] = np.nan
+    return {
+        "root": root,
+        "world": world,
+        "store": store,
+        "run": Path(run),
+        "F": F,
+        "names": names,
+        "scores": scores,
+        "ms": ms,
+    }
+
+
+@pytest.fixture(scope="session")
+def served(built):
+    from vsae.serve import SaeSource, Served
+
+    b = built
+    return Served(
+        (SaeSource("resid.1/" + b["run"].name, b["run"], b["store"], None, b["ms"], b["names"], b["scores"]),)
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_dir(built) -> Path:
+    """The layout `vsae demo` writes (results.json, runs/, stores/clip/test/), over the fixture."""
+    b = built
+    res = {
+        "featured": ["resid.1", "matryoshka", 4],
+        "layers": {
+            "resid.1": {
+                "saes": {
+                    b["run"].name: {
+                        "ms_per_latent": [None if np.isnan(v) else float(v) for v in b["ms"]],
+                        "names": {"per_latent": b["names"], "match_scores": b["scores"]},
+                    }
+                }
+            }
+        },
+    }
+    (b["root"] / "results.json").write_text(json.dumps(res))
+    return b["root"]

@@ -1,0 +1,345 @@
+"""API tests of `vsae serve`: every route, its numbers against direct computations, bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from starlette.testclient import TestClient
+
+import vsae.models
+import vsae.sae
+from vsae.data.testing import png_bomb
+from vsae.errors import VsaeError
+from vsae.serve import SaeSource, Served, ServeLimits, create_app, from_demo, from_flags
+from vsae.serve.data import ImageSet
+from vsae.store import ActivationStore
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return TestClient(
+        create_app(served, ServeLimits(max_upload_bytes=200_000), diffusion=None),
+        raise_server_exceptions=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def direct(built):
+    """Latents of every test image computed directly: SAE encode of the store's rows."""
+    sae = vsae.sae.load(built["run"]).eval()
+    st = ActivationStore.open(built["store"])
+    with torch.no_grad():
+        z = sae.encode(st[:]).numpy()
+    return {"sae": sae, "z_NF": z, "image_index": st.image_index}
+
+
+def _png_bytes(path) -> bytes:
+    return path.read_bytes()
+
+
+def test_info(client, built):
+    d = client.get("/api/info").json()
+    assert d["n_latents"] == built["F"] and d["n_images"] == 48
+    assert d["hook"] == "resid.1" and d["tokens"] == "cls" and d["groups"] == 4
+    assert d["heatmaps"] is None and d["diffusion"] is False and d["has_ms"] and d["has_names"]
+
+
+def test_table_stats_match_direct(client, direct, built):
+    rows = client.get("/api/latents", params={"limit": 500}).json()["rows"]
+    assert [r["latent"] for r in rows] == list(range(built["F"]))
+    z = direct["z_NF"]
+    assert np.array_equal(direct["image_index"], np.arange(48))  # cls: one row per image
+    freq = (z > 0).mean(0)
+    np.testing.assert_allclose([r["freq"] for r in rows], freq, atol=1e-5)
+    np.testing.assert_allclose([r["max"] for r in rows], z.max(0), atol=1e-3)
+    assert [r["dead"] for r in rows] == list(freq == 0)
+    assert [r["dense"] for r in rows] == list(freq > 0.1)
+    sizes = direct["sae"].cfg.group_sizes
+    assert [r["group"] for r in rows] == list(np.repeat(np.arange(4), sizes))
+    ms = built["ms"]
+    assert [r["ms"] is None for r in rows] == list(np.isnan(ms))
+
+
+def test_table_sort_filter_search_page(client, built):
+    ms = built["ms"]
+    d = client.get("/api/latents", params={"sort": "ms", "order": "desc", "limit": 500}).json()
+    got = [r["latent"] for r in d["rows"]]
+    scored = np.flatnonzero(~np.isnan(ms))
+    want = list(scored[np.lexsort((scored, -ms[scored]))]) + list(np.flatnonzero(np.isnan(ms)))
+    assert got == want  # descending MS, unscored last
+    asc = [
+        r["latent"] for r in client.get("/api/latents", params={"sort": "ms", "limit": 500}).json()["rows"]
+    ]
+    assert asc[: len(scored)] == list(scored[np.lexsort((scored, ms[scored]))])
+    page = client.get("/api/latents", params={"sort": "ms", "order": "desc", "offset": 10, "limit": 7}).json()
+    assert [r["latent"] for r in page["rows"]] == want[10:17] and page["total"] == built["F"]
+    names = built["names"]
+    hits = client.get("/api/latents", params={"q": "CIRC", "limit": 500}).json()
+    assert [r["latent"] for r in hits["rows"]] == [i for i, n in enumerate(names) if n and "circ" in n]
+    assert client.get("/api/latents", params={"q": "#5"}).json()["rows"][0]["latent"] == 5
+    dead = client.get("/api/latents", params={"filter": "dead", "limit": 500}).json()
+    alive = client.get("/api/latents", params={"filter": "alive", "limit": 500}).json()
+    assert dead["total"] + alive["total"] == built["F"] and all(r["dead"] for r in dead["rows"])
+    g = client.get("/api/latents", params={"group": 1, "limit": 500}).json()
+    assert g["total"] == 32 and {r["group"] for r in g["rows"]} == {1}
+    by_name = [
+        r["name"] for r in client.get("/api/latents", params={"sort": "name", "limit": 500}).json()["rows"]
+    ]
+    named = [n for n in by_name if n]
+    assert named == sorted(named) and by_name[len(named) :] == [None] * (len(by_name) - len(named))
+
+
+def test_latent_page_matches_direct(client, direct, built):
+    z = direct["z_NF"]
+    f = int(np.argmax((z > 0).sum(0)))  # the most frequent latent
+    d = client.get(f"/api/latent/{f}", params={"k": 5}).json()
+    order = np.argsort(-z[:, f], kind="stable")[:5]
+    assert [t["image"] for t in d["top"]] == list(order)
+    np.testing.assert_allclose([t["value"] for t in d["top"]], z[order, f], atol=1e-3)
+    nz = z[:, f][z[:, f] > 0]
+    assert sum(d["histogram"]["counts"]) == len(nz) and d["histogram"]["zeros"] == 48 - len(nz)
+    for qq in d["quantiles"]:
+        lo, hi = qq["range"]
+        assert all(lo - 1e-3 <= im["value"] <= hi + 1e-3 for im in qq["images"])
+    assert sum(1 for _ in d["quantiles"]) == 5
+    w = direct["sae"].W_dec_Fd.detach().numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    cos = w @ w[f]
+    cos[f] = -np.inf
+    assert [n["latent"] for n in d["nearest"]] == list(np.argsort(-cos)[:10])
+    np.testing.assert_allclose([n["cos"] for n in d["nearest"]], np.sort(cos)[::-1][:10], atol=1e-4)
+    # ground-truth purity straight from the world's attributes.json
+    recs = {r["path"]: r for r in json.loads((built["world"] / "attributes.json").read_text())}
+    table = json.loads((built["store"] / "images.json").read_text())
+    shapes = [recs["test/" + table["items"][i]]["shape"] for i in order]
+    p = {x["attribute"]: x for x in d["purity"]}
+    top_shape = max(set(shapes), key=shapes.count)
+    assert p["shape"]["fraction"] == pytest.approx(shapes.count(top_shape) / 5)
+    assert d["purity"][0]["fraction"] == max(x["fraction"] for x in d["purity"])
+
+
+def test_image_and_heatmap(client, direct, built):
+    r = client.get("/api/image/4.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    im = Image.open(io.BytesIO(r.content))
+    assert im.size == (160, 160)
+    z = direct["z_NF"]
+    f = int(np.argmax(z[4]))
+    h = Image.open(io.BytesIO(client.get(f"/api/heatmap/{f}/4.png").content))
+    assert h.size == (160, 160)
+    assert np.abs(np.asarray(h, float) - np.asarray(im.convert("RGB"), float)).max() > 30  # something drawn
+    # the map is the SAE's latent f on the patch tokens of resid.1 (direct capture)
+    from vsae.data import load_image
+
+    prov = ActivationStore.open(built["store"]).provenance
+    lm = vsae.models.load(prov["model"])
+    path = ImageSet(built["store"], None).path(4)
+    with vsae.models.capture(lm, "resid.1") as cap:
+        lm.run(lm.preprocess([load_image(path)]))
+    with torch.no_grad():
+        want = direct["sae"].encode(cap.output[0, 1:])[:, f].numpy()
+        cls = direct["sae"].encode(cap.output[0, :1])[0].numpy()
+    np.testing.assert_allclose(cls, z[4], atol=1e-4)  # the same pipeline as the store
+    app = client.app
+    got = app.state.vsae.maps(None).patch_latents(("check", 4), load_image(path))[:, f].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(want) == 64  # 32 px / patch 4 = an 8x8 grid
+
+
+def test_upload_equals_store_row(client, direct, built):
+    path = ImageSet(built["store"], None).path(9)
+    d = client.post("/api/upload", content=_png_bytes(path)).json()
+    z = direct["z_NF"][9]
+    want = [int(f) for f in np.argsort(-z, kind="stable")[:8] if z[f] > 0]
+    assert [x["latent"] for x in d["latents"]] == want
+    np.testing.assert_allclose([x["value"] for x in d["latents"]], z[want], atol=1e-3)
+    assert d["image"].startswith("data:image/png;base64,") and all("heatmap" in x for x in d["latents"])
+
+
+def test_upload_bad_inputs(client, tmp_path):
+    assert client.post("/api/upload", content=b"").status_code == 400
+    r = client.post("/api/upload", content=b"this is not an image")
+    assert r.status_code == 400 and "not an image" in r.json()["error"]
+    bomb = png_bomb(tmp_path / "bomb.png")
+    r = client.post("/api/upload", content=bomb.read_bytes())
+    assert r.status_code == 400 and "bomb" in r.json()["error"]
+    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    big.save(buf, "PNG")
+    r = client.post("/api/upload", content=buf.getvalue())
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("/api/latent/100000", 400, "out of range"),
+        ("/api/latent/abc", 404, "Not Found"),
+        ("/api/latent/3?k=0", 400, "k must be"),
+        ("/api/latents?sort=bogus", 400, "unknown sort"),
+        ("/api/latents?order=up", 400, "unknown order"),
+        ("/api/latents?filter=x", 400, "unknown filter"),
+        ("/api/latents?limit=0", 400, "limit"),
+        ("/api/latents?offset=-3", 400, "offset"),
+        ("/api/latents?group=abc", 400, "not an integer"),
+        ("/api/info?sae=nope", 404, "unknown SAE"),
+        ("/api/image/48.png", 400, "out of range"),
+        ("/api/heatmap/9999/0.png", 400, "out of range"),
+        ("/api/heatmap/1/480.png", 400, "out of range"),
+        ("/static/..%2f..%2fapp.py", 404, "Not Found"),
+        ("/static/%2e%2e/app.py", 404, "Not Found"),
+        ("/nothing", 404, "Not Found"),
+    ],
+)
+def test_bad_requests_are_one_line_4xx(client, url, status, words):
+    r = client.get(url)
+    assert r.status_code == status, r.text
+    msg = r.json()["error"]
+    assert words in msg and "\n" not in msg and "Traceback" not in r.text
+
+
+def test_method_not_allowed(client):
+    r = client.get("/api/upload")
+    assert r.status_code == 405 and "\n" not in r.json()["error"]
+
+
+def test_images_never_escape_the_served_folder(built, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    t = json.loads((built["store"] / "images.json").read_text())
+    t["items"] = ["../../../etc/passwd", t["items"][0]]
+    t["root"] = str(built["world"])
+    (store / "images.json").write_text(json.dumps(t))
+    s = ImageSet(store, None)
+    with pytest.raises(VsaeError, match="outside the served folder"):
+        s.path(0)
+    assert s.path(1).is_file()
+
+
+def test_steer(client, built):
+    info = client.get("/api/steer/info").json()
+    assert info["n_latents"] > 0 and "clamp" in info["ops"] and len(info["images"]) == 12
+    img = info["images"][0]
+    answers = [
+        client.post("/api/steer", json={"image": img, "latent": f, "op": "clamp", "value": 100}).json()
+        for f in (3, 40, 200)
+    ]
+    assert len({a["unsteered"] for a in answers}) == 1  # the same image and question
+    assert any(a["steered"] != a["unsteered"] for a in answers)
+    same = client.post("/api/steer", json={"image": img, "latent": 3, "op": "scale", "value": 1}).json()
+    assert same["steered"] == same["unsteered"]  # scaling by 1 changes nothing
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("not json", "JSON object"),
+        ([1, 2], "JSON object"),
+        ({"image": 0}, "latent"),
+        ({"image": 0, "latent": 3, "op": "explode"}, "unknown op"),
+        ({"image": 0, "latent": -1}, "out of range"),
+        ({"image": 0, "latent": 10**6}, "out of range"),
+        ({"latent": 3}, "image"),
+        ({"image": 4800, "latent": 3}, "out of range"),
+        ({"image": 0, "latent": 3, "value": "nan"}, "finite"),
+        ({"image": 0, "latent": 3, "question": "x" * 400}, "question"),
+    ],
+)
+def test_steer_bad_inputs(client, body, words):
+    kw = {"content": body} if isinstance(body, str) else {"json": body}
+    r = client.post("/api/steer", **kw)
+    assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
+class FakeDiffusion:
+    """A stand-in for the diffusion steering hook: colour encodes (latent, value)."""
+
+    n_latents = 16
+
+    def __call__(self, prompt, latent, op, value, seed):
+        return Image.new("RGB", (32, 32), (0, 0, 0)), Image.new(
+            "RGB", (32, 32), (latent * 10, int(value) % 256, 0)
+        )
+
+
+def test_diffusion_hook(served):
+    c = TestClient(create_app(served, diffusion=FakeDiffusion()), raise_server_exceptions=False)
+    assert c.get("/api/info").json()["diffusion"] is True
+    r = c.post(
+        "/api/steer/diffusion", json={"prompt": "a red circle", "latent": 2, "op": "clamp", "value": 7}
+    )
+    d = r.json()
+    assert (
+        r.status_code == 200 and d["unsteered"] != d["steered"] and d["steered"].startswith("data:image/png")
+    )
+    assert c.post("/api/steer/diffusion", json={"prompt": "", "latent": 2}).status_code == 400
+    assert c.post("/api/steer/diffusion", json={"prompt": "x", "latent": 99}).status_code == 400
+
+
+def test_no_diffusion_is_501(client):
+    r = client.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1})
+    assert r.status_code == 501 and "diffusion" in r.json()["error"]
+
+
+def test_server_error_is_one_line(served):
+    class Broken(FakeDiffusion):
+        def __call__(self, *a):
+            raise RuntimeError("boom\nsecond line")
+
+    c = TestClient(create_app(served, diffusion=Broken()), raise_server_exceptions=False)
+    r = c.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1})
+    assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError); see the server log"}
+
+
+def test_home_and_static_are_local(client):
+    html = client.get("/").text
+    assert '<script src="/static/app.js">' in html and "http" not in html
+    for asset in ("app.js", "style.css"):
+        r = client.get(f"/static/{asset}")
+        assert r.status_code == 200 and "https://" not in r.text and "http://" not in r.text
+
+
+def test_from_demo_and_flags(demo_dir, built, tmp_path):
+    s = from_demo(demo_dir)
+    assert [x.id for x in s.saes] == ["resid.1/" + built["run"].name]
+    np.testing.assert_array_equal(np.isnan(s.saes[0].ms_F), np.isnan(built["ms"]))
+    assert s.saes[0].names == built["names"]
+    with pytest.raises(VsaeError, match="results.json"):
+        from_demo(tmp_path)
+    from safetensors.numpy import save_file
+
+    (tmp_path / "ms").mkdir()
+    save_file({"sae": built["ms"]}, str(tmp_path / "ms" / "ms_scores.safetensors"))
+    (tmp_path / "names").mkdir()
+    (tmp_path / "names" / "names.json").write_text(
+        json.dumps({"names": built["names"], "scores": built["scores"]})
+    )
+    one = from_flags(built["store"], built["run"], built["world"], tmp_path / "ms", tmp_path / "names")
+    np.testing.assert_array_equal(one.ms_F, built["ms"])
+    assert one.names == built["names"]
+    with pytest.raises(VsaeError, match="MS scores"):
+        from_flags(built["store"], built["run"], None, tmp_path / "nope")
+    c = TestClient(create_app(Served((one,)), diffusion=None))
+    assert c.get("/api/latent/1").status_code == 200
+    wrong = SaeSource("w", built["run"], built["store"], None, np.zeros(3))
+    c = TestClient(create_app(Served((wrong,)), diffusion=None), raise_server_exceptions=False)
+    r = c.get("/api/info")
+    assert r.status_code == 400 and "MS scores have 3 latents" in r.json()["error"]
+
+
+def test_pooled_hook_has_no_heatmaps(direct):
+    from vsae.serve.heatmaps import TokenMaps
+
+    maps = TokenMaps({"hook": "embed", "tokens": "pooled", "model": "unused"}, direct["sae"])
+    assert "no patch map" in maps.available
+    with pytest.raises(VsaeError, match="no patch map"):
+        maps.patch_latents(None, Image.new("RGB", (32, 32)))
+    missing = TokenMaps({"hook": "resid.1", "tokens": "cls", "model": "/nonexistent/model"}, direct["sae"])
+    with pytest.raises(VsaeError, match="cannot load the model"):
+        missing.patch_latents(None, Image.new("RGB", (32, 32)))
+    assert "cannot load the model" in missing.available
