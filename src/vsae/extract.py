@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,14 @@ import torch
 from tqdm import tqdm
 
 from vsae.data import Batch, Source, iter_batches, open_source
-from vsae.data.subset import choose
+from vsae.data.sources import open_source_early
+from vsae.data.subset import ORDERS, choose
 from vsae.errors import VsaeError
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
 from vsae.store.manifest import fsync_dir, manifest_name
+from vsae.store.validate import file_kind
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,24 @@ def _model_dtype(cfg: ExtractConfig) -> str:
     return "float32" if str(cfg.device).startswith("cpu") else cfg.dtype
 
 
+def _refuse_non_regular(path: Path) -> None:
+    """One-line error when `path` exists but is not a regular file (reading a FIFO would block)."""
+    try:
+        st = os.stat(path)  # follows symlinks: the target is what would be read
+    except FileNotFoundError:
+        return  # absent or a dangling symlink: written (replaced) atomically
+    except OSError as e:
+        raise VsaeError(f"{path} cannot be opened ({e.strerror}); remove it or use a new --out") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise VsaeError(
+            f"{path} is {file_kind(st.st_mode)}, not a regular file; remove it or use a new --out"
+        )
+
+
 def _write_json_once(path: Path, obj: Any, tag: str) -> None:
     """Write JSON atomically (per-writer temporary name) unless the same content is there already."""
     text = json.dumps(obj, indent=1)
+    _refuse_non_regular(path)
     if path.exists() and path.read_text() == text:
         return
     tmp = path.with_name(f"{path.name}.{tag}.tmp")
@@ -261,28 +279,61 @@ def check_numbers(cfg: ExtractConfig) -> None:
     parse_device(cfg.device)
 
 
-def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
-    """Run the extraction described by `cfg` (resuming if the store exists); return the output path.
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` checked and opened before any model is loaded.
 
-    `model`: an already loaded model, e.g. `vsae.models.from_module(my_net, my_preprocess)`.
+    Attributes
+    ----------
+    sel: the parsed --tokens selection.
+    part: (I, N) of this process's block of the data.
+    source: --data opened as an image folder tree; None for a file (an image list or a prompt
+        file: the model's modality decides, so it is opened after loading).
     """
+
+    sel: TokenSelection
+    part: tuple[int, int]
+    source: Source | None
+
+
+def prepare(cfg: ExtractConfig, source: Source | None = None) -> Prepared:
+    """Check every argument that needs no model and open --data (split names, empty sources,
+    --max-images), so that bad data arguments fail before the model is loaded.
+
+    `source`: `open_source_early(cfg.data, cfg.split)` when the caller already opened it."""
     sel = parse_selection(cfg.tokens)
     if not cfg.hooks:
         raise VsaeError("no hook given; pass --hook, e.g. --hook resid.-2")
     if cfg.batch_size < 1:
         raise VsaeError(f"--batch-size {cfg.batch_size}: must be at least 1")
     check_numbers(cfg)
-    if cfg.threads is not None:
-        torch.set_num_threads(max(1, cfg.threads))
+    if cfg.max_images_order not in ORDERS:
+        raise VsaeError(f"--max-images-order {cfg.max_images_order!r}: use one of {', '.join(ORDERS)}")
     part = cfg.shard if cfg.shard is not None else shard_from_env()
     if not 0 <= part[0] < part[1]:
         raise VsaeError(f"shard {part[0]}/{part[1]}: need 0 <= I < N")
+    return Prepared(sel, part, source if source is not None else open_source_early(cfg.data, cfg.split))
+
+
+def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prepared | None = None) -> Path:
+    """Run the extraction described by `cfg` (resuming if the store exists); return the output path.
+
+    `model`: an already loaded model, e.g. `vsae.models.from_module(my_net, my_preprocess)`.
+    `prepared`: `prepare(cfg)` when the caller already ran it (it is run here otherwise).
+    """
+    pre = prepared if prepared is not None else prepare(cfg)
+    sel, part = pre.sel, pre.part
+    if cfg.threads is not None:
+        torch.set_num_threads(max(1, cfg.threads))
     lm = (
         model
         if model is not None
         else load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower=cfg.tower)
     )
-    full: Source = open_source(cfg.data, cfg.split, lm.modality)
+    if pre.source is not None and lm.modality == "image":
+        full: Source = pre.source
+    else:
+        full = open_source(cfg.data, cfg.split, lm.modality)
     source, sample, picked = choose(full, cfg.max_images, cfg.max_images_order, cfg.seed)
     n_items = len(source)
     lo, hi = block_range(n_items, part)
@@ -296,6 +347,9 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None) -> Path:
     table = {**source.table(), "n_used": n_items}
     if sample is not None:  # the chosen items are `items`; where they sit in the full source:
         table.update(sample=sample, source_index=picked.tolist(), source=full.describe())
+    for h in hooks:  # before any store writer writes anything
+        for name in ("images.json", "taxonomy.json"):
+            _refuse_non_regular((out if len(hooks) == 1 else out / hook_dirname(h)) / name)
     for h in hooks:
         path = out if len(hooks) == 1 else out / hook_dirname(h)
         pooled = probe[h].ndim == 2

@@ -271,6 +271,9 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     sel = _image_selection(cfg.image_tokens)
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
+    source = open_source(cfg.data, cfg.split, "image")  # bad data fails before the model loads
+    captions = read_captions(source, cfg.captions)
+    items = sample_items(len(source), cfg.n_images, cfg.seed)
     _require_llava(cfg.model)
     lm = load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower="language")
     lm.full_model.to(lm.device)
@@ -278,9 +281,6 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     tok = proc.tokenizer
     image_token_id = int(tok.convert_tokens_to_ids(proc.image_token))
     prompt = image_prompt(proc, cfg.question)
-    source = open_source(cfg.data, cfg.split, "image")
-    captions = read_captions(source, cfg.captions)
-    items = sample_items(len(source), cfg.n_images, cfg.seed)
 
     n_patch = count_image_tokens(proc, prompt, image_token_id)
     if sel.kind == "random" and sel.k > n_patch:

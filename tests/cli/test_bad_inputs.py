@@ -211,6 +211,12 @@ def extract_resume_garbage(content: bytes) -> Callable:
     return make
 
 
+def extract_fifo_images_json(ctx, tmp) -> list[str]:
+    (tmp / "st").mkdir()
+    os.mkfifo(tmp / "st" / "images.json")  # reading it would block forever
+    return extract_args(ctx, tmp)
+
+
 def pickle_only_model(ctx, tmp) -> list[str]:
     m = Path(shutil.copytree(ctx["clip"], tmp / "model"))
     (m / "model.safetensors").unlink()
@@ -346,6 +352,12 @@ CASES = [
     ),
     Case(
         "extract-resume-bad-json", extract_resume_garbage(b'{"format": "dense", '), "manifest .* is corrupt"
+    ),
+    Case(
+        "extract-images-json-fifo",
+        extract_fifo_images_json,
+        "images.json is a FIFO, not a regular file",
+        sub=True,
     ),
     Case("extract-pickle-only-model", pickle_only_model, "only pickle weights \\(pytorch_model.bin\\)"),
     # encode / eval / steer

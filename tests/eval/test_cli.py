@@ -282,7 +282,8 @@ def test_top_images_uniqueness_hierarchy_names(world, tmp_path, capsys):
     )
     n = json.loads((tmp_path / "names.json").read_text())
     assert len(n["names"]) == 64 and set(x for x in n["names"] if x) <= {"bird", "mammal", "rose", "car"}
-    assert n["agreement"]["n_named"] == sum(x is not None for x in n["names"])
+    # no attributes.json for these images: the per-class count only, not called agreement
+    assert n["agreement"] is None and n["class_match"]["n_named"] == sum(x is not None for x in n["names"])
 
 
 def test_probe_ood_and_width_mismatch(world, tmp_path, capsys):
@@ -386,3 +387,178 @@ def test_recon_max_rows_and_splice_images_span_a_class_sorted_store(world, tmp_p
     assert np.unique(s.labels[rows]).size == 3 and np.unique(s.labels[:51]).size == 1
     sp = res["splice"]
     assert sp["n_images"] == 6 and sp["images"]["of"] == 18 and sp["images"]["classes_covered"] == 3
+
+
+@pytest.fixture(scope="module")
+def colour_store(world, tmp_path_factory):
+    """A store of 12 images in colour class folders (blue, green, red), DATA/attributes.json (colour
+    = folder, shape chosen per image) and the image index of each (colour, shape, number)."""
+    from vsae.data import load_table
+    from vsae.extract import ExtractConfig, extract
+
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(1)
+    for name in ("blue", "green", "red"):
+        (root / "imgs" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                root / "imgs" / name / f"{i}.png"
+            )
+    extract(
+        ExtractConfig(
+            model=str(world / "clip"),
+            data=str(root / "imgs"),
+            hooks=("embed",),
+            tokens="cls",
+            out=str(root / "store"),
+            dtype="float32",
+            progress=False,
+            batch_size=8,
+        )
+    )
+    items = load_table(root / "store")["items"]
+    # images 0, 1 of each colour are squares, 2, 3 triangles
+    recs = [
+        {"path": it, "colour": it.split("/")[0], "shape": "square" if it[-5] in "01" else "triangle", "x": 3}
+        for it in items
+    ]
+    (root / "imgs" / "attributes.json").write_text(json.dumps(recs))  # where a world export has it
+    where = {(r["colour"], r["shape"], r["path"][-5]): i for i, r in enumerate(recs)}
+    return root, where
+
+
+def _write_top(path, top_Fk):
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    idx = np.asarray(top_Fk, dtype=np.int64)
+    save_file(
+        {"image_index": idx, "values": np.ones(idx.shape, dtype=np.float64)},
+        str(path / "top_images.safetensors"),
+        metadata={"k": str(idx.shape[1]), "pooling": "cls", "n_images": "12"},
+    )
+
+
+def test_names_agreement_needs_the_purest_attribute(colour_store, tmp_path, capsys):
+    """Both latents are named "red" and most of the top images of each are red (the class), so the
+    old per-class rule counted both as agreeing; latent 0's top images are all squares (purer than
+    red), so only latent 1 agrees."""
+    root, at = colour_store
+    top = [
+        [
+            at["red", "square", "0"],
+            at["red", "square", "1"],
+            at["green", "square", "0"],
+            at["blue", "square", "1"],
+        ],
+        [
+            at["red", "square", "0"],
+            at["red", "square", "1"],
+            at["red", "triangle", "2"],
+            at["red", "triangle", "3"],
+        ],
+    ]
+    _write_top(tmp_path / "top", top)
+    words = ["red", "green", "blue", "square", "triangle", "car"]
+    (tmp_path / "words.txt").write_text("\n".join(words) + "\n")
+    # the tiny CLIP's embeddings of the images; word embeddings that make both latents "red":
+    # "red" is the sum of the latents' mean unit embeddings, every other word its negative
+    from vsae.store import ActivationStore
+
+    s = ActivationStore.open(root / "store")
+    e = s[0 : len(s)].numpy().astype(np.float64)[np.argsort(s.image_index)]
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    m = e[np.array(top)].mean(axis=1)
+    red = (m / np.linalg.norm(m, axis=1, keepdims=True)).sum(0)
+    np.save(tmp_path / "words.npy", np.stack([red] + [-red] * (len(words) - 1)))
+    out = run(
+        [
+            "eval",
+            "names",
+            "--top-images",
+            str(tmp_path / "top"),
+            "--image-embeddings",
+            str(root / "store"),
+            "--words",
+            str(tmp_path / "words.txt"),
+            "--word-embeddings",
+            str(tmp_path / "words.npy"),
+            "--table",
+            str(root / "store"),
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    n = json.loads((tmp_path / "names.json").read_text())
+    assert n["names"] == ["red", "red"]
+    ag = n["agreement"]
+    assert ag["agreement"] == 0.5  # the old per-class rule: 1.0
+    assert (ag["n_named"], ag["n_agree"], ag["n_not_purest"], ag["n_wrong_value"]) == (2, 1, 1, 0)
+    assert ag["agreement"] == 0.5 and ag["verdict_F"] == ["not_purest", "agree"]
+    assert ag["attributes"] == ["colour", "shape"]  # string fields only; "x" is no attribute
+    # the per-class count is still there, under another name
+    assert n["class_match"]["n_agree"] == 2 and "not the attribute agreement" in n["class_match"]["rule"]
+    assert json.loads(out)["agreement"]["agreement"] == 0.5
+    # a name that is no attribute value is named but cannot agree; embeddings as a file, one row
+    # per image of the table
+    np.save(tmp_path / "words.npy", np.eye(len(words), 8))
+    np.save(tmp_path / "images.npy", np.tile(np.eye(1, 8, 5), (12, 1)))  # every image reads "car"
+    args = ["eval", "names", "--top-images", str(tmp_path / "top"), "--image-embeddings"]
+    rest = ["--words", str(tmp_path / "words.txt"), "--word-embeddings", str(tmp_path / "words.npy")]
+    tail = ["--table", str(root / "store"), "--attributes", str(root / "imgs" / "attributes.json")]
+    run([*args, str(tmp_path / "images.npy"), *rest, *tail, "--out", str(tmp_path)], capsys)
+    ag = json.loads((tmp_path / "names.json").read_text())["agreement"]
+    assert (ag["n_named"], ag["n_agree"], ag["n_no_attribute"]) == (2, 0, 2)
+
+
+def test_hierarchy_in_the_world_colour_taxonomy(colour_store, tmp_path, capsys):
+    """Depth in colour family -> colour: four reds share the colour (2); red, green, blue, red
+    have pairs of depth 0 (different families), 2 (red, red) and 1 (green, blue: both cool),
+    mean 3/6 -> rounded 1, majority 0."""
+    root, at = colour_store
+    top = [
+        [
+            at["red", "square", "0"],
+            at["red", "square", "1"],
+            at["red", "triangle", "2"],
+            at["red", "triangle", "3"],
+        ],
+        [
+            at["red", "square", "0"],
+            at["green", "square", "0"],
+            at["blue", "square", "1"],
+            at["red", "triangle", "2"],
+        ],
+    ]
+    _write_top(tmp_path / "top", top)
+    base = ["eval", "hierarchy", "--top-images", str(tmp_path / "top"), "--table", str(root / "store")]
+    out = run(
+        [
+            *base,
+            "--taxonomy",
+            "world-colour",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    h = json.loads((tmp_path / "hierarchy.json").read_text())
+    assert h["taxonomy"] == "world colour taxonomy" and json.loads(out)["taxonomy"] == h["taxonomy"]
+    assert h["latent_depth_rounded"] == [2, 1] and h["latent_depth_majority"] == [2, 0]
+    assert h["depth_per_group"][0]["n_scored"] == 2
+    # no attributes file: one line, exit 2
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                *base,
+                "--taxonomy",
+                "world-colour",
+                "--attributes",
+                str(tmp_path / "no.json"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "attributes.json" in err and err.count("\n") == 1

@@ -131,3 +131,23 @@ def test_attribute_name_agreement_needs_the_purest_attribute():
     assert np.bincount(colour[hai[0]]).argmax() == words["red"][1]
     with pytest.raises(VsaeError, match="no attribute value"):
         attribute_name_agreement(["green"], hai[:1], {"shape": shape, "colour": colour}, words)
+    # with unmapped="disagree" (`vsae eval names`) such a name is named and disagrees
+    res = attribute_name_agreement(
+        ["green", "circle"], hai[:2], {"shape": shape, "colour": colour}, words, unmapped="disagree"
+    )
+    assert res["verdict_F"] == ["no_attribute", "agree"] and (res["n_named"], res["n_agree"]) == (2, 1)
+
+
+def test_attribute_codes_from_string_values():
+    from vsae.eval.naming import attribute_codes
+
+    values = {
+        "shape": ["square", "circle", None, "circle"],
+        "colour": ["Dark_Red", "blue", "blue", None],
+    }
+    codes, word_value = attribute_codes(values, ["circle", "dark red", "BLUE", "car"])
+    np.testing.assert_array_equal(codes["shape"], [1, 0, -1, 0])  # sorted values: circle, square
+    np.testing.assert_array_equal(codes["colour"], [0, 1, 1, -1])  # sorted: "Dark_Red" < "blue"
+    assert word_value == {"circle": ("shape", 0), "dark red": ("colour", 0), "BLUE": ("colour", 1)}
+    with pytest.raises(VsaeError, match="is a value of attributes"):
+        attribute_codes({"a": ["x"], "b": ["x"]}, ["x"])

@@ -210,5 +210,6 @@ def test_columns_are_verified_and_missing_ones_refused(unbalanced, tmp_path):
     a[0] = 1 - a[0]
     np.save(col, a)
     assert any("checksum mismatch" in p for p in check_columns(ActivationStore.open(store)))
+    assert any("column modality" in p for p in check_store(store).problems)  # `vsae store check` sees it
     with pytest.raises(VsaeError, match="no per-row column 'nope'"):
         read_column(s, "nope")

@@ -81,9 +81,13 @@ def test_cached_hub_id_loads_without_network(tmp_path):
 
 
 def test_cli_offline_error_is_one_line(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
     from vsae.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "a.png")  # valid data: the model is what fails
     t0 = time.perf_counter()
     with pytest.raises(SystemExit) as e:
         main(
@@ -94,7 +98,7 @@ def test_cli_offline_error_is_one_line(tmp_path, monkeypatch, capsys):
                 "--hook",
                 "embed",
                 "--data",
-                str(tmp_path),
+                str(tmp_path / "data"),
                 "--out",
                 str(tmp_path / "o"),
             ]

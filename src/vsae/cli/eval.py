@@ -194,7 +194,12 @@ def uniqueness(top, out):
     help="The store the top images index (its images.json gives the labels).",
 )
 @_OUT
-@click.option("--taxonomy", type=click.Path(), help="Class -> path file (.json or .csv).")
+@click.option(
+    "--taxonomy",
+    type=click.Path(),
+    help="Class -> path file (.json or .csv), or `world-colour`: the shapes world's colour taxonomy "
+    "(colour family -> colour), images labelled by their colour in --attributes.",
+)
 @click.option("--inat", is_flag=True, help="Parse iNaturalist folder names.")
 @click.option(
     "--wordnet",
@@ -204,7 +209,14 @@ def uniqueness(top, out):
 )
 @click.option("--sae", "sae_path", type=click.Path(), help="SAE run (its Matryoshka groups).")
 @click.option("--groups", default=None, help="Matryoshka group fractions, e.g. 0.0625,0.125,0.25,0.5625.")
-def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups):
+@click.option(
+    "--attributes",
+    type=click.Path(),
+    default=None,
+    help="attributes.json of the images, for --taxonomy world-colour "
+    "[default: DATA/attributes.json of the store's data].",
+)
+def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups, attributes):
     """LCA depth per Matryoshka group and the ontology figures (project definition)."""
     from vsae.errors import VsaeError
     from vsae.eval.pipeline import run_hierarchy
@@ -213,7 +225,7 @@ def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups):
         g = [float(x) for x in groups.split(",")] if groups else None
     except ValueError:
         raise VsaeError(f"--groups {groups!r}: give comma-separated fractions") from None
-    res = run_hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, g)
+    res = run_hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, g, attributes)
     summary = {
         "taxonomy": res["taxonomy"],
         "depth_per_group": res["depth_per_group"],
@@ -279,13 +291,29 @@ def ood(in_dist, ood, sae_path, out, pooling):
     "--table", type=click.Path(), default=None, help="Store with images.json, for agreement with labels."
 )
 @click.option("--prompt", default="a photo of a {}", show_default=True)
-def names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt):
-    """Name latents by the best-matching word for the mean embedding of their top images."""
+@click.option(
+    "--attributes",
+    type=click.Path(),
+    default=None,
+    help="attributes.json of the --table images (ground truth for the agreement) "
+    "[default: DATA/attributes.json of the store's data, if there is one].",
+)
+def names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes):
+    """Name latents by the best-matching word for the mean embedding of their top images; with
+    --table and ground-truth attributes, how many names agree (the name's attribute is the purest
+    one of the top images and the word its most common value)."""
     from vsae.eval.pipeline import run_names
 
-    res = run_names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt)
+    res = run_names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes)
     n = [x for x in res["names"] if x is not None]
-    summary = {"n_named": len(n), "first": res["names"][:10], "agreement": res.get("agreement")}
+    ag = res.get("agreement")
+    keys = ("n_named", "n_agree", "agreement", "n_wrong_value", "n_not_purest", "n_no_attribute")
+    summary = {
+        "n_named": len(n),
+        "first": res["names"][:10],
+        "agreement": {k: ag[k] for k in keys} if ag else None,
+        "class_match": res.get("class_match"),
+    }
     _echo(summary, tuple(summary))
 
 

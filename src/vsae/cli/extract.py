@@ -76,16 +76,20 @@ from vsae.cli.options import device_option, store_dtype_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(hooks, shard, quiet, **kw):
     """Extract activations of a model at hook points into an activation store (resumable)."""
-    from vsae.extract import ExtractConfig, parse_shard
+    from vsae.data.sources import open_source_early
+
+    source = open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
+    from vsae.extract import ExtractConfig, parse_shard, prepare
     from vsae.extract import extract as run
 
-    _quiet_transformers()
     if kw["threads"] is None and kw["device"] == "cpu":
         kw["threads"] = default_threads(kw["num_workers"])
     cfg = ExtractConfig(
         hooks=tuple(hooks), shard=parse_shard(shard) if shard else None, progress=not quiet, **kw
     )
-    out = run(cfg)
+    prepared = prepare(cfg, source)  # bad data arguments fail here, before transformers and the model load
+    _quiet_transformers()
+    out = run(cfg, prepared=prepared)
     click.echo(f"wrote {out}")
 
 

@@ -52,6 +52,9 @@ from vsae.cli.options import device_option, store_dtype_options
 def extract_mllm(hooks, quiet, **kw):
     """Residual stream of a LLaVA's language model at image-token positions (image + question) and at
     caption-token positions (text only), balanced, in one store per hook (Olson et al.'s shared features)."""
+    from vsae.data.sources import open_source_early
+
+    open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
     from vsae.cli.extract import _quiet_transformers
     from vsae.extract_mllm import MllmExtractConfig
     from vsae.extract_mllm import extract_mllm as run

@@ -1,9 +1,31 @@
-"""Data: image sources (class-folder trees, lists), prompt files, safe decoding, taxonomies."""
+"""Data: image sources (class-folder trees, lists), prompt files, safe decoding, taxonomies.
 
-from vsae.data.decode import DecodeError, load_image, to_rgb
-from vsae.data.loader import Batch, grid_batches, iter_batches
-from vsae.data.sources import Source, folder_source, list_source, load_table, open_source, text_source
-from vsae.data.taxonomy import Taxonomy, inat_path, taxonomy_from_classes
+Names are imported lazily, so that opening a source (`vsae extract` checks --data/--split before
+anything else) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_WHERE = {
+    "Batch": "vsae.data.loader",
+    "DecodeError": "vsae.data.decode",
+    "Source": "vsae.data.sources",
+    "Taxonomy": "vsae.data.taxonomy",
+    "folder_source": "vsae.data.sources",
+    "grid_batches": "vsae.data.loader",
+    "inat_path": "vsae.data.taxonomy",
+    "iter_batches": "vsae.data.loader",
+    "list_source": "vsae.data.sources",
+    "load_image": "vsae.data.decode",
+    "load_table": "vsae.data.sources",
+    "open_source": "vsae.data.sources",
+    "taxonomy_from_classes": "vsae.data.taxonomy",
+    "text_source": "vsae.data.sources",
+    "to_rgb": "vsae.data.decode",
+}
 
 __all__ = [
     "Batch",
@@ -22,3 +44,19 @@ __all__ = [
     "text_source",
     "to_rgb",
 ]
+
+if TYPE_CHECKING:
+    from vsae.data.decode import DecodeError, load_image, to_rgb
+    from vsae.data.loader import Batch, grid_batches, iter_batches
+    from vsae.data.sources import Source, folder_source, list_source, load_table, open_source, text_source
+    from vsae.data.taxonomy import Taxonomy, inat_path, taxonomy_from_classes
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'vsae.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

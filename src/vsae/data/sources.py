@@ -224,6 +224,25 @@ def open_source(data: str | Path, split: str | None = None, modality: str = "ima
     raise VsaeError(f"--data {data}: not a folder or a .txt/.csv list of images")
 
 
+def open_source_early(data: str | Path, split: str | None = None) -> Source | None:
+    """Open --data before the model is loaded, as far as that is possible without knowing the
+    model's modality, so that a bad --data/--split fails at once.
+
+    A folder is opened as an image tree (only image models read folders); a file is an image list
+    or a prompt file depending on the model, so only what is wrong either way is checked (it must
+    exist and take no --split), and None is returned."""
+    p = Path(data)
+    if p.is_dir():
+        return folder_source(p, split)
+    if not p.exists():
+        raise VsaeError(
+            f"--data {data} does not exist; give an image folder, a .txt/.csv image list or a prompt file"
+        )
+    if split is not None:
+        raise VsaeError("--split applies to image folder trees, not to list or prompt files; drop --split")
+    return None
+
+
 def load_table(path: str | Path) -> dict[str, Any]:
     """Read the `images.json` table that extraction writes next to a store's manifest."""
     p = Path(path)

@@ -61,7 +61,8 @@ def name_latents(
     return {"names": names, "scores": scores}
 
 
-def _norm_word(s: str) -> str:
+def norm_word(s: str) -> str:
+    """Case- and underscore-insensitive form of a word or attribute value."""
     return s.strip().lower().replace("_", " ")
 
 
@@ -69,7 +70,11 @@ def name_agreement(
     names: Sequence[str | None], hai_idx_Fk: np.ndarray, labels_N: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, Any]:
     """How often a latent's name equals the most common ground-truth class of its top images
-    (case- and underscore-insensitive; ties: the smaller class index)."""
+    (case- and underscore-insensitive; ties: the smaller class index).
+
+    Only a class match: a name that is not the class counts as disagreeing even when it is right
+    about another attribute, and one that is the class counts as agreeing even when another
+    attribute is purer. Where attributes are known use `attribute_name_agreement`."""
     labels_N = np.asarray(labels_N)
     agree = n = 0
     for f, name in enumerate(names):
@@ -79,7 +84,7 @@ def name_agreement(
         c = Counter(labels_N[rows].tolist())
         top = min(c, key=lambda k: (-c[k], k))
         n += 1
-        agree += _norm_word(class_names[top]) == _norm_word(name)
+        agree += norm_word(class_names[top]) == norm_word(name)
     return {"n_named": n, "n_agree": agree, "agreement": agree / n if n else float("nan")}
 
 
@@ -102,6 +107,7 @@ def attribute_name_agreement(
     hai_idx_Fk: np.ndarray,
     attributes: Mapping[str, np.ndarray],
     word_value: Mapping[str, tuple[str, int]],
+    unmapped: str = "error",
 ) -> dict[str, Any]:
     """Does each latent's name say what its top images share? (data with known attributes)
 
@@ -112,8 +118,14 @@ def attribute_name_agreement(
     top images are all circles but only 40% red disagrees (`not_purest`), and so does a "red"
     latent whose images are mostly orange (`wrong_value`). Ties count as agreeing.
 
-    Returns n_named, n_agree, agreement, n_wrong_value, n_not_purest and per-latent `verdict_F`
-    ("agree" | "wrong_value" | "not_purest" | None for unnamed latents)."""
+    A name that is no word of `word_value` is an error (`unmapped="error"`) or, with
+    `unmapped="disagree"`, a named latent that disagrees (`no_attribute`).
+
+    Returns n_named, n_agree, agreement, n_wrong_value, n_not_purest, n_no_attribute and
+    per-latent `verdict_F` ("agree" | "wrong_value" | "not_purest" | "no_attribute" | None for
+    unnamed latents)."""
+    if unmapped not in ("error", "disagree"):
+        raise VsaeError(f"unmapped={unmapped!r}; use 'error' or 'disagree'")
     idx = np.asarray(hai_idx_Fk)
     codes = {a: np.asarray(c, np.int64) for a, c in attributes.items()}
     for w, (a, _) in word_value.items():
@@ -124,6 +136,9 @@ def attribute_name_agreement(
         rows = idx[f][idx[f] >= 0]
         if name is None or rows.size == 0:
             verdict.append(None)
+            continue
+        if name not in word_value and unmapped == "disagree":
+            verdict.append("no_attribute")
             continue
         if name not in word_value:
             raise VsaeError(f"latent {f} is named {name!r}, a word with no attribute value; map every word")
@@ -144,5 +159,35 @@ def attribute_name_agreement(
         "agreement": agree / n if n else float("nan"),
         "n_wrong_value": verdict.count("wrong_value"),
         "n_not_purest": verdict.count("not_purest"),
+        "n_no_attribute": verdict.count("no_attribute"),
         "verdict_F": verdict,
     }
+
+
+def attribute_codes(
+    values: Mapping[str, Sequence[str | None]], words: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, int]]]:
+    """The inputs of `attribute_name_agreement` from string attribute values per image.
+
+    `values`: attribute -> value per image (None: no record, code -1). Each attribute's codes
+    index its sorted distinct values; a word maps to the (attribute, code) whose value it is
+    (`norm_word`); words that are no value are left out, a word that is a value of two
+    attributes is an error."""
+    codes: dict[str, np.ndarray] = {}
+    word_value: dict[str, tuple[str, int]] = {}
+    lookup: dict[str, list[tuple[str, int]]] = {}
+    for a, col in values.items():
+        vocab = sorted({v for v in col if v is not None})
+        index = {v: i for i, v in enumerate(vocab)}
+        codes[a] = np.array([-1 if v is None else index[v] for v in col], dtype=np.int64)
+        for v, i in index.items():
+            lookup.setdefault(norm_word(v), []).append((a, i))
+    for w in words:
+        hits = lookup.get(norm_word(w), [])
+        if len(hits) > 1:
+            raise VsaeError(
+                f"word {w!r} is a value of attributes {[a for a, _ in hits]}; use words that name one"
+            )
+        if hits:
+            word_value[w] = hits[0]
+    return codes, word_value

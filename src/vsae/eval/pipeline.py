@@ -319,6 +319,26 @@ def load_hierarchy(
     raise VsaeError(f"no taxonomy: {cand} does not exist; pass --taxonomy FILE, --inat or --wordnet")
 
 
+WORLD_COLOUR = "world-colour"
+
+
+def _world_colour_labels(table: PathLike, attributes_file: PathLike | None):
+    """(colours, colour index per image or -1, the colour taxonomy, the file read)."""
+    from vsae.eval.taxonomy import from_paths
+    from vsae.world.taxonomy import COLOURS, colour_paths
+
+    values, f = image_attributes(table, attributes_file, required=True)
+    if "colour" not in values:
+        raise VsaeError(f"{f} has no 'colour' attribute; --taxonomy world-colour needs a world export's")
+    index = {c: i for i, c in enumerate(COLOURS)}
+    col = values["colour"]
+    bad = sorted({v for v in col if v is not None and v not in index})
+    if bad:
+        raise VsaeError(f"{f}: colours {bad} are not in the world's colour taxonomy {list(COLOURS)}")
+    labels = np.array([-1 if v is None else index[v] for v in col], dtype=np.int64)
+    return list(COLOURS), labels, from_paths(colour_paths(), "world colour taxonomy"), f
+
+
 def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[float] | None) -> list[int]:
     from vsae.sae import SAEConfig
 
@@ -341,20 +361,31 @@ def run_hierarchy(
     wordnet: PathLike | None = None,
     sae_path: PathLike | None = None,
     groups: Sequence[float] | None = None,
+    attributes_file: PathLike | None = None,
 ) -> dict[str, Any]:
-    """LCA depth per Matryoshka group (Pach et al.) and the ontology figures (project definition)."""
+    """LCA depth per Matryoshka group (Pach et al.) and the ontology figures (project definition).
+
+    `taxonomy="world-colour"`: the shapes world's colour taxonomy (colour family -> colour), each
+    image labelled by its `colour` in `attributes_file` (default DATA/attributes.json)."""
     from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix, ontology_report
 
     top = load_top_images(top_images)
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
-    _, classes = image_labels(table, ids)
-    from vsae.data import load_table
+    if str(taxonomy) == WORLD_COLOUR:
+        if inat or wordnet is not None:
+            raise VsaeError("give one of --taxonomy, --inat, --wordnet")
+        classes, labels_all, tax, where = _world_colour_labels(table, attributes_file)
+    else:
+        if attributes_file is not None:
+            raise VsaeError("--attributes is read only with --taxonomy world-colour")
+        _, classes = image_labels(table, ids)
+        from vsae.data import load_table
 
-    labels_all = np.asarray(load_table(table)["labels"], dtype=np.int64)
+        labels_all = np.asarray(load_table(table)["labels"], dtype=np.int64)
+        tax, where = load_hierarchy(table, classes, taxonomy, inat, wordnet), str(table)
     used = sorted({int(c) for c in labels_all[ids] if c >= 0})
     if ids.size and (labels_all[ids] < 0).any():
-        raise VsaeError(f"{int((labels_all[ids] < 0).sum())} top images have no class label in {table}")
-    tax = load_hierarchy(table, classes, taxonomy, inat, wordnet)
+        raise VsaeError(f"{int((labels_all[ids] < 0).sum())} top images have no class label in {where}")
     tax.check_classes([classes[c] for c in used], where=f"the image table {table}")
     # restrict to the classes that occur, keeping class indices valid for the label array
     names = [classes[c] if c in set(used) else None for c in range(len(classes))]
@@ -496,6 +527,60 @@ def run_ood(
 
 
 # ----------------------------------------------------------------------------- names
+NOT_ATTRIBUTES = ("path", "id", "split", "caption")
+
+
+def image_attributes(
+    table: PathLike, attributes_file: PathLike | None = None, required: bool = False
+) -> tuple[dict[str, np.ndarray], str] | None:
+    """Ground-truth attributes of a store's images: attribute -> value per image (index of the
+    store's images.json; None where the file has no record) and the file read. The attributes are
+    the string fields of the records of `attributes_file` (default DATA/attributes.json of the
+    store's data, a world export's), less path, id, split and caption. None if there is no file
+    and none was asked for (`attributes_file` or `required`)."""
+    import json
+
+    from vsae.data import load_table
+    from vsae.eval.shared import attribute_table
+
+    store = Path(table)
+    store = store if store.is_dir() else store.parent
+    root = load_table(store).get("root")
+    f = Path(attributes_file) if attributes_file else Path(root or store) / "attributes.json"
+    if not f.is_file():
+        if attributes_file or required:
+            raise VsaeError(f"attributes file {f} does not exist; give a world export's attributes.json")
+        return None
+    try:
+        first = json.loads(f.read_text())[0]
+        keys = [k for k, v in first.items() if isinstance(v, str) and k not in NOT_ATTRIBUTES]
+    except (json.JSONDecodeError, IndexError, KeyError, AttributeError, TypeError) as e:
+        raise VsaeError(f"{f} is not an attributes.json (list of records with 'path'): {e}") from None
+    return attribute_table(store, f, keys), str(f)
+
+
+def _missing_records(codes: dict[str, np.ndarray], ids: np.ndarray, where: str) -> None:
+    missing = sum(int(np.any([c[i] < 0 for c in codes.values()])) for i in ids)
+    if missing:
+        raise VsaeError(f"{missing} top images have no record in {where}; give the attributes of every image")
+
+
+def _image_embeddings(path: PathLike, ids: np.ndarray, top_images: PathLike) -> np.ndarray:
+    """Rows `ids` of the aligned image embeddings: a store (by image index) or a file with one row
+    per image of the table (.npy / .safetensors)."""
+    from vsae.eval.sources import ArrayRows
+
+    rows = open_rows(path)
+    if not isinstance(rows, ArrayRows):
+        return np.asarray(similarity_embeddings(path, ids, str(top_images)))
+    if ids.size and int(ids.max()) >= len(rows):
+        raise VsaeError(
+            f"image embeddings {path} have {len(rows)} rows but the top images refer to image "
+            f"{int(ids.max())}; give one row per image of the table, in image order"
+        )
+    return np.asarray(rows.array)[ids]
+
+
 def run_names(
     top_images: PathLike,
     image_embeddings: PathLike,
@@ -505,14 +590,28 @@ def run_names(
     word_embeddings: PathLike | None = None,
     table: PathLike | None = None,
     prompt: str = "a photo of a {}",
+    attributes_file: PathLike | None = None,
 ) -> dict[str, Any]:
-    """Name each latent by the best-matching vocabulary word (Olson et al.'s attribute discovery)."""
-    from vsae.eval.naming import encode_words, name_agreement, name_latents
+    """Name each latent by the best-matching vocabulary word (Olson et al.'s attribute discovery).
+
+    With `table` and ground-truth attributes (`image_attributes`), `agreement` is
+    `attribute_name_agreement` (the demo's rule: the name's attribute must be a purest one of the
+    top images and the word its most common value; a word that is no attribute value disagrees);
+    `class_match` is the looser per-class count `name_agreement` (name == the most common class)."""
+    from vsae.eval.naming import (
+        attribute_codes,
+        attribute_name_agreement,
+        encode_words,
+        name_agreement,
+        name_latents,
+    )
 
     top = load_top_images(top_images)
     vocab = [w.strip() for w in Path(words).read_text().splitlines() if w.strip()]
     if not vocab:
         raise VsaeError(f"{words} has no words; give one concept word per line")
+    if attributes_file is not None and table is None:
+        raise VsaeError("--attributes needs --table (the store whose images it describes)")
     if word_embeddings is not None:
         w = load_array(word_embeddings)
     elif text_model is not None:
@@ -521,8 +620,9 @@ def run_names(
         w = encode_words(load(text_model, tower="text"), vocab, prompt)
     else:
         raise VsaeError("give --text-model (CLIP) or --word-embeddings FILE")
+    attrs = image_attributes(table, attributes_file) if table is not None else None
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
-    emb = np.asarray(similarity_embeddings(image_embeddings, ids, str(top_images)))
+    emb = _image_embeddings(image_embeddings, ids, top_images)
     pos = np.where(top.indices_Fk >= 0, np.searchsorted(ids, np.clip(top.indices_Fk, 0, None)), -1)
     named = name_latents(pos, top.excluded_F, emb, w, vocab)
     res: dict[str, Any] = {
@@ -534,9 +634,27 @@ def run_names(
     if table is not None:
         from vsae.data import load_table
 
+        if attrs is None:
+            res["agreement"] = None
+            res["agreement_note"] = "no attributes.json for these images (--attributes): not computed"
+        else:
+            values, f = attrs
+            codes, word_value = attribute_codes(values, vocab)
+            _missing_records(codes, ids, f)
+            res["agreement"] = {
+                "rule": "the name's attribute is a purest one of the top images and the word its "
+                "most common value (attribute_name_agreement)",
+                "attributes_file": f,
+                "attributes": sorted(codes),
+                **attribute_name_agreement(
+                    named["names"], top.indices_Fk, codes, word_value, unmapped="disagree"
+                ),
+            }
         t = load_table(table)
-        res["agreement"] = name_agreement(
-            named["names"], top.indices_Fk, np.asarray(t["labels"]), t["classes"]
-        )
+        res["class_match"] = {
+            "rule": "the name equals the most common class of the top images (name_agreement); "
+            "not the attribute agreement",
+            **name_agreement(named["names"], top.indices_Fk, np.asarray(t["labels"]), t["classes"]),
+        }
     write_json(out, "names", res)
     return res

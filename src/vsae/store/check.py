@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vsae.errors import VsaeError
+from vsae.store.columns import check_columns
 from vsae.store.reader import ActivationStore
 from vsae.store.validate import count_nonfinite_rows, sha256_regular, shard_path
 
@@ -74,6 +75,7 @@ def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
                 rep.problems.append(f"{where}: acts shape {acts.shape} != ({s['rows']}, {store.d})")
                 continue
             rep.nonfinite_rows += count_nonfinite_rows(acts, store.dtype_name, chunk_rows)
+    rep.problems.extend(check_columns(store))  # extra per-row columns (e.g. modality), if any
     if rep.nonfinite_rows:
         rep.problems.append(f"{rep.nonfinite_rows} rows (values, for sparse stores) contain NaN or Inf")
     for m in store.manifests:

@@ -47,3 +47,50 @@ def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
         return peak * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def train_world_sae(
+    x_Nd: torch.Tensor,
+    provenance: dict,
+    cfg,
+    name: str,
+    out_dir,
+    *,
+    progress: bool = False,
+    device: str = "cpu",
+):
+    """Train one SAE of a world model (the LLaVA's steering SAE, the diffusion text SAE) with
+    `vsae.train` on rows ``x_Nd`` (already in a seeded random order): the first
+    ``min(4096, N // 10)`` rows are held out for validation, the rest train. ``cfg`` carries
+    ``arch, expansion, k, steps, batch_size, lr, seed``; returns the saved SAE directory."""
+    from pathlib import Path
+
+    import vsae.sae
+    import vsae.train
+
+    d = x_Nd.shape[1]
+    sae_cfg = vsae.sae.SAEConfig(
+        arch=cfg.arch,
+        d_in=d,
+        d_sae=cfg.expansion * d,
+        k=cfg.k,
+        aux_k=2 * cfg.k,
+        name=name,
+        provenance=provenance,
+    )
+    tcfg = vsae.train.TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        val_rows=min(4096, len(x_Nd) // 10),
+        ckpt_every=0,
+        log_every=max(1, cfg.steps // 10),
+        init_rows=min(8192, len(x_Nd)),
+        device=device,
+    )
+    n_val = tcfg.val_rows
+    source = vsae.train.TensorSource(x_Nd[n_val:], provenance)
+    val = vsae.train.TensorSource(x_Nd[:n_val], provenance) if n_val else None
+    dirs = vsae.train.train(source, [sae_cfg], tcfg, out_dir, val=val, progress=progress)
+    return Path(dirs[0])

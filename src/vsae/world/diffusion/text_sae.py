@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+from vsae.world.training import train_world_sae
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,6 @@ def train_text_sae(
     """Train an SAE on the text encoder of the pipeline at ``pipeline_dir`` (the tiny world model
     or a Stable Diffusion directory / hub id) over ``captions`` (default: ``cfg.n_captions`` world
     captions); returns the SAE directory."""
-    import vsae.sae
-    import vsae.train
     from vsae.steer.diffusion_pipeline import load_pipe
 
     pipe = load_pipe(pipeline_dir, device=device)
@@ -97,7 +96,6 @@ def train_text_sae(
     x, _, _ = text_token_rows(pipe.text, cfg.hook, caps)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
     x = x[perm]
-    d = x.shape[1]
     prov = {
         "model": str(pipeline_dir),
         "tower": "text_encoder",
@@ -105,28 +103,4 @@ def train_text_sae(
         "tokens": "all (padding excluded)",
         "data": f"world:train-captions:{cfg.n_captions}" if captions is None else f"captions:{len(caps)}",
     }
-    sae_cfg = vsae.sae.SAEConfig(
-        arch=cfg.arch,
-        d_in=d,
-        d_sae=cfg.expansion * d,
-        k=cfg.k,
-        aux_k=2 * cfg.k,
-        name="text_sae",
-        provenance=prov,
-    )
-    tcfg = vsae.train.TrainConfig(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        val_rows=min(4096, len(x) // 10),
-        ckpt_every=0,
-        log_every=max(1, cfg.steps // 10),
-        init_rows=min(8192, len(x)),
-        device=device,
-    )
-    n_val = tcfg.val_rows
-    source = vsae.train.TensorSource(x[n_val:], prov)
-    val = vsae.train.TensorSource(x[:n_val], prov) if n_val else None
-    dirs = vsae.train.train(source, [sae_cfg], tcfg, out_dir, val=val, progress=progress)
-    return Path(dirs[0])
+    return train_world_sae(x, prov, cfg, "text_sae", out_dir, progress=progress, device=device)

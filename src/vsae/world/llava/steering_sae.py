@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vsae.world.training import train_world_sae
+
 
 @dataclass(frozen=True)
 class SteeringSAEConfig:
@@ -70,42 +72,16 @@ def train_steering_sae(
 ) -> Path:
     """Train the steering SAE of the LLaVA at ``llava_dir``; returns the saved SAE directory."""
     import vsae.models
-    import vsae.sae
-    import vsae.train
     from vsae.steer.experiment import default_hook
     from vsae.world import generate
 
     lm = vsae.models.load(str(llava_dir))
     hook = cfg.hook or default_hook(lm)
     x = token_rows(lm, hook, cfg.tokens, generate("train", cfg.n_images, seed=cfg.seed).images_NHWC, cfg.seed)
-    d = x.shape[1]
     prov = {
         "model": str(llava_dir),
         "hook": hook,
         "tokens": cfg.tokens,
         "data": f"world:train:{cfg.n_images}",
     }
-    sae_cfg = vsae.sae.SAEConfig(
-        arch=cfg.arch,
-        d_in=d,
-        d_sae=cfg.expansion * d,
-        k=cfg.k,
-        aux_k=2 * cfg.k,
-        name="steering_sae",
-        provenance=prov,
-    )
-    tcfg = vsae.train.TrainConfig(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        val_rows=min(4096, len(x) // 10),
-        ckpt_every=0,
-        log_every=max(1, cfg.steps // 10),
-        init_rows=min(8192, len(x)),
-    )
-    n_val = tcfg.val_rows
-    source = vsae.train.TensorSource(x[n_val:], prov)
-    val = vsae.train.TensorSource(x[:n_val], prov) if n_val else None
-    dirs = vsae.train.train(source, [sae_cfg], tcfg, out_dir, val=val, progress=progress)
-    return Path(dirs[0])
+    return train_world_sae(x, prov, cfg, "steering_sae", out_dir, progress=progress)
