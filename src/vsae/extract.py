@@ -30,6 +30,7 @@ from vsae.data import Batch, Source, iter_batches, open_source
 from vsae.data.sources import open_source_early
 from vsae.data.subset import ORDERS, choose
 from vsae.errors import VsaeError
+from vsae.memory import limit_heap_growth
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
@@ -323,6 +324,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     """
     pre = prepared if prepared is not None else prepare(cfg)
     sel, part = pre.sel, pre.part
+    limit_heap_growth()  # memory independent of the number of rows written (vsae.memory)
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
     lm = (

@@ -90,8 +90,8 @@ def rows():
     return make_planted(8 * B, D, 64, K, noise=0.05, seed=1, offset=1.0).x_Nd
 
 
-def _trainer(rows, tmp_path, sync_free, **kw):
-    cfg = SAEConfig(arch="batchtopk", d_in=D, d_sae=F, k=K, aux_k=16, name="b")
+def _trainer(rows, tmp_path, sync_free, arch="batchtopk", **kw):
+    cfg = SAEConfig(arch=arch, d_in=D, d_sae=F, k=K, aux_k=16, name="b")
     tc = TrainConfig(
         steps=40,
         batch_size=B,
@@ -128,8 +128,9 @@ def test_counter_sees_the_syncs_of_the_old_step(rows, tmp_path):
     assert len(c.hits) >= 5 * 3, c.hits  # selection, threshold, aux-k, fired latents, Adam ...
 
 
-def test_sync_free_step_makes_no_host_sync(rows, tmp_path):
-    t = _trainer(rows, tmp_path, sync_free=True)
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_sync_free_step_makes_no_host_sync(rows, tmp_path, arch):
+    t = _trainer(rows, tmp_path, sync_free=True, arch=arch)
     _steps(t, rows, 0, 3)
     assert t.runs[0].since_max + 3 * B >= t.tcfg.dead_window  # the aux-k path is live in the steps counted
     with count_syncs() as c:
@@ -172,13 +173,14 @@ def test_fixed_threshold_and_aux_loss_equal_the_reference():
     assert ref(x, dead_F=none).losses["aux"] == 0 and fix(x, dead_F=none).losses["aux"] == 0
 
 
-def test_sync_free_training_matches_the_exact_path(rows, tmp_path):
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_sync_free_training_matches_the_exact_path(rows, tmp_path, arch):
     """Same data, same steps: the sync-free step (fixed-shape selection, fused Adam) trains as well."""
     import json
 
     from vsae.train import train
 
-    cfg = SAEConfig(arch="batchtopk", d_in=D, d_sae=F, k=K, aux_k=16, name="b")
+    cfg = SAEConfig(arch=arch, d_in=D, d_sae=F, k=K, aux_k=16, name="b")
     fvus = {}
     for sf in (False, True):
         tc = TrainConfig(

@@ -185,14 +185,20 @@ class BatchTopKSAE(SAE):
         ema = torch.where(self.threshold < 0, m, self.threshold * mom + (1 - mom) * m)
         self.threshold.copy_(torch.where(torch.isfinite(m), ema, self.threshold))
 
-    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
-        pre = self._pre_acts_nograd(x_Bd)
+    def select_for_step(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """``select``, or in a sync-free training step (``sync_free``, one process) the fixed-shape
+        selection ``batch_topk_fixed``, whose ``extra["capped"]`` says when it may differ."""
         extra = {}
         if self.training and self.sync_free and _world() == 1:
-            B = x_Bd.shape[0]
-            row, col, extra["capped"] = batch_topk_fixed(pre, self.cfg.k * B, _CAP * self.cfg.k)
-        else:
-            row, col = self.select(pre)
+            B = pre_BF.shape[0]
+            row, col, extra["capped"] = batch_topk_fixed(pre_BF, self.cfg.k * B, _CAP * self.cfg.k)
+            return row, col, extra
+        row, col = self.select(pre_BF)
+        return row, col, extra
+
+    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+        pre = self._pre_acts_nograd(x_Bd)
+        row, col, extra = self.select_for_step(pre)
         codes, x_hat = self._sparse_forward(x_Bd, pre, row, col)
         if self.training:
             self.update_threshold(codes.val_N.detach())

@@ -33,7 +33,7 @@ class MatryoshkaSAE(BatchTopKSAE):
 
     def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
-        row, col = self.select(pre)
+        row, col, extra = self.select_for_step(pre)
         codes = self._sparse_codes(x_Bd, pre, row, col)
         if self.training:
             self.update_threshold(codes.val_N.detach())
@@ -41,10 +41,15 @@ class MatryoshkaSAE(BatchTopKSAE):
         partial = self.b_dec_d.expand(B, -1)
         prefix_mse = []
         start = 0
+        full = Pattern(codes.row_N, codes.col_N, B, self.cfg.d_sae)
         for end in self.prefix_ends:
             m = (codes.col_N >= start) & (codes.col_N < end)
-            r, c = codes.row_N[m], codes.col_N[m]
-            partial = partial + sparse_decode(codes.val_N[m], self.W_dec_Fd, Pattern(r, c, B, self.cfg.d_sae))
+            if self.sync_free:  # same shapes every step: the group's entries kept, the others zeroed
+                group = sparse_decode(codes.val_N * m, self.W_dec_Fd, full)
+            else:  # only the group's entries (a data-dependent shape: the host waits for it)
+                r, c = codes.row_N[m], codes.col_N[m]
+                group = sparse_decode(codes.val_N[m], self.W_dec_Fd, Pattern(r, c, B, self.cfg.d_sae))
+            partial = partial + group
             prefix_mse.append(mse_sum(partial, x_Bd))
             start = end
         x_hat = partial
@@ -57,4 +62,4 @@ class MatryoshkaSAE(BatchTopKSAE):
         }
         for i, v in enumerate(prefix_mse):
             losses[f"mse_prefix{i}"] = v.detach()
-        return SAEOutput(x_hat, losses, codes=codes)
+        return SAEOutput(x_hat, losses, codes=codes, extra=extra)
