@@ -152,9 +152,9 @@ def _refuse_non_regular(path: Path) -> None:
 
 
 def _write_json_once(path: Path, obj: Any, tag: str) -> None:
-    """Write JSON atomically (per-writer temporary name) unless the same content is there already."""
+    """Write JSON atomically (per-writer temporary name) unless the same content is there already.
+    `extract` has refused a non-regular `path` (`_refuse_non_regular`) before anything is written."""
     text = json.dumps(obj, indent=1)
-    _refuse_non_regular(path)
     if path.exists() and path.read_text() == text:
         return
     tmp = path.with_name(f"{path.name}.{tag}.tmp")
