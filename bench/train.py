@@ -133,16 +133,16 @@ def run_vsae(args, batches, val_batches, d, F):
     )
     with tempfile.TemporaryDirectory() as out:
         tr = Trainer(ListSource(), [cfg], tc, out, progress=False)
-        run = tr.runs[0]
-        sae = run.sae
+        sae = tr.saes["vsae"]
 
         check = args.device == "cuda" and args.check_sync
 
         def step(i):
+            assert tr.steps_done == i
             if check:  # only the step itself: the log interval and the evaluation read results back
                 torch.cuda.set_sync_debug_mode("error")
             try:
-                tr._train_step(run, tr.prepare(batches[i % len(batches)]), i)
+                tr.step(batches[i % len(batches)])
             finally:
                 if check:
                     torch.cuda.set_sync_debug_mode(0)
@@ -156,7 +156,7 @@ def run_vsae(args, batches, val_batches, d, F):
             sae.threshold.copy_(thr)
             return sum(f) / len(f)
 
-        res = Curve(args).run(step, evaluate, lambda s: tr._log(run, s, 0.0))
+        res = Curve(args).run(step, evaluate, lambda s: tr.interval_metrics())
         res["sync_free"] = tr.sync_free
         if args.device == "cuda" and args.profile:
             res["gpu_busy"] = gpu_busy(lambda: [step(args.steps + i) for i in range(10)])

@@ -4,7 +4,10 @@ Pipeline: images -> model + hook point -> activation store -> SAE training ->
 evaluation -> steering -> report. Each stage reads what the previous one wrote.
 """
 
+import importlib
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("vsae")
@@ -12,19 +15,13 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+local"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Lazy top-level API so that `import vsae` stays cheap (no torch import). Sub-packages and
     # modules are reachable after a plain `import vsae` (`vsae.models.from_module(...)`),
     # imported on first use.
-    if not name.startswith("_"):
-        import importlib
-        import importlib.util
-
-        if importlib.util.find_spec(f"vsae.{name}") is not None:
-            return importlib.import_module(f"vsae.{name}")
+    if not name.startswith("_") and importlib.util.find_spec(f"vsae.{name}") is not None:
+        return importlib.import_module(f"vsae.{name}")
     if name in _API:
-        import importlib
-
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'vsae' has no attribute {name!r}")
 

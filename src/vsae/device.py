@@ -7,7 +7,7 @@ from vsae.errors import VsaeError
 
 def available_devices() -> list[str]:
     """Devices torch can use here, e.g. ['cpu', 'cuda', 'cuda:0', 'cuda:1']."""
-    import torch
+    import torch  # lazy: the CLI parses --device without loading torch
 
     out = ["cpu"]
     if torch.cuda.is_available():
@@ -23,7 +23,7 @@ def parse_device(text: str) -> str:
     text = str(text).strip()
     if text == "cpu":  # always there: no torch import, so that a CLI error on CPU comes in well under 1 s
         return text
-    import torch
+    import torch  # lazy: see above
 
     have = available_devices()
     hint = f"available here: {', '.join(have)}"

@@ -29,67 +29,14 @@ from tqdm import tqdm
 from vsae.data import Batch, Source, iter_batches, open_source
 from vsae.data.sources import open_source_early
 from vsae.data.subset import ORDERS, choose
-from vsae.errors import VsaeError
+from vsae.device import parse_device
+from vsae.errors import VsaeError, file_kind
+from vsae.extract_config import ExtractConfig as ExtractConfig  # torch-free (the CLI's options)
 from vsae.memory import limit_heap_growth
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
 from vsae.store.manifest import fsync_dir, manifest_name
-from vsae.store.validate import file_kind
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """What to extract and where.
-
-    Attributes
-    ----------
-    model: Hugging Face hub id, local model directory, python:package.module:factory or timm:NAME
-        (see vsae.models.custom; ignored when a LoadedModel is passed).
-    hooks: hook points, e.g. ("resid.-2", "embed"); see vsae.models.hooks.
-    data: image folder tree, .txt/.csv image list, or a prompt file for text models.
-    out: store directory (with several hooks, one sub-store per hook under it).
-    tokens: token selection: cls | mean | patches | all | random:K.
-    split: split sub-folder of a folder tree (train/val ...), None for trees without splits.
-    tower: "vision" | "text" (CLIP) | "language" (LLaVA); None for the model's default.
-    batch_size: images per forward pass.
-    num_workers: DataLoader workers decoding and preprocessing images (0: in this process).
-    device: torch device of the model.
-    dtype: storage dtype of the rows: float16 | bfloat16 | float32.
-    model_dtype: compute dtype; None means float32 on CPU and `dtype` on accelerators.
-    max_images: use only N items of the source: a seeded sample stratified by class (seed `seed`),
-        or the first N with ``max_images_order="first"``; the chosen items are the store's
-        images.json (with their `source_index`), and how they were chosen is in the manifest.
-    max_images_order: "sample" (default) or "first".
-    shard: (I, N): handle the I-th of N contiguous blocks; None reads RANK/WORLD_SIZE (torchrun), else (0, 1).
-    seed: seed of random:K token sampling (per image: (seed, image index)) and of the max_images sample.
-    rows_per_shard: rows per store shard file (a shard is the unit of atomic commit).
-    max_pixels: images with more pixels are skipped as decompression bombs (None: PIL's limit).
-    progress: show a tqdm progress bar.
-    threads: torch CPU threads for this process (torch.set_num_threads); None leaves torch's default.
-        On a CPU shared with other jobs, 1 avoids OpenMP threads spinning against each other.
-    """
-
-    model: str
-    hooks: tuple[str, ...]
-    data: str
-    out: str
-    tokens: str = "cls"
-    split: str | None = None
-    tower: str | None = None
-    batch_size: int = 64
-    num_workers: int = 0
-    device: str = "cpu"
-    dtype: str = "float16"
-    model_dtype: str | None = None
-    max_images: int | None = None
-    max_images_order: str = "sample"
-    shard: tuple[int, int] | None = None
-    seed: int = 0
-    rows_per_shard: int = 65536
-    max_pixels: int | None = None
-    progress: bool = True
-    threads: int | None = None
 
 
 def shard_from_env() -> tuple[int, int]:
@@ -266,8 +213,6 @@ def commit(
 
 def check_numbers(cfg: ExtractConfig) -> None:
     """Refuse numeric settings that would silently do something else (before anything is written)."""
-    from vsae.device import parse_device
-
     for flag, v, lo in (
         ("--max-images", cfg.max_images, 1),
         ("--rows-per-shard", cfg.rows_per_shard, 1),
@@ -347,7 +292,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     out = Path(cfg.out)
     stores: list[HookStore] = []
     table = {**source.table(), "n_used": n_items}
-    if sample is not None:  # the chosen items are `items`; where they sit in the full source:
+    if sample is not None and picked is not None:  # the chosen items; where they sit in the full source:
         table.update(sample=sample, source_index=picked.tolist(), source=full.describe())
     for h in hooks:  # before any store writer writes anything
         for name in ("images.json", "taxonomy.json"):

@@ -31,73 +31,26 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
-from vsae.data import open_source
+from vsae.data import Source, open_source
 from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
-from vsae.models import LoadedModel, capture, load, parse_selection, resolve_hook
+from vsae.extract_config import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
+from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
+from vsae.models.families.llava import conversation
 from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter
 from vsae.store.manifest import atomic_write_json
 
 IMAGE, TEXT = 0, 1
-MODALITIES = ("image", "text")
 COLUMNS = {
     "modality": "int8 per row: 0 = image token (token index = patch position), 1 = text token "
     "(token index = position in the caption's token sequence)",
     "token_id": "int32 per row: vocabulary id of a text row's token (tokens.json), -1 for image rows",
 }
-
-
-@dataclass(frozen=True)
-class MllmExtractConfig:
-    """What to extract from a LLaVA's language model, and where.
-
-    Attributes
-    ----------
-    model: hub id or local directory of a LlavaForConditionalGeneration with its LlavaProcessor.
-    hooks: hook points of the language model, e.g. ("resid.0", "resid.1"); several hooks write
-        one sub-store each under `out` (OUT/<hook>/).
-    data: image folder tree or image list file.
-    out: store directory.
-    split: split sub-folder of a folder tree.
-    captions: a .txt (line i = caption of image i of `data`) or .csv with a `text` column; None
-        reads the `caption` field of DATA/attributes.json (the shapes world's export).
-    question: the question asked with each image (llava-1.5 chat template).
-    n_images: a seeded random sample of this many images (sorted by index); None: all.
-    image_tokens: image-token positions per image: "all" or "random:K" (seeded per image).
-    balance: subsample the larger modality to exactly the row count of the smaller (seeded).
-    batch_size: images (or captions) per forward pass.
-    device: torch device; dtype: storage dtype; model_dtype: compute dtype (None: float32 on
-        CPU, `dtype` elsewhere).
-    seed: seeds the image sample, random:K and the balancing.
-    rows_per_shard: rows per store shard (the unit of atomic commit).
-    max_pixels: images with more pixels are skipped as decompression bombs (None: PIL's limit).
-    progress: tqdm progress bar.
-    threads: torch CPU threads (None: torch's default).
-    """
-
-    model: str
-    hooks: tuple[str, ...]
-    data: str
-    out: str
-    split: str | None = None
-    captions: str | None = None
-    question: str = "Describe this image."
-    n_images: int | None = None
-    image_tokens: str = "all"
-    balance: bool = True
-    batch_size: int = 32
-    device: str = "cpu"
-    dtype: str = "float16"
-    model_dtype: str | None = None
-    seed: int = 0
-    rows_per_shard: int = 65536
-    max_pixels: int | None = None
-    progress: bool = True
-    threads: int | None = None
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -122,8 +75,6 @@ def load_processor(model: str) -> Any:
 
 def image_prompt(processor: Any, question: str) -> str:
     """The llava-1.5 chat prompt with one image and `question`, ending in the generation prompt."""
-    from vsae.steer.mllm import conversation
-
     return processor.apply_chat_template(conversation(question), add_generation_prompt=True)
 
 
@@ -203,13 +154,14 @@ def balance_plan(n_img_I: np.ndarray, n_txt_I: np.ndarray, seed: int, balance: b
 
 
 # -- forward ---------------------------------------------------------------------------------------
-def forward_lm(lm: LoadedModel, cap: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def forward_lm(lm: LoadedModel, cap: Capture, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Run the whole LLaVA on `inputs` under the capture `cap` of its language model; the captured
     [B, T, d] tensors per hook."""
-    inputs = lm.to_device(inputs)
+    moved = lm.to_device(inputs)
+    assert isinstance(moved, dict)
     # The capture ends the pass after its last hook.
     with torch.inference_mode(), contextlib.suppress(StopForward):
-        lm.full_model(**inputs, use_cache=False)
+        lm.full_model(**moved, use_cache=False)
     return dict(cap.outputs)
 
 
@@ -225,8 +177,6 @@ def _pad_right(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 
 def count_image_tokens(proc: Any, prompt: str, image_token_id: int) -> int:
     """Image tokens the processor puts in a prompt (on a blank image); VsaeError if none."""
-    from PIL import Image
-
     probe = proc(images=[Image.new("RGB", (64, 64), (128, 128, 128))], text=[prompt], return_tensors="pt")
     n = int((probe["input_ids"] == image_token_id).sum())
     if n == 0:
@@ -255,7 +205,7 @@ def _model_dtype(cfg: MllmExtractConfig) -> str:
     return "float32" if str(cfg.device).startswith("cpu") else cfg.dtype
 
 
-def _image_selection(text: str):
+def _image_selection(text: str) -> TokenSelection:
     sel = parse_selection(text)
     if sel.kind not in ("all", "patches", "random"):
         raise VsaeError(f"--image-tokens {text}: use all or random:K (image-token positions per image)")
@@ -405,7 +355,7 @@ class _Plan:
     cap_pos: list[np.ndarray]
     keep_img: list[np.ndarray]
     keep_txt: list[np.ndarray]
-    sel: Any
+    sel: TokenSelection
     n_patch: int
     seed: int
 
@@ -423,9 +373,16 @@ class _Plan:
         return self.cap_pos[j][self.keep_txt[j]]
 
 
-def _decode(source, items, b0, b1, max_pixels, writers) -> list[tuple[int, Any]]:
+def _decode(
+    source: Source,
+    items: np.ndarray,
+    b0: int,
+    b1: int,
+    max_pixels: int | None,
+    writers: dict[str, ColumnStoreWriter],
+) -> list[tuple[int, Image.Image]]:
     """(j, image) of the items [b0, b1) that decode; the others are recorded as skipped."""
-    ok = []
+    ok: list[tuple[int, Image.Image]] = []
     for j in range(b0, b1):
         i, path = int(items[j]), source.items[int(items[j])]
         try:
@@ -437,7 +394,16 @@ def _decode(source, items, b0, b1, max_pixels, writers) -> list[tuple[int, Any]]
     return ok
 
 
-def _forward_batch(lm, cap, proc, prompt, image_token_id, plan: _Plan, ok, writers) -> None:
+def _forward_batch(
+    lm: LoadedModel,
+    cap: Capture,
+    proc: Any,
+    prompt: str,
+    image_token_id: int,
+    plan: _Plan,
+    ok: list[tuple[int, Image.Image]],
+    writers: dict[str, ColumnStoreWriter],
+) -> None:
     """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
     ordered by item, image rows before text rows."""
     js = [j for j, _ in ok]

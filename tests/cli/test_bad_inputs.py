@@ -450,7 +450,7 @@ def _state_at(run: Path, step: int) -> None:
 def _disk_full_at(mp, where: str) -> None:
     from safetensors import SafetensorError
 
-    import vsae.sae.io as io
+    import vsae.sae.files as io
 
     real = io.save_file
 

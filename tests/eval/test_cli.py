@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 from vsae.cli import main
+from vsae.errors import VsaeError
 from vsae.eval.monosemanticity import monosemanticity_score
+from vsae.eval.results import jsonable
 
 CLASSES = [
     "00000_Animalia_Chordata_Aves",
@@ -562,3 +564,88 @@ def test_hierarchy_in_the_world_colour_taxonomy(colour_store, tmp_path, capsys):
         )
     err = capsys.readouterr().err
     assert e.value.code == 2 and "attributes.json" in err and err.count("\n") == 1
+
+
+def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path):
+    """An attribute taxonomy registered by name (as `vsae.world` registers world-colour) is all
+    `run_hierarchy` needs: here the shape attribute in a toy two-level tree."""
+    from vsae.eval import taxonomy as tx
+    from vsae.eval.pipeline import run_hierarchy
+
+    root, at = colour_store
+    toy = tx.AttributeTaxonomy(
+        "shape", {"square": ["polygon", "square"], "triangle": ["polygon", "triangle"]}, "toy"
+    )
+    tx.register_attribute_taxonomy("test-toy-shapes", toy)
+    squares = [at[c, "square", n] for c, n in (("red", "0"), ("green", "1"), ("blue", "0"), ("red", "1"))]
+    mixed = [
+        at["red", "square", "0"],
+        at["red", "triangle", "2"],
+        at["blue", "square", "1"],
+        at["green", "triangle", "3"],
+    ]
+    _write_top(tmp_path / "top", [squares, mixed])
+    rep = run_hierarchy(tmp_path / "top", root / "store", tmp_path, taxonomy="test-toy-shapes")
+    assert rep.taxonomy == "toy" and rep.n_classes == 2
+    # all squares: depth 2 (same leaf); two squares + two triangles: pairs of depth 2, 2 and four
+    # of depth 1 (same family) -> mean 8/6 -> rounded 1
+    assert rep.latent_depth_rounded.tolist() == [2, 1]
+    assert json.loads((tmp_path / "hierarchy.json").read_text()) == json.loads(
+        json.dumps(jsonable(rep.to_json()))
+    )
+    with pytest.raises(VsaeError, match="no 'size' attribute"):
+        tx.register_attribute_taxonomy("test-toy-sizes", tx.AttributeTaxonomy("size", {"big": ["big"]}, "t"))
+        run_hierarchy(tmp_path / "top", root / "store", tmp_path, taxonomy="test-toy-sizes")
+
+
+def test_reports_are_what_the_commands_write(world, tmp_path):
+    """Every `run_<command>` returns a typed report whose to_json() is the JSON file it wrote."""
+    from vsae.eval import pipeline as p
+    from vsae.eval.reports import MSReport, ReconReport, TopImagesReport, UniquenessReport
+
+    def on_disk(name):
+        return json.loads((tmp_path / f"{name}.json").read_text())
+
+    def same(rep, name):
+        assert on_disk(name) == json.loads(json.dumps(jsonable(rep.to_json()))), name
+
+    rec = p.run_recon(world / "acts", world / "sae", tmp_path, progress=False)
+    assert isinstance(rec, ReconReport) and rec.splice is None and "splice" not in on_disk("recon")
+    same(rec, "recon")
+    assert rec.recon.n_rows == 18 * 17 and on_disk("recon")["fvu"] == pytest.approx(rec.recon.fvu)
+    ms = p.run_ms(world / "emb", tmp_path, acts=world / "acts", sae_path=world / "sae", progress=False)
+    assert isinstance(ms, MSReport) and list(ms.kinds) == ["sae", "raw"]
+    same(ms, "ms")
+    top = p.run_top_images(tmp_path, world / "acts", world / "sae", k=4, progress=False)
+    assert isinstance(top, TopImagesReport) and top.top.indices_Fk.shape == (64, 4)
+    same(top, "top_images")
+    uni = p.run_uniqueness(tmp_path, tmp_path)
+    assert isinstance(uni, UniquenessReport)
+    same(uni, "uniqueness")
+    hier = p.run_hierarchy(tmp_path, world / "acts", tmp_path, inat=True, sae_path=world / "sae")
+    assert len(hier.depth_per_group) == 2  # the Matryoshka SAE's two groups
+    same(hier, "hierarchy")
+    ood = p.run_ood(world / "acts", [("same", world / "acts")], world / "sae", tmp_path)
+    assert ood.splits["same"]["recon_error"]["auroc"] == pytest.approx(0.5)  # a split against itself
+    same(ood, "ood")
+    names = p.run_names(
+        tmp_path, world / "emb", world / "words.txt", tmp_path, text_model=str(world / "clip")
+    )
+    assert not names.checked and "class_match" not in on_disk("names")
+    same(names, "names")
+
+
+def test_splice_is_passed_in_not_imported(world, tmp_path):
+    """`run_recon` takes the splice as a callable (vsae.eval never imports vsae.steer): it is called
+    with the loaded SAE and the store's hook, and its result is recon.json's "splice"."""
+    from vsae.eval.pipeline import run_recon
+
+    seen = []
+
+    def splice(sae, hook):
+        seen.append((sae.cfg.d_sae, hook))
+        return {"probe": 1.5}
+
+    rep = run_recon(world / "acts", world / "sae", tmp_path, progress=False, splice=splice)
+    assert seen == [(64, "resid.1")] and rep.splice == {"probe": 1.5}
+    assert json.loads((tmp_path / "recon.json").read_text())["splice"] == {"probe": 1.5}

@@ -15,23 +15,25 @@ def shared(tmp_path_factory):
     root = tmp_path_factory.mktemp("shared_demo")
     export(root / "world", counts={"train": 60, "test": 40}, progress=False)
     cfg = SharedDemoConfig(n_train=60, n_test=40, steps=40, batch_size=128)
-    return root, run_shared_demo(root / "world", root / "out", cfg)
+    got = run_shared_demo(root / "world", root / "out", cfg)
+    assert got.to_json()["layers"] == got.report.layers and "ratios" not in got.to_json()
+    return root, got.to_json(), got.report.ratios
 
 
 def test_two_layers_measured_and_written(shared):
-    root, res = shared
+    root, res, ratios = shared
     assert list(res["layers"]) == ["resid.0", "resid.1"]
     on_disk = json.loads((root / "out" / "shared" / "shared.json").read_text())
     for h, L in res["layers"].items():
         assert L["rows"]["image"] == L["rows"]["text"] > 0  # balanced
         assert sum(L["ratio_histogram"]["counts"]) == L["n_live"]
         assert on_disk["layers"][h]["shared_fraction"] == pytest.approx(L["shared_fraction"])
-        assert len(res["ratios"][h]) == L["n_latents"]
+        assert len(ratios[h]) == L["n_latents"]
     assert res["setup"]["image_tokens_per_image"] == 64  # the shipped LLaVA: (32 / 4) ** 2
 
 
 def test_finding_follows_the_numbers(shared):
-    _, res = shared
+    _, res, _ = shared
     f = shared_finding(res)
     want = all(
         L["n_shared"] > 0
@@ -41,23 +43,24 @@ def test_finding_follows_the_numbers(shared):
         and L["p_value"] < 0.05
         for L in res["layers"].values()
     )
-    assert f["holds"] is want
-    assert "resid.0" in f["detail"] and "resid.1" in f["detail"]
+    assert f.holds is want
+    assert "resid.0" in f.detail and "resid.1" in f.detail
+    assert list(f.to_json()) == ["claim", "holds", "detail", "source"]  # results.json's keys
     flipped = json.loads(json.dumps(res["layers"]))
     for L in flipped.values():
         L.update(n_shared=3, n_scored=3, agreement=0.9, random_agreement=0.1, p_value=0.001)
-    assert shared_finding({"layers": flipped})["holds"] is True
+    assert shared_finding({"layers": flipped}).holds is True
     flipped["resid.1"]["p_value"] = 0.2  # above random, but not significantly
-    assert shared_finding({"layers": flipped})["holds"] is False
+    assert shared_finding({"layers": flipped}).holds is False
     flipped["resid.1"].update(p_value=0.001, agreement=0.05)
-    assert shared_finding({"layers": flipped})["holds"] is False
+    assert shared_finding({"layers": flipped}).holds is False
 
 
 def test_report_section_shows_the_numbers(shared, tmp_path):
     from vsae.report.html import Report
     from vsae.report.shared import shared_section
 
-    root, res = shared
+    root, res, _ = shared
     r = Report("t", "s")
     shared_section(r, res, root / "out" / "shared")
     page = r.save(tmp_path / "r.html").read_text()

@@ -5,7 +5,8 @@ from PIL import Image
 
 from vsae.errors import VsaeError
 from vsae.eval.naming import encode_words, name_agreement, name_latents
-from vsae.eval.splice import final_embeddings, splice_effect, splice_reconstruction, zero_shot_accuracy
+from vsae.eval.zeroshot import zero_shot_accuracy
+from vsae.steer.reconstruction import final_embeddings, splice_effect, splice_reconstruction
 
 
 class Scale(torch.nn.Module):

@@ -8,8 +8,8 @@ import torch
 
 from vsae.errors import VsaeError
 from vsae.sae import SAE, SAEConfig, build
-from vsae.sae.batchtopk import BatchTopKSAE
-from vsae.sae.relu import ReluSAE
+from vsae.sae.archs.batchtopk import BatchTopKSAE
+from vsae.sae.archs.relu import ReluSAE
 
 
 def tiny(arch="topk"):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from vsae.cli import main
 from vsae.errors import VsaeError
-from vsae.sae import ARCHS, SAEConfig, build, load
+from vsae.sae import SAEConfig, arch_names, build, load
 from vsae.sae.saelens import SAELENS_VERSION, export_saelens, load_saelens
 from vsae.store import ActivationStore, StoreWriter
 
@@ -73,7 +73,7 @@ def _saelens_reference(w, cfg, x):
     return z, (z / norms if rescale else z) @ w["W_dec"] + w["b_dec"]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", arch_names())
 def test_export_follows_the_saelens_6_schema(arch, tmp_path):
     sae = _trained(arch)
     export_saelens(sae, tmp_path)
@@ -113,7 +113,7 @@ def test_export_follows_the_saelens_6_schema(arch, tmp_path):
     assert (z > 0).any() and (z == 0).any()
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", arch_names())
 def test_round_trip_keeps_architecture_k_groups_and_provenance(arch, tmp_path):
     sae = _trained(arch)
     export_saelens(sae, tmp_path)
@@ -386,13 +386,13 @@ def test_real_saelens_loads_every_export_with_identical_latents(tmp_path):
     py = _saelens_python()
     x = torch.randn(64, 8, generator=torch.Generator().manual_seed(7))
     save_file({"x": x}, str(tmp_path / "x.safetensors"))
-    saes = {arch: _trained(arch) for arch in ARCHS}
+    saes = {arch: _trained(arch) for arch in arch_names()}
     for arch, sae in saes.items():
         export_saelens(sae, tmp_path / arch)
     (tmp_path / "probe.py").write_text(_PROBE)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [str(py), str(tmp_path / "probe.py"), str(tmp_path), *ARCHS], check=True, env=env, timeout=600
+        [str(py), str(tmp_path / "probe.py"), str(tmp_path), *arch_names()], check=True, env=env, timeout=600
     )
     out = load_file(str(tmp_path / "out.safetensors"))
     meta = json.loads((tmp_path / "meta.json").read_text())

@@ -3,7 +3,7 @@
 import torch
 
 from vsae.sae import SAEConfig, build
-from vsae.sae.batchtopk import kth_largest
+from vsae.sae.archs.batchtopk import kth_largest
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
 
 

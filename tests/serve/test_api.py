@@ -343,3 +343,21 @@ def test_pooled_hook_has_no_heatmaps(direct):
     with pytest.raises(VsaeError, match="cannot load the model"):
         missing.patch_latents(None, Image.new("RGB", (32, 32)))
     assert "cannot load the model" in missing.available
+
+
+def test_index_answers_typed_and_the_api_sends_their_json(client, served):
+    """LatentIndex returns typed rows / pages / details; the API sends exactly their to_json()."""
+    from vsae.serve.data import LatentDetail, LatentIndex, LatentPage, LatentRow, TableQuery
+
+    ix = LatentIndex(served.saes[0])
+    page = ix.table(TableQuery(sort="ms", order="desc", limit=5))
+    assert isinstance(page, LatentPage) and all(isinstance(r, LatentRow) for r in page.rows)
+    api = client.get("/api/latents", params={"sort": "ms", "order": "desc", "limit": 5}).json()
+    assert api == json.loads(json.dumps(page.to_json()))
+    f = page.rows[0].latent
+    d = ix.detail(f)
+    assert isinstance(d, LatentDetail) and d.row == ix.row(f)
+    got = client.get(f"/api/latent/{f}").json()
+    want = json.loads(json.dumps(d.to_json()))
+    assert {k: got[k] for k in want} == want
+    assert set(got) - set(want) == {"heatmaps", "sae"}  # what the route adds

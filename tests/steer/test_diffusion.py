@@ -121,7 +121,7 @@ def test_bad_inputs_are_one_line_errors(world_dir, sae):
 
 
 def test_steering_rates_match_a_direct_computation():
-    from vsae.steer.diffusion import steering_rates
+    from vsae.world.diffusion.steering import steering_rates
 
     rng = np.random.default_rng(0)
     n = 40
@@ -138,6 +138,7 @@ def test_steering_rates_match_a_direct_computation():
 
 def test_discovery_matches_a_direct_computation():
     from vsae.steer import diffusion_discovery as dd
+    from vsae.world.diffusion.steering import WORLD_ATTRIBUTES, world_vocabulary
 
     g = torch.Generator().manual_seed(0)
     words = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
@@ -151,9 +152,9 @@ def test_discovery_matches_a_direct_computation():
     ]
     np.testing.assert_allclose(rise, direct, atol=1e-6)
     assert w == int(np.argmax(direct)) == 3
-    vocab = dd.world_vocabulary()
+    vocab = world_vocabulary()
     assert len(vocab) == 6 + 8 + 3 + 2 and vocab[0].attribute == "shape"
-    pu = {a: np.zeros(4, np.int64) for a in dd.WORLD_ATTRIBUTES}
+    pu = {a: np.zeros(4, np.int64) for a in WORLD_ATTRIBUTES}
     ps = dict(pu, colour=np.array([2, 2, 2, 0]))
     ch = dd.truth_change(ps, pu, vocab)
     red = next(i for i, v in enumerate(vocab) if v.attribute == "colour" and v.value == 2)
@@ -165,8 +166,7 @@ def test_discovery_matches_a_direct_computation():
 
 
 def test_latent_stats_match_a_direct_computation(world_dir, sae):
-    from vsae.steer.diffusion_latents import latent_stats
-    from vsae.world.diffusion.text_sae import text_token_rows
+    from vsae.steer.diffusion_latents import latent_stats, text_token_rows
 
     pipe = load_pipe(world_dir)
     caps = ["a red star", "a red square on the left", "a blue star"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import vsae.sae
+from vsae.report.steering import write_steering_index
 from vsae.steer.embed import ImageTextEmbedder
 from vsae.steer.experiment import SteerConfig, run_steering
 from vsae.steer.score import latent_embeddings, steering_score
@@ -43,15 +44,21 @@ def test_run_steering_plumbing(random_setup, tmp_path):
         n_latents=2, n_images=3, n_hai_images=40, hai_k=4, blank_latents=2, max_new_tokens=2, value=50.0
     )
     res = run_steering(root / "llava", root / "sae", root / "clip", cfg, tmp_path / "out", progress=False)
+    write_steering_index(tmp_path / "out", res.to_json())  # the page is the report's
     for name in ("results.json", "index.html", "scores.png"):
         assert (tmp_path / "out" / name).is_file()
     page = (tmp_path / "out" / "index.html").read_text()
     assert "Answers per latent" in page and "One blank white image" in page and "data:image/png" in page
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res.to_json()))  # the typed result is what was written
+    assert list(on_disk) == [
+        "method", "config", "llava", "sae", "similarity_encoder", "hai_pooling", "scale", "score", "latents",
+        "test_images", "blank_image",
+    ]  # fmt: skip
     assert on_disk["config"]["hook"] == "resid.2"  # vision_feature_layer -2 of a 4-block tower
     rows = on_disk["latents"]
     assert len(rows) == 2 and all(len(r["answers_steered"]) == 3 and len(r["top_images"]) == 4 for r in rows)
-    assert len(res["blank_image"]["latents"]) == 2
+    assert res.blank_image is not None and len(res.blank_image.latents) == 2
     # The reported score is the score of the reported answers (recomputed independently).
     from vsae.steer.mllm import first_word
 
@@ -64,8 +71,8 @@ def test_run_steering_plumbing(random_setup, tmp_path):
     h = latent_embeddings(top, sim.images(hai.pil_images()))
     t = torch.stack([sim.texts([first_word(a) for a in r["answers_steered"]]) for r in rows])
     s = steering_score(h, t, sim.texts([first_word(a) for a in rows[0]["answers_baseline"]]))
-    assert s.steered == pytest.approx(res["score"]["steered"], abs=1e-6)
-    assert s.baseline == pytest.approx(res["score"]["baseline"], abs=1e-6)
+    assert s.steered == pytest.approx(res.score.steered, abs=1e-6)
+    assert s.baseline == pytest.approx(res.score.baseline, abs=1e-6)
 
 
 def test_bad_inputs(random_setup, tmp_path):
@@ -135,11 +142,11 @@ def test_shipped_tiny_llava_is_steered(tmp_path, capsys):
 
     llava, sae_dir, clip = shipped_llava_dir(), shipped_steering_sae_dir(), shipped_clip_dir()
     cfg = SteerConfig(n_latents=10, n_images=12, n_hai_images=600, blank_latents=10)
-    res = run_steering(llava, sae_dir, clip, cfg, tmp_path, progress=False)
-    s, b = res["score"], res["blank_image"]["score"]
+    out = run_steering(llava, sae_dir, clip, cfg, tmp_path, progress=False).to_json()
+    s, b = out["score"], out["blank_image"]["score"]
     with capsys.disabled():
         print(
-            f"\nshipped tiny LLaVA, clamp {cfg.value:g} at {res['config']['hook']}, {cfg.n_latents} latents x "
+            f"\nshipped tiny LLaVA, clamp {cfg.value:g} at {out['config']['hook']}, {cfg.n_latents} latents x "
             f"{cfg.n_images} test images: steering score {s['steered']:.4f} vs unsteered {s['baseline']:.4f}; "
             f"answers moved toward the latent {100 * s['moved_toward']:.1f}%, away {100 * s['moved_away']:.1f}%; "
             f"blank image: {b['steered']:.4f} vs {b['baseline']:.4f} "
@@ -147,3 +154,16 @@ def test_shipped_tiny_llava_is_steered(tmp_path, capsys):
         )
     assert s["moved_toward"] > s["moved_away"]
     assert s["steered"] > s["baseline"]
+
+
+def test_config_choices_are_the_edit_ops():
+    """The steering config's choices (which the CLI offers) are the ops and token sets LatentEdit takes."""
+    from typing import get_args, get_type_hints
+
+    from vsae.steer.edits import OPS, LatentEdit
+
+    hints = get_type_hints(SteerConfig)
+    assert get_args(hints["op"]) == OPS
+    for tokens in get_args(hints["tokens"]):
+        LatentEdit(0, "clamp", 1.0, tokens)  # each accepted
+    assert SteerConfig(op="add", tokens="cls").op == "add"

@@ -195,7 +195,7 @@ def _cnn():
 
 def test_cnn_feature_map_splice_uses_the_extraction_layout():
     """A [B, C, H, W] hook output is spliced as the H*W tokens of width C that extraction stores."""
-    from vsae.eval.splice import splice_effect
+    from vsae.steer.reconstruction import splice_effect
 
     from .conftest import make_sae
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vsae.sae import SAEConfig
-from vsae.sae.batchtopk import BatchTopKSAE, batch_topk_fixed, batch_topk_flat
+from vsae.sae.archs.batchtopk import BatchTopKSAE, batch_topk_fixed, batch_topk_flat
 from vsae.sae.io import build
 from vsae.train import TrainConfig, Trainer
 from vsae.train.data import TensorSource
@@ -107,9 +107,10 @@ def _trainer(rows, tmp_path, sync_free, arch="batchtopk", **kw):
 
 
 def _steps(t, rows, a, b):
+    assert t.steps_done == a
     it = TensorSource(rows).iter_batches(B, seed=0, start_batch=a)
-    for step in range(a, b):
-        t._train_step(t.runs[0], t.prepare(next(it)), step)
+    for _ in range(a, b):
+        t.step(next(it))
 
 
 def test_counter_sees_the_syncs_of_the_old_step(rows, tmp_path):
@@ -136,7 +137,7 @@ def test_sync_free_step_makes_no_host_sync(rows, tmp_path, arch):
     with count_syncs() as c:
         _steps(t, rows, 3, 13)
     assert c.hits == [], sorted(set(c.hits))
-    row = t._log(t.runs[0], 13, 0.0)  # the log interval reads everything back, once
+    row = t.interval_metrics()["b"]  # the log interval reads everything back, once
     assert 0 < row["fvu"] < 1.5 and row["l0"] == pytest.approx(K) and row["loss/aux"] > 0
     assert row["capped_steps"] == 0
 
@@ -209,13 +210,13 @@ def test_cuda_step_has_no_sync_under_debug_mode(rows, tmp_path):
     assert t.sync_free
     _steps(t, rows, 0, 3)
     it = TensorSource(rows).iter_batches(B, seed=0, start_batch=3)
-    xs = [t.prepare(next(it)) for _ in range(10)]  # on the device (in training, the prefetcher's job)
+    xs = [next(it).cuda() for _ in range(10)]  # on the device (in training, the prefetcher's job)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for i, x in enumerate(xs):
-            t._train_step(t.runs[0], x, 3 + i)
+        for x in xs:
+            t.step(x)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    row = t._log(t.runs[0], 13, 0.0)
+    row = t.interval_metrics()["b"]
     assert 0 < row["fvu"] < 1.5 and row["loss/aux"] > 0

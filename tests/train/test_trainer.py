@@ -76,18 +76,39 @@ def test_resume_in_process_is_bit_identical(data, tmp_path):
     # A run stopped after its step-10 checkpoint: copy the state at that point and resume it.
     t = Trainer(src, cfgs, _tcfg(), tmp_path / "part", progress=False)
     it = src.iter_batches(128, seed=0)
-    t._checkpoint(0)
-    for step in range(10):
-        x = t.prepare(next(it))
-        for r in t.runs:
-            t._train_step(r, x, step)
-    t.step = 10
-    t._checkpoint(10)
+    t.checkpoint()
+    for _ in range(10):
+        losses = t.step(next(it))
+        assert set(losses) == {"b", "j"} and all(torch.isfinite(v["loss"]) for v in losses.values())
+    assert t.steps_done == 10
+    t.checkpoint()
     [got_b, got_j] = train(src, cfgs, _tcfg(), tmp_path / "part", resume=True, progress=False)
     for ref, got in ((ref_b, got_b), (ref_j, got_j)):
         a, b = load(ref), load(got)
         for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(p, q), n
+
+
+def test_run_is_the_public_step_in_a_loop(data, tmp_path):
+    """`Trainer.step` on the source's batches, then the input scale folded in, gives the SAE `run` saves."""
+    from vsae.train.fold import fold_input
+
+    src = TensorSource(data.x_Nd)
+    cfgs = [_cfg(arch="batchtopk", name="b"), _cfg(arch="relu", name="r", l1_coeff=0.3)]
+    tc = _tcfg(ckpt_every=0)
+    saved = train(src, cfgs, tc, tmp_path / "run", progress=False)
+    t = Trainer(src, cfgs, tc, tmp_path / "steps", progress=False)
+    it = src.iter_batches(tc.batch_size, seed=tc.seed)
+    first = t.step(next(it))
+    while t.steps_done < tc.steps:
+        last = t.step(next(it))
+    assert last["b"]["loss"] < first["b"]["loss"] and last["r"]["mse"] < first["r"]["mse"]
+    rows = t.interval_metrics()
+    assert set(rows) == {"b", "r"} and rows["b"]["step"] == tc.steps and 0 < rows["b"]["fvu"] < 1
+    for d in saved:
+        mine = fold_input(t.saes[d.name], t.scale, t.center).eval()
+        for (n, p), (_, q) in zip(mine.state_dict().items(), load(d).state_dict().items()):
+            assert torch.equal(p, q), (d.name, n)
 
 
 def test_refuses_existing_run_and_mismatched_resume(data, tmp_path):

@@ -45,16 +45,16 @@ HELP = {
 
 
 class LazyGroup(click.Group):
-    def list_commands(self, ctx):
+    def list_commands(self, ctx: click.Context) -> list[str]:
         return [n for n in COMMANDS if _available(n)]
 
-    def get_command(self, ctx, name):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS or not _available(name):
             return None
         mod, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(mod), attr)
 
-    def format_commands(self, ctx, formatter):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(n, HELP.get(n, "")) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
@@ -68,7 +68,7 @@ def _available(name: str) -> bool:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vsae")
-def cli():
+def cli() -> None:
     """vsae: train sparse autoencoders on vision-model activations, evaluate and steer with them."""
 
 

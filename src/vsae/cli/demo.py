@@ -1,10 +1,18 @@
-"""`vsae demo`: the whole pipeline on the embedded shapes world, offline, with a report."""
+"""`vsae demo`: the whole pipeline on the embedded shapes world, offline, with a report.
+
+`--steps` and `--seed` are generated from `DemoConfig` (`vsae.cli.from_config`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
+from vsae.cli.from_config import config_options
+from vsae.demo.config import DemoConfig, fast_config
+
+_FAST_STEPS = fast_config(Path("demo-out")).steps
 
 
 @click.command()
@@ -20,15 +28,25 @@ import click
     is_flag=True,
     help="Tiny sizes (seconds, for a smoke test); the findings need the default sizes.",
 )
-@click.option("--steps", type=int, default=None, help="SAE training steps (default 800).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@config_options(
+    DemoConfig,
+    only=("steps", "seed"),
+    overrides={
+        "steps": {
+            "default": None,
+            "show_default": False,
+            "help": f"SAE training steps [default: {DemoConfig.__dataclass_fields__['steps'].default}; "
+            f"with --fast {_FAST_STEPS}].",
+        }
+    },
+)
 @click.option("--quiet", is_flag=True, help="No progress output; print only where the report is.")
-def demo(out: Path, fast: bool, steps: int | None, seed: int, quiet: bool):
+def demo(out: Path, fast: bool, steps: int | None, seed: int, quiet: bool) -> None:
     """Extract -> train SAEs -> evaluate (MS, hierarchy, uniqueness, probes, OOD, names) -> report.html,
     on the shapes world with the shipped tiny CLIP; no GPU or network needed."""
-    from vsae.demo import DemoConfig, fast_config, run_demo
+    from vsae.demo import run_demo
 
-    kw = {"seed": seed, "progress": not quiet}
+    kw: dict[str, Any] = {"seed": seed, "progress": not quiet}
     if steps is not None:
         kw["steps"] = steps
     cfg = fast_config(out, **kw) if fast else DemoConfig(out=out, **kw)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from vsae.cli.options import device_option
+from vsae.cli.from_config import config_options
+from vsae.cli.options import device_callback
+from vsae.sae.config import EncodeConfig
 
 
 @click.command()
@@ -17,14 +21,12 @@ from vsae.cli.options import device_option
 )
 @click.option("--acts", required=True, type=click.Path(), help="Activation store to encode.")
 @click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
-@click.option("--batch-size", type=int, default=4096, show_default=True)
-@device_option()
-@click.option(
-    "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True
-)
+@config_options(EncodeConfig, overrides={"device": {"callback": device_callback}})
 @click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def encode(sae_path, acts, out, batch_size, device, dtype, threads, quiet):
+def encode(
+    sae_path: str, acts: str, out: str, batch_size: int, device: Any, dtype: str, threads: int, quiet: bool
+) -> None:
     """Encode every row of ACTS with the SAE into OUT (CSR rows: latent indices + values)."""
     from pathlib import Path
 

@@ -1,27 +1,36 @@
 """`vsae eval ...`: the evaluation metrics; each sub-command is a thin call into vsae.eval.pipeline
-and writes `<name>.json` (+ PNG figures) into --out."""
+and writes `<name>.json` (+ PNG figures) into --out. Settings with defaults are generated from
+the configs of `vsae.eval.config` (`vsae.cli.from_config`); paths are plain options."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from vsae.cli.options import device_option
-
-_POOL = click.option(
-    "--pooling",
-    type=click.Choice(["auto", "cls", "mean"]),
-    default="auto",
-    show_default=True,
-    help="Per-image activation of token stores: CLS token or mean over the stored tokens "
-    "(auto: the row itself when there is one per image, else mean).",
+from vsae.cli.from_config import config_options, pick
+from vsae.cli.options import device_callback
+from vsae.eval.config import (
+    MsConfig,
+    NamesConfig,
+    PoolingConfig,
+    ProbeConfig,
+    ReconConfig,
+    SharedConfig,
+    TopImagesConfig,
 )
+
+_POOL = config_options(PoolingConfig)
 _OUT = click.option("--out", required=True, type=click.Path(), help="Output directory (JSON + PNG).")
 _QUIET = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
-def _latent_opts(f):
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _latent_opts(f: F) -> F:
     f = click.option("--latents", type=click.Path(), help="Sparse latents store (from `vsae encode`).")(f)
     f = click.option(
         "--sae", "sae_path", type=click.Path(), help="SAE run directory (encodes --acts on the fly)."
@@ -37,7 +46,7 @@ def _echo(res: dict, keys: tuple[str, ...]) -> None:
 
 
 @click.group("eval")
-def eval_group():
+def eval_group() -> None:
     """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names, shared."""
 
 
@@ -45,55 +54,64 @@ def eval_group():
 @click.option("--acts", required=True, type=click.Path(), help="Held-out activation store.")
 @click.option("--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory.")
 @_OUT
-@click.option("--batch-size", type=int, default=4096, show_default=True)
-@click.option(
-    "--max-rows",
-    type=int,
-    default=None,
-    help="Evaluate a seeded sample of N rows spread over the whole store (not its first N).",
-)
+@config_options(ReconConfig, only=("batch_size", "max_rows"))
 @click.option("--model", default=None, help="Also splice the reconstruction into this model (id or dir) ...")
 @click.option(
     "--data", default=None, type=click.Path(), help="... on these images (folder tree or list file)."
 )
 @click.option("--split", default=None, help="Split sub-folder of --data.")
 @click.option("--hook", default=None, help="Splice hook (default: the store's hook).")
-@click.option(
-    "--n-images",
-    type=int,
-    default=256,
-    show_default=True,
-    help="Images for the splice: a seeded sample spread over the whole split.",
-)
-@click.option("--prompt", default="a photo of a {}", show_default=True, help="Zero-shot class prompt (CLIP).")
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the --max-rows / --n-images samples."
-)
+@config_options(ReconConfig, only=("n_images", "prompt", "seed"))
 @_QUIET
-def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n_images, prompt, seed, quiet):
+def recon(
+    acts: str,
+    sae_path: str,
+    out: str,
+    model: str | None,
+    data: str | None,
+    split: str | None,
+    hook: str | None,
+    quiet: bool,
+    **fields: Any,
+) -> None:
     """MSE, FVU, L0, dead/dense fractions and firing frequencies on a held-out store; with --model
     and --data also the downstream effect of splicing decode(encode(x)) in at the hook (final-
     embedding cosine; for CLIP, zero-shot accuracy with and without the splice)."""
+    import functools
+
     from vsae.errors import VsaeError
     from vsae.eval.pipeline import run_recon
 
+    cfg = ReconConfig(**pick(ReconConfig, fields))
     if (model is None) != (data is None):
         raise VsaeError("the splice needs both --model and --data")
+    import vsae.world  # noqa: F401  (the top layer wires the world in: --data world:<split>:<n>)
+
+    splice = None
+    if model is not None and data is not None:
+        from vsae.steer.reconstruction import splice_metrics
+
+        splice = functools.partial(
+            splice_metrics,
+            model,
+            data,
+            split=split,
+            n_images=cfg.n_images,
+            prompt=cfg.prompt,
+            progress=not quiet,
+            seed=cfg.seed,
+        )
     res = run_recon(
         acts,
         sae_path,
         out,
-        batch_size,
-        max_rows,
+        cfg.batch_size,
+        cfg.max_rows,
         progress=not quiet,
-        model=model,
-        data=data,
-        split=split,
+        splice=splice,
         hook=hook,
-        n_images=n_images,
-        prompt=prompt,
-        seed=seed,
-    )
+        seed=cfg.seed,
+    ).to_json()
     _echo(
         res,
         (
@@ -131,10 +149,21 @@ def recon(acts, sae_path, out, batch_size, max_rows, model, data, split, hook, n
     help="Store for --embed-model's embeddings (reused if present; default OUT/similarity-embeddings).",
 )
 @_OUT
-@click.option("--raw/--no-raw", default=True, show_default=True, help="Also score the raw neurons of --acts.")
+@config_options(MsConfig)
 @_POOL
 @_QUIET
-def ms(acts, sae_path, latents, embeddings, embed_model, embed_cache, out, raw, pooling, quiet):
+def ms(
+    acts: str,
+    sae_path: str,
+    latents: str,
+    embeddings: str | None,
+    embed_model: str | None,
+    embed_cache: str | None,
+    out: str,
+    raw: bool,
+    pooling: str,
+    quiet: bool,
+) -> None:
     """Monosemanticity Score of SAE latents and of the raw neurons (Pach et al.)."""
     from vsae.eval.pipeline import run_ms
 
@@ -149,7 +178,7 @@ def ms(acts, sae_path, latents, embeddings, embed_model, embed_cache, out, raw, 
         progress=not quiet,
         embed_model=embed_model,
         embed_cache=embed_cache,
-    )
+    ).to_json()
     for k in ("sae", "raw"):
         if k in res:
             r = res[k]
@@ -162,14 +191,14 @@ def ms(acts, sae_path, latents, embeddings, embed_model, embed_cache, out, raw, 
 @eval_group.command("top-images")
 @_latent_opts
 @_OUT
-@click.option("-k", "--k", type=int, default=16, show_default=True)
+@config_options(TopImagesConfig)
 @_POOL
 @_QUIET
-def top_images(acts, sae_path, latents, out, k, pooling, quiet):
+def top_images(acts: str, sae_path: str, latents: str, out: str, k: int, pooling: str, quiet: bool) -> None:
     """Highest-activating images per latent, with the worst (k-th) value."""
     from vsae.eval.pipeline import run_top_images
 
-    res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet)
+    res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet).to_json()
     _echo(res, ("k", "n_images", "n_latents", "n_excluded_worst_zero", "worst_value_mean", "file"))
 
 
@@ -178,11 +207,14 @@ def top_images(acts, sae_path, latents, out, k, pooling, quiet):
     "--top-images", "top", required=True, type=click.Path(), help="Output dir (or file) of `eval top-images`."
 )
 @_OUT
-def uniqueness(top, out):
+def uniqueness(top: str, out: str) -> None:
     """Jaccard overlap of the top-image sets of all pairs of non-excluded latents."""
     from vsae.eval.pipeline import run_uniqueness
 
-    _echo(run_uniqueness(top, out), ("n_latents", "n_excluded", "n_pairs", "pairs_above", "max_jaccard"))
+    _echo(
+        run_uniqueness(top, out).to_json(),
+        ("n_latents", "n_excluded", "n_pairs", "pairs_above", "max_jaccard"),
+    )
 
 
 @eval_group.command()
@@ -216,8 +248,19 @@ def uniqueness(top, out):
     help="attributes.json of the images, for --taxonomy world-colour "
     "[default: DATA/attributes.json of the store's data].",
 )
-def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups, attributes):
+def hierarchy(
+    top: str,
+    table: str,
+    out: str,
+    taxonomy: str,
+    inat: bool,
+    wordnet: str | None,
+    sae_path: str,
+    groups: str | None,
+    attributes: str | None,
+) -> None:
     """LCA depth per Matryoshka group and the ontology figures (project definition)."""
+    import vsae.world  # noqa: F401  registers the world's attribute taxonomies (world-colour)
     from vsae.errors import VsaeError
     from vsae.eval.pipeline import run_hierarchy
 
@@ -225,7 +268,7 @@ def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups, attrib
         g = [float(x) for x in groups.split(",")] if groups else None
     except ValueError:
         raise VsaeError(f"--groups {groups!r}: give comma-separated fractions") from None
-    res = run_hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, g, attributes)
+    res = run_hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, g, attributes).to_json()
     summary = {
         "taxonomy": res["taxonomy"],
         "depth_per_group": res["depth_per_group"],
@@ -235,7 +278,7 @@ def hierarchy(top, table, out, taxonomy, inat, wordnet, sae_path, groups, attrib
     _echo(summary, tuple(summary))
 
 
-def _named(pairs):
+def _named(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
     from vsae.errors import VsaeError
 
     out = []
@@ -253,13 +296,14 @@ def _named(pairs):
 @click.option("--sae", "sae_path", required=True, type=click.Path())
 @_OUT
 @_POOL
-@click.option("--c", type=float, default=1.0, show_default=True, help="Inverse regularisation strength.")
-@click.option("--max-iter", type=int, default=1000, show_default=True)
-def probe(train, evals, sae_path, out, pooling, c, max_iter):
+@config_options(ProbeConfig, only=("c", "max_iter"))
+def probe(
+    train: str, evals: tuple[str, ...], sae_path: str, out: str, pooling: str, c: float, max_iter: int
+) -> None:
     """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
     from vsae.eval.pipeline import run_probe
 
-    _echo(run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter), ("accuracy",))
+    _echo(run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter).to_json(), ("accuracy",))
 
 
 @eval_group.command()
@@ -268,11 +312,11 @@ def probe(train, evals, sae_path, out, pooling, c, max_iter):
 @click.option("--sae", "sae_path", required=True, type=click.Path())
 @_OUT
 @_POOL
-def ood(in_dist, ood, sae_path, out, pooling):
+def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: str) -> None:
     """OOD detection by reconstruction error / latent sum / latent max: AUROC, FPR@95%TPR."""
     from vsae.eval.pipeline import run_ood
 
-    _echo(run_ood(in_dist, _named(ood), sae_path, out, pooling), ("n_in_distribution", "splits"))
+    _echo(run_ood(in_dist, _named(ood), sae_path, out, pooling).to_json(), ("n_in_distribution", "splits"))
 
 
 @eval_group.command()
@@ -290,7 +334,7 @@ def ood(in_dist, ood, sae_path, out, pooling):
 @click.option(
     "--table", type=click.Path(), default=None, help="Store with images.json, for agreement with labels."
 )
-@click.option("--prompt", default="a photo of a {}", show_default=True)
+@config_options(NamesConfig)
 @click.option(
     "--attributes",
     type=click.Path(),
@@ -298,13 +342,25 @@ def ood(in_dist, ood, sae_path, out, pooling):
     help="attributes.json of the --table images (ground truth for the agreement) "
     "[default: DATA/attributes.json of the store's data, if there is one].",
 )
-def names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes):
+def names(
+    top: str,
+    image_embeddings: str,
+    words: str,
+    out: str,
+    text_model: str | None,
+    word_embeddings: str | None,
+    table: str | None,
+    prompt: str,
+    attributes: str | None,
+) -> None:
     """Name latents by the best-matching word for the mean embedding of their top images; with
     --table and ground-truth attributes, how many names agree (the name's attribute is the purest
     one of the top images and the word its most common value)."""
     from vsae.eval.pipeline import run_names
 
-    res = run_names(top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes)
+    res = run_names(
+        top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes
+    ).to_json()
     n = [x for x in res["names"] if x is not None]
     ag = res.get("agreement")
     keys = ("n_named", "n_agree", "agreement", "n_wrong_value", "n_not_purest", "n_no_attribute")
@@ -341,25 +397,25 @@ def names(top, image_embeddings, words, out, text_model, word_embeddings, table,
     default=None,
     help="attributes.json of the images (ground truth) [default: DATA/attributes.json of the store's data].",
 )
-@click.option("--top-k", type=int, default=16, show_default=True, help="Top image / text tokens per latent.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-agreement baseline.")
-@click.option("--batch-size", type=int, default=4096, show_default=True)
-@device_option()
+@config_options(SharedConfig, only=("top_k", "seed", "batch_size"))
+@config_options(SharedConfig, only=("device",), overrides={"device": {"callback": device_callback}})
 @_QUIET
-def shared(acts, saes, out, attributes, top_k, seed, batch_size, device, quiet):
+def shared(
+    acts: tuple[str, ...], saes: tuple[str, ...], out: str, attributes: str | None, quiet: bool, **fields: Any
+) -> None:
     """Shared vision/language latents of an SAE on a LLaVA language model (Olson et al.): per layer
     the fraction of live latents with 0.2 <= d_img/(d_img+d_txt) <= 0.8, the histogram of that
     ratio, and whether shared latents mean the same attribute value in both modalities."""
     from vsae.errors import VsaeError
-    from vsae.eval.shared import SharedConfig, run_shared
+    from vsae.eval.shared import run_shared
 
     if len(acts) != len(saes):
         raise VsaeError(
             f"{len(acts)} --acts but {len(saes)} --sae; give one SAE per store, in the same order"
         )
-    if top_k < 1 or batch_size < 1:
+    cfg = SharedConfig(**pick(SharedConfig, fields))
+    if cfg.top_k < 1 or cfg.batch_size < 1:
         raise VsaeError("--top-k and --batch-size must be at least 1")
-    cfg = SharedConfig(top_k=top_k, seed=seed, batch_size=batch_size, device=device)
-    res = run_shared(list(zip(acts, saes)), out, cfg, attributes, progress=not quiet)
+    res = run_shared(list(zip(acts, saes)), out, cfg, attributes, progress=not quiet).to_json()
     keys = ("n_live", "n_shared", "shared_fraction", "agreement", "random_agreement", "n_scored")
     _echo({h: {k: L.get(k) for k in keys} for h, L in res["layers"].items()}, tuple(res["layers"]))

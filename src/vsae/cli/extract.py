@@ -1,86 +1,41 @@
-"""`vsae extract`: activations of a model at hook points into activation stores."""
+"""`vsae extract`: activations of a model at hook points into activation stores.
+
+The options are generated from `vsae.extract_config.ExtractConfig` (`vsae.cli.from_config`).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from vsae.cli.options import device_option, store_dtype_options
+from vsae.cli.from_config import config_options
+from vsae.cli.options import device_callback, repeated
+from vsae.extract_config import ExtractConfig
 
 
 @click.command()
-@click.option(
-    "--model",
-    required=True,
-    help="Hugging Face hub id or local model directory; any nn.Module by python:package.module:factory "
-    "(or python:file.py:factory); a timm model by timm:NAME (docs/extract.md).",
+@config_options(
+    ExtractConfig,
+    only=("model", "hooks", "tokens", "data", "split", "out", "tower"),
+    overrides=repeated("hooks"),
 )
-@click.option(
-    "--hook",
-    "hooks",
-    multiple=True,
-    required=True,
-    help="resid.L | attn.L | mlp.L | embed | module:<path>; repeat for several (OUT/<hook>/ each).",
-)
-@click.option("--tokens", default="cls", show_default=True, help="cls | mean | patches | all | random:K")
-@click.option(
-    "--data", required=True, help="Image folder tree, .txt/.csv image list, or prompt file (text models)."
-)
-@click.option("--split", default=None, help="Split sub-folder of the data tree (train, val ...).")
-@click.option("--out", required=True, help="Store directory (created, or resumed if it exists).")
-@click.option(
-    "--tower",
-    default=None,
-    type=click.Choice(["vision", "text", "language"]),
-    help="CLIP: vision|text; LLaVA: vision|language.",
-)
-@click.option("--batch-size", default=64, show_default=True, type=int)
-@click.option(
-    "--num-workers", default=2, show_default=True, type=int, help="DataLoader workers decoding images."
-)
-@device_option()
-@store_dtype_options()
-@click.option(
-    "--max-images",
-    default=None,
-    type=int,
-    help="Use only N images: a seeded sample spread over the classes (--seed), listed in images.json.",
-)
-@click.option(
-    "--max-images-order",
-    default="sample",
-    show_default=True,
-    type=click.Choice(["sample", "first"]),
-    help="How --max-images chooses: a class-stratified seeded sample, or the first N in source order.",
-)
+@config_options(ExtractConfig, only=("batch_size", "num_workers"))
+@config_options(ExtractConfig, only=("device",), overrides={"device": {"callback": device_callback}})
+@config_options(ExtractConfig, only=("dtype", "model_dtype", "max_images", "max_images_order"))
 @click.option(
     "--shard", default=None, help="I/N: process the I-th of N blocks [default: RANK/WORLD_SIZE or 0/1]."
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of random:K token sampling and of --max-images.",
-)
-@click.option(
-    "--rows-per-shard", default=65536, show_default=True, type=int, help="Rows per store shard file."
-)
-@click.option(
-    "--threads",
-    default=None,
-    type=int,
-    help="torch CPU threads [default on cpu: the CPUs this process may use (shared by torchrun's local"
-    " processes) minus --num-workers, at least 1, so that torch and the image decoders do not compete"
-    " for cores (torch's own default ran 2x slower on 2 cores); elsewhere torch's].",
-)
+@config_options(ExtractConfig, only=("seed", "rows_per_shard", "threads"))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract(hooks, shard, quiet, **kw):
+def extract(hooks: tuple[str, ...], shard: str | None, quiet: bool, **kw: Any) -> None:
     """Extract activations of a model at hook points into an activation store (resumable)."""
+    import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
     from vsae.data.sources import open_source_early
 
     source = open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
-    from vsae.extract import ExtractConfig, parse_shard, prepare
     from vsae.extract import extract as run
+    from vsae.extract import parse_shard, prepare
 
     if kw["threads"] is None and kw["device"] == "cpu":
         kw["threads"] = default_threads(kw["num_workers"])

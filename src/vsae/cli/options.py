@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _device(ctx, param, value):
+
+def device_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback: `--device` checked by `vsae.device.parse_device` (one line naming the devices here)."""
     from vsae.device import parse_device
 
     return parse_device(value)
 
 
-def device_option(default: str = "cpu", help: str = "torch device: cpu, cuda, cuda:N or mps."):
+def device_option(
+    default: str = "cpu", help: str = "Torch device: cpu, cuda, cuda:N or mps."
+) -> Callable[[F], F]:
     """`--device`, checked by `vsae.device.parse_device` (a one-line error naming the devices here)."""
-    return click.option("--device", default=default, show_default=True, callback=_device, help=help)
+    return click.option("--device", default=default, show_default=True, callback=device_callback, help=help)
 
 
-DTYPES = ["float16", "bfloat16", "float32"]
-
-
-def store_dtype_options(default: str = "float16"):
-    """`--dtype` (how the store keeps rows) and `--model-dtype` (what the model computes in)."""
-
-    def deco(f):
-        f = click.option(
-            "--model-dtype",
-            default=None,
-            type=click.Choice(DTYPES),
-            help="Compute dtype [default: float32 on cpu, --dtype elsewhere].",
-        )(f)
-        return click.option(
-            "--dtype", default=default, show_default=True, type=click.Choice(DTYPES), help="Storage dtype."
-        )(f)
-
-    return deco
+def repeated(*fields: str) -> dict[str, dict[str, Any]]:
+    """`config_options` overrides making the tuple fields ``fields`` repeated options (``--hook A
+    --hook B``: one value each) instead of comma lists."""
+    return {f: {"multiple": True, "callback": None} for f in fields}

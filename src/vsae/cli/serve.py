@@ -1,4 +1,5 @@
-"""`vsae serve`: the latent browser, a local web app over a demo output or a store + SAE."""
+"""`vsae serve`: the latent browser, a local web app over a demo output or a store + SAE (its
+settings are generated from `vsae.serve.config.ServeConfig`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from vsae.cli.from_config import config_options, pick
 from vsae.errors import VsaeError
+from vsae.serve.config import ServeConfig
 
 
 def _socket(port: int) -> socket.socket:
@@ -43,30 +47,20 @@ def _socket(port: int) -> socket.socket:
 @click.option(
     "--diffusion-sae", type=click.Path(), help="SAE on that pipeline's text encoder (with --diffusion)."
 )
-@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
-@click.option(
-    "--threads",
-    type=int,
-    default=1,
-    show_default=True,
-    help="torch threads per request (requests already run in parallel worker threads).",
-)
-@click.option("--max-upload-mb", type=float, default=8.0, show_default=True, help="Largest upload.")
+@config_options(ServeConfig)
 def serve(
-    path,
-    acts,
-    sae_dir,
-    images,
-    ms,
-    names,
-    llava,
-    steer_sae,
-    diffusion,
-    diffusion_sae,
-    port,
-    threads,
-    max_upload_mb,
-):
+    path: str,
+    acts: str,
+    sae_dir: str,
+    images: str,
+    ms: str,
+    names: str,
+    llava: str,
+    steer_sae: str,
+    diffusion: str,
+    diffusion_sae: str,
+    **fields: Any,
+) -> None:
     """Browse SAE latents in a web browser: table, latent pages with heatmaps, uploads, steering.
 
     PATH is a `vsae demo --out` directory; or give --acts STORE --sae RUN [--images DIR].
@@ -92,9 +86,10 @@ def serve(
                 served.steer.steer_results,
             ),
         )
-    if not 0 <= port < 65536 or max_upload_mb <= 0:
+    cfg = ServeConfig(**pick(ServeConfig, fields))
+    if not 0 <= cfg.port < 65536 or cfg.max_upload_mb <= 0:
         raise VsaeError("--port must be in 0..65535 and --max-upload-mb positive")
-    sock = _socket(port)  # fail fast on a taken port, before the indexing
+    sock = _socket(cfg.port)  # fail fast on a taken port, before the indexing
     try:
         import torch
         import uvicorn
@@ -103,8 +98,8 @@ def serve(
         from vsae.serve.steering import diffusion_hook
     except ImportError as e:
         raise VsaeError(f"vsae serve needs the 'serve' extra ({e}); pip install -e '.[serve]'") from None
-    torch.set_num_threads(max(1, threads))
-    limits = ServeLimits(max_upload_bytes=int(max_upload_mb * (1 << 20)))
+    torch.set_num_threads(max(1, cfg.threads))
+    limits = ServeLimits(max_upload_bytes=cfg.max_upload_bytes)
     app = create_app(served, limits, diffusion=diffusion_hook(diffusion, diffusion_sae))
     state = app.state.vsae
     t = time.perf_counter()

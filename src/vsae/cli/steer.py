@@ -4,6 +4,8 @@ through SAE latents of the text encoder, with automatic attribute discovery."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from vsae.cli.options import device_option
@@ -21,7 +23,7 @@ def _latents(text: str | None) -> tuple[int, ...]:
 
 
 @click.group()
-def steer():
+def steer() -> None:
     """Steer a model by editing SAE latents: `mllm` (LLaVA's vision encoder) or `diffusion` (a text encoder)."""
 
 
@@ -81,8 +83,20 @@ def steer():
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def mllm(llava, sae_dir, sim_encoder, out, latents, question, device, dtype, quiet, **kw):
+def mllm(
+    llava: str | None,
+    sae_dir: str | None,
+    sim_encoder: str | None,
+    out: str,
+    latents: str | None,
+    question: str | None,
+    device: Any,
+    dtype: str,
+    quiet: bool,
+    **kw: Any,
+) -> None:
     """Steer a LLaVA by clamping SAE latents in its vision encoder; score the answers (Pach et al.)."""
+    import vsae.world  # noqa: F401  (the top layer wires the world in: --images world:<split>)
     from vsae.steer.experiment import STEERING_QUESTION, SteerConfig, run_steering
 
     if llava is None or sae_dir is None:
@@ -95,11 +109,16 @@ def mllm(llava, sae_dir, sim_encoder, out, latents, question, device, dtype, qui
 
         sim_encoder = str(shipped_clip_dir())
     cfg = SteerConfig(latents=_latents(latents), question=question or STEERING_QUESTION, **kw)
+    from pathlib import Path
+
+    from vsae.report.steering import write_steering_index
+
     res = run_steering(llava, sae_dir, sim_encoder, cfg, out, device=device, dtype=dtype, progress=not quiet)
-    s = res["score"]
+    write_steering_index(Path(out), res.to_json())
+    s = res.score
     click.echo(
-        f"steering score {s['steered']:.4f} vs unsteered {s['baseline']:.4f} "
-        f"(moved toward {100 * s['moved_toward']:.1f}%, away {100 * s['moved_away']:.1f}%) -> {out}/index.html"
+        f"steering score {s.steered:.4f} vs unsteered {s.baseline:.4f} "
+        f"(moved toward {100 * s.moved_toward:.1f}%, away {100 * s.moved_away:.1f}%) -> {out}/index.html"
     )
 
 
@@ -186,22 +205,34 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def diffusion(
-    out, pipeline, sae_dir, latents, sweep, tokens, prompts, clip, vocabulary, device, dtype, quiet, **kw
-):
+    out: str,
+    pipeline: str | None,
+    sae_dir: str | None,
+    latents: str | None,
+    sweep: str | None,
+    tokens: str,
+    prompts: str | None,
+    clip: str | None,
+    vocabulary: str | None,
+    device: Any,
+    dtype: str,
+    quiet: bool,
+    **kw,
+) -> None:
     """Steer a text-to-image model through SAE latents of its text encoder; measure the change and
     name each latent's attribute from the images alone (Olson et al.)."""
     from vsae.errors import VsaeError
-    from vsae.steer.diffusion import DiffusionSteerConfig, run_diffusion_steering
+    from vsae.world.diffusion.steering import DiffusionSteerConfig, run_diffusion_steering
 
     if pipeline is None or sae_dir is None:
         from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
 
         pipeline = pipeline or str(shipped_diffusion_dir())
         sae_dir = sae_dir or str(shipped_text_sae_dir())
-    tok = tokens.strip()
+    tok: str | tuple[int, ...] = tokens.strip()
     if tok != "all":
         try:
-            tok = tuple(int(t) for t in tok.split(",") if t)
+            tok = tuple(int(t) for t in tokens.strip().split(",") if t)
         except ValueError:
             raise VsaeError(f"--tokens {tokens!r}: give 'all' or comma-separated token positions") from None
     cfg = DiffusionSteerConfig(
@@ -225,7 +256,7 @@ def diffusion(
     )
     s, d = res["steering"], res["discovery"]
 
-    def pct(v):
+    def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
     click.echo(

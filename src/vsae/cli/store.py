@@ -9,7 +9,7 @@ import click
 
 
 @click.group()
-def store():
+def store() -> None:
     """Inspect and verify activation stores."""
 
 
@@ -51,7 +51,7 @@ def _count_reasons(skipped: list[dict]) -> dict[str, int]:
 @store.command()
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(path: str, as_json: bool):
+def info(path: str, as_json: bool) -> None:
     """Show a store's size, format and provenance."""
     s = _summary(path)
     if as_json:
@@ -72,7 +72,7 @@ def info(path: str, as_json: bool):
 
 @store.command()
 @click.argument("path", type=click.Path())
-def check(path: str):
+def check(path: str) -> None:
     """Verify checksums, row counts, indices and NaN/Inf; exit status 1 on any problem."""
     from vsae.store import check_store
 

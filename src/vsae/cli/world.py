@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
+from vsae.cli.from_config import config_options, pick
 from vsae.errors import VsaeError
+from vsae.world.build_config import WorldBuildConfig
 
 
 @click.group()
-def world():
+def world() -> None:
     """The embedded shapes world and its tiny models."""
 
 
@@ -47,7 +50,7 @@ def _parse_counts(n: tuple[str, ...]) -> dict[str, int] | None:
     show_default=True,
     help="Class folders as class names or iNaturalist-style NNNNN_family_shape_variant.",
 )
-def export_cmd(out_dir, n, seed, folder_style):
+def export_cmd(out_dir: str, n: tuple[str, ...], seed: int, folder_style: str) -> None:
     """Write the world as DIR/<split>/<class>/<id>.png plus attributes.csv/json and taxonomy.json."""
     from vsae.world.export import export
 
@@ -59,77 +62,8 @@ def export_cmd(out_dir, n, seed, folder_style):
 
 
 @world.command("build")
-@click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Directory for clip/, simenc/, llava/ and diffusion/ [default: the package's shipped assets, only"
-    " for models missing there: shipped models are never overwritten; to update them, build elsewhere,"
-    " compare, and copy deliberately].",
-)
-@click.option(
-    "--only",
-    type=click.Choice(["clip", "simenc", "llava", "diffusion"]),
-    default=None,
-    help="Build one model only.",
-)
-@click.option(
-    "--threads",
-    default=1,
-    show_default=True,
-    help="torch CPU threads (the shipped weights were built with 1; results depend on it).",
-)
-@click.option(
-    "--jobs",
-    default=2,
-    show_default=True,
-    help="Train the two models at the same time in this many processes (1 or 2).",
-)
-@click.option("--clip-steps", default=None, type=int, help="Override the tiny CLIP's training steps.")
-@click.option(
-    "--simenc-steps", default=None, type=int, help="Override the similarity encoder's training steps."
-)
-@click.option("--llava-steps", default=None, type=int, help="Override the tiny LLaVA's training steps.")
-@click.option(
-    "--sae-steps",
-    default=None,
-    type=int,
-    help="Override the steering SAEs' training steps (the LLaVA's, the text-to-image model's text SAE).",
-)
-@click.option(
-    "--diffusion-steps",
-    default=None,
-    type=int,
-    help="Override the tiny text-to-image model's training steps.",
-)
-@click.option(
-    "--diffusion-eval",
-    default=200,
-    show_default=True,
-    type=int,
-    help="Held-out captions the text-to-image model's quality is measured on.",
-)
-@click.option(
-    "--judge-images",
-    default=6000,
-    show_default=True,
-    type=int,
-    help="Real images the similarity-encoder heads that judge generated images are fitted on.",
-)
-def build_cmd(
-    out_dir,
-    only,
-    threads,
-    jobs,
-    clip_steps,
-    simenc_steps,
-    llava_steps,
-    sae_steps,
-    diffusion_steps,
-    diffusion_eval,
-    judge_images,
-):
+@config_options(WorldBuildConfig, overrides={"out_dir": {"type": click.Path(file_okay=False)}})
+def build_cmd(**fields: Any) -> None:
     """Train the tiny CLIP and the similarity encoder (in parallel), then the tiny LLaVA on that
     CLIP with its steering SAE and the tiny text-to-image model on its text encoder; deterministic on CPU."""
     import dataclasses
@@ -137,7 +71,8 @@ def build_cmd(
 
     import vsae
 
-    which = (only,) if only else ("clip", "simenc", "llava", "diffusion")
+    cfg = WorldBuildConfig(**pick(WorldBuildConfig, fields))
+    which, out_dir, threads, sae_steps = cfg.models, cfg.out_dir, cfg.threads, cfg.sae_steps
     shipped = (Path(vsae.__file__).parent / "world" / "assets").resolve()  # without importing torch
     out_dir = out_dir or str(shipped)
     out = Path(out_dir).resolve()
@@ -154,12 +89,12 @@ def build_cmd(
     from vsae.world.zeroshot import zero_shot_accuracy
 
     clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
-    if clip_steps is not None:
-        clip_cfg = dataclasses.replace(clip_cfg, steps=clip_steps)
-    if simenc_steps is not None:
-        sim_cfg = dataclasses.replace(sim_cfg, steps=simenc_steps)
+    if cfg.clip_steps is not None:
+        clip_cfg = dataclasses.replace(clip_cfg, steps=cfg.clip_steps)
+    if cfg.simenc_steps is not None:
+        sim_cfg = dataclasses.replace(sim_cfg, steps=cfg.simenc_steps)
     base = tuple(m for m in which if m not in ("llava", "diffusion"))
-    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=jobs) if base else {}
+    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=cfg.jobs) if base else {}
     root = out_dir
     for name, summary in res.items():
         click.echo(
@@ -181,8 +116,8 @@ def build_cmd(
         from vsae.world.llava.train import LlavaTrainConfig
 
         lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
-        if llava_steps is not None:
-            lc = dataclasses.replace(lc, steps=llava_steps)
+        if cfg.llava_steps is not None:
+            lc = dataclasses.replace(lc, steps=cfg.llava_steps)
         if sae_steps is not None:
             sc = dataclasses.replace(sc, steps=sae_steps)
         clip_dir = f"{root}/clip" if "clip" in res else "shipped"
@@ -194,8 +129,8 @@ def build_cmd(
         from vsae.world.diffusion.train import DiffusionTrainConfig
 
         dc, tc = DiffusionTrainConfig(), TextSAEConfig()
-        if diffusion_steps is not None:
-            dc = dataclasses.replace(dc, steps=diffusion_steps)
+        if cfg.diffusion_steps is not None:
+            dc = dataclasses.replace(dc, steps=cfg.diffusion_steps)
         if sae_steps is not None:
             tc = dataclasses.replace(tc, steps=sae_steps)
         s = build_diffusion_assets(
@@ -204,9 +139,9 @@ def build_cmd(
             dc,
             tc,
             threads=threads,
-            n_eval=diffusion_eval,
+            n_eval=cfg.diffusion_eval,
             simenc_dir=f"{root}/simenc" if "simenc" in res else "shipped",
-            judge_images=judge_images,
+            judge_images=cfg.judge_images,
         )
         q = s.get("quality", {}).get("generated", {})
         click.echo(
@@ -216,7 +151,7 @@ def build_cmd(
 
 
 @world.command("info")
-def info_cmd():
+def info_cmd() -> None:
     """Show the world's taxonomy, splits and the shipped models."""
     from vsae.world import SPLITS, class_paths, shipped_clip_dir, shipped_simenc_dir
     from vsae.world import taxonomy as tx

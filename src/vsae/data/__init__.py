@@ -7,7 +7,7 @@ anything else) does not import torch.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "Batch": "vsae.data.loader",
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from vsae.data.taxonomy import Taxonomy, inat_path, taxonomy_from_classes
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'vsae.data' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from vsae.store.validate import file_kind
+from vsae.errors import file_kind
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
@@ -102,8 +102,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
                 if limit is not None and w * h > limit:
                     raise DecodeError(f"decompression bomb ({w}x{h} pixels > {limit})")
                 im.load()
-                im = ImageOps.exif_transpose(im) or im
-                return to_rgb(im)
+                return to_rgb(ImageOps.exif_transpose(im) or im)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

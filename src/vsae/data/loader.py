@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -46,12 +47,14 @@ class ItemDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
         item = self.source.items[i]
         if self.source.modality == "text":
             return i, item, None
         try:
-            img = load_image(item, self.max_pixels)
+            img = (
+                self.source.images[i] if self.source.images is not None else load_image(item, self.max_pixels)
+            )
         except DecodeError as e:
             return i, None, str(e)
         try:
@@ -61,9 +64,10 @@ class ItemDataset(Dataset):
 
 
 def _cat(parts: list[Inputs]) -> Inputs:
-    if isinstance(parts[0], dict):
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    return torch.cat(parts)
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([p[k] for p in parts if isinstance(p, dict)]) for k in first}
+    return torch.cat([p for p in parts if isinstance(p, torch.Tensor)])
 
 
 class Collate:
@@ -74,10 +78,11 @@ class Collate:
         self.preprocess = preprocess
         self.end_of = end_of
 
-    def __call__(self, items) -> Batch:
+    def __call__(self, items: list[tuple[int, Any, str | None]]) -> Batch:
         ok = [(i, x) for i, x, r in items if r is None]
         skipped = [(i, self.source.items[i], r) for i, _, r in items if r is not None]
         ids = np.array([i for i, _ in ok], dtype=np.int64)
+        inputs: Inputs | None
         if not ok:
             inputs = None
         elif self.source.modality == "text":
@@ -95,7 +100,7 @@ class QuietWhenOrphaned:
     Output while the main process lives passes through, except the traceback of a lost connection.
     """
 
-    def __init__(self, stream, parent_pid: int):
+    def __init__(self, stream: TextIO, parent_pid: int):
         self._stream = stream
         self._parent = parent_pid
 
@@ -106,12 +111,16 @@ class QuietWhenOrphaned:
     def write(self, s: str) -> int:
         return len(s) if self._muted() else self._stream.write(s)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def _connection_lost_hook(default):
-    def hook(args):  # threads of the worker (queue feeder, fd sharing) that lost the main process
+def _connection_lost_hook(
+    default: Callable[[threading.ExceptHookArgs], Any],
+) -> Callable[[threading.ExceptHookArgs], None]:
+    def hook(
+        args: threading.ExceptHookArgs,
+    ) -> None:  # threads of the worker (queue feeder, fd sharing) that lost the main process
         if isinstance(args.exc_value, ConnectionError | EOFError):
             return
         default(args)

@@ -6,6 +6,9 @@
 - A list file: ``.txt`` with one path per line (optionally ``path<TAB>label``) or ``.csv`` with
   a header holding ``path`` and optionally ``label``. Relative paths resolve against the file.
 - For text models, a ``.txt`` of prompts (one per line) or a ``.csv`` with a ``text`` column.
+- ``<scheme>:<rest>``: a source a package registered (`register_source_scheme`), with the images
+  in memory; `vsae.world` registers ``world:<split>[:<n>]`` (the shapes world) when imported.
+  Core code opens every spec with `open_source` and knows no scheme by name.
 The image index of an item is its position in this list; stores record it per row.
 """
 
@@ -14,13 +17,18 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vsae.data.decode import IMAGE_EXTENSIONS
 from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
 from vsae.errors import VsaeError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SPLIT_NAMES = ("train", "val", "validation", "test")
 
@@ -31,12 +39,14 @@ class Source:
 
     Attributes
     ----------
-    kind: "folder" | "list" | "text".
-    root: the folder, list file or prompt file it was read from.
+    kind: "folder" | "list" | "text", or the scheme of a registered source ("world").
+    root: the folder, list file or prompt file it was read from (the spec for a scheme).
     split: the split sub-folder used (None when the tree has no splits or for lists).
-    items: image paths (absolute) or prompt strings, in index order.
+    items: image paths (absolute) or prompt strings, in index order (display ids for a scheme).
     labels: class index per item, -1 when unlabelled.
     classes: class names (sorted), indexable by label.
+    images: the decoded images, in memory (a scheme source); None: decode `items`.
+    records: per-item ground-truth attributes a scheme provides (JSON-able dicts), or None.
     """
 
     kind: str
@@ -45,6 +55,8 @@ class Source:
     items: tuple[str, ...]
     labels: tuple[int, ...]
     classes: tuple[str, ...]
+    images: tuple[Image.Image, ...] | None = None
+    records: tuple[dict[str, Any], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -57,6 +69,16 @@ class Source:
     def taxonomy(self) -> Taxonomy | None:
         """The iNaturalist-style taxonomy of the classes, if their names encode one."""
         return taxonomy_from_classes(self.classes)
+
+    def pick(self, indices: list[int]) -> Source:
+        """The items at `indices` (in that order), with the same class names."""
+        return replace(
+            self,
+            items=tuple(self.items[i] for i in indices),
+            labels=tuple(self.labels[i] for i in indices),
+            images=None if self.images is None else tuple(self.images[i] for i in indices),
+            records=None if self.records is None else tuple(self.records[i] for i in indices),
+        )
 
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the source (recorded in store provenance)."""
@@ -208,8 +230,54 @@ def text_source(prompt_file: str | Path) -> Source:
     return Source("text", str(path), None, tuple(t for t, _ in rows), labels, classes)
 
 
-def open_source(data: str | Path, split: str | None = None, modality: str = "image") -> Source:
-    """Open --data: a folder tree or a list file for images, a prompt file for text models."""
+SchemeOpener = Callable[[str, int | None, int], Source]
+_SCHEMES: dict[str, SchemeOpener] = {}
+_SCHEME_RE = re.compile(r"^([a-z][a-z0-9_]+):(.*)$")
+
+
+def register_source_scheme(name: str, opener: SchemeOpener) -> None:
+    """Make ``<name>:<rest>`` an image source: ``opener(rest, n, seed)`` returns its `Source` (n:
+    how many items the caller wants, None when it did not say; seed: for sampled sources)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]+", name):
+        raise VsaeError(f"source scheme {name!r}: use lowercase letters, digits and _ (2+ characters)")
+    _SCHEMES[name] = opener
+
+
+def source_schemes() -> list[str]:
+    """The registered scheme names."""
+    return sorted(_SCHEMES)
+
+
+def scheme_of(data: str | Path) -> str | None:
+    """The scheme of a ``<scheme>:<rest>`` spec (registered or not), None for a path."""
+    m = _SCHEME_RE.match(str(data))
+    return m.group(1) if m and not Path(data).exists() else None
+
+
+def open_scheme(spec: str, n: int | None = None, seed: int = 0) -> Source:
+    """Open a ``<scheme>:<rest>`` spec with its registered opener."""
+    name, _, rest = spec.partition(":")
+    if name not in _SCHEMES:
+        have = ", ".join(f"{s}:" for s in source_schemes()) or "none"
+        raise VsaeError(
+            f"unknown image source {name}: in {spec!r} (registered: {have}); the package that provides it "
+            "registers it when imported (`import vsae.world` for world:<split>), or give a folder or list file"
+        )
+    return _SCHEMES[name](rest, n, seed)
+
+
+def open_source(
+    data: str | Path, split: str | None = None, modality: str = "image", n: int | None = None, seed: int = 0
+) -> Source:
+    """Open --data: a folder tree or a list file for images, a prompt file for text models, or a
+    registered ``<scheme>:<rest>`` source (`n`, `seed`: how many items it makes, and its seed)."""
+    if scheme_of(data) is not None:
+        if split is not None:
+            raise VsaeError(f"--split applies to folder trees, not to {data}; drop --split")
+        src = open_scheme(str(data), n, seed)
+        if src.modality != modality:
+            raise VsaeError(f"--data {data} is a {src.modality} source; this model reads {modality}")
+        return src
     p = Path(data)
     if modality == "text":
         if split is not None:
@@ -230,7 +298,9 @@ def open_source_early(data: str | Path, split: str | None = None) -> Source | No
 
     A folder is opened as an image tree (only image models read folders); a file is an image list
     or a prompt file depending on the model, so only what is wrong either way is checked (it must
-    exist and take no --split), and None is returned."""
+    exist and take no --split), and None is returned. A registered scheme is opened (as images)."""
+    if scheme_of(data) is not None:
+        return open_source(data, split)
     p = Path(data)
     if p.is_dir():
         return folder_source(p, split)

@@ -8,15 +8,13 @@ classes; `--max-images N` therefore draws a seeded sample stratified by class in
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from vsae.data.orders import ORDERS as ORDERS  # re-exported: the one list
 from vsae.data.sources import Source
 from vsae.errors import VsaeError
-
-ORDERS = ("sample", "first")
 
 
 def stratified_indices(labels: np.ndarray | list[int], n: int, seed: int) -> np.ndarray:
@@ -50,10 +48,7 @@ def first_indices(n_items: int, n: int) -> np.ndarray:
 
 def subset(source: Source, indices: np.ndarray) -> Source:
     """The items of ``source`` at ``indices`` (in that order), with the same class names."""
-    idx = [int(i) for i in indices]
-    return replace(
-        source, items=tuple(source.items[i] for i in idx), labels=tuple(source.labels[i] for i in idx)
-    )
+    return source.pick([int(i) for i in indices])
 
 
 def choose(
@@ -70,7 +65,7 @@ def choose(
     if order == "first":
         idx = first_indices(len(source), max_items)
     else:
-        idx = stratified_indices(source.labels, max_items, seed)
+        idx = stratified_indices(list(source.labels), max_items, seed)
     info = {
         "order": order,  # "sample": seeded, stratified by class; "first": the first N items
         "seed": None if order == "first" else int(seed),

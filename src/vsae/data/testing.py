@@ -8,12 +8,13 @@ import numpy as np
 from PIL import Image
 
 
-def noise(seed: int, size=(40, 48)) -> Image.Image:
+def noise(seed: int, size: tuple[int, int] = (40, 48)) -> Image.Image:
+    """A seeded RGB noise image of `size` (height, width)."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8))
 
 
-def png_bomb(path: Path, width=100_000, height=100_000) -> Path:
+def png_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -2,57 +2,142 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from vsae.demo.config import DemoConfig
+from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
+from vsae.eval._arrays import chunks_of
 from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
-from vsae.eval.monosemanticity import monosemanticity_score_streaming, summarize_ms
-from vsae.eval.naming import name_latents
+from vsae.eval.monosemanticity import MSResult, monosemanticity_score_streaming, summarize_ms
+from vsae.eval.naming import attribute_name_agreement, encode_words, name_latents
 from vsae.eval.ood import ood_report, ood_scores, roc_curve
 from vsae.eval.probe import ProbeConfig, probe_accuracy
 from vsae.eval.purity import top_image_purity
 from vsae.eval.recon import reconstruction_metrics
 from vsae.eval.sampling import describe_sample, spread_sample
-from vsae.eval.topimages import jaccard_pair_counts, top_images
+from vsae.eval.taxonomy import ClassHierarchy, from_paths
+from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images
+from vsae.sae import SAE
+from vsae.sae.batched import iter_encode
+from vsae.world import CLASSES, COLOURS, attribute_vocab, colour_paths
 
 PROBE_TRAIN_ROWS = 3000  # a seeded sample spanning the (class-ordered) train store, never its first rows
 PROBE_LABEL = "shape"
 
 
-def _ms(acts_NF: np.ndarray, emb_ND: np.ndarray):
-    from vsae.eval._arrays import chunks_of
-
+def _ms(acts_NF: np.ndarray, emb_ND: np.ndarray) -> MSResult:
     return monosemanticity_score_streaming(chunks_of(acts_NF, 4096), emb_ND)
 
 
-def _encode(sae, x_Nd: torch.Tensor, batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    zs, xs = [], []
-    with torch.no_grad():
-        for a in range(0, len(x_Nd), batch):
-            z = sae.encode(x_Nd[a : a + batch])
-            zs.append(z)
-            xs.append(sae.decode(z))
-    return torch.cat(zs), torch.cat(xs)
+def _encode(sae: SAE, x_Nd: torch.Tensor, batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    bs = list(iter_encode(sae, x_Nd, batch, decode=True))
+    return torch.cat([b.z for b in bs]), torch.cat([b.x_hat for b in bs if b.x_hat is not None])
 
 
-def unit_features(acts_NF: np.ndarray, top, tables_test, emb_ND: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UnitAnalysis:
+    """What the demo measured on one set of units (an SAE's latents or the raw neurons) on the
+    test split; `to_json()` is its entry of results.json["layers"] (per-unit arrays stay out).
+
+    Attributes
+    ----------
+    ms: the MS of every unit (Pach et al.).
+    top: the top images of every unit.
+    uniqueness: `jaccard_pair_counts` of the top-image sets.
+    purity: `top_image_purity` over the world's attributes.
+    probe: shape-probe accuracy per split (Olson et al.); None when not probed.
+    recon: reconstruction metrics (SAEs only).
+    depth_per_group, depth_per_group_colour: mean LCA depth per Matryoshka group in the class and
+        colour taxonomies (SAEs only).
+    dead_per_group: latents per group that never fire on the test split (SAEs only).
+    names: latent names and their agreement with the ground truth (SAEs only).
+    ood: OOD-detection report per shifted split (SAEs only).
+    roc: the recon-error ROC curve per shifted split (SAEs only; for the report's plot).
+    """
+
+    ms: MSResult
+    top: TopImages
+    uniqueness: dict[str, Any]
+    purity: dict[str, Any]
+    probe: dict[str, float] | None = None
+    recon: dict[str, Any] | None = None
+    depth_per_group: list[dict[str, Any]] | None = None
+    depth_per_group_colour: list[dict[str, Any]] | None = None
+    dead_per_group: list[int] | None = None
+    names: dict[str, Any] | None = None
+    ood: dict[str, Any] | None = None
+    roc: dict[str, Any] | None = None
+
+    @property
+    def ms_summary(self) -> dict[str, Any]:
+        """`summarize_ms` of the units' MS."""
+        return summarize_ms(self.ms)
+
+    def excluded(self) -> dict[str, Any]:
+        """Which units the top-image analyses leave out, and why (the MS mean keeps every live unit)."""
+        ms = self.ms.scores_F
+        live_out = self.top.excluded_F & ~np.isnan(ms)
+        return {
+            "k": int(self.top.indices_Fk.shape[1]),
+            "rule": "left out of top-image grids, uniqueness, hierarchy, purity and names: fewer than k firing "
+            "test images (k-th highest activation 0); the MS mean includes them",
+            "n_excluded_live": int(live_out.sum()),
+            "n_never_fire": int(np.isnan(ms).sum()),
+            "excluded_live": [[int(f), float(ms[f])] for f in np.flatnonzero(live_out)],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON part of the analysis (results.json["layers"][hook]["raw"] or [...]["saes"][run])."""
+        p = self.purity
+        out: dict[str, Any] = {
+            "ms": self.ms_summary,
+            "ms_per_latent": self.ms.scores_F,
+            "uniqueness": self.uniqueness,
+            "purity": {k: p[k] for k in ("n_scored", "pure_fraction", "mean_purity")},
+            "top_images": self.excluded(),
+        }
+        optional = {
+            "recon": self.recon,
+            "depth_per_group": self.depth_per_group,
+            "depth_per_group_colour": self.depth_per_group_colour,
+            "dead_per_group": self.dead_per_group,
+            "probe": self.probe,
+            "ood": self.ood,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        if self.names is not None:
+            n = self.names
+            keys = (
+                "n_named",
+                "n_agree",
+                "agreement",
+                "n_not_purest",
+                "n_wrong_value",
+                "random_word_agreement",
+            )
+            out["names"] = {
+                **{k: n[k] for k in keys},
+                "per_latent": n["names"],
+                "match_scores": n["scores"],
+                "verdict_per_latent": n["verdict_F"],
+            }
+        return out
+
+
+def unit_features(
+    acts_NF: np.ndarray, top: TopImages, tables_test: dict[str, np.ndarray], emb_ND: np.ndarray
+) -> UnitAnalysis:
     """What the papers measure on any set of units (SAE latents or raw neurons) on the test split."""
-    ms = _ms(acts_NF, emb_ND)
     pur = top_image_purity(
         top.indices_Fk, top.excluded_F, {a: tables_test[a] for a in tables_test if a != "path"}
     )
-    return {
-        "ms": ms,
-        "ms_summary": summarize_ms(ms),
-        "top": top,
-        "uniqueness": jaccard_pair_counts(top),
-        "purity": pur,
-    }
+    return UnitAnalysis(ms=_ms(acts_NF, emb_ND), top=top, uniqueness=jaccard_pair_counts(top), purity=pur)
 
 
 @dataclass(frozen=True)
@@ -75,11 +160,8 @@ class EvalInputs:
     word_emb_WD: np.ndarray
 
 
-def eval_inputs(stores, taxonomy, clip_dir: str) -> EvalInputs:
-    from vsae.eval.taxonomy import from_paths
-    from vsae.world import CLASSES
-    from vsae.world.taxonomy import COLOURS, colour_paths
-
+def eval_inputs(stores: Stores, taxonomy: ClassHierarchy, clip_dir: str) -> EvalInputs:
+    """Load the test-split embeddings, class depth matrices and naming vocabulary once."""
     words, word_emb = text_embeddings(clip_dir)
     colour_depth = lca_depth_matrix(from_paths(colour_paths(), "world colour taxonomy"), list(COLOURS))
     return EvalInputs(
@@ -92,60 +174,70 @@ def eval_inputs(stores, taxonomy, clip_dir: str) -> EvalInputs:
     )
 
 
-def analyse_raw(hook: str, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> dict[str, Any]:
+def analyse_raw(hook: str, stores: Stores, tables: Tables, cfg: DemoConfig, ti: EvalInputs) -> UnitAnalysis:
+    """The analysis of the raw neurons at ``hook``."""
     x = stores["test"][hook][:].numpy()
     top = top_images(x, k=cfg.top_k)
     res = unit_features(x, top, tables["test"], ti.sim_emb_ND)
-    res["probe"] = probe(hook, stores, tables, seed=cfg.seed)
-    return res
+    return dataclasses.replace(res, probe=probe(hook, stores, tables, seed=cfg.seed))
 
 
-def analyse_sae(key, sae, stores, tables, cfg: DemoConfig, ti: EvalInputs) -> dict[str, Any]:
+def analyse_sae(
+    key: RunKey, sae: SAE, stores: Stores, tables: Tables, cfg: DemoConfig, ti: EvalInputs
+) -> UnitAnalysis:
+    """The analysis of one SAE's latents."""
     hook, arch, e = key
     x_test = stores["test"][hook][:]
     z, x_hat = _encode(sae, x_test)
     top = top_images(z.numpy(), k=cfg.top_k)
     res = unit_features(z.numpy(), top, tables["test"], ti.sim_emb_ND)
-    res["recon"] = reconstruction_metrics(x_test, x_hat, z).summary()
+    recon = reconstruction_metrics(x_test, x_hat, z).summary()
     # hierarchy: LCA depth of the classes of each latent's top images, per Matryoshka group
     depths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["class_name"], ti.depth_CC)
-    sizes = list(sae.cfg.group_sizes) if arch == "matryoshka" else [sae.cfg.d_sae]
-    res["depth_per_group"] = depth_per_group(depths, sizes)
+    sizes = list(sae.cfg.nested_groups)
+    dpg = depth_per_group(depths, sizes)
     # the same in the colour taxonomy (colour family -> colour), and the latents per group that
     # never fire on the test split (they cannot be scored in either taxonomy)
     cdepths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["colour"], ti.colour_depth_CC)
-    res["depth_per_group_colour"] = depth_per_group(cdepths, sizes)
+    dpg_colour = depth_per_group(cdepths, sizes)
     fires = np.asarray((z > 0).sum(0)).ravel()
     ends = np.cumsum(sizes)
-    res["dead_per_group"] = [int((fires[a:b] == 0).sum()) for a, b in zip([0, *ends[:-1]], ends)]
+    dead = [int((fires[a:b] == 0).sum()) for a, b in zip([0, *ends[:-1]], ends)]
     # names from the CLIP text tower, checked against the ground truth of the top images
     named = name_latents(top.indices_Fk, top.excluded_F, ti.clip_emb_ND, ti.word_emb_WD, ti.words)
-    res["names"] = {**named, **name_agreement_attributes(named["names"], top, tables["test"], cfg.seed)}
+    names = {**named, **name_agreement_attributes(named["names"], top, tables["test"], cfg.seed)}
     # probes (Olson et al.) for the SAEs of the featured expansion (they are the slow part)
-    if e == cfg.featured_sae[2]:
-        res["probe"] = probe(hook, stores, tables, sae, seed=cfg.seed)
+    probed = probe(hook, stores, tables, sae, seed=cfg.seed) if e == cfg.featured_sae[2] else None
     # OOD detection scores (Olson et al.)
-    ood = {}
+    ood: dict[str, Any] = {}
     s_in = ood_scores(x_test, x_hat, z)
-    res["roc"] = {}
+    roc: dict[str, Any] = {}
     for split in SHIFTED:
         xo = stores[split][hook][:]
         zo, xho = _encode(sae, xo)
         s_ood = ood_scores(xo, xho, zo)
         ood[split] = ood_report(s_in, s_ood)
-        res["roc"][split] = roc_curve(s_in["recon_error"], s_ood["recon_error"])
-    res["ood"] = ood
-    return res
+        roc[split] = roc_curve(s_in["recon_error"], s_ood["recon_error"])
+    return dataclasses.replace(
+        res,
+        probe=probed,
+        recon=recon,
+        depth_per_group=dpg,
+        depth_per_group_colour=dpg_colour,
+        dead_per_group=dead,
+        names=names,
+        ood=ood,
+        roc=roc,
+    )
 
 
-def name_agreement_attributes(names, top, table, seed: int) -> dict[str, Any]:
+def name_agreement_attributes(
+    names: Sequence[str | None], top: TopImages, table: dict[str, np.ndarray], seed: int
+) -> dict[str, Any]:
     """A latent's name agrees when its attribute is a purest one of the latent's top images over
     all ground-truth attributes and the word is that attribute's most common value there
     (`vsae.eval.naming.attribute_name_agreement`); the baseline gives every named latent a random
     word instead."""
-    from vsae.eval.naming import attribute_name_agreement
-    from vsae.world import attribute_vocab
-
     word_value = {w: (a, i) for a in NAME_ATTRIBUTES for i, w in enumerate(attribute_vocab(a))}
     words = list(word_value)
     attrs = {a: table[a] for a in table if a != "path"}
@@ -167,12 +259,14 @@ def probe_sample(n_train: int, seed: int) -> dict[str, Any]:
     return {"label": PROBE_LABEL, "train_rows": describe_sample(n_train, PROBE_TRAIN_ROWS, seed)}
 
 
-def probe(hook: str, stores, tables, sae=None, seed: int = 0) -> dict[str, float]:
+def probe(
+    hook: str, stores: Stores, tables: Tables, sae: SAE | None = None, seed: int = 0
+) -> dict[str, float]:
     """Shape probe (Olson et al.) on raw activations (`sae` None) or on SAE latents: trained on a
     seeded sample spanning the train split (`probe_train_rows`), accuracy on test and on the
     shifted splits."""
 
-    def split(name: str):
+    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = stores[name][hook][:], tables[name][PROBE_LABEL]
         if name == "train":
             rows = probe_train_rows(len(y), seed)
@@ -186,9 +280,7 @@ def probe(hook: str, stores, tables, sae=None, seed: int = 0) -> dict[str, float
 
 def text_embeddings(clip_dir: str) -> tuple[list[str], np.ndarray]:
     """The naming vocabulary (the world's concept words) embedded by the CLIP text tower."""
-    from vsae.eval.naming import encode_words
-    from vsae.models import load
-    from vsae.world import attribute_vocab
+    from vsae.models import load  # loads transformers: only for the text tower
 
     words = [w for a in NAME_ATTRIBUTES for w in attribute_vocab(a)]
     return words, encode_words(load(clip_dir, tower="text"), words)

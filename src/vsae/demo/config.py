@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:  # `vsae demo --help` reads this module: no numpy / store import at run time
+    import numpy as np
+
+    from vsae.store import ActivationStore
+
+Stores: TypeAlias = "dict[str, dict[str, ActivationStore]]"
+"""split -> hook (and "sim": the similarity encoder's embeddings, "embed") -> store."""
+Tables: TypeAlias = "dict[str, dict[str, np.ndarray]]"
+"""split -> attribute (and "path") -> per-image values aligned with the stores' rows."""
+RunKey: TypeAlias = tuple[str, str, int]
+"""(hook, arch, expansion) of one trained SAE; (hook, "raw", 0) for the raw neurons."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ class DemoConfig:
         return self.featured or (self.layers[-1], self.archs[-1], max(self.expansions))
 
 
-def fast_config(out: Path, **kw) -> DemoConfig:
+def fast_config(out: Path, **kw: Any) -> DemoConfig:
     """A tiny demo for tests: small splits, short training."""
     base = dict(
         counts={"train": 600, "val": 100, "test": 200, "ood_background": 100, "ood_combo": 100},

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file
 
+from vsae.demo.analyse import EvalInputs
+from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 from vsae.errors import VsaeError
+from vsae.eval.naming import encode_words
+from vsae.eval.pipeline import run_ms, run_recon
+from vsae.eval.zeroshot import zero_shot_accuracy
+from vsae.world.captions import shape_prompts
 
 PROBE_ZERO_SHOT_MARGIN = 0.1  # the probe may trail zero-shot by this much (fewer train rows, L2)
 RECON_RTOL = 1e-4  # float32 encode/decode in two code paths
@@ -48,10 +55,7 @@ def probe_vs_zero_shot(
 
 def zero_shot_shape_accuracy(clip_dir: str, image_embeds_ND: np.ndarray, shape_N: np.ndarray) -> float:
     """CLIP zero-shot shape accuracy of the stored `embed` rows with the world's shape prompts."""
-    from vsae.eval.naming import encode_words
-    from vsae.eval.splice import zero_shot_accuracy
-    from vsae.models import load
-    from vsae.world.captions import shape_prompts
+    from vsae.models import load  # loads transformers: only for the text tower
 
     txt = encode_words(load(clip_dir, tower="text"), shape_prompts(), template="{}")
     return zero_shot_accuracy(image_embeds_ND, txt, shape_N)
@@ -72,11 +76,9 @@ def logged_val_fvu(run_dir: str | Path) -> float:
 
 def training_log_vs_recon(run_dir: str | Path, val_store: str | Path, out: str | Path) -> dict[str, Any]:
     """The training log's validation FVU vs `vsae eval recon` on the same (whole) validation store."""
-    from vsae.eval.pipeline import run_recon
-
     logged = logged_val_fvu(run_dir)
-    recon = run_recon(val_store, run_dir, out, progress=False)["fvu"]
-    ok = np.isclose(logged, recon, rtol=RECON_RTOL, atol=1e-7)
+    recon = run_recon(val_store, run_dir, out, progress=False).recon.fvu
+    ok = bool(np.isclose(logged, recon, rtol=RECON_RTOL, atol=1e-7))
     return _check(
         f"validation FVU in the training log vs vsae eval recon ({Path(run_dir).name})",
         ok,
@@ -90,10 +92,6 @@ def ms_vs_eval_ms(
     ms_per_latent: np.ndarray, run_dir: str | Path, acts: str | Path, embeddings: str | Path, out: str | Path
 ) -> dict[str, Any]:
     """The demo's per-latent MS of one SAE vs `vsae eval ms` (`run_ms`) on the same stores."""
-    from safetensors.numpy import load_file
-
-    from vsae.eval.pipeline import run_ms
-
     res = run_ms(embeddings, out, acts=acts, sae_path=run_dir, raw=False, progress=False)
     cli = load_file(str(Path(out) / "ms_scores.safetensors"))["sae"]
     mine = np.asarray(ms_per_latent, np.float64)
@@ -102,7 +100,7 @@ def ms_vs_eval_ms(
         f"MS of {Path(run_dir).name}: demo vs vsae eval ms",
         ok,
         ("demo_mean", float(np.nanmean(mine))),
-        ("eval_ms_mean", float(res["sae"]["mean"])),
+        ("eval_ms_mean", float(res.to_json()["sae"]["mean"])),
         f"every latent equal within rtol {MS_RTOL}",
     )
 
@@ -122,7 +120,16 @@ def require(checks: list[dict[str, Any]]) -> None:
         )
 
 
-def run_checks(cfg, stores, tables, runs, layers, ti, clip_dir: str, out: Path) -> list[dict[str, Any]]:
+def run_checks(
+    cfg: DemoConfig,
+    stores: Stores,
+    tables: Tables,
+    runs: dict[RunKey, Path],
+    layers: dict[str, Any],
+    ti: EvalInputs,
+    clip_dir: str,
+    out: Path,
+) -> list[dict[str, Any]]:
     """Every self-check of one demo run (see the module doc), on the featured SAE."""
     hook, arch, e = cfg.featured_sae
     run_dir = runs[(hook, arch, e)]

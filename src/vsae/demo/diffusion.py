@@ -17,7 +17,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DiffusionDemoConfig:
-    """The demo's (small) diffusion run; see `vsae.steer.diffusion.DiffusionSteerConfig`."""
+    """The demo's (small) diffusion run; see `vsae.world.diffusion.steering.DiffusionSteerConfig`."""
 
     n_latents: int = 6
     n_prompts: int = 12
@@ -30,8 +30,8 @@ class DiffusionDemoConfig:
 
 def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig()) -> dict[str, Any]:
     """Run `run_diffusion_steering` on the shipped tiny model into ``out/diffusion``."""
-    from vsae.steer.diffusion import DiffusionSteerConfig, run_diffusion_steering
     from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
+    from vsae.world.diffusion.steering import DiffusionSteerConfig, run_diffusion_steering
 
     scfg = DiffusionSteerConfig(
         n_latents=cfg.n_latents,

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 
-def _finding(claim: str, holds: bool, detail: str, source: str) -> dict[str, Any]:
-    return {"claim": claim, "holds": bool(holds), "detail": detail, "source": source}
+@dataclass(frozen=True)
+class Finding:
+    """One headline finding of the papers and whether it holds on this run's own numbers.
+
+    Attributes
+    ----------
+    claim: what the paper found, as one sentence.
+    holds: whether it holds here.
+    detail: the numbers the verdict rests on.
+    source: who found it (the paper, or "vsae" for controls).
+    """
+
+    claim: str
+    holds: bool
+    detail: str
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as results.json["findings"] records it."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Finding:
+        """A finding from its JSON form (e.g. `vsae.demo.diffusion.diffusion_findings`' dicts)."""
+        return cls(str(d["claim"]), bool(d["holds"]), str(d["detail"]), str(d["source"]))
+
+
+def _finding(claim: str, holds: bool, detail: str, source: str) -> Finding:
+    return Finding(claim, bool(holds), detail, source)
 
 
 def headline_findings(
@@ -16,9 +44,9 @@ def headline_findings(
     featured: tuple[str, str, int],
     steering: dict[str, Any] | None = None,
     hierarchy: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Finding]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
-    out = []
+    out: list[Finding] = []
     # 1. SAE latents are more monosemantic than raw neurons (Pach et al.)
     parts, ok = [], True
     for hook, L in layers.items():
@@ -83,18 +111,19 @@ def headline_findings(
             )
     if hierarchy and "planted" in hierarchy:
         p = hierarchy["planted"]
-        d = {a: [g["mean_depth"] for g in p[a]["depth_per_group"]] for a in ("matryoshka", "batchtopk")}
-        m = [x for x in d["matryoshka"][1:] if not np.isnan(x)]
-        ok = not np.isnan(d["matryoshka"][0]) and bool(m) and all(d["matryoshka"][0] < x for x in m)
+        depth = {a: [g["mean_depth"] for g in p[a]["depth_per_group"]] for a in ("matryoshka", "batchtopk")}
+        m = [x for x in depth["matryoshka"][1:] if not np.isnan(x)]
+        ok = not np.isnan(depth["matryoshka"][0]) and bool(m) and all(depth["matryoshka"][0] < x for x in m)
         out.append(
             _finding(
                 "Control: on a planted nested dictionary (few high-variance coarse atoms refined by lower-variance fine "
                 "ones) the Matryoshka SAE's first group holds the coarse atoms and the depth metric finds it shallower",
                 ok,
                 "mean LCA depth per group (0 = other family, 1 = same family, 2 = same leaf): Matryoshka "
-                + " / ".join(f"{x:.2f}" for x in d["matryoshka"])
+                + " / ".join(f"{x:.2f}" for x in depth["matryoshka"])
                 + f", first-group decoder cosine with a coarse atom {p['matryoshka']['coarse_cosine_per_group'][0]:.2f}; "
-                "BatchTopK control (same latent ranges) " + " / ".join(f"{x:.2f}" for x in d["batchtopk"]),
+                "BatchTopK control (same latent ranges) "
+                + " / ".join(f"{x:.2f}" for x in depth["batchtopk"]),
                 "vsae (planted control)",
             )
         )

@@ -11,11 +11,14 @@ the metric, the training or the world?
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vsae.demo.config import Stores, Tables
 from vsae.demo.planted_hierarchy import PlantedHierarchyConfig, nested_dictionary, run_planted_hierarchy
+from vsae.eval.variance import variance_shares
 
 TAXONOMY_LEVELS = {
     "class": ("shape_family", "shape", "class_name"),
@@ -24,11 +27,9 @@ TAXONOMY_LEVELS = {
 OTHER_ATTRIBUTES = ("size", "tone", "outline", "position", "background")
 
 
-def variance_by_level(stores, tables, hooks) -> dict[str, dict[str, float]]:
+def variance_by_level(stores: Stores, tables: Tables, hooks: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per hook: the between-group variance fraction of the train split for every taxonomy level
     and for the other attributes."""
-    from vsae.eval.variance import variance_shares
-
     names = [a for levels in TAXONOMY_LEVELS.values() for a in levels] + list(OTHER_ATTRIBUTES)
     t = tables["train"]
     return {h: variance_shares(stores["train"][h][:].numpy(), {a: t[a] for a in names}) for h in hooks}
@@ -36,8 +37,6 @@ def variance_by_level(stores, tables, hooks) -> dict[str, dict[str, float]]:
 
 def planted_control(out: Path, seed: int = 0) -> dict[str, Any]:
     """The planted nested dictionary, with a Matryoshka SAE and a BatchTopK control."""
-    from vsae.eval.variance import variance_shares
-
     cfg = PlantedHierarchyConfig(seed=seed)
     data = nested_dictionary(cfg)
     return {
@@ -50,7 +49,9 @@ def planted_control(out: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def hierarchy_evidence(stores, tables, hooks, out: Path, seed: int = 0) -> dict[str, Any]:
+def hierarchy_evidence(
+    stores: Stores, tables: Tables, hooks: Sequence[str], out: Path, seed: int = 0
+) -> dict[str, Any]:
     """What results.json holds under "hierarchy"."""
     return {
         "levels": {k: list(v) for k, v in TAXONOMY_LEVELS.items()},

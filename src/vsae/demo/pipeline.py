@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vsae.demo.config import DemoConfig
+from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 
 SPLITS = ("train", "val", "test", "ood_background", "ood_combo")
 SHIFTED = ("ood_background", "ood_combo")
@@ -52,6 +52,7 @@ class Stopwatch:
 
 # -- stages ------------------------------------------------------------------------------------
 def export_world(cfg: DemoConfig) -> Path:
+    """The world's image-folder export under OUT/world (written once; resumed runs reuse it)."""
     from vsae.world import export
 
     d = cfg.out / "world"
@@ -74,8 +75,14 @@ def extract_all(
     stores: dict[str, dict[str, Any]] = {}
     for split in cfg.counts:
         base = cfg.out / "stores" / "clip" / split
-        common = dict(
-            data=str(world_dir), split=split, dtype="float32", batch_size=256, seed=cfg.seed, progress=False
+        common: dict[str, Any] = dict(
+            data=str(world_dir),
+            split=split,
+            dtype="float32",
+            batch_size=256,
+            seed=cfg.seed,
+            progress=False,
+            num_workers=0,  # 32 px images: decoding in this process is faster than loader workers
         )
         extract(ExtractConfig(model=clip_dir, hooks=cfg.hooks, tokens=cfg.tokens, out=str(base), **common))
         stores[split] = {h: ActivationStore.open(base / h) for h in cfg.hooks}
@@ -85,7 +92,7 @@ def extract_all(
     return stores
 
 
-def train_all(cfg: DemoConfig, stores) -> dict[tuple[str, str, int], Path]:
+def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
     """One training pass per layer trains every (arch, expansion) SAE on the same batches."""
     from vsae.sae import SAEConfig
     from vsae.train import TrainConfig, run_name, train
@@ -126,13 +133,13 @@ def train_all(cfg: DemoConfig, stores) -> dict[tuple[str, str, int], Path]:
     return runs
 
 
-def image_tables(world_dir: Path, stores) -> dict[str, dict[str, np.ndarray]]:
+def image_tables(world_dir: Path, stores: Stores) -> Tables:
     """Per split: ground-truth attribute codes [N] aligned with the store rows (via image_index)."""
     from vsae.data import open_source
     from vsae.world import attribute_vocab
 
     rows = {r["path"]: r for r in json.loads((world_dir / "attributes.json").read_text())}
-    out = {}
+    out: Tables = {}
     for split, st in stores.items():
         src = open_source(str(world_dir), split)
         store = st["sim"]

@@ -6,22 +6,29 @@ import dataclasses
 import datetime as _dt
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from vsae import __version__
-from vsae.demo.analyse import analyse_raw, analyse_sae, eval_inputs, probe_sample
-from vsae.demo.config import DemoConfig
+from vsae.demo.analyse import UnitAnalysis, analyse_raw, analyse_sae, eval_inputs, probe_sample
+from vsae.demo.config import DemoConfig, RunKey
 from vsae.demo.consistency import require, run_checks
-from vsae.demo.findings import headline_findings
+from vsae.demo.findings import Finding, headline_findings
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
-from vsae.demo.shared import shared_finding
+from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
 from vsae.eval.results import jsonable
+from vsae.eval.taxonomy import from_file
+from vsae.report.demo import build_report
+from vsae.report.steering import write_steering_index
+from vsae.sae import load as load_sae
+from vsae.steer.experiment import SteerConfig, run_steering
+from vsae.world import shipped_clip_dir, shipped_simenc_dir
+from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
 
 SIMENC_DESCRIPTION = (
     "a small ViT trained on the world by supervised attribute classification — a different model and "
@@ -30,80 +37,37 @@ SIMENC_DESCRIPTION = (
 )
 
 
-def _summaries(an: dict[str, Any]) -> dict[str, Any]:
-    """The JSON part of one unit-set analysis (arrays stay out of results.json)."""
-    p = an["purity"]
-    out = {
-        "ms": an["ms_summary"],
-        "ms_per_latent": an["ms"].scores_F,
-        "uniqueness": an["uniqueness"],
-        "purity": {k: p[k] for k in ("n_scored", "pure_fraction", "mean_purity")},
-        "top_images": _excluded(an),
-    }
-    for k in ("recon", "depth_per_group", "depth_per_group_colour", "dead_per_group", "probe", "ood"):
-        if k in an:
-            out[k] = an[k]
-    if "names" in an:
-        n = an["names"]
-        keys = ("n_named", "n_agree", "agreement", "n_not_purest", "n_wrong_value", "random_word_agreement")
-        out["names"] = {
-            **{k: n[k] for k in keys},
-            "per_latent": n["names"],
-            "match_scores": n["scores"],
-            "verdict_per_latent": n["verdict_F"],
-        }
-    return out
-
-
-def _excluded(an: dict[str, Any]) -> dict[str, Any]:
-    """Which units the top-image analyses leave out, and why (the MS mean keeps every live unit)."""
-    top, ms = an["top"], an["ms"].scores_F
-    live_out = top.excluded_F & ~np.isnan(ms)
-    return {
-        "k": int(top.indices_Fk.shape[1]),
-        "rule": "left out of top-image grids, uniqueness, hierarchy, purity and names: fewer than k firing test "
-        "images (k-th highest activation 0); the MS mean includes them",
-        "n_excluded_live": int(live_out.sum()),
-        "n_never_fire": int(np.isnan(ms).sum()),
-        "excluded_live": [[int(f), float(ms[f])] for f in np.flatnonzero(live_out)],
-    }
-
-
 def steer(cfg: DemoConfig, clip_dir: str, out: Path) -> dict[str, Any]:
     """Pach et al.'s steering experiment on the shipped tiny LLaVA (scores embedded by the world CLIP)."""
-    from vsae.steer.experiment import SteerConfig, run_steering
-    from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
-
     scfg = SteerConfig(
         n_latents=cfg.steer_latents,
         n_images=cfg.steer_images,
         blank_latents=cfg.steer_blank_latents,
         seed=cfg.seed,
     )
-    return run_steering(
+    res = run_steering(
         shipped_llava_dir(), shipped_steering_sae_dir(), clip_dir, scfg, out / "steering", progress=False
-    )
+    ).to_json()
+    write_steering_index(out / "steering", res)
+    return res
 
 
-def shared_features(cfg: DemoConfig, world_dir: Path, out: Path, say) -> dict[str, Any]:
+def shared_features(
+    cfg: DemoConfig, world_dir: Path, out: Path, say: Callable[[str], None]
+) -> dict[str, Any]:
     """Olson et al.'s shared vision/language latents in the tiny LLaVA's language model (both layers)."""
-    from vsae.demo.shared import SharedDemoConfig, run_shared_demo
-
     n_train, n_test = cfg.shared_images
     say(
         f"shared vision/language latents: tiny LLaVA language model, {n_train} + {n_test} images and captions"
     )
-    res = run_shared_demo(world_dir, out, SharedDemoConfig(n_train=n_train, n_test=n_test, seed=cfg.seed))
-    res.pop("ratios")  # per-latent arrays: in the plot, not in results.json
-    return res
+    # the per-latent ratio arrays stay out of results.json (they are in the plot)
+    return run_shared_demo(
+        world_dir, out, SharedDemoConfig(n_train=n_train, n_test=n_test, seed=cfg.seed)
+    ).to_json()
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (resuming finished ones) and return the results written to results.json."""
-    from vsae.eval.taxonomy import from_file
-    from vsae.sae import load as load_sae
-    from vsae.world import shipped_clip_dir, shipped_simenc_dir
-
     cfg = dataclasses.replace(cfg, out=Path(cfg.out).resolve())  # stores record absolute image paths
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
@@ -128,11 +92,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     say("evaluating: MS, top images, uniqueness, hierarchy, probes, OOD, names, purity")
     ti = eval_inputs(stores, from_file(world_dir / "taxonomy.json"), clip_dir)
-    analysis: dict[tuple[str, str, int], dict[str, Any]] = {}
+    analysis: dict[RunKey, UnitAnalysis] = {}
     layers: dict[str, Any] = {}
     for hook in cfg.hooks:
         analysis[(hook, "raw", 0)] = raw = analyse_raw(hook, stores, tables, cfg, ti)
-        layers[hook] = {"raw": _summaries(raw), "saes": {}}
+        layers[hook] = {"raw": raw.to_json(), "saes": {}}
         for (h, arch, e), run_dir in runs.items():
             if h != hook:
                 continue
@@ -142,7 +106,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 "arch": arch,
                 "expansion": e,
                 "path": str(run_dir),
-                **_summaries(an),
+                **an.to_json(),
             }
     hierarchy = hierarchy_evidence(stores, tables, cfg.hooks, out, cfg.seed)
     say("self-checks: probe vs zero-shot, training-log FVU vs vsae eval recon, MS vs vsae eval ms")
@@ -166,9 +130,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if diffusion:
         from vsae.demo.diffusion import diffusion_findings
 
-        findings.extend(diffusion_findings(diffusion))
+        findings.extend(Finding.from_json(d) for d in diffusion_findings(diffusion))
 
-    results = {
+    results: dict[str, Any] = {
         "vsae_version": __version__,
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
@@ -182,7 +146,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         },
         "featured": list(featured),
         "vocabulary": ti.words,
-        "findings": findings,
+        "findings": [f.to_json() for f in findings],
         "layers": layers,
         "probe": probe_sample(len(stores["train"][cfg.hooks[0]]), cfg.seed),
         "hierarchy": hierarchy,
@@ -193,8 +157,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     }
     sw.lap("findings")
     say("writing report.html")
-    from vsae.report.demo import build_report
-
     results["timings"] = {**sw.times, "total": sum(sw.times.values())}
     build_report(results, analysis, tables["test"]["path"], out)
     sw.lap("report")
@@ -207,7 +169,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             f"answers moved toward the latent's concept in {sc['moved_toward']:.0%} of cases"
         )
     for f in findings:
-        say(f"{'HOLDS' if f['holds'] else 'DOES NOT HOLD'}: {f['claim']} — {f['detail']}")
+        say(f"{'HOLDS' if f.holds else 'DOES NOT HOLD'}: {f.claim} — {f.detail}")
     say(f"done in {results['timings']['total']:.0f} s: {out / 'report.html'}, {out / 'results.json'}")
     require(checks)  # after results.json and report.html are written: nothing is lost
     return results

@@ -9,9 +9,12 @@ layer, then densities, ratios, shared fraction and agreement on the test store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from vsae.demo.findings import Finding
+from vsae.eval.shared import SharedConfig, SharedReport, run_shared
 
 HOOKS = ("resid.0", "resid.1")
 
@@ -41,14 +44,28 @@ class SharedDemoConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class SharedDemoResult:
+    """The demo's shared-features experiment.
+
+    Attributes
+    ----------
+    report: `vsae.eval.shared.run_shared`'s result on the test stores (both layers).
+    setup: the experiment's setup (config, model, question, tokens per image, rows) for results.json.
+    """
+
+    report: SharedReport
+    setup: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """results.json["shared"]: shared.json's content with the setup under "setup"."""
+        return {**self.report.to_json(), "setup": self.setup}
+
+
 def run_shared_demo(
     world_dir: Path, out: Path, cfg: SharedDemoConfig, progress: bool = False
-) -> dict[str, Any]:
-    """Extract, train and evaluate; returns `vsae.eval.shared.run_shared`'s result (shared.json's
-    content, plus per-layer ratio arrays under "ratios") with the setup under "setup"."""
-    from dataclasses import asdict
-
-    from vsae.eval.shared import SharedConfig, run_shared
+) -> SharedDemoResult:
+    """Extract, train and evaluate (each through the library path a user runs)."""
     from vsae.extract_mllm import MllmExtractConfig, extract_mllm
     from vsae.sae import SAEConfig
     from vsae.store import ActivationStore
@@ -100,9 +117,9 @@ def run_shared_demo(
             src, [c], tcfg, run_dir, resume=read_run_state(run_dir) is not None, progress=progress
         )
         pairs.append((base / "test" / hook, sae_dir))
-    res = run_shared(pairs, out / "shared", SharedConfig(top_k=cfg.top_k, seed=cfg.seed))
+    rep = run_shared(pairs, out / "shared", SharedConfig(top_k=cfg.top_k, seed=cfg.seed))
     test = ActivationStore.open(base / "test" / cfg.hooks[0])
-    res["setup"] = {
+    setup = {
         **asdict(cfg),
         "model": llava,
         "question": test.provenance["question"],
@@ -111,13 +128,13 @@ def run_shared_demo(
         "rows_train": len(ActivationStore.open(base / "train" / cfg.hooks[0])),
         "rows_test": len(test),
     }
-    return res
+    return SharedDemoResult(rep, setup)
 
 
 ALPHA = 0.05  # significance level of the agreement-vs-random binomial test
 
 
-def shared_finding(shared: dict[str, Any]) -> dict[str, Any]:
+def shared_finding(shared: dict[str, Any]) -> Finding:
     """The verdict on "some SAE latents are shared across modalities, and they mean the same concept
     in both": on every layer at least one live latent is shared, and the agreement of the scored
     shared latents is above the random-pairing baseline by a one-sided binomial test at p < 0.05."""
@@ -134,11 +151,11 @@ def shared_finding(shared: dict[str, Any]) -> dict[str, Any]:
         parts.append(
             f"{h}: {L['n_shared']} of {L['n_live']} live latents shared ({L['shared_fraction']:.1%}); {gt}"
         )
-    return {
-        "claim": "Some SAE latents of the multimodal model's language model are shared across image and text "
+    return Finding(
+        claim="Some SAE latents of the multimodal model's language model are shared across image and text "
         "tokens, and they mean the same concept in both (same attribute value at their top image tokens "
         f"and top words, above a random pairing at p < {ALPHA})",
-        "holds": bool(ok),
-        "detail": "; ".join(parts),
-        "source": "Olson et al. (project's definitions)",
-    }
+        holds=bool(ok),
+        detail="; ".join(parts),
+        source="Olson et al. (project's definitions)",
+    )

@@ -2,7 +2,7 @@
 usage in docs/eval.md. Pure functions on arrays / row-chunk iterators, one module per family:
 
     recon            ReconAccumulator, reconstruction_metrics
-    splice           splice_reconstruction(lm, hook, sae), splice_effect, zero_shot_accuracy
+    zeroshot         zero_shot_accuracy (the splice test itself: vsae.steer.reconstruction)
     monosemanticity  monosemanticity_score, monosemanticity_score_streaming, summarize_ms
     topimages        top_images, top_images_streaming, jaccard_pair_counts
     taxonomy         from_inat_names, from_file, from_wordnet (ClassHierarchy)
@@ -10,17 +10,17 @@ usage in docs/eval.md. Pure functions on arrays / row-chunk iterators, one modul
     probe            probe_accuracy, compare_probes
     ood              auroc, fpr_at_tpr, roc_curve, ood_scores, ood_report
     naming           name_latents, name_agreement, encode_words
+    attributes       image_attributes (ground-truth attributes.json of a store's images)
     pipeline         run_<command> for `vsae eval <command>` (stores, SAEs, files -> JSON + PNG)
 """
 
 from importlib import import_module
+from typing import Any
 
 _EXPORTS = {
     "ReconAccumulator": "recon",
     "reconstruction_metrics": "recon",
-    "splice_reconstruction": "splice",
-    "splice_effect": "splice",
-    "zero_shot_accuracy": "splice",
+    "zero_shot_accuracy": "zeroshot",
     "monosemanticity_score": "monosemanticity",
     "monosemanticity_score_streaming": "monosemanticity",
     "summarize_ms": "monosemanticity",
@@ -51,7 +51,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Lazy: `import vsae.eval` stays cheap (no torch / sklearn / scipy import).
     if name in _EXPORTS:
         return getattr(import_module(f"vsae.eval.{_EXPORTS[name]}"), name)

@@ -19,7 +19,7 @@ Chunk = Any  # np.ndarray | sp.csr_matrix | torch.Tensor | (indptr, indices, val
 ChunkSource = Callable[[], Iterable[tuple[int, Chunk]]] | Iterable[tuple[int, Chunk]]
 
 
-def to_numpy(x: Any, dtype=None) -> np.ndarray:
+def to_numpy(x: Any, dtype: Any = None) -> np.ndarray:
     """A numpy view/copy of a numpy array or torch tensor (moved to CPU)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
@@ -30,12 +30,9 @@ def to_numpy(x: Any, dtype=None) -> np.ndarray:
     return x if dtype is None else x.astype(dtype, copy=False)
 
 
-def is_sparse(chunk: Any) -> bool:
-    return sp.issparse(chunk)
-
-
-def as_chunk(chunk: Any, n_cols: int | None = None) -> np.ndarray | sp.csr_matrix:
-    """Normalise a chunk to a 2-D numpy array or a CSR matrix (float64 values are not forced)."""
+def as_chunk(chunk: Any, n_cols: int | None = None) -> Chunk:
+    """Normalise a chunk to a 2-D numpy array or a CSR matrix (float64 values are not forced);
+    typed `Chunk` (Any): callers branch on `scipy.sparse.issparse`."""
     if isinstance(chunk, tuple) and len(chunk) == 3:
         indptr, indices, values = (np.asarray(a) for a in chunk)
         if n_cols is None:

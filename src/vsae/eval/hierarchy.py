@@ -53,7 +53,7 @@ def lca_depth_matrix(taxonomy: ClassHierarchy, class_names: Sequence[str]) -> np
     out = np.zeros((c, c), dtype=np.int16)
     prefix_equal = np.ones((c, c), dtype=bool)
     for level in range(depth_max):
-        codes = {}
+        codes: dict[str, int] = {}
         col = np.array([codes.setdefault(p[level], len(codes)) if level < len(p) else -1 for p in paths])
         prefix_equal &= (col[:, None] == col[None, :]) & (col[:, None] >= 0)
         out += prefix_equal

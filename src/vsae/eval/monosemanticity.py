@@ -31,7 +31,7 @@ accumulation is float64. Two streaming passes: min/max (and non-zero counts), th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,9 @@ from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate, to_numpy, unit_rows
+
+if TYPE_CHECKING:
+    import torch
 
 # A latent whose pair-weight sum is below this fraction of (sum a)^2 is treated as having a
 # zero denominator (it fires on a single image): rounding would otherwise give 0/0 noise.
@@ -58,16 +61,16 @@ class MSResult:
 
     scores_F: np.ndarray
     dead_F: np.ndarray
-    n_images: int
+    n_images: int | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _column_minmax(
     source: ChunkSource, n_cols: int | None, progress: bool, total: int | None = None
-) -> tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """First pass: per-column min, max (implicit CSR zeros included) and the row count."""
-    lo = hi = None
-    nnz = None
+    lo: np.ndarray | None = None
+    hi = nnz = np.zeros(0)
     n_rows = 0
     sparse_seen = dense_seen = False
     bar = tqdm(total=total, desc="MS pass 1/2 (min/max)", unit="img", disable=not progress, leave=False)
@@ -194,7 +197,9 @@ def monosemanticity_score_streaming(
     return MSResult(scores_F=scores, dead_F=dead, n_images=n_rows)
 
 
-def monosemanticity_score(latent_acts: Any, similarity_embeddings: Any, chunk_rows: int = 8192):
+def monosemanticity_score(
+    latent_acts: Any, similarity_embeddings: Any, chunk_rows: int = 8192
+) -> torch.Tensor:
     """Per-latent MS as a float64 torch tensor [F] with NaN for dead latents (Pach et al. 2025).
 
     `latent_acts` is [N, F] (numpy, torch, or scipy CSR); `similarity_embeddings` is [N, D].

@@ -12,8 +12,9 @@ import numpy as np
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy, unit_rows
+from vsae.eval.config import PROMPT
 
-PROMPT_TEMPLATE = "a photo of a {}"
+PROMPT_TEMPLATE = PROMPT  # the one default (vsae.eval.config)
 
 
 def name_latents(

@@ -4,20 +4,53 @@ The CLI (`vsae.cli.eval`) is a thin wrapper around these."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
+from vsae.data import load_table
 from vsae.errors import VsaeError
 from vsae.eval import plots
+from vsae.eval import taxonomy as tx
+from vsae.eval.attributes import image_attributes
+from vsae.eval.config import MsConfig, NamesConfig, PoolingConfig, ProbeConfig, ReconConfig, TopImagesConfig
+from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix, ontology_report
+from vsae.eval.monosemanticity import monosemanticity_score_streaming
+from vsae.eval.naming import (
+    attribute_codes,
+    attribute_name_agreement,
+    encode_words,
+    name_agreement,
+    name_latents,
+)
+from vsae.eval.ood import ood_report, roc_curve
+from vsae.eval.probe import compare_probes
+from vsae.eval.recon import ReconAccumulator
+from vsae.eval.reports import (
+    HierarchyReport,
+    MSKind,
+    MSReport,
+    NamesReport,
+    OODReport,
+    ProbeReport,
+    ReconReport,
+    TopImagesReport,
+    UniquenessReport,
+)
 from vsae.eval.results import write_json
 from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.sources import (
+    ArrayRows,
+    ImageView,
     check_sae_matches,
     image_labels,
     image_view,
@@ -27,19 +60,20 @@ from vsae.eval.sources import (
     similarity_embeddings,
     similarity_store,
 )
+from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images_streaming
+from vsae.sae import SAE, SAEConfig
+from vsae.sae import load as load_sae
+from vsae.sae.batched import iter_encode
 
-PathLike = str | os.PathLike
+PathLike = str | os.PathLike[str]
+SpliceMetrics = Callable[[SAE, str], dict[str, Any]]
+"""(SAE, hook) -> the "splice" entry of recon.json; e.g. `vsae.steer.reconstruction.splice_metrics`
+bound to a model and images (functools.partial)."""
 
 
-def _load_sae(path: PathLike | None):
-    if path is None:
-        return None
-    from vsae.sae import load
-
-    return load(path)
-
-
-def latent_view(acts: PathLike | None, sae_path: PathLike | None, latents: PathLike | None, pooling: str):
+def latent_view(
+    acts: PathLike | None, sae_path: PathLike | None, latents: PathLike | None, pooling: str
+) -> tuple[ImageView, Callable[[Any], Any] | None, dict[str, str]]:
     """(per-image view, transform to latents or None, description) for SAE latents given either
     as a sparse latents store (`vsae encode`) or as raw activations + an SAE (encoded on the fly)."""
     if latents is not None:
@@ -47,7 +81,7 @@ def latent_view(acts: PathLike | None, sae_path: PathLike | None, latents: PathL
         return image_view(rows, pooling), None, {"latents": str(latents)}
     if acts is None or sae_path is None:
         raise VsaeError("give --latents STORE, or --acts STORE with --sae RUN")
-    sae = _load_sae(sae_path)
+    sae = load_sae(sae_path)
     rows = open_rows(acts)
     check_sae_matches(rows, sae)
     return image_view(rows, pooling), sae_transform(sae), {"acts": str(acts), "sae": str(sae_path)}
@@ -58,25 +92,18 @@ def run_recon(
     acts: PathLike,
     sae_path: PathLike,
     out: PathLike,
-    batch_size: int = 4096,
+    batch_size: int = ReconConfig.batch_size,
     max_rows: int | None = None,
     progress: bool = True,
-    model: str | None = None,
-    data: str | None = None,
-    split: str | None = None,
+    splice: SpliceMetrics | None = None,
     hook: str | None = None,
-    n_images: int = 256,
-    prompt: str = "a photo of a {}",
-    seed: int = 0,
-) -> dict[str, Any]:
+    seed: int = ReconConfig.seed,
+) -> ReconReport:
     """MSE, FVU, L0, dead/dense fractions and firing frequencies of an SAE on a held-out store
     (`max_rows`: a seeded sample of that many rows spanning the store, `vsae.eval.sampling`);
-    with `model` and `data`, also the splice effect (`splice_metrics`) at the store's hook."""
-    import torch
-
-    from vsae.eval.recon import ReconAccumulator
-
-    sae = _load_sae(sae_path)
+    with `splice` (e.g. `vsae.steer.reconstruction.splice_metrics` bound to a model and images), also
+    the splice effect at `hook` (default: the store's hook) under "splice"."""
+    sae = load_sae(sae_path)
     rows = open_rows(acts)
     check_sae_matches(rows, sae)
     n = len(rows)
@@ -88,82 +115,21 @@ def run_recon(
             sel = keep[(keep >= a) & (keep < b)] - a
             if sel.size == 0:
                 continue
-            x = rows.read(a, b)
-            x = x[sel] if sel.size < b - a else x
-            x = torch.from_numpy(x.toarray() if sp.issparse(x) else np.asarray(x))
+            chunk = rows.read(a, b)
+            chunk = chunk[sel] if sel.size < b - a else chunk
+            x = torch.from_numpy(_dense(chunk))
             z = sae.encode(x)
             acc.update(x, sae.decode(z), z)
-    res = acc.result()
-    summary = {
-        "acts": str(acts),
-        "sae": str(sae_path),
-        "rows": describe_sample(n, max_rows, seed),
-        **res.summary(),
-    }
-    if model is not None and data is not None:
+    spliced = None
+    if splice is not None:
         hook = hook or rows.provenance.get("hook")
         if not hook:
             raise VsaeError(f"{acts} does not record its hook; pass --hook")
-        summary["splice"] = splice_metrics(
-            model, data, sae, hook, split, n_images, prompt=prompt, progress=progress, seed=seed
-        )
-    write_json(out, "recon", summary)
-    plots.firing_frequency(summary["firing_histogram"], Path(out) / "firing_frequency.png")
-    return summary
-
-
-def splice_metrics(
-    model: str,
-    data: str,
-    sae: Any,
-    hook: str,
-    split: str | None = None,
-    n_images: int = 256,
-    batch_size: int = 32,
-    prompt: str = "a photo of a {}",
-    progress: bool = True,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Downstream effect of splicing decode(encode(x)) at the SAE's hook, on `n_images` images
-    (a seeded sample spanning the source, never its first classes): cosine of the final
-    embedding to the original and (CLIP) zero-shot accuracy with and without the splice."""
-    import dataclasses
-
-    from vsae.data import iter_batches, open_source
-    from vsae.eval.naming import encode_words
-    from vsae.eval.splice import splice_effect, zero_shot_accuracy
-    from vsae.models import load
-
-    lm = load(model)
-    source = open_source(data, split)
-    pick = spread_sample(len(source), n_images, seed)
-    sub = dataclasses.replace(
-        source, items=tuple(source.items[i] for i in pick), labels=tuple(source.labels[i] for i in pick)
-    )
-    batches = [b for b in iter_batches(sub, lm.preprocess, 0, len(sub), batch_size) if b.inputs is not None]
-    ids = pick[np.concatenate([b.ids for b in batches])] if batches else np.zeros(0, np.int64)
-    eff = splice_effect(lm, hook, sae, tqdm([b.inputs for b in batches], desc="splice", disable=not progress))
-    res: dict[str, Any] = {
-        "model": model,
-        "hook": hook,
-        "data": data,
-        "n_images": int(ids.size),
-        "images": describe_sample(len(source), n_images, seed),
-        "embedding_cosine_mean": float(eff["cosine"].mean()),
-        "embedding_cosine_min": float(eff["cosine"].min()),
-    }
-    labels = np.asarray(source.labels)[ids] if len(source.labels) else np.zeros(0)
-    res["images"]["classes_covered"] = int(np.unique(labels[labels >= 0]).size)
-    if lm.family == "clip" and source.classes and (labels >= 0).all():
-        lm_text = load(model, tower="text")
-        txt = encode_words(lm_text, [c.replace("_", " ") for c in source.classes], prompt)
-        res["zero_shot"] = {
-            "prompt": prompt,
-            "n_classes": len(source.classes),
-            "accuracy_original": zero_shot_accuracy(eff["original"], txt, labels),
-            "accuracy_spliced": zero_shot_accuracy(eff["spliced"], txt, labels),
-        }
-    return res
+        spliced = splice(sae, hook)
+    rep = ReconReport(str(acts), str(sae_path), describe_sample(n, max_rows, seed), acc.result(), spliced)
+    write_json(out, "recon", rep.to_json())
+    plots.firing_frequency(rep.recon.frequency_histogram(), Path(out) / "firing_frequency.png")
+    return rep
 
 
 # ----------------------------------------------------------------------------- MS
@@ -173,17 +139,13 @@ def run_ms(
     acts: PathLike | None = None,
     sae_path: PathLike | None = None,
     latents: PathLike | None = None,
-    pooling: str = "auto",
-    raw: bool = True,
+    pooling: str = PoolingConfig.pooling,
+    raw: bool = MsConfig.raw,
     progress: bool = True,
     embed_model: str | None = None,
     embed_cache: PathLike | None = None,
-) -> dict[str, Any]:
+) -> MSReport:
     """MS of SAE latents and (with the same code) of the raw neurons at the hook (Pach et al.)."""
-    from safetensors.numpy import save_file
-
-    from vsae.eval.monosemanticity import monosemanticity_score_streaming, summarize_ms
-
     if embeddings is None:
         if embed_model is None or acts is None:
             raise VsaeError(
@@ -195,9 +157,8 @@ def run_ms(
             embed_cache or Path(out) / "similarity-embeddings",
             progress=progress,
         )
-    res: dict[str, Any] = {"embeddings": str(embeddings), "embed_model": embed_model}
-    scores: dict[str, np.ndarray] = {}
-    kinds = []
+    scored: dict[str, MSKind] = {}
+    kinds: list[tuple[str, ImageView, Callable[[Any], Any] | None, dict[str, str]]] = []
     if latents is not None or sae_path is not None:
         view, transform, desc = latent_view(acts, sae_path, latents, pooling)
         kinds.append(("sae", view, transform, desc))
@@ -209,19 +170,17 @@ def run_ms(
     for name, view, transform, desc in kinds:
         e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
-        scores[name] = r.scores_F
-        res[name] = {**desc, "pooling": view.pooling, **summarize_ms(r)}
-    res["per_image_activation"] = {
-        k: v["pooling"] for k, v in res.items() if isinstance(v, dict) and "pooling" in v
-    }
+        scored[name] = MSKind(desc, view.pooling, r)
+    rep = MSReport(str(embeddings), embed_model, scored)
+    scores = {k: v.result.scores_F for k, v in scored.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
     save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(Path(out) / "ms_scores.safetensors"))
-    write_json(out, "ms", res)
+    write_json(out, "ms", rep.to_json())
     plots.ms_histogram(
         {{"sae": "SAE latents", "raw": "raw neurons"}[k]: v for k, v in scores.items()},
         Path(out) / "ms_histogram.png",
     )
-    return res
+    return rep
 
 
 # ----------------------------------------------------------------------------- HAI, uniqueness
@@ -230,15 +189,11 @@ def run_top_images(
     acts: PathLike | None = None,
     sae_path: PathLike | None = None,
     latents: PathLike | None = None,
-    k: int = 16,
-    pooling: str = "auto",
+    k: int = TopImagesConfig.k,
+    pooling: str = PoolingConfig.pooling,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> TopImagesReport:
     """HAI_k per latent (as image indices of the store) with the worst value."""
-    from safetensors.numpy import save_file
-
-    from vsae.eval.topimages import top_images_streaming
-
     view, transform, desc = latent_view(acts, sae_path, latents, pooling)
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
@@ -248,27 +203,13 @@ def run_top_images(
         str(Path(out) / "top_images.safetensors"),
         metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
     )
-    ex = top.excluded_F
-    res = {
-        **desc,
-        "k": k,
-        "pooling": view.pooling,
-        "n_images": len(view),
-        "n_latents": int(ex.size),
-        "n_excluded_worst_zero": int(ex.sum()),
-        "worst_value_mean": float(top.worst_F[~ex].mean()) if (~ex).any() else float("nan"),
-        "file": "top_images.safetensors",
-    }
-    write_json(out, "top_images", res)
-    return res
+    rep = TopImagesReport(desc, k, view.pooling, len(view), top)
+    write_json(out, "top_images", rep.to_json())
+    return rep
 
 
-def load_top_images(path: PathLike):
+def load_top_images(path: PathLike) -> TopImages:
     """The `top_images.safetensors` written by `run_top_images` (as a TopImages over image ids)."""
-    from safetensors import SafetensorError, safe_open
-
-    from vsae.eval.topimages import TopImages
-
     p = Path(path)
     p = p / "top_images.safetensors" if p.is_dir() else p
     if not p.is_file():
@@ -285,12 +226,11 @@ def load_top_images(path: PathLike):
     return TopImages(indices_Fk=idx, values_Fk=val, n_rows=int(meta.get("n_images", idx.max() + 1)))
 
 
-def run_uniqueness(top_images: PathLike, out: PathLike) -> dict[str, Any]:
-    from vsae.eval.topimages import jaccard_pair_counts
-
-    res = {"top_images": str(top_images), **jaccard_pair_counts(load_top_images(top_images))}
-    write_json(out, "uniqueness", res)
-    return res
+def run_uniqueness(top_images: PathLike, out: PathLike) -> UniquenessReport:
+    """Pairwise Jaccard overlap counts of the latents' top-image sets (uniqueness)."""
+    rep = UniquenessReport(str(top_images), jaccard_pair_counts(load_top_images(top_images)))
+    write_json(out, "uniqueness", rep.to_json())
+    return rep
 
 
 # ----------------------------------------------------------------------------- hierarchy
@@ -300,11 +240,9 @@ def load_hierarchy(
     taxonomy: PathLike | None = None,
     inat: bool = False,
     wordnet: PathLike | None = None,
-):
+) -> tx.ClassHierarchy:
     """The class hierarchy: a file, iNaturalist class names, WordNet, or the store's taxonomy.json."""
-    from vsae.eval import taxonomy as tx
-
-    if sum(x is not None and x is not False for x in (taxonomy, wordnet)) + bool(inat) > 1:
+    if (taxonomy is not None) + (wordnet is not None) + bool(inat) > 1:
         raise VsaeError("give one of --taxonomy, --inat, --wordnet")
     if taxonomy is not None:
         return tx.from_file(taxonomy)
@@ -319,32 +257,32 @@ def load_hierarchy(
     raise VsaeError(f"no taxonomy: {cand} does not exist; pass --taxonomy FILE, --inat or --wordnet")
 
 
-WORLD_COLOUR = "world-colour"
-
-
-def _world_colour_labels(table: PathLike, attributes_file: PathLike | None):
-    """(colours, colour index per image or -1, the colour taxonomy, the file read)."""
-    from vsae.eval.taxonomy import from_paths
-    from vsae.world.taxonomy import COLOURS, colour_paths
-
-    values, f = image_attributes(table, attributes_file, required=True)
-    if "colour" not in values:
-        raise VsaeError(f"{f} has no 'colour' attribute; --taxonomy world-colour needs a world export's")
-    index = {c: i for i, c in enumerate(COLOURS)}
-    col = values["colour"]
+def _attribute_labels(
+    table: PathLike, attributes_file: PathLike | None, name: str, taxonomy: tx.AttributeTaxonomy
+) -> tuple[list[str], np.ndarray, tx.ClassHierarchy, str]:
+    """(values, value index per image or -1, the value taxonomy, the file read) of an attribute
+    taxonomy registered as `name` (e.g. the world's colours)."""
+    attrs = image_attributes(table, attributes_file, required=True)
+    assert attrs is not None  # required=True raises instead
+    f, attr = attrs.file, taxonomy.attribute
+    if attr not in attrs.values:
+        raise VsaeError(
+            f"{f} has no {attr!r} attribute; --taxonomy {name} needs attributes.json records with it "
+            "(a world export's)"
+        )
+    index = {c: i for i, c in enumerate(taxonomy.values)}
+    col = attrs.values[attr]
     bad = sorted({v for v in col if v is not None and v not in index})
     if bad:
-        raise VsaeError(f"{f}: colours {bad} are not in the world's colour taxonomy {list(COLOURS)}")
+        raise VsaeError(f"{f}: {attr}s {bad} are not in the {taxonomy.source} {taxonomy.values}")
     labels = np.array([-1 if v is None else index[v] for v in col], dtype=np.int64)
-    return list(COLOURS), labels, from_paths(colour_paths(), "world colour taxonomy"), f
+    return taxonomy.values, labels, taxonomy.hierarchy(), f
 
 
 def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[float] | None) -> list[int]:
-    from vsae.sae import SAEConfig
-
     if sae_path is not None:
-        cfg = _load_sae(sae_path).cfg
-        return list(cfg.group_sizes) if cfg.arch == "matryoshka" else [cfg.d_sae]
+        cfg = load_sae(sae_path).cfg
+        return list(cfg.nested_groups)
     if groups:
         return list(
             SAEConfig(arch="matryoshka", d_in=1, d_sae=n_latents, k=1, groups=tuple(groups)).group_sizes
@@ -362,26 +300,24 @@ def run_hierarchy(
     sae_path: PathLike | None = None,
     groups: Sequence[float] | None = None,
     attributes_file: PathLike | None = None,
-) -> dict[str, Any]:
+) -> HierarchyReport:
     """LCA depth per Matryoshka group (Pach et al.) and the ontology figures (project definition).
 
-    `taxonomy="world-colour"`: the shapes world's colour taxonomy (colour family -> colour), each
-    image labelled by its `colour` in `attributes_file` (default DATA/attributes.json)."""
-    from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix, ontology_report
-
+    `taxonomy` may name a registered attribute taxonomy (`vsae.eval.taxonomy.AttributeTaxonomy`;
+    e.g. "world-colour", the shapes world's colour families, registered by `vsae.world`): each
+    image is then labelled by that attribute in `attributes_file` (default DATA/attributes.json)."""
     top = load_top_images(top_images)
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
-    if str(taxonomy) == WORLD_COLOUR:
+    named = tx.attribute_taxonomy(str(taxonomy)) if taxonomy is not None else None
+    if named is not None:
         if inat or wordnet is not None:
             raise VsaeError("give one of --taxonomy, --inat, --wordnet")
-        classes, labels_all, tax, where = _world_colour_labels(table, attributes_file)
+        classes, labels_all, tax, where = _attribute_labels(table, attributes_file, str(taxonomy), named)
     else:
         if attributes_file is not None:
             raise VsaeError("--attributes is read only with --taxonomy world-colour")
         _, classes = image_labels(table, ids)
-        from vsae.data import load_table
-
-        labels_all = np.asarray(load_table(table)["labels"], dtype=np.int64)
+        labels_all = np.asarray(load_table(Path(table))["labels"], dtype=np.int64)
         tax, where = load_hierarchy(table, classes, taxonomy, inat, wordnet), str(table)
     used = sorted({int(c) for c in labels_all[ids] if c >= 0})
     if ids.size and (labels_all[ids] < 0).any():
@@ -399,37 +335,34 @@ def run_hierarchy(
     sizes = _group_sizes(top.indices_Fk.shape[0], sae_path, groups)
     per_group = depth_per_group(depths, sizes)
     onto = ontology_report(top.indices_Fk, top.excluded_F, lab, tax, cls_names)
-    res = {
-        "top_images": str(top_images),
-        "taxonomy": tax.source,
-        "n_classes": len(cls_names),
-        "depth_per_group": per_group,
-        "n_latents_scored": int((depths["rounded"] >= 0).sum()),
-        "latent_depth_rounded": depths["rounded"],
-        "latent_depth_majority": depths["majority"],
-        "ontology": onto,
-    }
-    write_json(out, "hierarchy", res)
+    rep = HierarchyReport(
+        str(top_images), tax.source, len(cls_names), per_group, depths["rounded"], depths["majority"], onto
+    )
+    write_json(out, "hierarchy", rep.to_json())
     plots.depth_per_group(per_group, Path(out) / "depth_per_group.png")
-    return res
+    return rep
 
 
 # ----------------------------------------------------------------------------- probes, OOD
-def _features(path: PathLike, sae_path: PathLike | None, pooling: str, dense: bool):
+def _dense(x: Any) -> np.ndarray:
+    """A dense numpy array of a dense or CSR chunk."""
+    return np.asarray(x.toarray() if sp.issparse(x) else x)
+
+
+def _features(path: PathLike, sae_path: PathLike | None, pooling: str, dense: bool) -> tuple[Any, ImageView]:
+    """All per-image rows of a store (raw, or SAE latents with `sae_path`) and its image view."""
     rows = open_rows(path)
     view = image_view(rows, pooling)
     transform = None
     if sae_path is not None:
-        sae = _load_sae(sae_path)
+        sae = load_sae(sae_path)
         check_sae_matches(rows, sae)
         transform = sae_transform(sae)
     parts = [c for _, c in view.chunks(transform)()]
     if not parts:
         raise VsaeError(f"{path} has no rows")
     x = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.concatenate(parts)
-    if dense and sp.issparse(x):
-        x = x.toarray()
-    return x, view
+    return (_dense(x) if dense else x), view
 
 
 def run_probe(
@@ -437,15 +370,14 @@ def run_probe(
     evals: Sequence[tuple[str, PathLike]],
     sae_path: PathLike,
     out: PathLike,
-    pooling: str = "auto",
-    c: float = 1.0,
-    max_iter: int = 1000,
-) -> dict[str, Any]:
+    pooling: str = PoolingConfig.pooling,
+    c: float = ProbeConfig.c,
+    max_iter: int = ProbeConfig.max_iter,
+) -> ProbeReport:
     """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
-    from vsae.eval.probe import ProbeConfig, compare_probes
-
-    splits_raw, splits_sae = {}, {}
-    classes0 = None
+    splits_raw: dict[str, tuple[Any, np.ndarray]] = {}
+    splits_sae: dict[str, tuple[Any, np.ndarray]] = {}
+    classes0: list[str] | None = None
     for name, path in [("train", train), *evals]:
         xr, view = _features(path, None, pooling, dense=True)
         xs, _ = _features(path, sae_path, pooling, dense=False)
@@ -459,24 +391,23 @@ def run_probe(
             )
         splits_raw[name], splits_sae[name] = (xr, y), (xs, y)
     acc = compare_probes(splits_raw, splits_sae, cfg=ProbeConfig(c=c, max_iter=max_iter))
-    res = {"train": str(train), "evals": {n: str(p) for n, p in evals}, "sae": str(sae_path), "accuracy": acc}
-    write_json(out, "probe", res)
-    return res
+    rep = ProbeReport(str(train), {n: str(p) for n, p in evals}, str(sae_path), acc)
+    write_json(out, "probe", rep.to_json())
+    return rep
 
 
-def _ood_score_transform(sae):
-    import torch
+def _ood_score_transform(sae: SAE) -> Callable[[Any], np.ndarray]:
+    """Chunk -> [n, 3] (reconstruction error, latent sum, latent max) per row."""
 
-    def f(x, batch_size: int = 1024):
-        x = torch.from_numpy(x.toarray() if sp.issparse(x) else np.asarray(x))
+    def f(chunk: Any, batch_size: int = 1024) -> np.ndarray:
+        x = _dense(chunk)
         out = np.zeros((x.shape[0], 3))
-        with torch.no_grad():
-            for a in range(0, x.shape[0], batch_size):
-                xb = x[a : a + batch_size]
-                z = sae.encode(xb)
-                out[a : a + xb.shape[0], 0] = (xb - sae.decode(z)).pow(2).sum(1).numpy()
-                out[a : a + xb.shape[0], 1] = z.sum(1).numpy()
-                out[a : a + xb.shape[0], 2] = z.max(1).values.numpy()
+        for b in iter_encode(sae, x, batch_size, decode=True):
+            assert b.x_hat is not None
+            z, sl = b.z.float().cpu(), slice(b.start, b.start + len(b.z))
+            out[sl, 0] = (b.x - b.x_hat).pow(2).sum(1).float().cpu().numpy()
+            out[sl, 1] = z.sum(1).numpy()
+            out[sl, 2] = z.max(1).values.numpy()
         return out
 
     return f
@@ -487,16 +418,14 @@ def run_ood(
     ood: Sequence[tuple[str, PathLike]],
     sae_path: PathLike,
     out: PathLike,
-    pooling: str = "auto",
-) -> dict[str, Any]:
+    pooling: str = PoolingConfig.pooling,
+) -> OODReport:
     """OOD detection by reconstruction error, latent sum and latent max: AUROC, FPR@95%TPR.
     For token stores the per-image score is the pooled (mean / CLS) per-token score."""
-    from vsae.eval.ood import ood_report, roc_curve
-
-    sae = _load_sae(sae_path)
+    sae = load_sae(sae_path)
     names = ("recon_error", "latent_sum", "latent_max")
 
-    def scores(path):
+    def scores(path: PathLike) -> tuple[dict[str, np.ndarray], str]:
         rows = open_rows(path)
         check_sae_matches(rows, sae)
         view = image_view(rows, pooling)
@@ -504,61 +433,24 @@ def run_ood(
         return {n: s[:, i] for i, n in enumerate(names)}, view.pooling
 
     s_in, pool = scores(in_dist)
-    res: dict[str, Any] = {
-        "in_distribution": str(in_dist),
-        "sae": str(sae_path),
-        "pooling": pool,
-        "splits": {},
-    }
+    splits: dict[str, dict[str, Any]] = {}
     curves = {}
     for name, path in ood:
         s_ood, _ = scores(path)
-        res["splits"][name] = {
+        splits[name] = {
             "path": str(path),
             "n_images": int(s_ood[names[0]].size),
             **ood_report(s_in, s_ood),
         }
         for n in names:
             curves[f"{name}: {n}"] = roc_curve(s_in[n], s_ood[n])
-    res["n_in_distribution"] = int(s_in[names[0]].size)
-    write_json(out, "ood", res)
+    rep = OODReport(str(in_dist), str(sae_path), pool, splits, int(s_in[names[0]].size))
+    write_json(out, "ood", rep.to_json())
     plots.roc_curves(curves, Path(out) / "roc.png")
-    return res
+    return rep
 
 
 # ----------------------------------------------------------------------------- names
-NOT_ATTRIBUTES = ("path", "id", "split", "caption")
-
-
-def image_attributes(
-    table: PathLike, attributes_file: PathLike | None = None, required: bool = False
-) -> tuple[dict[str, np.ndarray], str] | None:
-    """Ground-truth attributes of a store's images: attribute -> value per image (index of the
-    store's images.json; None where the file has no record) and the file read. The attributes are
-    the string fields of the records of `attributes_file` (default DATA/attributes.json of the
-    store's data, a world export's), less path, id, split and caption. None if there is no file
-    and none was asked for (`attributes_file` or `required`)."""
-    import json
-
-    from vsae.data import load_table
-    from vsae.eval.shared import attribute_table
-
-    store = Path(table)
-    store = store if store.is_dir() else store.parent
-    root = load_table(store).get("root")
-    f = Path(attributes_file) if attributes_file else Path(root or store) / "attributes.json"
-    if not f.is_file():
-        if attributes_file or required:
-            raise VsaeError(f"attributes file {f} does not exist; give a world export's attributes.json")
-        return None
-    try:
-        first = json.loads(f.read_text())[0]
-        keys = [k for k, v in first.items() if isinstance(v, str) and k not in NOT_ATTRIBUTES]
-    except (json.JSONDecodeError, IndexError, KeyError, AttributeError, TypeError) as e:
-        raise VsaeError(f"{f} is not an attributes.json (list of records with 'path'): {e}") from None
-    return attribute_table(store, f, keys), str(f)
-
-
 def _missing_records(codes: dict[str, np.ndarray], ids: np.ndarray, where: str) -> None:
     missing = sum(int(np.any([c[i] < 0 for c in codes.values()])) for i in ids)
     if missing:
@@ -568,8 +460,6 @@ def _missing_records(codes: dict[str, np.ndarray], ids: np.ndarray, where: str) 
 def _image_embeddings(path: PathLike, ids: np.ndarray, top_images: PathLike) -> np.ndarray:
     """Rows `ids` of the aligned image embeddings: a store (by image index) or a file with one row
     per image of the table (.npy / .safetensors)."""
-    from vsae.eval.sources import ArrayRows
-
     rows = open_rows(path)
     if not isinstance(rows, ArrayRows):
         return np.asarray(similarity_embeddings(path, ids, str(top_images)))
@@ -589,23 +479,15 @@ def run_names(
     text_model: str | None = None,
     word_embeddings: PathLike | None = None,
     table: PathLike | None = None,
-    prompt: str = "a photo of a {}",
+    prompt: str = NamesConfig.prompt,
     attributes_file: PathLike | None = None,
-) -> dict[str, Any]:
+) -> NamesReport:
     """Name each latent by the best-matching vocabulary word (Olson et al.'s attribute discovery).
 
     With `table` and ground-truth attributes (`image_attributes`), `agreement` is
     `attribute_name_agreement` (the demo's rule: the name's attribute must be a purest one of the
     top images and the word its most common value; a word that is no attribute value disagrees);
     `class_match` is the looser per-class count `name_agreement` (name == the most common class)."""
-    from vsae.eval.naming import (
-        attribute_codes,
-        attribute_name_agreement,
-        encode_words,
-        name_agreement,
-        name_latents,
-    )
-
     top = load_top_images(top_images)
     vocab = [w.strip() for w in Path(words).read_text().splitlines() if w.strip()]
     if not vocab:
@@ -615,7 +497,7 @@ def run_names(
     if word_embeddings is not None:
         w = load_array(word_embeddings)
     elif text_model is not None:
-        from vsae.models import load
+        from vsae.models import load  # loads transformers: only for this option
 
         w = encode_words(load(text_model, tower="text"), vocab, prompt)
     else:
@@ -625,23 +507,16 @@ def run_names(
     emb = _image_embeddings(image_embeddings, ids, top_images)
     pos = np.where(top.indices_Fk >= 0, np.searchsorted(ids, np.clip(top.indices_Fk, 0, None)), -1)
     named = name_latents(pos, top.excluded_F, emb, w, vocab)
-    res: dict[str, Any] = {
-        "prompt": prompt,
-        "n_words": len(vocab),
-        "names": named["names"],
-        "scores": named["scores"],
-    }
+    rep = NamesReport(prompt, len(vocab), named["names"], named["scores"])
     if table is not None:
-        from vsae.data import load_table
-
+        agreement, note = None, None
         if attrs is None:
-            res["agreement"] = None
-            res["agreement_note"] = "no attributes.json for these images (--attributes): not computed"
+            note = "no attributes.json for these images (--attributes): not computed"
         else:
-            values, f = attrs
-            codes, word_value = attribute_codes(values, vocab)
+            f = attrs.file
+            codes, word_value = attribute_codes({k: list(v) for k, v in attrs.values.items()}, vocab)
             _missing_records(codes, ids, f)
-            res["agreement"] = {
+            agreement = {
                 "rule": "the name's attribute is a purest one of the top images and the word its "
                 "most common value (attribute_name_agreement)",
                 "attributes_file": f,
@@ -650,11 +525,14 @@ def run_names(
                     named["names"], top.indices_Fk, codes, word_value, unmapped="disagree"
                 ),
             }
-        t = load_table(table)
-        res["class_match"] = {
+        t = load_table(Path(table))
+        class_match = {
             "rule": "the name equals the most common class of the top images (name_agreement); "
             "not the attribute agreement",
             **name_agreement(named["names"], top.indices_Fk, np.asarray(t["labels"]), t["classes"]),
         }
-    write_json(out, "names", res)
-    return res
+        rep = dataclasses.replace(
+            rep, checked=True, agreement=agreement, agreement_note=note, class_match=class_match
+        )
+    write_json(out, "names", rep.to_json())
+    return rep

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 
-def _plt():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,17 +19,18 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` and close it."""
     p = Path(path)
     fig.tight_layout()
     fig.savefig(p, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return p
 
 
 def ms_histogram(scores: Mapping[str, np.ndarray], path: str | Path, bins: int = 40) -> Path:
     """Histogram of MS per kind (e.g. raw neurons vs SAE latents), NaNs dropped, densities."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, s in scores.items():
         v = s[~np.isnan(s)]
@@ -44,12 +46,12 @@ def ms_histogram(scores: Mapping[str, np.ndarray], path: str | Path, bins: int =
     ax.set_xlabel("Monosemanticity Score")
     ax.set_ylabel("density")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def depth_per_group(groups: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Average LCA depth per Matryoshka group (mean-rounded and majority)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     x = np.arange(len(groups))
     ax.bar(x - 0.2, [g["mean_depth"] for g in groups], 0.4, label="mean (rounded)")
@@ -58,24 +60,24 @@ def depth_per_group(groups: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
     ax.set_xlabel("Matryoshka group (latents)")
     ax.set_ylabel("average LCA depth")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def firing_frequency(hist: Mapping[str, Any], path: str | Path) -> Path:
     """Histogram of log10 latent firing frequency (dead latents noted in the title)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     e = np.asarray(hist["log10_edges"])
     ax.bar(e[:-1], hist["counts"], width=np.diff(e), align="edge")
     ax.set_xlabel("log10 firing frequency")
     ax.set_ylabel("latents")
     ax.set_title(f"dead latents: {hist['n_dead']}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
     """ROC curves (FPR, TPR), one per score/split."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (fpr, tpr) in curves.items():
         ax.plot(fpr, tpr, label=name)
@@ -83,14 +85,14 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ms_vs_expansion(
     series: Mapping[str, Sequence[tuple[float, float]]], raw: Mapping[str, float], path: str | Path
 ) -> Path:
     """Mean MS against the expansion factor, one line per (layer, arch), raw neurons as dashed levels."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, pts in series.items():
         pts = sorted(pts)
@@ -101,4 +103,4 @@ def ms_vs_expansion(
     ax.set_xlabel("expansion factor")
     ax.set_ylabel("mean Monosemanticity Score")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -5,31 +5,13 @@ split and on each shifted split."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Logistic-regression probe settings.
-
-    Attributes
-    ----------
-    c : inverse L2 regularisation strength (sklearn `C`).
-    max_iter : L-BFGS iterations.
-    standardize : scale features to zero mean / unit variance (fit on the train split).
-    seed : random state.
-    """
-
-    c: float = 1.0
-    max_iter: int = 1000
-    standardize: bool = True
-    seed: int = 0
+from vsae.eval.config import ProbeConfig as ProbeConfig  # torch-free: `vsae eval probe`'s options
 
 
 def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:

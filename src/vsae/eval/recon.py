@@ -115,6 +115,7 @@ class ReconAccumulator:
     def result(self) -> ReconResult:
         if self.n == 0:
             raise VsaeError("no rows to evaluate: the held-out store is empty")
+        assert self.m2_d is not None and self.fire is not None  # set by the first update, as n > 0
         total = float(self.m2_d.sum())
         return ReconResult(
             mse=self.mse_sum / self.n,

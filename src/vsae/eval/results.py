@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 
 def jsonable(x: Any) -> Any:
+    """``x`` with numpy values as Python ones, tuples as lists and non-finite floats as None."""
     if isinstance(x, dict):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -24,7 +26,7 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def write_json(out_dir: str | Path, name: str, obj: Any) -> Path:
+def write_json(out_dir: str | os.PathLike[str], name: str, obj: Any) -> Path:
     """Write `obj` as `<out_dir>/<name>.json` (atomic rename) and return the path."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -20,18 +20,27 @@ rows (`vsae extract-mllm`), is scored per latent f (docs/shared.md, METRICS.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 
 from vsae.errors import VsaeError
+from vsae.eval.attributes import image_attributes
+from vsae.eval.config import DEFAULT_ATTRIBUTES as DEFAULT_ATTRIBUTES  # torch-free: the CLI's options
+from vsae.eval.config import SharedConfig as SharedConfig
+from vsae.eval.plots import pyplot, save_figure
+from vsae.eval.results import write_json
+from vsae.sae import load as load_sae
+from vsae.sae.batched import iter_encode
+from vsae.store import ActivationStore
+from vsae.store.columns import has_column, read_column
 
 SHARED_RANGE = (0.2, 0.8)
-DEFAULT_ATTRIBUTES = ("shape", "colour", "size", "position", "background", "tone")
 IMAGE, TEXT = 0, 1
 
 
@@ -91,7 +100,7 @@ def ratio_summary(r: np.ndarray, bins: int = 10) -> dict[str, Any]:
 class TopRows:
     """Streaming top-k rows per latent (only rows where the latent fires, z > 0)."""
 
-    def __init__(self, n_latents: int, k: int):
+    def __init__(self, n_latents: int, k: int) -> None:
         self.k = k
         self.values = torch.full((n_latents, k), -1.0)
         self.rows = torch.full((n_latents, k), -1, dtype=torch.long)
@@ -170,10 +179,11 @@ def agreement(
     text_values: per latent, its text value or None.
     table: attribute -> [N images] object array of values (None where unknown).
     """
-    scored = [i for i, (im, tv) in enumerate(zip(top_images, text_values)) if tv is not None and len(im)]
-    per = []
+    known = {i: tv for i, (im, tv) in enumerate(zip(top_images, text_values)) if tv is not None and len(im)}
+    scored = list(known)
+    per: list[dict[str, Any]] = []
     for i in scored:
-        attr, val = text_values[i]
+        attr, val = known[i]
         iv = image_value(top_images[i], attr, table)
         per.append(
             {"index": i, "text_value": f"{attr}={val}", "image_value": f"{attr}={iv}", "agree": iv == val}
@@ -188,7 +198,7 @@ def agreement(
             for a, i in enumerate(scored):
                 b = int(rng.integers(len(scored) - 1))
                 g = scored[b + (b >= a)]  # uniform over the other scored latents
-                attr, val = text_values[g]
+                attr, val = known[g]
                 key = (i, attr)
                 if key not in cache:
                     cache[key] = image_value(top_images[i], attr, table)
@@ -198,7 +208,7 @@ def agreement(
         "n_scored": len(scored),
         "agreement": agree,
         "random_agreement": rand,
-        "p_value": agreement_p_value(sum(p["agree"] for p in per), len(per), rand),
+        "p_value": agreement_p_value(sum(bool(p["agree"]) for p in per), len(per), rand),
         "per_latent": per,
     }
 
@@ -208,86 +218,20 @@ def agreement_p_value(n_agree: int, n_scored: int, random_agreement: float) -> f
     probability `random_agreement` (NaN when undefined)."""
     if n_scored == 0 or not np.isfinite(random_agreement):
         return float("nan")
-    from scipy.stats import binomtest
-
     return float(
         binomtest(int(n_agree), int(n_scored), float(random_agreement), alternative="greater").pvalue
     )
 
 
 # -- a store + an SAE -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SharedConfig:
-    """How `shared_layer` scores one (store, SAE) pair.
-
-    Attributes
-    ----------
-    top_k: top image tokens and top text tokens per latent for the ground truth.
-    attributes: image attributes whose values words can name (from attributes.json).
-    seed, n_draws: the random baseline's draws.
-    batch_size: rows encoded at a time.
-    bins: bins of the histogram of r over [0, 1].
-    device: torch device the SAE encodes on.
-    """
-
-    top_k: int = 16
-    attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES
-    seed: int = 0
-    n_draws: int = 100
-    batch_size: int = 4096
-    bins: int = 10
-    device: str = "cpu"
-
-
-def attribute_table(store_path: Path, attributes_file: str | Path | None, attributes: Sequence[str]):
-    """attribute -> [N images] object array for the images of a store, from an attributes.json
-    (a world export's; default: DATA/attributes.json of the store's data); None if there is none."""
-    from vsae.data import load_table
-
-    tab = load_table(store_path / "images.json")
-    root = Path(tab["root"])
-    f = Path(attributes_file) if attributes_file else root / "attributes.json"
-    if not f.is_file():
-        if attributes_file:
-            raise VsaeError(f"--attributes {f} does not exist; give a world export's attributes.json")
-        return None
-    try:
-        recs = {r["path"]: r for r in json.loads(f.read_text())}
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise VsaeError(f"{f} is not an attributes.json (list of records with 'path'): {e}") from None
-    base = Path(tab["split"]) if tab.get("split") else Path()
-    n = len(tab["items"])
-    out = {}
-    for a in attributes:
-        col = np.full(n, None, dtype=object)
-        for i, item in enumerate(tab["items"]):
-            rec = recs.get(str(base / item)) if tab["kind"] == "folder" else None
-            if rec is not None and a in rec:
-                col[i] = str(rec[a])
-        out[a] = col
-    if all(all(v is None for v in col) for col in out.values()):
-        raise VsaeError(
-            f"{f} has no attribute {list(attributes)} for the images of {store_path}; check --attributes"
-        )
-    return out
-
-
 def shared_layer(
     acts: str | Path,
     sae_path: str | Path,
     cfg: SharedConfig = SharedConfig(),
     attributes_file: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
-    """Densities, ratios, shared fraction and ground-truth agreement for one (store, SAE) pair.
-
-    Returns the JSON summary plus `r` (per-latent ratios, numpy) under the key "_r"."""
-    from tqdm import tqdm
-
-    from vsae.sae import load as load_sae
-    from vsae.store import ActivationStore
-    from vsae.store.columns import has_column, read_column
-
+) -> SharedLayer:
+    """Densities, ratios, shared fraction and ground-truth agreement for one (store, SAE) pair."""
     store = ActivationStore.open(acts)
     if not (has_column(store, "modality") and has_column(store, "token_id")):
         raise VsaeError(
@@ -300,17 +244,16 @@ def shared_layer(
             f"SAE {sae_path} reads width {sae.cfg.d_in}, store {acts} has width {store.d}; pair them by layer"
         )
     # A bad ground-truth file fails before the encoding work.
-    table = attribute_table(Path(acts), attributes_file, cfg.attributes)
+    attrs = image_attributes(acts, attributes_file, cfg.attributes)
+    table = attrs.values if attrs is not None else None
     mod = read_column(store, "modality")
     F = sae.cfg.d_sae
     tops = {IMAGE: TopRows(F, cfg.top_k), TEXT: TopRows(F, cfg.top_k)}
 
-    def chunks():
-        it = store.iter_sequential(cfg.batch_size)
-        for a, x in tqdm(it, total=-(-len(store) // cfg.batch_size), disable=not progress, desc="encode"):
-            with torch.no_grad():
-                z = sae.encode(x.to(cfg.device)).float().cpu()
-            m = mod[a : a + len(x)]
+    def chunks() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        for b in iter_encode(sae, store, cfg.batch_size, progress=progress):
+            a, z = b.start, b.z.float().cpu()
+            m = mod[a : a + len(z)]
             for k in (IMAGE, TEXT):
                 sel = np.flatnonzero(m == k)
                 tops[k].update(z[torch.as_tensor(sel)], a + sel)
@@ -357,15 +300,12 @@ def shared_layer(
             }
             for p in ag["per_latent"]
         ]
-    res["_r"] = r
-    return res
+    return SharedLayer(res, r)
 
 
 def plot_ratios(ratios: dict[str, np.ndarray], path: str | Path, bins: int = 20) -> Path:
     """Histogram of the modality ratio r of live latents, one series per layer, shared band shaded."""
-    from vsae.eval.plots import _plt, _save
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.axvspan(*SHARED_RANGE, color="#d9ead3", alpha=0.6, label="shared (0.2 <= r <= 0.8)")
     for name, r in ratios.items():
@@ -374,7 +314,61 @@ def plot_ratios(ratios: dict[str, np.ndarray], path: str | Path, bins: int = 20)
     ax.set_xlabel("r = d_img / (d_img + d_txt)   (0: text only, 1: image only)")
     ax.set_ylabel("latents")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+@dataclass(frozen=True)
+class SharedLayer:
+    """One (store, SAE) pair scored by `shared_layer`.
+
+    Attributes
+    ----------
+    summary: the layer's entry of shared.json (densities, ratio counts, agreement, shared latents).
+    r_F: the modality ratio r of every latent (NaN: dead).
+    """
+
+    summary: dict[str, Any]
+    r_F: np.ndarray
+
+
+@dataclass(frozen=True)
+class SharedReport:
+    """`vsae eval shared`: shared vision/language latents per layer (Olson et al.).
+
+    Attributes
+    ----------
+    config: how the layers were scored.
+    layers: layer name (its hook) -> its entry of shared.json.
+    ratios: layer name -> the per-latent modality ratios (in the plot, not in shared.json).
+    plot: file name of the ratio histogram beside shared.json.
+    """
+
+    DEFINITION: ClassVar[str] = (
+        "Olson et al. shared vision/language features, project's definitions (docs/shared.md): "
+        "shared when 0.2 <= d_img/(d_img+d_txt) <= 0.8; agreement = same attribute value at the top image "
+        "tokens' images and the top text tokens' words; random_agreement = the text side taken from a random "
+        "other scored shared latent"
+    )
+
+    config: SharedConfig
+    layers: dict[str, dict[str, Any]]
+    ratios: dict[str, np.ndarray]
+    plot: str
+
+    def to_json(self) -> dict[str, Any]:
+        """shared.json."""
+        return {
+            "definition": self.DEFINITION,
+            "config": {
+                "top_k": self.config.top_k,
+                "attributes": list(self.config.attributes),
+                "seed": self.config.seed,
+                "n_draws": self.config.n_draws,
+                "shared_range": list(SHARED_RANGE),
+            },
+            "layers": self.layers,
+            "plot": self.plot,
+        }
 
 
 def run_shared(
@@ -383,37 +377,22 @@ def run_shared(
     cfg: SharedConfig = SharedConfig(),
     attributes_file: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> SharedReport:
     """Score each (store, SAE) pair (one per layer); write OUT/shared.json and OUT/shared_ratio.png."""
-    from vsae.eval.results import write_json
-
     if not pairs:
         raise VsaeError("give at least one --acts STORE --sae RUN pair")
-    layers, ratios = {}, {}
+    layers: dict[str, dict[str, Any]] = {}
+    ratios: dict[str, np.ndarray] = {}
     for acts, sae in pairs:
-        res = shared_layer(acts, sae, cfg, attributes_file, progress)
-        name = res["hook"] or Path(acts).name
+        one = shared_layer(acts, sae, cfg, attributes_file, progress)
+        name = one.summary["hook"] or Path(acts).name
         if name in layers:
             name = f"{name} ({acts})"
-        ratios[name] = res.pop("_r")
-        layers[name] = res
+        ratios[name] = one.r_F
+        layers[name] = one.summary
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_ratios(ratios, out / "shared_ratio.png")
-    result = {
-        "definition": "Olson et al. shared vision/language features, project's definitions (docs/shared.md): "
-        "shared when 0.2 <= d_img/(d_img+d_txt) <= 0.8; agreement = same attribute value at the top image "
-        "tokens' images and the top text tokens' words; random_agreement = the text side taken from a random "
-        "other scored shared latent",
-        "config": {
-            "top_k": cfg.top_k,
-            "attributes": list(cfg.attributes),
-            "seed": cfg.seed,
-            "n_draws": cfg.n_draws,
-            "shared_range": list(SHARED_RANGE),
-        },
-        "layers": layers,
-        "plot": plot.name,
-    }
-    write_json(out, "shared", result)
-    return {**result, "ratios": ratios}
+    rep = SharedReport(cfg, layers, ratios, plot.name)
+    write_json(out, "shared", rep.to_json())
+    return rep

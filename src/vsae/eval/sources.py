@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from vsae.data import load_table
 from vsae.errors import VsaeError
-
-POOLINGS = ("auto", "cls", "mean")
+from vsae.eval.config import POOLINGS
+from vsae.store import ActivationStore
 
 
 class ArrayRows:
@@ -102,8 +103,6 @@ def open_rows(path: str | os.PathLike) -> ArrayRows | StoreRows:
     """A store directory or an array file as rows."""
     p = Path(path)
     if p.is_dir():
-        from vsae.store import ActivationStore
-
         return StoreRows(ActivationStore.open(p))
     return ArrayRows(load_array(p), str(p))
 
@@ -145,10 +144,12 @@ class ImageView:
 
         return gen
 
-    def _pool(self, x, g0, g1, a, b, tok_all):
+    def _pool(self, x: Any, g0: int, g1: int, a: int, b: int, tok_all: np.ndarray | None) -> Any:
+        """Rows a:b (images g0:g1) pooled per image as the view's pooling says."""
         if self.pooling == "none":
             return x
         if self.pooling == "cls":
+            assert tok_all is not None  # read for cls pooling
             sel = np.flatnonzero(np.asarray(tok_all[a:b]) == 0)
             return x[sel]
         counts = np.diff(self.starts[g0 : g1 + 1])
@@ -189,9 +190,7 @@ def image_view(rows: Any, pooling: str = "auto") -> ImageView:
 
 def sae_transform(sae: Any, batch_size: int = 1024, sparse: bool = True) -> Callable[[Any], Any]:
     """Rows -> SAE latents (CSR when `sparse`), batched, without gradients."""
-    import torch
-
-    p = next(sae.parameters())
+    from vsae.sae.batched import iter_encode  # imports torch: only when latents are computed
 
     def f(x: Any) -> Any:
         x = x.toarray() if sp.issparse(x) else x
@@ -200,13 +199,9 @@ def sae_transform(sae: Any, batch_size: int = 1024, sparse: bool = True) -> Call
                 f"the store has width {x.shape[1]} but the SAE's d_in is {sae.cfg.d_in}; use matching ones"
             )
         outs = []
-        with torch.no_grad():
-            for a in range(0, x.shape[0], batch_size):
-                z = sae.encode(
-                    torch.as_tensor(np.asarray(x[a : a + batch_size]), dtype=p.dtype, device=p.device)
-                )
-                z = z.float().cpu().numpy()
-                outs.append(sp.csr_matrix(z) if sparse else z)
+        for b in iter_encode(sae, np.asarray(x), batch_size):
+            z = b.z.float().cpu().numpy()
+            outs.append(sp.csr_matrix(z) if sparse else z)
         if not outs:
             return (
                 sp.csr_matrix((0, sae.cfg.d_sae), dtype=np.float32)
@@ -229,9 +224,7 @@ def check_sae_matches(rows: Any, sae: Any) -> None:
 
 def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Class index of each image (from the `images.json` table extraction writes) and class names."""
-    from vsae.data import load_table
-
-    t = load_table(table_path)
+    t = load_table(Path(table_path))
     labels = np.asarray(t.get("labels") or [], dtype=np.int64)
     classes = [str(c) for c in t.get("classes") or []]
     if labels.size == 0 or not classes:
@@ -317,6 +310,7 @@ def similarity_store(
         tokens="cls",
         dtype="float32",
         batch_size=batch_size,
+        num_workers=0,  # decoded in this process, as before ExtractConfig's default became the CLI's 2
         device=device,
         max_images=acts.provenance.get("max_images"),
         # the same images: the same --max-images sample (older stores took the first N)

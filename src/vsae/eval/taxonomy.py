@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,13 +57,15 @@ class ClassHierarchy:
             )
 
     def class_node(self, name: str) -> str:
+        """The node id of class ``name`` (the last node of its path)."""
         return self.paths[name][-1]
 
     def name(self, node: str) -> str:
+        """The readable name of ``node``."""
         return self.labels.get(node, node)
 
 
-def _tree_from_paths(levels: dict[str, Sequence[str]], source: str) -> ClassHierarchy:
+def _tree_from_paths(levels: Mapping[str, Sequence[str]], source: str) -> ClassHierarchy:
     """A tree taxonomy from level names; node ids are the '/'-joined prefixes."""
     paths: dict[str, tuple[str, ...]] = {}
     parents: dict[str, tuple[str, ...]] = {}
@@ -80,9 +82,50 @@ def _tree_from_paths(levels: dict[str, Sequence[str]], source: str) -> ClassHier
     return ClassHierarchy(paths=paths, parents=parents, labels=labels, source=source)
 
 
-def from_paths(levels: dict[str, Sequence[str]], source: str = "class paths") -> ClassHierarchy:
+def from_paths(levels: Mapping[str, Sequence[str]], source: str = "class paths") -> ClassHierarchy:
     """A tree taxonomy from `{class: [root, ..., leaf]}` level names (in memory)."""
     return _tree_from_paths(levels, source)
+
+
+@dataclass(frozen=True)
+class AttributeTaxonomy:
+    """A taxonomy over the values of one image attribute, each image labelled by the value of that
+    attribute in its attributes.json record (e.g. the shapes world's colour families: ``vsae eval
+    hierarchy --taxonomy world-colour``). Registered by name with `register_attribute_taxonomy`.
+
+    Attributes
+    ----------
+    attribute: the attributes.json field whose value labels each image.
+    paths: value -> root-first level names ending at the value, in class-index order.
+    source: what the taxonomy is (for the outputs).
+    """
+
+    attribute: str
+    paths: Mapping[str, Sequence[str]]
+    source: str
+
+    @property
+    def values(self) -> list[str]:
+        """The attribute values (the classes), in class-index order."""
+        return list(self.paths)
+
+    def hierarchy(self) -> ClassHierarchy:
+        """The values' tree as a `ClassHierarchy`."""
+        return from_paths(self.paths, self.source)
+
+
+_ATTRIBUTE_TAXONOMIES: dict[str, AttributeTaxonomy] = {}
+
+
+def register_attribute_taxonomy(name: str, taxonomy: AttributeTaxonomy) -> None:
+    """Make ``name`` usable as ``--taxonomy NAME`` of `vsae eval hierarchy` (a data source such as
+    `vsae.world` registers its own when imported; core code never imports it)."""
+    _ATTRIBUTE_TAXONOMIES[name] = taxonomy
+
+
+def attribute_taxonomy(name: str) -> AttributeTaxonomy | None:
+    """The attribute taxonomy registered as ``name``, or None."""
+    return _ATTRIBUTE_TAXONOMIES.get(name)
 
 
 def from_taxonomy(tax: DataTaxonomy, source: str) -> ClassHierarchy:

@@ -9,6 +9,7 @@ how many pairs exceed 0.1, 0.2, ..., 0.9.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
-from vsae.eval._arrays import ChunkSource, as_chunk, iterate
+from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate
 
 JACCARD_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -133,12 +134,10 @@ def top_images_streaming(
 
 def top_images(acts_NF: Any, k: int = 16) -> TopImages:
     """HAI_k of every column of an in-memory [N, F] matrix (dense or CSR)."""
-    from vsae.eval._arrays import chunks_of
-
     return top_images_streaming(chunks_of(acts_NF, 8192), k=k)
 
 
-def jaccard_pair_counts(top: TopImages, thresholds=JACCARD_THRESHOLDS) -> dict[str, Any]:
+def jaccard_pair_counts(top: TopImages, thresholds: Sequence[float] = JACCARD_THRESHOLDS) -> dict[str, Any]:
     """Uniqueness: over pairs of non-excluded latents, how many have Jaccard(HAI_f, HAI_g) > t.
 
     Pairs that share no image have Jaccard 0; only co-occurring pairs are enumerated, via the

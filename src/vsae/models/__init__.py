@@ -6,21 +6,31 @@ with vsae.models.capture(lm, "resid.-2") as cap:
     lm.run(lm.preprocess(images))
 rows, image_idx, token_idx = vsae.models.select_tokens(cap.output, "patches", lm.has_cls, ids)
 ```
+A model family is one file that registers itself (`vsae.models.registry`, built-ins in
+`vsae.models.families`).
 """
 
-from vsae.models.hooks import Capture, HookPoint, capture, resolve_hook
-from vsae.models.loading import LoadedModel, from_module, load
+from vsae.models.hooks import Capture, capture, resolve_hook
+from vsae.models.loaded import LoadedModel
+from vsae.models.loading import load
+from vsae.models.module import from_module
+from vsae.models.points import HookPoint
+from vsae.models.registry import Family, Layout, LoadRequest, register_family
 from vsae.models.tokens import TokenSelection, parse_selection, select_tokens
 
 __all__ = [
     "Capture",
+    "Family",
     "HookPoint",
+    "Layout",
+    "LoadRequest",
     "LoadedModel",
     "TokenSelection",
     "capture",
     "from_module",
     "load",
     "parse_selection",
+    "register_family",
     "resolve_hook",
     "select_tokens",
 ]

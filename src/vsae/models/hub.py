@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from vsae.errors import VsaeError
 
 _TRUE = {"1", "on", "yes", "true"}
+ROOT_FILES = ("config.json", "model_index.json")  # a model, or a diffusers pipeline
 
 
 def offline_env() -> bool:
@@ -66,11 +67,12 @@ def hub_reachable(timeout: float = 1.0) -> bool:
 
 
 def in_cache(model_id: str) -> bool:
-    """Whether the local Hugging Face cache holds ``model_id``'s config.json (no network)."""
+    """Whether the local Hugging Face cache holds ``model_id``'s config.json, or the
+    model_index.json of a pipeline (no network)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+        return any(isinstance(try_to_load_from_cache(model_id, f), str) for f in ROOT_FILES)
     except Exception:  # an id the hub library refuses (e.g. malformed) is simply not cached
         return False
 

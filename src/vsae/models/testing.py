@@ -13,6 +13,7 @@ path = build_tiny("clip_vision_proj", tmp_path / "m")
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ TINY_KINDS = (
 )
 
 
-def _vision_kwargs() -> dict:
+def _vision_kwargs() -> dict[str, Any]:
     return dict(
         hidden_size=HIDDEN,
         intermediate_size=2 * HIDDEN,
@@ -75,7 +76,7 @@ def _vision_kwargs() -> dict:
     )
 
 
-def _text_kwargs(vocab: int) -> dict:
+def _text_kwargs(vocab: int) -> dict[str, Any]:
     return dict(
         hidden_size=HIDDEN,
         intermediate_size=2 * HIDDEN,
@@ -89,7 +90,7 @@ def _text_kwargs(vocab: int) -> dict:
     )
 
 
-def tiny_tokenizer():
+def tiny_tokenizer() -> Any:
     """A word-level fast tokenizer: [PAD]=0, [UNK]=1, <bos>=2, <eos>=3, then WORDS; appends <eos>."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -109,7 +110,7 @@ def _vocab_size() -> int:
     return 4 + len(dict.fromkeys(WORDS))
 
 
-def _clip_image_processor():
+def _clip_image_processor() -> Any:
     from transformers import CLIPImageProcessor
 
     return CLIPImageProcessor(size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE})
@@ -122,8 +123,10 @@ def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    proc = _clip_image_processor()
-    tok = None
+    proc: Any = _clip_image_processor()
+    tok: Any = None
+    cfg: Any
+    model: Any
     vk = _vision_kwargs()
     if kind in ("clip_vision", "clip_vision_proj"):
         cfg = T.CLIPVisionConfig(**vk, projection_dim=16)

@@ -133,7 +133,7 @@ def select_tokens(
 
 
 def _select_text(
-    acts_BTd, sel: TokenSelection, ids_B, seed, mask_BT
+    acts_BTd: torch.Tensor, sel: TokenSelection, ids_B: np.ndarray, seed: int, mask_BT: torch.Tensor
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     mask_BT = mask_BT.to(acts_BTd.device).bool()
     B = acts_BTd.shape[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +10,30 @@ import numpy as np
 from PIL import Image
 
 from vsae.eval import plots
+from vsae.report.analysis import RunKey, UnitResults, need
 from vsae.report.demo_sections import checks_section, hierarchy_section
 from vsae.report.html import Report, image_grid
+from vsae.report.shared import shared_section
+from vsae.report.steering import steering_section
 
 N_BEST, N_WORST, N_RAW = 8, 4, 4
 
 
 def _grid(paths: np.ndarray, idx: np.ndarray) -> Image.Image:
+    """The top images ``idx`` (-1 = none) as one grid."""
     return image_grid([Image.open(paths[i]) for i in idx if i >= 0], cols=4, scale=2)
 
 
 def _cards(
-    unit_ids, kind: str, an: dict[str, Any], paths: np.ndarray, names=None
+    unit_ids: Iterable[int],
+    kind: str,
+    an: UnitResults,
+    paths: np.ndarray,
+    names: Sequence[str | None] | None = None,
 ) -> list[tuple[Image.Image, str]]:
+    """Captioned top-image grids of units (SAE latents or raw neurons) of one analysis."""
     cards = []
-    top, ms, pur = an["top"], an["ms"].scores_F, an["purity"]
+    top, ms, pur = an.top, an.ms.scores_F, an.purity
     for f in unit_ids:
         label = f"{kind} {f}"
         if names is not None and names[f] is not None:
@@ -35,16 +45,16 @@ def _cards(
     return cards
 
 
-def _ranked(an: dict[str, Any]) -> np.ndarray:
+def _ranked(an: UnitResults) -> np.ndarray:
     """Scored units ordered by MS (highest first), ties by index."""
-    s = an["ms"].scores_F
-    ok = np.flatnonzero(~np.isnan(s) & ~an["top"].excluded_F)
+    s = an.ms.scores_F
+    ok = np.flatnonzero(~np.isnan(s) & ~an.top.excluded_F)
     return ok[np.lexsort((ok, -s[ok]))]
 
 
-def _excluded_section(r: Report, an: dict[str, Any], paths: np.ndarray, k: int) -> None:
+def _excluded_section(r: Report, an: UnitResults, paths: np.ndarray, k: int) -> None:
     """Latents left out of the grids (fewer than k firing test images), said and shown, with MS."""
-    top, ms = an["top"], an["ms"].scores_F
+    top, ms = an.top, an.ms.scores_F
     excl = np.flatnonzero(top.excluded_F & ~np.isnan(ms))
     n_dead = int(np.isnan(ms).sum())
     r.text(
@@ -65,7 +75,10 @@ def _excluded_section(r: Report, an: dict[str, Any], paths: np.ndarray, k: int) 
 
 
 def build_report(
-    results: dict[str, Any], analysis: dict[str, Any], paths_test: np.ndarray, out: Path
+    results: dict[str, Any],
+    analysis: Mapping[RunKey, UnitResults],
+    paths_test: np.ndarray,
+    out: Path,
 ) -> Path:
     """Write OUT/report.html (self-contained) and the plots under OUT/plots/."""
     plot_dir = out / "plots"
@@ -110,7 +123,9 @@ def build_report(
     )
 
     r.heading("Monosemanticity (Pach et al.)")
-    rows, series, raw_levels = [], {}, {}
+    rows: list[dict[str, Any]] = []
+    series: dict[str, list[tuple[int, float]]] = {}
+    raw_levels: dict[str, float] = {}
     for h, L in results["layers"].items():
         rm = L["raw"]["ms"]
         raw_levels[h] = rm["mean"]
@@ -148,7 +163,7 @@ def build_report(
     ra = analysis[(hook, "raw", 0)]
     r.plot(
         plots.ms_histogram(
-            {f"{hook} raw neurons": ra["ms"].scores_F, f"{hook} {fname}": fa["ms"].scores_F},
+            {f"{hook} raw neurons": ra.ms.scores_F, f"{hook} {fname}": fa.ms.scores_F},
             plot_dir / "ms_histogram.png",
         ),
         "MS histogram",
@@ -156,7 +171,7 @@ def build_report(
 
     r.heading(f"Top-{cfg['top_k']} images of latents ({hook}, {fname})")
     ranked = _ranked(fa)
-    names = fa["names"]["names"]
+    names = need(fa.names)["names"]
     r.heading("Most monosemantic latents", 3)
     r.cards(_cards(ranked[:N_BEST], "latent", fa, paths_test, names))
     _excluded_section(r, fa, paths_test, cfg["top_k"])
@@ -210,13 +225,13 @@ def build_report(
     r.table(orow, left=("hook", "SAE", "OOD split"))
     r.plot(
         plots.roc_curves(
-            {f"recon error: test vs {k}": v for k, v in fa["roc"].items()}, plot_dir / "roc.png"
+            {f"recon error: test vs {k}": v for k, v in need(fa.roc).items()}, plot_dir / "roc.png"
         ),
         "ROC",
     )
 
     r.heading("Latent names (Olson et al.'s automatic attribute discovery)")
-    n = fa["names"]
+    n = need(fa.names)
     r.text(
         f"{hook} {fname}: {n['n_named']} latents named from {len(results['vocabulary'])} concept words with the "
         f"CLIP text tower; {n['agreement']:.1%} agree with the ground truth of their top images "
@@ -234,24 +249,20 @@ def build_report(
                 "latent": int(f),
                 "name": names[f],
                 "match": float(n["scores"][f]),
-                "MS": float(fa["ms"].scores_F[f]),
-                "top images share": f"{fa['purity']['attribute_F'][f]} ({fa['purity']['purity_F'][f]:.0%})",
+                "MS": float(fa.ms.scores_F[f]),
+                "top images share": f"{fa.purity['attribute_F'][f]} ({fa.purity['purity_F'][f]:.0%})",
                 "verdict": (n["verdict_F"][f] or "").replace("_", " "),
             }
         )
     r.table(nrows, left=("name", "top images share", "verdict"))
     checks_section(r, results)
     if results.get("steering"):
-        from vsae.report.steering import steering_section
-
         r.text(
             "The tiny LLaVA's steering SAE: top-k, trained on random:2 patch tokens of the layer its projector "
             "reads, as Pach et al. train theirs."
         )
         steering_section(r, results["steering"], out / "steering")
     if results.get("shared"):
-        from vsae.report.shared import shared_section
-
         shared_section(r, results["shared"], out / "shared")
     if results.get("diffusion"):
         from vsae.report.diffusion import diffusion_section

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vsae.eval import plots
+from vsae.report.analysis import RunKey, UnitResults, need
 from vsae.report.html import Report
 
 
@@ -27,7 +29,9 @@ def _depth_rows(results: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return rows
 
 
-def hierarchy_section(r: Report, results: dict[str, Any], analysis: dict[str, Any], plot_dir: Path) -> None:
+def hierarchy_section(
+    r: Report, results: dict[str, Any], analysis: Mapping[RunKey, UnitResults], plot_dir: Path
+) -> None:
     """Depth per Matryoshka group in both world taxonomies, the variance each level explains, and
     the planted control where the answer is known."""
     hook, _, e = results["featured"]
@@ -45,7 +49,8 @@ def hierarchy_section(r: Report, results: dict[str, Any], analysis: dict[str, An
     mat = next((k for k in analysis if k[1] == "matryoshka" and k[0] == hook and k[2] == e), None)
     if mat:
         r.plot(
-            plots.depth_per_group(analysis[mat]["depth_per_group"], plot_dir / "depth_per_group.png"), "depth"
+            plots.depth_per_group(need(analysis[mat].depth_per_group), plot_dir / "depth_per_group.png"),
+            "depth",
         )
     hi = results.get("hierarchy")
     if not hi:

@@ -9,7 +9,7 @@ from typing import Any
 from vsae.report.html import Report
 
 
-def _pct(v) -> str:
+def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 

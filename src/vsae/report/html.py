@@ -42,10 +42,12 @@ _LOAD_CHECK = (
 
 
 def png_data_uri(png: bytes) -> str:
+    """A data: URI embedding PNG bytes."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def pil_to_png(img: Image.Image) -> bytes:
+    """PNG bytes of a PIL image."""
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -65,13 +67,15 @@ def image_grid(
     for i, im in enumerate(ims):
         r, c = divmod(i, cols)
         grid.paste(
-            im.convert("RGB").resize((w, h), Image.NEAREST), (pad + c * (w + pad), pad + r * (h + pad))
+            im.convert("RGB").resize((w, h), Image.Resampling.NEAREST),
+            (pad + c * (w + pad), pad + r * (h + pad)),
         )
     return grid
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float | np.floating):
+        v = float(v)
         if math.isnan(v):
             return "–"
         return f"{v:.3f}" if abs(v) < 1000 else f"{v:,.0f}"

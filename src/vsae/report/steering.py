@@ -3,15 +3,30 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from vsae.report.html import Report, image_grid
+from vsae.steer.experiment import load_images
 from vsae.steer.mllm import first_word
 
 MAX_EXAMPLES = 8
+
+
+def answer_counts(answers: list[str]) -> str:
+    """'star x12, cross x4' for a list of answers."""
+    return ", ".join(f"{a or '(empty)'} x{c}" for a, c in Counter(answers).most_common())
+
+
+def write_steering_index(out: Path, steer: dict[str, Any]) -> Path:
+    """``out``/index.html for a steering run written there (`run_steering(..., out_dir=out)`;
+    ``steer``: its results.json)."""
+    r = Report("vsae steer", f"{steer['llava'].get('model', '')} · SAE {steer['sae']}")
+    steering_section(r, steer, out)
+    return r.save(out / "index.html")
 
 
 def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -34,8 +49,6 @@ def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
 def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
     """The results of `vsae.steer.experiment.run_steering` (written to `steer_dir`, which holds the
     latents' top-image strips in hai/): scores, scale, per-latent answers and examples."""
-    from vsae.steer.summary import answer_counts
-
     cfg = steer["config"]
     sc = steer["score"]
     r.heading("Steering the multimodal model through SAE latents in its vision encoder (Pach et al.)")
@@ -100,10 +113,9 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
     if not ex:
         r.text("No (latent, image) pair in this run turned an answer into the latent's concept.", cls="note")
         return
-    from vsae.steer.experiment import load_images
-
     images = load_images(cfg["images"], cfg["n_images"], cfg["seed"]).images
-    cards, seen = [], set()
+    cards: list[tuple[Image.Image, str]] = []
+    seen: set[int] = set()
     for e in ex:  # one example per latent
         if e["latent"] in seen or len(cards) == MAX_EXAMPLES:
             continue
@@ -116,7 +128,7 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
             scale=1,
             pad=1,
         )
-        shown = images[e["image"]].resize((hai.height, hai.height), Image.NEAREST)
+        shown = images[e["image"]].resize((hai.height, hai.height), Image.Resampling.NEAREST)
         pair = Image.new("RGB", (shown.width + hai.width + 8, hai.height), "white")
         pair.paste(shown, (0, 0))
         pair.paste(hai, (shown.width + 8, 0))

@@ -3,21 +3,71 @@
 sae = vsae.sae.build(SAEConfig(arch="batchtopk", d_in=768, d_sae=768 * 16, k=20))
 out = sae(x_Bd)                # SAEOutput(x_hat, z, losses)
 vsae.sae.save(sae, "run/sae"); sae = vsae.sae.load("run/sae")
+
+Architectures register themselves (:mod:`vsae.sae.registry`; the built-in ones are the files
+of :mod:`vsae.sae.archs`). Names are imported on first use, so ``vsae.sae.SAEConfig`` and the
+registry load no torch.
 """
 
-from vsae.sae.base import SAE, SAEOutput, SparseCodes
-from vsae.sae.config import ARCHS, DEFAULT_GROUPS, SAEConfig
-from vsae.sae.io import build, fold_scale, load, save
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vsae.sae.base import SAE, SAEOutput, SparseCodes
+    from vsae.sae.batched import encode_batched
+    from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
+    from vsae.sae.io import build, fold_scale, load, save
+    from vsae.sae.registry import ArchSpec, arch_names, get_arch, register_arch, unregister_arch
+    from vsae.sae.sweep import expand_sweep, run_name
+
+_API = {
+    "SAE": "vsae.sae.base",
+    "SAEOutput": "vsae.sae.base",
+    "SparseCodes": "vsae.sae.base",
+    "encode_batched": "vsae.sae.batched",
+    "DEFAULT_GROUPS": "vsae.sae.config",
+    "SAEConfig": "vsae.sae.config",
+    "build": "vsae.sae.io",
+    "fold_scale": "vsae.sae.io",
+    "load": "vsae.sae.io",
+    "save": "vsae.sae.io",
+    "ArchSpec": "vsae.sae.registry",
+    "arch_names": "vsae.sae.registry",
+    "get_arch": "vsae.sae.registry",
+    "register_arch": "vsae.sae.registry",
+    "unregister_arch": "vsae.sae.registry",
+    "expand_sweep": "vsae.sae.sweep",
+    "run_name": "vsae.sae.sweep",
+}
 
 __all__ = [
-    "ARCHS",
     "DEFAULT_GROUPS",
     "SAE",
+    "ArchSpec",
     "SAEConfig",
     "SAEOutput",
     "SparseCodes",
+    "arch_names",
     "build",
+    "encode_batched",
+    "expand_sweep",
     "fold_scale",
+    "get_arch",
     "load",
+    "register_arch",
+    "run_name",
     "save",
+    "unregister_arch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'vsae.sae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,15 +16,23 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from vsae.errors import VsaeError
 from vsae.sae.config import SAEConfig
+from vsae.sae.io import load as load_sae
+from vsae.sae.io import resolve_pretrained
+from vsae.sae.io import save as save_sae
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+
+FnT = TypeVar("FnT", bound=Callable[..., Any])
 
 
 @dataclass
@@ -92,12 +100,12 @@ class SAEOutput:
     def fired_F(self) -> torch.Tensor:
         if self.codes is not None:
             return self.codes.fired_F()
-        return (self.z_dense.detach() != 0).any(0)
+        return (self.z.detach() != 0).any(0)
 
     def l0(self) -> float:
         if self.codes is not None:
             return self.codes.l0()
-        return float((self.z_dense.detach() != 0).sum(-1).float().mean())
+        return float((self.z.detach() != 0).sum(-1).float().mean())
 
 
 def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
@@ -107,7 +115,7 @@ def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor)
 
 def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ||e - mean(e)||^2, over the global batch when running distributed."""
-    n = float(e_Bd.shape[0])  # a host number (a device tensor made from it would be a blocking copy)
+    n: float | torch.Tensor = float(e_Bd.shape[0])  # a host number (a device tensor would be a blocking copy)
     s1 = e_Bd.sum(0)
     s2 = e_Bd.pow(2).sum()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -122,7 +130,7 @@ def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
     return (x_hat_Bd - x_Bd).pow(2).sum(-1).mean()
 
 
-def _any_input(fn):
+def _any_input(fn: FnT) -> FnT:
     """Let ``encode``/``decode`` take numpy arrays, other float dtypes, other devices and 1-D rows.
 
     The SAE computes in its own dtype and device; the result comes back as the input's kind
@@ -131,25 +139,27 @@ def _any_input(fn):
     """
 
     @functools.wraps(fn)
-    def wrapper(self, x, *args, **kwargs):
+    def wrapper(self: SAE, x: torch.Tensor | np.ndarray, *args: Any, **kwargs: Any) -> Any:
         p = self.W_enc_Fd
         if torch.is_tensor(x) and x.dtype == p.dtype and x.device == p.device and x.ndim == 2:
             return fn(self, x, *args, **kwargs)
-        as_numpy = isinstance(x, np.ndarray)
-        if not (as_numpy or torch.is_tensor(x)):
+        if isinstance(x, np.ndarray):
+            t = torch.from_numpy(np.ascontiguousarray(x))
+        elif isinstance(x, torch.Tensor):
+            t = x
+        else:
             raise TypeError(f"{fn.__name__} takes a torch.Tensor or numpy array, got {type(x).__name__}")
-        t = torch.from_numpy(np.ascontiguousarray(x)) if as_numpy else x
         if t.ndim not in (1, 2):
             raise ValueError(f"{fn.__name__} takes rows [B, n] or one row [n], got shape {tuple(t.shape)}")
         out = fn(self, t.to(p.device, p.dtype).reshape(-1, t.shape[-1]), *args, **kwargs)
         out = out[0] if t.ndim == 1 else out
-        if as_numpy:
+        if isinstance(x, np.ndarray):
             kind = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
             return out.detach().cpu().numpy().astype(kind, copy=False)
-        return out.to(x.device, x.dtype if x.is_floating_point() else out.dtype)
+        return out.to(t.device, t.dtype if t.is_floating_point() else out.dtype)
 
-    wrapper.__vsae_any_input__ = True
-    return wrapper
+    wrapper.__vsae_any_input__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 class SAE(nn.Module):
@@ -159,12 +169,13 @@ class SAE(nn.Module):
     ``encode``/``decode`` accept torch tensors of any float dtype and numpy arrays.
     """
 
+    arch: ClassVar[str] = ""  # the registered name (set by vsae.sae.registry.register_arch)
     sparse_codes = False  # the top-k family decodes sparsely
     # Training step without host synchronisation (fixed shapes, device-side bookkeeping);
     # set by the trainer (TrainConfig.sync_free), see BatchTopKSAE.forward.
     sync_free = False
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         for name in ("encode", "decode"):
             fn = cls.__dict__.get(name)
@@ -188,20 +199,15 @@ class SAE(nn.Module):
         Hub downloads go through ``huggingface_hub`` and honour ``HF_HUB_OFFLINE`` (then only the
         local cache is used); a missing repo or cache entry is a ``VsaeError``, not a traceback.
         """
-        from vsae.sae.io import load, resolve_pretrained
-
-        sae = load(resolve_pretrained(name_or_path, revision, subfolder, cache_dir, local_files_only), device)
+        where = resolve_pretrained(name_or_path, revision, subfolder, cache_dir, local_files_only)
+        sae = load_sae(where, device)
         if not isinstance(sae, cls):
-            from vsae.errors import VsaeError
-
             raise VsaeError(f"{name_or_path} holds a {type(sae).__name__}, not a {cls.__name__}; use SAE")
         return sae
 
     def save_pretrained(self, directory: str | os.PathLike) -> str:
         """Write ``sae.safetensors`` + ``config.json`` into ``directory`` (``from_pretrained`` reads it)."""
-        from vsae.sae.io import save
-
-        return str(save(self, directory))
+        return str(save_sae(self, directory))
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -211,6 +217,40 @@ class SAE(nn.Module):
         self.b_enc_F = nn.Parameter(torch.zeros(F))
         self.W_dec_Fd = nn.Parameter(torch.empty(F, d))
         self.b_dec_d = nn.Parameter(torch.zeros(d))
+
+    # ----- what an architecture may override (see docs/extending.md) --------------------------
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        """Raise ``VsaeError`` for a config this architecture cannot use (called by SAEConfig)."""
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        """In place: an SAE trained on ``x * scale`` becomes one for raw ``x``. Biases (and any
+        threshold, in subclasses) are divided by ``scale``; decoder rows keep unit norm."""
+        self.b_enc_F.div_(scale)
+        self.b_dec_d.div_(scale)
+
+    def saelens_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the SAELens export writes besides W_enc, W_dec, b_enc, b_dec (e.g. threshold)."""
+        return {}
+
+    def load_saelens_threshold(self, threshold: torch.Tensor | None) -> None:
+        """Take an imported SAELens ``threshold`` [F] (architectures that have one)."""
+
+    @classmethod
+    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+        """SAELens ``metadata.training_architecture_details`` of the export ({}: none)."""
+        return {}
+
+    @classmethod
+    def config_from_saelens(cls, details: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any]:
+        """SAEConfig fields read back from SAELens's training details."""
+        return {}
+
+    @classmethod
+    def restores_from_saelens(cls, W_dec_Fd: torch.Tensor, threshold: torch.Tensor | None) -> bool:
+        """Whether SAELens weights of this training architecture are exactly this SAE."""
+        return True
 
     # ----- initialisation and the unit-norm constraint -----------------------------------
     @torch.no_grad()
@@ -262,33 +302,39 @@ class SAE(nn.Module):
         raise NotImplementedError
 
     # ----- helpers for the top-k family -------------------------------------------------------
-    def _sparse_codes(self, x_Bd, pre_BF, row_N, col_N) -> SparseCodes:
+    def _sparse_codes(
+        self, x_Bd: torch.Tensor, pre_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor
+    ) -> SparseCodes:
         """Codes: ReLU of the selected pre-activations, with sparse encoder gradients."""
         pat = Pattern(row_N, col_N, x_Bd.shape[0], self.cfg.d_sae)
         pre_N = gather_entries(pre_BF, row_N, col_N)
         val_N = sparse_encode_values(pre_N, x_Bd, self.W_enc_Fd, self.b_enc_F, pat).relu()
         return SparseCodes(pat, val_N)
 
-    def _sparse_forward(self, x_Bd, pre_BF, row_N, col_N) -> tuple[SparseCodes, torch.Tensor]:
+    def _sparse_forward(
+        self, x_Bd: torch.Tensor, pre_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor
+    ) -> tuple[SparseCodes, torch.Tensor]:
         """Codes and their sparse reconstruction x_hat [B, d]."""
         codes = self._sparse_codes(x_Bd, pre_BF, row_N, col_N)
         x_hat = sparse_decode(codes.val_N, self.W_dec_Fd, codes.pat) + self.b_dec_d
         return codes, x_hat
 
-    def _aux_k_loss(self, x_Bd, x_hat_Bd, pre_BF, dead_F) -> torch.Tensor:
+    def _aux_k_loss(
+        self, x_Bd: torch.Tensor, x_hat_Bd: torch.Tensor, pre_BF: torch.Tensor, dead_F: torch.Tensor | None
+    ) -> torch.Tensor:
         """Auxiliary-k loss (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual.
 
         Normalised by the residual's variance, as in dictionary_learning's BatchTopK trainer.
         """
         zero = x_Bd.new_zeros(())
-        if dead_F is None or self.cfg.aux_k <= 0 or not self.training:
+        if dead_F is None or not self.cfg.aux_k or not self.training:
             return zero
         if getattr(self, "sync_free", False):
             return self._aux_k_loss_fixed(x_Bd, x_hat_Bd, pre_BF, dead_F)
         n_dead = int(dead_F.sum())
         if n_dead == 0:
             return zero
-        k_aux = min(self.cfg.aux_k, n_dead)
+        k_aux = min(int(self.cfg.aux_k), n_dead)
         B = x_Bd.shape[0]
         with torch.no_grad():
             dead_cols = torch.nonzero(dead_F).squeeze(1)
@@ -303,12 +349,14 @@ class SAE(nn.Module):
         denom = _global_variance(e).clamp_min(1e-12)
         return (e_hat - e).pow(2).sum(-1).mean() / denom
 
-    def _aux_k_loss_fixed(self, x_Bd, x_hat_Bd, pre_BF, dead_F) -> torch.Tensor:
+    def _aux_k_loss_fixed(
+        self, x_Bd: torch.Tensor, x_hat_Bd: torch.Tensor, pre_BF: torch.Tensor, dead_F: torch.Tensor
+    ) -> torch.Tensor:
         """The same auxiliary-k loss with fixed shapes (no host sync): the top aux_k of each row
         over all latents with the live ones masked to -inf; entries that land on live latents
         (fewer than aux_k dead) get value 0, and the loss is 0 when none is dead."""
         B, F = pre_BF.shape
-        k_aux = min(self.cfg.aux_k, F)
+        k_aux = min(int(self.cfg.aux_k or 0), F)
         with torch.no_grad():
             masked = torch.where(dead_F, pre_BF, float("-inf"))  # a scalar argument: no host->device copy
             _, col_Bk = masked.topk(k_aux, dim=-1, sorted=False)
@@ -324,7 +372,9 @@ class SAE(nn.Module):
         denom = _global_variance(e).clamp_min(1e-12)
         return (e_hat - e).pow(2).sum(-1).mean() / denom * dead_F.any().to(e.dtype)
 
-    def _topk_losses(self, x_Bd, x_hat, pre_BF, dead_F) -> dict[str, torch.Tensor]:
+    def _topk_losses(
+        self, x_Bd: torch.Tensor, x_hat: torch.Tensor, pre_BF: torch.Tensor, dead_F: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         mse = mse_sum(x_hat, x_Bd)
         aux = self._aux_k_loss(x_Bd, x_hat, pre_BF, dead_F)
         return {"loss": mse + self.cfg.aux_coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
@@ -345,7 +395,7 @@ class SAE(nn.Module):
                 return buf.copy_(torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T))
             return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T, out=buf)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         state = dict(state)
         state.pop("_pre_buf", None)

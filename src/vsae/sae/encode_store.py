@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,16 +12,20 @@ from tqdm import tqdm
 
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
+from vsae.sae.config import EncodeConfig
+
+if TYPE_CHECKING:
+    from vsae.store import ActivationStore
 
 
 @torch.no_grad()
 def encode_store(
     sae: SAE,
-    acts,
+    acts: ActivationStore,
     out: str | os.PathLike,
-    batch_size: int = 4096,
-    device: str = "cpu",
-    dtype: str = "float32",
+    batch_size: int = EncodeConfig.batch_size,
+    device: str = EncodeConfig.device,
+    dtype: str = EncodeConfig.dtype,
     progress: bool = True,
     sae_path: str | os.PathLike | None = None,
 ) -> Path:

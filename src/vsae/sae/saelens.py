@@ -4,7 +4,9 @@ SAELens (decoderesearch/SAELens) stores ``W_enc`` [d_in, d_sae], ``W_dec`` [d_sa
 ``b_enc`` [d_sae], ``b_dec`` [d_in] and, for JumpReLU, ``threshold`` [d_sae]. ``cfg.json`` names
 the inference ``architecture`` and holds a ``metadata`` dict whose ``sae_lens_version`` (>= 6.0)
 tells SAELens to keep it (without one SAELens rewrites the file as a pre-6.0 config and drops
-the metadata). Mapping (SAELens saves BatchTopK and Matryoshka BatchTopK as JumpReLU too):
+the metadata). Each vsae architecture says in its registration (:mod:`vsae.sae.registry`)
+which SAELens architecture it exports as; the built-in ones (SAELens saves BatchTopK and
+Matryoshka BatchTopK as JumpReLU too):
 
     vsae relu -> "standard"     vsae topk -> "topk" (k)     vsae jumprelu -> "jumprelu"
     vsae batchtopk / matryoshka -> "jumprelu" with the inference threshold on every latent;
@@ -32,26 +34,44 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from vsae.errors import VsaeError
-from vsae.sae.base import SAE
-from vsae.sae.batchtopk import BatchTopKSAE
-from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
-from vsae.sae.io import CLASSES, save_tensors_atomic, write_json_atomic
-from vsae.sae.jumprelu import JumpReluSAE
+from vsae.sae.config import SAEConfig
+from vsae.sae.files import save_tensors_atomic, write_json_atomic
+from vsae.sae.registry import ArchSpec, all_archs, get_arch
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
 # The SAELens release whose cfg.json schema this module writes (and was checked against).
 SAELENS_VERSION = "6.54.12"
-_TO_SAELENS = {
-    "relu": "standard",
-    "topk": "topk",
-    "jumprelu": "jumprelu",
-    "batchtopk": "jumprelu",
-    "matryoshka": "jumprelu",
-}
-# SAELens's training-architecture names for the vsae architectures that it saves as another.
-_TRAINING_ARCH = {"batchtopk": "batchtopk", "matryoshka": "matryoshka_batchtopk"}
 _UNIT_TOL = 1e-4  # decoder rows this close to unit norm count as unit norm
+# SAELens inference architectures vsae imports, and (older SAELens) "batchtopk" saved with a threshold.
+_IMPORTS = ("standard", "topk", "jumprelu", "batchtopk")
+
+
+def unit_rows(W_dec_Fd: torch.Tensor) -> bool:
+    """Whether every decoder row has unit L2 norm (within 1e-4)."""
+    return bool(((W_dec_Fd.norm(dim=1) - 1).abs() <= _UNIT_TOL).all())
+
+
+def _canonical(saelens_arch: str) -> str:
+    """SAELens's current name of an inference architecture (older releases saved "batchtopk")."""
+    return "jumprelu" if saelens_arch == "batchtopk" else saelens_arch
+
+
+def _native(saelens_arch: str) -> ArchSpec:
+    """The vsae architecture a SAELens inference architecture imports as (the one exporting as it
+    without a training architecture of its own)."""
+    want = _canonical(saelens_arch)
+    for spec in all_archs():
+        if spec.saelens == want and spec.saelens_training is None:
+            return spec
+    raise VsaeError(f"no vsae architecture imports SAELens {saelens_arch!r} SAEs")
+
+
+def _by_training_arch(name: Any) -> ArchSpec | None:
+    """The vsae architecture registered under SAELens training architecture ``name`` (None: none)."""
+    return next(
+        (s for s in all_archs() if s.saelens_training is not None and s.saelens_training == name), None
+    )
 
 
 def is_saelens_dir(path: str | os.PathLike) -> bool:
@@ -60,58 +80,35 @@ def is_saelens_dir(path: str | os.PathLike) -> bool:
     return (p / CFG).is_file() and (p / WEIGHTS).is_file()
 
 
-def _unit_rows(W_dec_Fd: torch.Tensor) -> bool:
-    return bool(((W_dec_Fd.norm(dim=1) - 1).abs() <= _UNIT_TOL).all())
-
-
-def _training_details(cfg: SAEConfig) -> dict[str, Any]:
-    """SAELens's ``training_architecture_details`` for a BatchTopK / Matryoshka vsae config."""
-    out: dict[str, Any] = {
-        "k": cfg.k,
-        "aux_loss_coefficient": cfg.aux_coeff,
-        "rescale_acts_by_decoder_norm": True,
-    }
-    if cfg.arch == "matryoshka":
-        widths, acc = [], 0
-        for s in cfg.group_sizes:
-            acc += s
-            widths.append(acc)
-        out["matryoshka_widths"] = widths
-    return out
-
-
-def export_saelens(sae: SAE, directory: str | os.PathLike) -> Path:
-    """Write ``sae`` (input-scale weights, as saved by vsae) in SAELens 6.x's format."""
+def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
+    """Write ``sae`` (a :class:`vsae.sae.base.SAE`, input-scale weights as saved by vsae) in SAELens
+    6.x's format. (SAEs are typed ``Any`` in this module, which ``vsae.sae.base`` imports.)"""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cfg = sae.cfg
-    arch = _TO_SAELENS[cfg.arch]
+    spec = get_arch(cfg.arch)
+    arch = spec.saelens
+    if arch is None:
+        raise VsaeError(f"the {cfg.arch!r} architecture has no SAELens equivalent; it cannot be exported")
     tensors = {
         "W_enc": sae.W_enc_Fd.detach().T.contiguous(),
         "W_dec": sae.W_dec_Fd.detach().contiguous(),
         "b_enc": sae.b_enc_F.detach(),
         "b_dec": sae.b_dec_d.detach(),
+        **sae.saelens_tensors(),
     }
-    if isinstance(sae, JumpReluSAE):
-        tensors["threshold"] = sae.threshold_F.detach().relu()
-    elif isinstance(sae, BatchTopKSAE):
-        t = float(sae.threshold)
-        if t < 0:
-            raise VsaeError(
-                "this BatchTopK SAE has no inference threshold yet (never trained); train it before export"
-            )
-        tensors["threshold"] = torch.full((cfg.d_sae,), t)
     prov = cfg.provenance or {}
     meta: dict[str, Any] = {
         "sae_lens_version": SAELENS_VERSION,
         "sae_lens_training_version": None,  # trained by vsae, not by SAELens
         "model_name": prov.get("model") or prov.get("model_id"),
         "hook_name": prov.get("hook"),
-        "training_architecture": _TRAINING_ARCH.get(cfg.arch, arch),
+        "training_architecture": spec.saelens_training or arch,
         "vsae": {"cfg": cfg.to_json()},
     }
-    if cfg.arch in _TRAINING_ARCH:
-        meta["training_architecture_details"] = _training_details(cfg)
+    details = spec.cls.saelens_training_details(cfg)
+    if details:
+        meta["training_architecture_details"] = details
     out: dict[str, Any] = {
         "architecture": arch,
         "d_in": cfg.d_in,
@@ -127,7 +124,7 @@ def export_saelens(sae: SAE, directory: str | os.PathLike) -> Path:
         out["k"] = cfg.k
         # vsae keeps decoder rows at unit norm, so SAELens's rescaling is the identity; say so
         # only when it holds, as with rows of other norms it changes which k latents win.
-        out["rescale_acts_by_decoder_norm"] = _unit_rows(sae.W_dec_Fd.detach())
+        out["rescale_acts_by_decoder_norm"] = unit_rows(sae.W_dec_Fd.detach())
     save_tensors_atomic(tensors, d / WEIGHTS)
     write_json_atomic(d / CFG, out)
     return d
@@ -181,23 +178,15 @@ def _vsae_cfg(meta: dict[str, Any], d: Path, d_in: int, d_sae: int) -> SAEConfig
     return cfg
 
 
-def _batchtopk_cfg(meta: dict[str, Any], d_in: int, d_sae: int, prov: dict[str, Any]) -> SAEConfig | None:
-    """A vsae BatchTopK / Matryoshka config from SAELens's training metadata (None: not one)."""
-    arch = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}.get(
-        str(meta.get("training_architecture"))
-    )
+def _training_arch_cfg(meta: dict[str, Any], d_in: int, d_sae: int, prov: dict[str, Any]) -> SAEConfig | None:
+    """A vsae config (e.g. BatchTopK / Matryoshka) from SAELens's training metadata (None: not one)."""
+    spec = _by_training_arch(meta.get("training_architecture"))
     det = meta.get("training_architecture_details")
-    if arch is None or not isinstance(det, dict):
+    if spec is None or not isinstance(det, dict):
         return None
     try:
-        k = max(1, round(float(det.get("k", 0))))
-        groups = DEFAULT_GROUPS
-        if arch == "matryoshka":
-            widths = [int(x) for x in det["matryoshka_widths"]]
-            if widths[-1] != d_sae:
-                widths.append(d_sae)
-            groups = tuple((b - a) / d_sae for a, b in zip([0, *widths[:-1]], widths))
-        return SAEConfig(arch=arch, d_in=d_in, d_sae=d_sae, k=min(k, d_sae), groups=groups, provenance=prov)
+        kw = spec.cls.config_from_saelens(det, d_in, d_sae)
+        return SAEConfig(arch=spec.name, d_in=d_in, d_sae=d_sae, provenance=prov, **kw)
     except (KeyError, TypeError, ValueError, IndexError, VsaeError):
         return None
 
@@ -223,12 +212,12 @@ def _weights(d: Path, c: dict[str, Any], w: dict[str, torch.Tensor]) -> dict[str
     return out | ({} if t is None else {"threshold": t.float().relu()})
 
 
-def load_saelens(directory: str | os.PathLike) -> SAE:
+def load_saelens(directory: str | os.PathLike) -> Any:
     """A vsae SAE from a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``)."""
     d = Path(directory)
     c, w = _read(d)
     arch = c.get("architecture", "standard")
-    if arch not in ("standard", "topk", "jumprelu", "batchtopk"):
+    if arch not in _IMPORTS:
         raise VsaeError(
             f"SAELens architecture {arch!r} is not supported; vsae imports standard, topk, jumprelu"
         )
@@ -247,17 +236,21 @@ def load_saelens(directory: str | os.PathLike) -> SAE:
     )
     prov = {**base, "imported_from": "saelens"}
     if cfg is None:
-        cfg = _batchtopk_cfg(meta, d_in, d_sae, prov)
+        cfg = _training_arch_cfg(meta, d_in, d_sae, prov)
     if cfg is not None:
         cfg = cfg.replace(provenance=prov)
-    # A BatchTopK / Matryoshka SAE is restored as one only where SAELens's JumpReLU form is exactly
-    # its inference rule: one threshold for every latent and unit-norm decoder rows.
-    if cfg is not None and cfg.arch in ("batchtopk", "matryoshka"):
-        uniform = threshold is not None and bool((threshold == threshold[0]).all())
-        if arch != "topk" and uniform and _unit_rows(W_dec_Fd):
-            return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold[0])
+    # An architecture SAELens saves as another one (BatchTopK / Matryoshka as JumpReLU) is restored
+    # as itself only where the saved form is exactly its inference rule (restores_from_saelens).
+    spec = get_arch(cfg.arch) if cfg is not None else None
+    if cfg is not None and spec is not None and spec.saelens_training is not None:
+        if _canonical(arch) == spec.saelens and spec.cls.restores_from_saelens(W_dec_Fd, threshold):
+            return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
         cfg = None
-    want = {"standard": "relu", "topk": "topk"}.get(arch, "jumprelu")
+    # The exported architecture itself when the metadata names one that exports as this SAELens
+    # architecture (its inference rule is SAELens's), else the native one (relu, topk, jumprelu).
+    mine = get_arch(cfg.arch) if cfg is not None else None
+    native = mine is not None and mine.saelens == _canonical(arch) and mine.saelens_training is None
+    want = mine.name if native and mine is not None else _native(arch).name
     kw = {"k": c.get("k", 100)} if arch == "topk" else {}  # 100: SAELens's default
     if kw and (not isinstance(kw["k"], int) or not 0 < kw["k"] <= d_sae):
         raise VsaeError(f"{d / CFG} has k={kw['k']!r}; a TopK SAE needs an integer k in 1..d_sae={d_sae}")
@@ -280,16 +273,13 @@ def _fill(
     W_dec_Fd: torch.Tensor,
     b_dec: torch.Tensor,
     threshold: torch.Tensor | None,
-) -> SAE:
+) -> Any:
     """A ``cfg.arch`` SAE holding these (vsae-layout) weights, in eval mode."""
-    sae = CLASSES[cfg.arch](cfg)
+    sae = get_arch(cfg.arch).cls(cfg)
     with torch.no_grad():
         sae.W_enc_Fd.copy_(W_enc_Fd)
         sae.b_enc_F.copy_(b_enc)
         sae.W_dec_Fd.copy_(W_dec_Fd)
         sae.b_dec_d.copy_(b_dec)
-        if isinstance(sae, JumpReluSAE):
-            sae.threshold_F.copy_(threshold)
-        elif isinstance(sae, BatchTopKSAE):
-            sae.threshold.copy_(threshold)
+    sae.load_saelens_threshold(threshold)
     return sae.eval()

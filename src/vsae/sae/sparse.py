@@ -17,6 +17,7 @@ Both are checked against the dense computation in ``tests/sae/test_sparse.py``.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,9 @@ class Pattern:
         return order, offsets, self.row_N.index_select(0, order)
 
 
-def _bag(idx_N, table_Td, offsets, weights_N) -> torch.Tensor:
+def _bag(
+    idx_N: torch.Tensor, table_Td: torch.Tensor, offsets: torch.Tensor, weights_N: torch.Tensor
+) -> torch.Tensor:
     """Sum over bags of weights * table[idx]; bags given by CSR offsets (include_last_offset)."""
     if idx_N.numel() == 0:
         return table_Td.new_zeros(offsets.numel() - 1, table_Td.shape[1])
@@ -94,13 +97,13 @@ class SparseDecode(torch.autograd.Function):
     """x_hat_Bd = sum_n val[n] * W_dec[col[n]] into row[n]."""
 
     @staticmethod
-    def forward(ctx, val_N, W_dec_Fd, pat: Pattern):
+    def forward(ctx: Any, val_N: torch.Tensor, W_dec_Fd: torch.Tensor, pat: Pattern) -> torch.Tensor:
         ctx.save_for_backward(val_N, W_dec_Fd)
         ctx.pat = pat
         return _bag(pat.col_N, W_dec_Fd, pat.indptr_B1, val_N)
 
     @staticmethod
-    def backward(ctx, g_Bd):
+    def backward(ctx: Any, g_Bd: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         val_N, W_dec_Fd = ctx.saved_tensors
         g_Bd = g_Bd.contiguous()
         g_val = _gathered_dot(ctx.pat, g_Bd, W_dec_Fd) if ctx.needs_input_grad[0] else None
@@ -116,13 +119,22 @@ class SparseEncodeValues(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre_N, x_Bd, W_enc_Fd, b_enc_F, pat: Pattern):
+    def forward(
+        ctx: Any,
+        pre_N: torch.Tensor,
+        x_Bd: torch.Tensor,
+        W_enc_Fd: torch.Tensor,
+        b_enc_F: torch.Tensor,
+        pat: Pattern,
+    ) -> torch.Tensor:
         ctx.save_for_backward(x_Bd, W_enc_Fd)
         ctx.pat = pat
         return pre_N.clone()
 
     @staticmethod
-    def backward(ctx, g_N):
+    def backward(
+        ctx: Any, g_N: torch.Tensor
+    ) -> tuple[None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
         x_Bd, W_enc_Fd = ctx.saved_tensors
         pat = ctx.pat
         g_N = g_N.contiguous()
@@ -139,6 +151,8 @@ def sparse_decode(val_N: torch.Tensor, W_dec_Fd: torch.Tensor, pat: Pattern) -> 
     return SparseDecode.apply(val_N, W_dec_Fd, pat)
 
 
-def sparse_encode_values(pre_N, x_Bd, W_enc_Fd, b_enc_F, pat: Pattern) -> torch.Tensor:
+def sparse_encode_values(
+    pre_N: torch.Tensor, x_Bd: torch.Tensor, W_enc_Fd: torch.Tensor, b_enc_F: torch.Tensor, pat: Pattern
+) -> torch.Tensor:
     """Selected pre-activations with sparse encoder gradients: [N]."""
     return SparseEncodeValues.apply(pre_N, x_Bd, W_enc_Fd, b_enc_F, pat)

@@ -6,7 +6,46 @@ app = create_app(from_demo("demo-out"))      # a Starlette app; `vsae serve demo
 ```
 """
 
-from vsae.serve.app import ServeLimits, create_app
-from vsae.serve.sources import SaeSource, Served, SteerSource, from_demo, from_flags
+from __future__ import annotations
 
-__all__ = ["SaeSource", "ServeLimits", "Served", "SteerSource", "create_app", "from_demo", "from_flags"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vsae.serve.app import ServeLimits, create_app
+    from vsae.serve.config import ServeConfig
+    from vsae.serve.sources import SaeSource, Served, SteerSource, from_demo, from_flags
+
+# Imported on first use, so that `vsae serve --help` (its options come from ServeConfig) loads
+# neither torch nor starlette.
+_WHERE = {
+    "ServeLimits": "vsae.serve.app",
+    "create_app": "vsae.serve.app",
+    "ServeConfig": "vsae.serve.config",
+    "SaeSource": "vsae.serve.sources",
+    "Served": "vsae.serve.sources",
+    "SteerSource": "vsae.serve.sources",
+    "from_demo": "vsae.serve.sources",
+    "from_flags": "vsae.serve.sources",
+}
+
+__all__ = [
+    "SaeSource",
+    "ServeConfig",
+    "ServeLimits",
+    "Served",
+    "SteerSource",
+    "create_app",
+    "from_demo",
+    "from_flags",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'vsae.serve' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,9 +26,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+from PIL.Image import Image as PILImage
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -37,11 +38,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from vsae.data import DecodeError, load_image
 from vsae.errors import VsaeError
 from vsae.serve import heatmaps as hm
+from vsae.serve.config import ServeConfig
 from vsae.serve.data import LatentIndex, TableQuery
 from vsae.serve.sources import Served
 from vsae.serve.steering import DiffusionSteer, Playground, diffusion_hook
+from vsae.steer.config import STEERING_QUESTION
+from vsae.steer.edits import OPS
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("vsae.serve")
@@ -55,7 +60,7 @@ class ServeLimits:
     decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload.
     """
 
-    max_upload_bytes: int = 8 << 20
+    max_upload_bytes: int = ServeConfig().max_upload_bytes
     max_upload_pixels: int = 4096 * 4096
     upload_top: int = 8
 
@@ -102,7 +107,12 @@ class State:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+@overload
+def _int(req: Request, name: str, default: int) -> int: ...
+@overload
+def _int(req: Request, name: str, default: None) -> int | None: ...
 def _int(req: Request, name: str, default: int | None) -> int | None:
+    """Integer query parameter ``name`` (``default`` when absent); VsaeError when not an integer."""
     v = req.query_params.get(name)
     if v is None or v == "":
         return default
@@ -121,9 +131,7 @@ def _data_uri(png: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=2048)
-def _image(path: str):
-    from vsae.data import DecodeError, load_image
-
+def _image(path: str) -> PILImage:
     try:
         return load_image(path)
     except DecodeError as e:
@@ -172,7 +180,7 @@ def latents(req: Request) -> JSONResponse:
         offset=_int(req, "offset", 0),
         limit=_int(req, "limit", 50),
     )
-    return JSONResponse(ix.table(q))
+    return JSONResponse(ix.table(q).to_json())
 
 
 def latent(req: Request) -> JSONResponse:
@@ -181,7 +189,7 @@ def latent(req: Request) -> JSONResponse:
     k = _int(req, "k", 16)
     if not 1 <= k <= 64:
         raise VsaeError("k must be in 1..64")
-    d = ix.detail(req.path_params["f"], k=k)
+    d = ix.detail(req.path_params["f"], k=k).to_json()
     maps = st.maps(ix.src.id)
     d["heatmaps"] = maps.available
     if d["heatmaps"] is None and d["top"]:  # the page asks for these heatmaps next
@@ -237,13 +245,11 @@ async def upload(req: Request) -> JSONResponse:
 
 
 def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
-    from vsae.data import DecodeError, load_image
-
     ix = st.index(sae_id)
     fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         try:
             img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
         except DecodeError as e:
@@ -257,7 +263,7 @@ def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
     z_PF = None if why else maps.patch_latents(None, img)
     out = []
     for f in order:
-        row = {**ix.row(f), "value": round(float(z_F[f]), 4)}
+        row = {**ix.row(f).to_json(), "value": round(float(z_F[f]), 4)}
         if z_PF is not None:
             row["heatmap"] = _data_uri(hm.png(hm.overlay(img, hm.grid(z_PF[:, f].numpy()))))
         out.append(row)
@@ -275,7 +281,7 @@ def steer_info(req: Request) -> JSONResponse:
     ix = st.index(req.query_params.get("sae"))
     rng = np.random.default_rng(0)
     n = len(ix.image_ids)
-    choices = np.sort(rng.choice(ix.image_ids, size=min(12, n), replace=False)) if n else []
+    choices: Any = np.sort(rng.choice(ix.image_ids, size=min(12, n), replace=False)) if n else []
     return JSONResponse(
         {**st.playground.info(), "images": [int(i) for i in choices], "diffusion": st.diffusion is not None}
     )
@@ -299,8 +305,6 @@ def _edit(body: dict) -> tuple[int, str, float]:
         raise VsaeError("give latent (integer) and value (number)") from None
     if not math.isfinite(value):
         raise VsaeError("value must be a finite number")
-    from vsae.steer.edits import OPS
-
     op = str(body.get("op", "clamp"))
     if op not in OPS:
         raise VsaeError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
@@ -315,11 +319,9 @@ async def steer(req: Request) -> JSONResponse:
         i = int(body["image"])
     except (KeyError, TypeError, ValueError):
         raise VsaeError("give image (an image id of the served set)") from None
-    from vsae.steer.experiment import STEERING_QUESTION
-
     question = str(body.get("question") or STEERING_QUESTION)
 
-    def run():
+    def run() -> dict[str, Any]:
         ix = st.index(req.query_params.get("sae"))
         path = ix.images.path(i)
         r = st.playground.answer(str(path), _image(str(path)), latent_, op, value, question)
@@ -332,7 +334,7 @@ async def steer_diffusion(req: Request) -> JSONResponse:
     st: State = req.app.state.vsae
     if st.diffusion is None:
         raise HTTPException(
-            501, "no diffusion steering is wired in this server (vsae.steer.diffusion not found)"
+            501, "no diffusion steering is wired in this server (vsae.world.diffusion.steering not found)"
         )
     body = await _json_body(req)
     latent_, op, value = _edit(body)
@@ -343,8 +345,10 @@ async def steer_diffusion(req: Request) -> JSONResponse:
         raise VsaeError(f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1})")
     seed = int(body.get("seed", 0)) if str(body.get("seed", 0)).lstrip("-").isdigit() else 0
 
-    def run():
-        a, b = st.diffusion(prompt, latent_, op, value, seed)
+    steer_images = st.diffusion
+
+    def run() -> dict[str, Any]:
+        a, b = steer_images(prompt, latent_, op, value, seed)
         return {
             "unsteered": _data_uri(hm.png(hm.display(a))),
             "steered": _data_uri(hm.png(hm.display(b))),
@@ -383,7 +387,7 @@ async def _server_error(req: Request, exc: Exception) -> JSONResponse:
 def create_app(
     served: Served, limits: ServeLimits = ServeLimits(), diffusion: DiffusionSteer | None | str = "auto"
 ) -> Starlette:
-    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (vsae.steer.diffusion)."""
+    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (the shipped tiny text-to-image model)."""
     routes = [
         Route("/", home),
         Route("/api/info", info),
@@ -397,9 +401,7 @@ def create_app(
         Route("/api/steer/diffusion", steer_diffusion, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error},
-    )
-    app.state.vsae = State(served, limits, diffusion_hook() if diffusion == "auto" else diffusion)
+    handlers: dict[Any, Any] = {VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.vsae = State(served, limits, diffusion_hook() if isinstance(diffusion, str) else diffusion)
     return app

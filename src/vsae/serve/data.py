@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,105 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+import vsae.sae
+from vsae.data import load_table
 from vsae.errors import VsaeError
+from vsae.sae.batched import iter_encode
 from vsae.serve.sources import SaeSource
+from vsae.store import ActivationStore
 
 SORT_KEYS = ("index", "ms", "freq", "max", "name", "group")
 FILTERS = ("all", "alive", "dead", "dense")
 DENSE_FREQ = 0.1  # a latent firing on more than 10% of images is flagged dense
 MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class LatentRow:
+    """One latent's row of the browser's table (`/api/latents`).
+
+    Attributes
+    ----------
+    latent: its index.
+    ms: its Monosemanticity Score (4 decimals; None when not scored).
+    freq: the fraction of images it fires on.
+    max: its largest pooled activation.
+    name: its vocabulary name, or None.
+    name_score: the name's match score, or None.
+    group: its Matryoshka group, or None for other SAEs.
+    dead: it never fires on the served images.
+    dense: it fires on more than DENSE_FREQ of them.
+    """
+
+    latent: int
+    ms: float | None
+    freq: float
+    max: float
+    name: str | None
+    name_score: float | None
+    group: int | None
+    dead: bool
+    dense: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as the API sends it."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatentPage:
+    """One page of the latent table (`/api/latents`).
+
+    Attributes
+    ----------
+    total: latents matching the query.
+    offset: the first of them on this page.
+    rows: the page's rows, in the query's order.
+    """
+
+    total: int
+    offset: int
+    rows: tuple[LatentRow, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The page as the API sends it."""
+        return {"total": self.total, "offset": self.offset, "rows": [r.to_json() for r in self.rows]}
+
+
+@dataclass(frozen=True)
+class LatentDetail:
+    """Everything a latent's page shows except the pixels (`/api/latent/F`).
+
+    Attributes
+    ----------
+    row: the latent's table row.
+    n_images: images served.
+    top: its top images, best first ({"image", "value"}).
+    histogram: its non-zero activations' histogram ({"counts", "edges", "zeros"}), None if dead.
+    quantiles: sample images per activation quantile, lowest first.
+    nearest: the latents with the most similar decoder directions (rows with "cos").
+    purity: the top images' ground truth per attribute (a world's images), or None.
+    """
+
+    row: LatentRow
+    n_images: int
+    top: list[dict[str, Any]]
+    histogram: dict[str, Any] | None
+    quantiles: list[dict[str, Any]]
+    nearest: list[dict[str, Any]]
+    purity: list[dict[str, Any]] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The latent's page data as the API sends it (the row's fields first)."""
+        return {
+            **self.row.to_json(),
+            "n_images": self.n_images,
+            "top": self.top,
+            "histogram": self.histogram,
+            "quantiles": self.quantiles,
+            "nearest": self.nearest,
+            "purity": self.purity,
+        }
 
 
 @dataclass(frozen=True)
@@ -38,7 +130,7 @@ class TableQuery:
     offset: int = 0
     limit: int = 50
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise VsaeError(f"unknown sort key {self.sort!r}; use one of {', '.join(SORT_KEYS)}")
         if self.order not in ("asc", "desc"):
@@ -53,8 +145,6 @@ class ImageSet:
     """The images of a store: image index -> file, confined to the folder tree they came from."""
 
     def __init__(self, acts: Path, root: Path | None):
-        from vsae.data import load_table
-
         t = load_table(acts)
         self.kind = t.get("kind", "folder")
         self.items: list[str] = list(t["items"])
@@ -92,8 +182,9 @@ def _world_attributes(images: ImageSet) -> dict[str, list[str]] | None:
     if images.base is None or not p.is_file():
         return None
     rows = {r["path"]: r for r in json.loads(p.read_text())}
-    recs = [rows.get(images.rel(i)) for i in range(len(images))]
-    if any(r is None for r in recs):
+    found = [rows.get(images.rel(i)) for i in range(len(images))]
+    recs = [r for r in found if r is not None]
+    if len(recs) < len(found) or not recs:
         return None
     keys = [k for k in recs[0] if k != "path" and isinstance(recs[0][k], str)]
     # an attribute with one value over all served images (e.g. the split) says nothing
@@ -104,9 +195,6 @@ class LatentIndex:
     """Per-latent statistics and the pooled [images, F] latent matrix of one SAE over one store."""
 
     def __init__(self, src: SaeSource, batch_size: int = 4096):
-        import vsae.sae
-        from vsae.store import ActivationStore
-
         self.src = src
         self.store = ActivationStore.open(src.acts)
         if getattr(self.store, "manifest", {}).get("format") == "sparse":
@@ -128,18 +216,17 @@ class LatentIndex:
         self.image_ids = np.unique(img_of_row)  # positions -> image ids
         pos_of_row = np.searchsorted(self.image_ids, img_of_row)
         rows, cols, vals = [], [], []
-        with torch.no_grad():
-            for start, x in self.store.iter_sequential(batch_size):
-                z = self.sae.encode(x.float())
-                r, c = torch.nonzero(z > 0, as_tuple=True)
-                rows.append(pos_of_row[start + r.numpy()])
-                cols.append(c.numpy())
-                vals.append(z[r, c].numpy().astype(np.float32))
-        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        for b in iter_encode(self.sae, self.store, batch_size):
+            z = b.z.float().cpu()
+            r, c = torch.nonzero(z > 0, as_tuple=True)
+            rows.append(pos_of_row[b.start + r.numpy()])
+            cols.append(c.numpy())
+            vals.append(z[r, c].numpy().astype(np.float32))
+        r_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        c_all = np.concatenate(cols) if cols else np.zeros(0, np.int64)
         v = np.concatenate(vals) if vals else np.zeros(0, np.float32)
         # max over the rows of one image: sort by (image, latent, value), keep the last of each pair
-        key = r * self.F + c
+        key = r_all * self.F + c_all
         o = np.lexsort((v, key))
         key, v = key[o], v[o]
         last = np.r_[key[1:] != key[:-1], True] if len(key) else np.zeros(0, bool)
@@ -162,7 +249,7 @@ class LatentIndex:
         self.dense_F = self.freq_F > DENSE_FREQ
         cfg = self.sae.cfg
         self.group_F = None
-        if cfg.arch == "matryoshka":
+        if len(cfg.nested_groups) > 1:
             self.group_F = np.repeat(np.arange(len(cfg.group_sizes)), cfg.group_sizes)
         w = self.sae.W_dec_Fd.detach().float()
         self.dec_Fd = (w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy()
@@ -179,22 +266,23 @@ class LatentIndex:
         self.name_scores = [None if s is None else float(s) for s in sc]
 
     # -- queries -------------------------------------------------------------------------------
-    def row(self, f: int) -> dict[str, Any]:
+    def row(self, f: int) -> LatentRow:
         """The table row of latent f."""
         ms = self.ms_F[f]
-        return {
-            "latent": int(f),
-            "ms": None if np.isnan(ms) else round(float(ms), 4),
-            "freq": round(float(self.freq_F[f]), 5),
-            "max": round(float(self.max_F[f]), 4),
-            "name": self.names[f],
-            "name_score": None if self.name_scores[f] is None else round(self.name_scores[f], 4),
-            "group": None if self.group_F is None else int(self.group_F[f]),
-            "dead": bool(self.dead_F[f]),
-            "dense": bool(self.dense_F[f]),
-        }
+        score = self.name_scores[f]
+        return LatentRow(
+            latent=int(f),
+            ms=None if np.isnan(ms) else round(float(ms), 4),
+            freq=round(float(self.freq_F[f]), 5),
+            max=round(float(self.max_F[f]), 4),
+            name=self.names[f],
+            name_score=None if score is None else round(score, 4),
+            group=None if self.group_F is None else int(self.group_F[f]),
+            dead=bool(self.dead_F[f]),
+            dense=bool(self.dense_F[f]),
+        )
 
-    def table(self, q: TableQuery) -> dict[str, Any]:
+    def table(self, q: TableQuery) -> LatentPage:
         """One page of latents, sorted and filtered on the server (fast at F = 65,536)."""
         keep = np.ones(self.F, bool)
         if q.filter == "alive":
@@ -226,7 +314,7 @@ class LatentIndex:
             "group": (self.group_F[idx] if self.group_F is not None else np.zeros(len(idx))).astype(
                 np.float64
             ),
-        }.get(q.sort)
+        }.get(q.sort, np.zeros(len(idx)))
         if q.sort == "name":
             names = self.name_lower[idx]
             key = np.unique(names, return_inverse=True)[1].astype(np.float64)
@@ -234,9 +322,10 @@ class LatentIndex:
         k = -key if q.order == "desc" else key
         o = np.lexsort((idx, np.nan_to_num(k, nan=0.0), np.isnan(k)))  # missing values last either way
         page = idx[o][q.offset : q.offset + q.limit]
-        return {"total": int(len(idx)), "offset": q.offset, "rows": [self.row(int(f)) for f in page]}
+        return LatentPage(int(len(idx)), q.offset, tuple(self.row(int(f)) for f in page))
 
     def check_latent(self, f: int) -> None:
+        """VsaeError unless latent f exists."""
         if not 0 <= f < self.F:
             raise VsaeError(f"latent {f} out of range (0..{self.F - 1})")
 
@@ -254,12 +343,12 @@ class LatentIndex:
         n_quantiles: int = 5,
         n_near: int = 10,
         seed: int = 0,
-    ) -> dict[str, Any]:
+    ) -> LatentDetail:
         """Everything the latent page shows except the pixels (heatmaps come per image)."""
         self.check_latent(f)
         ids, vals = self.column(f)
         o = np.argsort(-vals, kind="stable")
-        top = [{"image": int(ids[i]), "value": round(float(vals[i]), 4)} for i in o[:k]]
+        top: list[dict[str, Any]] = [{"image": int(ids[i]), "value": round(float(vals[i]), 4)} for i in o[:k]]
         hist = None
         if len(vals):
             cnt, edges = np.histogram(vals, bins=bins)
@@ -286,29 +375,29 @@ class LatentIndex:
                 )
         cos = self.dec_Fd @ self.dec_Fd[f]
         cos[f] = -np.inf
-        near_idx = (
+        cand = (
             np.argpartition(-cos, min(n_near, self.F - 1) - 1)[: min(n_near, self.F - 1)]
             if self.F > 1
-            else []
+            else np.zeros(0, np.int64)
         )
-        near_idx = sorted(near_idx, key=lambda j: -cos[j])
-        near = [{**self.row(int(j)), "cos": round(float(cos[j]), 4)} for j in near_idx]
-        return {
-            **self.row(f),
-            "n_images": int(self.Z.shape[0]),
-            "top": top,
-            "histogram": hist,
-            "quantiles": quant,
-            "nearest": near,
-            "purity": self.purity([t["image"] for t in top]),
-        }
+        near_idx = sorted((int(j) for j in cand), key=lambda j: -cos[j])
+        near = [{**self.row(int(j)).to_json(), "cos": round(float(cos[j]), 4)} for j in near_idx]
+        return LatentDetail(
+            row=self.row(f),
+            n_images=int(self.Z.shape[0]),
+            top=top,
+            histogram=hist,
+            quantiles=quant,
+            nearest=near,
+            purity=self.purity([t["image"] for t in top]),
+        )
 
     def purity(self, image_ids: list[int]) -> list[dict[str, Any]] | None:
         """Ground truth of the top images (a world's attributes): per attribute, the most common
         value and the fraction of the images that share it, purest first."""
         if self.attributes is None or not image_ids:
             return None
-        out = []
+        out: list[dict[str, Any]] = []
         for a, vals in self.attributes.items():
             v, c = np.unique([vals[i] for i in image_ids], return_counts=True)
             j = int(np.argmax(c))

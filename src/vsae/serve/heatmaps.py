@@ -12,13 +12,18 @@ import io
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+import vsae.models
 from vsae.errors import VsaeError
+from vsae.models import LoadedModel
+from vsae.models.tokens import as_tokens
+from vsae.sae import SAE
 
 DISPLAY_SIDE = 160  # small images (the world's are 32 px) are enlarged to this for display
 
@@ -30,12 +35,12 @@ class TokenMaps:
     whose model is not available still serves everything but the maps.
     """
 
-    def __init__(self, provenance: dict[str, Any], sae, cache: int = 512):
+    def __init__(self, provenance: dict[str, Any], sae: SAE, cache: int = 512) -> None:
         self.prov = provenance
         self.sae = sae
         self.hook = provenance.get("hook")
         self.tokens = provenance.get("tokens", "cls")
-        self._lm = None
+        self._lm: LoadedModel | None = None
         self._err: str | None = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[Any, torch.Tensor] = OrderedDict()
@@ -48,10 +53,15 @@ class TokenMaps:
             return f"hook {self.hook} gives one pooled vector per image: there is no patch map"
         return self._err
 
-    def _model(self):
-        if self._lm is None and self._err is None:
-            import vsae.models
+    def _hook(self) -> str:
+        """The store's hook (a store without one gives no maps)."""
+        if not self.hook:
+            raise VsaeError("the store does not record its hook; there are no patch maps")
+        return str(self.hook)
 
+    def _model(self) -> LoadedModel:
+        """The store's model, loaded on first use (VsaeError, with `available` saying why, if it cannot be)."""
+        if self._lm is None and self._err is None:
             try:
                 self._lm = vsae.models.load(str(self.prov.get("model")), tower=self.prov.get("tower"))
             except Exception as e:  # the model may be a hub id that is not cached offline
@@ -64,15 +74,12 @@ class TokenMaps:
 
     def hooked(self, key: Any, image: Image.Image) -> torch.Tensor:
         """Activations at the hook for one image: [T, d] tokens (or [1, d] if pooled)."""
-        import vsae.models
-        from vsae.models.tokens import as_tokens
-
         with self._lock:
             if key is not None and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             lm = self._model()
-            with vsae.models.capture(lm, self.hook) as cap:
+            with vsae.models.capture(lm, self._hook()) as cap:
                 lm.run(lm.preprocess([image]))
             x = as_tokens(cap.output)[0].float()  # a [B, C, H, W] feature map: H*W tokens, as stored
             x = x[None] if x.ndim == 1 else x
@@ -82,11 +89,9 @@ class TokenMaps:
                     self._cache.popitem(last=False)
             return x
 
-    def prefetch(self, keys: list[Any], load) -> None:
+    def prefetch(self, keys: list[Any], load: Callable[[Any], Image.Image]) -> None:
         """Hooked activations of the images `keys` not cached yet, in one batched forward pass
         (a latent page's top images: one pass instead of one per heatmap request)."""
-        import vsae.models
-
         if self.available:
             return
         with self._lock:
@@ -94,7 +99,7 @@ class TokenMaps:
             if not todo:
                 return
             lm = self._model()
-            with vsae.models.capture(lm, self.hook) as cap:
+            with vsae.models.capture(lm, self._hook()) as cap:
                 lm.run(lm.preprocess([load(k) for k in todo]))
             for k, x in zip(todo, cap.output.float()):
                 self._cache[k] = x[None] if x.ndim == 1 else x
@@ -119,8 +124,6 @@ class TokenMaps:
     @torch.no_grad()
     def image_latents(self, image: Image.Image) -> np.ndarray:
         """Per-image latents [F] as the store's rows give them (its token selection, max-pooled)."""
-        import vsae.models
-
         lm = self._model()
         x = self.hooked(None, image)
         if x.shape[0] == 1 and self.tokens == "pooled":
@@ -146,7 +149,7 @@ def display(image: Image.Image) -> Image.Image:
     if max(w, h) >= DISPLAY_SIDE:
         return image
     s = DISPLAY_SIDE / max(w, h)
-    return image.resize((round(w * s), round(h * s)), Image.NEAREST)
+    return image.resize((round(w * s), round(h * s)), Image.Resampling.NEAREST)
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,7 +165,9 @@ def overlay(image: Image.Image, map_hw: np.ndarray, vmax: float | None = None) -
     m = np.asarray(map_hw, np.float32)
     top = float(vmax if vmax else m.max())
     norm = np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
-    up = np.asarray(Image.fromarray(norm, "F").resize(base.size, Image.BILINEAR), np.float32).clip(0, 1)
+    up = np.asarray(Image.fromarray(norm, "F").resize(base.size, Image.Resampling.BILINEAR), np.float32).clip(
+        0, 1
+    )
     rgb = _lut()[(up * 255).astype(np.uint8)]
     a = (0.15 + 0.7 * up)[..., None] * (up[..., None] > 0.02)
     out = np.asarray(base, np.float32) / 255 * (1 - a) + rgb * a

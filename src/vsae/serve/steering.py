@@ -16,6 +16,11 @@ from PIL import Image
 
 from vsae.errors import VsaeError
 from vsae.serve.sources import SteerSource
+from vsae.steer.config import STEERING_QUESTION
+from vsae.steer.edits import OPS, LatentEdit
+from vsae.steer.experiment import default_hook
+from vsae.steer.intervene import intervene
+from vsae.steer.mllm import ask
 
 MAX_QUESTION = 300
 
@@ -27,7 +32,10 @@ class DiffusionSteer(Protocol):
     ``n_latents`` is the size of the dictionary it edits.
     """
 
-    n_latents: int
+    @property
+    def n_latents(self) -> int:
+        """The size of the dictionary it edits."""
+        ...
 
     def __call__(
         self, prompt: str, latent: int, op: str, value: float, seed: int
@@ -69,12 +77,12 @@ class PipelineDiffusion:
 
     @property
     def n_latents(self) -> int:
+        """The SAE's dictionary size (loads the pipeline)."""
         return int(self._load()[1].cfg.d_sae)
 
     def __call__(
         self, prompt: str, latent: int, op: str, value: float, seed: int
     ) -> tuple[Image.Image, Image.Image]:
-        from vsae.steer import LatentEdit
         from vsae.steer.diffusion_pipeline import SamplerConfig, generate
 
         pipe, sae, hook = self._load()
@@ -129,7 +137,7 @@ class Playground:
 
         return shipped_llava_dir(), Path(self.src.sae_dir or shipped_steering_sae_dir())
 
-    def load(self):
+    def load(self) -> tuple[Any, Any, Any, str]:
         """(LoadedModel, processor, SAE, hook); loads once."""
         with self._lock:
             if self._loaded is None:
@@ -137,7 +145,6 @@ class Playground:
 
                 import vsae.models
                 import vsae.sae
-                from vsae.steer.experiment import default_hook
 
                 llava, sae_dir = self._dirs()
                 lm = vsae.models.load(str(llava))
@@ -154,8 +161,6 @@ class Playground:
 
     def info(self) -> dict[str, Any]:
         """What the form offers: dictionary size, ops, default question, suggested latents."""
-        from vsae.steer.edits import OPS
-        from vsae.steer.experiment import STEERING_QUESTION
 
         lm, _, sae, hook = self.load()
         sugg = []
@@ -180,8 +185,6 @@ class Playground:
         self, image_key: Any, image: Image.Image, latent: int, op: str, value: float, question: str
     ) -> dict[str, Any]:
         """The answer to `question` about `image` unsteered and with the edit at every token."""
-        from vsae.steer import LatentEdit, intervene
-        from vsae.steer.mllm import ask
 
         question = question.strip()
         if not question or len(question) > MAX_QUESTION or "\n" in question:

@@ -1,20 +1,21 @@
 """Automatic attribute discovery for text-encoder SAE latents (Olson et al.): boost a latent,
 generate, and name what changed from the images alone -- the vocabulary word whose CLIP
 image-text similarity rises most from unsteered to steered images of the same prompts and
-noise. The names are then checked against the ground truth (the attribute value whose rate, as
-read by the similarity encoder's heads, rises most), beside random words.
+noise. The names are then checked against the ground truth where there is one (on the shapes
+world, the attribute value whose rate, as read by the similarity encoder's heads, rises most;
+`vsae.world.diffusion.steering`), beside random words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-# Attributes the world judge reads reliably (>= 93% on real test images) and their CLIP prompts.
-WORLD_ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "tone")
+from vsae.errors import VsaeError
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,6 @@ class VocabWord:
     prompts: tuple[str, ...]
     attribute: str | None = None
     value: int | None = None
-
-
-def world_vocabulary(attributes: Sequence[str] = WORLD_ATTRIBUTES) -> list[VocabWord]:
-    """The world's attribute values as words, with the world CLIP's zero-shot style prompts."""
-    from vsae.world import attribute_vocab
-    from vsae.world import taxonomy as tx
-
-    bgs = tuple(b for b in tx.BACKGROUNDS if b != "wavy")
-    tmpl = {
-        "shape": lambda v: (f"a photo of a {v}",),
-        "colour": lambda v: (f"a photo of a {v} shape",),
-        "size": lambda v: (f"a {v} shape",),
-        "tone": lambda v: tuple(f"a {v} {b} background" for b in bgs),
-    }
-    return [VocabWord(v, tmpl[a](v), a, i) for a in attributes for i, v in enumerate(attribute_vocab(a))]
 
 
 def plain_vocabulary(words: Sequence[str]) -> list[VocabWord]:
@@ -59,7 +45,7 @@ class ClipScorer:
         self.device = device
 
     @staticmethod
-    def _feat(out) -> torch.Tensor:
+    def _feat(out: Any) -> torch.Tensor:
         return getattr(out, "pooler_output", out)
 
     @torch.no_grad()
@@ -98,8 +84,8 @@ def discover(
 ) -> tuple[int, np.ndarray]:
     """(index of the discovered word, similarity rise [W]): the rise of word w is
     mean_n cos(steered_n, w) - mean_n cos(unsteered_n, w)."""
-    rise = (img_steered_ND @ words_WD.T).mean(0) - (img_unsteered_ND @ words_WD.T).mean(0)
-    rise = rise.numpy().astype(np.float64)
+    diff = (img_steered_ND @ words_WD.T).mean(0) - (img_unsteered_ND @ words_WD.T).mean(0)
+    rise = diff.numpy().astype(np.float64)
     return int(rise.argmax()), rise
 
 
@@ -107,11 +93,13 @@ def truth_change(
     pred_steered: dict[str, np.ndarray], pred_unsteered: dict[str, np.ndarray], vocab: Sequence[VocabWord]
 ) -> np.ndarray:
     """[W] rise of each word's attribute-value rate (judge predictions) from unsteered to steered."""
+    if any(w.attribute is None for w in vocab):
+        raise VsaeError("ground-truth changes need a vocabulary of attribute values (the world's)")
     return np.array(
         [
             float(
-                np.mean(pred_steered[w.attribute] == w.value)
-                - np.mean(pred_unsteered[w.attribute] == w.value)
+                np.mean(pred_steered[str(w.attribute)] == w.value)
+                - np.mean(pred_unsteered[str(w.attribute)] == w.value)
             )
             for w in vocab
         ]

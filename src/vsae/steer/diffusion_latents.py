@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+
+if TYPE_CHECKING:
+    from vsae.models import LoadedModel
+    from vsae.sae import SAE
 
 
 @dataclass(frozen=True)
@@ -36,15 +41,43 @@ class LatentStats:
         return np.flatnonzero(self.fires > 0)
 
 
+@torch.no_grad()
+def text_token_rows(
+    text_lm: LoadedModel, hook: str, captions: Sequence[str], batch_size: int = 512
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(rows [n, d], caption index [n], token position [n]) of every non-padding token."""
+    import vsae.models
+
+    if not captions:
+        raise VsaeError("no captions to extract text-encoder activations from")
+    rows, cap_idx, tok_idx = [], [], []
+    for s in range(0, len(captions), batch_size):
+        inputs = text_lm.preprocess(list(captions[s : s + batch_size]))
+        if not isinstance(inputs, dict):
+            raise VsaeError(
+                f"{hook}: the text encoder's preprocessing gave no attention mask; give a text model"
+            )
+        with vsae.models.capture(text_lm, hook) as cap:
+            text_lm.run(inputs)
+        ids = np.arange(s, s + len(inputs["input_ids"]), dtype=np.int64)
+        r, ci, ti = vsae.models.select_tokens(
+            cap.output, "all", False, ids, attention_mask_BT=inputs["attention_mask"]
+        )
+        rows.append(r.float().clone())
+        cap_idx.append(ci)
+        tok_idx.append(ti)
+    return torch.cat(rows), np.concatenate(cap_idx), np.concatenate(tok_idx)
+
+
 def _word(token: str) -> str:
     return token.replace("</w>", "").replace("Ġ", "").strip().lower()
 
 
 @torch.no_grad()
-def latent_stats(text_lm, tokenizer, sae, hook: str, captions: Sequence[str]) -> LatentStats:
+def latent_stats(
+    text_lm: LoadedModel, tokenizer: Any, sae: SAE, hook: str, captions: Sequence[str]
+) -> LatentStats:
     """`LatentStats` of ``sae`` at ``hook`` of the text encoder over ``captions`` (padding excluded)."""
-    from vsae.world.diffusion.text_sae import text_token_rows
-
     x, cap_idx, tok_idx = text_token_rows(text_lm, hook, captions)
     d_in = getattr(getattr(sae, "cfg", None), "d_in", x.shape[1])
     if d_in != x.shape[1]:

@@ -37,7 +37,7 @@ class DiffusionPipe:
 
     Attributes
     ----------
-    unet: a diffusers ``UNet2DConditionModel``.
+    unet: a diffusers ``UNet2DConditionModel`` (diffusers' models are typed ``Any`` here).
     scheduler_config: the pipeline's scheduler config (sampling uses DDIM on it).
     text: the text encoder as a `vsae.models.LoadedModel` (family ``clip_text``), so SAE hooks
         (``resid.L`` ...) resolve on it as on any other model.
@@ -50,11 +50,11 @@ class DiffusionPipe:
     source: where it was loaded from (provenance).
     """
 
-    unet: nn.Module
+    unet: Any
     scheduler_config: Any
     text: Any
     tokenizer: Any
-    vae: nn.Module | None
+    vae: Any
     patch: int
     mask_padding: bool
     image_size: int
@@ -70,36 +70,12 @@ class DiffusionPipe:
         return next(self.unet.parameters()).dtype
 
 
-def text_loaded_model(text_encoder: nn.Module, tokenizer: Any, source: str):
+def text_loaded_model(text_encoder: nn.Module, tokenizer: Any, source: str) -> Any:
     """Wrap a pipeline's CLIP text encoder as a `LoadedModel` of the ``clip_text`` family (the
     same layout `vsae.models.load` gives a CLIP text tower), sharing the module."""
-    from vsae.models.families import FAMILIES
-    from vsae.models.loading import LoadedModel, TextPreprocessor, find_blocks
+    from vsae.models.families.clip import text_encoder_model
 
-    spec = FAMILIES["clip_text"]
-    cfg = text_encoder.config
-    blocks = find_blocks(text_encoder, int(cfg.num_hidden_layers))
-    if blocks is None:
-        raise VsaeError(f"cannot find the transformer blocks of the text encoder of {source}")
-    return LoadedModel(
-        text_encoder,
-        TextPreprocessor(tokenizer, int(tokenizer.model_max_length)),
-        family=spec.name,
-        tower="text",
-        modality="text",
-        blocks=blocks,
-        sublayer_names={"attn": spec.attn, "mlp": spec.mlp},
-        embed_fields=spec.embed_fields,
-        has_cls=False,
-        n_prefix=0,
-        provenance={
-            "model": source,
-            "family": spec.name,
-            "tower": "text",
-            "class": type(text_encoder).__name__,
-        },
-        dtype=next(text_encoder.parameters()).dtype,
-    )
+    return text_encoder_model(text_encoder, tokenizer, source)
 
 
 def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32") -> DiffusionPipe:
@@ -108,7 +84,7 @@ def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype 
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from vsae.models.loading import DTYPES
+    from vsae.models.loaded import DTYPES
 
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -143,7 +119,7 @@ def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype 
         ) from None
     for m in (unet, text_encoder, vae):
         if m is not None:
-            m.to(device).eval().requires_grad_(False)
+            m.to(device).eval().requires_grad_(False)  # type: ignore[arg-type]  # transformers' typed `.to`
     if vae is not None:
         size = int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
     else:
@@ -197,10 +173,8 @@ def initial_noise(pipe: DiffusionPipe, n: int, seed: int) -> torch.Tensor:
 def _to_images(pipe: DiffusionPipe, x: torch.Tensor) -> np.ndarray:
     if pipe.vae is not None:
         x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
-    else:
-        from vsae.world.diffusion.model import unfold
-
-        x = unfold(x, pipe.patch)
+    elif pipe.patch > 1:  # the inverse of the world model's fold (`vsae.world.diffusion.model.fold`)
+        x = torch.nn.functional.pixel_shuffle(x, pipe.patch)
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -249,6 +223,7 @@ def generate(
     if edits and sae is None:
         raise VsaeError("latent edits need an SAE and a hook")
     if sae is not None:
+        assert hook is not None  # checked above: both or neither
         with intervene(pipe.text, hook, sae, edits, pre_zero=pre_zero):
             cond, mask = encode_prompts(pipe, prompts)
     else:

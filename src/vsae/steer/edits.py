@@ -43,7 +43,7 @@ class LatentEdit:
     value: float = 100.0
     tokens: Tokens = "all"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.op not in OPS:
             raise VsaeError(f"unknown latent edit op {self.op!r}; use one of {', '.join(OPS)}")
         if int(self.latent) != self.latent or self.latent < 0:

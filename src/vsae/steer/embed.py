@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -17,7 +18,7 @@ from PIL import Image
 from vsae.errors import VsaeError
 
 
-def _features(out) -> torch.Tensor:
+def _features(out: Any) -> torch.Tensor:
     return getattr(out, "pooler_output", out)  # transformers 5 may wrap features in a model output
 
 

@@ -13,7 +13,7 @@ Works unchanged on the world's tiny LLaVA and on ``llava-hf/llava-1.5-7b-hf`` (s
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,60 +22,34 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+import vsae.models
+import vsae.sae
+from vsae.data import load_image, open_source
 from vsae.errors import VsaeError
+from vsae.eval.topimages import top_images
+from vsae.models import LoadedModel
+from vsae.models.tokens import as_tokens
+from vsae.sae import SAE
+from vsae.steer.config import STEERING_QUESTION, SteerConfig
 from vsae.steer.edits import LatentEdit
 from vsae.steer.embed import ImageTextEmbedder
 from vsae.steer.intervene import intervene
 from vsae.steer.mllm import ask, first_word
+from vsae.steer.results import BlankImageResult, BlankLatent, SteeredLatent, SteeringResult, SteeringScale
 from vsae.steer.score import SteeringScore, latent_embeddings, steering_score
+from vsae.steer.summary import write_summary
 
-STEERING_QUESTION = "What is shown in this image? Use exactly one word!"
-
-
-@dataclass(frozen=True)
-class SteerConfig:
-    """What the steering experiment does.
-
-    Attributes
-    ----------
-    hook: hook point in the vision tower; None = the hidden state LLaVA's projector reads
-        (``vision_feature_layer``: ``resid.22`` for llava-1.5, as in the paper).
-    latents: the latents to steer; empty = ``n_latents`` random latents whose HAI are all active.
-    n_latents: how many latents to pick when ``latents`` is empty.
-    value: the clamp value (the paper: 100). See docs/steer.md for the scale of the tiny model.
-    op: the edit (``clamp`` as in the paper; ``add``/``scale`` also work).
-    tokens: ``all`` (the paper), ``cls`` or ``patches``.
-    pre_zero: zero every other latent first (the paper's ``pre_zero``).
-    question: what the model is asked.
-    images, n_images: the images steered on: ``world:<split>`` or a folder / list file.
-    hai_images, n_hai_images, hai_k: where the HAI come from and how many per latent (16).
-    blank_latents: latents for the single-image variant (blank white image); 0 = skip it.
-    max_new_tokens, batch_size, seed: generation length, batch size, seed of image/latent choice.
-    """
-
-    hook: str | None = None
-    latents: tuple[int, ...] = ()
-    n_latents: int = 8
-    value: float = 100.0
-    op: str = "clamp"
-    tokens: str = "all"
-    pre_zero: bool = False
-    question: str = STEERING_QUESTION
-    images: str = "world:test"
-    n_images: int = 16
-    hai_images: str = "world:train"
-    n_hai_images: int = 1000
-    hai_k: int = 16
-    blank_latents: int = 32
-    max_new_tokens: int = 4
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self):
-        LatentEdit(0, self.op, self.value, self.tokens)  # validates op and tokens
-        if self.n_images < 1 or self.n_hai_images < self.hai_k or self.hai_k < 1:
-            raise VsaeError("need n_images >= 1 and n_hai_images >= hai_k >= 1")
-        object.__setattr__(self, "latents", tuple(int(f) for f in self.latents))
+__all__ = [  # SteerConfig and STEERING_QUESTION live in vsae.steer.config; importable from here too
+    "STEERING_QUESTION",
+    "ImageSet",
+    "LatentStats",
+    "SteerConfig",
+    "default_hook",
+    "latent_name",
+    "load_images",
+    "pooled_latents",
+    "run_steering",
+]
 
 
 @dataclass(frozen=True)
@@ -84,23 +58,19 @@ class ImageSet:
 
     images: list[Image.Image]
     ids: list[str]
-    records: list[dict] | None
+    records: list[dict[str, Any]] | None
 
 
 def load_images(spec: str, n: int, seed: int = 0) -> ImageSet:
-    """``world:<split>`` (the first n images of a shapes-world split) or a folder / list file of
-    images (vsae.data; n images chosen at random with ``seed``)."""
-    if spec.startswith("world:"):
-        from vsae.world import generate
-
-        b = generate(spec.split(":", 1)[1], n, seed=seed)
-        recs = [r.to_dict() for r in b.records]
-        return ImageSet(b.pil_images(), [r["id"] for r in recs], recs)
-    from vsae.data import load_image, open_source
-
-    src = open_source(spec)
+    """A registered source (``world:<split>``: its first n images, with their records) or a
+    folder / list file of images (n images chosen at random with ``seed``), via vsae.data."""
+    src = open_source(spec, n=n, seed=seed)
     if len(src) == 0:
         raise VsaeError(f"no images in {spec}")
+    if src.images is not None:  # made in memory by a registered scheme
+        k = min(n, len(src))
+        recs = list(src.records[:k]) if src.records is not None else None
+        return ImageSet(list(src.images[:k]), list(src.items[:k]), recs)
     pick = np.sort(np.random.default_rng(seed).permutation(len(src))[:n])
     return ImageSet([load_image(src.items[i]) for i in pick], [str(src.items[i]) for i in pick], None)
 
@@ -120,13 +90,14 @@ class LatentStats:
 
 
 @torch.no_grad()
-def pooled_latents(lm, hook: str, sae, images: list[Image.Image], batch_size: int = 32) -> LatentStats:
+def pooled_latents(
+    lm: LoadedModel, hook: str, sae: SAE, images: list[Image.Image], batch_size: int = 32
+) -> LatentStats:
     """SAE latents at ``hook`` mean-pooled over patch tokens per image, with scale statistics."""
-    import vsae.models
-    from vsae.models.tokens import as_tokens
-
     p = next(sae.parameters())
-    out, mx, norm_sum, n_tok = [], None, 0.0, 0
+    out: list[np.ndarray] = []
+    mx: np.ndarray | None = None
+    norm_sum, n_tok = 0.0, 0
     for s in range(0, len(images), batch_size):
         with vsae.models.capture(lm, hook) as cap:
             lm.run(lm.preprocess(images[s : s + batch_size]))
@@ -144,10 +115,12 @@ def pooled_latents(lm, hook: str, sae, images: list[Image.Image], batch_size: in
         mx = m if mx is None else np.maximum(mx, m)
         norm_sum += float(x_Nd.float().norm(dim=-1).sum())
         n_tok += B * T
+    if mx is None:
+        raise VsaeError("no images to compute latents on; give at least one image")
     return LatentStats(np.concatenate(out), mx, norm_sum / max(n_tok, 1))
 
 
-def latent_name(records: list[dict] | None, idx: np.ndarray) -> str:
+def latent_name(records: list[dict[str, Any]] | None, idx: np.ndarray) -> str:
     """A name from the ground truth of a latent's top world images: the most common shape and
     colour with their shares ("star 88% / red 50%"); empty for non-world images."""
     if not records:
@@ -160,7 +133,7 @@ def latent_name(records: list[dict] | None, idx: np.ndarray) -> str:
     return " / ".join(parts)
 
 
-def default_hook(lm) -> str:
+def default_hook(lm: LoadedModel) -> str:
     """The vision hidden state a LLaVA projector reads, as a resid hook."""
     layer = getattr(lm.full_model.config, "vision_feature_layer", -2)
     if not isinstance(layer, int):
@@ -181,14 +154,11 @@ def run_steering(
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,
-) -> dict[str, Any]:
-    """Run the experiment; returns the results dict (and writes results.json, index.html,
-    scores.png and HAI grids into ``out_dir`` when given)."""
-    from transformers import AutoProcessor
-
-    import vsae.models
-    import vsae.sae
-    from vsae.eval.topimages import top_images
+) -> SteeringResult:
+    """Run the experiment; returns its `SteeringResult` (and writes results.json, scores.png and
+    the HAI strips into ``out_dir`` when given; `vsae.report.steering.write_steering_index` adds
+    the index.html page)."""
+    from transformers import AutoProcessor  # heavy: only when the experiment runs
 
     lm = vsae.models.load(str(llava), device=device, dtype=dtype)
     if lm.family != "llava":
@@ -226,7 +196,7 @@ def run_steering(
         ts = torch.stack([sim.texts(row) for row in steered])
         return steering_score(h, ts, sim.texts(base))
 
-    def answers_for(images, lats) -> tuple[list[str], list[list[str]]]:
+    def answers_for(images: list[Image.Image], lats: np.ndarray) -> tuple[list[str], list[list[str]]]:
         base = ask(model, processor, images, cfg.question, cfg.max_new_tokens, cfg.batch_size)
         steered = []
         for f in tqdm(lats, desc="steering", disable=not progress, leave=False):
@@ -243,39 +213,23 @@ def run_steering(
     base_w = [first_word(a) for a in base]
     steered_w = [[first_word(a) for a in row] for row in steered]
     score = score_for(latents, steered_w, base_w)
-    table = [
-        {
-            "latent": int(f),
-            "name": latent_name(hai_set.records, top.indices_Fk[f]),
-            "top_images": [hai_set.ids[i] for i in top.indices_Fk[f] if i >= 0],
-            "top_values": [float(v) for v in top.values_Fk[f]],
-            "max_pooled_activation": float(stats.acts_NF[:, f].max()),
-            "max_token_activation": float(stats.max_token_F[f]),
-            "answers_steered": steered[j],
-            "answers_baseline": base,
-            "score_steered": float(score.steered_L[j]),
-            "score_baseline": float(score.baseline_L[j]),
-        }
+    rows = tuple(
+        SteeredLatent(
+            latent=int(f),
+            name=latent_name(hai_set.records, top.indices_Fk[f]),
+            top_images=tuple(hai_set.ids[i] for i in top.indices_Fk[f] if i >= 0),
+            top_values=tuple(float(v) for v in top.values_Fk[f]),
+            max_pooled_activation=float(stats.acts_NF[:, f].max()),
+            max_token_activation=float(stats.max_token_F[f]),
+            answers_steered=tuple(steered[j]),
+            answers_baseline=tuple(base),
+            score_steered=float(score.steered_L[j]),
+            score_baseline=float(score.baseline_L[j]),
+        )
         for j, f in enumerate(latents)
-    ]
-    results: dict[str, Any] = {
-        "method": "Pach et al. MLLM steering: clamp an SAE latent at every token of the vision encoder's "
-        "hooked layer (SAE error term kept); score = cos(h_f, t) (METRICS.md)",
-        "config": asdict(cfg) | {"hook": hook},
-        "llava": lm.provenance,
-        "sae": str(sae_dir),
-        "similarity_encoder": str(sim_encoder),
-        "hai_pooling": "mean over patch tokens",
-        "scale": {
-            "mean_token_norm": stats.mean_token_norm,
-            "median_max_token_activation": float(np.median(stats.max_token_F[latents])),
-            "value": cfg.value,
-        },
-        "score": score.to_json(),
-        "latents": table,
-        "test_images": test.ids,
-    }
+    )
     # 3. Single-image variant: one blank white image, many latents.
+    blank_result = None
     if cfg.blank_latents:
         rng = np.random.default_rng(cfg.seed + 1)
         pool = usable if len(usable) else np.arange(sae.cfg.d_sae)
@@ -283,27 +237,37 @@ def run_steering(
         side = int(getattr(lm.model.config, "image_size", 224))
         blank = [Image.new("RGB", (side, side), (255, 255, 255))]
         bbase, bsteer = answers_for(blank, blats)
-        bscore = score_for(blats, [[first_word(r[0])] for r in bsteer], [first_word(bbase[0])])
-        results["blank_image"] = {
-            "score": bscore.to_json(),
-            "baseline_answer": bbase[0],
-            "latents": [
-                {"latent": int(f), "name": latent_name(hai_set.records, top.indices_Fk[f]), "answer": r[0]}
+        blank_result = BlankImageResult(
+            score=score_for(blats, [[first_word(r[0])] for r in bsteer], [first_word(bbase[0])]),
+            baseline_answer=bbase[0],
+            latents=tuple(
+                BlankLatent(int(f), latent_name(hai_set.records, top.indices_Fk[f]), r[0])
                 for f, r in zip(blats, bsteer)
-            ],
-        }
+            ),
+        )
+    result = SteeringResult(
+        config=cfg,
+        hook=hook,
+        llava=lm.provenance,
+        sae=str(sae_dir),
+        similarity_encoder=str(sim_encoder),
+        scale=SteeringScale(
+            mean_token_norm=stats.mean_token_norm,
+            median_max_token_activation=float(np.median(stats.max_token_F[latents])),
+            value=cfg.value,
+        ),
+        score=score,
+        latents=rows,
+        test_images=tuple(test.ids),
+        blank_image=blank_result,
+    )
     if out_dir is not None:
-        from vsae.steer.summary import write_summary
-
-        write_summary(Path(out_dir), results, hai_set, top, latents)
-    return results
+        write_summary(Path(out_dir), result.to_json(), hai_set.images, top, latents)
+    return result
 
 
-def _hook_width(lm, hook: str) -> int:
+def _hook_width(lm: LoadedModel, hook: str) -> int:
     """Width d of the activations at ``hook`` (from a one-image forward pass)."""
-    import vsae.models
-    from vsae.models.tokens import as_tokens
-
     with vsae.models.capture(lm, hook) as cap:
         lm.run(lm.dummy_inputs())
     return int(as_tokens(cap.output).shape[-1])

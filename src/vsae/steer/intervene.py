@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vsae.errors import VsaeError
+from vsae.models import LoadedModel, resolve_hook
 from vsae.models.hooks import HookPoint
 from vsae.models.tokens import as_tokens, from_tokens
 from vsae.steer.edits import LatentEdit, apply_edits
@@ -50,7 +51,7 @@ class Intervention:
     def __init__(
         self,
         point: HookPoint,
-        sae: nn.Module,
+        sae: Any,
         edits: Sequence[LatentEdit],
         pre_zero: bool,
         keep_error: bool,
@@ -101,12 +102,13 @@ class Intervention:
         return from_tokens(out, x.shape)
 
     def remove(self) -> None:
+        """Remove the forward hook (the model computes as before)."""
         self._handle.remove()
 
     def __enter__(self) -> Intervention:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
@@ -129,17 +131,13 @@ def _write(output: Any, point: HookPoint, new: torch.Tensor) -> Any:
     raise VsaeError(f"cannot splice into {point.name}: its output is a {type(output).__name__}")
 
 
-def resolve_point(target: Any, hook: str | nn.Module) -> tuple[HookPoint, int]:
+def resolve_point(target: Any, hook: str | nn.Module) -> tuple[HookPoint, int | None]:
     """(hook point, number of prefix tokens) for a LoadedModel + hook name, an nn.Module +
     ``module:<path>``, or a module given directly. Prefix tokens (CLS, registers) are the
     LoadedModel's; None otherwise (then 1 for token outputs, 0 for [B, C, H, W] feature maps)."""
-    from vsae.models.loading import LoadedModel
-
     if isinstance(hook, nn.Module):
         return HookPoint(f"module:{type(hook).__name__}", hook), getattr(target, "n_prefix", None)
     if isinstance(target, LoadedModel):
-        from vsae.models.hooks import resolve_hook
-
         return resolve_hook(target, hook), target.n_prefix
     if isinstance(target, nn.Module):
         if not hook.startswith("module:"):
@@ -157,7 +155,7 @@ def resolve_point(target: Any, hook: str | nn.Module) -> tuple[HookPoint, int]:
 def splice(
     target: Any,
     hook: str | nn.Module,
-    sae: nn.Module,
+    sae: Any,
     edits: Sequence[LatentEdit] = (),
     *,
     pre_zero: bool = False,
@@ -182,7 +180,7 @@ def splice(
 def intervene(
     target: Any,
     hook: str | nn.Module,
-    sae: nn.Module,
+    sae: Any,
     edits: Sequence[LatentEdit] = (),
     **kw: Any,
 ) -> Iterator[Intervention]:

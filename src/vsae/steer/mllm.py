@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 
+from vsae.models.families.llava import conversation  # the LLaVA family owns its chat format
+
 _WORD = re.compile(r"[^\W\d_]+|\d+")
-
-
-def conversation(question: str) -> list[dict]:
-    """A one-turn llava-hf conversation: one image, then the question."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
 
 @torch.no_grad()
 def ask(
-    model,
-    processor,
+    model: Any,
+    processor: Any,
     images: Sequence[Image.Image],
     question: str,
     max_new_tokens: int = 8,

@@ -6,7 +6,7 @@ Names are imported lazily, so that reading a manifest (`vsae store info`) does n
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "ActivationStore": "vsae.store.reader",
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from vsae.store.writer import SparseStoreWriter, StoreWriter
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'vsae.store' has no attribute {name!r}")

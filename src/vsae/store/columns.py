@@ -17,6 +17,7 @@ modality = read_column(ActivationStore.open(path), "modality")      # [N], in st
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from vsae.store.writer import StoreWriter, _save_npy
 class ColumnStoreWriter(StoreWriter):
     """A dense `StoreWriter` whose rows also carry named per-row columns (one .npy per shard each)."""
 
-    def __init__(self, path, manifest):
+    def __init__(self, path: Path, manifest: dict[str, Any]):
         super().__init__(path, manifest)
         self._cols: dict[str, list[np.ndarray]] = {}
         self._col_entry: tuple[int, dict[str, Any]] | None = None

@@ -10,14 +10,18 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
-
-STORAGE_DTYPES = ("float16", "bfloat16", "float32")
+from vsae.store.validate import STORAGE_DTYPES  # the one list (validate.py stays torch-free)
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-_NUMPY = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(np.uint16), "float32": np.dtype(np.float32)}
+_NUMPY: dict[str, np.dtype] = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(np.uint16),
+    "float32": np.dtype(np.float32),
+}
 
 
 def check_dtype(name: str) -> str:
+    """`name` itself when it is a storage dtype; one-line VsaeError otherwise."""
     if name not in STORAGE_DTYPES:
         raise VsaeError(f"unknown storage dtype {name!r}; use one of {', '.join(STORAGE_DTYPES)}")
     return name

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from vsae.errors import VsaeError
 from vsae.store.validate import validate_manifest
@@ -47,11 +47,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 class HashingFile:
     """A write-only file wrapper that hashes what passes through it (np.save writes via .write)."""
 
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO):
         self._f = f
         self.sha256 = hashlib.sha256()
 
-    def write(self, b) -> int:
+    def write(self, b: bytes) -> int:
         self.sha256.update(b)
         return self._f.write(b)
 
@@ -59,15 +59,15 @@ class HashingFile:
         self._f.flush()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-
 _PART_RE = re.compile(r"manifest\.part-(\d+)-of-(\d+)\.json$")
+
+
+def _part_of(p: Path) -> tuple[int, int]:
+    """(part, number of parts) of a ``manifest.part-I-of-N.json`` name."""
+    m = _PART_RE.search(p.name)
+    if m is None:
+        raise VsaeError(f"{p}: not a manifest part name (manifest.part-I-of-N.json)")
+    return int(m.group(1)), int(m.group(2))
 
 
 def read_manifests(path: Path) -> list[dict[str, Any]]:
@@ -78,11 +78,11 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
     if single.exists():
         files = [single]
     else:
-        files = sorted(path.glob(PART_GLOB), key=lambda p: int(_PART_RE.search(p.name).group(1)))
+        files = sorted(path.glob(PART_GLOB), key=lambda p: _part_of(p)[0])
         if not files:
             raise VsaeError(f"{path} is not an activation store (no manifest.json); check the path")
-        n = int(_PART_RE.search(files[0].name).group(2))
-        have = {int(_PART_RE.search(p.name).group(1)) for p in files}
+        n = _part_of(files[0])[1]
+        have = {_part_of(p)[0] for p in files}
         missing = sorted(set(range(n)) - have)
         if missing:
             raise VsaeError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import torch
@@ -41,8 +41,9 @@ class _CudaStager:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event]:
         s = self.i % self.slots
         self.i += 1
-        if self.events[s] is not None:
-            self.events[s].synchronize()  # this thread waits until the slot's copy is done
+        ev = self.events[s]
+        if ev is not None:
+            ev.synchronize()  # this thread waits until the slot's copy is done
         buf = self.pinned[s]
         if buf is None or buf.shape != x.shape or buf.dtype != x.dtype:
             buf = self.pinned[s] = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
@@ -65,7 +66,7 @@ def prefetch_batches(
     depth: int = 4,
     rows: tuple[int, int] | None = None,
     to_float: bool = False,
-) -> Iterator[torch.Tensor]:
+) -> Generator[torch.Tensor, None, None]:
     """Batches of ``source`` in its order, read ``depth`` ahead by a background thread.
 
     On CUDA the batches come back on ``device`` (in the storage dtype); elsewhere on the host,
@@ -79,7 +80,7 @@ def prefetch_batches(
     stop = threading.Event()
     stager = _CudaStager(device, depth + 2) if device.type == "cuda" else None
 
-    def put(item) -> bool:
+    def put(item: object) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)

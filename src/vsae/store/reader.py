@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vsae.data.sources import load_table
 from vsae.errors import VsaeError
 from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
 from vsae.store.manifest import read_manifests
@@ -91,8 +92,6 @@ class ActivationStore:
         return lab[img] if img.size else np.zeros(0, np.int64)
 
     def _image_table(self) -> dict[str, Any]:
-        from vsae.data.sources import load_table
-
         if not (self.path / "images.json").is_file():
             raise VsaeError(
                 f"store {self.path} has no images.json (not written by `vsae extract`); no labels"
@@ -213,7 +212,7 @@ class ActivationStore:
             return torch.zeros(0, self.d)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def __getitem__(self, key) -> torch.Tensor:
+    def __getitem__(self, key: int | np.integer | slice | np.ndarray | list[int]) -> torch.Tensor:
         """Rows as a float32 tensor: `store[i]` -> [d], `store[i:j]` -> [n, d], `store[ids]` -> [n, d]."""
         n = len(self)
         if isinstance(key, int | np.integer):
@@ -294,7 +293,17 @@ class ActivationStore:
             )
             epoch, b_in_epoch = epoch + 1, 0
 
-    def _epoch_batches(self, epoch, first_batch, bs, seed, per_epoch, buffer_rows, block_rows, raw=False):
+    def _epoch_batches(
+        self,
+        epoch: int,
+        first_batch: int,
+        bs: int,
+        seed: int,
+        per_epoch: int,
+        buffer_rows: int,
+        block_rows: int,
+        raw: bool = False,
+    ) -> Iterator[torch.Tensor]:
         n = len(self)
         g = np.random.default_rng([seed, epoch])
         n_blocks = math.ceil(n / block_rows)
@@ -359,7 +368,8 @@ class ActivationStore:
 class SparseActivationStore(ActivationStore):
     """A store of sparse rows (SAE latents, F = `d` columns) in CSR shards."""
 
-    def _read_range(self, start: int, stop: int) -> torch.Tensor:
+    def _read_range(self, start: int, stop: int, raw: bool = False) -> torch.Tensor:
+        """Rows [start, stop) as a dense float32 tensor (`raw` is ignored: values are float32)."""
         out = torch.zeros(stop - start, self.d)
         row = 0
         for i, a, b in self._locate(start, stop):
@@ -396,8 +406,3 @@ class SparseActivationStore(ActivationStore):
         if not idxs:
             return ptrs[0], np.zeros(0, np.int32), np.zeros(0, np.float32)
         return np.concatenate(ptrs), np.concatenate(idxs), np.concatenate(vals)
-
-    def iter_csr(self, batch_size: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """(first row, CSR of rows [first, first + b)) in store order, for sparse-aware metrics."""
-        for a in range(0, len(self), batch_size):
-            yield a, self.csr(a, a + batch_size)

@@ -12,16 +12,17 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, file_kind
 
 if TYPE_CHECKING:
     import numpy as np
 
-# The same as vsae.store.dtypes.STORAGE_DTYPES; not imported from there, which imports torch
-# (reading a manifest must not: `vsae store info` answers without torch).
-STORAGE_DTYPES = ("float16", "bfloat16", "float32")
+# The storage dtypes of a store, defined here and not in vsae.store.dtypes (which imports torch and
+# re-exports these): reading a manifest (`vsae store info`) and the configs must not import torch.
+StorageDtype = Literal["float16", "bfloat16", "float32"]
+STORAGE_DTYPES: tuple[str, ...] = get_args(StorageDtype)
 
 # The arrays of one shard per store format, with the numpy kinds allowed on disk.
 SHARD_KEYS = {"dense": ("acts", "rows"), "sparse": ("indptr", "indices", "values", "rows")}
@@ -107,21 +108,6 @@ def shard_path(store: Path, name: str) -> Path:
     return p
 
 
-def file_kind(mode: int) -> str:
-    """'a FIFO', 'a character device' ... for a stat mode (used in one-line reasons)."""
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISREG, "a regular file"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def expected_shape(key: str, rows: int, d: int) -> tuple[int, ...] | None:
     """The shape shard array `key` must have (None: only its length is known, CSR values/indices)."""
     if key == "rows":
@@ -160,7 +146,7 @@ def count_nonfinite_rows(a: np.ndarray, dtype: str, chunk_rows: int = 65536) -> 
     Works on the stored bits, without converting to float32 (10x faster): float16/float32 with
     `np.isfinite`, bfloat16 (stored as uint16 patterns) by an all-ones exponent.
     """
-    import numpy as np
+    import numpy as np  # lazy: `vsae store info` reads manifests through this module without numpy
 
     n = 0
     for i in range(0, len(a), chunk_rows):

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class StoreWriter:
         part: tuple[int, int] = (0, 1),
         start_image: int = 0,
         end_image: int | None = None,
-    ) -> StoreWriter:
+    ) -> Self:
         """Open the part `part` of the store at `path`, creating it, or resuming it if it exists.
 
         Resuming checks that width, dtype, provenance and image range are the same as before, and
@@ -168,7 +168,7 @@ class StoreWriter:
             raise VsaeError(f"rows of shape {tuple(rows_nd.shape)} do not fit a store of width {self.m['d']}")
         self._buffer({"acts": to_storage(rows_nd, self.m["dtype"])}, image_idx, token_idx)
 
-    def _buffer(self, arrays: dict[str, np.ndarray], image_idx, token_idx) -> None:
+    def _buffer(self, arrays: dict[str, np.ndarray], image_idx: np.ndarray, token_idx: np.ndarray) -> None:
         n = len(image_idx)
         if len(token_idx) != n:
             raise ValueError("image_idx and token_idx must have one entry per row")
@@ -251,7 +251,14 @@ class SparseStoreWriter(StoreWriter):
             token_idx,
         )
 
-    def add_csr(self, indptr, indices, values: torch.Tensor, image_idx, token_idx) -> None:
+    def add_csr(
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        values: torch.Tensor,
+        image_idx: np.ndarray,
+        token_idx: np.ndarray,
+    ) -> None:
         """Buffer n rows given in CSR form: row r has latents indices[indptr[r]:indptr[r+1]]."""
         indptr = np.asarray(indptr, np.int64)
         if len(indptr) != len(image_idx) + 1:

@@ -2,18 +2,40 @@
 
 import sys
 import types
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from vsae.train.config import TrainConfig
-from vsae.train.data import TensorSource, open_source
-from vsae.train.trainer import Trainer, run_name, train
+from vsae.train.config import TrainConfig  # torch-free: `vsae train --help` generates options from it
 
+if TYPE_CHECKING:
+    from vsae.train.data import TensorSource, open_source
+    from vsae.train.trainer import Trainer, run_name, train
+
+# Imported on first use, so that `vsae.train.config` (and `vsae train --help`) load no torch.
+_LAZY = {
+    "TensorSource": "vsae.train.data",
+    "open_source": "vsae.train.data",
+    "Trainer": "vsae.train.trainer",
+    "run_name": "vsae.train.trainer",
+    "train": "vsae.train.trainer",
+}
 __all__ = ["TensorSource", "TrainConfig", "Trainer", "open_source", "run_name", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vsae.train' has no attribute {name!r}")
 
 
 class _CallableModule(types.ModuleType):
     """`vsae.train` is this package and also the `train` function: `vsae.train(rows, cfgs, tcfg, out)`."""
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Path]:
+        from vsae.train.trainer import train
+
         return train(*args, **kwargs)
 
 

@@ -9,22 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from vsae.errors import VsaeError
-
-
-class BatchSource(Protocol):
-    d: int
-
-    def __len__(self) -> int: ...
-
-    def iter_batches(
-        self, batch_size: int, *, seed: int = 0, start_batch: int = 0
-    ) -> Iterator[torch.Tensor]: ...
 
 
 class TensorSource:
@@ -40,7 +30,7 @@ class TensorSource:
     def __len__(self) -> int:
         return self.x_Nd.shape[0]
 
-    def __getitem__(self, key) -> torch.Tensor:
+    def __getitem__(self, key: slice | np.ndarray | torch.Tensor) -> torch.Tensor:
         return self.x_Nd[key]
 
     def iter_batches(self, batch_size: int, *, seed: int = 0, start_batch: int = 0) -> Iterator[torch.Tensor]:
@@ -65,7 +55,7 @@ def open_source(path: str | os.PathLike, *, verify: bool = True, allow_incomplet
     """
     from vsae.store import ActivationStore, SparseActivationStore
 
-    store = ActivationStore.open(path, verify=verify)
+    store = ActivationStore.open(Path(path), verify=verify)
     if isinstance(store, SparseActivationStore):
         raise VsaeError(f"{path} is a sparse store of SAE latents; train on a dense activation store")
     if not store.complete and not allow_incomplete:

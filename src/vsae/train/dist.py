@@ -33,7 +33,7 @@ def init_from_env(device: str) -> str:
     return device
 
 
-def all_reduce_(t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+def all_reduce_(t: torch.Tensor, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> torch.Tensor:
     if is_dist():
         dist.all_reduce(t, op=op)
     return t

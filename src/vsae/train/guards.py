@@ -8,6 +8,7 @@ so a checkpoint never holds NaN/Inf.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ def check_log_row(name: str, row: dict[str, Any], first_step: int) -> None:
         )
 
 
-def check_weights(name: str, params, step: int) -> None:
+def check_weights(name: str, params: Iterable[torch.Tensor], step: int) -> None:
     """Raise if any parameter of SAE `name` is NaN/Inf at `step` (called before a checkpoint)."""
     if not all(bool(torch.isfinite(p).all()) for p in params):
         raise VsaeError(f"training of {name} diverged: its weights hold NaN/Inf at step {step}; {CAUSE}")

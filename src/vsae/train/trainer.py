@@ -29,6 +29,7 @@ from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import SAEConfig
 from vsae.sae.io import build, save
+from vsae.sae.sweep import run_name
 from vsae.store.prefetch import prefetch_batches
 from vsae.train import checkpoint as ck
 from vsae.train import dist as D
@@ -75,19 +76,19 @@ class _Run:
     since_step: int = 0
 
 
-def run_name(cfg: SAEConfig, expansion: float | None = None) -> str:
-    """Directory name of one SAE in a sweep, e.g. ``batchtopk-x16-k20``."""
-    e = expansion if expansion is not None else cfg.d_sae / cfg.d_in
-    e_s = f"{e:g}"
-    return f"{cfg.arch}-x{e_s}" + (f"-k{cfg.k}" if cfg.arch in ("topk", "batchtopk", "matryoshka") else "")
-
-
 def _weights(run: _Run) -> dict[str, torch.Tensor]:
     return {**{f"sae.{k}": v for k, v in run.sae.state_dict().items()}, "since_fired_F": run.since_fired_F}
 
 
 class Trainer:
-    """Trains ``cfgs`` (one SAE each, same d_in) on ``source`` into ``out_dir/<cfg.name>/``."""
+    """Trains ``cfgs`` (one SAE each, same d_in) on ``source`` into ``out_dir/<cfg.name>/``.
+
+    ``run()`` trains to ``tcfg.steps`` (resuming from the last checkpoint when ``resume``) and
+    saves. Its parts are public for tests and benchmarks that drive the loop themselves:
+    ``step(x)`` is one optimizer step of every SAE on a batch, ``interval_metrics()`` the log
+    rows of the steps since the last call, ``checkpoint()`` a resumable checkpoint and
+    ``saes`` the SAEs being trained (in the training space, see `prepare`).
+    """
 
     def __init__(
         self,
@@ -127,12 +128,12 @@ class Trainer:
             raise VsaeError(
                 f"{self.out} already holds a training run; pass --resume to continue it or a new --out"
             )
-        self.step = 0
+        self.steps_done = 0  # optimizer steps taken: the index of the next step
         self.scale = 1.0
         self.center: torch.Tensor | None = None  # [d] input centre in raw units (None: 0)
         if state is not None:
             self._check_compatible(state)
-            self.step = int(state["step"])
+            self.steps_done = int(state["step"])
             self.scale = float(state["scale"])
             if state.get("center") is not None:  # runs before issue 13 were not centred
                 self.center = torch.tensor(state["center"], dtype=torch.float32)
@@ -145,9 +146,15 @@ class Trainer:
         self.runs = [self._make_run(c) for c in self.cfgs]
         if state is not None:
             for r in self.runs:
-                self._load(r, self.step)
+                self._load(r, self.steps_done)
         for r in self.runs:
-            r.since_max, r.since_step = int(r.since_fired_F.max()), self.step
+            r.since_max, r.since_step = int(r.since_fired_F.max()), self.steps_done
+
+    @property
+    def saes(self) -> dict[str, SAE]:
+        """The SAEs being trained, by name: in the training space (inputs through `prepare`),
+        not folded back to the input scale as the saved ones are."""
+        return {r.name: r.sae for r in self.runs}
 
     # ----- set-up ------------------------------------------------------------------------
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -194,7 +201,16 @@ class Trainer:
         ck.restore_rng(opt_t)
 
     # ----- the loop ------------------------------------------------------------------------
-    def _train_step(self, run: _Run, x: torch.Tensor, step: int) -> None:
+    def step(self, x_Bd: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """One optimizer step of every SAE on the rows ``x_Bd`` as the source gives them (this
+        process's part of the global batch under DDP): the step's losses by SAE name, as
+        detached device tensors (reading them is the caller's host sync, not the step's)."""
+        x = self.prepare(x_Bd)
+        losses = {r.name: self._train_step(r, x, self.steps_done) for r in self.runs}
+        self.steps_done += 1
+        return losses
+
+    def _train_step(self, run: _Run, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         t = self.tcfg
         maybe_dead = run.since_max + (step - run.since_step) * t.batch_size >= t.dead_window
         dead = run.since_fired_F >= t.dead_window if maybe_dead else None
@@ -222,6 +238,12 @@ class Trainer:
             if "capped" in out.extra:
                 stats["capped"] = out.extra["capped"]
         run.acc.add({**stats, **{f"loss/{k}": v for k, v in out.losses.items()}})
+        return {k: v.detach() for k, v in out.losses.items()}
+
+    def interval_metrics(self, rows_per_s: float = 0.0) -> dict[str, dict[str, Any]]:
+        """Each SAE's log row (fvu, mse, l0, dead_frac, mean losses ...) over the steps since the
+        last call, by name, and a new interval begins: the one host read of the interval."""
+        return {r.name: self._log(r, self.steps_done, rows_per_s) for r in self.runs}
 
     def _log(self, run: _Run, step: int, rows_per_s: float) -> dict[str, Any]:
         a = run.acc
@@ -249,13 +271,16 @@ class Trainer:
         run.acc = _Acc()
         return row
 
-    def _write_log(self, run: _Run, row: dict[str, Any]) -> None:
+    def _write_log(self, name: str, row: dict[str, Any]) -> None:
         if self.rank != 0:
             return
-        with open(self.out / run.name / "log.jsonl", "a") as f:
+        with open(self.out / name / "log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def _checkpoint(self, step: int) -> None:
+    def checkpoint(self) -> None:
+        """Write a checkpoint at the current step from which ``Trainer(..., resume=True).run()``
+        continues bit-identically (weights, Adam state, dead-latent counters, RNG state)."""
+        step = self.steps_done
         for r in self.runs:
             guards.check_weights(r.name, r.sae.parameters(), step)
         if self.rank == 0:
@@ -298,7 +323,7 @@ class Trainer:
             d = self.out / r.name
             val = self._validate(r)
             if val:
-                self._write_log(r, {"step": self.step, "val": val})
+                self._write_log(r.name, {"step": self.steps_done, "val": val})
             if self.rank == 0:
                 save(
                     fold_input(r.sae, self.scale, self.center).eval(),
@@ -307,7 +332,7 @@ class Trainer:
                         "train_cfg": self.tcfg.to_json(),
                         "input_scale": self.scale,
                         "val": val,
-                        "steps": self.step,
+                        "steps": self.steps_done,
                     },
                 )
             dirs.append(d)
@@ -320,79 +345,76 @@ class Trainer:
         if self.rank == 0:
             for n in self.names:
                 (self.out / n).mkdir(parents=True, exist_ok=True)
-        if self.step >= t.steps:
+        if self.steps_done >= t.steps:
             return self._finish()
-        if self.step == 0:
-            self._checkpoint(0)
+        if self.steps_done == 0:
+            self.checkpoint()
         lo = self.rank * t.batch_size // self.world
         hi = lo + t.batch_size // self.world
         batches = prefetch_batches(
             self.source,
             t.batch_size,
             seed=t.seed,
-            start_batch=self.step,
+            start_batch=self.steps_done,
             device=self.device,
             rows=(lo, hi) if self.world > 1 else None,
             to_float=self.device.type != "cuda",
         )
         bar = tqdm(
             total=t.steps,
-            initial=self.step,
+            initial=self.steps_done,
             disable=not self.progress,
             unit="step",
             dynamic_ncols=True,
             desc=self._bar_desc(),
         )
         t0, rows0, waited = time.perf_counter(), 0, 0.0
-        self._last_log = self.step
+        last_log = self.steps_done
         try:
-            for step in range(self.step, t.steps):
+            while self.steps_done < t.steps:
                 tw = time.perf_counter()
-                x = self.prepare(next(batches))
+                x = next(batches)
                 waited += time.perf_counter() - tw  # the step waiting for data (0 when the reader keeps up)
-                for r in self.runs:
-                    self._train_step(r, x, step)
-                self.step = step + 1
+                self.step(x)
                 rows0 += t.batch_size
                 bar.update(1)
-                if self.step % t.log_every == 0 or self.step == t.steps:
+                if self.steps_done % t.log_every == 0 or self.steps_done == t.steps:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    rate = rows0 / elapsed
-                    rows = [
-                        {**self._log(r, self.step, rate), "data_wait_frac": waited / elapsed}
-                        for r in self.runs
-                    ]
-                    for r, row in zip(self.runs, rows):
-                        self._write_log(r, row)
-                        self._wandb(r.name, row)
-                    for r, row in zip(self.runs, rows):
-                        guards.check_log_row(r.name, row, self._last_log + 1)
-                    self._last_log = self.step
-                    if len(rows) == 1:
-                        bar.set_postfix(
-                            fvu=f"{rows[0]['fvu']:.3f}",
-                            l0=f"{rows[0]['l0']:.1f}",
-                            dead=f"{rows[0]['dead_frac']:.2f}",
-                        )
-                    else:  # a sweep: every SAE's metrics, by name
-                        bar.set_postfix_str(
-                            "; ".join(
-                                f"{r.name} fvu {row['fvu']:.3f} l0 {row['l0']:.1f} dead {row['dead_frac']:.2f}"
-                                for r, row in zip(self.runs, rows)
-                            )
-                        )
+                    rows = self.interval_metrics(rows0 / elapsed)
+                    for row in rows.values():
+                        row["data_wait_frac"] = waited / elapsed
+                    self._record(rows, last_log + 1, bar)
+                    last_log = self.steps_done
                     t0, rows0, waited = time.perf_counter(), 0, 0.0
-                if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
-                    self._checkpoint(self.step)
+                if t.ckpt_every and self.steps_done % t.ckpt_every == 0 and self.steps_done < t.steps:
+                    self.checkpoint()
                     for r in self.runs:
                         val = self._validate(r)
                         if val:
-                            self._write_log(r, {"step": self.step, "val": val})
+                            self._write_log(r.name, {"step": self.steps_done, "val": val})
         finally:
             bar.close()
             batches.close()
-        self._checkpoint(self.step)
+        self.checkpoint()
         return self._finish()
+
+    def _record(self, rows: dict[str, dict[str, Any]], first_step: int, bar: tqdm) -> None:
+        """Write the log rows (JSONL, W&B), stop on non-finite values, update the progress bar."""
+        for name, row in rows.items():
+            self._write_log(name, row)
+            self._wandb(name, row)
+        for name, row in rows.items():
+            guards.check_log_row(name, row, first_step)
+        if len(rows) == 1:
+            [row] = rows.values()
+            bar.set_postfix(fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}", dead=f"{row['dead_frac']:.2f}")
+        else:  # a sweep: every SAE's metrics, by name
+            bar.set_postfix_str(
+                "; ".join(
+                    f"{name} fvu {row['fvu']:.3f} l0 {row['l0']:.1f} dead {row['dead_frac']:.2f}"
+                    for name, row in rows.items()
+                )
+            )
 
     def _bar_desc(self) -> str:
         """What the bar shows: the hook (when the source records one) and the SAE or sweep size."""

@@ -14,7 +14,9 @@ Importing this package is cheap (numpy and Pillow only); torch loads on first us
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from vsae.world import source as _source  # noqa: F401  (registers the world:<split> image source)
 from vsae.world.export import export
 from vsae.world.generate import SPLITS, ImageRecord, WorldBatch, attribute_vocab, generate
 from vsae.world.taxonomy import CLASSES, COLOURS, SHAPES, class_paths, colour_paths, inat_folder_name
@@ -34,7 +36,7 @@ def shipped_simenc_dir() -> Path:
     return shipped_dir("simenc")
 
 
-def build(*args, **kwargs):
+def build(*args: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
     """See `vsae.world.builder.build`."""
     from vsae.world.builder import build as _build
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +43,7 @@ def build(
         return _build_in_children(out, {k: cfgs[k] for k in which}, threads)
     if threads:
         torch.set_num_threads(threads)
-    trainers = {"clip": train_clip, "simenc": train_simenc}
+    trainers: dict[str, Callable[..., dict[str, Any]]] = {"clip": train_clip, "simenc": train_simenc}
     return {name: trainers[name](out / name, cfgs[name], progress=progress) for name in which}
 
 

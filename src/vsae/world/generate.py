@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -259,7 +260,7 @@ def _record(split: str, i: int, c: dict[str, int]) -> ImageRecord:
     class_name = tx.CLASSES[c["class_name"]]
     family, shape, variant = tx.class_paths()[class_name]
     colour = tx.COLOURS[c["colour"]]
-    rec = dict(
+    rec: dict[str, Any] = dict(
         id=f"{split}_{i:06d}",
         split=split,
         class_name=class_name,

@@ -10,6 +10,11 @@ be written as iNaturalist-style folder names ``NNNNN_family_shape_variant``.
 
 from __future__ import annotations
 
+from vsae.eval.taxonomy import AttributeTaxonomy, register_attribute_taxonomy
+
+# `vsae eval hierarchy --taxonomy world-colour`: images labelled by their colour (attributes.json).
+WORLD_COLOUR = "world-colour"
+
 # shape family -> shape -> variants (words without underscores, so that iNaturalist-style
 # folder names split back into the same path).
 SHAPE_TREE: dict[str, dict[str, tuple[str, ...]]] = {
@@ -102,3 +107,8 @@ def inat_folder_name(class_name: str) -> str:
     """iNaturalist-style folder name ``NNNNN_family_shape_variant`` (index in `CLASSES`)."""
     path = class_paths()[class_name]
     return f"{CLASSES.index(class_name):05d}_" + "_".join(path)
+
+
+register_attribute_taxonomy(
+    WORLD_COLOUR, AttributeTaxonomy("colour", colour_paths(), "world colour taxonomy")
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,12 +22,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, PreTrainedTokenizerBase
 
 from vsae.world.captions import training_captions
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
-from vsae.world.training import cosine_lr, pixel_values, seed_everything, world_mean_std
+from vsae.world.training import (
+    WorldTrainConfig,
+    decay_groups,
+    fit,
+    pixel_values,
+    seed_everything,
+    world_mean_std,
+)
 from vsae.world.zeroshot import zero_shot_eval
 
 
@@ -50,7 +58,7 @@ class ClipConfig:
     projection_dim: int = 64
 
 
-def clip_model_config(cfg: ClipConfig, vocab_size: int, tokenizer) -> CLIPConfig:
+def clip_model_config(cfg: ClipConfig, vocab_size: int, tokenizer: PreTrainedTokenizerBase) -> CLIPConfig:
     return CLIPConfig(
         text_config=dict(
             vocab_size=vocab_size,
@@ -75,21 +83,20 @@ def clip_model_config(cfg: ClipConfig, vocab_size: int, tokenizer) -> CLIPConfig
     )
 
 
-def image_processor(cls=CLIPImageProcessor, **kw):
+def image_processor() -> CLIPImageProcessor:
     """A 32 px image processor with the world's mean/std (resize/crop are no-ops on world images)."""
     mean, std = world_mean_std()
-    return cls(
+    return CLIPImageProcessor(
         size={"shortest_edge": IMAGE_SIZE},
         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         image_mean=list(mean),
         image_std=list(std),
-        **kw,
     )
 
 
 def contrastive_loss(
     img_BD: torch.Tensor, txt_BD: torch.Tensor, scale: torch.Tensor, caption_ids_B: torch.Tensor
-):
+) -> torch.Tensor:
     """Symmetric CLIP loss with soft targets over pairs that share a caption."""
     img = F.normalize(img_BD, dim=-1)
     txt = F.normalize(txt_BD, dim=-1)
@@ -117,42 +124,40 @@ def train_clip(
     pix_all = pixel_values(pool.images_NHWC)
     val = generate("val", 300, seed=cfg.seed)
     val_pix = pixel_values(val.images_NHWC)
-    decay = [p for p in model.parameters() if p.ndim >= 2]  # no weight decay on biases, norms, scale
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="tiny CLIP", disable=not progress)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
-        idx = torch.randint(0, len(recs), (cfg.batch_size,), generator=gen)
-        caps = training_captions([recs[i] for i in idx.tolist()], rng)
+
+    def batches() -> Iterator[tuple[torch.Tensor, list[str]]]:
+        while True:
+            idx = torch.randint(0, len(recs), (cfg.batch_size,), generator=gen)
+            yield idx, training_captions([recs[i] for i in idx.tolist()], rng)
+
+    def loss_fn(step: int, batch: tuple[torch.Tensor, list[str]]) -> torch.Tensor:
+        idx, caps = batch
         enc = tok(caps, padding=True, return_tensors="pt")
         _, cap_ids = np.unique(np.array(caps), return_inverse=True)
         img = model.get_image_features(pixel_values=pix_all[idx])
         txt = model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         img = getattr(img, "pooler_output", img)  # transformers 5 may return a model output
         txt = getattr(txt, "pooler_output", txt)
-        loss = contrastive_loss(img, txt, model.logit_scale.exp(), torch.from_numpy(cap_ids.reshape(-1)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        return contrastive_loss(img, txt, model.logit_scale.exp(), torch.from_numpy(cap_ids.reshape(-1)))
+
+    def after_step(step: int) -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100.0))
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         if eval_every and (step + 1) % eval_every == 0:
             model.eval()
             acc = zero_shot_eval(model, tok, val_pix, val)
             model.train()
-            tqdm.write(
-                f"step {step + 1} {time.time() - t0:.0f}s loss {np.mean(losses[-50:]):.3f} val zero-shot {acc}"
-            )
+            tqdm.write(f"step {step + 1} {time.time() - t0:.0f}s val zero-shot {acc}")
+
+    res = fit(
+        decay_groups(model.parameters(), cfg.weight_decay),  # no weight decay on biases, norms, scale
+        batches(),
+        loss_fn,
+        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="tiny CLIP"),
+        clip=list(model.parameters()),
+        after_step=after_step,
+        progress=progress,
+    )
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +165,7 @@ def train_clip(
     CLIPProcessor(image_processor=image_processor(), tokenizer=tok).save_pretrained(out)
     summary = {
         "config": asdict(cfg),
-        "final_loss": float(np.mean(losses[-50:])),
+        "final_loss": res.mean_loss(50),
         "seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),

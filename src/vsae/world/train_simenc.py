@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from PIL import Image
 from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
 from vsae.world.generate import IMAGE_SIZE, attribute_vocab, generate
-from vsae.world.training import cosine_lr, pixel_values, seed_everything, world_mean_std
+from vsae.world.training import (
+    ParamGroup,
+    WorldTrainConfig,
+    fit,
+    pixel_values,
+    seed_everything,
+    world_mean_std,
+)
 
 # The attributes the heads predict (all image-determining categorical attributes + position).
 TARGETS: tuple[str, ...] = ("class_name", "colour", "size", "background", "tone", "outline", "position")
@@ -73,28 +81,29 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
     pool = generate("train", cfg.n_images, seed=cfg.seed)
     pix_all = pixel_values(pool.images_NHWC)
     y_all = {t: torch.from_numpy(pool.labels(t)) for t in TARGETS}
-    params = list(model.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = tuple(model.parameters()) + tuple(heads.parameters())
     model.train()
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="similarity encoder", disable=not progress)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
-        idx = torch.randint(0, len(pix_all), (cfg.batch_size,), generator=gen)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            yield torch.randint(0, len(pix_all), (cfg.batch_size,), generator=gen)
+
+    def loss_fn(step: int, idx: torch.Tensor) -> torch.Tensor:
         emb_BD = model(pixel_values=pix_all[idx]).pooler_output
-        loss = sum(
+        losses = [
             (cfg.class_weight if t == "class_name" else 1.0)
             * F.cross_entropy(heads[t](emb_BD), y_all[t][idx])
             for t in TARGETS
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        ]
+        return sum(losses[1:], losses[0])
+
+    res = fit(
+        [ParamGroup(params, cfg.weight_decay)],  # weight decay on every parameter, the heads' too
+        batches(),
+        loss_fn,
+        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="similarity encoder"),
+        progress=progress,
+    )
     model.eval()
     with torch.no_grad():  # held-out accuracy of the heads, for the build summary
         val = generate("val", 500, seed=cfg.seed)
@@ -106,7 +115,7 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
     simenc_image_processor().save_pretrained(out)
     summary = {
         "config": asdict(cfg),
-        "final_loss": float(np.mean(losses[-50:])),
+        "final_loss": res.mean_loss(50),
         "val_head_accuracy": val_acc,
         "seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),
@@ -117,7 +126,7 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
 
 
 @torch.no_grad()
-def embed(images, model_dir: str | Path, batch_size: int = 256) -> np.ndarray:
+def embed(images: Sequence[Image.Image], model_dir: str | Path, batch_size: int = 256) -> np.ndarray:
     """float32 [N, D] pooled embeddings of PIL images by the similarity encoder in ``model_dir``
     (loaded with AutoModel/AutoImageProcessor)."""
     from transformers import AutoImageProcessor, AutoModel

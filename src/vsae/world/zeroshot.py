@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,8 +12,11 @@ import torch
 from vsae.world.captions import colour_prompts, shape_prompts
 from vsae.world.generate import WorldBatch, attribute_vocab, generate
 
+if TYPE_CHECKING:
+    from transformers import CLIPModel, PreTrainedTokenizerBase
 
-def _features(out) -> torch.Tensor:
+
+def _features(out: Any) -> torch.Tensor:
     return getattr(out, "pooler_output", out)  # transformers 5 may wrap features in a model output
 
 
@@ -32,7 +36,9 @@ def zero_shot_accuracy(
 
 
 @torch.no_grad()
-def zero_shot_eval(model, tokenizer, pixel_values_N3HW: torch.Tensor, batch: WorldBatch) -> dict[str, float]:
+def zero_shot_eval(
+    model: CLIPModel, tokenizer: PreTrainedTokenizerBase, pixel_values_N3HW: torch.Tensor, batch: WorldBatch
+) -> dict[str, float]:
     """Shape and colour zero-shot accuracy of an in-memory CLIPModel on a `WorldBatch`."""
     img = torch.nn.functional.normalize(
         _features(model.get_image_features(pixel_values=pixel_values_N3HW)), dim=-1

@@ -9,6 +9,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,7 +22,7 @@ JUDGE_FILE = "judge.safetensors"
 
 def build_diffusion_assets(
     out_dir: str | Path | None = None,
-    clip_dir: str | Path | None = "shipped",
+    clip_dir: str | Path = "shipped",
     cfg: DiffusionTrainConfig = DiffusionTrainConfig(),
     sae_cfg: TextSAEConfig = TextSAEConfig(),
     threads: int | None = 1,
@@ -29,7 +30,7 @@ def build_diffusion_assets(
     simenc_dir: str | Path | None = "shipped",
     judge_images: int = 6000,
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Train the pipeline into ``out_dir`` (default: the package assets), fit the judge on the
     similarity encoder at ``simenc_dir`` with ``judge_images`` images, train the text SAE into
     ``out_dir/text_sae`` and measure generation accuracy on ``n_eval`` held-out captions.
@@ -47,7 +48,7 @@ def build_diffusion_assets(
 
         clip_dir = shipped_clip_dir()
     t0 = time.time()
-    summary = {"diffusion": train_diffusion(out, clip_dir, cfg, progress=progress)}
+    summary: dict[str, Any] = {"diffusion": train_diffusion(out, clip_dir, cfg, progress=progress)}
     judge = fit_judge(None if simenc_dir == "shipped" else simenc_dir, n=judge_images)
     judge.save(out / JUDGE_FILE)
     sae_dir = train_text_sae(out, out / "_sae_run", sae_cfg, progress=progress)

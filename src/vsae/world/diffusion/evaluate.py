@@ -8,24 +8,37 @@ attributes is reported beside the heads' accuracy on the real images of the same
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from vsae.world.diffusion.judge import ATTRIBUTES, AttributeJudge
-from vsae.world.generate import generate
+from vsae.world.generate import WorldBatch, generate
+
+if TYPE_CHECKING:
+    from vsae.steer.diffusion_pipeline import DiffusionPipe, SamplerConfig
 
 
-def heldout_prompts(n: int, seed: int = 0):
+def heldout_prompts(n: int, seed: int = 0) -> tuple[list[str], WorldBatch]:
     """(canonical captions, WorldBatch) of ``n`` test-split images drawn with ``seed``."""
     batch = generate("test", n, seed=seed)
     return [r.caption for r in batch.records], batch
 
 
-def agreement(pred: dict[str, np.ndarray], batch, attributes=ATTRIBUTES) -> dict[str, float]:
+def agreement(
+    pred: dict[str, np.ndarray], batch: WorldBatch, attributes: tuple[str, ...] = ATTRIBUTES
+) -> dict[str, float]:
     """Fraction of images whose predicted attribute value equals the batch's, per attribute."""
     return {a: float(np.mean(pred[a] == batch.labels(a))) for a in attributes}
 
 
-def generation_accuracy(pipe, judge: AttributeJudge, n: int = 200, seed: int = 0, sampler=None) -> dict:
+def generation_accuracy(
+    pipe: DiffusionPipe,
+    judge: AttributeJudge,
+    n: int = 200,
+    seed: int = 0,
+    sampler: SamplerConfig | None = None,
+) -> dict[str, Any]:
     """Per-attribute agreement of ``n`` generated images with their held-out prompts, and the
     judge's accuracy on the real images of the same prompts (its ceiling)."""
     from vsae.steer.diffusion_pipeline import SamplerConfig

@@ -4,14 +4,16 @@ The similarity encoder (`vsae.world.train_simenc`) was trained with one linear h
 attribute on its pooled output; the heads are not shipped, so the judge refits them: one
 multinomial logistic regression per attribute on the pooled embeddings of real train-split
 images (sampled with a seed), on the pooled output concatenated with the mean patch token (on
-500 real test images: shape 93.0% vs 90.8% from the pooled output alone). Its accuracy on real held-out images is the ceiling against
-which the agreement of generated images with their prompts is read.
+500 real test images: shape 93.0% vs 90.8% from the pooled output alone). Its accuracy on real
+held-out images is the ceiling against which the agreement of generated images with their
+prompts is read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,10 +34,10 @@ class AttributeJudge:
     """
 
     simenc_dir: Path
-    heads: dict = field(default_factory=dict)
+    heads: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
 
-    _model: object = None
-    _proc: object = None
+    _model: Any = None
+    _proc: Any = None
 
     @torch.no_grad()
     def embed(self, images_NHWC: np.ndarray, batch_size: int = 500) -> np.ndarray:
@@ -93,14 +95,6 @@ def load_judge(path: str | Path, simenc_dir: str | Path | None = None) -> Attrib
     return AttributeJudge(
         Path(simenc_dir), {a: tuple(t[f"{a}.{n}"] for n in ("mean", "scale", "W", "b")) for a in attrs}
     )
-
-    def predict_names(
-        self, images_NHWC: np.ndarray, attributes: tuple[str, ...] = ATTRIBUTES
-    ) -> dict[str, list[str]]:
-        """attribute -> predicted value names."""
-        return {
-            a: [attribute_vocab(a)[i] for i in v] for a, v in self.predict(images_NHWC, attributes).items()
-        }
 
 
 def fit_judge(simenc_dir: str | Path | None = None, n: int = 6000, seed: int = 0) -> AttributeJudge:

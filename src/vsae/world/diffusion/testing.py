@@ -99,5 +99,5 @@ def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     out = Path(out_dir) / "sd"
-    pipe.save_pretrained(out, safe_serialization=True)
+    pipe.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]  # untyped diffusers
     return out

@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from vsae.errors import VsaeError
+from vsae.steer.diffusion_latents import text_token_rows
 from vsae.world.training import train_world_sae
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass(frozen=True)
@@ -52,30 +56,6 @@ def world_captions(n: int, seed: int) -> list[str]:
     recs = [r.to_dict() for r in generate("train", n, seed=seed + 104729).records]
     rng = np.random.default_rng(seed)
     return batch_captions(recs, rng, DiffusionTrainConfig(p_empty=0.0))
-
-
-@torch.no_grad()
-def text_token_rows(
-    text_lm, hook: str, captions: Sequence[str], batch_size: int = 512
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(rows [n, d], caption index [n], token position [n]) of every non-padding token."""
-    import vsae.models
-
-    if not captions:
-        raise VsaeError("no captions to extract text-encoder activations from")
-    rows, cap_idx, tok_idx = [], [], []
-    for s in range(0, len(captions), batch_size):
-        inputs = text_lm.preprocess(list(captions[s : s + batch_size]))
-        with vsae.models.capture(text_lm, hook) as cap:
-            text_lm.run(inputs)
-        ids = np.arange(s, s + len(inputs["input_ids"]), dtype=np.int64)
-        r, ci, ti = vsae.models.select_tokens(
-            cap.output, "all", False, ids, attention_mask_BT=inputs["attention_mask"]
-        )
-        rows.append(r.float().clone())
-        cap_idx.append(ci)
-        tok_idx.append(ti)
-    return torch.cat(rows), np.concatenate(cap_idx), np.concatenate(tok_idx)
 
 
 def train_text_sae(

@@ -16,16 +16,22 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from vsae.errors import VsaeError
 from vsae.world.captions import caption, training_captions
-from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold
+from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
 from vsae.world.generate import generate
-from vsae.world.training import cosine_lr, seed_everything
+from vsae.world.training import ParamGroup, WorldTrainConfig, ema_update, fit, seed_everything
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from transformers import CLIPTextModel, PreTrainedTokenizerBase
 
 PIPELINE_JSON = "vsae_diffusion.json"
 
@@ -43,14 +49,18 @@ class DiffusionTrainConfig:
     p_canonical, p_empty: probability of the full caption and of the empty caption ("", for
         classifier-free guidance); the rest get a random CLIP training template.
     ema: decay of the exponential moving average of the weights (the saved weights).
-    min_snr: gamma of the min-SNR loss weighting (0 = plain MSE, the default).
+    loss: where the MSE is taken: ``sample`` compares the model's estimate of the clean image
+        with the clean image (every timestep weighted alike in pixel error, whatever
+        ``unet.prediction_type`` is; not for ``epsilon``, whose x0 estimate diverges at high
+        noise), ``prediction`` compares the raw output with its target (epsilon / v / x0).
+    min_snr: gamma of the min-SNR weighting of the ``prediction`` loss (0 = plain MSE).
     checkpoint_every: also save the EMA weights every this many steps (0 = only at the end).
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
     seed: int = 0
     n_images: int = 20000
-    steps: int = 2400
+    steps: int = 2800
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 50
@@ -58,19 +68,24 @@ class DiffusionTrainConfig:
     p_canonical: float = 0.6
     p_empty: float = 0.1
     ema: float = 0.995
+    loss: Literal["sample", "prediction"] = "sample"
     min_snr: float = 0.0
     checkpoint_every: int = 200
 
 
-def config_from_dict(d: dict) -> DiffusionTrainConfig:
+def config_from_dict(d: dict[str, Any]) -> DiffusionTrainConfig:
+    """The `DiffusionTrainConfig` of its `asdict` form (as ``vsae_diffusion.json`` stores it)."""
     d = dict(d)
     u = dict(d.pop("unet", {}))
-    if "channels" in u:
-        u["channels"] = tuple(u["channels"])
+    for k in ("channels", "cross_attention"):
+        if k in u:
+            u[k] = tuple(u[k])
     return DiffusionTrainConfig(unet=UNetConfig(**u), **d)
 
 
-def batch_captions(recs: list[dict], rng: np.random.Generator, cfg: DiffusionTrainConfig) -> list[str]:
+def batch_captions(
+    recs: list[dict[str, Any]], rng: np.random.Generator, cfg: DiffusionTrainConfig
+) -> list[str]:
     """The caption of each record for one training batch (canonical / template / empty)."""
     u = rng.random(len(recs))
     templ = training_captions(recs, rng)
@@ -81,7 +96,9 @@ def batch_captions(recs: list[dict], rng: np.random.Generator, cfg: DiffusionTra
 
 
 @torch.no_grad()
-def encode_text(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_text(
+    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states [B, T, d], attention mask [B, T]) padded to the tokenizer's max length,
     as Stable Diffusion encodes prompts (the text encoder runs without a padding mask; CLIP's
     causal mask means the real tokens do not see the padding)."""
@@ -97,7 +114,15 @@ def encode_text(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tens
     return hidden, enc["attention_mask"].to(dev)
 
 
-def _save(out: Path, unet, scheduler, text_encoder, tokenizer, cfg: DiffusionTrainConfig, extra: dict):
+def _save(
+    out: Path,
+    unet: Any,
+    scheduler: Any,
+    text_encoder: CLIPTextModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: DiffusionTrainConfig,
+    extra: dict[str, Any],
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
@@ -119,11 +144,16 @@ def train_diffusion(
     clip_dir: str | Path,
     cfg: DiffusionTrainConfig = DiffusionTrainConfig(),
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Train the UNet on ``cfg.n_images`` train-split images; write the pipeline directory
     (``unet/ scheduler/ text_encoder/ tokenizer/ vsae_diffusion.json``) to ``out_dir``."""
     from transformers import AutoTokenizer, CLIPTextModel
 
+    if cfg.loss == "sample" and (cfg.unet.prediction_type == "epsilon" or cfg.min_snr > 0):
+        raise VsaeError(
+            "DiffusionTrainConfig.loss='sample' needs unet.prediction_type 'sample' or 'v_prediction' "
+            "and min_snr=0; use loss='prediction' for epsilon or min-SNR weighting"
+        )
     t0, c0 = time.time(), time.process_time()
     out = Path(out_dir)
     gen = seed_everything(cfg.seed)
@@ -139,15 +169,13 @@ def train_diffusion(
     pool = generate("train", cfg.n_images, seed=cfg.seed)
     recs = [r.to_dict() for r in pool.records]
     x_all = fold(torch.from_numpy(pool.images_NHWC).permute(0, 3, 1, 2).float() / 127.5 - 1.0, cfg.unet.patch)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = (out.parent / f".{out.name}.log.jsonl") if out.parent.exists() else None
-    losses: list[float] = []
-    unet.train()
-    bar = tqdm(range(cfg.steps), desc="diffusion", disable=not progress)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
-        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            yield torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
+
+    def loss_fn(step: int, idx: torch.Tensor) -> torch.Tensor:
         x0 = x_all[idx]
         hidden, mask = encode_text(
             text_encoder, tokenizer, batch_captions([recs[i] for i in idx.tolist()], rng, cfg)
@@ -156,35 +184,34 @@ def train_diffusion(
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
-        target = {"epsilon": noise, "sample": x0}.get(cfg.unet.prediction_type)
-        if target is None:
-            target = sched.get_velocity(x0, noise, t)
+        kind = cfg.unet.prediction_type
+        if cfg.loss == "sample":
+            return F.mse_loss(x0_estimate(pred, xt, alphas[t], kind), x0)
+        target = noise if kind == "epsilon" else x0 if kind == "sample" else sched.get_velocity(x0, noise, t)
         per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         if cfg.min_snr > 0:
             s = snr[t]
-            div = {"epsilon": s, "sample": torch.ones_like(s)}.get(cfg.unet.prediction_type, s + 1)
-            w = torch.clamp(s, max=cfg.min_snr) / div
-            per = per * w
-        loss = per.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(cfg.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1.0 - decay)
-        losses.append(loss.item())
-        if step % 50 == 49:
-            m = float(np.mean(losses[-50:]))
-            bar.set_postfix(loss=f"{m:.4f}")
-            if log is not None:
-                with open(log, "a") as f:
-                    f.write(json.dumps({"step": step + 1, "loss": m, "s": round(time.time() - t0, 1)}) + "\n")
+            div = s if kind == "epsilon" else torch.ones_like(s) if kind == "sample" else s + 1
+            per = per * torch.clamp(s, max=cfg.min_snr) / div
+        return per.mean()
+
+    def after(step: int) -> None:
+        ema_update(ema, unet, step, cfg.ema)
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save(out, ema, sched, text_encoder, tokenizer, cfg, {"steps_done": step + 1})
+
+    unet.train()
+    res = fit(
+        [ParamGroup(tuple(unet.parameters()), cfg.weight_decay)],
+        batches(),
+        loss_fn,
+        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="diffusion"),
+        after_step=after,
+        log_path=log,
+        progress=progress,
+    )
     summary = {
-        "final_loss": float(np.mean(losses[-50:])),
+        "final_loss": res.mean_loss(50),
         "steps_done": cfg.steps,
         "seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vsae.world.generate import generate
 from vsae.world.llava.questions import QUESTIONS, answer
 
+if TYPE_CHECKING:
+    from transformers import LlavaForConditionalGeneration, ProcessorMixin
 
-def load_llava(model_dir: str | Path):
+
+def load_llava(model_dir: str | Path) -> tuple[LlavaForConditionalGeneration, ProcessorMixin]:
     """(model, processor) via ``LlavaForConditionalGeneration`` / ``AutoProcessor.from_pretrained``."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -25,7 +29,7 @@ def load_llava(model_dir: str | Path):
 
 
 def answer_accuracy(
-    model_dir_or_pair,
+    model_dir_or_pair: str | Path | tuple[LlavaForConditionalGeneration, ProcessorMixin],
     kinds: tuple[str, ...] = ("object", "colour", "background", "count"),
     split: str = "test",
     n: int = 200,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import (
@@ -83,7 +84,7 @@ def load_vision_tower(clip_dir: str | Path | None) -> tuple[CLIPVisionModel, CLI
         raise VsaeError(
             f"cannot load the CLIP at {clip_dir} ({str(e).splitlines()[0][:120]}); give a CLIPModel directory"
         ) from None
-    vision = CLIPVisionModel(full.config.vision_config)
+    vision = CLIPVisionModel(cast(CLIPVisionConfig, full.config.vision_config))
     vision.load_state_dict(full.vision_model.state_dict())
     return vision.eval(), proc
 
@@ -96,11 +97,10 @@ def build_llava(
     tok = build_llava_tokenizer()
     vision, image_processor = load_vision_tower(clip_dir)
     vcfg = vision.config
-    if vcfg.image_size % vcfg.patch_size:
-        raise VsaeError(
-            f"vision tower image size {vcfg.image_size} is not a multiple of its patch size {vcfg.patch_size}"
-        )
-    n_image_tokens = (vcfg.image_size // vcfg.patch_size) ** 2
+    size, patch = cast(int, vcfg.image_size), cast(int, vcfg.patch_size)
+    if size % patch:
+        raise VsaeError(f"vision tower image size {size} is not a multiple of its patch size {patch}")
+    n_image_tokens = (size // patch) ** 2
     text = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=arch.hidden,
@@ -117,7 +117,7 @@ def build_llava(
     cfg = LlavaConfig(
         vision_config=vcfg.to_dict(),
         text_config=text,
-        image_token_index=tok.convert_tokens_to_ids(IMAGE),
+        image_token_index=cast(int, tok.convert_tokens_to_ids(IMAGE)),
         image_seq_length=n_image_tokens,
         vision_feature_layer=arch.vision_feature_layer,
         vision_feature_select_strategy="default",

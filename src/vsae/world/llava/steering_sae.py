@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from vsae.world.training import train_world_sae
+
+if TYPE_CHECKING:
+    from vsae.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class SteeringSAEConfig:
 
 @torch.no_grad()
 def token_rows(
-    lm, hook: str, tokens: str, images_NHWC: np.ndarray, seed: int, batch_size: int = 256
+    lm: LoadedModel, hook: str, tokens: str, images_NHWC: np.ndarray, seed: int, batch_size: int = 256
 ) -> torch.Tensor:
     """[n, d] activations at ``hook`` of the selected tokens of every image."""
     from PIL import Image

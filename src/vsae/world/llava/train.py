@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
+from transformers import LlavaProcessor
 
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.llava.model import LlavaArch, build_llava
 from vsae.world.llava.questions import QUESTION_WEIGHTS, QUESTIONS, answer
-from vsae.world.training import cosine_lr, pixel_values, seed_everything
+from vsae.world.training import WorldTrainConfig, decay_groups, fit, pixel_values, seed_everything
 
 IGNORE = -100  # label of tokens without loss
 
@@ -53,7 +55,7 @@ class LlavaTrainConfig:
     vision_lr_scale: float = 0.1
 
 
-def prompt_ids(processor, kind: str) -> list[int]:
+def prompt_ids(processor: LlavaProcessor, kind: str) -> list[int]:
     """Token ids of the chat prompt for question ``kind``, with ``<image>`` expanded exactly as
     the processor expands it at inference."""
     from vsae.steer.mllm import conversation
@@ -66,7 +68,7 @@ def prompt_ids(processor, kind: str) -> list[int]:
 class QABatcher:
     """Builds (input_ids, attention_mask, labels) batches: prompt + answer + ``</s>``, right-padded."""
 
-    def __init__(self, processor, records: list[dict]):
+    def __init__(self, processor: LlavaProcessor, records: list[dict[str, Any]]):
         self.tok = processor.tokenizer
         self.records = records
         self.kinds = list(QUESTION_WEIGHTS)
@@ -110,48 +112,41 @@ def train_llava(
     Returns a summary (config, final loss, accuracy per question on ``eval_images`` test images,
     seconds), also written to ``vsae_world_build.json``.
     """
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     gen = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model, processor = build_llava(clip_dir, cfg.arch, seed=cfg.seed)
     vision = model.model.vision_tower
     vision.requires_grad_(cfg.train_vision)
     vision_ids = {id(p) for p in vision.parameters()}
-    groups, scales = [], []
-    for own, scale in (
-        ([p for p in model.parameters() if p.requires_grad and id(p) not in vision_ids], 1.0),
-        ([p for p in vision.parameters() if p.requires_grad], cfg.vision_lr_scale),
-    ):
-        for ps, wd in (
-            ([p for p in own if p.ndim >= 2], cfg.weight_decay),
-            ([p for p in own if p.ndim < 2], 0.0),
-        ):
-            if ps:
-                groups.append({"params": ps, "weight_decay": wd})
-                scales.append(scale)
-    params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    groups = decay_groups(
+        (p for p in model.parameters() if p.requires_grad and id(p) not in vision_ids), cfg.weight_decay
+    ) + decay_groups(
+        (p for p in vision.parameters() if p.requires_grad), cfg.weight_decay, cfg.vision_lr_scale
+    )
     pool = generate("train", cfg.n_images, seed=cfg.seed)
     batcher = QABatcher(processor, [r.to_dict() for r in pool.records])
     pix_all = pixel_values(pool.images_NHWC)
     model.train()
     if not cfg.train_vision:
         vision.eval()
-    losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc="tiny LLaVA", disable=not progress)
-    for step in bar:
-        for g, scale in zip(opt.param_groups, scales):
-            g["lr"] = scale * cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
-        idx = torch.randint(0, len(pool), (cfg.batch_size,), generator=gen).numpy()
-        batch = batcher(idx, rng)
-        loss = model(pixel_values=pix_all[idx], **batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.3f}")
+
+    def batches() -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        while True:
+            idx = torch.randint(0, len(pool), (cfg.batch_size,), generator=gen).numpy()
+            yield idx, batcher(idx, rng)
+
+    def loss_fn(step: int, batch: tuple[np.ndarray, dict[str, torch.Tensor]]) -> torch.Tensor:
+        idx, qa = batch
+        return model(pixel_values=pix_all[idx], **qa).loss
+
+    res = fit(
+        groups,
+        batches(),
+        loss_fn,
+        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, log_every=25, desc="tiny LLaVA"),
+        progress=progress,
+    )
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,9 +158,10 @@ def train_llava(
     summary = {
         "config": asdict(cfg),
         "clip_dir": str(clip_dir) if clip_dir is not None else None,
-        "final_loss": float(np.mean(losses[-50:])),
+        "final_loss": res.mean_loss(50),
         "test_accuracy": acc,
         "seconds": round(time.time() - t0, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),
     }
     (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2))

@@ -12,13 +12,18 @@ top candidates and all agree on the global k*B-th value.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from vsae.errors import VsaeError
+from vsae.sae.archs.topk import row_topk_entries
 from vsae.sae.base import SAE, SAEOutput, gather_entries
 from vsae.sae.config import SAEConfig
-from vsae.sae.topk import row_topk_entries
+from vsae.sae.registry import register_arch
+from vsae.sae.saelens import unit_rows
 
 _SAMPLE = 1 << 16
 _CAP = 8  # sync-free training: a row may hold at most _CAP * k of the batch's k * B entries
@@ -117,13 +122,53 @@ def global_kth_largest(flat_M: torch.Tensor, K: int) -> torch.Tensor:
     return kth_largest(torch.cat(gathered), K)
 
 
+@register_arch("batchtopk", uses_k=True, saelens="jumprelu", saelens_training="batchtopk")
 class BatchTopKSAE(SAE):
+    """k*B latents per batch in training; one learned threshold at inference (exported to SAELens
+    as JumpReLU with that threshold on every latent)."""
+
     sparse_codes = True
+    threshold: torch.Tensor
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
         # < 0 until the first training batch sets it.
         self.register_buffer("threshold", torch.tensor(-1.0))
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        super().fold_scale_(scale)
+        if float(self.threshold) >= 0:
+            self.threshold.div_(scale)
+
+    def saelens_tensors(self) -> dict[str, torch.Tensor]:
+        t = float(self.threshold)
+        if t < 0:
+            raise VsaeError(
+                "this BatchTopK SAE has no inference threshold yet (never trained); train it before export"
+            )
+        return {"threshold": torch.full((self.cfg.d_sae,), t)}
+
+    @torch.no_grad()
+    def load_saelens_threshold(self, threshold: torch.Tensor | None) -> None:
+        if threshold is not None:
+            self.threshold.copy_(threshold.reshape(-1)[0])
+
+    @classmethod
+    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+        """SAELens's ``training_architecture_details`` (as SAELens writes them for BatchTopK)."""
+        return {"k": cfg.k, "aux_loss_coefficient": cfg.aux_coeff, "rescale_acts_by_decoder_norm": True}
+
+    @classmethod
+    def config_from_saelens(cls, details: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any]:
+        """SAEConfig fields from SAELens's training details (KeyError/ValueError: not usable)."""
+        return {"k": min(max(1, round(float(details.get("k", 0)))), d_sae)}
+
+    @classmethod
+    def restores_from_saelens(cls, W_dec_Fd: torch.Tensor, threshold: torch.Tensor | None) -> bool:
+        """SAELens's JumpReLU form is exactly this SAE's inference rule: one threshold for every
+        latent and unit-norm decoder rows."""
+        return threshold is not None and bool((threshold == threshold[0]).all()) and unit_rows(W_dec_Fd)
 
     def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
         pre = self.pre_acts(x_Bd)
@@ -161,7 +206,8 @@ class BatchTopKSAE(SAE):
     def update_threshold(self, val_N: torch.Tensor) -> None:
         """EMA of the smallest positive activation kept in this (global) batch."""
         if self.sync_free and _world() == 1:
-            return self._update_threshold_fixed(val_N)
+            self._update_threshold_fixed(val_N)
+            return
         pos = val_N[val_N > 0]
         m = pos.min() if pos.numel() else val_N.new_tensor(float("inf"))
         if _world() > 1:
@@ -185,10 +231,12 @@ class BatchTopKSAE(SAE):
         ema = torch.where(self.threshold < 0, m, self.threshold * mom + (1 - mom) * m)
         self.threshold.copy_(torch.where(torch.isfinite(m), ema, self.threshold))
 
-    def select_for_step(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def select_for_step(
+        self, pre_BF: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``select``, or in a sync-free training step (``sync_free``, one process) the fixed-shape
         selection ``batch_topk_fixed``, whose ``extra["capped"]`` says when it may differ."""
-        extra = {}
+        extra: dict[str, torch.Tensor] = {}
         if self.training and self.sync_free and _world() == 1:
             B = pre_BF.shape[0]
             row, col, extra["capped"] = batch_topk_fixed(pre_BF, self.cfg.k * B, _CAP * self.cfg.k)
@@ -196,7 +244,9 @@ class BatchTopKSAE(SAE):
         row, col = self.select(pre_BF)
         return row, col, extra
 
-    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col, extra = self.select_for_step(pre)
         codes, x_hat = self._sparse_forward(x_Bd, pre, row, col)

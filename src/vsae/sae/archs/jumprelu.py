@@ -10,11 +10,14 @@ freezes small thresholds (as SAELens and dictionary_learning found).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from vsae.sae.base import SAE, SAEOutput, mse_sum
 from vsae.sae.config import SAEConfig
+from vsae.sae.registry import register_arch
 
 
 def _rect(u: torch.Tensor) -> torch.Tensor:
@@ -25,13 +28,13 @@ class _JumpReLU(torch.autograd.Function):
     """pre * H(pre - theta); d/dtheta = -(theta / eps) K((pre - theta) / eps)."""
 
     @staticmethod
-    def forward(ctx, pre_BF, theta_F, eps: float):
+    def forward(ctx: Any, pre_BF: torch.Tensor, theta_F: torch.Tensor, eps: float) -> torch.Tensor:
         ctx.save_for_backward(pre_BF, theta_F)
         ctx.eps = eps
         return pre_BF * (pre_BF > theta_F)
 
     @staticmethod
-    def backward(ctx, g_BF):
+    def backward(ctx: Any, g_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         pre, theta = ctx.saved_tensors
         eps = ctx.eps
         g_pre = g_BF * (pre > theta)
@@ -43,23 +46,39 @@ class _Step(torch.autograd.Function):
     """H(pre - theta); d/dtheta = -(1 / eps) K((pre - theta) / eps); no gradient to pre."""
 
     @staticmethod
-    def forward(ctx, pre_BF, theta_F, eps: float):
+    def forward(ctx: Any, pre_BF: torch.Tensor, theta_F: torch.Tensor, eps: float) -> torch.Tensor:
         ctx.save_for_backward(pre_BF, theta_F)
         ctx.eps = eps
         return (pre_BF > theta_F).to(pre_BF.dtype)
 
     @staticmethod
-    def backward(ctx, g_BF):
+    def backward(ctx: Any, g_BF: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         pre, theta = ctx.saved_tensors
         eps = ctx.eps
         g_theta = (-(1.0 / eps) * _rect((pre - theta) / eps) * g_BF).sum(0)
         return None, g_theta, None
 
 
+@register_arch("jumprelu", saelens="jumprelu")
 class JumpReluSAE(SAE):
+    """z = pre * H(pre - theta) with a learned threshold per latent; L0 penalty."""
+
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
         self.threshold_F = nn.Parameter(torch.full((cfg.d_sae,), float(cfg.jumprelu_init_threshold)))
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        super().fold_scale_(scale)
+        self.threshold_F.div_(scale)
+
+    def saelens_tensors(self) -> dict[str, torch.Tensor]:
+        return {"threshold": self.threshold_F.detach().relu()}
+
+    @torch.no_grad()
+    def load_saelens_threshold(self, threshold: torch.Tensor | None) -> None:
+        if threshold is not None:
+            self.threshold_F.copy_(threshold)
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -70,7 +89,9 @@ class JumpReluSAE(SAE):
         pre = self.pre_acts(x_Bd).relu()
         return pre * (pre > self.threshold_F.relu())
 
-    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         pre = self.pre_acts(x_Bd).relu()
         theta = self.threshold_F.relu()
         eps = self.cfg.jumprelu_bandwidth

@@ -10,28 +10,63 @@ Outside training (``.eval()``) the latents are those of the inference threshold,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from vsae.errors import VsaeError
+from vsae.sae.archs.batchtopk import BatchTopKSAE
 from vsae.sae.base import SAEOutput, mse_sum
-from vsae.sae.batchtopk import BatchTopKSAE
+from vsae.sae.config import SAEConfig
+from vsae.sae.registry import register_arch
 from vsae.sae.sparse import Pattern, sparse_decode
 
 
+def _prefix_ends(cfg: SAEConfig) -> list[int]:
+    ends, acc = [], 0
+    for s in cfg.group_sizes:
+        acc += s
+        ends.append(acc)
+    return ends
+
+
+@register_arch(
+    "matryoshka", uses_k=True, saelens="jumprelu", saelens_training="matryoshka_batchtopk", nested=True
+)
 class MatryoshkaSAE(BatchTopKSAE):
+    """BatchTopK whose nested prefixes of groups (``SAEConfig.groups``) each reconstruct."""
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        if not cfg.groups or any(g <= 0 for g in cfg.groups) or abs(sum(cfg.groups) - 1) > 1e-6:
+            raise VsaeError(f"--groups {cfg.groups} must be positive fractions summing to 1")
+        if min(cfg.group_sizes) <= 0:
+            raise VsaeError(f"--groups {cfg.groups} give an empty group for d_sae={cfg.d_sae}")
+
+    @classmethod
+    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+        return {**super().saelens_training_details(cfg), "matryoshka_widths": _prefix_ends(cfg)}
+
+    @classmethod
+    def config_from_saelens(cls, details: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any]:
+        widths = [int(x) for x in details["matryoshka_widths"]]
+        if widths[-1] != d_sae:
+            widths.append(d_sae)
+        groups = tuple((b - a) / d_sae for a, b in zip([0, *widths[:-1]], widths))
+        return {**super().config_from_saelens(details, d_in, d_sae), "groups": groups}
+
     @property
     def prefix_ends(self) -> list[int]:
         """End (exclusive) latent index of each prefix."""
-        ends, acc = [], 0
-        for s in self.cfg.group_sizes:
-            acc += s
-            ends.append(acc)
-        return ends
+        return _prefix_ends(self.cfg)
 
     def prefix_reconstructions(self, x_Bd: torch.Tensor, z_BF: torch.Tensor) -> list[torch.Tensor]:
         """Dense-code reconstructions by each prefix (evaluation helper)."""
         return [torch.addmm(self.b_dec_d, z_BF[:, :e], self.W_dec_Fd[:e]) for e in self.prefix_ends]
 
-    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col, extra = self.select_for_step(pre)
         codes = self._sparse_codes(x_Bd, pre, row, col)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from vsae.sae.base import SAE, SAEOutput
+from vsae.sae.registry import register_arch
 
 
 def row_topk_entries(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,7 +19,10 @@ def row_topk_entries(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return row_N, col_Bk.reshape(-1)
 
 
+@register_arch("topk", uses_k=True, saelens="topk")
 class TopKSAE(SAE):
+    """z = ReLU of the k largest pre-activations of each row (the others 0)."""
+
     sparse_codes = True
 
     def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
@@ -26,7 +30,9 @@ class TopKSAE(SAE):
         val, col = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, col, val.relu())
 
-    def forward(self, x_Bd, dead_F=None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col = row_topk_entries(pre, self.cfg.k)
         codes, x_hat = self._sparse_forward(x_Bd, pre, row, col)

@@ -9,23 +9,41 @@ For the shapes world's tiny model the similarity encoder's heads give ground tru
 - discovery: per live latent, the word whose CLIP similarity rises most (`diffusion_discovery`),
   checked against the attribute value whose judged rate rises most, beside random words.
 On another pipeline (Stable Diffusion) the same code generates, steers and names; the
-ground-truth numbers are ``null``.
+ground-truth numbers are ``null``. The generic pieces (generation with the splice, latent
+statistics, CLIP naming) are in `vsae.steer.diffusion_*`; this module sits in the world layer
+because it scores against the world's ground truth and writes the report page.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import vsae.sae
 from vsae.errors import VsaeError
-from vsae.steer.diffusion_pipeline import SamplerConfig, generate, load_pipe
+from vsae.report.diffusion import write_steering_page
+from vsae.report.html import image_grid
+from vsae.steer import diffusion_discovery as dd
+from vsae.steer.diffusion_discovery import VocabWord
+from vsae.steer.diffusion_latents import LatentStats, latent_stats
+from vsae.steer.diffusion_pipeline import DiffusionPipe, SamplerConfig, generate, load_pipe
 from vsae.steer.edits import LatentEdit
+from vsae.steer.intervene import resolve_point
+from vsae.world.diffusion.evaluate import agreement as attr_agreement
+from vsae.world.diffusion.evaluate import heldout_prompts
+from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
+from vsae.world.diffusion.text_sae import world_captions
+from vsae.world.generate import attribute_vocab
+from vsae.world.taxonomy import BACKGROUNDS
 
+# Attributes the world judge reads reliably (>= 93% on real test images) and their CLIP prompts.
+WORLD_ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "tone")
 JUDGED = ("shape", "colour", "size")  # attributes steering is scored on (judge >= 93% on real images)
 
 
@@ -70,7 +88,19 @@ class DiffusionSteerConfig:
     batch_size: int = 64
 
 
-def _is_world(pipe) -> bool:
+def world_vocabulary(attributes: Sequence[str] = WORLD_ATTRIBUTES) -> list[VocabWord]:
+    """The world's attribute values as words, with the world CLIP's zero-shot style prompts."""
+    bgs = tuple(b for b in BACKGROUNDS if b != "wavy")
+    tmpl = {
+        "shape": lambda v: (f"a photo of a {v}",),
+        "colour": lambda v: (f"a photo of a {v} shape",),
+        "size": lambda v: (f"a {v} shape",),
+        "tone": lambda v: tuple(f"a {v} {b} background" for b in bgs),
+    }
+    return [VocabWord(v, tmpl[a](v), a, i) for a in attributes for i, v in enumerate(attribute_vocab(a))]
+
+
+def _is_world(pipe: DiffusionPipe) -> bool:
     return pipe.provenance.get("kind") == "vsae-world-diffusion"
 
 
@@ -79,11 +109,9 @@ def _edit(latent: int, cfg: DiffusionSteerConfig, max_act: float, strength: floa
     return LatentEdit(latent=int(latent), op=cfg.op, value=value, tokens=cfg.tokens)
 
 
-def target_latents(stats, n: int) -> list[tuple[int, str, int]]:
+def target_latents(stats: LatentStats, n: int) -> list[tuple[int, str, int]]:
     """(latent, attribute, value index) of up to ``n`` latents whose top word is a judged
     attribute value, most word-specific first, at most one latent per value."""
-    from vsae.world import attribute_vocab
-
     word_attr = {v: (a, i) for a in JUDGED for i, v in enumerate(attribute_vocab(a))}
     cands = [f for f in stats.live if stats.top_word[f] in word_attr]
     cands.sort(key=lambda f: (-stats.top_share[f], f))
@@ -96,12 +124,18 @@ def target_latents(stats, n: int) -> list[tuple[int, str, int]]:
     return out[:n]
 
 
-def steering_rates(pred_s: dict, pred_u: dict, truth: dict, attribute: str, value: int) -> dict[str, float]:
+def steering_rates(
+    pred_s: dict[str, np.ndarray],
+    pred_u: dict[str, np.ndarray],
+    truth: dict[str, np.ndarray],
+    attribute: str,
+    value: int,
+) -> dict[str, float]:
     """Target rate steered / unsteered (fraction judged ``value``) and preserved rate (fraction of
     (image, other judged attribute) pairs that still show the prompt's value), steered and not."""
     others = [a for a in JUDGED if a != attribute]
 
-    def keep(p):
+    def keep(p: dict[str, np.ndarray]) -> float:
         return float(np.mean([np.mean(p[a] == truth[a]) for a in others]))
 
     return {
@@ -123,15 +157,9 @@ def run_diffusion_steering(
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Run generation accuracy, steering and discovery; write ``out_dir/results.json`` and
     ``out_dir/index.html``; return the results."""
-    import vsae.sae
-    from vsae.steer import diffusion_discovery as dd
-    from vsae.steer.diffusion_latents import latent_stats
-    from vsae.steer.intervene import resolve_point
-    from vsae.world.diffusion.evaluate import agreement as attr_agreement
-    from vsae.world.diffusion.evaluate import heldout_prompts
 
     t0 = time.time()
     out = Path(out_dir)
@@ -150,8 +178,6 @@ def run_diffusion_steering(
     sampler = SamplerConfig(cfg.steps, cfg.guidance, cfg.seed, cfg.batch_size)
 
     if world:
-        from vsae.world.diffusion.text_sae import world_captions
-
         corpus = world_captions(cfg.n_captions, cfg.seed + 1)
     else:
         corpus = list(cfg.prompts)
@@ -168,7 +194,7 @@ def run_diffusion_steering(
 
     # 1. generation accuracy on held-out captions
     gen_acc = None
-    if world and cfg.n_eval:
+    if judge is not None and cfg.n_eval:
         prompts, batch = heldout_prompts(cfg.n_eval, cfg.seed)
         pred = judge.predict(generate(pipe, prompts, sampler))
         gen_acc = {
@@ -185,29 +211,32 @@ def run_diffusion_steering(
     }
 
     # 2. steering
+    targets: list[tuple[int, str | None, int | None]]
     if cfg.latents:
         targets = [(int(f), None, None) for f in cfg.latents]
         if world:
             ta = {f: (a, v) for f, a, v in target_latents(stats, len(stats.fires))}
             targets = [(f, *ta.get(f, (None, None))) for f, _, _ in targets]
     else:
-        targets = target_latents(stats, cfg.n_latents) if world else []
+        targets = list(target_latents(stats, cfg.n_latents)) if world else []
     for f, _, _ in targets:
         if not 0 <= f < len(stats.fires):
             raise VsaeError(f"latent {f} out of range: the SAE has {len(stats.fires)} latents")
     pool_prompts, pool_batch = (
         heldout_prompts(max(8 * cfg.n_prompts, 64), cfg.seed + 2) if world else (list(cfg.prompts), None)
     )
-    pool_truth = {a: pool_batch.labels(a) for a in JUDGED} if world else None
+    pool_truth = {a: pool_batch.labels(a) for a in JUDGED} if pool_batch is not None else {}
     cache: dict[tuple[int, ...], tuple[np.ndarray, dict | None]] = {}
 
-    def unsteered(idx: tuple[int, ...]):
+    def unsteered(idx: tuple[int, ...]) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
         if idx not in cache:
             ims = generate(pipe, [pool_prompts[i] for i in idx], sampler)
             cache[idx] = (ims, judge.predict(ims) if judge else None)
         return cache[idx]
 
-    per_latent, sweep_rows, examples = [], {s: [] for s in cfg.sweep}, []
+    per_latent: list[dict[str, Any]] = []
+    sweep_rows: dict[float, list[dict[str, float]]] = {s: [] for s in cfg.sweep}
+    examples: list[dict[str, Any]] = []
     for f, attr, val in targets:
         if world and attr is not None:
             idx = tuple(i for i in range(len(pool_prompts)) if pool_truth[attr][i] != val)[: cfg.n_prompts]
@@ -229,7 +258,7 @@ def run_diffusion_steering(
             )
             if s == cfg.strength:
                 examples.append(_save_example(out, f, stats.top_word[f], prompts, ims_u, ims_s))
-            if judge is not None and attr is not None:
+            if judge is not None and pred_u is not None and attr is not None and val is not None:
                 truth = {a: pool_truth[a][list(idx)] for a in JUDGED}
                 r = steering_rates(judge.predict(ims_s), pred_u, truth, attr, val)
                 if s == cfg.strength:
@@ -247,7 +276,7 @@ def run_diffusion_steering(
         )
     scored = [r for r in per_latent if "target_steered" in r]
 
-    def summary(rows):
+    def summary(rows: list[dict[str, Any]]) -> dict[str, float | None]:
         if not rows:
             return {"steered": None, "baseline": None, "preserved": None, "preserved_baseline": None}
         return {
@@ -276,7 +305,7 @@ def run_diffusion_steering(
     }
 
     # 3. discovery
-    vocab = dd.world_vocabulary() if world else dd.plain_vocabulary(vocabulary)
+    vocab = world_vocabulary() if world else dd.plain_vocabulary(vocabulary)
     disc: dict[str, Any] = {"agreement": None, "random_agreement": None, "latents": []}
     clip = clip or (str(_world_clip()) if world else None)
     if vocab and clip:
@@ -292,8 +321,9 @@ def run_diffusion_steering(
         )
         ims_u = generate(pipe, d_prompts, sampler)
         emb_u = scorer.images(ims_u)
-        pred_u = judge.predict(ims_u, dd.WORLD_ATTRIBUTES) if judge else None
-        found, truth = [], []
+        pred_u = judge.predict(ims_u, WORLD_ATTRIBUTES) if judge else None
+        found: list[int] = []
+        truths: list[int | None] = []
         for f in live:
             ims_s = generate(
                 pipe,
@@ -305,12 +335,12 @@ def run_diffusion_steering(
             )
             w, rise = dd.discover(scorer.images(ims_s), emb_u, words_WD)
             t = None
-            if judge is not None:
+            if judge is not None and pred_u is not None:
                 t = dd.truth_name(
-                    dd.truth_change(judge.predict(ims_s, dd.WORLD_ATTRIBUTES), pred_u, vocab), cfg.min_change
+                    dd.truth_change(judge.predict(ims_s, WORLD_ATTRIBUTES), pred_u, vocab), cfg.min_change
                 )
             found.append(w)
-            truth.append(t)
+            truths.append(t)
             disc["latents"].append(
                 {
                     "latent": int(f),
@@ -321,11 +351,11 @@ def run_diffusion_steering(
                 }
             )
         if judge is not None:
-            agr, n_truth = dd.agreement(found, truth)
+            agr, n_truth = dd.agreement(found, truths)
             disc.update(
                 agreement=agr,
                 n_with_truth=n_truth,
-                random_agreement=dd.random_agreement(truth, len(vocab), cfg.seed),
+                random_agreement=dd.random_agreement(truths, len(vocab), cfg.seed),
             )
         disc["n_latents"] = len(found)
         disc["vocabulary"] = [w.word for w in vocab]
@@ -337,16 +367,14 @@ def run_diffusion_steering(
     res["seconds"] = round(time.time() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
-    from vsae.report.diffusion import write_steering_page
-
     write_steering_page(res, out, out / "index.html")
     return res
 
 
-def _save_example(out: Path, latent: int, word: str, prompts, ims_u: np.ndarray, ims_s: np.ndarray) -> dict:
+def _save_example(
+    out: Path, latent: int, word: str, prompts: Sequence[str], ims_u: np.ndarray, ims_s: np.ndarray
+) -> dict[str, Any]:
     """Write the first 8 prompts' unsteered (top row) and steered (bottom row) images as one PNG."""
-    from vsae.report.html import image_grid
-
     n = min(8, len(prompts))
     (out / "examples").mkdir(parents=True, exist_ok=True)
     name = f"examples/latent_{latent}.png"
@@ -359,15 +387,13 @@ def _save_example(out: Path, latent: int, word: str, prompts, ims_u: np.ndarray,
     }
 
 
-def _world_clip():
+def _world_clip() -> Path:
     from vsae.world import shipped_clip_dir
 
     return shipped_clip_dir()
 
 
-def _world_judge(pipeline: str):
+def _world_judge(pipeline: str) -> AttributeJudge:
     """The judge shipped with the world pipeline (``judge.safetensors``), else one fitted now."""
-    from vsae.world.diffusion.judge import fit_judge, load_judge
-
     p = Path(pipeline) / "judge.safetensors"
     return load_judge(p) if p.is_file() else fit_judge()

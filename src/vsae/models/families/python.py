@@ -1,0 +1,102 @@
+"""``--model python:package.module:factory`` (or ``python:path/to/file.py:factory``): calls
+``factory()``, which returns a `LoadedModel` (e.g. from `vsae.models.from_module`), or
+``(module, preprocess)``, or ``(module, preprocess, from_module_kwargs)`` such as
+``(net, prep, {"blocks": "blocks", "has_cls": True})``. ``preprocess`` is what `from_module`
+documents: a list of PIL images -> a batch tensor or a dict of tensors. The package is imported
+from the current directory or ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+
+from vsae.errors import VsaeError
+from vsae.models.loaded import LoadedModel
+from vsae.models.module import from_module, placed
+from vsae.models.registry import Family, LoadRequest, register_family
+
+PYTHON_FORM = "python:package.module:factory (or python:path/to/file.py:factory)"
+
+
+def _import(module: str) -> ModuleType:
+    if module.endswith(".py"):
+        path = Path(module).expanduser().resolve()
+        if not path.is_file():
+            raise VsaeError(f"python file {path} does not exist; give {PYTHON_FORM}")
+        spec = importlib.util.spec_from_file_location(f"vsae_factory_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise VsaeError(f"cannot import {path} as Python; give {PYTHON_FORM}")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    if os.getcwd() not in sys.path:  # `vsae` as a console script does not import from the cwd
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise VsaeError(
+            f"cannot import {module!r} ({e}); run from its folder or add it to PYTHONPATH ({PYTHON_FORM})"
+        ) from None
+
+
+def load_python(spec: str) -> LoadedModel:
+    """``python:package.module:factory`` -> the factory's model, as a LoadedModel."""
+    body = spec[len("python:") :]
+    module, sep, name = body.rpartition(":")
+    if not sep or not module or not name.isidentifier():
+        raise VsaeError(f"--model {spec!r}: expected {PYTHON_FORM}")
+    mod = _import(module)
+    factory = getattr(mod, name, None)
+    if not callable(factory):
+        raise VsaeError(f"{module} has no function {name!r}; give {PYTHON_FORM}")
+    try:
+        made = factory()
+    except VsaeError:
+        raise
+    except Exception as e:  # the user's code: one line, not a traceback
+        raise VsaeError(
+            f"{spec} raised {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        ) from None
+    return _as_loaded(made, spec)
+
+
+def _as_loaded(made: Any, spec: str) -> LoadedModel:
+    if isinstance(made, LoadedModel):
+        made.provenance = {**made.provenance, "factory": spec}
+        return made
+    if (
+        isinstance(made, tuple)
+        and len(made) in (2, 3)
+        and isinstance(made[0], nn.Module)
+        and callable(made[1])
+    ):
+        kw = made[2] if len(made) == 3 else {}
+        if not isinstance(kw, dict):
+            raise VsaeError(f"{spec}: the third element must be a dict of from_module options")
+        kw = {"name": spec, **kw}
+        try:
+            lm = from_module(made[0], made[1], **kw)
+        except TypeError as e:
+            raise VsaeError(f"{spec}: bad from_module options ({e})") from None
+        lm.provenance = {**lm.provenance, "factory": spec}
+        return lm
+    raise VsaeError(
+        f"{spec} returned {type(made).__name__}; it must return a LoadedModel, (module, preprocess) "
+        "or (module, preprocess, from_module options)"
+    )
+
+
+def load(req: LoadRequest) -> LoadedModel:
+    """The family's loader: the factory's model on the request's device and dtype."""
+    return placed(load_python(req.source), req)
+
+
+register_family(Family("python", load, prefix="python"))

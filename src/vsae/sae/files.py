@@ -1,0 +1,126 @@
+"""The vsae SAE checkpoint format on disk: ``config.json`` + ``sae.safetensors`` (no pickle), atomic
+writes, and finding a checkpoint (a run directory, a sweep with one SAE, a hub repo id).
+
+No model code here: :mod:`vsae.sae.io` and :mod:`vsae.sae.saelens` build on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from vsae.errors import VsaeError
+
+FORMAT = "vsae-sae"
+VERSION = 1
+WEIGHTS = "sae.safetensors"
+CONFIG = "config.json"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_tensors_atomic(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The parsed config.json of a vsae SAE directory, or a VsaeError naming the problem."""
+    p = directory / CONFIG
+    if not p.is_file():
+        raise VsaeError(
+            f"{directory} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`"
+        )
+    try:
+        meta = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VsaeError(
+            f"{p} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the checkpoint is damaged"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise VsaeError(
+            f"{p} is not a vsae SAE config (format != {FORMAT!r}); for SAELens use `vsae.sae.saelens.load_saelens`"
+        )
+    if meta.get("version", 0) > VERSION:
+        raise VsaeError(f"{p} was written by a newer vsae (version {meta['version']}); upgrade vsae")
+    return meta
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """The SAE directory for a run dir, a sweep with one SAE, or a path to sae.safetensors."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if not p.exists():
+        raise VsaeError(f"SAE path {p} does not exist")
+    if (p / CONFIG).is_file():
+        return p
+    subs = sorted(q for q in p.iterdir() if (q / CONFIG).is_file()) if p.is_dir() else []
+    if len(subs) == 1:
+        return subs[0]
+    if len(subs) > 1:
+        names = ", ".join(q.name for q in subs)
+        raise VsaeError(f"{p} is a sweep with several SAEs ({names}); pass one of them, e.g. {subs[0]}")
+    raise VsaeError(f"{p} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_pretrained(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    subfolder: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """A local SAE directory for ``name_or_path``: the path itself if it exists, else a Hugging Face
+    hub repo id downloaded (or found in the cache, which is all that ``HF_HUB_OFFLINE=1`` allows)
+    through ``huggingface_hub.snapshot_download``, as transformers' ``from_pretrained`` does."""
+    local = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
+    if local.exists() or not _HUB_ID.match(str(name_or_path)):
+        if not local.exists():
+            raise VsaeError(
+                f"SAE path {local} does not exist; pass a directory written by `vsae train` or a hub id"
+            )
+        return local
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    patterns = [CONFIG, WEIGHTS, f"*/{CONFIG}", f"*/{WEIGHTS}"]
+    if subfolder:
+        patterns = [f"{subfolder}/{CONFIG}", f"{subfolder}/{WEIGHTS}"]
+    try:
+        root = snapshot_download(
+            str(name_or_path),
+            revision=revision,
+            allow_patterns=patterns,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            local_files_only=bool(local_files_only),
+        )
+    except LocalEntryNotFoundError:
+        raise VsaeError(
+            f"SAE {name_or_path!r} is neither a local directory nor in the Hugging Face cache, and the hub "
+            "cannot be reached (offline or HF_HUB_OFFLINE=1); check the path, or download it once with network access"
+        ) from None
+    except (HFValidationError, OSError) as e:  # repo/revision not found and HTTP errors are OSErrors
+        raise VsaeError(f"cannot get SAE {name_or_path!r} from the hub ({str(e).splitlines()[0]})") from None
+    return Path(root) / subfolder if subfolder else Path(root)

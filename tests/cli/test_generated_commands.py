@@ -1,0 +1,158 @@
+"""`vsae encode`, `extract`, `extract-mllm`, `world build`, `eval *` and `serve` take their options from config
+dataclasses (`vsae.cli.from_config`): every generated option's default, choices and help are the
+field's, the parsed values build the config, and the configs load no torch (or numpy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import click
+import pytest
+
+from vsae.cli.encode import encode
+from vsae.cli.eval import eval_group
+from vsae.cli.extract import extract
+from vsae.cli.extract_mllm import extract_mllm
+from vsae.cli.from_config import field_docs, flag_of
+from vsae.cli.serve import serve
+from vsae.cli.world import world
+from vsae.eval.config import (
+    MsConfig,
+    NamesConfig,
+    PoolingConfig,
+    ProbeConfig,
+    ReconConfig,
+    SharedConfig,
+    TopImagesConfig,
+)
+from vsae.extract_config import ExtractConfig, MllmExtractConfig
+from vsae.sae.config import EncodeConfig
+from vsae.serve.config import ServeConfig
+from vsae.world.build_config import WorldBuildConfig
+
+# command -> (its configs, their fields that are no generated option: absent, or written by hand
+# (`--shard I/N`; `eval shared --attributes` is a file, not SharedConfig.attributes))
+CASES: dict[str, tuple[click.Command, tuple[type, ...], set[str]]] = {
+    "encode": (encode, (EncodeConfig,), set()),
+    "extract": (extract, (ExtractConfig,), {"shard", "max_pixels", "progress"}),
+    "extract-mllm": (extract_mllm, (MllmExtractConfig,), {"max_pixels", "progress"}),
+    "serve": (serve, (ServeConfig,), set()),
+    "world build": (world.commands["build"], (WorldBuildConfig,), set()),
+    "eval recon": (eval_group.commands["recon"], (ReconConfig,), set()),
+    "eval ms": (eval_group.commands["ms"], (MsConfig, PoolingConfig), set()),
+    "eval top-images": (eval_group.commands["top-images"], (TopImagesConfig, PoolingConfig), set()),
+    "eval names": (eval_group.commands["names"], (NamesConfig,), set()),
+    "eval probe": (eval_group.commands["probe"], (ProbeConfig, PoolingConfig), {"standardize", "seed"}),
+    "eval ood": (eval_group.commands["ood"], (PoolingConfig,), set()),
+    "eval shared": (eval_group.commands["shared"], (SharedConfig,), {"attributes", "n_draws", "bins"}),
+}
+
+
+def _literal(hint: Any) -> tuple[str, ...] | None:
+    for t in (hint, *get_args(hint)):
+        if get_origin(t) is Literal:
+            return tuple(str(a) for a in get_args(t))
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_option_is_its_config_field(name):
+    cmd, classes, not_generated = CASES[name]
+    params = {p.name: p for p in cmd.params if isinstance(p, click.Option)}
+    for cls in classes:
+        hints, docs = get_type_hints(cls), field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in not_generated:
+                continue
+            p = params[f.name]  # every other field is an option, under the field's name
+            assert flag_of(f) in p.opts, (name, f.name, p.opts)
+            if f.default is dataclasses.MISSING:
+                assert p.required, (name, f.name)
+            elif not p.multiple:
+                assert p.default == f.default, (name, f.name, p.default, f.default)
+            choices = _literal(hints[f.name])
+            if choices is not None:
+                assert isinstance(p.type, click.Choice) and tuple(p.type.choices) == choices, (name, f.name)
+            # the help is the docstring entry (first letter upper-cased, `` -> `)
+            first = docs[f.name].replace("``", "`").split()[1:4]
+            assert " ".join(first) in " ".join(p.help.split()), (name, f.name, p.help)
+
+
+def _parse(cmd: click.Command, args: list[str]) -> dict[str, Any]:
+    with cmd.make_context(cmd.name, args) as ctx:
+        return dict(ctx.params)
+
+
+def test_extract_options_parse_into_the_config():
+    kw = _parse(
+        extract,
+        ["--model", "m", "--hook", "resid.1", "--hook", "embed", "--data", "d", "--out", "o"]
+        + ["--tower", "text", "--max-images-order", "first", "--dtype", "bfloat16", "--num-workers", "0"],
+    )
+    shard, quiet = kw.pop("shard"), kw.pop("quiet")
+    assert (shard, quiet) == (None, False)
+    cfg = ExtractConfig(**kw)
+    assert cfg.hooks == ("resid.1", "embed")  # --hook repeats, one store each
+    assert (cfg.tower, cfg.max_images_order, cfg.dtype, cfg.num_workers) == ("text", "first", "bfloat16", 0)
+    defaults = ExtractConfig(model="m", hooks=("resid.1", "embed"), data="d", out="o")
+    assert dataclasses.replace(
+        cfg, tower=None, max_images_order="sample", dtype="float16", num_workers=2
+    ) == (defaults)
+    for bad in (["--tower", "audio"], ["--max-images-order", "last"], ["--dtype", "int8"]):
+        with pytest.raises(click.BadParameter):
+            _parse(extract, ["--model", "m", "--hook", "h", "--data", "d", "--out", "o", *bad])
+    with pytest.raises(click.MissingParameter):  # --hook has no default
+        _parse(extract, ["--model", "m", "--data", "d", "--out", "o"])
+
+
+def test_extract_mllm_and_world_build_parse_into_their_configs():
+    kw = _parse(
+        extract_mllm, ["--model", "m", "--hook", "resid.0", "--data", "d", "--out", "o", "--no-balance"]
+    )
+    kw.pop("quiet")
+    cfg = MllmExtractConfig(**kw)
+    assert cfg.hooks == ("resid.0",) and cfg.balance is False and cfg.question == "Describe this image."
+    build = world.commands["build"]
+    assert WorldBuildConfig(**_parse(build, [])) == WorldBuildConfig()
+    cfg_w = WorldBuildConfig(**_parse(build, ["--only", "llava", "--out", "x", "--sae-steps", "5"]))
+    assert (cfg_w.models, cfg_w.out_dir, cfg_w.sae_steps, cfg_w.llava_steps) == (("llava",), "x", 5, None)
+    assert WorldBuildConfig().models == ("clip", "simenc", "llava", "diffusion")
+
+
+def test_top_images_keeps_its_short_flag():
+    p = next(p for p in eval_group.commands["top-images"].params if p.name == "k")
+    assert sorted(p.opts) == ["--k", "-k"]
+
+
+def test_library_modules_reexport_the_configs():
+    import vsae.data.subset
+    import vsae.eval.probe
+    import vsae.eval.shared
+    import vsae.eval.sources
+    import vsae.extract
+    import vsae.extract_mllm
+    import vsae.store.dtypes
+    from vsae.eval.config import POOLINGS, Pooling
+    from vsae.store.validate import StorageDtype
+
+    assert vsae.extract.ExtractConfig is ExtractConfig
+    assert vsae.extract_mllm.MllmExtractConfig is MllmExtractConfig
+    assert vsae.eval.probe.ProbeConfig is ProbeConfig and vsae.eval.shared.SharedConfig is SharedConfig
+    assert vsae.eval.sources.POOLINGS == POOLINGS == get_args(Pooling)
+    assert get_args(StorageDtype) == vsae.store.dtypes.STORAGE_DTYPES
+    assert vsae.data.subset.ORDERS == ("sample", "first")
+
+
+def test_configs_and_help_load_no_torch_or_numpy():
+    code = (
+        "import sys, json\n"
+        "import vsae.extract_config, vsae.eval.config, vsae.serve.config\n"
+        "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'starlette') if m in sys.modules)))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout) == []
