@@ -17,10 +17,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports --config .importlinter
+	$(BIN)/lint-imports .importlinter --no-cache
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports --config .importlinter
+	$(BIN)/lint-imports .importlinter --no-cache

@@ -1,4 +1,4 @@
-"""`vsae encode`, `extract`, `extract-mllm`, `world build`, `eval *` and `serve` take their options from config
+"""`vsae encode`, `extract`, `extract-mllm`, `world build`, `eval *`, `serve` and `steer *` take their options from config
 dataclasses (`vsae.cli.from_config`): every generated option's default, choices and help are the
 field's, the parsed values build the config, and the configs load no torch (or numpy)."""
 
@@ -17,8 +17,9 @@ from vsae.cli.encode import encode
 from vsae.cli.eval import eval_group
 from vsae.cli.extract import extract
 from vsae.cli.extract_mllm import extract_mllm
-from vsae.cli.from_config import field_docs, flag_of
+from vsae.cli.from_config import field_docs, flag_of, pick
 from vsae.cli.serve import serve
+from vsae.cli.steer import steer
 from vsae.cli.world import world
 from vsae.eval.config import (
     MsConfig,
@@ -32,6 +33,7 @@ from vsae.eval.config import (
 from vsae.extract_config import ExtractConfig, MllmExtractConfig
 from vsae.sae.config import EncodeConfig
 from vsae.serve.config import ServeConfig
+from vsae.steer.config import DiffusionSteerConfig, SamplerConfig, SteerConfig
 from vsae.world.build_config import WorldBuildConfig
 
 # command -> (its configs, their fields that are no generated option: absent, or written by hand
@@ -41,6 +43,13 @@ CASES: dict[str, tuple[click.Command, tuple[type, ...], set[str]]] = {
     "extract": (extract, (ExtractConfig,), {"shard", "max_pixels", "progress"}),
     "extract-mllm": (extract_mllm, (MllmExtractConfig,), {"max_pixels", "progress"}),
     "serve": (serve, (ServeConfig,), set()),
+    "steer mllm": (steer.commands["mllm"], (SteerConfig,), set()),
+    # --tokens takes "all" or positions, --prompts a file: written by hand
+    "steer diffusion": (
+        steer.commands["diffusion"],
+        (DiffusionSteerConfig,),
+        {"tokens", "prompts", "min_change", "n_captions"},
+    ),
     "world build": (world.commands["build"], (WorldBuildConfig,), set()),
     "eval recon": (eval_group.commands["recon"], (ReconConfig,), set()),
     "eval ms": (eval_group.commands["ms"], (MsConfig, PoolingConfig), set()),
@@ -72,8 +81,8 @@ def test_every_option_is_its_config_field(name):
             assert flag_of(f) in p.opts, (name, f.name, p.opts)
             if f.default is dataclasses.MISSING:
                 assert p.required, (name, f.name)
-            elif not p.multiple:
-                assert p.default == f.default, (name, f.name, p.default, f.default)
+            elif not p.multiple:  # an empty comma list is unset (None): the field's () applies
+                assert p.default == f.default or (p.default is None and f.default == ()), (name, f.name)
             choices = _literal(hints[f.name])
             if choices is not None:
                 assert isinstance(p.type, click.Choice) and tuple(p.type.choices) == choices, (name, f.name)
@@ -150,9 +159,39 @@ def test_library_modules_reexport_the_configs():
 def test_configs_and_help_load_no_torch_or_numpy():
     code = (
         "import sys, json\n"
-        "import vsae.extract_config, vsae.eval.config, vsae.serve.config\n"
-        "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve\n"
+        "import vsae.extract_config, vsae.eval.config, vsae.serve.config, vsae.steer.config\n"
+        "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve, vsae.cli.steer\n"
         "print(json.dumps(sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'starlette') if m in sys.modules)))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(r.stdout) == []
+
+
+def test_steer_latents_and_sweep_parse_into_the_configs():
+    kw = _parse(steer.commands["mllm"], ["--out", "o", "--latents", "0,7", "--op", "add"])
+    cfg = SteerConfig(**pick(SteerConfig, kw))
+    assert cfg.latents == (0, 7) and cfg.op == "add"  # latent 0 is an index, not a count
+    kw = _parse(steer.commands["mllm"], ["--out", "o"])
+    assert SteerConfig(**pick(SteerConfig, kw)) == SteerConfig()
+    d = steer.commands["diffusion"]
+    kw = _parse(d, ["--out", "o", "--sweep", "1,2.5", "--latents", "3"])
+    cfg_d = DiffusionSteerConfig(**pick(DiffusionSteerConfig, kw))
+    assert (cfg_d.sweep, cfg_d.latents) == ((1.0, 2.5), (3,))
+    assert (
+        DiffusionSteerConfig(**pick(DiffusionSteerConfig, _parse(d, ["--out", "o"])))
+        == DiffusionSteerConfig()
+    )
+    assert DiffusionSteerConfig().sampler == SamplerConfig()  # one set of sampling defaults
+
+
+def test_steer_package_is_lazy_and_intervene_stays_the_function():
+    code = (
+        "import sys, json\n"
+        "import vsae.steer.config\n"
+        "light = 'torch' not in sys.modules\n"
+        "import vsae.steer.intervention\n"  # the submodule imported first must not shadow the function
+        "from vsae.steer import intervene, LatentEdit\n"
+        "print(json.dumps([light, callable(intervene), intervene is vsae.steer.intervention.intervene]))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout) == [True, True, True]

@@ -65,7 +65,7 @@ def test_no_edit_is_bit_identical_to_plain_generation(which, world_dir, sd_dir, 
 
 
 def test_edit_changes_only_the_edited_tokens_and_the_images(world_dir, sae):
-    from vsae.steer.intervene import intervene
+    from vsae.steer.intervention import intervene
 
     pipe = load_pipe(world_dir)
     f = 0

@@ -41,7 +41,7 @@ class LazyChoice(click.Choice):
         self._names = names
         super().__init__([])
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> tuple[str, ...]:
         return tuple(self._names())
 

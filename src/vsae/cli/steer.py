@@ -4,22 +4,34 @@ through SAE latents of the text encoder, with automatic attribute discovery."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import click
 
+from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import device_option
+from vsae.steer.config import DiffusionSteerConfig, SteerConfig
 
 
-def _latents(text: str | None) -> tuple[int, ...]:
+def _latents(text: str | None) -> tuple[int, ...] | None:
     from vsae.errors import VsaeError
 
     if not text:
-        return ()
+        return None  # the config's default
     try:
         return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
         raise VsaeError(f"--latents {text!r}: give comma-separated latent indices, e.g. 3,17,42") from None
+
+
+# Latent indices start at 0 and the strengths of --sweep may be any number: both are comma lists
+# parsed here (the generator's comma lists of ints are positive counts), unset by default.
+_LATENTS = {"callback": lambda ctx, param, v: _latents(v), "default": None, "show_default": False}
+_SWEEP = {
+    "callback": lambda ctx, param, v: _floats(v, "--sweep") or None,
+    "default": None,
+    "show_default": False,
+}
 
 
 @click.group()
@@ -41,63 +53,25 @@ def steer() -> None:
     help="CLIP-like model embedding images and answers [default: the world CLIP].",
 )
 @click.option("--out", required=True, help="Output directory (results.json, index.html, scores.png).")
-@click.option(
-    "--hook", default=None, help="Vision-tower hook [default: the layer LLaVA reads, e.g. resid.22]."
-)
-@click.option(
-    "--latents", default=None, help="Comma-separated latents to steer [default: --n-latents random ones]."
-)
-@click.option("--n-latents", default=8, show_default=True, type=int)
-@click.option("--value", default=100.0, show_default=True, type=float, help="Clamp value (the paper: 100).")
-@click.option(
-    "--op", default="clamp", show_default=True, type=click.Choice(["clamp", "add", "scale", "ablate"])
-)
-@click.option("--tokens", default="all", show_default=True, type=click.Choice(["all", "cls", "patches"]))
-@click.option("--pre-zero", is_flag=True, help="Zero all other latents first (the paper's pre_zero).")
-@click.option(
-    "--question",
-    default=None,
-    help="Question [default: 'What is shown in this image? Use exactly one word!'].",
-)
-@click.option(
-    "--images", default="world:test", show_default=True, help="world:<split>, an image folder or a list file."
-)
-@click.option("--n-images", default=16, show_default=True, type=int)
-@click.option(
-    "--hai-images", default="world:train", show_default=True, help="Images the top images come from."
-)
-@click.option("--n-hai-images", default=1000, show_default=True, type=int)
-@click.option("--hai-k", default=16, show_default=True, type=int, help="Top images per latent.")
-@click.option(
-    "--blank-latents",
-    default=32,
-    show_default=True,
-    type=int,
-    help="Latents for the blank-image variant (0: skip).",
-)
-@click.option("--max-new-tokens", default=4, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
+@config_options(SteerConfig, overrides={"latents": _LATENTS})
 @device_option()
 @click.option(
     "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
 )
-@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def mllm(
     llava: str | None,
     sae_dir: str | None,
     sim_encoder: str | None,
     out: str,
-    latents: str | None,
-    question: str | None,
     device: Any,
     dtype: str,
     quiet: bool,
-    **kw: Any,
+    **fields: Any,
 ) -> None:
     """Steer a LLaVA by clamping SAE latents in its vision encoder; score the answers (Pach et al.)."""
     import vsae.world  # noqa: F401  (the top layer wires the world in: --images world:<split>)
-    from vsae.steer.experiment import STEERING_QUESTION, SteerConfig, run_steering
+    from vsae.steer.experiment import run_steering
 
     if llava is None or sae_dir is None:
         from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
@@ -108,7 +82,7 @@ def mllm(
         from vsae.world import shipped_clip_dir
 
         sim_encoder = str(shipped_clip_dir())
-    cfg = SteerConfig(latents=_latents(latents), question=question or STEERING_QUESTION, **kw)
+    cfg = SteerConfig(**pick(SteerConfig, fields))
     from pathlib import Path
 
     from vsae.report.steering import write_steering_index
@@ -159,57 +133,34 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
     help="Text-to-image pipeline: a Stable Diffusion hub id or directory [default: the shipped tiny model].",
 )
 @click.option("--sae", "sae_dir", default=None, help="Text-encoder SAE [default: the tiny model's text SAE].")
-@click.option("--hook", default=None, help="Text-encoder hook, e.g. resid.-1 [default: the SAE's own].")
-@click.option(
-    "--latents", default=None, help="Comma-separated latents to steer [default: attribute-word latents]."
+@config_options(
+    DiffusionSteerConfig,
+    only=("hook", "latents", "n_latents", "op", "strength"),
+    overrides={"latents": _LATENTS},
 )
-@click.option("--n-latents", default=8, show_default=True, type=int)
-@click.option(
-    "--op", default="clamp", show_default=True, type=click.Choice(["clamp", "add", "scale", "ablate"])
-)
-@click.option(
-    "--strength",
-    default=4.0,
-    show_default=True,
-    type=float,
-    help="clamp/add value as a multiple of the latent's largest activation (scale: the factor).",
-)
-@click.option("--sweep", default=None, help="Further strengths to report, comma-separated (e.g. 1,2,8).")
+@config_options(DiffusionSteerConfig, only=("sweep",), overrides={"sweep": _SWEEP})
 @click.option(
     "--tokens", default="all", show_default=True, help="'all' prompt tokens or comma-separated positions."
 )
 @click.option(
     "--prompts", default=None, help="Text file, one prompt per line [default: held-out world captions]."
 )
-@click.option("--n-prompts", default=16, show_default=True, type=int, help="Prompts per steered latent.")
-@click.option(
-    "--n-eval", default=200, show_default=True, type=int, help="Images for generation accuracy (0: skip)."
-)
-@click.option(
-    "--discovery-latents", default=0, show_default=True, type=int, help="Latents to name (0: all live)."
-)
-@click.option("--discovery-prompts", default=6, show_default=True, type=int)
+@config_options(DiffusionSteerConfig, only=("n_prompts", "n_eval", "discovery_latents", "discovery_prompts"))
 @click.option("--clip", default=None, help="CLIP naming the changes [default: the world CLIP].")
 @click.option(
     "--vocabulary", default=None, help="Comma-separated naming words (pipelines other than the world's)."
 )
-@click.option("--steps", default=20, show_default=True, type=int, help="DDIM steps.")
-@click.option(
-    "--guidance", default=1.5, show_default=True, type=float, help="Classifier-free guidance scale."
-)
-@click.option("--batch-size", default=64, show_default=True, type=int)
+@config_options(DiffusionSteerConfig, only=("steps", "guidance", "batch_size"))
 @device_option()
 @click.option(
     "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@config_options(DiffusionSteerConfig, only=("seed",))
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def diffusion(
     out: str,
     pipeline: str | None,
     sae_dir: str | None,
-    latents: str | None,
-    sweep: str | None,
     tokens: str,
     prompts: str | None,
     clip: str | None,
@@ -217,31 +168,25 @@ def diffusion(
     device: Any,
     dtype: str,
     quiet: bool,
-    **kw,
+    **fields: Any,
 ) -> None:
     """Steer a text-to-image model through SAE latents of its text encoder; measure the change and
     name each latent's attribute from the images alone (Olson et al.)."""
     from vsae.errors import VsaeError
-    from vsae.world.diffusion.steering import DiffusionSteerConfig, run_diffusion_steering
+    from vsae.world.diffusion.steering import run_diffusion_steering
 
     if pipeline is None or sae_dir is None:
         from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
 
         pipeline = pipeline or str(shipped_diffusion_dir())
         sae_dir = sae_dir or str(shipped_text_sae_dir())
-    tok: str | tuple[int, ...] = tokens.strip()
-    if tok != "all":
+    tok: Literal["all"] | tuple[int, ...] = "all"
+    if tokens.strip() != "all":
         try:
             tok = tuple(int(t) for t in tokens.strip().split(",") if t)
         except ValueError:
             raise VsaeError(f"--tokens {tokens!r}: give 'all' or comma-separated token positions") from None
-    cfg = DiffusionSteerConfig(
-        latents=_latents(latents),
-        sweep=_floats(sweep, "--sweep"),
-        tokens=tok,
-        prompts=_prompts(prompts),
-        **kw,
-    )
+    cfg = DiffusionSteerConfig(tokens=tok, prompts=_prompts(prompts), **pick(DiffusionSteerConfig, fields))
     words = tuple(w.strip() for w in (vocabulary or "").split(",") if w.strip())
     res = run_diffusion_steering(
         pipeline,

@@ -6,8 +6,9 @@ anything else) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vsae.lazy import lazy_attributes
 
 _WHERE = {
     "Batch": "vsae.data.loader",
@@ -52,11 +53,4 @@ if TYPE_CHECKING:
     from vsae.data.taxonomy import Taxonomy, inat_path, taxonomy_from_classes
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'vsae.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

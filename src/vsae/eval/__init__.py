@@ -14,8 +14,7 @@ usage in docs/eval.md. Pure functions on arrays / row-chunk iterators, one modul
     pipeline         run_<command> for `vsae eval <command>` (stores, SAEs, files -> JSON + PNG)
 """
 
-from importlib import import_module
-from typing import Any
+from vsae.lazy import lazy_attributes
 
 _EXPORTS = {
     "ReconAccumulator": "recon",
@@ -51,11 +50,8 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy: `import vsae.eval` stays cheap (no torch / sklearn / scipy import).
-    if name in _EXPORTS:
-        return getattr(import_module(f"vsae.eval.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'vsae.eval' has no attribute {name!r}")
+# Lazy: `import vsae.eval` stays cheap (no torch / sklearn / scipy import).
+__getattr__, __dir__ = lazy_attributes(__name__, {k: f"vsae.eval.{m}" for k, m in _EXPORTS.items()})
 
 
 __all__ = sorted(_EXPORTS)

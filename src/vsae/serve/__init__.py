@@ -8,8 +8,9 @@ app = create_app(from_demo("demo-out"))      # a Starlette app; `vsae serve demo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vsae.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from vsae.serve.app import ServeLimits, create_app
@@ -41,11 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'vsae.serve' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -19,7 +19,7 @@ from vsae.serve.sources import SteerSource
 from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS, LatentEdit
 from vsae.steer.experiment import default_hook
-from vsae.steer.intervene import intervene
+from vsae.steer.intervention import intervene
 from vsae.steer.mllm import ask
 
 MAX_QUESTION = 300

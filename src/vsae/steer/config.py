@@ -1,12 +1,20 @@
-"""What the MLLM steering experiment (`vsae.steer.experiment.run_steering`) does."""
+"""What the steering experiments do: the MLLM experiment (`vsae.steer.experiment.run_steering`,
+`SteerConfig`) and the diffusion experiment (`vsae.world.diffusion.steering.run_diffusion_steering`,
+`DiffusionSteerConfig`, sampling by `SamplerConfig`). Free of torch: `vsae steer mllm` and `vsae
+steer diffusion` generate their options from these fields (:mod:`vsae.cli.from_config`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from vsae.errors import VsaeError
-from vsae.steer.edits import LatentEdit
+
+Op = Literal["clamp", "add", "scale", "ablate"]  # what a latent edit does (vsae.steer.edits.LatentEdit)
+TokenSet = Literal["all", "cls", "patches"]  # the named token sets an edit applies to
+OPS: tuple[str, ...] = get_args(Op)
+TOKEN_SETS: tuple[str, ...] = get_args(TokenSet)
 
 STEERING_QUESTION = "What is shown in this image? Use exactly one word!"
 
@@ -17,9 +25,10 @@ class SteerConfig:
 
     Attributes
     ----------
-    hook: hook point in the vision tower; None = the hidden state LLaVA's projector reads
-        (``vision_feature_layer``: ``resid.22`` for llava-1.5, as in the paper).
-    latents: the latents to steer; empty = ``n_latents`` random latents whose HAI are all active.
+    hook: vision-tower hook [default: the hidden state LLaVA's projector reads
+        (``vision_feature_layer``: ``resid.22`` for llava-1.5, as in the paper)].
+    latents: latents to steer (comma-separated on the command line) [default: ``n_latents``
+        random latents whose HAI are all active].
     n_latents: how many latents to pick when ``latents`` is empty.
     value: the clamp value (the paper: 100). See docs/steer.md for the scale of the tiny model.
     op: the edit (``clamp`` as in the paper; ``add``, ``scale``, ``ablate`` also work).
@@ -41,8 +50,8 @@ class SteerConfig:
     latents: tuple[int, ...] = ()
     n_latents: int = 8
     value: float = 100.0
-    op: Literal["clamp", "add", "scale", "ablate"] = "clamp"
-    tokens: Literal["all", "cls", "patches"] = "all"
+    op: Op = "clamp"
+    tokens: TokenSet = "all"
     pre_zero: bool = False
     question: str = STEERING_QUESTION
     images: str = "world:test"
@@ -56,7 +65,86 @@ class SteerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        LatentEdit(0, self.op, self.value, self.tokens)  # validates op and tokens
+        _check_op(self.op)
+        if self.tokens not in TOKEN_SETS:
+            raise VsaeError(f"unknown token set {self.tokens!r}; use one of {', '.join(TOKEN_SETS)}")
         if self.n_images < 1 or self.n_hai_images < self.hai_k or self.hai_k < 1:
             raise VsaeError("need n_images >= 1 and n_hai_images >= hai_k >= 1")
         object.__setattr__(self, "latents", tuple(int(f) for f in self.latents))
+
+
+def _check_op(op: str) -> None:
+    if op not in OPS:
+        raise VsaeError(f"unknown latent edit op {op!r}; use one of {', '.join(OPS)}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Sampling settings of a text-to-image pipeline (`vsae.steer.diffusion_pipeline.generate`).
+
+    Attributes
+    ----------
+    steps: DDIM steps.
+    guidance: classifier-free guidance scale (1 = no guidance, the unconditional pass is skipped).
+    seed: seeds the initial noise (image i's noise depends on seed and i only).
+    batch_size: prompts per UNet call (x2 with guidance).
+    """
+
+    steps: int = 20
+    guidance: float = 1.5
+    seed: int = 0
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class DiffusionSteerConfig:
+    """Settings of `vsae.world.diffusion.steering.run_diffusion_steering` (Olson et al.).
+
+    Attributes
+    ----------
+    hook: text-encoder hook, e.g. resid.-1 [default: the SAE's own, from its provenance].
+    latents: latents to steer (comma-separated on the command line) [default: up to n_latents
+        whose top word is an attribute value].
+    n_latents: how many latents to pick when latents is empty.
+    op: the edit.
+    strength: clamp/add value as a multiple of the latent's largest activation on the caption
+        corpus (scale: the factor).
+    tokens: "all" prompt tokens, or a tuple of token positions.
+    sweep: further strengths whose steering summary is reported too (comma-separated, e.g. 1,2,8).
+    prompts: prompts to steer [default: held-out world captions].
+    n_prompts: prompts per steered latent.
+    n_eval: images for the generation accuracy (0: skip).
+    discovery_latents: latents to name (0: all live ones, else a seeded sample).
+    discovery_prompts: prompts per named latent.
+    min_change: a latent has a ground-truth attribute when the judged rate of a value rises by at
+        least this.
+    n_captions: captions for the latents' text-side statistics.
+    steps: DDIM steps.
+    guidance: classifier-free guidance scale.
+    seed: seeds the sampling, the prompts and the discovery sample.
+    batch_size: prompts per UNet call (x2 with guidance).
+    """
+
+    hook: str | None = None
+    latents: tuple[int, ...] = ()
+    n_latents: int = 8
+    op: Op = "clamp"
+    strength: float = 4.0
+    tokens: TokenSet | tuple[int, ...] = "all"
+    sweep: tuple[float, ...] = ()
+    prompts: tuple[str, ...] = ()
+    n_prompts: int = 16
+    n_eval: int = 200
+    discovery_latents: int = 0
+    discovery_prompts: int = 6
+    min_change: float = 0.25
+    n_captions: int = 2000
+    steps: int = SamplerConfig.steps
+    guidance: float = SamplerConfig.guidance
+    seed: int = SamplerConfig.seed
+    batch_size: int = SamplerConfig.batch_size
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The sampling part."""
+        return SamplerConfig(self.steps, self.guidance, self.seed, self.batch_size)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vsae.errors import VsaeError
+from vsae.steer.config import SamplerConfig as SamplerConfig  # torch-free (steer diffusion's options)
 
 PIPELINE_JSON = "vsae_diffusion.json"
 
@@ -179,24 +180,6 @@ def _to_images(pipe: DiffusionPipe, x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Sampling settings.
-
-    Attributes
-    ----------
-    steps: DDIM steps.
-    guidance: classifier-free guidance scale (1 = no guidance, the unconditional pass is skipped).
-    seed: seeds the initial noise (image i's noise depends on seed and i only).
-    batch_size: prompts per UNet call (x2 with guidance).
-    """
-
-    steps: int = 20
-    guidance: float = 1.5
-    seed: int = 0
-    batch_size: int = 64
-
-
 @torch.no_grad()
 def generate(
     pipe: DiffusionPipe,
@@ -213,7 +196,7 @@ def generate(
     conditional prompts are encoded; the unconditional prompt is encoded without it."""
     from diffusers import DDIMScheduler
 
-    from vsae.steer.intervene import intervene
+    from vsae.steer.intervention import intervene
 
     prompts = list(prompts)
     if not prompts:

@@ -15,9 +15,8 @@ from typing import Union
 import torch
 
 from vsae.errors import VsaeError
-
-OPS = ("clamp", "add", "scale", "ablate")
-TOKEN_SETS = ("all", "cls", "patches")
+from vsae.steer.config import OPS as OPS  # the Literal types' values, defined once (torch-free)
+from vsae.steer.config import TOKEN_SETS as TOKEN_SETS
 
 # "all" | "cls" | "patches" | token positions | bool mask [T] or [B, T]
 Tokens = Union[str, tuple[int, ...], torch.Tensor]  # noqa: UP007 (a runtime alias)

@@ -33,7 +33,7 @@ from vsae.sae import SAE
 from vsae.steer.config import STEERING_QUESTION, SteerConfig
 from vsae.steer.edits import LatentEdit
 from vsae.steer.embed import ImageTextEmbedder
-from vsae.steer.intervene import intervene
+from vsae.steer.intervention import intervene
 from vsae.steer.mllm import ask, first_word
 from vsae.steer.results import BlankImageResult, BlankLatent, SteeredLatent, SteeringResult, SteeringScale
 from vsae.steer.score import SteeringScore, latent_embeddings, steering_score

@@ -24,7 +24,7 @@ from vsae.eval.naming import encode_words
 from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.zeroshot import zero_shot_accuracy
 from vsae.models import LoadedModel, capture, load
-from vsae.steer.intervene import intervene
+from vsae.steer.intervention import intervene
 
 
 @contextmanager

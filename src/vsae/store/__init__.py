@@ -5,8 +5,9 @@ Names are imported lazily, so that reading a manifest (`vsae store info`) does n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vsae.lazy import lazy_attributes
 
 _WHERE = {
     "ActivationStore": "vsae.store.reader",
@@ -32,11 +33,4 @@ if TYPE_CHECKING:
     from vsae.store.writer import SparseStoreWriter, StoreWriter
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'vsae.store' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

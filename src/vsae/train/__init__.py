@@ -5,6 +5,7 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vsae.lazy import lazy_attributes
 from vsae.train.config import TrainConfig  # torch-free: `vsae train --help` generates options from it
 
 if TYPE_CHECKING:
@@ -22,12 +23,7 @@ _LAZY = {
 __all__ = ["TensorSource", "TrainConfig", "Trainer", "open_source", "run_name", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'vsae.train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 class _CallableModule(types.ModuleType):

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from vsae.world.build_config import WorldBuildConfig
 from vsae.world.diffusion.text_sae import TextSAEConfig, train_text_sae
 from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
 
@@ -26,9 +27,9 @@ def build_diffusion_assets(
     cfg: DiffusionTrainConfig = DiffusionTrainConfig(),
     sae_cfg: TextSAEConfig = TextSAEConfig(),
     threads: int | None = 1,
-    n_eval: int = 200,
+    n_eval: int = WorldBuildConfig.diffusion_eval,
     simenc_dir: str | Path | None = "shipped",
-    judge_images: int = 6000,
+    judge_images: int = WorldBuildConfig.judge_images,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train the pipeline into ``out_dir`` (default: the package assets), fit the judge on the

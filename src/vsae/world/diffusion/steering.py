@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,12 @@ from vsae.errors import VsaeError
 from vsae.report.diffusion import write_steering_page
 from vsae.report.html import image_grid
 from vsae.steer import diffusion_discovery as dd
+from vsae.steer.config import DiffusionSteerConfig as DiffusionSteerConfig  # torch-free: the CLI's options
 from vsae.steer.diffusion_discovery import VocabWord
 from vsae.steer.diffusion_latents import LatentStats, latent_stats
-from vsae.steer.diffusion_pipeline import DiffusionPipe, SamplerConfig, generate, load_pipe
+from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe
 from vsae.steer.edits import LatentEdit
-from vsae.steer.intervene import resolve_point
+from vsae.steer.intervention import resolve_point
 from vsae.world.diffusion.evaluate import agreement as attr_agreement
 from vsae.world.diffusion.evaluate import heldout_prompts
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
@@ -45,47 +46,6 @@ from vsae.world.taxonomy import BACKGROUNDS
 # Attributes the world judge reads reliably (>= 93% on real test images) and their CLIP prompts.
 WORLD_ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "tone")
 JUDGED = ("shape", "colour", "size")  # attributes steering is scored on (judge >= 93% on real images)
-
-
-@dataclass(frozen=True)
-class DiffusionSteerConfig:
-    """Settings of `run_diffusion_steering`.
-
-    Attributes
-    ----------
-    hook: text-encoder hook [default: the SAE's own, from its provenance].
-    latents: latents to steer [default: up to ``n_latents`` whose top word is an attribute value].
-    op, strength: the edit; for clamp/add the value is ``strength`` x the latent's largest
-        activation on the caption corpus, for scale the factor is ``strength``.
-    tokens: "all" prompt tokens, or a tuple of token positions.
-    sweep: further strengths whose steering summary is reported too.
-    prompts: prompts to steer [default: held-out world captions].
-    n_prompts: prompts per steered latent; n_eval: images for the generation accuracy (0: skip).
-    discovery_latents: live latents to name (0: all, else a seeded sample); discovery_prompts:
-        prompts per latent; min_change: a latent has a ground-truth attribute when the judged
-        rate of a value rises by at least this.
-    n_captions: captions for the latents' text-side statistics.
-    steps, guidance, seed, batch_size: sampling.
-    """
-
-    hook: str | None = None
-    latents: tuple[int, ...] = ()
-    n_latents: int = 8
-    op: str = "clamp"
-    strength: float = 4.0
-    tokens: Any = "all"
-    sweep: tuple[float, ...] = ()
-    prompts: tuple[str, ...] = ()
-    n_prompts: int = 16
-    n_eval: int = 200
-    discovery_latents: int = 0
-    discovery_prompts: int = 6
-    min_change: float = 0.25
-    n_captions: int = 2000
-    steps: int = 20
-    guidance: float = 1.5
-    seed: int = 0
-    batch_size: int = 64
 
 
 def world_vocabulary(attributes: Sequence[str] = WORLD_ATTRIBUTES) -> list[VocabWord]:
@@ -175,7 +135,7 @@ def run_diffusion_steering(
             "give --prompts for a pipeline other than the shapes world's (no world captions to use)"
         )
     say = print if progress else (lambda *a, **k: None)
-    sampler = SamplerConfig(cfg.steps, cfg.guidance, cfg.seed, cfg.batch_size)
+    sampler = cfg.sampler
 
     if world:
         corpus = world_captions(cfg.n_captions, cfg.seed + 1)
