@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
+
+from vsae.store.validate import StorageDtype
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,3 +30,14 @@ def repeated(*fields: str) -> dict[str, dict[str, Any]]:
     """`config_options` overrides making the tuple fields ``fields`` repeated options (``--hook A
     --hook B``: one value each) instead of comma lists."""
     return {f: {"multiple": True, "callback": None} for f in fields}
+
+
+def compute_dtype_option() -> Callable[[F], F]:
+    """``--dtype``: the dtype the model computes in (the choices are the storage dtypes')."""
+    return click.option(
+        "--dtype",
+        default="float32",
+        show_default=True,
+        type=click.Choice(list(get_args(StorageDtype))),
+        help="Compute dtype of the model.",
+    )

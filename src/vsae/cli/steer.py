@@ -9,7 +9,7 @@ from typing import Any, Literal
 import click
 
 from vsae.cli.from_config import config_options, pick
-from vsae.cli.options import device_option
+from vsae.cli.options import compute_dtype_option, device_option
 from vsae.steer.config import DiffusionSteerConfig, SteerConfig
 
 
@@ -55,9 +55,7 @@ def steer() -> None:
 @click.option("--out", required=True, help="Output directory (results.json, index.html, scores.png).")
 @config_options(SteerConfig, overrides={"latents": _LATENTS})
 @device_option()
-@click.option(
-    "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
-)
+@compute_dtype_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def mllm(
     llava: str | None,
@@ -152,9 +150,7 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 )
 @config_options(DiffusionSteerConfig, only=("steps", "guidance", "batch_size"))
 @device_option()
-@click.option(
-    "--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"])
-)
+@compute_dtype_option()
 @config_options(DiffusionSteerConfig, only=("seed",))
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def diffusion(
