@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate
+from vsae.eval.config import TopImagesConfig
 
 JACCARD_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -118,7 +119,7 @@ class TopKAccumulator:
 
 
 def top_images_streaming(
-    source: ChunkSource, k: int = 16, n_cols: int | None = None, progress: bool = False
+    source: ChunkSource, k: int = TopImagesConfig.k, n_cols: int | None = None, progress: bool = False
 ) -> TopImages:
     """HAI_k of every column over a stream of `(row_start, chunk)` (dense or CSR)."""
     acc = None
@@ -132,7 +133,7 @@ def top_images_streaming(
     return acc.result()
 
 
-def top_images(acts_NF: Any, k: int = 16) -> TopImages:
+def top_images(acts_NF: Any, k: int = TopImagesConfig.k) -> TopImages:
     """HAI_k of every column of an in-memory [N, F] matrix (dense or CSR)."""
     return top_images_streaming(chunks_of(acts_NF, 8192), k=k)
 
