@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from vsae.train.config import TrainConfig  # torch-free
 
 if TYPE_CHECKING:  # `vsae demo --help` reads this module: no numpy / store import at run time
     import numpy as np
@@ -103,3 +105,31 @@ def fast_config(out: Path, **kw: Any) -> DemoConfig:
         progress=False,
     )
     return DemoConfig(out=Path(out), **{**base, **kw})
+
+
+class TrainsSAEs(Protocol):
+    """A demo section's config that trains SAEs (DemoConfig, SharedDemoConfig, PlantedHierarchyConfig)."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+
+
+def demo_train_config(cfg: TrainsSAEs, n_rows: int, val_rows: int = 0, logs: int = 10) -> TrainConfig:
+    """How every demo section trains its SAEs: ``cfg``'s steps, batch size, lr and seed, ``logs`` log
+    rows, no checkpoints, the data-dependent init on up to 4096 of the ``n_rows`` training rows."""
+    return TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        log_every=max(1, cfg.steps // logs),
+        ckpt_every=0,
+        val_rows=val_rows,
+        init_rows=min(4096, n_rows),
+    )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.config import DemoConfig, RunKey, Stores, Tables, demo_train_config
 
 SPLITS = ("train", "val", "test", "ood_background", "ood_combo")
 SHIFTED = ("ood_background", "ood_combo")
@@ -95,7 +95,7 @@ def extract_all(
 def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
     """One training pass per layer trains every (arch, expansion) SAE on the same batches."""
     from vsae.sae import SAEConfig
-    from vsae.train import TrainConfig, run_name, train
+    from vsae.train import run_name, train
     from vsae.train.checkpoint import read_run_state
 
     runs: dict[tuple[str, str, int], Path] = {}
@@ -113,19 +113,11 @@ def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
                     aux_k=2 * cfg.k,
                     provenance=src.provenance,
                 )
-                c = SAEConfig(**{**asdict(c), "name": run_name(c, e)})
+                c = replace(c, name=run_name(c, e))
                 cfgs.append(c)
                 keys.append((hook, arch, e))
-        tcfg = TrainConfig(
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            log_every=max(1, cfg.steps // 10),
-            ckpt_every=0,
-            val_rows=len(stores["val"][hook]),  # all of them: the self-check re-computes it
-            init_rows=min(4096, len(src)),
-        )
+        # all validation rows: the self-check re-computes the validation FVU
+        tcfg = demo_train_config(cfg, len(src), val_rows=len(stores["val"][hook]))
         run_dir = cfg.out / "runs" / hook
         resume = read_run_state(run_dir) is not None
         dirs = train(src, cfgs, tcfg, run_dir, val=stores["val"][hook], resume=resume, progress=cfg.progress)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vsae.demo.config import demo_train_config
 from vsae.errors import VsaeError
 
 
@@ -91,7 +92,7 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     from vsae.eval.topimages import top_images
     from vsae.sae import SAEConfig
     from vsae.sae import load as load_sae
-    from vsae.train import TrainConfig, train
+    from vsae.train import train
     from vsae.train.checkpoint import read_run_state
     from vsae.train.data import TensorSource
 
@@ -105,16 +106,7 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
         aux_k=2 * cfg.k,
         name=f"planted-{arch}",
     )
-    tcfg = TrainConfig(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        log_every=max(1, cfg.steps // 4),
-        ckpt_every=0,
-        val_rows=0,
-        init_rows=min(4096, cfg.n),
-    )
+    tcfg = demo_train_config(cfg, cfg.n, logs=4)
     resume = read_run_state(out) is not None  # a re-run of the demo with the same --out
     (run_dir,) = train(TensorSource(data.x_Nd), [sae_cfg], tcfg, out, resume=resume, progress=False)
     sae = load_sae(run_dir)

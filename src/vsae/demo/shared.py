@@ -9,10 +9,11 @@ layer, then densities, ratios, shared fraction and agreement on the test store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vsae.demo.config import demo_train_config
 from vsae.demo.findings import Finding
 from vsae.eval.shared import SharedConfig, SharedReport, run_shared
 
@@ -69,7 +70,7 @@ def run_shared_demo(
     from vsae.extract_mllm import MllmExtractConfig, extract_mllm
     from vsae.sae import SAEConfig
     from vsae.store import ActivationStore
-    from vsae.train import TrainConfig, run_name, train
+    from vsae.train import run_name, train
     from vsae.train.checkpoint import read_run_state
     from vsae.world.llava import shipped_llava_dir
 
@@ -101,17 +102,8 @@ def run_shared_demo(
             aux_k=2 * cfg.k,
             provenance=src.provenance,
         )
-        c = SAEConfig(**{**asdict(c), "name": run_name(c, cfg.expansion)})
-        tcfg = TrainConfig(
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            log_every=max(1, cfg.steps // 10),
-            ckpt_every=0,
-            val_rows=0,
-            init_rows=min(4096, len(src)),
-        )
+        c = replace(c, name=run_name(c, cfg.expansion))
+        tcfg = demo_train_config(cfg, len(src))
         run_dir = out / "runs" / "llava-lm" / hook
         (sae_dir,) = train(
             src, [c], tcfg, run_dir, resume=read_run_state(run_dir) is not None, progress=progress
