@@ -64,6 +64,29 @@ def test_no_edit_is_bit_identical_to_plain_generation(which, world_dir, sd_dir, 
     assert not np.array_equal(plain, other_seed)
 
 
+def test_ancestral_sampling_is_seeded_per_image_and_unset_settings_are_the_pipelines(world_dir):
+    from dataclasses import replace
+
+    pipe = load_pipe(world_dir)
+    meta = json.loads((world_dir / "vsae_diffusion.json").read_text())
+    assert (pipe.guidance, pipe.eta) == (meta["sampler_guidance"], meta["sampler_eta"])
+    one = replace(FAST, batch_size=1, eta=1.0, guidance=2.0)
+    a = generate(pipe, PROMPTS, one)
+    assert np.array_equal(a[:2], generate(pipe, PROMPTS[:2], one))  # image i's noise: (seed, i) only
+    assert np.array_equal(a, generate(pipe, PROMPTS, one))
+    assert not np.array_equal(a, generate(pipe, PROMPTS, replace(one, eta=0.0)))
+    assert not np.array_equal(a, generate(pipe, PROMPTS, replace(one, seed=1)))
+    # unset guidance / eta: the pipeline's own
+    pipe.guidance, pipe.eta = 2.0, 1.0
+    assert np.array_equal(a, generate(pipe, PROMPTS, replace(one, eta=None, guidance=None)))
+    sd = load_pipe(world_dir)
+    sd.guidance, sd.eta = 2.0, 0.0
+    assert np.array_equal(
+        generate(sd, PROMPTS, replace(one, eta=None, guidance=None)),
+        generate(sd, PROMPTS, replace(one, eta=0.0)),
+    )
+
+
 def test_edit_changes_only_the_edited_tokens_and_the_images(world_dir, sae):
     from vsae.steer.intervention import intervene
 

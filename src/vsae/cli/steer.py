@@ -148,7 +148,7 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 @click.option(
     "--vocabulary", default=None, help="Comma-separated naming words (pipelines other than the world's)."
 )
-@config_options(DiffusionSteerConfig, only=("steps", "guidance", "batch_size"))
+@config_options(DiffusionSteerConfig, only=("steps", "guidance", "eta", "batch_size"))
 @device_option()
 @compute_dtype_option()
 @config_options(DiffusionSteerConfig, only=("seed",))

@@ -21,6 +21,12 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
             f"Generation on {g['n']} held-out captions: shape agrees with the prompt {_pct(g['accuracy']['shape'])}, "
             f"colour {_pct(g['accuracy']['colour'])} (the similarity-encoder heads on real images of the same captions: "
             f"shape {_pct(g['judge_accuracy_on_real']['shape'])}, colour {_pct(g['judge_accuracy_on_real']['colour'])})."
+            + (
+                f" Shape read from the object's silhouette by template matching (no model): "
+                f"{_pct(g['silhouette']['shape'])}."
+                if g.get("silhouette")
+                else ""
+            )
         )
     if s["target_rate"]["steered"] is not None:
         r.text(

@@ -54,7 +54,7 @@ class PipelineDiffusion:
         sae_dir: str | Path,
         hook: str | None = None,
         steps: int = 20,
-        guidance: float = 3.0,
+        guidance: float | None = None,
     ):
         self.pipeline, self.sae_dir, self.hook = str(pipeline), str(sae_dir), hook
         self.steps, self.guidance = steps, guidance

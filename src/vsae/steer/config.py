@@ -85,15 +85,21 @@ class SamplerConfig:
     Attributes
     ----------
     steps: DDIM steps.
-    guidance: classifier-free guidance scale (1 = no guidance, the unconditional pass is skipped).
+    guidance: classifier-free guidance scale (1 = no guidance, the unconditional pass is skipped)
+        [default: the pipeline's own (``sampler_guidance`` in vsae_diffusion.json), else 7.5 as
+        Stable Diffusion's pipeline].
     seed: seeds the initial noise (image i's noise depends on seed and i only).
     batch_size: prompts per UNet call (x2 with guidance).
+    eta: DDIM's eta: 0 = deterministic DDIM, 1 = DDPM-like ancestral steps that add fresh noise
+        each step (Song et al.; seeded per image like the initial noise) [default: the
+        pipeline's own (``sampler_eta`` in vsae_diffusion.json), else 0].
     """
 
     steps: int = 20
-    guidance: float = 1.5
+    guidance: float | None = None
     seed: int = 0
     batch_size: int = 64
+    eta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,9 +126,10 @@ class DiffusionSteerConfig:
         least this.
     n_captions: captions for the latents' text-side statistics.
     steps: DDIM steps.
-    guidance: classifier-free guidance scale.
+    guidance: classifier-free guidance scale [default: the pipeline's own, else 7.5].
     seed: seeds the sampling, the prompts and the discovery sample.
     batch_size: prompts per UNet call (x2 with guidance).
+    eta: DDIM's eta (0 deterministic, 1 ancestral) [default: the pipeline's own, else 0].
     """
 
     hook: str | None = None
@@ -140,11 +147,12 @@ class DiffusionSteerConfig:
     min_change: float = 0.25
     n_captions: int = 2000
     steps: int = SamplerConfig.steps
-    guidance: float = SamplerConfig.guidance
+    guidance: float | None = SamplerConfig.guidance
     seed: int = SamplerConfig.seed
     batch_size: int = SamplerConfig.batch_size
+    eta: float | None = SamplerConfig.eta
 
     @property
     def sampler(self) -> SamplerConfig:
         """The sampling part."""
-        return SamplerConfig(self.steps, self.guidance, self.seed, self.batch_size)
+        return SamplerConfig(self.steps, self.guidance, self.seed, self.batch_size, self.eta)

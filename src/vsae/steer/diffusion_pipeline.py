@@ -3,8 +3,8 @@ steering a diffusion model through SAE latents of its text encoder).
 
 One code path for the shapes world's tiny model (`vsae.world.diffusion`, pixel space) and for
 Stable Diffusion (a ``StableDiffusionPipeline`` directory or hub id: ``unet/ vae/ text_encoder/
-tokenizer/ scheduler/``). Sampling is DDIM (Song et al., "Denoising diffusion implicit models",
-eta = 0) with classifier-free guidance (Ho & Salimans):
+tokenizer/ scheduler/``). Sampling is DDIM (Song et al., "Denoising diffusion implicit models";
+eta 0, or the pipeline's own) with classifier-free guidance (Ho & Salimans):
 ``eps = eps(x, "") + guidance * (eps(x, prompt) - eps(x, ""))``.
 
 The text is encoded once per prompt and the same hidden states condition every denoising step,
@@ -49,6 +49,9 @@ class DiffusionPipe:
         model is trained so); Stable Diffusion attends to the padding tokens too.
     image_size: output images are ``image_size`` x ``image_size``.
     source: where it was loaded from (provenance).
+    guidance, eta: the guidance scale and DDIM eta it samples with where `SamplerConfig` leaves
+        them unset (``sampler_guidance``, ``sampler_eta`` in vsae_diffusion.json; Stable
+        Diffusion: 7.5 and 0, its pipeline's defaults).
     """
 
     unet: Any
@@ -61,6 +64,8 @@ class DiffusionPipe:
     image_size: int
     source: str
     provenance: dict = field(default_factory=dict)
+    guidance: float = 7.5
+    eta: float = 0.0
 
     @property
     def device(self) -> torch.device:
@@ -139,6 +144,8 @@ def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype 
             "pipeline": str(Path(src).resolve()) if local else src,
             "kind": meta.get("kind", "diffusers"),
         },
+        guidance=float(meta.get("sampler_guidance", 7.5)),
+        eta=float(meta.get("sampler_eta", 0.0)),
     )
 
 
@@ -169,6 +176,22 @@ def initial_noise(pipe: DiffusionPipe, n: int, seed: int) -> torch.Tensor:
     s = int(pipe.unet.config.sample_size)
     g = torch.Generator().manual_seed(int(seed))
     return torch.randn((n, c, s, s), generator=g)
+
+
+def resolved_sampler(pipe: DiffusionPipe, cfg: SamplerConfig) -> tuple[float, float]:
+    """(guidance, eta) that `generate` uses: ``cfg``'s, or the pipeline's own where unset."""
+    g = pipe.guidance if cfg.guidance is None else float(cfg.guidance)
+    eta = pipe.eta if cfg.eta is None else float(cfg.eta)
+    return g, eta
+
+
+def step_noises(pipe: DiffusionPipe, n: int, seed: int, steps: int) -> torch.Tensor:
+    """The fresh noise of ancestral (eta > 0) steps [n, steps, C, H, W]: like `initial_noise`,
+    image i's depends only on (seed, i), from a generator of its own (seed + 1_000_003)."""
+    c = int(pipe.unet.config.in_channels)
+    s = int(pipe.unet.config.sample_size)
+    g = torch.Generator().manual_seed(int(seed) + 1_000_003)
+    return torch.randn((n, steps, c, s, s), generator=g)
 
 
 def _to_images(pipe: DiffusionPipe, x: torch.Tensor) -> np.ndarray:
@@ -211,10 +234,12 @@ def generate(
             cond, mask = encode_prompts(pipe, prompts)
     else:
         cond, mask = encode_prompts(pipe, prompts)
-    guided = cfg.guidance != 1.0
+    guidance, eta = resolved_sampler(pipe, cfg)
+    guided = guidance != 1.0
     if guided:
         unc, unc_mask = encode_prompts(pipe, [""])
     noise = initial_noise(pipe, len(prompts), cfg.seed)
+    step_noise = step_noises(pipe, len(prompts), cfg.seed, cfg.steps) if eta > 0 else None
     out = []
     for s in range(0, len(prompts), cfg.batch_size):
         sl = slice(s, s + cfg.batch_size)
@@ -226,7 +251,7 @@ def generate(
         if guided:
             c = torch.cat([unc.expand(b, -1, -1), c])
             m = torch.cat([unc_mask.expand(b, -1), m])
-        for t in sched.timesteps:
+        for i, t in enumerate(sched.timesteps):
             xin = torch.cat([x, x]) if guided else x
             xin = sched.scale_model_input(xin, t)
             eps = pipe.unet(
@@ -234,7 +259,8 @@ def generate(
             ).sample
             if guided:
                 e_u, e_c = eps.chunk(2)
-                eps = e_u + cfg.guidance * (e_c - e_u)
-            x = sched.step(eps, t, x, eta=0.0).prev_sample
+                eps = e_u + guidance * (e_c - e_u)
+            vn = None if step_noise is None else step_noise[sl, i].to(pipe.device, pipe.dtype)
+            x = sched.step(eps, t, x, eta=eta, variance_noise=vn).prev_sample
         out.append(_to_images(pipe, x))
     return np.concatenate(out)

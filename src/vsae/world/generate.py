@@ -164,14 +164,27 @@ def in_split(codes: dict[str, np.ndarray], split: str) -> np.ndarray:
     return want & ~bg_ood & ~combo
 
 
-def render(codes: dict[str, np.ndarray]) -> np.ndarray:
-    """uint8 [N, 32, 32, 3] images of the attribute codes."""
+def object_alpha(codes: dict[str, np.ndarray]) -> np.ndarray:
+    """float32 [N, 32, 32] in [0, 1]: the object's coverage of each pixel (anti-aliased, no
+    outline) in the images of the attribute codes."""
     n = len(codes["size"])
     S = IMAGE_SIZE
     alpha = np.empty((n, S, S), np.float32)
     masks = _masks()
     for i, (c, s, x, y) in enumerate(zip(codes["class_name"], codes["size"], codes["x"], codes["y"])):
         alpha[i] = masks[c, s, S - y : 2 * S - y, S - x : 2 * S - x]
+    return alpha
+
+
+def object_footprint(codes: dict[str, np.ndarray]) -> np.ndarray:
+    """float32 [N, 32, 32] of 0/1: the pixels the object touches and their 1 px border (where an
+    outline would be), whether or not the image is outlined."""
+    return _dilate((object_alpha(codes) > 0).astype(np.float32))
+
+
+def render(codes: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 [N, 32, 32, 3] images of the attribute codes."""
+    alpha = object_alpha(codes)
     pat = _patterns()[codes["background"], codes["bg_phase"]]  # [N, S, S]
     levels = np.array([_TONE_LEVELS[t] for t in tx.TONES], np.float32)[codes["tone"]]  # [N, 2]
     grey = levels[:, 0, None, None] + (levels[:, 1] - levels[:, 0])[:, None, None] * pat

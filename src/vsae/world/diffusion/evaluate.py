@@ -3,7 +3,9 @@
 Prompts are the canonical captions of held-out (test-split) images, whose attribute
 combinations the model never saw in training; each generated image is read by the similarity
 encoder's attribute heads (`vsae.world.diffusion.judge`), and agreement with the prompt's
-attributes is reported beside the heads' accuracy on the real images of the same captions.
+attributes is reported beside the heads' accuracy on the real images of the same captions, and
+the shape is read a second, model-free way (`vsae.world.diffusion.silhouette`: template matching
+of the object's silhouette), which background noise does not confuse.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def agreement(
     return {a: float(np.mean(pred[a] == batch.labels(a))) for a in attributes}
 
 
+def silhouette_agreement(images_NHWC: np.ndarray, batch: WorldBatch) -> dict[str, float]:
+    """Shape agreement of the silhouette reading with the batch's shapes, and the mean IoU of the
+    best-matching template (1 = a clean silhouette of some class)."""
+    from vsae.world.diffusion.silhouette import read_shapes
+
+    pred, iou = read_shapes(images_NHWC)
+    return {"shape": float(np.mean(pred == batch.labels("shape"))), "mean_iou": float(np.mean(iou))}
+
+
 def generation_accuracy(
     pipe: DiffusionPipe,
     judge: AttributeJudge,
@@ -41,16 +52,21 @@ def generation_accuracy(
 ) -> dict[str, Any]:
     """Per-attribute agreement of ``n`` generated images with their held-out prompts, and the
     judge's accuracy on the real images of the same prompts (its ceiling)."""
-    from vsae.steer.diffusion_pipeline import SamplerConfig
+    from vsae.steer.diffusion_pipeline import SamplerConfig, resolved_sampler
     from vsae.steer.diffusion_pipeline import generate as sample
 
     sampler = sampler or SamplerConfig(seed=seed)
     prompts, batch = heldout_prompts(n, seed)
+    guidance, eta = resolved_sampler(pipe, sampler)
     images = sample(pipe, prompts, sampler)
     return {
         "n": n,
         "prompts": f"world:test:{n}:seed{seed} (canonical captions)",
-        "sampler": {"steps": sampler.steps, "guidance": sampler.guidance, "seed": sampler.seed},
+        "sampler": {"steps": sampler.steps, "guidance": guidance, "eta": eta, "seed": sampler.seed},
         "generated": agreement(judge.predict(images), batch),
         "real": agreement(judge.predict(batch.images_NHWC), batch),
+        "silhouette": {
+            "generated": silhouette_agreement(images, batch),
+            "real": silhouette_agreement(batch.images_NHWC, batch),
+        },
     }

@@ -43,10 +43,10 @@ class UNetConfig:
         reads only ``encoder_hidden_states``, so generation and steering are unchanged.
     cross_attention_dim: width of the text hidden states (the world CLIP's text width).
     train_timesteps: DDPM timesteps; the schedule is ``squaredcos_cap_v2`` (Nichol & Dhariwal).
-    prediction_type: what the UNet outputs: ``sample`` (the clean image x0; on this world's flat,
-        almost caption-determined images it learns fastest), ``v_prediction`` (v = sqrt(a) eps -
-        sqrt(1 - a) x0, Salimans & Ho; under the x0 loss it learned slower and left noise in the
-        samples, docs/diffusion.md) or ``epsilon`` (the noise, as Stable Diffusion).
+    prediction_type: what the UNet outputs: ``epsilon`` (the noise, as Stable Diffusion; trained
+        under min-SNR weighting it is the one that learned to draw the shapes, docs/diffusion.md),
+        ``sample`` (the clean image x0) or ``v_prediction`` (v = sqrt(a) eps - sqrt(1 - a) x0,
+        Salimans & Ho).
     """
 
     patch: int = 4
@@ -57,7 +57,7 @@ class UNetConfig:
     pooled_text: bool = True
     cross_attention_dim: int = 64
     train_timesteps: int = 1000
-    prediction_type: Literal["sample", "epsilon", "v_prediction"] = "sample"
+    prediction_type: Literal["sample", "epsilon", "v_prediction"] = "epsilon"
 
 
 def build_unet(cfg: UNetConfig) -> Any:
@@ -90,17 +90,23 @@ def build_unet(cfg: UNetConfig) -> Any:
 
 
 def build_scheduler(cfg: UNetConfig) -> Any:
-    """The training noise schedule (a `DDPMScheduler`); sampling uses DDIM on the same config,
-    with ``trailing`` timestep spacing so that sampling starts at the last timestep (Lin et al.,
-    "Common diffusion noise schedules and sample steps are flawed"; training is unaffected)."""
+    """The training noise schedule (a `DDPMScheduler`); sampling uses DDIM on the same config
+    (training is unaffected by the spacing). An x0 or v model samples with ``trailing`` spacing,
+    from the last timestep (Lin et al., "Common diffusion noise schedules and sample steps are
+    flawed"); an epsilon model with Stable Diffusion's ``leading`` spacing and offset 1, whose
+    first step is t = 951 for 20 steps: at t = 999 the cosine schedule leaves sqrt(alpha_bar)
+    = 5e-5, so the x0 implied by the predicted noise is the noise's error amplified 20000x, and
+    the clipped garbage stays in the image as speckle (sqrt(alpha_bar) = 0.075 at t = 951)."""
     from diffusers import DDPMScheduler
 
+    eps = cfg.prediction_type == "epsilon"
     return DDPMScheduler(
         num_train_timesteps=cfg.train_timesteps,
         beta_schedule="squaredcos_cap_v2",
         prediction_type=cfg.prediction_type,
         clip_sample=True,
-        timestep_spacing="trailing",
+        timestep_spacing="leading" if eps else "trailing",
+        steps_offset=1 if eps else 0,
     )
 
 

@@ -33,11 +33,11 @@ from vsae.steer import diffusion_discovery as dd
 from vsae.steer.config import DiffusionSteerConfig as DiffusionSteerConfig  # torch-free: the CLI's options
 from vsae.steer.diffusion_discovery import VocabWord
 from vsae.steer.diffusion_latents import LatentStats, latent_stats
-from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe
+from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
 from vsae.world.diffusion.evaluate import agreement as attr_agreement
-from vsae.world.diffusion.evaluate import heldout_prompts
+from vsae.world.diffusion.evaluate import heldout_prompts, silhouette_agreement
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
 from vsae.world.diffusion.text_sae import world_captions
 from vsae.world.generate import attribute_vocab
@@ -146,6 +146,7 @@ def run_diffusion_steering(
         "config": {**asdict(cfg), "tokens": cfg.tokens if isinstance(cfg.tokens, str) else list(cfg.tokens)},
         "provenance": {**pipe.provenance, "sae": str(Path(sae_dir).resolve()), "hook": hook, "clip": clip},
         "latents": {"d_sae": int(len(stats.fires)), "live": int(len(stats.live))},
+        "sampler": dict(zip(("guidance", "eta"), resolved_sampler(pipe, sampler)), steps=sampler.steps),
     }
 
     if cfg.latents and max(cfg.latents) >= len(stats.fires):
@@ -156,10 +157,11 @@ def run_diffusion_steering(
     gen_acc = None
     if judge is not None and cfg.n_eval:
         prompts, batch = heldout_prompts(cfg.n_eval, cfg.seed)
-        pred = judge.predict(generate(pipe, prompts, sampler))
+        images = generate(pipe, prompts, sampler)
         gen_acc = {
-            "generated": attr_agreement(pred, batch),
+            "generated": attr_agreement(judge.predict(images), batch),
             "real": attr_agreement(judge.predict(batch.images_NHWC), batch),
+            "silhouette": silhouette_agreement(images, batch),
         }
         say(
             f"generation: shape {gen_acc['generated']['shape']:.3f}, colour {gen_acc['generated']['colour']:.3f}"
@@ -168,6 +170,7 @@ def run_diffusion_steering(
         "n": cfg.n_eval if world else 0,
         "accuracy": gen_acc["generated"] if gen_acc else {"shape": None, "colour": None},
         "judge_accuracy_on_real": gen_acc["real"] if gen_acc else None,
+        "silhouette": gen_acc["silhouette"] if gen_acc else None,
     }
 
     # 2. steering
