@@ -223,6 +223,20 @@ def test_cli_writes_results_and_page(world_dir, text_sae, tmp_path, capsys):
     assert set(res["steering"]["target_rate"]) == {"steered", "baseline"}
     assert "preserved_rate" in res["steering"]
     assert [r["latent"] for r in res["steering"]["latents"]] == [0, 1]
+    meta = json.loads((world_dir / "vsae_diffusion.json").read_text())
+    assert res["sampler"] == {"guidance": meta["sampler_guidance"], "eta": meta["sampler_eta"], "steps": 2}
+    # the unsteered images' silhouette IoU, directly: latents given without an attribute steer
+    # the first n_prompts of the pool (held-out captions of seed + 2)
+    from vsae.world.diffusion.evaluate import heldout_prompts
+    from vsae.world.diffusion.silhouette import read_shapes
+
+    pool, _ = heldout_prompts(64, 2)
+    plain = generate(load_pipe(world_dir), pool[:2], SamplerConfig(steps=2, seed=0))
+    for r in res["steering"]["latents"]:
+        assert r["iou_baseline"] == pytest.approx(float(read_shapes(plain)[1].mean()))
+        assert 0.0 <= r["iou_steered"] <= 1.0
+    sil = res["generation"]["silhouette"]
+    assert 0.0 <= sil["shape"] <= 1.0 and 0.0 <= sil["mean_iou"] <= 1.0
     assert res["discovery"]["n_latents"] == 3
     assert "agreement" in res["discovery"] and "random_agreement" in res["discovery"]
     html = (out / "index.html").read_text()

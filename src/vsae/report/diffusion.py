@@ -35,7 +35,17 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
             f"unsteered over {s['n_latents']} latents; other attributes preserved {_pct(s['preserved_rate'])} "
             f"(unsteered {_pct(s['preserved_rate_baseline'])})."
         )
-    cols = ["latent", "word", "word_share", "attribute", "target_baseline", "target_steered", "preserved"]
+    cols = [
+        "latent",
+        "word",
+        "word_share",
+        "attribute",
+        "target_baseline",
+        "target_steered",
+        "preserved",
+        "iou_baseline",
+        "iou_steered",
+    ]
     r.table(
         s["latents"], [c for c in cols if any(c in row for row in s["latents"])], left=["word", "attribute"]
     )

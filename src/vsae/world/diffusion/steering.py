@@ -5,7 +5,9 @@ For the shapes world's tiny model the similarity encoder's heads give ground tru
 - generation accuracy: held-out captions, agreement of the images with the prompt;
 - steering: per latent whose text-side word is an attribute value (`LatentStats.top_word`), the
   rate of that value in images of prompts naming another value, steered vs unsteered (same
-  prompts and noise), and how often the prompt's other attributes are preserved;
+  prompts and noise), how often the prompt's other attributes are preserved, and the mean
+  silhouette IoU of the images steered and not (`vsae.world.diffusion.silhouette`: is an object
+  still drawn, or has the edit turned the image into noise the judge misreads?);
 - discovery: per live latent, the word whose CLIP similarity rises most (`diffusion_discovery`),
   checked against the attribute value whose judged rate rises most, beside random words.
 On another pipeline (Stable Diffusion) the same code generates, steers and names; the
@@ -39,6 +41,7 @@ from vsae.steer.intervention import resolve_point
 from vsae.world.diffusion.evaluate import agreement as attr_agreement
 from vsae.world.diffusion.evaluate import heldout_prompts, silhouette_agreement
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
+from vsae.world.diffusion.silhouette import read_shapes
 from vsae.world.diffusion.text_sae import world_captions
 from vsae.world.generate import attribute_vocab
 from vsae.world.taxonomy import BACKGROUNDS
@@ -221,6 +224,9 @@ def run_diffusion_steering(
             )
             if s == cfg.strength:
                 examples.append(_save_example(out, f, stats.top_word[f], prompts, ims_u, ims_s))
+                if world:  # is an object still drawn? (a judged rate on noise means nothing)
+                    row["iou_baseline"] = float(read_shapes(ims_u)[1].mean())
+                    row["iou_steered"] = float(read_shapes(ims_s)[1].mean())
             if judge is not None and pred_u is not None and attr is not None and val is not None:
                 truth = {a: pool_truth[a][list(idx)] for a in JUDGED}
                 r = steering_rates(judge.predict(ims_s), pred_u, truth, attr, val)
