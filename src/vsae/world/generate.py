@@ -164,6 +164,13 @@ def in_split(codes: dict[str, np.ndarray], split: str) -> np.ndarray:
     return want & ~bg_ood & ~combo
 
 
+def class_masks() -> np.ndarray:
+    """float32 [classes, sizes, 64, 64]: the alpha of every class and size, centred at pixel
+    (32, 32) of a canvas twice the image size (the image of an object at (x, y) is the window
+    ``[32 - y : 64 - y, 32 - x : 64 - x]``)."""
+    return _masks()
+
+
 def object_alpha(codes: dict[str, np.ndarray]) -> np.ndarray:
     """float32 [N, 32, 32] in [0, 1]: the object's coverage of each pixel (anti-aliased, no
     outline) in the images of the attribute codes."""

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from vsae.world import taxonomy as tx
-from vsae.world.generate import IMAGE_SIZE, POSITION_OFFSET, POSITION_STEP, _masks, attribute_vocab
+from vsae.world.generate import IMAGE_SIZE, POSITION_OFFSET, POSITION_STEP, attribute_vocab, class_masks
 
 SATURATION = 100  # object colours have saturation >= 150, the greys 0
 
@@ -27,7 +27,7 @@ SATURATION = 100  # object colours have saturation >= 150, the greys 0
 def _templates() -> tuple[np.ndarray, np.ndarray]:
     """(bool masks [T, 32*32] of every class x size x grid position, shape index [T])."""
     S = IMAGE_SIZE
-    masks = _masks() >= 0.5  # [classes, sizes, 64, 64] centred at (32, 32)
+    masks = class_masks() >= 0.5  # [classes, sizes, 64, 64] centred at (32, 32)
     shapes = attribute_vocab("shape")
     grid = range(POSITION_OFFSET, S, POSITION_STEP)
     out, label = [], []
