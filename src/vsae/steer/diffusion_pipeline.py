@@ -172,10 +172,7 @@ def initial_noise(pipe: DiffusionPipe, n: int, seed: int) -> torch.Tensor:
     """The starting noise of ``n`` images: image i's noise depends only on (seed, i), so the same
     prompts with the same seed start from the same noise in any batching (the images are then
     bit-identical for the same ``batch_size``; other batchings may differ by float rounding)."""
-    c = int(pipe.unet.config.in_channels)
-    s = int(pipe.unet.config.sample_size)
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randn((n, c, s, s), generator=g)
+    return _seeded_noise(pipe, (n,), int(seed))
 
 
 def resolved_sampler(pipe: DiffusionPipe, cfg: SamplerConfig) -> tuple[float, float]:
@@ -188,10 +185,15 @@ def resolved_sampler(pipe: DiffusionPipe, cfg: SamplerConfig) -> tuple[float, fl
 def step_noises(pipe: DiffusionPipe, n: int, seed: int, steps: int) -> torch.Tensor:
     """The fresh noise of ancestral (eta > 0) steps [n, steps, C, H, W]: like `initial_noise`,
     image i's depends only on (seed, i), from a generator of its own (seed + 1_000_003)."""
+    return _seeded_noise(pipe, (n, steps), int(seed) + 1_000_003)
+
+
+def _seeded_noise(pipe: DiffusionPipe, lead: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Standard normal noise [*lead, C, H, W] in the UNet's sample space, drawn on the CPU from a
+    generator seeded with ``seed`` (row i of the first dimension depends on seed and i only)."""
     c = int(pipe.unet.config.in_channels)
     s = int(pipe.unet.config.sample_size)
-    g = torch.Generator().manual_seed(int(seed) + 1_000_003)
-    return torch.randn((n, steps, c, s, s), generator=g)
+    return torch.randn((*lead, c, s, s), generator=torch.Generator().manual_seed(seed))
 
 
 def _to_images(pipe: DiffusionPipe, x: torch.Tensor) -> np.ndarray:

@@ -164,20 +164,13 @@ def in_split(codes: dict[str, np.ndarray], split: str) -> np.ndarray:
     return want & ~bg_ood & ~combo
 
 
-def class_masks() -> np.ndarray:
-    """float32 [classes, sizes, 64, 64]: the alpha of every class and size, centred at pixel
-    (32, 32) of a canvas twice the image size (the image of an object at (x, y) is the window
-    ``[32 - y : 64 - y, 32 - x : 64 - x]``)."""
-    return _masks()
-
-
 def object_alpha(codes: dict[str, np.ndarray]) -> np.ndarray:
     """float32 [N, 32, 32] in [0, 1]: the object's coverage of each pixel (anti-aliased, no
     outline) in the images of the attribute codes."""
     n = len(codes["size"])
     S = IMAGE_SIZE
     alpha = np.empty((n, S, S), np.float32)
-    masks = _masks()
+    masks = class_masks()
     for i, (c, s, x, y) in enumerate(zip(codes["class_name"], codes["size"], codes["x"], codes["y"])):
         alpha[i] = masks[c, s, S - y : 2 * S - y, S - x : 2 * S - x]
     return alpha
@@ -346,8 +339,10 @@ def _shape_polygon(class_name: str, r: float) -> list[tuple[float, float]] | Non
 
 
 @functools.cache
-def _masks() -> np.ndarray:
-    """float32 [classes, sizes, 64, 64] alpha of each object centred at pixel (32, 32)."""
+def class_masks() -> np.ndarray:
+    """float32 [classes, sizes, 64, 64]: the alpha of every class and size, centred at pixel
+    (32, 32) of a canvas twice the image size (the image of an object at (x, y) is the window
+    ``[32 - y : 64 - y, 32 - x : 64 - x]``); drawn once, cached."""
     S, big = _CANVAS, _CANVAS * _SS
     out = np.zeros((len(tx.CLASSES), len(tx.SIZES), S, S), np.float32)
     cx = (IMAGE_SIZE + 0.5) * _SS  # continuous centre of pixel (32, 32), supersampled

@@ -38,8 +38,7 @@ from vsae.steer.diffusion_latents import LatentStats, latent_stats
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
-from vsae.world.diffusion.evaluate import agreement as attr_agreement
-from vsae.world.diffusion.evaluate import heldout_prompts, silhouette_agreement
+from vsae.world.diffusion.evaluate import generation_accuracy, heldout_prompts
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
 from vsae.world.diffusion.silhouette import read_shapes
 from vsae.world.diffusion.text_sae import world_captions
@@ -159,13 +158,7 @@ def run_diffusion_steering(
     # 1. generation accuracy on held-out captions
     gen_acc = None
     if judge is not None and cfg.n_eval:
-        prompts, batch = heldout_prompts(cfg.n_eval, cfg.seed)
-        images = generate(pipe, prompts, sampler)
-        gen_acc = {
-            "generated": attr_agreement(judge.predict(images), batch),
-            "real": attr_agreement(judge.predict(batch.images_NHWC), batch),
-            "silhouette": silhouette_agreement(images, batch),
-        }
+        gen_acc = generation_accuracy(pipe, judge, n=cfg.n_eval, seed=cfg.seed, sampler=sampler)
         say(
             f"generation: shape {gen_acc['generated']['shape']:.3f}, colour {gen_acc['generated']['colour']:.3f}"
         )
@@ -173,7 +166,7 @@ def run_diffusion_steering(
         "n": cfg.n_eval if world else 0,
         "accuracy": gen_acc["generated"] if gen_acc else {"shape": None, "colour": None},
         "judge_accuracy_on_real": gen_acc["real"] if gen_acc else None,
-        "silhouette": gen_acc["silhouette"] if gen_acc else None,
+        "silhouette": gen_acc["silhouette"]["generated"] if gen_acc else None,
     }
 
     # 2. steering
