@@ -128,11 +128,15 @@ def test_browser_end_to_end(live, browser_page, built, tmp_path_factory):
     assert rows == [r["latent"] for r in api_top]
 
     # 3. search a name
+    want = sum(1 for n in built["names"] if n == "triangle")
     page.fill("#search", "triangle")
     page.wait_for_function("() => location.hash.includes('q=triangle')")
-    page.wait_for_selector("#latent-table tbody tr")
+    # the table re-renders when the search answer arrives: wait for it, not for the old rows
+    page.wait_for_function(
+        "(want) => document.querySelectorAll('td.name').length === want",
+        arg=want,
+    )
     names = page.eval_on_selector_all("td.name", "els => els.map(e => e.textContent)")
-    want = sum(1 for n in built["names"] if n == "triangle")
     assert len(names) == want > 0 and all("triangle" in n for n in names)
     shot("search")
 

@@ -41,7 +41,9 @@ def test_pipeline_diffusion_steers(tiny):
     hook.steps = 2
     a, b = hook("a red circle", 3, "clamp", 50.0, seed=1)
     direct = generate(
-        hook._load()[0], ["a red circle"], SamplerConfig(steps=2, guidance=3.0, seed=1, batch_size=1)
+        hook._load()[0],
+        ["a red circle"],
+        SamplerConfig(steps=2, seed=1, batch_size=1),  # pipeline defaults
     )
     assert np.array_equal(np.asarray(a), direct[0])  # unsteered = plain generation, same noise
     assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() > 0

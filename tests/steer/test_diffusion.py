@@ -157,6 +157,43 @@ def test_steering_rates_match_a_direct_computation():
     assert r["target_baseline"] == pytest.approx(sum(pu["colour"][i] == 2 for i in range(n)) / n)
     direct = np.mean([sum(ps[a][i] == truth[a][i] for i in range(n)) / n for a in ("shape", "size")])
     assert r["preserved"] == pytest.approx(direct)
+    assert "target_steered_drawn" not in r
+    ds, du = rng.random(n) < 0.5, rng.random(n) < 0.8
+    g = steering_rates(ps, pu, truth, "colour", 2, ds, du)
+    assert g["target_steered_drawn"] == pytest.approx(
+        sum(ps["colour"][i] == 2 and ds[i] for i in range(n)) / n
+    )
+    assert g["target_baseline_drawn"] == pytest.approx(
+        sum(pu["colour"][i] == 2 and du[i] for i in range(n)) / n
+    )
+    assert g["target_steered_drawn"] < g["target_steered"]  # images without an object no longer count
+    assert (g["drawn_steered"], g["drawn_baseline"]) == (pytest.approx(ds.mean()), pytest.approx(du.mean()))
+
+
+def test_meets_target_counts_drawn_images_where_known():
+    from vsae.world.diffusion.steering import meets_target
+
+    assert meets_target({"target_steered": 0.6, "target_baseline": 0.2})
+    assert not meets_target({"target_steered": 0.6, "target_baseline": 0.31})
+    # judged 0.8 but most of those images are noise: 0.3 of them still draw an object
+    row = {
+        "target_steered": 0.8,
+        "target_baseline": 0.1,
+        "target_steered_drawn": 0.3,
+        "target_baseline_drawn": 0.1,
+    }
+    assert not meets_target(row)
+    assert meets_target(row | {"target_steered_drawn": 0.5})
+
+
+def test_drawn_tells_objects_from_noise():
+    from vsae.world.diffusion.silhouette import DRAWN_IOU, drawn, read_shapes
+    from vsae.world.generate import generate as world_images
+
+    real = world_images("test", 40, seed=3).images_NHWC
+    noise = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    assert drawn(real).mean() >= 0.95 and drawn(noise).mean() <= 0.05
+    assert np.array_equal(drawn(noise), read_shapes(noise)[1] >= DRAWN_IOU)
 
 
 def test_discovery_matches_a_direct_computation():
@@ -220,7 +257,7 @@ def test_cli_writes_results_and_page(world_dir, text_sae, tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     for key in ("shape", "colour"):
         assert 0.0 <= res["generation"]["accuracy"][key] <= 1.0
-    assert set(res["steering"]["target_rate"]) == {"steered", "baseline"}
+    assert set(res["steering"]["target_rate"]) == {"steered", "baseline", "steered_drawn", "baseline_drawn"}
     assert "preserved_rate" in res["steering"]
     assert [r["latent"] for r in res["steering"]["latents"]] == [0, 1]
     meta = json.loads((world_dir / "vsae_diffusion.json").read_text())

@@ -27,6 +27,17 @@ def test_steering_finding_threshold(steered, baseline, holds):
     assert f[0]["holds"] is holds and f"{steered:.1%}" in f[0]["detail"]
 
 
+def test_steering_finding_counts_only_images_that_draw_an_object():
+    from vsae.demo.diffusion import diffusion_findings
+
+    res = _res(0.6, 0.1, 0.5, 0.05)
+    res["steering"]["target_rate"] |= {"steered_drawn": 0.3, "baseline_drawn": 0.1}
+    f = diffusion_findings(res)[0]
+    assert f["holds"] is False and "30.0% vs 10.0%" in f["detail"] and "60.0%" in f["detail"]
+    res["steering"]["target_rate"] |= {"steered_drawn": 0.55}
+    assert diffusion_findings(res)[0]["holds"] is True
+
+
 @pytest.mark.parametrize(
     "agreement, random, holds", [(0.5, 0.05, True), (0.34, 0.05, False), (0.36, 0.05, True)]
 )

@@ -190,7 +190,7 @@ def test_shipped_model_generates():
     assert ims.shape == (16, 32, 32, 3) and ims.dtype == np.uint8
     assert np.array_equal(ims, sample(pipe, prompts, cfg))
     pred = load_judge(d / "judge.safetensors").predict(ims, ("colour",))
-    assert np.mean(pred["colour"] == batch.labels("colour")) >= 0.4  # chance: 1/8
+    assert np.mean(pred["colour"] == batch.labels("colour")) >= 0.75  # chance: 1/8
     assert (shipped_text_sae_dir() / "sae.safetensors").is_file()
     build = json.loads((d / "vsae_world_build.json").read_text())
     q = build["quality"]["generated"]  # the measured numbers docs/diffusion.md states
@@ -200,27 +200,27 @@ def test_shipped_model_generates():
         "eta": pipe.eta,
         "seed": 0,
     }
-    # the measured numbers docs/diffusion.md states: above chance (1/6 shapes, 1/8 colours) but
-    # short of the 80 % shape / 90 % colour targets as the judge reads them; the silhouettes
-    # (template matching, no model) show the right shape far more often than the judge reads it
-    assert 0.3 <= q["shape"] < 0.8 and 0.8 <= q["colour"] < 0.9, q
+    # the measured numbers docs/diffusion.md states: colour meets its 90 % target, the judged
+    # shape falls just short of 80 % (its ceiling on real images is 94 %), while the silhouettes
+    # (template matching, no model) show the right shape in over 95 % of images
+    assert 0.75 <= q["shape"] < 0.8 and q["colour"] >= 0.9, q
     sil = build["quality"]["silhouette"]
-    assert sil["generated"]["shape"] >= 0.6 and sil["real"]["shape"] >= 0.97, sil
+    assert sil["generated"]["shape"] >= 0.95 and sil["real"]["shape"] >= 0.97, sil
 
 
 @pytest.mark.slow
 def test_rebuild_is_deterministic_and_accurate(tmp_path):
-    """Rebuild the shipped text-to-image assets (about 31 minutes of one core, 6000 steps): the
-    same UNet bits, and held-out generation accuracy as documented."""
+    """Rebuild the shipped text-to-image assets (about 50 minutes of one core, 10,000 steps):
+    the same UNet and text-SAE bits, and held-out generation accuracy as documented."""
     from safetensors.torch import load_file
 
     from vsae.world.diffusion import shipped_diffusion_dir
     from vsae.world.diffusion.build import build_diffusion_assets
 
     res = build_diffusion_assets(tmp_path, threads=1, progress=False)
-    q = res["quality"]["generated"]  # shipped build measured: shape 0.375, colour 0.865 (docs/diffusion.md)
-    assert q["shape"] >= 0.3 and q["colour"] >= 0.8, q
-    assert res["quality"]["silhouette"]["generated"]["shape"] >= 0.6, res["quality"]
-    name = "unet/diffusion_pytorch_model.safetensors"
-    a, b = load_file(str(tmp_path / name)), load_file(str(shipped_diffusion_dir() / name))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    q = res["quality"]["generated"]  # shipped build measured: shape 0.79, colour 0.995 (docs/diffusion.md)
+    assert q["shape"] >= 0.75 and q["colour"] >= 0.9, q
+    assert res["quality"]["silhouette"]["generated"]["shape"] >= 0.95, res["quality"]
+    for name in ("unet/diffusion_pytorch_model.safetensors", "text_sae/sae.safetensors"):
+        a, b = load_file(str(tmp_path / name)), load_file(str(shipped_diffusion_dir() / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

@@ -3,7 +3,8 @@ through its text-encoder SAE and name latents from images alone, in about half a
 
 Two findings, checked on the demo's own numbers:
 - "steering text-encoder SAE latents changes the generated attribute": the target attribute
-  rate of the steered latents reaches >= 0.5 and >= 2x the unsteered rate (mean over latents);
+  rate of the steered latents reaches >= 0.5 and >= 2x the unsteered rate (mean over latents),
+  counting only images that still draw an object (`vsae.world.diffusion.silhouette.drawn`);
 - "discovered attribute names agree with ground truth": agreement beats random words by >= 30
   points.
 """
@@ -54,15 +55,19 @@ def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig
 def diffusion_findings(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The two findings of the diffusion section (claim, holds, detail with numbers, source)."""
     s, d = res["steering"], res["discovery"]
-    st, base = s["target_rate"]["steered"], s["target_rate"]["baseline"]
+    tr = s["target_rate"]
+    st, base = tr["steered"], tr["baseline"]
     out = []
     if st is not None:
+        gated = tr.get("steered_drawn") is not None
+        gs, gb = (tr["steered_drawn"], tr["baseline_drawn"]) if gated else (st, base)
         out.append({
             "claim": "Steering text-encoder SAE latents changes the generated attribute (target rate >= 0.5 and "
-                     ">= 2x unsteered)",
-            "holds": bool(st >= 0.5 and st >= 2 * base),
-            "detail": f"target attribute rate {st:.1%} steered vs {base:.1%} unsteered over {s['n_latents']} latents "
-                      f"({s['n_meeting_target']} meet it alone); other prompt attributes preserved "
+                     ">= 2x unsteered" + (", counting images that still draw an object)" if gated else ")"),
+            "holds": bool(gs >= 0.5 and gs >= 2 * gb),
+            "detail": f"target attribute rate {st:.1%} steered vs {base:.1%} unsteered over {s['n_latents']} latents"
+                      + (f" ({gs:.1%} vs {gb:.1%} counting only images that still draw an object)" if gated else "")
+                      + f"; {s['n_meeting_target']} latents meet it alone; other prompt attributes preserved "
                       f"{s['preserved_rate']:.1%} (unsteered {s['preserved_rate_baseline']:.1%})",
             "source": "Olson et al.",
         })  # fmt: skip

@@ -32,7 +32,14 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         r.text(
             f"Steering ({s['op']} at {s['strength']:g}x the latent's largest activation, all prompt tokens): "
             f"target attribute rate {_pct(s['target_rate']['steered'])} steered vs {_pct(s['target_rate']['baseline'])} "
-            f"unsteered over {s['n_latents']} latents; other attributes preserved {_pct(s['preserved_rate'])} "
+            f"unsteered over {s['n_latents']} latents"
+            + (
+                f" ({_pct(s['target_rate']['steered_drawn'])} vs {_pct(s['target_rate']['baseline_drawn'])} "
+                f"counting only images that still draw an object, silhouette IoU >= {s['drawn_iou']:g})"
+                if s["target_rate"].get("steered_drawn") is not None
+                else ""
+            )
+            + f"; other attributes preserved {_pct(s['preserved_rate'])} "
             f"(unsteered {_pct(s['preserved_rate_baseline'])})."
         )
     cols = [
@@ -42,6 +49,8 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         "attribute",
         "target_baseline",
         "target_steered",
+        "target_baseline_drawn",
+        "target_steered_drawn",
         "preserved",
         "iou_baseline",
         "iou_steered",

@@ -52,6 +52,20 @@ def build_diffusion_assets(
     summary: dict[str, Any] = {"diffusion": train_diffusion(out, clip_dir, cfg, progress=progress)}
     judge = fit_judge(None if simenc_dir == "shipped" else simenc_dir, n=judge_images)
     judge.save(out / JUDGE_FILE)
+    summary["text_sae"] = install_text_sae(out, sae_cfg, progress)
+    if n_eval:
+        summary["quality"] = generation_accuracy(load_pipe(out), judge, n=n_eval, seed=0)
+    summary["clip"] = str(clip_dir)
+    summary["total_seconds"] = round(time.time() - t0, 1)
+    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def install_text_sae(
+    out: Path, sae_cfg: TextSAEConfig = TextSAEConfig(), progress: bool = True
+) -> dict[str, Any]:
+    """Train the text-encoder SAE on the pipeline at ``out`` and install it as ``out/text_sae``
+    (replacing any there); return its summary entry."""
     sae_dir = train_text_sae(out, out / "_sae_run", sae_cfg, progress=progress)
     final = out / SAE_SUBDIR
     if final.exists():
@@ -61,10 +75,4 @@ def build_diffusion_assets(
         if (sae_dir / name).is_file():
             shutil.copy2(sae_dir / name, final / name)
     shutil.rmtree(out / "_sae_run", ignore_errors=True)
-    summary["text_sae"] = {"dir": SAE_SUBDIR, "config": asdict(sae_cfg)}
-    if n_eval:
-        summary["quality"] = generation_accuracy(load_pipe(out), judge, n=n_eval, seed=0)
-    summary["clip"] = str(clip_dir)
-    summary["total_seconds"] = round(time.time() - t0, 1)
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
+    return {"dir": SAE_SUBDIR, "config": asdict(sae_cfg)}

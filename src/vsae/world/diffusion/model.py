@@ -43,10 +43,10 @@ class UNetConfig:
         reads only ``encoder_hidden_states``, so generation and steering are unchanged.
     cross_attention_dim: width of the text hidden states (the world CLIP's text width).
     train_timesteps: DDPM timesteps; the schedule is ``squaredcos_cap_v2`` (Nichol & Dhariwal).
-    prediction_type: what the UNet outputs: ``epsilon`` (the noise, as Stable Diffusion; trained
-        under min-SNR weighting it is the one that learned to draw the shapes, docs/diffusion.md),
-        ``sample`` (the clean image x0) or ``v_prediction`` (v = sqrt(a) eps - sqrt(1 - a) x0,
-        Salimans & Ho).
+    prediction_type: what the UNet outputs: ``v_prediction`` (v = sqrt(a) eps - sqrt(1 - a) x0,
+        Salimans & Ho; under min-SNR weighting it draws the shapes on the cleanest backgrounds,
+        docs/diffusion.md), ``epsilon`` (the noise, as Stable Diffusion 1.x) or ``sample`` (the
+        clean image x0).
     """
 
     patch: int = 4
@@ -57,7 +57,7 @@ class UNetConfig:
     pooled_text: bool = True
     cross_attention_dim: int = 64
     train_timesteps: int = 1000
-    prediction_type: Literal["sample", "epsilon", "v_prediction"] = "epsilon"
+    prediction_type: Literal["sample", "epsilon", "v_prediction"] = "v_prediction"
 
 
 def build_unet(cfg: UNetConfig) -> Any:
@@ -106,7 +106,7 @@ def build_scheduler(cfg: UNetConfig) -> Any:
         prediction_type=cfg.prediction_type,
         clip_sample=True,
         timestep_spacing="leading" if eps else "trailing",
-        steps_offset=1 if eps else 0,
+        steps_offset=1,  # used by `leading` only; diffusers warns on every sampler built without it
     )
 
 

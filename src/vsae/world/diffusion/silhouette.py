@@ -21,6 +21,9 @@ from vsae.world import taxonomy as tx
 from vsae.world.generate import IMAGE_SIZE, POSITION_OFFSET, POSITION_STEP, attribute_vocab, class_masks
 
 SATURATION = 100  # object colours have saturation >= 150, the greys 0
+DRAWN_IOU = 0.5
+"""Best IoU at or above which an image counts as drawing an object (`drawn`): real world images
+score 0.97 on average, uniform pixel noise 0.28 (95th percentile 0.35)."""
 
 
 @functools.cache
@@ -70,3 +73,9 @@ def read_shapes(images_NHWC: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best = iou.argmax(1)
     pred = np.where(obj.sum(1) > 0, shape[best], -1)
     return pred, iou[np.arange(len(best)), best]
+
+
+def drawn(images_NHWC: np.ndarray, min_iou: float = DRAWN_IOU) -> np.ndarray:
+    """bool [N]: does each image hold an object whose silhouette matches one of the world's
+    shapes with IoU >= ``min_iou`` (rather than noise or a formless blob)?"""
+    return read_shapes(images_NHWC)[1] >= min_iou

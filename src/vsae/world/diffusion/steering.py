@@ -40,7 +40,7 @@ from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
 from vsae.world.diffusion.evaluate import generation_accuracy, heldout_prompts
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
-from vsae.world.diffusion.silhouette import read_shapes
+from vsae.world.diffusion.silhouette import DRAWN_IOU, read_shapes
 from vsae.world.diffusion.text_sae import world_captions
 from vsae.world.generate import attribute_vocab
 from vsae.world.taxonomy import BACKGROUNDS
@@ -92,20 +92,48 @@ def steering_rates(
     truth: dict[str, np.ndarray],
     attribute: str,
     value: int,
+    drawn_s: np.ndarray | None = None,
+    drawn_u: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Target rate steered / unsteered (fraction judged ``value``) and preserved rate (fraction of
-    (image, other judged attribute) pairs that still show the prompt's value), steered and not."""
+    (image, other judged attribute) pairs that still show the prompt's value), steered and not.
+    Given which images still draw an object (``drawn_s``, ``drawn_u``: bool [N],
+    `vsae.world.diffusion.silhouette.drawn`), also the target rates counting only those
+    (``*_drawn``: an image of noise that the judge reads as the value does not count) and the
+    drawn fractions."""
     others = [a for a in JUDGED if a != attribute]
 
     def keep(p: dict[str, np.ndarray]) -> float:
         return float(np.mean([np.mean(p[a] == truth[a]) for a in others]))
 
-    return {
+    out = {
         "target_steered": float(np.mean(pred_s[attribute] == value)),
         "target_baseline": float(np.mean(pred_u[attribute] == value)),
         "preserved": keep(pred_s),
         "preserved_baseline": keep(pred_u),
     }
+    if drawn_s is not None and drawn_u is not None:
+        out |= {
+            "target_steered_drawn": float(np.mean((pred_s[attribute] == value) & drawn_s)),
+            "target_baseline_drawn": float(np.mean((pred_u[attribute] == value) & drawn_u)),
+            "drawn_steered": float(np.mean(drawn_s)),
+            "drawn_baseline": float(np.mean(drawn_u)),
+        }
+    return out
+
+
+def meets_target(row: dict[str, float]) -> bool:
+    """Olson-style steering success for one latent: the target rate steered >= 0.5 and >= 2x the
+    unsteered rate, counting only images that still draw an object where that is known."""
+    s, b = (
+        ("target_steered_drawn", "target_baseline_drawn")
+        if "target_steered_drawn" in row
+        else (
+            "target_steered",
+            "target_baseline",
+        )
+    )
+    return row[s] >= 0.5 and row[s] >= 2 * row[b]
 
 
 def run_diffusion_steering(
@@ -211,18 +239,25 @@ def run_diffusion_steering(
             "attribute": attr,
             "n_prompts": len(idx),
         }
+        iou_u = read_shapes(ims_u)[1] if world else None
         for s in (cfg.strength, *cfg.sweep):
             ims_s = generate(
                 pipe, prompts, sampler, sae=sae, hook=hook, edits=[_edit(f, cfg, stats.max_act[f], s)]
             )
+            iou_s = read_shapes(ims_s)[1] if world else None
             if s == cfg.strength:
                 examples.append(_save_example(out, f, stats.top_word[f], prompts, ims_u, ims_s))
-                if world:  # is an object still drawn? (a judged rate on noise means nothing)
-                    row["iou_baseline"] = float(read_shapes(ims_u)[1].mean())
-                    row["iou_steered"] = float(read_shapes(ims_s)[1].mean())
+                if iou_u is not None and iou_s is not None:  # is an object still drawn?
+                    row["iou_baseline"] = float(iou_u.mean())
+                    row["iou_steered"] = float(iou_s.mean())
             if judge is not None and pred_u is not None and attr is not None and val is not None:
                 truth = {a: pool_truth[a][list(idx)] for a in JUDGED}
-                r = steering_rates(judge.predict(ims_s), pred_u, truth, attr, val)
+                drawn = (
+                    (iou_s >= DRAWN_IOU, iou_u >= DRAWN_IOU)
+                    if iou_s is not None and iou_u is not None
+                    else (None, None)
+                )
+                r = steering_rates(judge.predict(ims_s), pred_u, truth, attr, val, *drawn)
                 if s == cfg.strength:
                     row.update(r)
                 else:
@@ -238,17 +273,19 @@ def run_diffusion_steering(
         )
     scored = [r for r in per_latent if "target_steered" in r]
 
+    keys = (
+        ("steered", "target_steered"),
+        ("baseline", "target_baseline"),
+        ("preserved", "preserved"),
+        ("preserved_baseline", "preserved_baseline"),
+        ("steered_drawn", "target_steered_drawn"),
+        ("baseline_drawn", "target_baseline_drawn"),
+    )
+
     def summary(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-        if not rows:
-            return {"steered": None, "baseline": None, "preserved": None, "preserved_baseline": None}
         return {
-            k: float(np.mean([r[k2] for r in rows]))
-            for k, k2 in (
-                ("steered", "target_steered"),
-                ("baseline", "target_baseline"),
-                ("preserved", "preserved"),
-                ("preserved_baseline", "preserved_baseline"),
-            )
+            k: float(np.mean([r[k2] for r in rows])) if rows and all(k2 in r for r in rows) else None
+            for k, k2 in keys
         }
 
     s0 = summary(scored)
@@ -256,12 +293,11 @@ def run_diffusion_steering(
         "op": cfg.op,
         "strength": cfg.strength,
         "n_latents": len(per_latent),
-        "target_rate": {"steered": s0["steered"], "baseline": s0["baseline"]},
+        "target_rate": {k: s0[k] for k in ("steered", "baseline", "steered_drawn", "baseline_drawn")},
         "preserved_rate": s0["preserved"],
         "preserved_rate_baseline": s0["preserved_baseline"],
-        "n_meeting_target": sum(
-            r["target_steered"] >= 0.5 and r["target_steered"] >= 2 * r["target_baseline"] for r in scored
-        ),
+        "drawn_iou": DRAWN_IOU if world else None,
+        "n_meeting_target": sum(meets_target(r) for r in scored),
         "latents": per_latent,
         "sweep": [{"strength": s, **summary(rows)} for s, rows in sweep_rows.items()],
     }

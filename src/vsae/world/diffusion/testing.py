@@ -92,7 +92,11 @@ def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
         tokenizer=AutoTokenizer.from_pretrained(str(text_dir)),
         unet=unet,
         scheduler=DDIMScheduler(
-            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            clip_sample=False,
+            steps_offset=1,  # as Stable Diffusion 1.5's scheduler_config.json
         ),
         safety_checker=None,
         feature_extractor=None,

@@ -32,14 +32,16 @@ class TextSAEConfig:
     hook: text-encoder hook (``resid.-1``: the last block, which the UNet reads after the final
         layer norm).
     n_captions: world captions (train split, the diffusion model's caption mix) to take tokens from.
-    expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token.
+    expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token
+        (8x, k = 1: close to one latent per word of the world's 60, so that a colour or size
+        has a latent of its own to steer with; docs/diffusion.md).
     steps, batch_size, lr, seed: training (`vsae.train`).
     """
 
     hook: str = "resid.-1"
     n_captions: int = 20000
-    expansion: int = 4
-    k: int = 4
+    expansion: int = 8
+    k: int = 1
     arch: str = "topk"
     steps: int = 2000
     batch_size: int = 256

@@ -2,8 +2,11 @@
 probabilistic models"), conditioned on the frozen text encoder of the world CLIP as Stable
 Diffusion is on CLIP's (Rombach et al.).
 
-Recipe: epsilon prediction (as Stable Diffusion) with the min-SNR-5 weighting of Hang et al.
-("Efficient diffusion training via min-SNR weighting strategy") on a cosine noise schedule, the
+Recipe: v prediction (Salimans & Ho, "Progressive distillation for fast sampling of diffusion
+models") with the min-SNR-5 weighting of Hang et al. ("Efficient diffusion training via min-SNR
+weighting strategy"), which weights the implied clean-image error by min(SNR, 5) and so teaches the
+shapes, as it does for an epsilon model, without the epsilon model's speckle (its clean-image
+estimate amplifies the noise error at high noise; docs/diffusion.md), on a cosine noise schedule, the
 squared error on the object's pixels weighted 5x over the textured background's, 10% empty
 captions so that classifier-free guidance works (Ho & Salimans, "Classifier-free diffusion
 guidance"), an EMA of the weights (the EMA is what is saved). Captions are the canonical caption
@@ -66,7 +69,7 @@ class DiffusionTrainConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     seed: int = 0
     n_images: int = 20000
-    steps: int = 6000
+    steps: int = 10000
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 50
@@ -78,7 +81,7 @@ class DiffusionTrainConfig:
     min_snr: float = 5.0
     object_weight: float = 5.0
     checkpoint_every: int = 200
-    sampler_guidance: float = 3.0
+    sampler_guidance: float = 2.0
     sampler_eta: float = 1.0
 
 
