@@ -54,6 +54,8 @@ def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig
 
 def diffusion_findings(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The two findings of the diffusion section (claim, holds, detail with numbers, source)."""
+    from vsae.world.diffusion.steering import target_met
+
     s, d = res["steering"], res["discovery"]
     tr = s["target_rate"]
     st, base = tr["steered"], tr["baseline"]
@@ -64,7 +66,7 @@ def diffusion_findings(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({
             "claim": "Steering text-encoder SAE latents changes the generated attribute (target rate >= 0.5 and "
                      ">= 2x unsteered" + (", counting images that still draw an object)" if gated else ")"),
-            "holds": bool(gs >= 0.5 and gs >= 2 * gb),
+            "holds": target_met(gs, gb),
             "detail": f"target attribute rate {st:.1%} steered vs {base:.1%} unsteered over {s['n_latents']} latents"
                       + (f" ({gs:.1%} vs {gb:.1%} counting only images that still draw an object)" if gated else "")
                       + f"; {s['n_meeting_target']} latents meet it alone; other prompt attributes preserved "

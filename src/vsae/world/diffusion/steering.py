@@ -122,18 +122,21 @@ def steering_rates(
     return out
 
 
+def target_met(steered: float, baseline: float) -> bool:
+    """The steering target (issue 10, after Olson et al.): the target attribute rate steered is
+    >= 0.5 and >= 2x the unsteered rate."""
+    return steered >= 0.5 and steered >= 2 * baseline
+
+
 def meets_target(row: dict[str, float]) -> bool:
-    """Olson-style steering success for one latent: the target rate steered >= 0.5 and >= 2x the
-    unsteered rate, counting only images that still draw an object where that is known."""
-    s, b = (
-        ("target_steered_drawn", "target_baseline_drawn")
-        if "target_steered_drawn" in row
-        else (
-            "target_steered",
-            "target_baseline",
-        )
-    )
-    return row[s] >= 0.5 and row[s] >= 2 * row[b]
+    """`target_met` for one latent's rates, counting only images that still draw an object where
+    that is known."""
+    gated = "target_steered_drawn" in row
+    return target_met(*(
+        (row["target_steered_drawn"], row["target_baseline_drawn"])
+        if gated
+        else (row["target_steered"], row["target_baseline"])
+    ))  # fmt: skip
 
 
 def run_diffusion_steering(
