@@ -31,7 +31,7 @@ def _summary(path: str) -> dict:
         "parts": len(ms),
         "shards": sum(len(mm["shards"]) for mm in ms),
         "complete": all(mm["complete"] for mm in ms),
-        "images_done": sum(mm["next_image"] - mm["image_range"][0] for mm in ms),
+        "images_done": sum(mm["next_image"] - mm.get("image_range", [0])[0] for mm in ms),
         "skipped": len(skipped),
         "skipped_reasons": _count_reasons(skipped),
         "provenance": m.get("provenance", {}),

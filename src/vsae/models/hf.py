@@ -97,7 +97,7 @@ def provenance(model_id: str, config: Any, family: str, tower: str, cls_name: st
     return prov
 
 
-def refuse_pickle_only(model_dir: str | os.PathLike) -> None:
+def refuse_pickle_only(model_dir: str | os.PathLike, cls_name: str = "AutoModel") -> None:
     """One line when a local model directory has pickle weights but no safetensors weights."""
     d = Path(model_dir)
     if not d.is_dir() or any(d.glob("*.safetensors")):
@@ -106,9 +106,27 @@ def refuse_pickle_only(model_dir: str | os.PathLike) -> None:
     if pickles:
         raise VsaeError(
             f"model {d} has only pickle weights ({', '.join(pickles[:3])}), which can run code when loaded; "
-            "vsae loads safetensors only: convert it once with "
-            "`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)` where you trust it"
+            f"vsae loads safetensors only: convert it once with `{cls_name}.from_pretrained(dir)"
+            ".save_pretrained(dir, safe_serialization=True)` where you trust it"
         )
+
+
+def safe_from_pretrained(cls: Any, source: str | os.PathLike, what: str = "model", **kwargs: Any) -> Any:
+    """``cls.from_pretrained(source, use_safetensors=True, **kwargs)``: the one way vsae loads the
+    weights of a transformers or diffusers model. A pickle checkpoint can run code when loaded, so
+    a local directory (or its ``subfolder``) with only pickle weights is refused by name, and a
+    hub id downloads safetensors only. Any failure is one line naming `what` (e.g. "the CLIP")."""
+    src = str(source)
+    sub = kwargs.get("subfolder") or ""
+    refuse_pickle_only(Path(src) / sub if sub else src, cls.__name__)
+    try:
+        return cls.from_pretrained(src, use_safetensors=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        where = f"{src}/{sub}" if sub else src
+        raise VsaeError(
+            f"cannot load {what} {where!r} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__}); "
+            "vsae loads safetensors weights only"
+        ) from None
 
 
 def load_config(source: str, local_only: bool) -> tuple[Any | None, str]:
@@ -138,21 +156,11 @@ def choose_tower(req: LoadRequest, towers: tuple[str, ...], what: str) -> str:
 
 
 def load_weights(req: LoadRequest, cls_name: str) -> Any:
-    """``transformers.<cls_name>.from_pretrained`` in eval mode, safetensors only (a pickle
-    checkpoint can run code when loaded)."""
+    """``transformers.<cls_name>.from_pretrained`` in eval mode, safetensors only (`safe_from_pretrained`)."""
     import transformers as T
 
-    refuse_pickle_only(req.source)
-    try:
-        full = getattr(T, cls_name).from_pretrained(
-            req.source, dtype=req.dtype, local_files_only=req.local_only, use_safetensors=True
-        )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise VsaeError(
-            f"cannot load weights of {req.source!r} ({str(e).splitlines()[0][:160]}); "
-            "vsae loads safetensors weights only"
-        ) from None
-    return full.eval()
+    cls = getattr(T, cls_name)
+    return safe_from_pretrained(cls, req.source, "weights of", dtype=req.dtype, local_files_only=req.local_only).eval()
 
 
 def clip_processor(size: int, **norm: Any) -> Any:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+from vsae.models.hf import safe_from_pretrained
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,13 @@ class ClipScorer:
     def __init__(self, clip_dir: str, device: str = "cpu"):
         from transformers import AutoModel, AutoProcessor
 
-        self.model = AutoModel.from_pretrained(str(clip_dir)).eval().to(device)
-        self.proc = AutoProcessor.from_pretrained(str(clip_dir))
+        self.model = safe_from_pretrained(AutoModel, clip_dir, "the naming CLIP").eval().to(device)
+        try:
+            self.proc = AutoProcessor.from_pretrained(str(clip_dir))
+        except (OSError, ValueError) as e:
+            raise VsaeError(
+                f"cannot load the processor of the naming CLIP {clip_dir} ({str(e).splitlines()[0][:120]})"
+            ) from None
         self.device = device
 
     @staticmethod

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vsae.errors import VsaeError
+from vsae.models.hf import safe_from_pretrained
 from vsae.steer.config import SamplerConfig as SamplerConfig  # torch-free (steer diffusion's options)
 
 PIPELINE_JSON = "vsae_diffusion.json"
@@ -103,21 +104,29 @@ def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype 
     meta: dict = {}
     if local and (Path(src) / PIPELINE_JSON).is_file():
         meta = json.loads((Path(src) / PIPELINE_JSON).read_text())
-    try:
-        unet = UNet2DConditionModel.from_pretrained(
-            src, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False
+    if local and not (Path(src) / "unet").is_dir():
+        raise VsaeError(
+            f"cannot load diffusion pipeline {src!r} (no unet/); give a directory "
+            "with unet/ text_encoder/ tokenizer/ scheduler/ (Stable Diffusion layout) or a hub id"
         )
-        text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", dtype=dtype)
+    what = "diffusion pipeline"  # weights: safetensors only (a pickled UNet can run code when loaded)
+    unet = safe_from_pretrained(
+        UNet2DConditionModel, src, what, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False
+    )
+    text_encoder = safe_from_pretrained(CLIPTextModel, src, what, subfolder="text_encoder", dtype=dtype)
+    has_vae = (Path(src) / "vae").is_dir() if local else not meta
+    vae = (
+        safe_from_pretrained(
+            AutoencoderKL, src, what, subfolder="vae", torch_dtype=dtype, low_cpu_mem_usage=False
+        )
+        if has_vae
+        else None
+    )
+    try:
         tokenizer = AutoTokenizer.from_pretrained(src, subfolder="tokenizer")
         from diffusers import DDIMScheduler
 
         sched_cfg = DDIMScheduler.load_config(src, subfolder="scheduler")
-        has_vae = (Path(src) / "vae").is_dir() if local else not meta
-        vae = (
-            AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, low_cpu_mem_usage=False)
-            if has_vae
-            else None
-        )
     except (OSError, ValueError) as e:
         raise VsaeError(
             f"cannot load diffusion pipeline {src!r} ({str(e).splitlines()[0][:160]}); give a directory "

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from vsae.errors import VsaeError
+from vsae.models.hf import safe_from_pretrained
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -28,8 +29,8 @@ class ImageTextEmbedder:
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 64):
         from transformers import AutoModel, AutoProcessor
 
+        self.model = safe_from_pretrained(AutoModel, model_dir, "the similarity encoder").eval().to(device)
         try:
-            self.model = AutoModel.from_pretrained(str(model_dir), use_safetensors=True).eval().to(device)
             self.processor = AutoProcessor.from_pretrained(str(model_dir))
         except (OSError, ValueError) as e:
             raise VsaeError(

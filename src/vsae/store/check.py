@@ -10,7 +10,7 @@ import numpy as np
 from vsae.errors import VsaeError
 from vsae.store.columns import check_columns
 from vsae.store.reader import ActivationStore
-from vsae.store.validate import count_nonfinite_rows, sha256_regular, shard_path
+from vsae.store.validate import check_sparse_indices, count_nonfinite_rows, sha256_regular, shard_path
 
 
 @dataclass
@@ -28,7 +28,8 @@ class CheckReport:
 
 
 def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
-    """Verify every shard's sha256 and shape, the per-row indices, and scan values for NaN/Inf.
+    """Verify every shard's sha256, dtype and shape, the per-row indices (and a sparse store's CSR
+    arrays and latent indices), and scan values for NaN/Inf.
 
     Shard names that leave the store or name non-regular files are problems, never followed.
     """
@@ -61,11 +62,13 @@ def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
         img = np.asarray(rows[:, 0])
         if len(img) and (img.min() < lo or img.max() >= hi or np.any(np.diff(img) < 0)):
             rep.problems.append(f"{where}: image indices outside [{lo}, {hi}) or out of order")
-        if m["format"] == "sparse":
-            indptr = np.asarray(store._array(i, "indptr"))
-            nnz = len(store._array(i, "indices"))
-            if len(indptr) != s["rows"] + 1 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0):
-                rep.problems.append(f"{where}: CSR index pointer inconsistent with {nnz} stored values")
+        if m["format"] == "sparse":  # opening checked the CSR lengths; now the latent indices
+            try:
+                idx = store._array(i, "indices")
+                for a in range(0, len(idx), chunk_rows * 64):
+                    check_sparse_indices(idx[a : a + chunk_rows * 64], store.d, store.path / s["files"]["indices"])
+            except VsaeError as e:
+                rep.problems.append(f"{where}: {e}")
             rep.nonfinite_rows += count_nonfinite_rows(
                 store._array(i, "values"), store.dtype_name, chunk_rows
             )

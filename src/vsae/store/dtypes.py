@@ -10,14 +10,10 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
-from vsae.store.validate import STORAGE_DTYPES  # the one list (validate.py stays torch-free)
+from vsae.store.validate import ON_DISK, STORAGE_DTYPES  # the one list (validate.py stays torch-free)
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-_NUMPY: dict[str, np.dtype] = {
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(np.uint16),
-    "float32": np.dtype(np.float32),
-}
+_NUMPY: dict[str, np.dtype] = {name: np.dtype(ON_DISK[name]) for name in STORAGE_DTYPES}
 
 
 def check_dtype(name: str) -> str:

@@ -81,13 +81,7 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
         files = sorted(path.glob(PART_GLOB), key=lambda p: _part_of(p)[0])
         if not files:
             raise VsaeError(f"{path} is not an activation store (no manifest.json); check the path")
-        n = _part_of(files[0])[1]
-        have = {_part_of(p)[0] for p in files}
-        missing = sorted(set(range(n)) - have)
-        if missing:
-            raise VsaeError(
-                f"store {path} lacks parts {missing} of {n}; run `vsae extract ... --shard I/{n}` for them"
-            )
+        _check_part_names(path, files)
     out = []
     for f in files:
         if not f.is_file():  # a FIFO or device named manifest.json would block the read forever
@@ -108,4 +102,60 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
                     f"store {path}: {f.name} has {key}={m[key]!r} but part 0 has {out[0][key]!r}; "
                     "the parts come from different extractions"
                 )
+    if len(files) > 1:
+        for f, m in zip(files, out):
+            if tuple(m["part"]) != _part_of(f):
+                raise VsaeError(
+                    f"store {path}: {f.name} says it is part {m['part'][0]} of {m['part'][1]}; "
+                    "the manifest was copied or renamed: re-extract that part"
+                )
+    _check_no_overlap(path, files, out)
     return out
+
+
+def _check_part_names(path: Path, files: list[Path]) -> None:
+    """All part manifests name the same N and together parts 0..N-1. Memory stays O(files): a name
+    declaring a billion parts is refused without building a billion-element set."""
+    parts = [_part_of(p) for p in files]
+    n = parts[0][1]
+    if any(k != n for _, k in parts):
+        other = next(p.name for p, (_, k) in zip(files, parts) if k != n)
+        raise VsaeError(
+            f"store {path} mixes --shard splits ({files[0].name}, {other}); "
+            "keep the parts of one extraction only"
+        )
+    have = {i for i, _ in parts}
+    if max(have) >= n:
+        raise VsaeError(f"store {path}: part {max(have)} of {n} does not exist (parts are 0..{n - 1})")
+    if len(have) < n:
+        first = [i for i in range(min(n, len(have) + 5)) if i not in have][:5]  # the first missing
+        more = f" and {n - len(have) - len(first)} more" if n - len(have) > len(first) else ""
+        raise VsaeError(
+            f"store {path} lacks parts {first}{more} of {n}; run `vsae extract ... --shard I/{n}` for them"
+        )
+
+
+def _check_no_overlap(path: Path, files: list[Path], manifests: list[dict[str, Any]]) -> None:
+    """No shard file listed twice and no two shards holding rows of one image (rows counted twice)."""
+    seen: dict[str, str] = {}
+    for f, m in zip(files, manifests):
+        for sh in m["shards"]:
+            for name in sh["files"].values():
+                if name in seen:
+                    raise VsaeError(
+                        f"store {path}: shard file {name[:80]} is listed twice ({seen[name]} and {f.name}); "
+                        "the manifests overlap: re-extract"
+                    )
+                seen[name] = f.name
+    spans = sorted(  # the images each shard's rows come from, [lo, hi)
+        (sh["images"][0], sh["images"][1], f.name)
+        for f, m in zip(files, manifests)
+        for sh in m["shards"]
+        if sh["images"][1] > sh["images"][0]
+    )
+    for (_, hi0, f0), (lo1, _, f1) in zip(spans, spans[1:]):
+        if lo1 < hi0:
+            raise VsaeError(
+                f"store {path}: shards of {f0} and {f1} both hold rows of image {lo1}; "
+                "the manifests overlap (copied?): re-extract"
+            )

@@ -22,8 +22,16 @@ from vsae.data.sources import load_table
 from vsae.errors import VsaeError
 from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
 from vsae.store.manifest import read_manifests
-from vsae.store.validate import check_header, count_nonfinite_rows, sha256_regular, shard_path
+from vsae.store.validate import (
+    check_header,
+    check_sparse_indices,
+    check_sparse_lengths,
+    count_nonfinite_rows,
+    sha256_regular,
+    shard_path,
+)
 
+_CSR = ("indptr", "indices", "values")
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -147,7 +155,7 @@ class ActivationStore:
                 raise VsaeError(
                     f"shard file {f} is unreadable ({why}); run `vsae store check {self.path}`"
                 ) from None
-            check_header(a, f, key, int(s["rows"]), self.d)
+            check_header(a, f, key, int(s["rows"]), self.d, self.dtype_name)
             self._maps[ck] = a
         return self._maps[ck]
 
@@ -162,6 +170,8 @@ class ActivationStore:
                     f"checksum mismatch in {f}: the shard changed after it was written; "
                     f"run `vsae store check {self.path}` and re-extract (or train with --no-verify)"
                 )
+        if m["format"] == "sparse":
+            check_sparse_indices(self._open(shard, "indices"), self.d, self.path / s["files"]["indices"])
         key = "values" if m["format"] == "sparse" else "acts"
         bad = count_nonfinite_rows(self._open(shard, key), self.dtype_name)
         if bad:
@@ -366,7 +376,24 @@ class ActivationStore:
 
 
 class SparseActivationStore(ActivationStore):
-    """A store of sparse rows (SAE latents, F = `d` columns) in CSR shards."""
+    """A store of sparse rows (SAE latents, F = `d` columns) in CSR shards.
+
+    Opening a shard's CSR arrays checks that the index pointer, indices and values agree in
+    length; each read checks that its latent indices are < d.
+    """
+
+    def __init__(self, path: Path, manifests: list[dict[str, Any]], verify: bool = False):
+        super().__init__(path, manifests, verify)
+        self._csr_checked: set[int] = set()
+
+    def _open(self, shard: int, key: str) -> np.ndarray:
+        a = super()._open(shard, key)
+        if key != "rows" and shard not in self._csr_checked:
+            indptr, idx, val = (super(SparseActivationStore, self)._open(shard, k) for k in _CSR)
+            f = self.path / self._shards[shard][1]["files"]["indptr"]
+            check_sparse_lengths(np.asarray(indptr), len(idx), len(val), f)
+            self._csr_checked.add(shard)
+        return a
 
     def _read_range(self, start: int, stop: int, raw: bool = False) -> torch.Tensor:
         """Rows [start, stop) as a dense float32 tensor (`raw` is ignored: values are float32)."""
@@ -390,6 +417,7 @@ class SparseActivationStore(ActivationStore):
         indptr = np.asarray(self._array(shard, "indptr")[a : b + 1], np.int64)
         lo, hi = int(indptr[0]), int(indptr[-1])
         idx = np.asarray(self._array(shard, "indices")[lo:hi])
+        check_sparse_indices(idx, self.d, self.path / self._shards[shard][1]["files"]["indices"])
         val = from_storage(self._array(shard, "values")[lo:hi], self.dtype_name)
         return indptr - lo, idx, val
 

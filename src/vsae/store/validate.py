@@ -24,8 +24,12 @@ if TYPE_CHECKING:
 StorageDtype = Literal["float16", "bfloat16", "float32"]
 STORAGE_DTYPES: tuple[str, ...] = get_args(StorageDtype)
 
-# The arrays of one shard per store format, with the numpy kinds allowed on disk.
+# The arrays of one shard per store format.
 SHARD_KEYS = {"dense": ("acts", "rows"), "sparse": ("indptr", "indices", "values", "rows")}
+# The numpy dtype (native byte order) on disk of each storage dtype (numpy has no bfloat16: its
+# bit patterns are stored as uint16) and of the index arrays, as the writer saves them.
+ON_DISK = {"float16": "float16", "bfloat16": "uint16", "float32": "float32"}
+INDEX_DTYPES = {"rows": "int64", "indptr": "int64", "indices": "int32"}
 # A claim beyond this is not a store vsae wrote (2**40 rows of even 1 value would be 2 TB).
 MAX_ROWS = 1 << 40
 
@@ -50,8 +54,11 @@ def validate_manifest(m: Any, f: Path) -> None:
         raise _bad(f, f"dtype {str(m.get('dtype'))[:40]!r} is not one of {', '.join(STORAGE_DTYPES)}")
     if not isinstance(m["shards"], list):
         raise _bad(f, "'shards' is not a list")
-    if not isinstance(m.get("skipped", []), list):
-        raise _bad(f, "'skipped' is not a list")
+    skipped = m.get("skipped", [])
+    if not isinstance(skipped, list) or not all(
+        isinstance(x, dict) and isinstance(x.get("reason"), str) for x in skipped
+    ):
+        raise _bad(f, "'skipped' is not a list of {image, path, reason}")
     if not isinstance(m.get("complete"), bool):
         raise _bad(f, "'complete' is not true/false")
     if not _int(m.get("next_image")):
@@ -59,6 +66,14 @@ def validate_manifest(m: Any, f: Path) -> None:
     part = m.get("part", [0, 1])
     if not (isinstance(part, list) and len(part) == 2 and all(_int(p) for p in part) and part[0] < part[1]):
         raise _bad(f, f"'part' is {str(part)[:40]}, not [I, N] with 0 <= I < N")
+    rng = m.get("image_range", [0, None])
+    if not (
+        isinstance(rng, list)
+        and len(rng) == 2
+        and _int(rng[0])
+        and (rng[1] is None or (_int(rng[1]) and rng[0] <= rng[1]))
+    ):
+        raise _bad(f, f"'image_range' is {str(rng)[:40]}, not [lo, hi] with 0 <= lo <= hi")
     keys = SHARD_KEYS[m["format"]]
     for j, s in enumerate(m["shards"]):
         where = f"shard {j}"
@@ -119,8 +134,16 @@ def expected_shape(key: str, rows: int, d: int) -> tuple[int, ...] | None:
     return None
 
 
-def check_header(a: np.ndarray, f: Path, key: str, rows: int, d: int) -> None:
-    """Refuse a shard array whose shape disagrees with the manifest's row count and width."""
+def check_header(a: np.ndarray, f: Path, key: str, rows: int, d: int, dtype: str) -> None:
+    """Refuse a shard array whose dtype or shape disagrees with the manifest (its storage dtype
+    `dtype`, row count and width): a float16 file under a bfloat16 manifest would be read as
+    other numbers, an int8 file as garbage."""
+    want_dtype = INDEX_DTYPES.get(key) or ON_DISK[dtype]
+    if a.dtype.str != np_dtype_str(want_dtype):
+        raise VsaeError(
+            f"shard file {f} holds {a.dtype.str} ({a.dtype.name}) values but the manifest's "
+            f"{dtype} store needs {want_dtype} for {key}; the store is damaged: re-extract"
+        )
     want = expected_shape(key, rows, d)
     if want is not None and tuple(a.shape) != want:
         raise VsaeError(
@@ -129,6 +152,33 @@ def check_header(a: np.ndarray, f: Path, key: str, rows: int, d: int) -> None:
         )
     if want is None and a.ndim != 1:
         raise VsaeError(f"shard file {f} holds shape {tuple(a.shape)}, expected one dimension; re-extract")
+
+
+def np_dtype_str(name: str) -> str:
+    """The array-protocol string (byte order, kind, size) of numpy dtype `name` in native order."""
+    import numpy as np  # lazy: see count_nonfinite_rows
+
+    return np.dtype(name).str
+
+
+def check_sparse_lengths(indptr: np.ndarray, n_indices: int, n_values: int, f: Path) -> None:
+    """Refuse a CSR shard whose index pointer, indices and values disagree (one line)."""
+    end = int(indptr[-1]) if len(indptr) else 0
+    bad_ptr = len(indptr) == 0 or int(indptr[0]) != 0 or bool((indptr[1:] < indptr[:-1]).any())
+    if n_values != n_indices or end != n_indices or bad_ptr:
+        raise VsaeError(
+            f"sparse shard {f} is inconsistent: index pointer from {int(indptr[0]) if len(indptr) else '?'} "
+            f"to {end}, {n_indices} indices, {n_values} values; the store is damaged: re-encode"
+        )
+
+
+def check_sparse_indices(idx: np.ndarray, d: int, f: Path) -> None:
+    """Refuse latent indices outside 0..d-1 (they would index past the row)."""
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= d):
+        raise VsaeError(
+            f"sparse shard {f} holds latent indices {int(idx.min())}..{int(idx.max())} but the store "
+            f"has d={d} latents; the store is damaged: re-encode"
+        )
 
 
 def sha256_regular(path: Path, chunk: int = 1 << 22) -> str:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
+from vsae.models.hf import safe_from_pretrained
 from vsae.world.generate import IMAGE_SIZE, attribute_vocab, generate
 from vsae.world.training import (
     ParamGroup,
@@ -131,7 +132,7 @@ def embed(images: Sequence[Image.Image], model_dir: str | Path, batch_size: int 
     (loaded with AutoModel/AutoImageProcessor)."""
     from transformers import AutoImageProcessor, AutoModel
 
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    model = safe_from_pretrained(AutoModel, model_dir, "the similarity encoder").eval()
     proc = AutoImageProcessor.from_pretrained(str(model_dir))
     out = []
     for i in range(0, len(images), batch_size):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vsae.models.hf import safe_from_pretrained
 from vsae.world.captions import colour_prompts, shape_prompts
 from vsae.world.generate import WorldBatch, attribute_vocab, generate
 
@@ -28,7 +29,7 @@ def zero_shot_accuracy(
     "a photo of a {colour} shape" on ``n`` images of ``split``. Loads via AutoModel/AutoProcessor."""
     from transformers import AutoModel, AutoProcessor
 
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    model = safe_from_pretrained(AutoModel, model_dir, "the CLIP").eval()
     proc = AutoProcessor.from_pretrained(str(model_dir))
     batch = generate(split, n, seed=seed)
     pix = proc(images=batch.pil_images(), return_tensors="pt")["pixel_values"]

@@ -55,20 +55,14 @@ def load(req: LoadRequest) -> LoadedModel:
             "load it with --model <its directory>"
         )
     local = Path(src).is_dir()
-    if local:
-        hf.refuse_pickle_only(Path(src) / TEXT_ENCODER)
-    try:
-        encoder = getattr(T, hf.choose_class(clip_text, config)).from_pretrained(
-            src,
-            subfolder=TEXT_ENCODER,
-            dtype=req.dtype,
-            local_files_only=req.local_only,
-            use_safetensors=True,
-        )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise VsaeError(
-            f"cannot load {src}/{TEXT_ENCODER} ({str(e).splitlines()[0][:160]}); vsae loads safetensors weights only"
-        ) from None
+    encoder = hf.safe_from_pretrained(
+        getattr(T, hf.choose_class(clip_text, config)),
+        src,
+        "the text encoder",
+        subfolder=TEXT_ENCODER,
+        dtype=req.dtype,
+        local_files_only=req.local_only,
+    )
     lm = text_encoder_model(
         encoder.eval().to(req.device), hf.tokenizer(src, req.local_only, TOKENIZER, config), src
     )

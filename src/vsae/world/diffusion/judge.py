@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vsae.models.hf import safe_from_pretrained
 from vsae.world.generate import attribute_vocab, generate
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position", "tone", "outline", "background")
@@ -46,7 +47,7 @@ class AttributeJudge:
         from transformers import AutoImageProcessor, AutoModel
 
         if self._model is None:
-            self._model = AutoModel.from_pretrained(str(self.simenc_dir)).eval()
+            self._model = safe_from_pretrained(AutoModel, self.simenc_dir, "the judge's similarity encoder").eval()
             self._proc = AutoImageProcessor.from_pretrained(str(self.simenc_dir))
         out = []
         for i in range(0, len(images_NHWC), batch_size):

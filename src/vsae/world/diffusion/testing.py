@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from vsae.models.hf import safe_from_pretrained
+
 HIDDEN = 32
 
 
@@ -88,7 +90,7 @@ def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
 
     pipe = StableDiffusionPipeline(
         vae=vae,
-        text_encoder=CLIPTextModel.from_pretrained(str(text_dir)),
+        text_encoder=safe_from_pretrained(CLIPTextModel, text_dir, "the text encoder"),
         tokenizer=AutoTokenizer.from_pretrained(str(text_dir)),
         unet=unet,
         scheduler=DDIMScheduler(

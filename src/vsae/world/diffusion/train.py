@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vsae.errors import VsaeError
+from vsae.models.hf import safe_from_pretrained
 from vsae.world.captions import caption, training_captions
 from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
 from vsae.world.generate import generate, object_footprint
@@ -211,7 +212,7 @@ def train_diffusion(
     out = Path(out_dir)
     gen = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    text_encoder = CLIPTextModel.from_pretrained(str(clip_dir)).eval().requires_grad_(False)
+    text_encoder = safe_from_pretrained(CLIPTextModel, clip_dir, "the text encoder").eval().requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(str(clip_dir))
     unet = build_unet(cfg.unet)
     ema = build_unet(cfg.unet).requires_grad_(False)

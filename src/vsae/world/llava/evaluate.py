@@ -19,9 +19,10 @@ def load_llava(model_dir: str | Path) -> tuple[LlavaForConditionalGeneration, Pr
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     from vsae.errors import VsaeError
+    from vsae.models.hf import safe_from_pretrained  # here: importing this module stays torch-free
 
+    model = safe_from_pretrained(LlavaForConditionalGeneration, model_dir, "a LLaVA from").eval()
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(str(model_dir)).eval()
         processor = AutoProcessor.from_pretrained(str(model_dir))
     except (OSError, ValueError) as e:
         raise VsaeError(f"cannot load a LLaVA from {model_dir} ({str(e).splitlines()[0][:120]})") from None

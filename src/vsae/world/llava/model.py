@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from vsae.errors import VsaeError
+from vsae.models.hf import safe_from_pretrained
 from vsae.world.llava.tokenizer import CHAT_TEMPLATE, IMAGE, build_llava_tokenizer
 
 
@@ -78,7 +79,7 @@ def load_vision_tower(clip_dir: str | Path | None) -> tuple[CLIPVisionModel, CLI
         )
         return CLIPVisionModel(random_clip_vision_config()), proc
     try:
-        full = CLIPModel.from_pretrained(str(clip_dir))
+        full = safe_from_pretrained(CLIPModel, clip_dir, "the CLIP at")
         proc = CLIPImageProcessor.from_pretrained(str(clip_dir))
     except (OSError, ValueError) as e:
         raise VsaeError(
