@@ -365,6 +365,24 @@ def _features(path: PathLike, sae_path: PathLike | None, pooling: str, dense: bo
     return (_dense(x) if dense else x), view
 
 
+def check_split_names(named: Sequence[tuple[str, PathLike]], option: str, reserved: str = "") -> None:
+    """Refuse split names that are empty, repeated (one would silently replace the other in the
+    report) or the `reserved` name of another option's split (`--eval train=...` would report a
+    probe's accuracy on that store as its training accuracy)."""
+    seen: set[str] = set()
+    for name, path in named:
+        if not name.strip():
+            raise VsaeError(f"{option} ={path}: give the split a name, NAME=STORE")
+        if reserved and name == reserved:
+            raise VsaeError(
+                f"{option} {name}={path}: {name!r} names the --{reserved} store's split; "
+                f"give this split another name (e.g. test={path})"
+            )
+        if name in seen:
+            raise VsaeError(f"{option} names the split {name!r} twice; give each split its own name")
+        seen.add(name)
+
+
 def run_probe(
     train: PathLike,
     evals: Sequence[tuple[str, PathLike]],
@@ -375,6 +393,7 @@ def run_probe(
     max_iter: int = ProbeConfig.max_iter,
 ) -> ProbeReport:
     """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
+    check_split_names(evals, "--eval", reserved="train")
     splits_raw: dict[str, tuple[Any, np.ndarray]] = {}
     splits_sae: dict[str, tuple[Any, np.ndarray]] = {}
     classes0: list[str] | None = None
@@ -422,6 +441,7 @@ def run_ood(
 ) -> OODReport:
     """OOD detection by reconstruction error, latent sum and latent max: AUROC, FPR@95%TPR.
     For token stores the per-image score is the pooled (mean / CLS) per-token score."""
+    check_split_names(ood, "--ood")
     sae = load_sae(sae_path)
     names = ("recon_error", "latent_sum", "latent_max")
 

@@ -42,7 +42,7 @@ class SAEConfig:
     aux_k: dead latents in the aux-k loss (Gao et al. 2024) of architectures that use k; 0 = off;
         unset: d_in / 2 (Gao et al. App. B.1); always 0 for the others.
     aux_coeff: weight of the aux-k loss (Pach et al.: 0.03).
-    threshold_momentum: BatchTopK: EMA momentum of the inference threshold estimate.
+    threshold_momentum: BatchTopK: EMA momentum of the inference threshold estimate, in [0, 1).
     name: run name (sub-directory of a sweep).
     provenance: where the training activations came from (the store manifest's provenance).
     """
@@ -75,6 +75,9 @@ class SAEConfig:
         for flag, v in (("--aux-coeff", self.aux_coeff), ("--l1", self.l1_coeff), ("--l0", self.l0_coeff)):
             if not (math.isfinite(v) and v >= 0):
                 raise VsaeError(f"{flag} must be a number >= 0, got {v}")
+        m = self.threshold_momentum  # EMA weight of the old threshold: >= 1 never learns or diverges
+        if not (math.isfinite(m) and 0 <= m < 1):
+            raise VsaeError(f"--threshold-momentum must be a number in [0, 1), got {m}")
         object.__setattr__(self, "groups", tuple(float(g) for g in self.groups))
         spec.cls.check_config(self)
 

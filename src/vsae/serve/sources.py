@@ -69,10 +69,23 @@ def _ms_names(results: dict, hook: str, name: str) -> tuple[np.ndarray | None, l
     return ms_F, nm.get("per_latent"), nm.get("match_scores")
 
 
+def inside(root: Path, p: Path, what: str) -> Path:
+    """`p` if it resolves (symlinks followed) to a path inside the served directory `root`, else a
+    one-line VsaeError: names in a results.json are data, never a way out of the directory."""
+    r = p.resolve()
+    if not r.is_relative_to(root.resolve()):
+        raise VsaeError(
+            f"{what} {str(p)[:120]} lies outside the served directory {root}; vsae serve only reads "
+            "files inside it (is its results.json from `vsae demo`?)"
+        )
+    return p
+
+
 def from_demo(path: str | Path) -> Served:
-    """Every SAE of a `vsae demo` output directory, the featured one first."""
+    """Every SAE of a `vsae demo` output directory, the featured one first. Every path read
+    (runs, stores, images, steering results) is confined to that directory."""
     root = Path(path)
-    res_p = root / "results.json"
+    res_p = inside(root, root / "results.json", "results.json")
     if not res_p.is_file():
         raise VsaeError(f"{root} has no results.json; give a `vsae demo --out` directory, or --acts/--sae")
     try:
@@ -81,20 +94,22 @@ def from_demo(path: str | Path) -> Served:
         raise VsaeError(f"{res_p} is not valid JSON ({e}); re-run `vsae demo`") from None
     featured = results.get("featured") or []
     saes = []
+    world = root / "world"
+    images = inside(root, world, "the images") if world.is_dir() else None
     for hook, layer in results.get("layers", {}).items():
         for name in layer.get("saes", {}):
-            run = root / "runs" / hook / name
-            acts = root / "stores" / "clip" / SPLIT / hook
+            run = inside(root, root / "runs" / hook / name, f"SAE run {hook}/{name}")
+            acts = inside(root, root / "stores" / "clip" / SPLIT / hook, f"store of {hook}")
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
-            saes.append(SaeSource(f"{hook}/{name}", run, acts, None, ms_F, names, scores))
+            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores))
     if not saes:
         raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
     if len(featured) == 3:
         want = f"{featured[0]}/{featured[1]}-x{featured[2]}"
         saes.sort(key=lambda s: not s.id.startswith(want + "-"))
-    steer = root / "steering" / "results.json"
+    steer = inside(root, root / "steering" / "results.json", "the steering results")
     return Served(tuple(saes), SteerSource(steer_results=steer if steer.is_file() else None))
 
 

@@ -6,6 +6,7 @@ steer diffusion` generate their options from these fields (:mod:`vsae.cli.from_c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -70,12 +71,29 @@ class SteerConfig:
             raise VsaeError(f"unknown token set {self.tokens!r}; use one of {', '.join(TOKEN_SETS)}")
         if self.n_images < 1 or self.n_hai_images < self.hai_k or self.hai_k < 1:
             raise VsaeError("need n_images >= 1 and n_hai_images >= hai_k >= 1")
+        _check_finite("--value", self.value)
         object.__setattr__(self, "latents", tuple(int(f) for f in self.latents))
 
 
 def _check_op(op: str) -> None:
     if op not in OPS:
         raise VsaeError(f"unknown latent edit op {op!r}; use one of {', '.join(OPS)}")
+
+
+def _check_finite(flag: str, v: float, lo: float = -math.inf, hi: float = math.inf) -> None:
+    """One line unless `v` is a finite number in [lo, hi] (NaN would run and report NaN scores)."""
+    if not (math.isfinite(v) and lo <= v <= hi):
+        where = "" if (lo, hi) == (-math.inf, math.inf) else f" in [{lo:g}, {hi:g}]"
+        raise VsaeError(f"{flag} must be a finite number{where}, got {v}")
+
+
+def _check_sampler(steps: int, guidance: float | None, batch_size: int, eta: float | None) -> None:
+    if steps < 1 or batch_size < 1:
+        raise VsaeError(f"--steps ({steps}) and --batch-size ({batch_size}) must be >= 1")
+    if guidance is not None:
+        _check_finite("--guidance", guidance, 0.0)
+    if eta is not None:  # DDIM's sigma: eta > 1 would take the square root of a negative number
+        _check_finite("--eta", eta, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,9 @@ class SamplerConfig:
     seed: int = 0
     batch_size: int = 64
     eta: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_sampler(self.steps, self.guidance, self.batch_size, self.eta)
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,14 @@ class DiffusionSteerConfig:
     seed: int = SamplerConfig.seed
     batch_size: int = SamplerConfig.batch_size
     eta: float | None = SamplerConfig.eta
+
+    def __post_init__(self) -> None:
+        _check_op(self.op)
+        _check_finite("--strength", self.strength)
+        for v in self.sweep:
+            _check_finite("--sweep", v)
+        _check_finite("--min-change", self.min_change)
+        _check_sampler(self.steps, self.guidance, self.batch_size, self.eta)
 
     @property
     def sampler(self) -> SamplerConfig:

@@ -140,9 +140,10 @@ def check_header(a: np.ndarray, f: Path, key: str, rows: int, d: int, dtype: str
     other numbers, an int8 file as garbage."""
     want_dtype = INDEX_DTYPES.get(key) or ON_DISK[dtype]
     if a.dtype.str != np_dtype_str(want_dtype):
+        bits = " (bfloat16 bit patterns)" if want_dtype != dtype and key not in INDEX_DTYPES else ""
         raise VsaeError(
             f"shard file {f} holds {a.dtype.str} ({a.dtype.name}) values but the manifest's "
-            f"{dtype} store needs {want_dtype} for {key}; the store is damaged: re-extract"
+            f"{dtype} store needs {want_dtype}{bits} for {key}; the store is damaged: re-extract"
         )
     want = expected_shape(key, rows, d)
     if want is not None and tuple(a.shape) != want:

@@ -115,6 +115,11 @@ class Trainer:
             raise VsaeError(
                 f"the validation store has width d={val.d} but the training store has d={source.d}"
             )
+        if len(source) < tcfg.batch_size:  # before anything is written: a corrected rerun starts clean
+            raise VsaeError(
+                f"the store has {len(source)} rows, fewer than one batch of {tcfg.batch_size}; "
+                "lower --batch-size"
+            )
         self.source, self.val, self.tcfg = source, val, tcfg
         self.out = Path(out_dir)
         self.progress = progress and self.rank == 0

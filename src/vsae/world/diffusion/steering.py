@@ -167,6 +167,10 @@ def run_diffusion_steering(
         raise VsaeError(
             "give --prompts for a pipeline other than the shapes world's (no world captions to use)"
         )
+    vocab = world_vocabulary() if world else dd.plain_vocabulary(vocabulary)
+    naming_clip = clip or (str(_world_clip()) if world else None)
+    # Loaded before any work: a --clip that cannot be loaded (or holds only pickle weights) fails at once.
+    scorer = dd.ClipScorer(naming_clip, device=device) if vocab and naming_clip else None
     say = print if progress else (lambda *a, **k: None)
     sampler = cfg.sampler
 
@@ -306,11 +310,8 @@ def run_diffusion_steering(
     }
 
     # 3. discovery
-    vocab = world_vocabulary() if world else dd.plain_vocabulary(vocabulary)
     disc: dict[str, Any] = {"agreement": None, "random_agreement": None, "latents": []}
-    clip = clip or (str(_world_clip()) if world else None)
-    if vocab and clip:
-        scorer = dd.ClipScorer(clip, device=device)
+    if scorer is not None:
         words_WD = scorer.words(vocab)
         live = stats.live
         if cfg.discovery_latents and cfg.discovery_latents < len(live):
