@@ -38,7 +38,6 @@ from vsae.errors import VsaeError
 from vsae.store import ActivationStore
 from vsae.store.writer import SparseStoreWriter
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "vsae"
 PICKLE = b"\x80\x04not a real pickle: must never be opened"
 
 
@@ -75,21 +74,25 @@ def pickled_unet(ctx, tmp) -> list[str]:
 
 # ----------------------------------------------------------------------------- serve DIR
 def demo_dir(ctx, tmp, how: str) -> list[str]:
-    """A `vsae demo`-like directory whose results.json (or runs/ symlink) points out of it, at a
+    """A `vsae demo`-like directory whose results.json (or a runs/ symlink) points out of it at a
     real SAE run and store (the old code served them)."""
     out = tmp / "outside"
     shutil.copytree(ctx["sae"], out / "topk-x2-k4")
     for f in ctx["good"].iterdir():
-        shutil.copy(f, out / f.name)  # `out` is also a store: acts = <root>/stores/clip/test/<hook>
+        shutil.copy(f, out / f.name)  # `out` is also a store, for acts = <root>/stores/clip/test/<hook>
     root = tmp / "demo"
-    hook = {"absolute": str(out), "dotdot": "../../../../outside", "symlink": "resid.0"}[how]
-    if how == "symlink":
-        (root / "runs" / "resid.0").mkdir(parents=True)
-        os.symlink(out / "topk-x2-k4", root / "runs" / "resid.0" / "topk-x2-k4")
-        (root / "stores" / "clip" / "test").mkdir(parents=True)
-        os.symlink(out, root / "stores" / "clip" / "test" / "resid.0")
-    root.mkdir(exist_ok=True)
-    (root / "results.json").write_text(json.dumps({"layers": {hook: {"saes": {"topk-x2-k4": {}}}}}))
+    (root / "runs" / "resid.0").mkdir(parents=True)
+    (root / "stores" / "clip" / "test").mkdir(parents=True)
+    hook, name = "resid.0", "topk-x2-k4"
+    if how == "absolute":  # run and store outside
+        hook = str(out)
+    else:  # the store inside, the run outside
+        shutil.copytree(ctx["good"], root / "stores" / "clip" / "test" / hook)
+        if how == "dotdot":
+            name = "../../../outside/topk-x2-k4"
+        else:
+            os.symlink(out / name, root / "runs" / hook / name)
+    (root / "results.json").write_text(json.dumps({"layers": {hook: {"saes": {name: {}}}}}))
     return ["serve", str(root), "--port", "0"]
 
 
@@ -337,8 +340,11 @@ WEIGHTLESS = ("Processor", "Tokenizer", "Config")  # loaders of JSON / vocabular
 def test_no_from_pretrained_in_src_can_reach_a_pickle():
     """Every `X.from_pretrained(...)` in src loads a processor, tokenizer or config, or is the one
     helper (vsae.models.hf.safe_from_pretrained), which passes use_safetensors=True. No torch.load."""
+    import vsae
+
+    src = Path(vsae.__file__).parent  # the code under test
     helper_calls, bad = 0, []
-    for p in sorted(SRC.rglob("*.py")):
+    for p in sorted(src.rglob("*.py")):
         text = p.read_text()
         assert "torch.load(" not in text, p
         for node in ast.walk(ast.parse(text)):
@@ -351,7 +357,7 @@ def test_no_from_pretrained_in_src_can_reach_a_pickle():
             if safe and receiver == "cls" and p.name == "hf.py":
                 helper_calls += 1
             elif not receiver.split(".")[-1].endswith(WEIGHTLESS):
-                bad.append(f"{p.relative_to(SRC)}:{node.lineno} {receiver}.from_pretrained")
+                bad.append(f"{p.relative_to(src)}:{node.lineno} {receiver}.from_pretrained")
     assert helper_calls == 1 and not bad, bad
 
 

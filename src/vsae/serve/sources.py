@@ -75,8 +75,8 @@ def inside(root: Path, p: Path, what: str) -> Path:
     r = p.resolve()
     if not r.is_relative_to(root.resolve()):
         raise VsaeError(
-            f"{what} {str(p)[:120]} lies outside the served directory {root}; vsae serve only reads "
-            "files inside it (is its results.json from `vsae demo`?)"
+            f"{what} resolves to {str(r)[:120]}, outside the served directory {root}; vsae serve "
+            "reads only files inside it (is its results.json from `vsae demo`?)"
         )
     return p
 
@@ -98,8 +98,8 @@ def from_demo(path: str | Path) -> Served:
     images = inside(root, world, "the images") if world.is_dir() else None
     for hook, layer in results.get("layers", {}).items():
         for name in layer.get("saes", {}):
-            run = inside(root, root / "runs" / hook / name, f"SAE run {hook}/{name}")
-            acts = inside(root, root / "stores" / "clip" / SPLIT / hook, f"store of {hook}")
+            run = inside(root, root / "runs" / hook / name, f"the SAE run {hook[:80]}/{name[:80]} of results.json")
+            acts = inside(root, root / "stores" / "clip" / SPLIT / hook, f"the store of {hook[:80]} of results.json")
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
