@@ -21,23 +21,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
+from tests.cli import test_bad_inputs as catalogue
 from tests.cli.test_bad_inputs import (
     Case,
     _sha,
     copy_store,
-    ctx,  # noqa: F401  (the catalogue's shared inputs, a pytest fixture)
     edit_manifest,
     run_cli,
     shard0,
     train_args,
 )
 from tests.cli.test_bad_inputs import test_bad_input_is_one_line as check_one_line
+
 from vsae.cli import main
 from vsae.errors import VsaeError
 from vsae.store import ActivationStore
 from vsae.store.writer import SparseStoreWriter
 
+ctx = catalogue.ctx  # the catalogue's shared inputs (a module-scoped pytest fixture)
 PICKLE = b"\x80\x04not a real pickle: must never be opened"
 
 
@@ -199,7 +200,12 @@ def acts(make_store: Callable, id: str, match: str) -> Case:
 CASES = [
     # pickle weights: refused by name before anything is loaded
     # (in a subprocess: transformers' loading bars are off only when `vsae` starts before it is imported)
-    Case("steer-diffusion-clip-pickle-only", pickled_clip, r"only pickle weights \(pytorch_model.bin\)", sub=True),
+    Case(
+        "steer-diffusion-clip-pickle-only",
+        pickled_clip,
+        r"only pickle weights \(pytorch_model.bin\)",
+        sub=True,
+    ),
     Case(
         "steer-diffusion-pipeline-pickled-unet",
         pickled_unet,
@@ -207,11 +213,15 @@ CASES = [
         sub=True,
     ),
     # vsae serve DIR reads only inside DIR
-    Case("serve-results-absolute-path", lambda c, t: demo_dir(c, t, "absolute"), "outside the served directory"),
+    Case(
+        "serve-results-absolute-path", lambda c, t: demo_dir(c, t, "absolute"), "outside the served directory"
+    ),
     Case("serve-results-dotdot-path", lambda c, t: demo_dir(c, t, "dotdot"), "outside the served directory"),
     Case("serve-run-symlink-out", lambda c, t: demo_dir(c, t, "symlink"), "outside the served directory"),
     # stores whose manifests lie
-    acts(relabelled_dtype, "store-float16-shards-bfloat16-manifest", r"float16\) values but .* bfloat16 store"),
+    acts(
+        relabelled_dtype, "store-float16-shards-bfloat16-manifest", r"float16\) values but .* bfloat16 store"
+    ),
     acts(int_shard("int8"), "store-int8-shard-in-float32", r"int8\) values but .* float32 store"),
     acts(int_shard("int64"), "store-int64-shard-in-float32", r"int64\) values but .* float32 store"),
     acts(doubled_parts, "store-parts-list-same-shards", "listed twice"),
@@ -277,11 +287,11 @@ def test_catalogue_ids_are_unique():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_integrity_case_is_one_line(case: Case, ctx, tmp_path, capsys):  # noqa: F811
+def test_integrity_case_is_one_line(case: Case, ctx, tmp_path, capsys):
     check_one_line(case, ctx, tmp_path, capsys)
 
 
-def test_batch_refusal_leaves_a_clean_rerun(ctx, tmp_path, capsys):  # noqa: F811
+def test_batch_refusal_leaves_a_clean_rerun(ctx, tmp_path, capsys):
     """The corrected rerun after a too-large batch trains (it was refused as 'already holds a run')."""
     out = tmp_path / "out"
     code, _ = run_cli([*train_args(ctx["good"], out), "--batch-size", "1000"], False, capsys)
@@ -301,7 +311,7 @@ CHECK_CASES = [
 
 
 @pytest.mark.parametrize("make,match", [c[1:] for c in CHECK_CASES], ids=[c[0] for c in CHECK_CASES])
-def test_store_check_reports_damage(make, match, ctx, tmp_path, capsys):  # noqa: F811
+def test_store_check_reports_damage(make, match, ctx, tmp_path, capsys):
     import re
 
     store = make(ctx, tmp_path)
@@ -315,7 +325,7 @@ def test_store_check_reports_damage(make, match, ctx, tmp_path, capsys):  # noqa
     assert "Traceback" not in out.err
 
 
-def test_reading_a_damaged_sparse_store_is_one_line(ctx, tmp_path):  # noqa: F811
+def test_reading_a_damaged_sparse_store_is_one_line(ctx, tmp_path):
     """Rows of a sparse store with an index >= d: a VsaeError, not an IndexError from torch."""
     s = ActivationStore.open(sparse_index_past_d(ctx, tmp_path))
     with pytest.raises(VsaeError, match="latent indices 0..16 but the store has d=16"):
@@ -325,7 +335,7 @@ def test_reading_a_damaged_sparse_store_is_one_line(ctx, tmp_path):  # noqa: F81
         short.csr(0, 10)
 
 
-def test_probe_with_distinct_names_still_runs(ctx, tmp_path, capsys):  # noqa: F811
+def test_probe_with_distinct_names_still_runs(ctx, tmp_path, capsys):
     """The checks refuse only the bad names: test=<store> beside --train runs."""
     code, err = run_cli(probe_args(ctx, tmp_path, "test={test}"), False, capsys)
     assert code == 0, err
@@ -353,7 +363,9 @@ def test_no_from_pretrained_in_src_can_reach_a_pickle():
             if node.func.attr != "from_pretrained":
                 continue
             receiver = ast.unparse(node.func.value)
-            safe = any(kw.arg == "use_safetensors" and ast.unparse(kw.value) == "True" for kw in node.keywords)
+            safe = any(
+                kw.arg == "use_safetensors" and ast.unparse(kw.value) == "True" for kw in node.keywords
+            )
             if safe and receiver == "cls" and p.name == "hf.py":
                 helper_calls += 1
             elif not receiver.split(".")[-1].endswith(WEIGHTLESS):
@@ -372,7 +384,7 @@ def test_no_from_pretrained_in_src_can_reach_a_pickle():
         "vsae.steer.embed:ImageTextEmbedder",
     ],
 )
-def test_world_and_steer_loaders_refuse_pickle_weights(load, ctx, tmp_path):  # noqa: F811
+def test_world_and_steer_loaders_refuse_pickle_weights(load, ctx, tmp_path):
     import importlib
 
     mod, name = load.split(":")

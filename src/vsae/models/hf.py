@@ -160,7 +160,9 @@ def load_weights(req: LoadRequest, cls_name: str) -> Any:
     import transformers as T
 
     cls = getattr(T, cls_name)
-    return safe_from_pretrained(cls, req.source, "weights of", dtype=req.dtype, local_files_only=req.local_only).eval()
+    return safe_from_pretrained(
+        cls, req.source, "weights of", dtype=req.dtype, local_files_only=req.local_only
+    ).eval()
 
 
 def clip_processor(size: int, **norm: Any) -> Any:

@@ -98,8 +98,12 @@ def from_demo(path: str | Path) -> Served:
     images = inside(root, world, "the images") if world.is_dir() else None
     for hook, layer in results.get("layers", {}).items():
         for name in layer.get("saes", {}):
-            run = inside(root, root / "runs" / hook / name, f"the SAE run {hook[:80]}/{name[:80]} of results.json")
-            acts = inside(root, root / "stores" / "clip" / SPLIT / hook, f"the store of {hook[:80]} of results.json")
+            run = inside(
+                root, root / "runs" / hook / name, f"the SAE run {hook[:80]}/{name[:80]} of results.json"
+            )
+            acts = inside(
+                root, root / "stores" / "clip" / SPLIT / hook, f"the store of {hook[:80]} of results.json"
+            )
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)

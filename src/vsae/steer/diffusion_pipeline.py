@@ -134,7 +134,7 @@ def load_pipe(source: str | Path, device: str = "cpu", dtype: str | torch.dtype 
         ) from None
     for m in (unet, text_encoder, vae):
         if m is not None:
-            m.to(device).eval().requires_grad_(False)  # type: ignore[arg-type]  # transformers' typed `.to`
+            m.to(device).eval().requires_grad_(False)
     if vae is not None:
         size = int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
     else:

@@ -66,7 +66,9 @@ def check_store(path: str | Path, chunk_rows: int = 65536) -> CheckReport:
             try:
                 idx = store._array(i, "indices")
                 for a in range(0, len(idx), chunk_rows * 64):
-                    check_sparse_indices(idx[a : a + chunk_rows * 64], store.d, store.path / s["files"]["indices"])
+                    check_sparse_indices(
+                        idx[a : a + chunk_rows * 64], store.d, store.path / s["files"]["indices"]
+                    )
             except VsaeError as e:
                 rep.problems.append(f"{where}: {e}")
             rep.nonfinite_rows += count_nonfinite_rows(

@@ -47,7 +47,9 @@ class AttributeJudge:
         from transformers import AutoImageProcessor, AutoModel
 
         if self._model is None:
-            self._model = safe_from_pretrained(AutoModel, self.simenc_dir, "the judge's similarity encoder").eval()
+            self._model = safe_from_pretrained(
+                AutoModel, self.simenc_dir, "the judge's similarity encoder"
+            ).eval()
             self._proc = AutoImageProcessor.from_pretrained(str(self.simenc_dir))
         out = []
         for i in range(0, len(images_NHWC), batch_size):

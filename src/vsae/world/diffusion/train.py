@@ -212,7 +212,9 @@ def train_diffusion(
     out = Path(out_dir)
     gen = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    text_encoder = safe_from_pretrained(CLIPTextModel, clip_dir, "the text encoder").eval().requires_grad_(False)
+    text_encoder = (
+        safe_from_pretrained(CLIPTextModel, clip_dir, "the text encoder").eval().requires_grad_(False)
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(clip_dir))
     unet = build_unet(cfg.unet)
     ema = build_unet(cfg.unet).requires_grad_(False)
