@@ -102,7 +102,9 @@ def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
         "sae_lens_version": SAELENS_VERSION,
         "sae_lens_training_version": None,  # trained by vsae, not by SAELens
         "model_name": prov.get("model") or prov.get("model_id"),
-        "hook_name": prov.get("hook"),
+        # SAELens users attach by the model's own module path; vsae's hook name sits beside it.
+        "hook_name": prov.get("hook_module") or prov.get("hook"),
+        "vsae_hook_name": prov.get("hook"),
         "training_architecture": spec.saelens_training or arch,
         "vsae": {"cfg": cfg.to_json()},
     }
@@ -158,6 +160,8 @@ def _metadata(c: dict[str, Any]) -> dict[str, Any]:
     for key, top in (("model_name", "model_name"), ("hook_name", "hook_name"), ("hook_name", "hook_point")):
         if meta.get(key) is None and c.get(top) is not None:
             meta[key] = c[top]
+    if meta.get("vsae_hook_name"):  # a vsae export: hook_name is the module path, this is vsae's name
+        meta["hook_module"], meta["hook_name"] = meta.get("hook_name"), meta["vsae_hook_name"]
     return meta
 
 
@@ -232,7 +236,15 @@ def load_saelens(directory: str | os.PathLike) -> Any:
     base = (
         cfg.provenance
         if cfg is not None
-        else {k: v for k, v in (("model", meta.get("model_name")), ("hook", meta.get("hook_name"))) if v}
+        else {
+            k: v
+            for k, v in (
+                ("model", meta.get("model_name")),
+                ("hook", meta.get("hook_name")),
+                ("hook_module", meta.get("hook_module")),
+            )
+            if v
+        }
     )
     prov = {**base, "imported_from": "saelens"}
     if cfg is None:
