@@ -256,7 +256,7 @@ def load_saelens(directory: str | os.PathLike) -> Any:
     spec = get_arch(cfg.arch) if cfg is not None else None
     if cfg is not None and spec is not None and spec.saelens_training is not None:
         if _canonical(arch) == spec.saelens and spec.cls.restores_from_saelens(W_dec_Fd, threshold):
-            return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
+            return fill_sae(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
         cfg = None
     # The exported architecture itself when the metadata names one that exports as this SAELens
     # architecture (its inference rule is SAELens's), else the native one (relu, topk, jumprelu).
@@ -275,10 +275,10 @@ def load_saelens(directory: str | os.PathLike) -> Any:
         W_enc_Fd, b_enc, W_dec_Fd = W_enc_Fd * norms[:, None], b_enc * norms, W_dec_Fd / norms[:, None]
         if threshold is not None:
             threshold = threshold * norms
-    return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
+    return fill_sae(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
 
 
-def _fill(
+def fill_sae(
     cfg: SAEConfig,
     W_enc_Fd: torch.Tensor,
     b_enc: torch.Tensor,
