@@ -105,7 +105,7 @@ def test_sparsify_documented_layout(tmp_path):
     val, idx = pre.topk(5, dim=-1)
     z_ref = torch.zeros_like(pre).scatter(-1, idx, val)
     sae = vsae.sae.load(tmp_path / "run" / "layers.3")
-    assert sae.cfg.arch == "topk" and sae.cfg.k == 5 and sae.cfg.hook_name == "layers.3"
+    assert sae.cfg.arch == "topk" and sae.cfg.k == 5 and sae.cfg.provenance["source_hook"] == "layers.3"
     assert float((sae.encode(x) - z_ref).abs().max()) <= 1e-5
     with pytest.raises(VsaeError, match="several hooks.*layers.3, layers.4"):
         vsae.sae.load(tmp_path / "run")
@@ -148,7 +148,7 @@ def test_vit_prisma_documented_layout(tmp_path, act):
         z_ref = torch.zeros_like(pre).scatter(-1, idx, val.relu())
     assert detect(tmp_path) == "prisma"
     sae = vsae.sae.load(tmp_path)
-    assert sae.cfg.hook_name == "blocks.9.hook_mlp_out"
+    assert sae.cfg.provenance["source_hook"] == "blocks.9.hook_mlp_out" and sae.cfg.hook_name is None
     assert float((sae.encode(x) - z_ref).abs().max()) <= 1e-5
 
 

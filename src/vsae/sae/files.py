@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from vsae.errors import VsaeError
+from vsae.sae.hub_ids import HUB_FILES, looks_like_hub_id, split_hub_id
 
 FORMAT = "vsae-sae"
 VERSION = 1
@@ -82,44 +82,6 @@ def resolve(path: str | os.PathLike) -> Path:
     raise VsaeError(f"{p} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`")
 
 
-# org/repo, optionally /sub/folder and @revision (the one form every `--sae` takes)
-_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?P<sub>(/[\w.-]+)*)(@(?P<rev>[\w./-]+))?$")
-# the files of every format vsae reads (vsae.sae.importers), fetched from a hub repo
-_HUB_FILES = (
-    CONFIG,
-    WEIGHTS,
-    "cfg.json",
-    "sae_weights.safetensors",
-    "sae.safetensors",
-    "ae.pt",
-    "weights.pt",
-    "sae.pt",
-    "overcomplete.json",
-)
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """Whether ``name`` has the form of a hub id (``org/repo[/subfolder][@revision]``) or of a
-    known-SAE name (``release/name``); no network, no torch."""
-    return _HUB_ID.match(name) is not None and not name.startswith((".", "/"))
-
-
-def split_hub_id(name: str) -> tuple[str, str | None, str | None]:
-    """``org/repo/sub/folder@rev`` -> (``org/repo``, ``sub/folder`` or None, ``rev`` or None)."""
-    m = _HUB_ID.match(name)
-    if m is None:
-        raise VsaeError(f"{name!r} is not a hub id (org/repo[/subfolder][@revision])")
-    return m["repo"], (m["sub"].strip("/") or None), m["rev"]
-
-
-def check_sae_arg(name: str) -> None:
-    """A torch-free early check of a ``--sae`` value: a path that exists, or a hub id / known name."""
-    if not Path(name).exists() and not looks_like_hub_id(name):
-        raise VsaeError(
-            f"SAE path {name} does not exist (and is not a hub id org/repo[/subfolder][@revision])"
-        )
-
-
 def resolve_pretrained(
     name_or_path: str | os.PathLike,
     revision: str | None = None,
@@ -151,7 +113,7 @@ def resolve_pretrained(
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    patterns = [*_HUB_FILES, *(f"*/{f}" for f in _HUB_FILES)] if not sub else [f"{sub}/*"]
+    patterns = [*HUB_FILES, *(f"*/{f}" for f in HUB_FILES)] if not sub else [f"{sub}/*"]
     try:
         root = snapshot_download(
             repo,

@@ -95,10 +95,12 @@ def build(
 
 
 def provenance(fmt: str, model: Any = None, hook: Any = None, **extra: Any) -> dict[str, Any]:
-    """The provenance of an imported SAE: its format, and the model / hook when the source names them."""
+    """The provenance of an imported SAE: its format, and the model / the source's own hook name
+    (``source_hook``: the library's name, e.g. ``blocks.9.hook_mlp_out``, not a vsae hook) when
+    the source names them."""
     out: dict[str, Any] = {"imported_from": fmt}
     if model:
         out["model"] = str(model)
     if hook is not None and hook != "":
-        out["hook"] = str(hook)
+        out["source_hook"] = str(hook)
     return out | {k: v for k, v in extra.items() if v is not None}
