@@ -211,6 +211,28 @@ class SAE(nn.Module):
         """Write ``sae.safetensors`` + ``config.json`` into ``directory`` (``from_pretrained`` reads it)."""
         return str(save_sae(self, directory))
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        revision: str | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload SAE with vsae",
+    ) -> str:
+        """Upload this SAE to the hub repo ``repo_id`` with a generated model card and a SAELens
+        copy (:func:`vsae.sae.publish.push`); returns the commit URL. A trained run directory
+        carries more into the card: ``vsae push RUN_DIR REPO_ID``."""
+        import tempfile
+
+        from vsae.sae.publish import push
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_sae(self, tmp)
+            return push(
+                tmp, repo_id, private=private, revision=revision, token=token, commit_message=commit_message
+            )
+
     # ----- the names SAELens / dictionary_learning users type (views of the parameters) ----
     @property
     def W_enc(self) -> torch.Tensor:
