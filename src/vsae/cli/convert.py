@@ -24,7 +24,7 @@ def convert(source: str, out: str, fmt: str | None, revision: str | None, overwr
     from vsae.sae.hub_ids import check_sae_arg
 
     check_sae_arg(source)  # a wrong path fails before torch is imported
-    from vsae.sae.importers.convert import convert as run
+    from vsae.sae.convert import convert as run
 
     d = run(source, out, format=fmt, revision=revision, overwrite=overwrite)
     click.echo(f"wrote {d}")

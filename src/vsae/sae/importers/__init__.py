@@ -3,7 +3,7 @@
 One file per format, each registering itself with :func:`register_importer` (the registry,
 :mod:`vsae.sae.importers.registry`); ``vsae.sae.load`` / ``SAE.from_pretrained`` and every CLI
 ``--sae`` try them on anything that is not a vsae checkpoint, and ``vsae convert`` writes the
-result as one (:func:`vsae.sae.importers.convert.convert`). Built-in formats:
+result as one (:func:`vsae.sae.convert.convert`). Built-in formats:
 
     dictionary_learning  ae.pt + config.json (AutoEncoder, TopK, BatchTopK, Matryoshka, JumpReLU)
     saelens              cfg.json + sae_weights.safetensors (:mod:`vsae.sae.saelens`)

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 from vsae.errors import VsaeError
 
 PACKAGE = "vsae.sae.importers"
-_NOT_FORMATS = {"registry", "common", "convert"}
+_NOT_FORMATS = {"registry", "common"}
 T = TypeVar("T")
 
 
