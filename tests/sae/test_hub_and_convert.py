@@ -141,3 +141,24 @@ def test_convert_writes_a_vsae_sae_with_the_source_recorded(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["convert", str(tmp_path / "c"), "--out", str(tmp_path / "d")])
     assert "already a vsae SAE" in capsys.readouterr().err
+
+
+def test_cli_eval_takes_a_hub_id_too(tmp_path):
+    """`vsae eval` opens --sae through the same vsae.sae.load as encode: a hub id works there."""
+    ref = load_file(str(FIX / "saev.expected.safetensors"))
+    _store(tmp_path / "acts", ref["x"])
+    _cache(tmp_path / "cache", "someone/saev-sae", {"sae.pt": FIX / "saev" / "sae.pt"})
+    r = _vsae(
+        "eval",
+        "recon",
+        "--acts",
+        str(tmp_path / "acts"),
+        "--sae",
+        "someone/saev-sae",
+        "--out",
+        str(tmp_path / "ev"),
+        cache=tmp_path / "cache",
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "ev" / "recon.json").read_text())
+    assert rep["sae"] == "someone/saev-sae"
