@@ -4,8 +4,9 @@ original library's own ``encode`` gives (max abs diff <= 1e-5, float32).
 dictionary_learning (0.1.0), saev (0.1.0) and overcomplete (0.3.0): the fixtures in
 tests/sae/peers/fixtures were written by the real libraries (tests/sae/peers/make_fixtures.py,
 run in bench/.venv), with the latents of each library's own loader + ``encode`` beside them.
-sparsify and ViT-Prisma do not install here: their fixtures are written below in the layout the
-libraries document (sparsify's ``SparseCoder.save_to_disk``; ViT-Prisma's ``weights.pt`` +
+sparsify and ViT-Prisma cannot run here (sparsify's package import needs accelerate and
+schedulefree; ViT-Prisma's PyPI release has no ``sae`` module): their fixtures are written below
+in the layout the libraries document (sparsify's ``SparseCoder.save_to_disk``; ViT-Prisma's ``weights.pt`` +
 ``config.json``) and compared with a direct implementation of each library's encode rule.
 """
 

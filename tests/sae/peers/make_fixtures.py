@@ -1,5 +1,5 @@
 """Write the importer fixtures with the real peer libraries (run in bench/.venv, made by
-bench/setup_peers.sh plus `pip install --no-deps saev==0.1.0 beartype jaxtyping wadler_lindig`):
+bench/setup_peers.sh, which installs dictionary-learning 0.1.0, overcomplete 0.3.0 and saev 0.1.0):
 
     bench/.venv/bin/python tests/sae/peers/make_fixtures.py
 
@@ -9,8 +9,9 @@ saev: ``saev.nn.dump``; overcomplete: ``torch.save(sae.state_dict())`` + the use
 ``overcomplete.json``), with random non-trivial parameters, then the latents the library's own
 loader and ``encode`` give on fixed inputs, in ``<name>.expected.safetensors`` (x, z).
 tests/sae/test_importers.py checks vsae's import against them without the peer libraries.
-sparsify and ViT-Prisma do not install here (their import pulls accelerate / schedulefree /
-transformer_lens ...): their fixtures are written by the test itself in the documented layout.
+sparsify (eai-sparsify 1.3.3) installs but its package import needs accelerate, schedulefree and
+a working transformers/accelerate pair, and ViT-Prisma's PyPI release (vit-prisma 0.1.4) has no
+``sae`` module: their fixtures are written by the test itself in the documented layout.
 """
 
 from __future__ import annotations
