@@ -105,6 +105,8 @@ def test_from_pretrained_resolves_a_known_name_through_the_cache(tmp_path):
     ref = load_file(str(FIX / "saev.expected.safetensors"))
     with torch.no_grad():
         assert float((sae.encode(ref["x"]) - ref["z"]).abs().max()) <= 1e-5
+    assert sae.cfg.provenance["known_name"] == "saev/clip-b16-in1k-24k"
+    assert sae.cfg.provenance["model"] == known.model and sae.cfg.provenance["imported_from"] == "saev"
     with pytest.raises(VsaeError, match="neither a local directory nor in the Hugging Face cache"):
         SAE.from_pretrained("saev/dinov2-b14-in1k-24k", cache_dir=tmp_path / "cache", local_files_only=True)
 

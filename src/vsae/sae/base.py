@@ -28,7 +28,7 @@ from torch import nn
 from vsae.errors import VsaeError
 from vsae.sae.config import SAEConfig
 from vsae.sae.io import load as load_sae
-from vsae.sae.io import resolve_pretrained
+from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
 
@@ -202,7 +202,7 @@ class SAE(nn.Module):
         local cache is used); a missing repo or cache entry is a ``VsaeError``, not a traceback.
         """
         where = resolve_pretrained(name_or_path, revision, subfolder, cache_dir, local_files_only)
-        sae = load_sae(where, device)
+        sae = with_known(load_sae(where, device), name_or_path)
         if not isinstance(sae, cls):
             raise VsaeError(f"{name_or_path} holds a {type(sae).__name__}, not a {cls.__name__}; use SAE")
         return sae

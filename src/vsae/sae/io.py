@@ -31,6 +31,7 @@ from vsae.sae.files import (
     write_json_atomic,
 )
 from vsae.sae.importers.registry import find_importer, layouts
+from vsae.sae.pretrained import find as find_known
 from vsae.sae.registry import get_arch
 
 __all__ = [
@@ -93,6 +94,17 @@ def is_vsae_dir(directory: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
+def with_known(sae: Any, name: str | os.PathLike) -> Any:
+    """``sae`` with the model and vsae hook name of the known SAE ``name`` (:mod:`vsae.sae.pretrained`)
+    in its provenance, when ``name`` is one (not a local path); else ``sae`` unchanged."""
+    known = find_known(str(name)) if not Path(name).exists() else None
+    if known is not None:
+        extra = {"model": known.model, "hook": known.hook, "known_name": known.name}
+        prov = {**sae.cfg.provenance, **{k: v for k, v in extra.items() if v}}
+        sae.cfg = sae.cfg.replace(provenance=prov)
+    return sae
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: str | None = None) -> Any:
     """Load an SAE: a vsae run directory (or its sae.safetensors; what :func:`save` writes), any
     checkpoint another library writes (:mod:`vsae.sae.importers`: SAELens, dictionary_learning,
@@ -103,7 +115,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: 
     if not is_vsae_dir(d):
         fmt = find_importer(p)
         if fmt is not None:
-            return fmt.load(p).sae.to(device)
+            return with_known(fmt.load(p).sae, path).to(device)
         if not (d / CONFIG).is_file() and not any((q / CONFIG).is_file() for q in _subdirs(d)):
             raise VsaeError(f"{p} is not an SAE vsae can read; {layouts()}")
     d = resolve(p)
