@@ -164,3 +164,13 @@ def test_cli_eval_takes_a_hub_id_too(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "ev" / "recon.json").read_text())
     assert rep["sae"] == "someone/saev-sae"
+
+
+def test_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(VsaeError, match="SAE path runs/typo does not exist"):
+        vsae.sae.load("runs/typo")
+    with pytest.raises(SystemExit) as e:
+        main(["encode", "--sae", "runs/typo", "--acts", "a", "--out", "z"])
+    assert e.value.code == 2

@@ -95,7 +95,9 @@ def resolve_pretrained(
     ``HF_HUB_OFFLINE=1`` allows) through ``huggingface_hub.snapshot_download``, as transformers'
     ``from_pretrained`` does."""
     local = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
-    if local.exists() or not looks_like_hub_id(str(name_or_path)):
+    # a path whose first directory exists here (runs/typo) is a local path, not a hub id
+    first_exists = Path(str(name_or_path).split("/")[0]).is_dir()
+    if local.exists() or not looks_like_hub_id(str(name_or_path)) or first_exists:
         if not local.exists():
             raise VsaeError(
                 f"SAE path {local} does not exist; pass a directory written by `vsae train` or a hub id"

@@ -41,7 +41,8 @@ def split_hub_id(name: str) -> tuple[str, str | None, str | None]:
 
 def check_sae_arg(name: str) -> None:
     """A torch-free early check of a ``--sae`` value: a path that exists, or a hub id / known name."""
-    if not Path(name).exists() and not looks_like_hub_id(name):
+    local_typo = Path(name.split("/")[0]).is_dir()  # runs/typo: a local path, not a hub id
+    if not Path(name).exists() and (not looks_like_hub_id(name) or local_typo):
         raise VsaeError(
             f"SAE path {name} does not exist (and is not a hub id org/repo[/subfolder][@revision])"
         )

@@ -117,7 +117,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: 
         if fmt is not None:
             return with_known(fmt.load(p).sae, path).to(device)
         if not (d / CONFIG).is_file() and not any((q / CONFIG).is_file() for q in _subdirs(d)):
-            raise VsaeError(f"{p} is not an SAE vsae can read; {layouts()}")
+            raise VsaeError(f"{p} is not a vsae SAE nor one vsae can import; {layouts()}")
     d = resolve(p)
     meta = read_config(d)
     try:

@@ -121,7 +121,7 @@ def import_sae(path: str | Path, format: str | None = None) -> Imported:
     else:
         found = find_importer(p)
         if found is None:
-            raise VsaeError(f"{p} is not an SAE vsae can read; {layouts()}")
+            raise VsaeError(f"{p} is not a vsae SAE nor one vsae can import; {layouts()}")
         imp = found
     return imp.load(p)
 
