@@ -12,6 +12,8 @@ PIP="bench/.venv/bin/pip"
 $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0
 $PIP install -q --no-deps dictionary-learning==0.1.0 overcomplete==0.3.0
+# saev: for tests/sae/peers/make_fixtures.py (the importer fixtures); its typing deps are light
+$PIP install -q --no-deps saev==0.1.0 beartype jaxtyping wadler_lindig
 $PIP install -q einops numpy tqdm safetensors click scipy scikit-learn "matplotlib<3.9" opt_einsum pillow scikit-image opencv-python-headless
 $PIP install -q --no-deps -e .
 bench/.venv/bin/python -c "import torch; print('bench venv ready: torch', torch.__version__)"

@@ -303,6 +303,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
         prov = {
             **lm.provenance,
             "hook": h,
+            "hook_module": lm.module_path(h),
             "tokens": "pooled" if pooled else str(sel),
             "has_cls": lm.has_cls,
             "n_prefix_tokens": lm.n_prefix,

@@ -4,6 +4,7 @@ on first use, so that importing the package stays cheap (no torch; `tests/test_s
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,9 @@ def lazy_attributes(
     def __getattr__(name: str) -> Any:
         if name in where:
             return getattr(importlib.import_module(where[name]), name)
+        # A sub-module is reachable as an attribute too (``vsae.eval.pipeline`` after ``import vsae``).
+        if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

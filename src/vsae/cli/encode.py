@@ -17,24 +17,34 @@ from vsae.sae.config import EncodeConfig
     "sae_path",
     required=True,
     type=click.Path(),
-    help="SAE run directory (from `vsae train`) or a SAELens directory (cfg.json + sae_weights.safetensors).",
+    help="SAE: a run directory (from `vsae train`), another library's checkpoint (SAELens, dictionary_learning, "
+    "saev, sparsify, overcomplete, ViT-Prisma), a known name (`vsae sae list`) or a hub id org/repo[/subfolder].",
 )
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of a hub id --sae.")
 @click.option("--acts", required=True, type=click.Path(), help="Activation store to encode.")
 @click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
 @config_options(EncodeConfig, overrides={"device": {"callback": device_callback}})
 @click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(
-    sae_path: str, acts: str, out: str, batch_size: int, device: Any, dtype: str, threads: int, quiet: bool
+    sae_path: str,
+    revision: str | None,
+    acts: str,
+    out: str,
+    batch_size: int,
+    device: Any,
+    dtype: str,
+    threads: int,
+    quiet: bool,
 ) -> None:
     """Encode every row of ACTS with the SAE into OUT (CSR rows: latent indices + values)."""
     from pathlib import Path
 
     from vsae.errors import VsaeError
+    from vsae.sae.hub_ids import check_sae_arg
     from vsae.store.manifest import read_manifests
 
-    if not Path(sae_path).exists():  # wrong paths fail in well under a second, before torch is imported
-        raise VsaeError(f"SAE path {sae_path} does not exist")
+    check_sae_arg(sae_path)  # wrong paths fail in well under a second, before torch is imported
     read_manifests(Path(acts))
     from vsae.sae import load
     from vsae.sae.encode_store import encode_store
@@ -44,7 +54,7 @@ def encode(
         import torch
 
         torch.set_num_threads(threads)
-    sae = load(sae_path)
+    sae = load(sae_path, revision=revision)
     store = ActivationStore.open(acts)
     if store.d != sae.cfg.d_in:
         raise VsaeError(

@@ -11,6 +11,7 @@ usage in docs/eval.md. Pure functions on arrays / row-chunk iterators, one modul
     ood              auroc, fpr_at_tpr, roc_curve, ood_scores, ood_report
     naming           name_latents, name_agreement, encode_words
     attributes       image_attributes (ground-truth attributes.json of a store's images)
+    compare          compare_saes, hungarian, decoder_cosines, activation_correlation (`vsae compare`)
     pipeline         run_<command> for `vsae eval <command>` (stores, SAEs, files -> JSON + PNG)
 """
 
@@ -47,6 +48,10 @@ _EXPORTS = {
     "name_latents": "naming",
     "name_agreement": "naming",
     "encode_words": "naming",
+    "compare_saes": "compare",
+    "hungarian": "compare",
+    "decoder_cosines": "compare",
+    "activation_correlation": "compare",
 }
 
 

@@ -171,6 +171,12 @@ class LoadedModel:
         """The module a hook name resolves to ("resid.L" | "mlp.L" | "attn.L" | "embed" | "module:a.b")."""
         return self.resolve(hook).module
 
+    def module_path(self, hook: str) -> str | None:
+        """The dotted path in ``self.model`` of the module a hook reads (``vision_model.encoder.layers.5``
+        for ``resid.5`` of CLIP: what SAELens users attach to); "" for the model itself, None if absent."""
+        mod = self.hook_module(hook)
+        return next((name for name, m in self.model.named_modules() if m is mod), None)
+
     def to_device(self, inputs: Inputs) -> Inputs:
         """Move inputs to the model's device; floating tensors take the model's dtype."""
         dev = self.device

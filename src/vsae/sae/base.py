@@ -28,7 +28,7 @@ from torch import nn
 from vsae.errors import VsaeError
 from vsae.sae.config import SAEConfig
 from vsae.sae.io import load as load_sae
-from vsae.sae.io import resolve_pretrained
+from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
 
@@ -131,11 +131,13 @@ def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
 
 
 def _any_input(fn: FnT) -> FnT:
-    """Let ``encode``/``decode`` take numpy arrays, other float dtypes, other devices and 1-D rows.
+    """Let ``encode``/``decode`` take numpy arrays, other float dtypes, other devices and any
+    leading dimensions (``[..., d]``: one row [d], rows [B, d], patch tokens [B, T, d]).
 
     The SAE computes in its own dtype and device; the result comes back as the input's kind
-    (numpy stays numpy, a float16/bfloat16 tensor comes back in that dtype, a row [d] as [F]).
-    Inputs already in the SAE's dtype and device pass straight through (autograd intact).
+    (numpy stays numpy, a float16/bfloat16 tensor comes back in that dtype) and leading shape
+    (a row [d] as [F], tokens [B, T, d] as [B, T, F]). Inputs already in the SAE's dtype and
+    device pass straight through (autograd intact).
     """
 
     @functools.wraps(fn)
@@ -149,10 +151,10 @@ def _any_input(fn: FnT) -> FnT:
             t = x
         else:
             raise TypeError(f"{fn.__name__} takes a torch.Tensor or numpy array, got {type(x).__name__}")
-        if t.ndim not in (1, 2):
-            raise ValueError(f"{fn.__name__} takes rows [B, n] or one row [n], got shape {tuple(t.shape)}")
+        if t.ndim == 0:
+            raise ValueError(f"{fn.__name__} takes [..., n] (rows [B, n], tokens [B, T, n]), got a scalar")
         out = fn(self, t.to(p.device, p.dtype).reshape(-1, t.shape[-1]), *args, **kwargs)
-        out = out[0] if t.ndim == 1 else out
+        out = out.reshape(*t.shape[:-1], out.shape[-1])
         if isinstance(x, np.ndarray):
             kind = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
             return out.detach().cpu().numpy().astype(kind, copy=False)
@@ -200,7 +202,7 @@ class SAE(nn.Module):
         local cache is used); a missing repo or cache entry is a ``VsaeError``, not a traceback.
         """
         where = resolve_pretrained(name_or_path, revision, subfolder, cache_dir, local_files_only)
-        sae = load_sae(where, device)
+        sae = with_known(load_sae(where, device), name_or_path)
         if not isinstance(sae, cls):
             raise VsaeError(f"{name_or_path} holds a {type(sae).__name__}, not a {cls.__name__}; use SAE")
         return sae
@@ -208,6 +210,59 @@ class SAE(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> str:
         """Write ``sae.safetensors`` + ``config.json`` into ``directory`` (``from_pretrained`` reads it)."""
         return str(save_sae(self, directory))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        revision: str | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload SAE with vsae",
+    ) -> str:
+        """Upload this SAE to the hub repo ``repo_id`` with a generated model card and a SAELens
+        copy (:func:`vsae.sae.publish.push`); returns the commit URL. A trained run directory
+        carries more into the card: ``vsae push RUN_DIR REPO_ID``."""
+        import tempfile
+
+        from vsae.sae.publish import push
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_sae(self, tmp)
+            return push(
+                tmp, repo_id, private=private, revision=revision, token=token, commit_message=commit_message
+            )
+
+    # ----- the names SAELens / dictionary_learning users type (views of the parameters) ----
+    @property
+    def W_enc(self) -> torch.Tensor:
+        """The encoder as SAELens lays it out: [d_in, d_sae] (a view of ``W_enc_Fd``)."""
+        return self.W_enc_Fd.T
+
+    @property
+    def W_dec(self) -> torch.Tensor:
+        """The decoder [d_sae, d_in] (``W_dec_Fd``: one dictionary atom per row)."""
+        return self.W_dec_Fd
+
+    @property
+    def b_enc(self) -> torch.Tensor:
+        """The encoder bias [d_sae] (``b_enc_F``)."""
+        return self.b_enc_F
+
+    @property
+    def b_dec(self) -> torch.Tensor:
+        """The decoder bias [d_in] (``b_dec_d``)."""
+        return self.b_dec_d
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the SAE's parameters."""
+        return self.W_enc_Fd.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the SAE's parameters."""
+        return self.W_enc_Fd.dtype
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()

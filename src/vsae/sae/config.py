@@ -82,6 +82,12 @@ class SAEConfig:
         spec.cls.check_config(self)
 
     @property
+    def hook_name(self) -> str | None:
+        """The hook the SAE was trained on, in vsae's names (``resid.5``; ``provenance['hook']``)."""
+        hook = self.provenance.get("hook")
+        return None if hook is None else str(hook)
+
+    @property
     def uses_k(self) -> bool:
         """Whether this architecture keeps k latents per row (the registry's ``uses_k``)."""
         return get_arch(self.arch).uses_k

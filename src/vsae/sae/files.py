@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from vsae.errors import VsaeError
+from vsae.sae.hub_ids import HUB_FILES, looks_like_hub_id, split_hub_id
 
 FORMAT = "vsae-sae"
 VERSION = 1
@@ -82,9 +82,6 @@ def resolve(path: str | os.PathLike) -> Path:
     raise VsaeError(f"{p} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`")
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def resolve_pretrained(
     name_or_path: str | os.PathLike,
     revision: str | None = None,
@@ -92,35 +89,52 @@ def resolve_pretrained(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool | None = None,
 ) -> Path:
-    """A local SAE directory for ``name_or_path``: the path itself if it exists, else a Hugging Face
-    hub repo id downloaded (or found in the cache, which is all that ``HF_HUB_OFFLINE=1`` allows)
-    through ``huggingface_hub.snapshot_download``, as transformers' ``from_pretrained`` does."""
+    """A local path for ``name_or_path``: the path itself if it exists; else a known public SAE
+    (``release/name`` of :mod:`vsae.sae.pretrained`) or a Hugging Face hub id
+    ``org/repo[/subfolder][@revision]``, downloaded (or found in the cache, which is all that
+    ``HF_HUB_OFFLINE=1`` allows) through ``huggingface_hub.snapshot_download``, as transformers'
+    ``from_pretrained`` does."""
     local = Path(name_or_path) / subfolder if subfolder else Path(name_or_path)
-    if local.exists() or not _HUB_ID.match(str(name_or_path)):
+    # a path whose first directory exists here (runs/typo) is a local path, not a hub id
+    first_exists = Path(str(name_or_path).split("/")[0]).is_dir()
+    if local.exists() or not looks_like_hub_id(str(name_or_path)) or first_exists:
         if not local.exists():
             raise VsaeError(
                 f"SAE path {local} does not exist; pass a directory written by `vsae train` or a hub id"
             )
         return local
+    from vsae.sae.pretrained import find
+
+    known = find(str(name_or_path))
+    if known is not None:
+        repo, sub, rev = known.repo_id, known.subfolder, known.revision
+    else:
+        repo, sub, rev = split_hub_id(str(name_or_path))
+    sub = "/".join(p for p in (sub, subfolder) if p) or None
+    rev = revision or rev
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    patterns = [CONFIG, WEIGHTS, f"*/{CONFIG}", f"*/{WEIGHTS}"]
-    if subfolder:
-        patterns = [f"{subfolder}/{CONFIG}", f"{subfolder}/{WEIGHTS}"]
+    patterns = [*HUB_FILES, *(f"*/{f}" for f in HUB_FILES)] if not sub else [f"{sub}/*"]
     try:
         root = snapshot_download(
-            str(name_or_path),
-            revision=revision,
+            repo,
+            revision=rev,
             allow_patterns=patterns,
             cache_dir=None if cache_dir is None else str(cache_dir),
             local_files_only=bool(local_files_only),
         )
     except LocalEntryNotFoundError:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        cache = cache_dir or HF_HUB_CACHE
         raise VsaeError(
-            f"SAE {name_or_path!r} is neither a local directory nor in the Hugging Face cache, and the hub "
-            "cannot be reached (offline or HF_HUB_OFFLINE=1); check the path, or download it once with network access"
+            f"SAE {name_or_path!r} is neither a local directory nor in the Hugging Face cache ({cache}), and the "
+            "hub cannot be reached (offline or HF_HUB_OFFLINE=1); check the id, or download it once with network access"
         ) from None
     except (HFValidationError, OSError) as e:  # repo/revision not found and HTTP errors are OSErrors
         raise VsaeError(f"cannot get SAE {name_or_path!r} from the hub ({str(e).splitlines()[0]})") from None
-    return Path(root) / subfolder if subfolder else Path(root)
+    where = Path(root) / sub if sub else Path(root)
+    if not where.exists():
+        raise VsaeError(f"hub repo {repo!r} has no folder {sub!r} (revision {rev or 'main'})")
+    return where

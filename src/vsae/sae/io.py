@@ -8,6 +8,7 @@ are typed ``Any`` here: each is a :class:`vsae.sae.base.SAE` of the registered c
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from vsae.sae.files import (
     save_tensors_atomic,
     write_json_atomic,
 )
+from vsae.sae.importers.registry import find_importer, layouts
+from vsae.sae.pretrained import find as find_known
 from vsae.sae.registry import get_arch
-from vsae.sae.saelens import is_saelens_dir, load_saelens
 
 __all__ = [
     "CONFIG",
@@ -83,13 +85,40 @@ def save(sae: Any, directory: str | os.PathLike, extra: dict[str, Any] | None = 
     return d
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
-    """Load an SAE saved by :func:`save` (a run directory or its sae.safetensors), or import a
-    SAELens directory (``cfg.json`` + ``sae_weights.safetensors``; :mod:`vsae.sae.saelens`)."""
-    p = Path(path).parent if Path(path).is_file() else Path(path)
-    if not (p / CONFIG).is_file() and is_saelens_dir(p):
-        return load_saelens(p).to(device)
-    d = resolve(path)
+def is_vsae_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a vsae checkpoint's config.json (not another library's)."""
+    try:
+        meta = json.loads((directory / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def with_known(sae: Any, name: str | os.PathLike) -> Any:
+    """``sae`` with the model and vsae hook name of the known SAE ``name`` (:mod:`vsae.sae.pretrained`)
+    in its provenance, when ``name`` is one (not a local path); else ``sae`` unchanged."""
+    known = find_known(str(name)) if not Path(name).exists() else None
+    if known is not None:
+        extra = {"model": known.model, "hook": known.hook, "known_name": known.name}
+        prov = {**sae.cfg.provenance, **{k: v for k, v in extra.items() if v}}
+        sae.cfg = sae.cfg.replace(provenance=prov)
+    return sae
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: str | None = None) -> Any:
+    """Load an SAE: a vsae run directory (or its sae.safetensors; what :func:`save` writes), any
+    checkpoint another library writes (:mod:`vsae.sae.importers`: SAELens, dictionary_learning,
+    sparsify, saev, overcomplete, ViT-Prisma), a known public SAE (``release/name``) or a hub id
+    ``org/repo[/subfolder][@revision]`` holding either. Every ``--sae`` of the CLI comes here."""
+    p = resolve_pretrained(path, revision=revision)
+    d = p.parent if p.is_file() else p
+    if not is_vsae_dir(d):
+        fmt = find_importer(p)
+        if fmt is not None:
+            return with_known(fmt.load(p).sae, path).to(device)
+        if not (d / CONFIG).is_file() and not any((q / CONFIG).is_file() for q in _subdirs(d)):
+            raise VsaeError(f"{p} is not a vsae SAE nor one vsae can import; {layouts()}")
+    d = resolve(p)
     meta = read_config(d)
     try:
         cfg = SAEConfig.from_json(meta["cfg"])
@@ -107,3 +136,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
     except RuntimeError as e:
         raise VsaeError(f"{d / WEIGHTS} does not match its config ({str(e).splitlines()[0]})") from None
     return sae.to(device).eval()
+
+
+def _subdirs(d: Path) -> list[Path]:
+    return sorted(q for q in d.iterdir() if q.is_dir()) if d.is_dir() else []

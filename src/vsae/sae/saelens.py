@@ -102,7 +102,9 @@ def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
         "sae_lens_version": SAELENS_VERSION,
         "sae_lens_training_version": None,  # trained by vsae, not by SAELens
         "model_name": prov.get("model") or prov.get("model_id"),
-        "hook_name": prov.get("hook"),
+        # SAELens users attach by the model's own module path; vsae's hook name sits beside it.
+        "hook_name": prov.get("hook_module") or prov.get("hook"),
+        "vsae_hook_name": prov.get("hook"),
         "training_architecture": spec.saelens_training or arch,
         "vsae": {"cfg": cfg.to_json()},
     }
@@ -158,6 +160,8 @@ def _metadata(c: dict[str, Any]) -> dict[str, Any]:
     for key, top in (("model_name", "model_name"), ("hook_name", "hook_name"), ("hook_name", "hook_point")):
         if meta.get(key) is None and c.get(top) is not None:
             meta[key] = c[top]
+    if meta.get("vsae_hook_name"):  # a vsae export: hook_name is the module path, this is vsae's name
+        meta["hook_module"], meta["hook_name"] = meta.get("hook_name"), meta["vsae_hook_name"]
     return meta
 
 
@@ -232,7 +236,15 @@ def load_saelens(directory: str | os.PathLike) -> Any:
     base = (
         cfg.provenance
         if cfg is not None
-        else {k: v for k, v in (("model", meta.get("model_name")), ("hook", meta.get("hook_name"))) if v}
+        else {
+            k: v
+            for k, v in (
+                ("model", meta.get("model_name")),
+                ("hook", meta.get("hook_name")),
+                ("hook_module", meta.get("hook_module")),
+            )
+            if v
+        }
     )
     prov = {**base, "imported_from": "saelens"}
     if cfg is None:
@@ -244,7 +256,7 @@ def load_saelens(directory: str | os.PathLike) -> Any:
     spec = get_arch(cfg.arch) if cfg is not None else None
     if cfg is not None and spec is not None and spec.saelens_training is not None:
         if _canonical(arch) == spec.saelens and spec.cls.restores_from_saelens(W_dec_Fd, threshold):
-            return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
+            return fill_sae(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
         cfg = None
     # The exported architecture itself when the metadata names one that exports as this SAELens
     # architecture (its inference rule is SAELens's), else the native one (relu, topk, jumprelu).
@@ -263,10 +275,10 @@ def load_saelens(directory: str | os.PathLike) -> Any:
         W_enc_Fd, b_enc, W_dec_Fd = W_enc_Fd * norms[:, None], b_enc * norms, W_dec_Fd / norms[:, None]
         if threshold is not None:
             threshold = threshold * norms
-    return _fill(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
+    return fill_sae(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
 
 
-def _fill(
+def fill_sae(
     cfg: SAEConfig,
     W_enc_Fd: torch.Tensor,
     b_enc: torch.Tensor,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vsae.errors import VsaeError
+from vsae.sae.hub_ids import looks_like_hub_id
 
 SPLIT = "test"  # the demo evaluates (MS, names) on its test split; the browser shows the same rows
 
@@ -136,9 +137,10 @@ def from_flags(
     names: str | Path | None = None,
 ) -> SaeSource:
     """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`."""
-    for p, what in ((acts, "--acts: activation store"), (sae, "--sae: SAE run")):
-        if not Path(p).exists():
-            raise VsaeError(f"{what} {p} does not exist")
+    if not Path(acts).exists():
+        raise VsaeError(f"--acts: activation store {acts} does not exist")
+    if not Path(sae).exists() and not looks_like_hub_id(str(sae)):  # a hub id or known name loads later
+        raise VsaeError(f"--sae: SAE run {sae} does not exist")
     ms_F = None
     if ms is not None:
         from safetensors.numpy import load_file
