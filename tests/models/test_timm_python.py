@@ -225,7 +225,10 @@ def make():
     [
         ("raise ValueError('bad config value')\ndef make(): pass\n", "raised ValueError: bad config value"),
         ("def make(:\n", "raised SyntaxError"),
-        ("import not_installed_dep_xyz\ndef make(): pass\n", "imports 'not_installed_dep_xyz', which is not installed"),
+        (
+            "import not_installed_dep_xyz\ndef make(): pass\n",
+            "imports 'not_installed_dep_xyz', which is not installed",
+        ),
     ],
 )
 @pytest.mark.parametrize("form", ["file", "module"])

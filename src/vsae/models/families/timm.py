@@ -160,7 +160,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt file, a pickle with objects: one line
         why = (str(e).splitlines() or [""])[0][:160]
-        raise VsaeError(f"cannot read weights {path} ({type(e).__name__}: {why}); give a state dict file") from None
+        raise VsaeError(
+            f"cannot read weights {path} ({type(e).__name__}: {why}); give a state dict file"
+        ) from None
     for key in ("state_dict", "model", "state_dict_ema"):  # training checkpoints nest the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
