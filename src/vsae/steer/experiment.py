@@ -169,7 +169,12 @@ def run_steering(
     sae = vsae.sae.load(str(sae_dir)).eval().to(device)
     hook = cfg.hook or default_hook(lm)
     check_splice(
-        sae.cfg.provenance, lm.resolve(hook).name, sae=str(sae_dir), what="steering", force=cfg.force
+        sae.cfg.provenance,
+        lm.resolve(hook).name,
+        sae=str(sae_dir),
+        what="steering",
+        force=cfg.force,
+        canonical=lambda h: lm.resolve(h).name,
     )
     d_model = _hook_width(lm, hook)
     if sae.cfg.d_in != d_model:

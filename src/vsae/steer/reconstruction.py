@@ -123,6 +123,7 @@ def splice_metrics(
         lm.resolve(hook).name,
         what=f"the splice into {model}",
         force=force,
+        canonical=lambda h: lm.resolve(h).name,
     )
     source = open_source(data, split)
     pick = spread_sample(len(source), n_images, seed)

@@ -163,7 +163,14 @@ def run_diffusion_steering(
     if not hook:
         raise VsaeError("the SAE does not record its hook; give --hook (e.g. resid.-1)")
     point, _ = resolve_point(pipe.text, hook)  # unknown hook -> one-line error before any work
-    check_splice(sae.cfg.provenance, point.name, sae=str(sae_dir), what="steering", force=cfg.force)
+    check_splice(
+        sae.cfg.provenance,
+        point.name,
+        sae=str(sae_dir),
+        what="steering",
+        force=cfg.force,
+        canonical=lambda h: resolve_point(pipe.text, h)[0].name,
+    )
     world = _is_world(pipe)
     if not world and not cfg.prompts:
         raise VsaeError(
