@@ -75,7 +75,9 @@ def cnn(tmp_path_factory):
             a[..., c] += 140
             Image.fromarray(a).save(root / "imgs" / name / f"{i}.png")
     model = f"python:{root / 'tinynet_factory.py'}:make"
-    common = dict(model=model, data=str(root / "imgs"), dtype="float32", progress=False, batch_size=8, num_workers=0)
+    common = dict(
+        model=model, data=str(root / "imgs"), dtype="float32", progress=False, batch_size=8, num_workers=0
+    )
     for tokens in ("patches", "mean"):
         extract(ExtractConfig(hooks=("resid.1",), tokens=tokens, out=str(root / f"acts-{tokens}"), **common))
         prov = ActivationStore.open(root / f"acts-{tokens}").provenance
@@ -118,7 +120,9 @@ def test_sae_of_mean_rows_on_a_patches_store_is_refused(cnn, tmp_path, capsys, c
 
 def test_matching_selection_is_silent(cnn, tmp_path, capsys):
     root, _ = cnn
-    args = _commands(root, str(root / "sae-patches"), str(root / "acts-patches"), str(tmp_path / "o"))["recon"]
+    args = _commands(root, str(root / "sae-patches"), str(root / "acts-patches"), str(tmp_path / "o"))[
+        "recon"
+    ]
     assert _cli(args) == 0
     assert "warning" not in capsys.readouterr().err
 
@@ -173,7 +177,9 @@ def test_output_agreement_against_direct_formulas():
     assert r["ce_spliced"] == pytest.approx(ce["s"])
     assert r["loss_recovered"] == pytest.approx((ce["z"] - ce["s"]) / (ce["z"] - ce["o"]))
     same = output_agreement(a, a)
-    assert same["top1_agreement"] == 1.0 and same["top5_overlap"] == 1.0 and same["kl_mean"] == pytest.approx(0)
+    assert (
+        same["top1_agreement"] == 1.0 and same["top5_overlap"] == 1.0 and same["kl_mean"] == pytest.approx(0)
+    )
 
 
 def test_recon_splice_reports_top1_top5_kl_and_loss_recovered(cnn, tmp_path, capsys):
@@ -219,7 +225,7 @@ def test_recon_splice_reports_top1_top5_kl_and_loss_recovered(cnn, tmp_path, cap
     assert out["n_images"] == len(y) == 18 and out["n_classes"] == 3
     assert out["top1_agreement"] == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
     top = [len(set(np.argsort(-a[i])[:3]) & set(np.argsort(-b[i])[:3])) / 3 for i in range(len(y))]
-    assert out["top3_overlap"] == pytest.approx(np.mean(top))  # 3 classes: top-k with k = 3
+    assert out["top5_k"] == 3 and out["top5_overlap"] == pytest.approx(np.mean(top))  # 3 classes: k = 3
     assert out["kl_mean"] == pytest.approx(np.mean((np.exp(la) * (la - lb)).sum(1)), rel=1e-5, abs=1e-9)
     assert out["accuracy_original"] == pytest.approx(np.mean(a.argmax(1) == y))
     assert out["loss_recovered"] == pytest.approx((ce[2] - ce[1]) / (ce[2] - ce[0]), rel=1e-5)

@@ -42,8 +42,8 @@ def output_agreement(
     ablated_NC: Any | None = None,
     k: int = TOP_K,
 ) -> dict[str, Any]:
-    """Top-1 agreement (fraction of images whose argmax is unchanged), top-k overlap (mean
-    |top-k(original) & top-k(spliced)| / k), KL(original || spliced) of the softmax
+    """Top-1 agreement (fraction of images whose argmax is unchanged), top-5 overlap (mean
+    |top-k(original) & top-k(spliced)| / k, k = min(5, classes)), KL(original || spliced) of the softmax
     distributions (nats, mean and max over images); with ``labels_N`` (class indices into the
     logits) accuracy and cross-entropy of both, and with ``ablated_NC`` (the logits with the hook
     zeroed) the loss recovered."""
@@ -62,7 +62,8 @@ def output_agreement(
         "n_images": n,
         "n_classes": c,
         "top1_agreement": float((a.argmax(1) == b.argmax(1)).double().mean()),
-        f"top{kk}_overlap": float(overlap.mean()),
+        "top5_overlap": float(overlap.mean()),
+        "top5_k": kk,  # min(5, classes): with fewer than 5 classes the overlap of all of them
         "kl_mean": float(kl_N.mean()),
         "kl_max": float(kl_N.max()),
     }
