@@ -262,3 +262,28 @@ def test_python_file_form_imports_its_siblings(tmp_path, monkeypatch):
         lm.run(torch.rand(1, 3, 8, 8))
     assert cap.output.shape == (1, 5)
     sys.modules.pop("helper_sibling", None)
+
+
+def test_timm_offline_with_cached_weights_loads_from_the_cache_alone(fake_timm, monkeypatch, tmp_path):
+    """Cached weights: timm is asked for them with huggingface_hub switched to its cache (no retries)."""
+    import huggingface_hub.constants as hc
+
+    snap = tmp_path / "hub" / "models--timm--tiny_effnet.test_in1k" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "hub" / "models--timm--tiny_effnet.test_in1k" / "refs").mkdir()
+    (tmp_path / "hub" / "models--timm--tiny_effnet.test_in1k" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seen = []
+    create = sys.modules["timm"].create_model
+
+    def create_model(*a, **kw):
+        seen.append(hc.HF_HUB_OFFLINE)
+        return create(*a, **kw)
+
+    monkeypatch.setattr(sys.modules["timm"], "create_model", create_model)
+    before = hc.HF_HUB_OFFLINE
+    lm = load("timm:tiny_effnet")
+    assert fake_timm == [("create", "tiny_effnet", True, 0)] and seen == [True] and lm.num_layers == 2
+    assert hc.HF_HUB_OFFLINE == before  # restored

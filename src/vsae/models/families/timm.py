@@ -114,20 +114,15 @@ def _cached(repo: str) -> bool:
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
     """Within the block huggingface_hub serves its cache alone (no connection attempts)."""
-    old_env = os.environ.get("HF_HUB_OFFLINE")
+    from huggingface_hub import constants  # installed with transformers
+
+    old_env, old = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
     os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # no hub library: nothing else to switch
-        constants = None
-    old = getattr(constants, "HF_HUB_OFFLINE", None)
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = True
+    constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        if constants is not None:
-            constants.HF_HUB_OFFLINE = old
+        constants.HF_HUB_OFFLINE = old
         if old_env is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
