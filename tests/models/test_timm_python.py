@@ -286,4 +286,4 @@ def test_timm_offline_with_cached_weights_loads_from_the_cache_alone(fake_timm, 
     before = hc.HF_HUB_OFFLINE
     lm = load("timm:tiny_effnet")
     assert fake_timm == [("create", "tiny_effnet", True, 0)] and seen == [True] and lm.num_layers == 2
-    assert hc.HF_HUB_OFFLINE == before  # restored
+    assert before == hc.HF_HUB_OFFLINE  # restored
