@@ -10,7 +10,7 @@ kernel for 3,000 images of an EfficientNet-Lite0 at 1 MiB. This bench, in one ru
    changes of the shared machine hit all alike): `vsae.extract.extract` of an EfficientNet-Lite0-
    shaped CNN (random weights, 224 px, inverted-residual blocks: the tensor sizes of the real
    one) over the same noise images, `--hook resid.-1 --tokens patches`; user and system CPU
-   seconds (getrusage), minor page faults, wall, RssAnon peak; ratios to the current 1 MiB;
+   seconds (getrusage), minor page faults, wall, RssAnon peak; ratios to the 1 MiB vsae used before;
 2. flatness: the fragmentation pattern of tests/test_memory.py (freed batch-sized buffers pinned
    by small live allocations) per setting and buffer size: MiB the process still holds after
    freeing 400 MiB of buffers (flat = near 0).
