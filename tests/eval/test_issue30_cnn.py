@@ -277,7 +277,7 @@ def test_probe_standardisation_is_a_flag_and_recorded(cnn, tmp_path, capsys):
     assert res["standardization"]["sae"].startswith("scaled to unit variance, not centred")
 
 
-@pytest.mark.parametrize("command", ["top-images", "probe"])
+@pytest.mark.parametrize("command", ["top-images", "probe", "uniqueness", "names"])
 def test_out_help_promises_no_png(command, capsys):
     """Old code: "Output directory (JSON + PNG)" though neither writes a figure."""
     assert _cli(["eval", command, "--help"]) == 0

@@ -24,6 +24,15 @@ from vsae.eval.config import (
 
 _POOL = config_options(PoolingConfig)
 _OUT = click.option("--out", required=True, type=click.Path(), help="Output directory (JSON + PNG).")
+
+
+def _out_json(name: str) -> Callable[[F], F]:
+    """--out of a command that writes no figure (its help must not promise one)."""
+    return click.option(
+        "--out", required=True, type=click.Path(), help=f"Output directory ({name}.json; no figure)."
+    )
+
+
 _QUIET = click.option("--quiet", is_flag=True, help="No progress bars.")
 _FORCE = click.option(
     "--force",
@@ -233,7 +242,7 @@ def top_images(
 @click.option(
     "--top-images", "top", required=True, type=click.Path(), help="Output dir (or file) of `eval top-images`."
 )
-@_OUT
+@_out_json("uniqueness")
 def uniqueness(top: str, out: str) -> None:
     """Jaccard overlap of the top-image sets of all pairs of non-excluded latents."""
     from vsae.eval.pipeline import run_uniqueness
@@ -321,7 +330,7 @@ def _named(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--train", required=True, type=click.Path(), help="In-distribution train store (labelled).")
 @click.option("--eval", "evals", multiple=True, required=True, help="NAME=STORE, e.g. test=... shift=...")
 @click.option("--sae", "sae_path", required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Output directory (probe.json; no figure).")
+@_out_json("probe")
 @_POOL
 @config_options(ProbeConfig, only=("c", "max_iter", "standardize"))
 @_FORCE
@@ -369,7 +378,7 @@ def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: st
     help="Aligned image embeddings (store of the CLIP `embed` hook, or a file with one row per image).",
 )
 @click.option("--words", required=True, type=click.Path(), help="Vocabulary: one concept word per line.")
-@_OUT
+@_out_json("names")
 @click.option("--text-model", default=None, help="CLIP model id/dir whose text tower embeds the prompts.")
 @click.option("--word-embeddings", type=click.Path(), default=None, help="Precomputed word embeddings file.")
 @click.option(
