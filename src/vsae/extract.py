@@ -32,7 +32,7 @@ from vsae.data.subset import ORDERS, choose
 from vsae.device import parse_device
 from vsae.errors import VsaeError, file_kind
 from vsae.extract_config import ExtractConfig as ExtractConfig  # torch-free (the CLI's options)
-from vsae.memory import limit_heap_growth
+from vsae.memory import limit_heap_growth, release_free_memory
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
@@ -206,9 +206,12 @@ def commit(
                 rows, img, tok = rows[torch.as_tensor(keep, device=rows.device)], img[keep], tok[keep]
             if len(img):
                 s.writer.add(rows, img, tok)
+    written = sum(s.writer.rows for s in stores)
     for s in stores:
         if batch.end > s.writer.next_image:
             s.writer.mark_images_done(batch.end)
+    if sum(s.writer.rows for s in stores) != written:  # a shard was written: its buffers are free
+        release_free_memory()  # memory flat (vsae.memory), once per shard
 
 
 def check_numbers(cfg: ExtractConfig) -> None:
@@ -269,7 +272,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     """
     pre = prepared if prepared is not None else prepare(cfg)
     sel, part = pre.sel, pre.part
-    limit_heap_growth()  # memory independent of the number of rows written (vsae.memory)
+    limit_heap_growth()  # large blocks stay in the heap; release_free_memory per shard (vsae.memory)
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
     lm = (

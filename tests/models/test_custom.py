@@ -176,7 +176,9 @@ def test_python_route_errors_are_one_line(tmp_path, factory_dir, capsys, model, 
 
 def test_timm_not_installed_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
-    with pytest.raises(VsaeError, match="needs timm, which is not installed; pip install timm") as e:
+    with pytest.raises(
+        VsaeError, match="needs timm, which is not installed; install it as docs/extract.md shows"
+    ) as e:
         load("timm:resnet18")
     assert "\n" not in str(e.value)
 
@@ -222,6 +224,12 @@ def test_timm_route_with_a_stand_in_timm(monkeypatch):
     timm.create_model, timm.data = create_model, data
     monkeypatch.setitem(sys.modules, "timm", timm)
     monkeypatch.setitem(sys.modules, "timm.data", data)
+    from vsae.models import hub
+
+    monkeypatch.setattr(
+        hub, "offline_env", lambda: False
+    )  # online: timm downloads (offline: test_timm_python.py)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=1.0: True)
     lm = load("timm:vit_tiny_test")
     assert calls == {"create": ("vit_tiny_test", True, 0), "transform": ((3, 16, 16), False)}
     assert lm.num_layers == 2 and lm.has_cls and lm.n_prefix == 1

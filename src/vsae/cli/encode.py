@@ -25,6 +25,11 @@ from vsae.sae.config import EncodeConfig
 @click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
 @config_options(EncodeConfig, overrides={"device": {"callback": device_callback}})
 @click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Encode even where the SAE's training rows (hook, token selection) differ from the store's.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(
     sae_path: str,
@@ -35,6 +40,7 @@ def encode(
     device: Any,
     dtype: str,
     threads: int,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Encode every row of ACTS with the SAE into OUT (CSR rows: latent indices + values)."""
@@ -69,5 +75,6 @@ def encode(
         dtype=dtype,
         progress=not quiet,
         sae_path=sae_path,
+        force=force,
     )
     click.echo(str(p))

@@ -24,7 +24,22 @@ from vsae.eval.config import (
 
 _POOL = config_options(PoolingConfig)
 _OUT = click.option("--out", required=True, type=click.Path(), help="Output directory (JSON + PNG).")
+
+
+def _out_json(name: str) -> Callable[[F], F]:
+    """--out of a command that writes no figure (its help must not promise one)."""
+    return click.option(
+        "--out", required=True, type=click.Path(), help=f"Output directory ({name}.json; no figure)."
+    )
+
+
 _QUIET = click.option("--quiet", is_flag=True, help="No progress bars.")
+_FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Apply the SAE even where its training rows' hook or token selection (its provenance) "
+    "differs from the store's or the splice's (a warning instead of an error).",
+)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +77,7 @@ def eval_group() -> None:
 @click.option("--split", default=None, help="Split sub-folder of --data.")
 @click.option("--hook", default=None, help="Splice hook (default: the store's hook).")
 @config_options(ReconConfig, only=("n_images", "prompt", "seed"))
+@_FORCE
 @_QUIET
 def recon(
     acts: str,
@@ -71,12 +87,14 @@ def recon(
     data: str | None,
     split: str | None,
     hook: str | None,
+    force: bool,
     quiet: bool,
     **fields: Any,
 ) -> None:
     """MSE, FVU, L0, dead/dense fractions and firing frequencies on a held-out store; with --model
     and --data also the downstream effect of splicing decode(encode(x)) in at the hook (final-
-    embedding cosine; for CLIP, zero-shot accuracy with and without the splice)."""
+    embedding cosine; top-1 agreement, top-5 overlap and KL divergence of the output distribution
+    of a classifier's logits or CLIP's zero-shot logits; with labels, accuracy and loss recovered)."""
     import functools
 
     from vsae.errors import VsaeError
@@ -100,6 +118,7 @@ def recon(
             prompt=cfg.prompt,
             progress=not quiet,
             seed=cfg.seed,
+            force=force,
         )
     res = run_recon(
         acts,
@@ -111,6 +130,7 @@ def recon(
         splice=splice,
         hook=hook,
         seed=cfg.seed,
+        force=force,
     ).to_json()
     _echo(
         res,
@@ -151,6 +171,7 @@ def recon(
 @_OUT
 @config_options(MsConfig)
 @_POOL
+@_FORCE
 @_QUIET
 def ms(
     acts: str,
@@ -162,6 +183,7 @@ def ms(
     out: str,
     raw: bool,
     pooling: str,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Monosemanticity Score of SAE latents and of the raw neurons (Pach et al.)."""
@@ -178,6 +200,7 @@ def ms(
         progress=not quiet,
         embed_model=embed_model,
         embed_cache=embed_cache,
+        force=force,
     ).to_json()
     for k in ("sae", "raw"):
         if k in res:
@@ -186,19 +209,32 @@ def ms(
                 f"{k}: MS {r['mean']:.4f} +- {r['std']:.4f} over {r['n_scored']} of {r['n_latents']} "
                 f"({r['n_dead']} dead), per-image activation: {r['pooling']}"
             )
+    if res.get("embedding_baseline") is not None:
+        click.echo(
+            f"embedding baseline (mean pairwise cosine of the images' embeddings, the MS of a unit "
+            f"firing equally on all): {res['embedding_baseline']:.4f}"
+        )
 
 
 @eval_group.command("top-images")
 @_latent_opts
-@_OUT
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Output directory: top_images.json and top_images.safetensors (image ids and values per latent).",
+)
 @config_options(TopImagesConfig)
 @_POOL
+@_FORCE
 @_QUIET
-def top_images(acts: str, sae_path: str, latents: str, out: str, k: int, pooling: str, quiet: bool) -> None:
+def top_images(
+    acts: str, sae_path: str, latents: str, out: str, k: int, pooling: str, force: bool, quiet: bool
+) -> None:
     """Highest-activating images per latent, with the worst (k-th) value."""
     from vsae.eval.pipeline import run_top_images
 
-    res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet).to_json()
+    res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet, force=force).to_json()
     _echo(res, ("k", "n_images", "n_latents", "n_excluded_worst_zero", "worst_value_mean", "file"))
 
 
@@ -206,7 +242,7 @@ def top_images(acts: str, sae_path: str, latents: str, out: str, k: int, pooling
 @click.option(
     "--top-images", "top", required=True, type=click.Path(), help="Output dir (or file) of `eval top-images`."
 )
-@_OUT
+@_out_json("uniqueness")
 def uniqueness(top: str, out: str) -> None:
     """Jaccard overlap of the top-image sets of all pairs of non-excluded latents."""
     from vsae.eval.pipeline import run_uniqueness
@@ -294,16 +330,28 @@ def _named(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--train", required=True, type=click.Path(), help="In-distribution train store (labelled).")
 @click.option("--eval", "evals", multiple=True, required=True, help="NAME=STORE, e.g. test=... shift=...")
 @click.option("--sae", "sae_path", required=True, type=click.Path())
-@_OUT
+@_out_json("probe")
 @_POOL
-@config_options(ProbeConfig, only=("c", "max_iter"))
+@config_options(ProbeConfig, only=("c", "max_iter", "standardize"))
+@_FORCE
 def probe(
-    train: str, evals: tuple[str, ...], sae_path: str, out: str, pooling: str, c: float, max_iter: int
+    train: str,
+    evals: tuple[str, ...],
+    sae_path: str,
+    out: str,
+    pooling: str,
+    c: float,
+    max_iter: int,
+    standardize: bool,
+    force: bool,
 ) -> None:
-    """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
+    """Logistic-regression probes on SAE latents vs raw activations (Olson et al.). Features are
+    standardised with train-split statistics first (raw: centred and scaled; SAE latents: scaled
+    only, they stay sparse); --no-standardize fits on them as they are."""
     from vsae.eval.pipeline import run_probe
 
-    _echo(run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter).to_json(), ("accuracy",))
+    rep = run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter, standardize, force)
+    _echo(rep.to_json(), ("accuracy", "standardization"))
 
 
 @eval_group.command()
@@ -312,11 +360,13 @@ def probe(
 @click.option("--sae", "sae_path", required=True, type=click.Path())
 @_OUT
 @_POOL
-def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: str) -> None:
+@_FORCE
+def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: str, force: bool) -> None:
     """OOD detection by reconstruction error / latent sum / latent max: AUROC, FPR@95%TPR."""
     from vsae.eval.pipeline import run_ood
 
-    _echo(run_ood(in_dist, _named(ood), sae_path, out, pooling).to_json(), ("n_in_distribution", "splits"))
+    rep = run_ood(in_dist, _named(ood), sae_path, out, pooling, force)
+    _echo(rep.to_json(), ("n_in_distribution", "splits"))
 
 
 @eval_group.command()
@@ -328,7 +378,7 @@ def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: st
     help="Aligned image embeddings (store of the CLIP `embed` hook, or a file with one row per image).",
 )
 @click.option("--words", required=True, type=click.Path(), help="Vocabulary: one concept word per line.")
-@_OUT
+@_out_json("names")
 @click.option("--text-model", default=None, help="CLIP model id/dir whose text tower embeds the prompts.")
 @click.option("--word-embeddings", type=click.Path(), default=None, help="Precomputed word embeddings file.")
 @click.option(

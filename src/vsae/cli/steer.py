@@ -151,7 +151,7 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 @config_options(DiffusionSteerConfig, only=("steps", "guidance", "eta", "batch_size"))
 @device_option()
 @compute_dtype_option()
-@config_options(DiffusionSteerConfig, only=("seed",))
+@config_options(DiffusionSteerConfig, only=("seed", "force"))
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def diffusion(
     out: str,

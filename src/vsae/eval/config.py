@@ -91,7 +91,9 @@ class ProbeConfig:
     ----------
     c: inverse L2 regularisation strength (sklearn `C`).
     max_iter: L-BFGS iterations.
-    standardize: scale features to zero mean / unit variance (fit on the train split).
+    standardize: standardise each feature with train-split statistics before the fit: raw
+        activations centred and scaled to unit variance, SAE latents scaled only (they stay
+        sparse); --no-standardize fits on the features as they are.
     seed: random state.
     """
 

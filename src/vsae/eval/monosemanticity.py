@@ -214,6 +214,18 @@ def _as_rows(e: Any) -> Any:
     return to_numpy(e) if hasattr(e, "detach") else e
 
 
+def embedding_baseline(embeddings_ND: Any) -> float:
+    """Mean pairwise cosine similarity of the embeddings over distinct pairs i < j: the MS of a
+    unit that fires equally on every image, so the level MS is read against (a zero embedding has
+    cosine 0, as in the MS). O(N D): ``(||sum_i e_i||^2 - sum_i w_i) / (N (N - 1))``."""
+    e, w = unit_rows(to_numpy(embeddings_ND))
+    n = e.shape[0]
+    if n < 2:
+        return float("nan")
+    s = e.sum(axis=0)
+    return float((s @ s - w.sum()) / (n * (n - 1)))
+
+
 def summarize_ms(res: MSResult | Any, top: int = 10) -> dict[str, Any]:
     """The paper's report: mean and std (unbiased, as torch.std in the reference) over scored
     latents, the dead count, the count of other NaNs, and the `top` highest and lowest.

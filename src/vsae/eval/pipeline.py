@@ -24,7 +24,7 @@ from vsae.eval import taxonomy as tx
 from vsae.eval.attributes import image_attributes
 from vsae.eval.config import MsConfig, NamesConfig, PoolingConfig, ProbeConfig, ReconConfig, TopImagesConfig
 from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix, ontology_report
-from vsae.eval.monosemanticity import monosemanticity_score_streaming
+from vsae.eval.monosemanticity import embedding_baseline, monosemanticity_score_streaming
 from vsae.eval.naming import (
     attribute_codes,
     attribute_name_agreement,
@@ -33,7 +33,7 @@ from vsae.eval.naming import (
     name_latents,
 )
 from vsae.eval.ood import ood_report, roc_curve
-from vsae.eval.probe import compare_probes
+from vsae.eval.probe import compare_probes, standardization
 from vsae.eval.recon import ReconAccumulator
 from vsae.eval.reports import (
     HierarchyReport,
@@ -72,10 +72,15 @@ bound to a model and images (functools.partial)."""
 
 
 def latent_view(
-    acts: PathLike | None, sae_path: PathLike | None, latents: PathLike | None, pooling: str
+    acts: PathLike | None,
+    sae_path: PathLike | None,
+    latents: PathLike | None,
+    pooling: str,
+    force: bool = False,
 ) -> tuple[ImageView, Callable[[Any], Any] | None, dict[str, str]]:
     """(per-image view, transform to latents or None, description) for SAE latents given either
-    as a sparse latents store (`vsae encode`) or as raw activations + an SAE (encoded on the fly)."""
+    as a sparse latents store (`vsae encode`) or as raw activations + an SAE (encoded on the fly;
+    the store's hook and tokens checked against the SAE's unless `force`)."""
     if latents is not None:
         rows = open_rows(latents)
         return image_view(rows, pooling), None, {"latents": str(latents)}
@@ -83,7 +88,7 @@ def latent_view(
         raise VsaeError("give --latents STORE, or --acts STORE with --sae RUN")
     sae = load_sae(sae_path)
     rows = open_rows(acts)
-    check_sae_matches(rows, sae)
+    check_sae_matches(rows, sae, force, str(sae_path))
     return image_view(rows, pooling), sae_transform(sae), {"acts": str(acts), "sae": str(sae_path)}
 
 
@@ -98,14 +103,17 @@ def run_recon(
     splice: SpliceMetrics | None = None,
     hook: str | None = None,
     seed: int = ReconConfig.seed,
+    force: bool = False,
 ) -> ReconReport:
     """MSE, FVU, L0, dead/dense fractions and firing frequencies of an SAE on a held-out store
     (`max_rows`: a seeded sample of that many rows spanning the store, `vsae.eval.sampling`);
     with `splice` (e.g. `vsae.steer.reconstruction.splice_metrics` bound to a model and images), also
-    the splice effect at `hook` (default: the store's hook) under "splice"."""
+    the splice effect at `hook` (default: the store's hook) under "splice". A store whose hook or
+    token selection differs from the SAE's training rows is refused unless `force`
+    (`vsae.sae.selection`)."""
     sae = load_sae(sae_path)
     rows = open_rows(acts)
-    check_sae_matches(rows, sae)
+    check_sae_matches(rows, sae, force, str(sae_path))
     n = len(rows)
     keep = spread_sample(n, max_rows, seed)  # never the first rows of a class-ordered store
     acc = ReconAccumulator()
@@ -144,6 +152,7 @@ def run_ms(
     progress: bool = True,
     embed_model: str | None = None,
     embed_cache: PathLike | None = None,
+    force: bool = False,
 ) -> MSReport:
     """MS of SAE latents and (with the same code) of the raw neurons at the hook (Pach et al.)."""
     if embeddings is None:
@@ -160,18 +169,20 @@ def run_ms(
     scored: dict[str, MSKind] = {}
     kinds: list[tuple[str, ImageView, Callable[[Any], Any] | None, dict[str, str]]] = []
     if latents is not None or sae_path is not None:
-        view, transform, desc = latent_view(acts, sae_path, latents, pooling)
+        view, transform, desc = latent_view(acts, sae_path, latents, pooling, force)
         kinds.append(("sae", view, transform, desc))
     if acts is not None and raw:
         rv = image_view(open_rows(acts), pooling)
         kinds.append(("raw", rv, None, {"acts": str(acts)}))
     if not kinds:
         raise VsaeError("nothing to score: give --acts (raw neurons) and/or --sae / --latents")
+    baseline = None
     for name, view, transform, desc in kinds:
         e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
         scored[name] = MSKind(desc, view.pooling, r)
-    rep = MSReport(str(embeddings), embed_model, scored)
+        baseline = embedding_baseline(e) if baseline is None else baseline  # the same images for each kind
+    rep = MSReport(str(embeddings), embed_model, scored, baseline)
     scores = {k: v.result.scores_F for k, v in scored.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
     save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(Path(out) / "ms_scores.safetensors"))
@@ -179,6 +190,7 @@ def run_ms(
     plots.ms_histogram(
         {{"sae": "SAE latents", "raw": "raw neurons"}[k]: v for k, v in scores.items()},
         Path(out) / "ms_histogram.png",
+        baseline=baseline,
     )
     return rep
 
@@ -192,9 +204,10 @@ def run_top_images(
     k: int = TopImagesConfig.k,
     pooling: str = PoolingConfig.pooling,
     progress: bool = True,
+    force: bool = False,
 ) -> TopImagesReport:
     """HAI_k per latent (as image indices of the store) with the worst value."""
-    view, transform, desc = latent_view(acts, sae_path, latents, pooling)
+    view, transform, desc = latent_view(acts, sae_path, latents, pooling, force)
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -349,14 +362,16 @@ def _dense(x: Any) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x)
 
 
-def _features(path: PathLike, sae_path: PathLike | None, pooling: str, dense: bool) -> tuple[Any, ImageView]:
+def _features(
+    path: PathLike, sae_path: PathLike | None, pooling: str, dense: bool, force: bool = False
+) -> tuple[Any, ImageView]:
     """All per-image rows of a store (raw, or SAE latents with `sae_path`) and its image view."""
     rows = open_rows(path)
     view = image_view(rows, pooling)
     transform = None
     if sae_path is not None:
         sae = load_sae(sae_path)
-        check_sae_matches(rows, sae)
+        check_sae_matches(rows, sae, force, str(sae_path))
         transform = sae_transform(sae)
     parts = [c for _, c in view.chunks(transform)()]
     if not parts:
@@ -391,15 +406,19 @@ def run_probe(
     pooling: str = PoolingConfig.pooling,
     c: float = ProbeConfig.c,
     max_iter: int = ProbeConfig.max_iter,
+    standardize: bool = ProbeConfig.standardize,
+    force: bool = False,
 ) -> ProbeReport:
-    """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
+    """Logistic-regression probes on SAE latents vs raw activations (Olson et al.); with
+    `standardize` each feature is scaled by its train-split statistics first
+    (`vsae.eval.probe.probe_accuracy`: raw features centred and scaled, SAE latents scaled only)."""
     check_split_names(evals, "--eval", reserved="train")
     splits_raw: dict[str, tuple[Any, np.ndarray]] = {}
     splits_sae: dict[str, tuple[Any, np.ndarray]] = {}
     classes0: list[str] | None = None
     for name, path in [("train", train), *evals]:
         xr, view = _features(path, None, pooling, dense=True)
-        xs, _ = _features(path, sae_path, pooling, dense=False)
+        xs, _ = _features(path, sae_path, pooling, dense=False, force=force)
         y, classes = image_labels(path, view.images)
         if classes0 is None:
             classes0 = classes
@@ -409,8 +428,9 @@ def run_probe(
                 "use splits labelled with the same classes"
             )
         splits_raw[name], splits_sae[name] = (xr, y), (xs, y)
-    acc = compare_probes(splits_raw, splits_sae, cfg=ProbeConfig(c=c, max_iter=max_iter))
-    rep = ProbeReport(str(train), {n: str(p) for n, p in evals}, str(sae_path), acc)
+    cfg = ProbeConfig(c=c, max_iter=max_iter, standardize=standardize)
+    acc = compare_probes(splits_raw, splits_sae, cfg=cfg)
+    rep = ProbeReport(str(train), {n: str(p) for n, p in evals}, str(sae_path), acc, standardization(cfg))
     write_json(out, "probe", rep.to_json())
     return rep
 
@@ -438,6 +458,7 @@ def run_ood(
     sae_path: PathLike,
     out: PathLike,
     pooling: str = PoolingConfig.pooling,
+    force: bool = False,
 ) -> OODReport:
     """OOD detection by reconstruction error, latent sum and latent max: AUROC, FPR@95%TPR.
     For token stores the per-image score is the pooled (mean / CLS) per-token score."""
@@ -447,7 +468,7 @@ def run_ood(
 
     def scores(path: PathLike) -> tuple[dict[str, np.ndarray], str]:
         rows = open_rows(path)
-        check_sae_matches(rows, sae)
+        check_sae_matches(rows, sae, force, str(sae_path))
         view = image_view(rows, pooling)
         s = np.concatenate([c for _, c in view.chunks(_ood_score_transform(sae))()])
         return {n: s[:, i] for i, n in enumerate(names)}, view.pooling

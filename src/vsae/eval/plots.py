@@ -28,21 +28,41 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return p
 
 
-def ms_histogram(scores: Mapping[str, np.ndarray], path: str | Path, bins: int = 40) -> Path:
-    """Histogram of MS per kind (e.g. raw neurons vs SAE latents), NaNs dropped, densities."""
+def fitted_range(values: Sequence[np.ndarray], marks: Sequence[float] = ()) -> tuple[float, float]:
+    """An axis range fitted to the finite ``values`` (and ``marks``) with a 5% margin, within
+    [-1, 1]; MS of real models often spans a few hundredths, all in one bin of a -1..1 axis."""
+    fin = [np.asarray(v, np.float64)[np.isfinite(v)] for v in values]
+    pts = np.concatenate([*fin, np.asarray([m for m in marks if np.isfinite(m)], np.float64)])
+    if pts.size == 0:
+        return -1.0, 1.0
+    lo, hi = float(pts.min()), float(pts.max())
+    pad = max(0.05 * (hi - lo), 1e-3)
+    return max(lo - pad, -1.0), min(hi + pad, 1.0)
+
+
+def ms_histogram(
+    scores: Mapping[str, np.ndarray], path: str | Path, bins: int = 40, baseline: float | None = None
+) -> Path:
+    """Histogram of MS per kind (e.g. raw neurons vs SAE latents), NaNs dropped, densities, on
+    an axis fitted to the scores; ``baseline`` (the embeddings' mean pairwise cosine) as a line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    marks = [] if baseline is None else [baseline]
+    rng = fitted_range([s for s in scores.values()], marks)
     for name, s in scores.items():
         v = s[~np.isnan(s)]
         if v.size:
             ax.hist(
                 v,
                 bins=bins,
-                range=(-1, 1),
+                range=rng,
                 density=True,
                 alpha=0.5,
                 label=f"{name} (n={v.size}, mean={v.mean():.3f})",
             )
+    if baseline is not None and np.isfinite(baseline):
+        ax.axvline(baseline, color="k", linestyle="--", label=f"embedding baseline {baseline:.3f}")
+    ax.set_xlim(*rng)
     ax.set_xlabel("Monosemanticity Score")
     ax.set_ylabel("density")
     ax.legend()

@@ -24,10 +24,24 @@ def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def standardization(cfg: ProbeConfig) -> dict[str, str]:
+    """What `probe_accuracy` does to the features before the fit, per kind (for probe.json):
+    dense raw activations are centred and scaled to unit variance, sparse SAE latents only scaled
+    (centring would make them dense); the statistics come from the train split alone."""
+    if not cfg.standardize:
+        return {"raw": "none", "sae": "none"}
+    return {
+        "raw": "centred and scaled to unit variance (train-split mean and std)",
+        "sae": "scaled to unit variance, not centred (train-split std; latents stay sparse)",
+    }
+
+
 def probe_accuracy(
     train: tuple[Any, Any], evals: Mapping[str, tuple[Any, Any]], cfg: ProbeConfig = ProbeConfig()
 ) -> dict[str, float]:
-    """Fit on `train = (features [N, F], labels [N])`; accuracy on every `(features, labels)` in `evals`."""
+    """Fit on `train = (features [N, F], labels [N])`; accuracy on every `(features, labels)` in `evals`.
+    With `cfg.standardize` a StandardScaler fit on the train split comes first: dense features are
+    centred and scaled, sparse (CSR) ones only scaled (`standardization`)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

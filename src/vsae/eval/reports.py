@@ -72,15 +72,23 @@ class MSReport:
     embeddings: the similarity embeddings (a store or a file).
     embed_model: the model that computed them, when the command did (else None).
     kinds: "sae" and/or "raw" -> their scores, in the order scored.
+    baseline: mean pairwise cosine of the embeddings of the scored images
+        (`vsae.eval.monosemanticity.embedding_baseline`): the MS of a unit that fires equally
+        on every image, the level an MS is read against.
     """
 
     embeddings: str
     embed_model: str | None
     kinds: dict[str, MSKind]
+    baseline: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """ms.json."""
-        out: dict[str, Any] = {"embeddings": self.embeddings, "embed_model": self.embed_model}
+        out: dict[str, Any] = {
+            "embeddings": self.embeddings,
+            "embed_model": self.embed_model,
+            "embedding_baseline": self.baseline,
+        }
         out.update({name: k.to_json() for name, k in self.kinds.items()})
         out["per_image_activation"] = {name: k.pooling for name, k in self.kinds.items()}
         return out
@@ -186,16 +194,24 @@ class ProbeReport:
     evals: evaluation split name -> its store.
     sae: the SAE run directory.
     accuracy: `vsae.eval.probe.compare_probes`.
+    standardization: how the features were scaled before the fit (`vsae.eval.probe.standardization`).
     """
 
     train: str
     evals: dict[str, str]
     sae: str
     accuracy: dict[str, Any]
+    standardization: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """probe.json."""
-        return {"train": self.train, "evals": self.evals, "sae": self.sae, "accuracy": self.accuracy}
+        return {
+            "train": self.train,
+            "evals": self.evals,
+            "sae": self.sae,
+            "accuracy": self.accuracy,
+            "standardization": self.standardization,
+        }
 
 
 @dataclass(frozen=True)

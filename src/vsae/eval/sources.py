@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from vsae.data import load_table
 from vsae.errors import VsaeError
 from vsae.eval.config import POOLINGS
+from vsae.sae.selection import check_rows
 from vsae.store import ActivationStore
 
 
@@ -213,13 +214,21 @@ def sae_transform(sae: Any, batch_size: int = 1024, sparse: bool = True) -> Call
     return f
 
 
-def check_sae_matches(rows: Any, sae: Any) -> None:
-    """One-line error when a store and an SAE have different widths."""
+def check_sae_matches(rows: Any, sae: Any, force: bool = False, sae_name: str = "") -> None:
+    """One-line error when a store and an SAE have different widths, or (unless ``force``) a
+    different hook or token selection (`vsae.sae.selection.check_rows`)."""
     if rows.d != sae.cfg.d_in:
         raise VsaeError(
             f"store {rows.name} has width d={rows.d} but the SAE expects d_in={sae.cfg.d_in}; "
             "use the SAE trained on this hook's activations"
         )
+    check_rows(
+        getattr(sae.cfg, "provenance", None),
+        getattr(rows, "provenance", None),
+        sae=sae_name or "the SAE",
+        rows=f"store {rows.name}",
+        force=force,
+    )
 
 
 def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.ndarray, list[str]]:

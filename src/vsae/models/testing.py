@@ -179,3 +179,67 @@ def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     if tok is not None:
         tok.save_pretrained(out)
     return out
+
+
+# A researcher's `python:` factory for a pretrained CNN with local weights, as docs/extract.md
+# walks through it; written by `write_cnn_example` with a tiny random-weight stand-in (the layout
+# of timm's EfficientNet: conv_stem, blocks, conv_head, classifier) so the docs can run it.
+CNN_EXAMPLE = '''"""A pretrained CNN for `vsae --model python:mycnn.py:make`: the architecture, the local
+weights next to this file (no download), and the model's own preprocessing."""
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+WEIGHTS = Path(__file__).with_name("mycnn.safetensors")
+MEAN, STD = np.array([0.5, 0.5, 0.5], np.float32), np.array([0.5, 0.5, 0.5], np.float32)
+
+
+class TinyEfficientNet(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.conv_stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU6())
+        self.blocks = nn.Sequential(  # timm keeps its stages in an nn.Sequential
+            nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU6()),
+            nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU6()),
+        )
+        self.conv_head = nn.Sequential(nn.Conv2d(16, 32, 1), nn.ReLU6())
+        self.classifier = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.conv_head(self.blocks(self.conv_stem(x))).mean((2, 3)))
+
+
+def preprocess(images):  # PIL images -> [B, 3, 32, 32], normalised as in training
+    a = [(np.asarray(im.convert("RGB").resize((32, 32)), np.float32) / 255 - MEAN) / STD for im in images]
+    return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()
+
+
+def make():
+    net = TinyEfficientNet()
+    net.load_state_dict(load_file(str(WEIGHTS)))  # strict: every tensor must fit
+    return net.eval(), preprocess, {"blocks": "blocks"}
+'''
+
+
+def write_cnn_example(folder: str | Path = ".", seed: int = 0) -> Path:
+    """Write ``mycnn.py`` (`CNN_EXAMPLE`) and random ``mycnn.safetensors`` weights standing in
+    for pretrained ones into ``folder``; returns the factory file."""
+    import importlib.util
+
+    from safetensors.torch import save_file
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "mycnn.py"
+    path.write_text(CNN_EXAMPLE)
+    spec = importlib.util.spec_from_file_location("vsae_cnn_example", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(seed)
+    net = mod.TinyEfficientNet()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(d / "mycnn.safetensors"))
+    return path

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import EncodeConfig
+from vsae.sae.selection import check_rows
 
 if TYPE_CHECKING:
     from vsae.store import ActivationStore
@@ -28,16 +29,26 @@ def encode_store(
     dtype: str = EncodeConfig.dtype,
     progress: bool = True,
     sae_path: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> Path:
     """Encode every row of ``acts`` (inference semantics) into a sparse store at ``out``.
 
     The new store keeps each row's image/token index and records the SAE and the source store
-    in its provenance. Re-running after a kill resumes at the first row not yet written.
+    in its provenance. Re-running after a kill resumes at the first row not yet written. A store
+    whose hook or token selection differs from the SAE's training rows is refused unless `force`
+    (`vsae.sae.selection.check_rows`).
     """
     from vsae.store import SparseStoreWriter
 
     if batch_size < 1:
         raise VsaeError(f"--batch-size {batch_size}: must be at least 1")
+    check_rows(
+        sae.cfg.provenance,
+        getattr(acts, "provenance", None),
+        sae=str(sae_path) if sae_path else "the SAE",
+        rows=f"store {getattr(acts, 'path', '')}",
+        force=force,
+    )
     sae = sae.to(device).eval()
     src_prov = dict(getattr(acts, "provenance", {}) or {})
     prov = {

@@ -45,6 +45,8 @@ class SteerConfig:
     max_new_tokens: the longest answer generated.
     batch_size: images per forward pass.
     seed: seeds the choice of images and latents.
+    force: steer even where the SAE's training rows (hook, token selection in its provenance)
+        differ from the splice's, every token at the hook (a warning instead of an error).
     """
 
     hook: str | None = None
@@ -64,6 +66,7 @@ class SteerConfig:
     max_new_tokens: int = 4
     batch_size: int = 32
     seed: int = 0
+    force: bool = False
 
     def __post_init__(self) -> None:
         _check_op(self.op)
@@ -151,6 +154,8 @@ class DiffusionSteerConfig:
     seed: seeds the sampling, the prompts and the discovery sample.
     batch_size: prompts per UNet call (x2 with guidance).
     eta: DDIM's eta (0 deterministic, 1 ancestral) [default: the pipeline's own, else 0].
+    force: steer even where the SAE's training rows (hook, token selection in its provenance)
+        differ from the splice's, every token at the hook (a warning instead of an error).
     """
 
     hook: str | None = None
@@ -172,6 +177,7 @@ class DiffusionSteerConfig:
     seed: int = SamplerConfig.seed
     batch_size: int = SamplerConfig.batch_size
     eta: float | None = SamplerConfig.eta
+    force: bool = False
 
     def __post_init__(self) -> None:
         _check_op(self.op)

@@ -30,6 +30,7 @@ from vsae.eval.topimages import top_images
 from vsae.models import LoadedModel
 from vsae.models.tokens import as_tokens
 from vsae.sae import SAE
+from vsae.sae.selection import check_splice
 from vsae.steer.config import STEERING_QUESTION, SteerConfig
 from vsae.steer.edits import LatentEdit
 from vsae.steer.embed import ImageTextEmbedder
@@ -167,6 +168,14 @@ def run_steering(
     processor = AutoProcessor.from_pretrained(str(llava))
     sae = vsae.sae.load(str(sae_dir)).eval().to(device)
     hook = cfg.hook or default_hook(lm)
+    check_splice(
+        sae.cfg.provenance,
+        lm.resolve(hook).name,
+        sae=str(sae_dir),
+        what="steering",
+        force=cfg.force,
+        canonical=lambda h: lm.resolve(h).name,
+    )
     d_model = _hook_width(lm, hook)
     if sae.cfg.d_in != d_model:
         raise VsaeError(

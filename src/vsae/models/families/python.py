@@ -3,7 +3,8 @@
 ``(module, preprocess)``, or ``(module, preprocess, from_module_kwargs)`` such as
 ``(net, prep, {"blocks": "blocks", "has_cls": True})``. ``preprocess`` is what `from_module`
 documents: a list of PIL images -> a batch tensor or a dict of tensors. The package is imported
-from the current directory or ``PYTHONPATH``.
+from the current directory or ``PYTHONPATH``; the file form puts the file's folder first on
+``sys.path`` (so it imports its siblings). Any error while importing or calling is one line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,20 @@ from vsae.models.registry import Family, LoadRequest, register_family
 PYTHON_FORM = "python:package.module:factory (or python:path/to/file.py:factory)"
 
 
+def _one_line(e: BaseException) -> str:
+    """``Type: first line of the message`` of an exception raised by the user's code."""
+    msg = (str(e).splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _missing_dependency(e: ModuleNotFoundError, module: str) -> bool:
+    """Whether ``e`` is about something the module imports, not the module (or its package) itself."""
+    missing = e.name or ""
+    return bool(missing) and not (module == missing or module.startswith(missing + "."))
+
+
 def _import(module: str) -> ModuleType:
+    """Import the factory's module; any error while importing it is one line (a VsaeError)."""
     if module.endswith(".py"):
         path = Path(module).expanduser().resolve()
         if not path.is_file():
@@ -34,17 +48,40 @@ def _import(module: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"vsae_factory_{path.stem}", path)
         if spec is None or spec.loader is None:
             raise VsaeError(f"cannot import {path} as Python; give {PYTHON_FORM}")
+        if str(path.parent) not in sys.path:  # its siblings import as they do when it runs as a script
+            sys.path.insert(0, str(path.parent))
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except VsaeError:
+            raise
+        except ModuleNotFoundError as e:
+            raise VsaeError(
+                f"{path} imports {e.name!r}, which is not installed (or not on PYTHONPATH); install it"
+            ) from None
+        except BaseException as e:  # a SyntaxError, or anything the module raises: one line
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            raise VsaeError(f"importing {path} raised {_one_line(e)}") from None
         return mod
     if os.getcwd() not in sys.path:  # `vsae` as a console script does not import from the cwd
         sys.path.append(os.getcwd())
     try:
         return importlib.import_module(module)
+    except VsaeError:
+        raise
     except ModuleNotFoundError as e:
+        if _missing_dependency(e, module):
+            raise VsaeError(
+                f"module {module!r} imports {e.name!r}, which is not installed (or not on PYTHONPATH); install it"
+            ) from None
         raise VsaeError(
             f"cannot import {module!r} ({e}); run from its folder or add it to PYTHONPATH ({PYTHON_FORM})"
         ) from None
+    except BaseException as e:  # a SyntaxError, or anything the module raises: one line
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        raise VsaeError(f"importing {module!r} raised {_one_line(e)}") from None
 
 
 def load_python(spec: str) -> LoadedModel:
@@ -62,9 +99,7 @@ def load_python(spec: str) -> LoadedModel:
     except VsaeError:
         raise
     except Exception as e:  # the user's code: one line, not a traceback
-        raise VsaeError(
-            f"{spec} raised {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        ) from None
+        raise VsaeError(f"{spec} raised {_one_line(e)}") from None
     return _as_loaded(made, spec)
 
 

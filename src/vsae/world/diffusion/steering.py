@@ -31,6 +31,7 @@ import vsae.sae
 from vsae.errors import VsaeError
 from vsae.report.diffusion import write_steering_page
 from vsae.report.html import image_grid
+from vsae.sae.selection import check_splice
 from vsae.steer import diffusion_discovery as dd
 from vsae.steer.config import DiffusionSteerConfig as DiffusionSteerConfig  # torch-free: the CLI's options
 from vsae.steer.diffusion_discovery import VocabWord
@@ -161,7 +162,15 @@ def run_diffusion_steering(
     hook = cfg.hook or (getattr(sae.cfg, "provenance", None) or {}).get("hook")
     if not hook:
         raise VsaeError("the SAE does not record its hook; give --hook (e.g. resid.-1)")
-    resolve_point(pipe.text, hook)  # unknown hook -> one-line error before any work
+    point, _ = resolve_point(pipe.text, hook)  # unknown hook -> one-line error before any work
+    check_splice(
+        sae.cfg.provenance,
+        point.name,
+        sae=str(sae_dir),
+        what="steering",
+        force=cfg.force,
+        canonical=lambda h: resolve_point(pipe.text, h)[0].name,
+    )
     world = _is_world(pipe)
     if not world and not cfg.prompts:
         raise VsaeError(
