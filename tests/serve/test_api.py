@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from starlette.testclient import TestClient
 
 import vsae.models
 import vsae.sae
+from tests.serve.conftest import local_client
 from vsae.data.testing import png_bomb
 from vsae.errors import VsaeError
 from vsae.serve import SaeSource, Served, ServeLimits, create_app, from_demo, from_flags
@@ -22,7 +22,7 @@ from vsae.store import ActivationStore
 
 @pytest.fixture(scope="module")
 def client(served):
-    return TestClient(
+    return local_client(
         create_app(served, ServeLimits(max_upload_bytes=200_000), diffusion=None),
         raise_server_exceptions=False,
     )
@@ -242,12 +242,12 @@ def test_steer(client, built):
         ([1, 2], "JSON object"),
         ({"image": 0}, "latent"),
         ({"image": 0, "latent": 3, "op": "explode"}, "unknown op"),
-        ({"image": 0, "latent": -1}, "out of range"),
-        ({"image": 0, "latent": 10**6}, "out of range"),
-        ({"latent": 3}, "image"),
-        ({"image": 4800, "latent": 3}, "out of range"),
+        ({"image": 0, "latent": -1, "value": 1}, "out of range"),
+        ({"image": 0, "latent": 10**6, "value": 1}, "out of range"),
+        ({"latent": 3, "value": 1}, "image"),
+        ({"image": 4800, "latent": 3, "value": 1}, "out of range"),
         ({"image": 0, "latent": 3, "value": "nan"}, "finite"),
-        ({"image": 0, "latent": 3, "question": "x" * 400}, "question"),
+        ({"image": 0, "latent": 3, "value": 1, "question": "x" * 400}, "question"),
     ],
 )
 def test_steer_bad_inputs(client, body, words):
@@ -268,7 +268,7 @@ class FakeDiffusion:
 
 
 def test_diffusion_hook(served):
-    c = TestClient(create_app(served, diffusion=FakeDiffusion()), raise_server_exceptions=False)
+    c = local_client(create_app(served, diffusion=FakeDiffusion()), raise_server_exceptions=False)
     assert c.get("/api/info").json()["diffusion"] is True
     r = c.post(
         "/api/steer/diffusion", json={"prompt": "a red circle", "latent": 2, "op": "clamp", "value": 7}
@@ -278,7 +278,8 @@ def test_diffusion_hook(served):
         r.status_code == 200 and d["unsteered"] != d["steered"] and d["steered"].startswith("data:image/png")
     )
     assert c.post("/api/steer/diffusion", json={"prompt": "", "latent": 2}).status_code == 400
-    assert c.post("/api/steer/diffusion", json={"prompt": "x", "latent": 99}).status_code == 400
+    r = c.post("/api/steer/diffusion", json={"prompt": "x", "latent": 99, "value": 1})
+    assert r.status_code == 400 and "out of range" in r.json()["error"]
 
 
 def test_no_diffusion_is_501(client):
@@ -291,8 +292,8 @@ def test_server_error_is_one_line(served):
         def __call__(self, *a):
             raise RuntimeError("boom\nsecond line")
 
-    c = TestClient(create_app(served, diffusion=Broken()), raise_server_exceptions=False)
-    r = c.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1})
+    c = local_client(create_app(served, diffusion=Broken()), raise_server_exceptions=False)
+    r = c.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1, "value": 1})
     assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError); see the server log"}
 
 
@@ -324,10 +325,10 @@ def test_from_demo_and_flags(demo_dir, built, tmp_path):
     assert one.names == built["names"]
     with pytest.raises(VsaeError, match="MS scores"):
         from_flags(built["store"], built["run"], None, tmp_path / "nope")
-    c = TestClient(create_app(Served((one,)), diffusion=None))
+    c = local_client(create_app(Served((one,)), diffusion=None))
     assert c.get("/api/latent/1").status_code == 200
     wrong = SaeSource("w", built["run"], built["store"], None, np.zeros(3))
-    c = TestClient(create_app(Served((wrong,)), diffusion=None), raise_server_exceptions=False)
+    c = local_client(create_app(Served((wrong,)), diffusion=None), raise_server_exceptions=False)
     r = c.get("/api/info")
     assert r.status_code == 400 and "MS scores have 3 latents" in r.json()["error"]
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import base64
 import functools
 import logging
-import math
 import os
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -33,6 +33,7 @@ from PIL.Image import Image as PILImage
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -40,11 +41,13 @@ from starlette.staticfiles import StaticFiles
 
 from vsae.data import DecodeError, load_image
 from vsae.errors import VsaeError
+from vsae.serve import bodies
 from vsae.serve import heatmaps as hm
 from vsae.serve.config import ServeConfig
 from vsae.serve.data import LatentIndex, TableQuery
+from vsae.serve.security import Guard, allowed_hosts
 from vsae.serve.sources import Served
-from vsae.serve.steering import DiffusionSteer, Playground, diffusion_hook
+from vsae.serve.steering import MAX_QUESTION, DiffusionSteer, Playground, diffusion_hook
 from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS
 
@@ -57,12 +60,14 @@ class ServeLimits:
     """Limits on what a request may send.
 
     max_upload_bytes: largest uploaded file; max_upload_pixels: larger images are refused as
-    decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload.
+    decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload;
+    max_json_bytes: largest JSON body (steering requests).
     """
 
     max_upload_bytes: int = ServeConfig().max_upload_bytes
     max_upload_pixels: int = 4096 * 4096
     upload_top: int = 8
+    max_json_bytes: int = 64 * 1024
 
 
 class State:
@@ -163,6 +168,7 @@ def info(req: Request) -> JSONResponse:
             "heatmaps": st.maps(ix.src.id).available,
             "max_upload_bytes": st.limits.max_upload_bytes,
             "diffusion": st.diffusion is not None,
+            "warning": ix.src.warning,
         }
     )
 
@@ -256,20 +262,23 @@ def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
             raise VsaeError(f"the upload cannot be used: {e}") from None
     finally:
         os.unlink(tmp)
+    original = img.size
     maps = st.maps(ix.src.id)
-    z_F = maps.image_latents(img)
-    order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
     why = maps.available
-    z_PF = None if why else maps.patch_latents(None, img)
+    img = maps.fit(img)
+    z_F, z_PF = maps.upload_latents(img, maps=why is None)
+    order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
     out = []
     for f in order:
         row = {**ix.row(f).to_json(), "value": round(float(z_F[f]), 4)}
         if z_PF is not None:
             row["heatmap"] = _data_uri(hm.png(hm.overlay(img, hm.grid(z_PF[:, f].numpy()))))
+            row["map_max"] = round(float(z_PF[:, f].max()), 4)
         out.append(row)
     return {
         "image": _data_uri(hm.png(hm.display(img))),
-        "size": list(img.size),
+        "size": list(original),
+        "model_size": list(img.size),
         "latents": out,
         "heatmaps": why,
         "sae": ix.src.id,
@@ -287,39 +296,20 @@ def steer_info(req: Request) -> JSONResponse:
     )
 
 
-async def _json_body(req: Request) -> dict:
-    try:
-        body = await req.json()
-    except Exception:
-        raise VsaeError("the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise VsaeError("the request body must be a JSON object")
-    return body
-
-
-def _edit(body: dict) -> tuple[int, str, float]:
-    try:
-        latent = int(body["latent"])
-        value = float(body.get("value", 100.0))
-    except (KeyError, TypeError, ValueError):
-        raise VsaeError("give latent (integer) and value (number)") from None
-    if not math.isfinite(value):
-        raise VsaeError("value must be a finite number")
-    op = str(body.get("op", "clamp"))
-    if op not in OPS:
-        raise VsaeError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+def _edit(body: dict[str, Any]) -> tuple[int, str, float]:
+    """(latent, op, value) of a steering request; value is required except for ``ablate``."""
+    op = bodies.choice(body, "op", tuple(OPS), "clamp")
+    latent = bodies.integer(body, "latent", 0, 2**31 - 1)
+    value = bodies.number(body, "value", bodies.MAX_VALUE, 0.0 if op == "ablate" else bodies.REQUIRED)
     return latent, op, value
 
 
 async def steer(req: Request) -> JSONResponse:
     st: State = req.app.state.vsae
-    body = await _json_body(req)
+    body = await bodies.json_object(req, st.limits.max_json_bytes)
     latent_, op, value = _edit(body)
-    try:
-        i = int(body["image"])
-    except (KeyError, TypeError, ValueError):
-        raise VsaeError("give image (an image id of the served set)") from None
-    question = str(body.get("question") or STEERING_QUESTION)
+    i = bodies.integer(body, "image", 0, 2**31 - 1)
+    question = bodies.line(body, "question", MAX_QUESTION, STEERING_QUESTION)
 
     def run() -> dict[str, Any]:
         ix = st.index(req.query_params.get("sae"))
@@ -336,14 +326,14 @@ async def steer_diffusion(req: Request) -> JSONResponse:
         raise HTTPException(
             501, "no diffusion steering is wired in this server (vsae.world.diffusion.steering not found)"
         )
-    body = await _json_body(req)
+    body = await bodies.json_object(req, st.limits.max_json_bytes)
     latent_, op, value = _edit(body)
-    prompt = str(body.get("prompt", "")).strip()
-    if not prompt or len(prompt) > 300 or "\n" in prompt:
-        raise VsaeError("give a one-line prompt of 1..300 characters")
+    prompt = bodies.line(body, "prompt", MAX_QUESTION)
     if not 0 <= latent_ < st.diffusion.n_latents:
-        raise VsaeError(f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1})")
-    seed = int(body.get("seed", 0)) if str(body.get("seed", 0)).lstrip("-").isdigit() else 0
+        raise VsaeError(
+            f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1}) of the diffusion SAE"
+        )
+    seed = bodies.integer(body, "seed", 0, bodies.MAX_SEED, 0)
 
     steer_images = st.diffusion
 
@@ -385,9 +375,13 @@ async def _server_error(req: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    served: Served, limits: ServeLimits = ServeLimits(), diffusion: DiffusionSteer | None | str = "auto"
+    served: Served,
+    limits: ServeLimits = ServeLimits(),
+    diffusion: DiffusionSteer | None | str = "auto",
+    hosts: Iterable[str] = allowed_hosts("127.0.0.1"),
 ) -> Starlette:
-    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (the shipped tiny text-to-image model)."""
+    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (the shipped tiny
+    text-to-image model); `hosts`: the Host names it answers (`vsae.serve.security`)."""
     routes = [
         Route("/", home),
         Route("/api/info", info),
@@ -402,6 +396,6 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Any] = {VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, hosts=hosts)])
     app.state.vsae = State(served, limits, diffusion_hook() if isinstance(diffusion, str) else diffusion)
     return app

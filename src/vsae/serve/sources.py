@@ -29,6 +29,7 @@ class SaeSource:
     images_root: the image folder tree root (None: the root recorded in the store's images.json).
     ms_F: Monosemanticity Score per latent (NaN where not scored), or None when unknown.
     names: latent names (None where unnamed), or None; name_scores: their match scores.
+    warning: shown on every page of this SAE (e.g. a hook mismatch served with ``--force``).
     """
 
     id: str
@@ -38,6 +39,7 @@ class SaeSource:
     ms_F: np.ndarray | None = None
     names: list[str | None] | None = None
     name_scores: list[float | None] | None = None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,24 @@ def from_flags(
     images: str | Path | None = None,
     ms: str | Path | None = None,
     names: str | Path | None = None,
+    force: bool = False,
 ) -> SaeSource:
-    """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`."""
+    """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`.
+
+    The SAE's provenance hook must be the store's (else its statistics would describe another
+    layer); `force` serves a mismatch anyway, with a warning on every page. The id is
+    ``<hook>/<run name>``.
+    """
     for p, what in ((acts, "--acts: activation store"), (sae, "--sae: SAE run")):
         if not Path(p).exists():
             raise VsaeError(f"{what} {p} does not exist")
+    sae_hook, store_hook = _hooks(acts, sae)
+    warning = None
+    if sae_hook and store_hook and sae_hook != store_hook:
+        msg = f"the SAE {sae} was trained on {sae_hook} but the store {acts} holds {store_hook}"
+        if not force:
+            raise VsaeError(f"{msg}; give the store of {sae_hook} (or --force to serve it anyway)")
+        warning = f"hook mismatch, served with --force: {msg}; its statistics describe the wrong layer"
     ms_F = None
     if ms is not None:
         from safetensors.numpy import load_file
@@ -136,5 +151,22 @@ def from_flags(
     if names is not None:
         d = _json_arg(names, "names.json")
         nm, sc = d.get("names"), d.get("scores")
-    sid = Path(sae).name or "sae"
-    return SaeSource(sid, Path(sae), Path(acts), Path(images) if images else None, ms_F, nm, sc)
+    sid = f"{sae_hook or store_hook or '?'}/{Path(sae).resolve().name or 'sae'}"
+    return SaeSource(sid, Path(sae), Path(acts), Path(images) if images else None, ms_F, nm, sc, warning)
+
+
+def _hooks(acts: str | Path, sae: str | Path) -> tuple[str | None, str | None]:
+    """(the SAE's provenance hook, the store's hook); None where not recorded."""
+    import vsae.sae
+    from vsae.store import ActivationStore
+
+    try:
+        sae_prov = vsae.sae.load(sae).cfg.provenance or {}
+        store_prov = ActivationStore.open(acts).provenance or {}
+    except VsaeError:
+        raise
+    except Exception as e:  # a foreign directory is a user error
+        raise VsaeError(
+            f"cannot read --acts {acts} / --sae {sae} ({type(e).__name__}: {e})".splitlines()[0]
+        ) from None
+    return sae_prov.get("hook"), store_prov.get("hook")

@@ -32,6 +32,9 @@ async function getJSON(url, opts) {
   return body;
 }
 
+// a number input's value, or null when empty (the server then says which field is missing)
+function numField(sel) { const v = $(sel).value.trim(); return v === "" ? null : Number(v); }
+
 function hashParams() {
   const h = location.hash.slice(1) || "/";
   const [path, query] = h.split("?");
@@ -207,7 +210,7 @@ async function renderSteer(params) {
     <div id="steer-result"></div>
     ${s.diffusion ? `<h3>Generated images</h3><form id="diff-form" class="controls"><label class="wide">prompt <input id="diff-prompt" type="text" value="a red circle"></label><button type="submit" id="diff-run">Generate</button></form><div id="diff-result"></div>` : `<p class="muted" id="diff-none">Diffusion steering: not available in this server.</p>`}
   </section>`;
-  const edit = () => ({ latent: Number($("#steer-latent").value), op: $("#steer-op").value, value: Number($("#steer-value").value) });
+  const edit = () => ({ latent: numField("#steer-latent"), op: $("#steer-op").value, value: numField("#steer-value") });
   $("#steer-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = $("#steer-result");
@@ -257,6 +260,9 @@ async function loadInfo() {
   const sel = $("#sae-select");
   sel.innerHTML = state.info.saes.map((s) => `<option ${s === state.sae ? "selected" : ""}>${esc(s)}</option>`).join("");
   const i = state.info;
+  const b = $("#banner");
+  b.textContent = i.warning ? "warning: " + i.warning : "";
+  b.hidden = !i.warning;
   $("#sae-info").textContent = `${i.arch} · ${i.n_latents} latents · ${i.n_images} images · ${i.hook} (${i.tokens})`;
 }
 
