@@ -161,6 +161,32 @@ def test_upload_equals_store_row(client, direct, built):
     assert d["image"].startswith("data:image/png;base64,") and all("heatmap" in x for x in d["latents"])
 
 
+def _png_of(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_upload_is_resized_to_the_model_once(client):
+    """A 2048 px upload is seen at the model's 32 px and its maps are drawn at that resolution
+    (the old route drew 2048 px maps and sent them as multi-MB data URIs)."""
+    from PIL import ImageDraw
+
+    big = Image.new("RGB", (2048, 1536), (30, 90, 200))
+    ImageDraw.Draw(big).ellipse((500, 400, 1500, 1200), fill=(220, 40, 40))
+    r = client.post("/api/upload", content=_png_of(big))
+    d = r.json()
+    assert r.status_code == 200 and d["size"] == [2048, 1536] and d["model_size"] == [43, 32]
+    assert len(r.content) < 400_000 and d["latents"]  # 8 maps at display size, not 2048 px
+    for x in d["latents"]:
+        im = Image.open(io.BytesIO(__import__("base64").b64decode(x["heatmap"].split(",")[1])))
+        assert im.size == (160, 119)  # the 43 x 32 model input, enlarged for display
+    small = big.resize((43, 32), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    want = client.post("/api/upload", content=_png_of(small)).json()
+    assert [x["latent"] for x in d["latents"]] == [x["latent"] for x in want["latents"]]
+    np.testing.assert_allclose([x["value"] for x in d["latents"]], [x["value"] for x in want["latents"]])
+
+
 def test_upload_bad_inputs(client, tmp_path):
     assert client.post("/api/upload", content=b"").status_code == 400
     r = client.post("/api/upload", content=b"this is not an image")

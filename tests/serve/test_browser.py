@@ -171,6 +171,15 @@ def test_browser_end_to_end(live, browser_page, built, tmp_path_factory):
     assert min(_all_decoded(page, "#upload-image")) > 0
     up = _all_decoded(page, "#upload-latents img.heat")
     assert len(up) > 0 and min(up) > 0
+    assert page.inner_text("#upload-progress").startswith("done in")
+    # a large upload is seen at the model's input size (32 px), with progress and its time shown
+    big = tmp_path_factory.mktemp("big") / "big.png"
+    Image.new("RGB", (1024, 768), (200, 30, 30)).save(big)
+    page.set_input_files("#upload-file", str(big))
+    page.wait_for_function(
+        "() => (document.querySelector('#upload-result figcaption') || {}).textContent?.includes('1024')"
+    )
+    assert "1024×768 px, seen by the model at 43×32 px" in page.inner_text("#upload-result figcaption")
     shot("upload")
 
     # 6. steer: find a latent that changes the answer on the first image (API), then do it in the page

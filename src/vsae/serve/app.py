@@ -82,6 +82,9 @@ class State:
         self._idx: dict[str, LatentIndex] = {}
         self._maps: dict[str, hm.TokenMaps] = {}
         self._lock = threading.Lock()
+        # one upload decoded at a time: a 16 Mpx image costs ~130 MB while it is decoded and
+        # resized, so concurrent uploads queue instead of adding up
+        self.decoding = threading.Lock()
 
     def index(self, sae_id: str | None) -> LatentIndex:
         sid = sae_id or self.served.saes[0].id
@@ -252,20 +255,21 @@ async def upload(req: Request) -> JSONResponse:
 
 def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
     ix = st.index(sae_id)
-    fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:
-            img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
-        except DecodeError as e:
-            raise VsaeError(f"the upload cannot be used: {e}") from None
-    finally:
-        os.unlink(tmp)
-    original = img.size
     maps = st.maps(ix.src.id)
+    with st.decoding:
+        fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
+            except DecodeError as e:
+                raise VsaeError(f"the upload cannot be used: {e}") from None
+        finally:
+            os.unlink(tmp)
+        original = img.size
+        img = maps.fit(img)  # the full-size image is freed here, before the next upload decodes
     why = maps.available
-    img = maps.fit(img)
     z_F, z_PF = maps.upload_latents(img, maps=why is None)
     order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
     out = []

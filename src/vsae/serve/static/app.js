@@ -163,6 +163,24 @@ async function renderLatent(f) {
 }
 
 // -- your own image -------------------------------------------------------------------------
+// POST `body`, calling onProgress(fraction sent) as it uploads; the JSON answer (or its error)
+function postWithProgress(url, body, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open("POST", url);
+    x.setRequestHeader("Content-Type", "application/octet-stream");
+    x.upload.onprogress = (ev) => { if (ev.lengthComputable) onProgress(ev.loaded / ev.total); };
+    x.upload.onload = () => onProgress(1);
+    x.onload = () => {
+      let b;
+      try { b = JSON.parse(x.responseText); } catch { b = { error: x.statusText || "bad answer" }; }
+      if (x.status >= 200 && x.status < 300) resolve(b); else reject(new Error(b.error || x.statusText));
+    };
+    x.onerror = () => reject(new Error("the upload failed (network error)"));
+    x.send(body);
+  });
+}
+
 function renderUpload() {
   view().innerHTML = `<section><h2>Your own image</h2>
     <p>Pick an image (at most ${(state.info.max_upload_bytes / 1048576).toFixed(0)} MiB); its top latents and where they fire.</p>
@@ -172,13 +190,20 @@ function renderUpload() {
     const file = ev.target.files[0];
     if (!file) return;
     const out = $("#upload-result");
-    out.innerHTML = '<p class="muted">encoding…</p>';
+    out.innerHTML = '<p class="muted" id="upload-progress">uploading… 0%</p>';
+    const t0 = performance.now();
     try {
-      const d = await getJSON(api("upload"), { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
+      const d = await postWithProgress(api("upload"), file, (frac) => {
+        const p = $("#upload-progress");
+        if (p) p.textContent = frac < 1 ? `uploading… ${(100 * frac).toFixed(0)}%`
+          : "encoding on the server (resized to the model's input)…";
+      });
       const cards = d.latents.map((l) => `<figure class="card upload-latent">
           ${l.heatmap ? `<img class="heat" src="${l.heatmap}" alt="latent ${l.latent}">` : ""}
           <figcaption><a href="#/latent/${l.latent}">#${l.latent}</a> ${esc(l.name ?? "")} · ${fmt(l.value, 2)} · MS ${fmt(l.ms)}</figcaption></figure>`).join("");
-      out.innerHTML = `<div class="row"><figure class="card"><img id="upload-image" src="${d.image}" alt="your image"><figcaption>${d.size.join("×")} px</figcaption></figure></div>
+      const secs = ((performance.now() - t0) / 1000).toFixed(1);
+      out.innerHTML = `<p class="muted" id="upload-progress">done in ${secs} s</p>
+        <div class="row"><figure class="card"><img id="upload-image" src="${d.image}" alt="your image"><figcaption>${d.size.join("×")} px, seen by the model at ${d.model_size.join("×")} px</figcaption></figure></div>
         ${d.heatmaps ? `<p class="muted">${esc(d.heatmaps)}</p>` : ""}
         <h3>Top latents</h3><div class="grid" id="upload-latents">${cards || '<p class="muted">no latent fires</p>'}</div>`;
     } catch (e) {
