@@ -58,6 +58,12 @@ def test_table_stats_match_direct(client, direct, built):
     np.testing.assert_allclose([r["freq"] for r in rows], freq, atol=1e-5)
     np.testing.assert_allclose([r["max"] for r in rows], z.max(0), atol=1e-3)
     assert [r["dead"] for r in rows] == list(freq == 0)
+    assert [r["n_fires"] for r in rows] == list((z > 0).sum(0))
+    # each row's thumbnails: its 3 top images
+    for r in rows[:40]:
+        f = r["latent"]
+        want = [int(i) for i in np.argsort(-z[:, f], kind="stable")[:3] if z[i, f] > 0]
+        assert r["thumbs"] == want
     assert [r["dense"] for r in rows] == list(freq > 0.1)
     sizes = direct["sae"].cfg.group_sizes
     assert [r["group"] for r in rows] == list(np.repeat(np.arange(4), sizes))
@@ -85,6 +91,14 @@ def test_table_sort_filter_search_page(client, built):
     dead = client.get("/api/latents", params={"filter": "dead", "limit": 500}).json()
     alive = client.get("/api/latents", params={"filter": "alive", "limit": 500}).json()
     assert dead["total"] + alive["total"] == built["F"] and all(r["dead"] for r in dead["rows"])
+    counts = np.array(
+        [r["n_fires"] for r in client.get("/api/latents", params={"limit": 500}).json()["rows"]]
+    )
+    m = client.get(
+        "/api/latents", params={"min_count": 5, "sort": "ms", "order": "desc", "limit": 500}
+    ).json()
+    assert m["total"] == int((counts >= 5).sum()) and all(r["n_fires"] >= 5 for r in m["rows"])
+    assert client.get("/api/latents", params={"min_count": -1}).status_code == 400
     g = client.get("/api/latents", params={"group": 1, "limit": 500}).json()
     assert g["total"] == 32 and {r["group"] for r in g["rows"]} == {1}
     by_name = [
@@ -111,8 +125,27 @@ def test_latent_page_matches_direct(client, direct, built):
     w = w / np.linalg.norm(w, axis=1, keepdims=True)
     cos = w @ w[f]
     cos[f] = -np.inf
-    assert [n["latent"] for n in d["nearest"]] == list(np.argsort(-cos)[:10])
-    np.testing.assert_allclose([n["cos"] for n in d["nearest"]], np.sort(cos)[::-1][:10], atol=1e-4)
+    # nearest: the 10 live latents of highest decoder cosine; dead ones that beat them apart
+    dead = (z > 0).sum(0) == 0
+    assert dead.any()  # the fixture SAE has dead latents, so ranking live ones first matters
+    live = [j for j in np.argsort(-cos, kind="stable") if not dead[j] and j != f][:10]
+    assert [n["latent"] for n in d["nearest"]] == live
+    np.testing.assert_allclose([n["cos"] for n in d["nearest"]], cos[live], atol=1e-4)
+    assert not any(n["dead"] for n in d["nearest"])
+    floor = cos[live[-1]]
+    want_dead = [j for j in np.argsort(-cos, kind="stable") if dead[j] and cos[j] > floor][:10]
+    assert [n["latent"] for n in d["nearest_dead"]] == want_dead
+    assert all(n["dead"] for n in d["nearest_dead"])
+    # co-activation neighbours: Jaccard index of the firing image sets, direct
+    on = z > 0
+    both = (on[:, f : f + 1] & on).sum(0)
+    jac = both / (on[:, f].sum() + on.sum(0) - both)
+    jac[f] = -1
+    jac[both == 0] = -1
+    want = [j for j in np.lexsort((np.arange(len(jac)), -jac)) if jac[j] > 0][:10]
+    assert [c["latent"] for c in d["coactive"]] == want
+    np.testing.assert_allclose([c["jaccard"] for c in d["coactive"]], jac[want], atol=1e-4)
+    assert [c["both"] for c in d["coactive"]] == list(both[want])
     # ground-truth purity straight from the world's attributes.json
     recs = {r["path"]: r for r in json.loads((built["world"] / "attributes.json").read_text())}
     table = json.loads((built["store"] / "images.json").read_text())
@@ -149,6 +182,38 @@ def test_image_and_heatmap(client, direct, built):
     got = app.state.vsae.maps(None).patch_latents(("check", 4), load_image(path))[:, f].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert len(want) == 64  # 32 px / patch 4 = an 8x8 grid
+
+
+def test_latent_maps_share_one_scale_and_say_what_they_are(client, direct, built):
+    """map_max is the largest patch activation over every image the page shows (top and
+    quantile images); a heatmap drawn with ?vmax= uses that scale; the note flags CLS training."""
+    from vsae.data import load_image
+    from vsae.serve import heatmaps as hm
+
+    z = direct["z_NF"]
+    f = int(np.argmax((z > 0).sum(0)))
+    d = client.get(f"/api/latent/{f}").json()
+    shown = [t["image"] for t in d["top"]] + [i["image"] for q in d["quantiles"] for i in q["images"]]
+    maps = client.app.state.vsae.maps(None)
+    imgs = ImageSet(built["store"], None)
+    per = [float(maps.patch_latents(("t", i), load_image(imgs.path(i)))[:, f].max()) for i in shown]
+    assert d["map_max"] == pytest.approx(max(per), abs=1e-3)
+    note = d["map_note"]
+    assert (
+        note["trained_on"] == "cls" and note["out_of_distribution"] and "out of its training" in note["text"]
+    )
+    i = d["quantiles"][0]["images"][0]["image"]
+    got = Image.open(
+        io.BytesIO(client.get(f"/api/heatmap/{f}/{i}.png", params={"vmax": d["map_max"]}).content)
+    )
+    zz = maps.patch_latents(("t", i), load_image(imgs.path(i)))[:, f].numpy()
+    want = hm.overlay(load_image(imgs.path(i)), hm.grid(zz), vmax=d["map_max"])
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    own = hm.overlay(load_image(imgs.path(i)), hm.grid(zz))
+    assert zz.max() < d["map_max"] * 0.99 and not np.array_equal(np.asarray(got), np.asarray(own))
+    for bad in ("0", "-1", "nan", "abc"):
+        assert client.get(f"/api/heatmap/{f}/{i}.png", params={"vmax": bad}).status_code == 400
+    assert len(client.get("/api/info").json()["colormap"]) == 9
 
 
 def test_upload_equals_store_row(client, direct, built):
@@ -387,4 +452,4 @@ def test_index_answers_typed_and_the_api_sends_their_json(client, served):
     got = client.get(f"/api/latent/{f}").json()
     want = json.loads(json.dumps(d.to_json()))
     assert {k: got[k] for k in want} == want
-    assert set(got) - set(want) == {"heatmaps", "sae"}  # what the route adds
+    assert set(got) - set(want) == {"heatmaps", "map_max", "map_note", "sae"}  # what the route adds

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -172,6 +173,7 @@ def info(req: Request) -> JSONResponse:
             "max_upload_bytes": st.limits.max_upload_bytes,
             "diffusion": st.diffusion is not None,
             "warning": ix.src.warning,
+            "colormap": hm.colormap_hex(),
         }
     )
 
@@ -188,6 +190,7 @@ def latents(req: Request) -> JSONResponse:
         group=_int(req, "group", None),
         offset=_int(req, "offset", 0),
         limit=_int(req, "limit", 50),
+        min_count=_int(req, "min_count", 0),
     )
     return JSONResponse(ix.table(q).to_json())
 
@@ -201,16 +204,42 @@ def latent(req: Request) -> JSONResponse:
     d = ix.detail(req.path_params["f"], k=k).to_json()
     maps = st.maps(ix.src.id)
     d["heatmaps"] = maps.available
-    if d["heatmaps"] is None and d["top"]:  # the page asks for these heatmaps next
+    d["map_max"] = None
+    shown = [t["image"] for t in d["top"]] + [im["image"] for q in d["quantiles"] for im in q["images"]]
+    if d["heatmaps"] is None and shown:  # the page asks for these heatmaps next
         sid = ix.src.id
         try:
-            maps.prefetch(
-                [(sid, t["image"]) for t in d["top"]], lambda key: _image(str(ix.images.path(key[1])))
+            maps.prefetch([(sid, i) for i in shown], lambda key: _image(str(ix.images.path(key[1]))))
+            # one colour scale for every map of the page: the largest patch activation among them
+            d["map_max"] = round(
+                max(
+                    float(maps.patch_latents((sid, i), _image(str(ix.images.path(i))))[:, d["latent"]].max())
+                    for i in shown
+                ),
+                4,
             )
         except VsaeError as e:
             d["heatmaps"] = str(e)
+    d["map_note"] = _map_note(ix, maps)
     d["sae"] = ix.src.id
     return JSONResponse(d)
+
+
+def _map_note(ix: LatentIndex, maps: hm.TokenMaps) -> dict[str, Any]:
+    """What a heatmap is, and whether its tokens are the kind the SAE was trained on."""
+    sae_prov = getattr(ix.sae.cfg, "provenance", None) or {}
+    trained = sae_prov.get("tokens") or ix.store.provenance.get("tokens")
+    ood = trained in ("cls", "mean", "pooled")
+    text = (
+        f"Each map is this latent of the SAE applied to every patch token at {maps.hook}, laid on the "
+        "patch grid and blended over the image; one colour scale for all maps of the page."
+    )
+    if ood:
+        text += (
+            f" The SAE was trained on {trained} tokens, so patch tokens are out of its training "
+            "distribution: a map can be blank on an image the latent ranks high, or cover the whole image."
+        )
+    return {"text": text, "trained_on": trained, "out_of_distribution": ood}
 
 
 def image(req: Request) -> Response:
@@ -232,7 +261,14 @@ def heatmap(req: Request) -> Response:
     path = ix.images.path(i)
     maps = st.maps(ix.src.id)
     z = maps.patch_latents((ix.src.id, i), _image(str(path)))
-    return _png(hm.png(hm.overlay(_image(str(path)), hm.grid(z[:, f].numpy()))))
+    vmax = req.query_params.get("vmax")
+    try:
+        top = float(vmax) if vmax else None
+    except ValueError:
+        raise VsaeError(f"vmax={vmax[:40]!r} is not a number") from None
+    if top is not None and not (math.isfinite(top) and top > 0):
+        raise VsaeError("vmax must be a finite number above 0")
+    return _png(hm.png(hm.overlay(_image(str(path)), hm.grid(z[:, f].numpy()), vmax=top)))
 
 
 async def upload(req: Request) -> JSONResponse:

@@ -193,6 +193,14 @@ def _lut(name: str = "inferno") -> np.ndarray:
     return matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
 
 
+def colormap_hex(n: int = 9) -> list[str]:
+    """`n` evenly spaced colours of the heatmaps' colour map (for the page's colour scale)."""
+    lut = _lut()
+    return [
+        "#" + "".join(f"{int(c):02x}" for c in (lut[int(i)] * 255).round()) for i in np.linspace(0, 255, n)
+    ]
+
+
 def overlay(image: Image.Image, map_hw: np.ndarray, vmax: float | None = None) -> Image.Image:
     """Blend a heatmap (inferno colours, opacity rising with the activation) over the image."""
     base = display(image).convert("RGB")
