@@ -261,7 +261,7 @@ def heatmap(req: Request) -> Response:
     path = ix.images.path(i)
     maps = st.maps(ix.src.id)
     z = maps.patch_latents((ix.src.id, i), _image(str(path)))
-    vmax = req.query_params.get("vmax")
+    vmax = req.query_params.get("vmax") or ""
     try:
         top = float(vmax) if vmax else None
     except ValueError:
@@ -332,7 +332,12 @@ def steer_info(req: Request) -> JSONResponse:
     n = len(ix.image_ids)
     choices: Any = np.sort(rng.choice(ix.image_ids, size=min(12, n), replace=False)) if n else []
     return JSONResponse(
-        {**st.playground.info(), "images": [int(i) for i in choices], "diffusion": st.diffusion is not None}
+        {
+            **st.playground.info(),
+            "images": [int(i) for i in choices],
+            "diffusion": st.diffusion is not None,
+            "diffusion_latents": None if st.diffusion is None else int(st.diffusion.n_latents),
+        }
     )
 
 
