@@ -198,6 +198,10 @@ def test_latent_maps_share_one_scale_and_say_what_they_are(client, direct, built
     imgs = ImageSet(built["store"], None)
     per = [float(maps.patch_latents(("t", i), load_image(imgs.path(i)))[:, f].max()) for i in shown]
     assert d["map_max"] == pytest.approx(max(per), abs=1e-3)
+    got_peaks = [t["patch_max"] for t in d["top"]] + [
+        i["patch_max"] for q in d["quantiles"] for i in q["images"]
+    ]
+    np.testing.assert_allclose(got_peaks, per, atol=1e-3)  # 0 marks a blank map
     note = d["map_note"]
     assert (
         note["trained_on"] == "cls" and note["out_of_distribution"] and "out of its training" in note["text"]

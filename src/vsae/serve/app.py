@@ -211,13 +211,13 @@ def latent(req: Request) -> JSONResponse:
         try:
             maps.prefetch([(sid, i) for i in shown], lambda key: _image(str(ix.images.path(key[1]))))
             # one colour scale for every map of the page: the largest patch activation among them
-            d["map_max"] = round(
-                max(
-                    float(maps.patch_latents((sid, i), _image(str(ix.images.path(i))))[:, d["latent"]].max())
-                    for i in shown
-                ),
-                4,
-            )
+            peak = {
+                i: float(maps.patch_latents((sid, i), _image(str(ix.images.path(i))))[:, d["latent"]].max())
+                for i in shown
+            }
+            d["map_max"] = round(max(peak.values()), 4)
+            for im in d["top"] + [im for q in d["quantiles"] for im in q["images"]]:
+                im["patch_max"] = round(peak[im["image"]] + 0.0, 4)  # 0: no patch fires (a blank map)
         except VsaeError as e:
             d["heatmaps"] = str(e)
     d["map_note"] = _map_note(ix, maps)

@@ -118,7 +118,7 @@ function imageCard(f, im, heat, vmax) {
   return `<figure class="card">
       <img class="img" src="${src}" alt="image ${im.image}" loading="eager">
       ${hsrc ? `<img class="heat" src="${hsrc}" alt="latent ${f} on image ${im.image}" loading="eager">` : ""}
-      <figcaption>#${im.image} · ${fmt(im.value, 2)}</figcaption></figure>`;
+      <figcaption>#${im.image} · ${fmt(im.value, 2)}${heat && im.patch_max === 0 ? ' · <span class="blank-map" title="the latent fires on the image (its pooled token) but on none of its patch tokens">no patch fires</span>' : ""}</figcaption></figure>`;
 }
 
 // the heatmaps' colour scale: 0 .. vmax in the maps' colours (an SVG gradient: no inline styles, CSP)
@@ -134,7 +134,7 @@ function histogramSVG(h) {
   if (!h) return '<p class="muted">never fires on these images</p>';
   const W = 420, H = 120, n = h.counts.length, mx = Math.max(...h.counts, 1);
   const bars = h.counts.map((c, i) => {
-    const bh = c ? Math.max(1, (H - 20) * Math.log1p(c) / Math.log1p(mx)) : 0;
+    const bh = c ? Math.max(1, (H - 34) * Math.log1p(c) / Math.log1p(mx)) : 0;
     return `<rect x="${(i * W) / n + 1}" y="${H - 18 - bh}" width="${W / n - 2}" height="${bh}"><title>${fmt(h.edges[i], 2)}–${fmt(h.edges[i + 1], 2)}: ${c}</title></rect>`;
   }).join("");
   return `<svg id="histogram" viewBox="0 0 ${W} ${H + 14}" width="${W}" height="${H + 14}" role="img" aria-label="activation histogram">
