@@ -330,6 +330,26 @@ def test_steer(client, built):
     assert same["steered"] == same["unsteered"]  # scaling by 1 changes nothing
 
 
+def test_steering_latent_can_be_inspected(client, built):
+    """The steering SAE's latent f on the served images: top images by the pooled latent the
+    steering experiment uses (`pooled_latents`), computed here directly."""
+    from vsae.data import load_image
+    from vsae.steer.experiment import pooled_latents
+
+    pg = client.app.state.vsae.playground
+    lm, _, sae, hook = pg.load()
+    imgs = ImageSet(built["store"], None)
+    direct = pooled_latents(lm, hook, sae, [load_image(imgs.path(i)) for i in range(48)]).acts_NF
+    f = int(np.argmax((direct > 0).sum(0)))
+    d = client.get(f"/api/steer/latent/{f}").json()
+    want = [i for i in np.argsort(-direct[:, f], kind="stable")[:8] if direct[i, f] > 0]
+    assert [t["image"] for t in d["top"]] == want and d["n_images"] == 48 and d["hook"] == hook
+    np.testing.assert_allclose([t["value"] for t in d["top"]], direct[want, f], atol=1e-3)
+    assert d["fires_on"] == int((direct[:, f] > 0).sum())
+    r = client.get(f"/api/steer/latent/{sae.cfg.d_sae}")
+    assert r.status_code == 400 and "out of range" in r.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [

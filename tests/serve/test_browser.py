@@ -314,6 +314,12 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     page.click("#steer-run")
     page.wait_for_selector("#edit-label")
     assert page.inner_text("#edit-label") == "ablate #7"
+    # the steering latent can be inspected before steering: its top served images
+    page.click("#steer-inspect-run")
+    page.wait_for_selector("#steer-inspect-title")
+    assert page.inner_text("#steer-inspect-title").startswith("Steering latent #7")
+    n_top = len(_api(f"{live}/api/steer/latent/7")["top"])
+    assert page.locator("#steer-inspect-images img").count() == n_top
     assert "image=" in page.url and "latent=7" in page.url
     assert page.eval_on_selector("#diff-latent", "e => e.max") == "15"  # the text-encoder SAE's size
     page.fill("#diff-latent", "3")

@@ -10,6 +10,7 @@ Routes (every ``/api`` route takes ``?sae=<id>``, default: the first SAE served)
 ``GET /api/heatmap/{f}/{i}.png``       latent f's patch map over image i
 ``POST /api/upload``                   an image (raw body): its top latents with heatmaps
 ``GET /api/steer/info``, ``POST /api/steer``   the steering playground (tiny LLaVA by default)
+``GET /api/steer/latent/{f}``          a steering-SAE latent's top served images (inspect before steering)
 ``POST /api/steer/diffusion``          generated images steered vs unsteered (when a hook is wired)
 
 Bad input is a 4xx with ``{"error": "<one line>"}``; nothing returns a traceback.
@@ -341,6 +342,14 @@ def steer_info(req: Request) -> JSONResponse:
     )
 
 
+def steer_latent(req: Request) -> JSONResponse:
+    """A steering-SAE latent's top served images, to inspect it before steering with it."""
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    d = st.playground.latent(req.path_params["f"], ix.image_ids, lambda i: _image(str(ix.images.path(i))))
+    return JSONResponse(d)
+
+
 def _edit(body: dict[str, Any]) -> tuple[int, str, float]:
     """(latent, op, value) of a steering request; value is required except for ``ablate``."""
     op = bodies.choice(body, "op", tuple(OPS), "clamp")
@@ -436,6 +445,7 @@ def create_app(
         Route("/api/heatmap/{f:int}/{i:int}.png", heatmap),
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/steer/info", steer_info),
+        Route("/api/steer/latent/{f:int}", steer_latent),
         Route("/api/steer", steer, methods=["POST"]),
         Route("/api/steer/diffusion", steer_diffusion, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

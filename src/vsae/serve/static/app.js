@@ -262,11 +262,13 @@ async function renderSteer(params) {
     <form id="steer-form" class="controls">
       <label>latent of the steering SAE <input id="steer-latent" type="number" min="0" max="${s.n_latents - 1}" step="1" value="${esc(latent)}" list="steer-suggested"></label>
       <datalist id="steer-suggested">${sugg}</datalist>
+      <button type="button" id="steer-inspect-run" title="its top images among the served ones, before steering with it">inspect</button>
       <label>op <select id="steer-op">${opts(op)}</select></label>
       <label>value <input id="steer-value" type="number" step="any" value="${esc(value)}"></label>
       <label class="wide">question <input id="steer-question" type="text" value="${esc(s.question)}"></label>
       <button id="steer-run" type="submit">Steer</button>
     </form>
+    <div id="steer-inspect"></div>
     <div class="picks">${imgs}</div>
     <div id="steer-result"></div>
     ${s.diffusion ? `<h3>Generated images</h3>
@@ -282,6 +284,19 @@ async function renderSteer(params) {
   </section>`;
   const cur = () => Object.fromEntries(hashParams().params);
   const keep = (ch) => replaceHash("/steer", { ...cur(), ...ch, sae: undefined });
+  $("#steer-inspect-run").addEventListener("click", async () => {
+    const out = $("#steer-inspect");
+    const f = numField("#steer-latent");
+    if (f === null) { showError("give a latent to inspect"); return; }
+    out.innerHTML = '<p class="muted">computing the steering SAE\'s latents on the served images…</p>';
+    try {
+      const d = await getJSON(api(`steer/latent/${f}`));
+      const cards = d.top.map((im) => `<figure class="card"><img class="img" src="${api(`image/${im.image}.png`)}" alt="image ${im.image}"><figcaption>#${im.image} · ${fmt(im.value, 2)}</figcaption></figure>`).join("");
+      out.innerHTML = `<h3 id="steer-inspect-title">Steering latent #${d.latent}${d.name ? " " + esc(d.name) : ""}</h3>
+        <p class="muted">fires on ${d.fires_on} of ${d.n_images} served images (mean over the patch tokens at ${esc(d.hook)}, as the steering experiment ranks latents); its top images:</p>
+        <div class="grid" id="steer-inspect-images">${cards || '<p class="muted">it fires on none of them</p>'}</div>`;
+    } catch (e) { out.innerHTML = ""; showError(e.message); }
+  });
   $("#steer-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = $("#steer-result");
