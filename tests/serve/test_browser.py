@@ -44,7 +44,15 @@ def live(served):
     from vsae.serve import Served
 
     # a second SAE id over the same run, without MS or names, so share links can name either
-    second = replace(served.saes[0], id=served.saes[0].id + "-copy", ms_F=None, names=None, name_scores=None)
+    # (it carries a warning, as an SAE served with --force does, to check the banner)
+    second = replace(
+        served.saes[0],
+        id=served.saes[0].id + "-copy",
+        ms_F=None,
+        names=None,
+        name_scores=None,
+        warning="hook mismatch, served with --force: test",
+    )
     app = create_app(Served((*served.saes, second), served.steer), diffusion=FakeDiffusion())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -245,6 +253,7 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     assert page.eval_on_selector("#sae-select", "e => e.value") == second
     assert page.inner_text("#latent-title").startswith(f"Latent #{f}")
     assert f"Latent #{f}" in page.title() and second in page.title()
+    assert page.is_visible("#banner") and "served with --force" in page.inner_text("#banner")
     assert all(
         f"sae={enc[second]}" in h
         for h in page.eval_on_selector_all("#nearest a", "els => els.map(e => e.href)")
@@ -255,6 +264,7 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     page.wait_for_function("() => location.hash.includes('sae=')")
     assert page.eval_on_selector("#sae-select", "e => e.value") == first
     assert f"sae={enc[first]}" in page.url
+    assert not page.is_visible("#banner")
 
     # nearest latents are live, dead ones apart; co-activation neighbours beside them
     page.wait_for_selector("#nearest li")
