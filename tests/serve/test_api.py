@@ -397,6 +397,28 @@ def test_diffusion_hook(served):
     assert r.status_code == 400 and "out of range" in r.json()["error"]
 
 
+def test_diffusion_suggestions_come_from_its_results(served, demo_dir, tmp_path):
+    """The diffusion panel suggests the text-encoder SAE's steered latents (not the LLaVA's)."""
+    from vsae.serve import SteerSource
+
+    p = tmp_path / "results.json"
+    p.write_text(
+        json.dumps({"steering": {"latents": [{"latent": 3, "word": "medium"}, {"latent": 5, "word": "red"}]}})
+    )
+    c = local_client(
+        create_app(Served(served.saes, SteerSource(diffusion_results=p)), diffusion=FakeDiffusion())
+    )
+    info = c.get("/api/steer/info").json()
+    assert info["diffusion_suggested"] == [{"latent": 3, "name": "medium"}, {"latent": 5, "name": "red"}]
+    assert info["diffusion_latents"] == 16
+    (demo_dir / "diffusion").mkdir(exist_ok=True)
+    (demo_dir / "diffusion" / "results.json").write_text(p.read_text())
+    try:
+        assert from_demo(demo_dir).steer.diffusion_results == demo_dir / "diffusion" / "results.json"
+    finally:
+        (demo_dir / "diffusion" / "results.json").unlink()
+
+
 def test_no_diffusion_is_501(client):
     r = client.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1})
     assert r.status_code == 501 and "diffusion" in r.json()["error"]

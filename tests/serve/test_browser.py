@@ -35,7 +35,7 @@ class FakeDiffusion:
 
 
 @pytest.fixture(scope="module")
-def live(served):
+def live(served, tmp_path_factory):
     """The app served by uvicorn on a free 127.0.0.1 port in a thread."""
     from dataclasses import replace
 
@@ -53,7 +53,14 @@ def live(served):
         name_scores=None,
         warning="hook mismatch, served with --force: test",
     )
-    app = create_app(Served((*served.saes, second), served.steer), diffusion=FakeDiffusion())
+    from vsae.serve import SteerSource
+
+    diff = tmp_path_factory.mktemp("diffusion") / "results.json"
+    diff.write_text(
+        json.dumps({"steering": {"latents": [{"latent": 3, "word": "medium"}, {"latent": 5, "word": "red"}]}})
+    )
+    steer = SteerSource(served.steer.llava, served.steer.sae_dir, served.steer.steer_results, diff)
+    app = create_app(Served((*served.saes, second), steer), diffusion=FakeDiffusion())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -332,6 +339,9 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     assert page.locator("#steer-inspect-images img").count() == n_top
     assert "image=" in page.url and "latent=7" in page.url
     assert page.eval_on_selector("#diff-latent", "e => e.max") == "15"  # the text-encoder SAE's size
+    # its own suggestions: the latents the diffusion experiment steered, not the LLaVA's
+    assert page.eval_on_selector_all("#diff-suggested option", "els => els.map(e => e.value)") == ["3", "5"]
+    assert "medium" in page.eval_on_selector("#diff-suggested", "e => e.innerHTML")
     page.fill("#diff-latent", "3")
     page.click("#diff-run")
     page.wait_for_selector("#diff-steered")

@@ -91,6 +91,7 @@ def serve(
                 Path(llava) if llava else None,
                 Path(steer_sae) if steer_sae else None,
                 served.steer.steer_results,
+                served.steer.diffusion_results,
             ),
         )
     cfg = ServeConfig(**pick(ServeConfig, fields))

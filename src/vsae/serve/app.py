@@ -338,6 +338,7 @@ def steer_info(req: Request) -> JSONResponse:
             "images": [int(i) for i in choices],
             "diffusion": st.diffusion is not None,
             "diffusion_latents": None if st.diffusion is None else int(st.diffusion.n_latents),
+            "diffusion_suggested": st.playground.diffusion_suggested() if st.diffusion is not None else [],
         }
     )
 

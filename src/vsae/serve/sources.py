@@ -47,11 +47,14 @@ class SteerSource:
     """The LLaVA and SAE of the steering playground (None: the shipped tiny LLaVA and its SAE).
 
     steer_results: a `vsae steer` results.json whose latent table names suggested latents.
+    diffusion_results: a diffusion-steering results.json (the demo's ``diffusion/``) whose
+      per-latent table suggests latents of the text-encoder SAE.
     """
 
     llava: Path | None = None
     sae_dir: Path | None = None
     steer_results: Path | None = None
+    diffusion_results: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,14 @@ def from_demo(path: str | Path) -> Served:
         want = f"{featured[0]}/{featured[1]}-x{featured[2]}"
         saes.sort(key=lambda s: not s.id.startswith(want + "-"))
     steer = root / "steering" / "results.json"
-    return Served(tuple(saes), SteerSource(steer_results=steer if steer.is_file() else None))
+    diff = root / "diffusion" / "results.json"
+    return Served(
+        tuple(saes),
+        SteerSource(
+            steer_results=steer if steer.is_file() else None,
+            diffusion_results=diff if diff.is_file() else None,
+        ),
+    )
 
 
 def _json_arg(path: str | Path, fname: str) -> dict:

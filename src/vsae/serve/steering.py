@@ -122,6 +122,17 @@ def diffusion_hook(
         return None
 
 
+def _suggested(path: Path | None, table: Callable[[dict], list], name_key: str) -> list[dict[str, Any]]:
+    """``[{"latent", "name"}]`` from a results.json's per-latent table (empty when absent or foreign)."""
+    if path is None or not Path(path).is_file():
+        return []
+    try:
+        rows = table(json.loads(Path(path).read_text()))
+        return [{"latent": int(r["latent"]), "name": r.get(name_key)} for r in rows]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OSError):
+        return []
+
+
 class Playground:
     """A LLaVA, the SAE on its vision tower and the hook point, loaded on the first steer."""
 
@@ -211,14 +222,13 @@ class Playground:
 
     def suggested(self) -> list[dict[str, Any]]:
         """The latents of the steering experiment's results table, with names."""
-        p = self.src.steer_results
-        if p is None or not Path(p).is_file():
-            return []
-        try:
-            table = json.loads(Path(p).read_text()).get("latents", [])
-            return [{"latent": int(r["latent"]), "name": r.get("name")} for r in table]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            return []
+        return _suggested(self.src.steer_results, lambda res: res.get("latents", []), "name")
+
+    def diffusion_suggested(self) -> list[dict[str, Any]]:
+        """The text-encoder SAE latents the diffusion steering experiment steered, with their words."""
+        return _suggested(
+            self.src.diffusion_results, lambda res: res.get("steering", {}).get("latents", []), "word"
+        )
 
     def answer(
         self, image_key: Any, image: Image.Image, latent: int, op: str, value: float, question: str

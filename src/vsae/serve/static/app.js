@@ -274,7 +274,8 @@ async function renderSteer(params) {
     ${s.diffusion ? `<h3>Generated images</h3>
     <p class="muted">The text-to-image model's own SAE, on its text encoder (${s.diffusion_latents} latents; not the LLaVA's): the edit applies to the prompt's tokens (Olson et al.).</p>
     <form id="diff-form" class="controls">
-      <label>latent of the text-encoder SAE <input id="diff-latent" type="number" min="0" max="${s.diffusion_latents - 1}" step="1" value="${esc(params.get("dlatent") ?? 0)}"></label>
+      <label>latent of the text-encoder SAE <input id="diff-latent" type="number" min="0" max="${s.diffusion_latents - 1}" step="1" value="${esc(params.get("dlatent") ?? (s.diffusion_suggested[0] ? s.diffusion_suggested[0].latent : 0))}" list="diff-suggested"></label>
+      <datalist id="diff-suggested">${s.diffusion_suggested.map((l) => `<option value="${l.latent}">#${l.latent} ${esc(l.name ?? "")}</option>`).join("")}</datalist>
       <label>op <select id="diff-op">${opts(s.ops.includes(params.get("dop")) ? params.get("dop") : "clamp")}</select></label>
       <label>value <input id="diff-value" type="number" step="any" value="${esc(params.get("dvalue") ?? s.value)}"></label>
       <label>seed <input id="diff-seed" type="number" min="0" step="1" value="${esc(params.get("seed") ?? 0)}"></label>
