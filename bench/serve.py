@@ -17,12 +17,20 @@ latent route does not prefetch the top images' activations in one batched forwar
 heatmap request then runs its own forward pass), so machine load hits both alike.
 
 Target (issue 12): a latent page answers in <= 300 ms for F = 4,096 on 2 cores when warm.
+
+Uploads (issue 28; `--uploads-only` runs just these): a 4096 x 4096 PNG of a few tens of KB
+(the decompression-bomb limit's largest accepted image), a 12 Mpx photo-like JPEG and a 224 px
+PNG are POSTed to /api/upload of the F = 4,096 server, 5 times each one after the other and
+then two at once; the server's extra memory is the peak of its resident set (sampled every
+5 ms in a thread) over its resident set just before the request.
+Target: any accepted upload answers in <= 2 s with <= 200 MB extra memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import tempfile
@@ -160,18 +168,107 @@ def bench_one(live: Live, F: int, rng: np.random.Generator, n_pages: int, pages:
         print(f"[F={F}] table {label:24s} {ms([timed(lambda q=q: live.get(q)) for _ in range(10)])}")
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Peak resident set size while the block runs, sampled every 5 ms in a thread."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def extra_mb(self) -> float:
+        return (self.peak - self.base) / 1e6
+
+
+def upload_images() -> dict[str, bytes]:
+    """The uploads: a 4096^2 PNG that compresses to a few tens of KB, a 12 Mpx photo-like JPEG
+    (smooth colour fields plus noise), a 224 px PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    out = {}
+    big = Image.new("RGB", (4096, 4096), (30, 90, 200))
+    ImageDraw.Draw(big).ellipse((1000, 1000, 3000, 3000), fill=(220, 40, 40))
+    buf = io.BytesIO()
+    big.save(buf, "PNG", optimize=True)
+    out["4096x4096 PNG"] = buf.getvalue()
+    yy, xx = np.mgrid[0:3000, 0:4000].astype(np.float32)
+    photo = np.stack(
+        [128 + 100 * np.sin(xx / 300), 128 + 100 * np.cos(yy / 200), 128 + 60 * np.sin((xx + yy) / 500)], -1
+    )
+    photo += rng.normal(0, 12, photo.shape).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(photo.clip(0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+    out["4000x3000 JPEG"] = buf.getvalue()
+    small = Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    small.save(buf, "PNG")
+    out["224x224 PNG"] = buf.getvalue()
+    return out
+
+
+def post(url: str, data: bytes) -> bytes:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.read()
+
+
+def bench_uploads(live: Live) -> None:
+    """Each upload 5 times in a row, then two at once: time, reply size, extra server memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for label, data in upload_images().items():
+        post(live.url + "/api/upload", data)  # warm (the model, the allocator's pools)
+        times, sizes, extra = [], [], []
+        for _ in range(5):
+            with PeakRSS() as m:
+                t = time.perf_counter()
+                reply = post(live.url + "/api/upload", data)
+                times.append(time.perf_counter() - t)
+            sizes.append(len(reply))
+            extra.append(m.extra_mb)
+        with PeakRSS() as m, ThreadPoolExecutor(2) as ex:
+            t = time.perf_counter()
+            list(ex.map(post, [live.url + "/api/upload"] * 2, [data] * 2))
+            both = time.perf_counter() - t
+        print(
+            f"[upload] {label:15s} ({len(data) / 1e6:5.2f} MB): {ms(times)}; reply {max(sizes) / 1e3:.0f} KB; "
+            f"extra memory max {max(extra):.0f} MB; two at once {both * 1000:.0f} ms, extra {m.extra_mb:.0f} MB"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--pages", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (vsae serve's default: 1)")
+    ap.add_argument("--uploads-only", action="store_true", help="time only the uploads")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from vsae.serve import SaeSource, Served, create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        store, runs = build(Path(tmp), a.images, [4096, 65536])
+        store, runs = build(Path(tmp), a.images, [4096] if a.uploads_only else [4096, 65536])
         print(
             f"[setup] world test split {a.images} images, resid.2 cls store, SAEs F=4096/65536: "
             f"{time.perf_counter() - t0:.1f} s"
@@ -183,7 +280,10 @@ def main() -> None:
             app = create_app(Served((SaeSource(f"F{F}", run, store, None, ms_F, names),)), diffusion=None)
             live = Live(app, app.state.vsae.served)
             try:
-                bench_one(live, F, rng, a.pages, pages=F == 4096)
+                if F == 4096:
+                    bench_uploads(live)
+                if not a.uploads_only:
+                    bench_one(live, F, rng, a.pages, pages=F == 4096)
             finally:
                 live.close()
 

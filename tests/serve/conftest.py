@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import pytest
 
 N_TEST = 48
 WORDS = ("circle", "square", "triangle", "red", "blue", "green", "star", "striped")
+
+
+def local_client(app, **kw):
+    """A TestClient that talks to `app` as the browser does: Host 127.0.0.1 (the server refuses
+    other host names, `vsae.serve.security`)."""
+    from starlette.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1", **kw)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +105,14 @@ def demo_dir(built) -> Path:
     }
     (b["root"] / "results.json").write_text(json.dumps(res))
     return b["root"]
+
+
+@pytest.fixture(scope="session")
+def other_hook_store(built, tmp_path_factory):
+    """The fixture's store, relabelled as a resid.2 store (the SAE was trained on resid.1)."""
+    dst = tmp_path_factory.mktemp("r2") / "resid.2"
+    shutil.copytree(built["store"], dst)
+    man = json.loads((dst / "manifest.json").read_text())
+    man["provenance"]["hook"] = "resid.2"
+    (dst / "manifest.json").write_text(json.dumps(man))
+    return dst

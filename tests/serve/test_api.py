@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from starlette.testclient import TestClient
 
 import vsae.models
 import vsae.sae
+from tests.serve.conftest import local_client
 from vsae.data.testing import png_bomb
 from vsae.errors import VsaeError
 from vsae.serve import SaeSource, Served, ServeLimits, create_app, from_demo, from_flags
@@ -22,7 +22,7 @@ from vsae.store import ActivationStore
 
 @pytest.fixture(scope="module")
 def client(served):
-    return TestClient(
+    return local_client(
         create_app(served, ServeLimits(max_upload_bytes=200_000), diffusion=None),
         raise_server_exceptions=False,
     )
@@ -58,6 +58,12 @@ def test_table_stats_match_direct(client, direct, built):
     np.testing.assert_allclose([r["freq"] for r in rows], freq, atol=1e-5)
     np.testing.assert_allclose([r["max"] for r in rows], z.max(0), atol=1e-3)
     assert [r["dead"] for r in rows] == list(freq == 0)
+    assert [r["n_fires"] for r in rows] == list((z > 0).sum(0))
+    # each row's thumbnails: its 3 top images
+    for r in rows[:40]:
+        f = r["latent"]
+        want = [int(i) for i in np.argsort(-z[:, f], kind="stable")[:3] if z[i, f] > 0]
+        assert r["thumbs"] == want
     assert [r["dense"] for r in rows] == list(freq > 0.1)
     sizes = direct["sae"].cfg.group_sizes
     assert [r["group"] for r in rows] == list(np.repeat(np.arange(4), sizes))
@@ -85,6 +91,14 @@ def test_table_sort_filter_search_page(client, built):
     dead = client.get("/api/latents", params={"filter": "dead", "limit": 500}).json()
     alive = client.get("/api/latents", params={"filter": "alive", "limit": 500}).json()
     assert dead["total"] + alive["total"] == built["F"] and all(r["dead"] for r in dead["rows"])
+    counts = np.array(
+        [r["n_fires"] for r in client.get("/api/latents", params={"limit": 500}).json()["rows"]]
+    )
+    m = client.get(
+        "/api/latents", params={"min_count": 5, "sort": "ms", "order": "desc", "limit": 500}
+    ).json()
+    assert m["total"] == int((counts >= 5).sum()) and all(r["n_fires"] >= 5 for r in m["rows"])
+    assert client.get("/api/latents", params={"min_count": -1}).status_code == 400
     g = client.get("/api/latents", params={"group": 1, "limit": 500}).json()
     assert g["total"] == 32 and {r["group"] for r in g["rows"]} == {1}
     by_name = [
@@ -111,8 +125,27 @@ def test_latent_page_matches_direct(client, direct, built):
     w = w / np.linalg.norm(w, axis=1, keepdims=True)
     cos = w @ w[f]
     cos[f] = -np.inf
-    assert [n["latent"] for n in d["nearest"]] == list(np.argsort(-cos)[:10])
-    np.testing.assert_allclose([n["cos"] for n in d["nearest"]], np.sort(cos)[::-1][:10], atol=1e-4)
+    # nearest: the 10 live latents of highest decoder cosine; dead ones that beat them apart
+    dead = (z > 0).sum(0) == 0
+    assert dead.any()  # the fixture SAE has dead latents, so ranking live ones first matters
+    live = [j for j in np.argsort(-cos, kind="stable") if not dead[j] and j != f][:10]
+    assert [n["latent"] for n in d["nearest"]] == live
+    np.testing.assert_allclose([n["cos"] for n in d["nearest"]], cos[live], atol=1e-4)
+    assert not any(n["dead"] for n in d["nearest"])
+    floor = cos[live[-1]]
+    want_dead = [j for j in np.argsort(-cos, kind="stable") if dead[j] and cos[j] > floor][:10]
+    assert [n["latent"] for n in d["nearest_dead"]] == want_dead
+    assert all(n["dead"] for n in d["nearest_dead"])
+    # co-activation neighbours: Jaccard index of the firing image sets, direct
+    on = z > 0
+    both = (on[:, f : f + 1] & on).sum(0)
+    jac = both / (on[:, f].sum() + on.sum(0) - both)
+    jac[f] = -1
+    jac[both == 0] = -1
+    want = [j for j in np.lexsort((np.arange(len(jac)), -jac)) if jac[j] > 0][:10]
+    assert [c["latent"] for c in d["coactive"]] == want
+    np.testing.assert_allclose([c["jaccard"] for c in d["coactive"]], jac[want], atol=1e-4)
+    assert [c["both"] for c in d["coactive"]] == list(both[want])
     # ground-truth purity straight from the world's attributes.json
     recs = {r["path"]: r for r in json.loads((built["world"] / "attributes.json").read_text())}
     table = json.loads((built["store"] / "images.json").read_text())
@@ -151,6 +184,42 @@ def test_image_and_heatmap(client, direct, built):
     assert len(want) == 64  # 32 px / patch 4 = an 8x8 grid
 
 
+def test_latent_maps_share_one_scale_and_say_what_they_are(client, direct, built):
+    """map_max is the largest patch activation over every image the page shows (top and
+    quantile images); a heatmap drawn with ?vmax= uses that scale; the note flags CLS training."""
+    from vsae.data import load_image
+    from vsae.serve import heatmaps as hm
+
+    z = direct["z_NF"]
+    f = int(np.argmax((z > 0).sum(0)))
+    d = client.get(f"/api/latent/{f}").json()
+    shown = [t["image"] for t in d["top"]] + [i["image"] for q in d["quantiles"] for i in q["images"]]
+    maps = client.app.state.vsae.maps(None)
+    imgs = ImageSet(built["store"], None)
+    per = [float(maps.patch_latents(("t", i), load_image(imgs.path(i)))[:, f].max()) for i in shown]
+    assert d["map_max"] == pytest.approx(max(per), abs=1e-3)
+    got_peaks = [t["patch_max"] for t in d["top"]] + [
+        i["patch_max"] for q in d["quantiles"] for i in q["images"]
+    ]
+    np.testing.assert_allclose(got_peaks, per, atol=1e-3)  # 0 marks a blank map
+    note = d["map_note"]
+    assert (
+        note["trained_on"] == "cls" and note["out_of_distribution"] and "out of its training" in note["text"]
+    )
+    i = d["quantiles"][0]["images"][0]["image"]
+    got = Image.open(
+        io.BytesIO(client.get(f"/api/heatmap/{f}/{i}.png", params={"vmax": d["map_max"]}).content)
+    )
+    zz = maps.patch_latents(("t", i), load_image(imgs.path(i)))[:, f].numpy()
+    want = hm.overlay(load_image(imgs.path(i)), hm.grid(zz), vmax=d["map_max"])
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    own = hm.overlay(load_image(imgs.path(i)), hm.grid(zz))
+    assert zz.max() < d["map_max"] * 0.99 and not np.array_equal(np.asarray(got), np.asarray(own))
+    for bad in ("0", "-1", "nan", "abc"):
+        assert client.get(f"/api/heatmap/{f}/{i}.png", params={"vmax": bad}).status_code == 400
+    assert len(client.get("/api/info").json()["colormap"]) == 9
+
+
 def test_upload_equals_store_row(client, direct, built):
     path = ImageSet(built["store"], None).path(9)
     d = client.post("/api/upload", content=_png_bytes(path)).json()
@@ -159,6 +228,32 @@ def test_upload_equals_store_row(client, direct, built):
     assert [x["latent"] for x in d["latents"]] == want
     np.testing.assert_allclose([x["value"] for x in d["latents"]], z[want], atol=1e-3)
     assert d["image"].startswith("data:image/png;base64,") and all("heatmap" in x for x in d["latents"])
+
+
+def _png_of(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_upload_is_resized_to_the_model_once(client):
+    """A 2048 px upload is seen at the model's 32 px and its maps are drawn at that resolution
+    (the old route drew 2048 px maps and sent them as multi-MB data URIs)."""
+    from PIL import ImageDraw
+
+    big = Image.new("RGB", (2048, 1536), (30, 90, 200))
+    ImageDraw.Draw(big).ellipse((500, 400, 1500, 1200), fill=(220, 40, 40))
+    r = client.post("/api/upload", content=_png_of(big))
+    d = r.json()
+    assert r.status_code == 200 and d["size"] == [2048, 1536] and d["model_size"] == [43, 32]
+    assert len(r.content) < 400_000 and d["latents"]  # 8 maps at display size, not 2048 px
+    for x in d["latents"]:
+        im = Image.open(io.BytesIO(__import__("base64").b64decode(x["heatmap"].split(",")[1])))
+        assert im.size == (160, 119)  # the 43 x 32 model input, enlarged for display
+    small = big.resize((43, 32), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    want = client.post("/api/upload", content=_png_of(small)).json()
+    assert [x["latent"] for x in d["latents"]] == [x["latent"] for x in want["latents"]]
+    np.testing.assert_allclose([x["value"] for x in d["latents"]], [x["value"] for x in want["latents"]])
 
 
 def test_upload_bad_inputs(client, tmp_path):
@@ -235,6 +330,26 @@ def test_steer(client, built):
     assert same["steered"] == same["unsteered"]  # scaling by 1 changes nothing
 
 
+def test_steering_latent_can_be_inspected(client, built):
+    """The steering SAE's latent f on the served images: top images by the pooled latent the
+    steering experiment uses (`pooled_latents`), computed here directly."""
+    from vsae.data import load_image
+    from vsae.steer.experiment import pooled_latents
+
+    pg = client.app.state.vsae.playground
+    lm, _, sae, hook = pg.load()
+    imgs = ImageSet(built["store"], None)
+    direct = pooled_latents(lm, hook, sae, [load_image(imgs.path(i)) for i in range(48)]).acts_NF
+    f = int(np.argmax((direct > 0).sum(0)))
+    d = client.get(f"/api/steer/latent/{f}").json()
+    want = [i for i in np.argsort(-direct[:, f], kind="stable")[:8] if direct[i, f] > 0]
+    assert [t["image"] for t in d["top"]] == want and d["n_images"] == 48 and d["hook"] == hook
+    np.testing.assert_allclose([t["value"] for t in d["top"]], direct[want, f], atol=1e-3)
+    assert d["fires_on"] == int((direct[:, f] > 0).sum())
+    r = client.get(f"/api/steer/latent/{sae.cfg.d_sae}")
+    assert r.status_code == 400 and "out of range" in r.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -242,12 +357,12 @@ def test_steer(client, built):
         ([1, 2], "JSON object"),
         ({"image": 0}, "latent"),
         ({"image": 0, "latent": 3, "op": "explode"}, "unknown op"),
-        ({"image": 0, "latent": -1}, "out of range"),
-        ({"image": 0, "latent": 10**6}, "out of range"),
-        ({"latent": 3}, "image"),
-        ({"image": 4800, "latent": 3}, "out of range"),
+        ({"image": 0, "latent": -1, "value": 1}, "out of range"),
+        ({"image": 0, "latent": 10**6, "value": 1}, "out of range"),
+        ({"latent": 3, "value": 1}, "image"),
+        ({"image": 4800, "latent": 3, "value": 1}, "out of range"),
         ({"image": 0, "latent": 3, "value": "nan"}, "finite"),
-        ({"image": 0, "latent": 3, "question": "x" * 400}, "question"),
+        ({"image": 0, "latent": 3, "value": 1, "question": "x" * 400}, "question"),
     ],
 )
 def test_steer_bad_inputs(client, body, words):
@@ -268,7 +383,7 @@ class FakeDiffusion:
 
 
 def test_diffusion_hook(served):
-    c = TestClient(create_app(served, diffusion=FakeDiffusion()), raise_server_exceptions=False)
+    c = local_client(create_app(served, diffusion=FakeDiffusion()), raise_server_exceptions=False)
     assert c.get("/api/info").json()["diffusion"] is True
     r = c.post(
         "/api/steer/diffusion", json={"prompt": "a red circle", "latent": 2, "op": "clamp", "value": 7}
@@ -278,7 +393,30 @@ def test_diffusion_hook(served):
         r.status_code == 200 and d["unsteered"] != d["steered"] and d["steered"].startswith("data:image/png")
     )
     assert c.post("/api/steer/diffusion", json={"prompt": "", "latent": 2}).status_code == 400
-    assert c.post("/api/steer/diffusion", json={"prompt": "x", "latent": 99}).status_code == 400
+    r = c.post("/api/steer/diffusion", json={"prompt": "x", "latent": 99, "value": 1})
+    assert r.status_code == 400 and "out of range" in r.json()["error"]
+
+
+def test_diffusion_suggestions_come_from_its_results(served, demo_dir, tmp_path):
+    """The diffusion panel suggests the text-encoder SAE's steered latents (not the LLaVA's)."""
+    from vsae.serve import SteerSource
+
+    p = tmp_path / "results.json"
+    p.write_text(
+        json.dumps({"steering": {"latents": [{"latent": 3, "word": "medium"}, {"latent": 5, "word": "red"}]}})
+    )
+    c = local_client(
+        create_app(Served(served.saes, SteerSource(diffusion_results=p)), diffusion=FakeDiffusion())
+    )
+    info = c.get("/api/steer/info").json()
+    assert info["diffusion_suggested"] == [{"latent": 3, "name": "medium"}, {"latent": 5, "name": "red"}]
+    assert info["diffusion_latents"] == 16
+    (demo_dir / "diffusion").mkdir(exist_ok=True)
+    (demo_dir / "diffusion" / "results.json").write_text(p.read_text())
+    try:
+        assert from_demo(demo_dir).steer.diffusion_results == demo_dir / "diffusion" / "results.json"
+    finally:
+        (demo_dir / "diffusion" / "results.json").unlink()
 
 
 def test_no_diffusion_is_501(client):
@@ -291,8 +429,8 @@ def test_server_error_is_one_line(served):
         def __call__(self, *a):
             raise RuntimeError("boom\nsecond line")
 
-    c = TestClient(create_app(served, diffusion=Broken()), raise_server_exceptions=False)
-    r = c.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1})
+    c = local_client(create_app(served, diffusion=Broken()), raise_server_exceptions=False)
+    r = c.post("/api/steer/diffusion", json={"prompt": "a", "latent": 1, "value": 1})
     assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError); see the server log"}
 
 
@@ -324,10 +462,10 @@ def test_from_demo_and_flags(demo_dir, built, tmp_path):
     assert one.names == built["names"]
     with pytest.raises(VsaeError, match="MS scores"):
         from_flags(built["store"], built["run"], None, tmp_path / "nope")
-    c = TestClient(create_app(Served((one,)), diffusion=None))
+    c = local_client(create_app(Served((one,)), diffusion=None))
     assert c.get("/api/latent/1").status_code == 200
     wrong = SaeSource("w", built["run"], built["store"], None, np.zeros(3))
-    c = TestClient(create_app(Served((wrong,)), diffusion=None), raise_server_exceptions=False)
+    c = local_client(create_app(Served((wrong,)), diffusion=None), raise_server_exceptions=False)
     r = c.get("/api/info")
     assert r.status_code == 400 and "MS scores have 3 latents" in r.json()["error"]
 
@@ -360,4 +498,4 @@ def test_index_answers_typed_and_the_api_sends_their_json(client, served):
     got = client.get(f"/api/latent/{f}").json()
     want = json.loads(json.dumps(d.to_json()))
     assert {k: got[k] for k in want} == want
-    assert set(got) - set(want) == {"heatmaps", "sae"}  # what the route adds
+    assert set(got) - set(want) == {"heatmaps", "map_max", "map_note", "sae"}  # what the route adds

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -34,11 +35,32 @@ class FakeDiffusion:
 
 
 @pytest.fixture(scope="module")
-def live(served):
+def live(served, tmp_path_factory):
     """The app served by uvicorn on a free 127.0.0.1 port in a thread."""
+    from dataclasses import replace
+
     import uvicorn
 
-    app = create_app(served, diffusion=FakeDiffusion())
+    from vsae.serve import Served
+
+    # a second SAE id over the same run, without MS or names, so share links can name either
+    # (it carries a warning, as an SAE served with --force does, to check the banner)
+    second = replace(
+        served.saes[0],
+        id=served.saes[0].id + "-copy",
+        ms_F=None,
+        names=None,
+        name_scores=None,
+        warning="hook mismatch, served with --force: test",
+    )
+    from vsae.serve import SteerSource
+
+    diff = tmp_path_factory.mktemp("diffusion") / "results.json"
+    diff.write_text(
+        json.dumps({"steering": {"latents": [{"latent": 3, "word": "medium"}, {"latent": 5, "word": "red"}]}})
+    )
+    steer = SteerSource(served.steer.llava, served.steer.sae_dir, served.steer.steer_results, diff)
+    app = create_app(Served((*served.saes, second), steer), diffusion=FakeDiffusion())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -171,6 +193,15 @@ def test_browser_end_to_end(live, browser_page, built, tmp_path_factory):
     assert min(_all_decoded(page, "#upload-image")) > 0
     up = _all_decoded(page, "#upload-latents img.heat")
     assert len(up) > 0 and min(up) > 0
+    assert page.inner_text("#upload-progress").startswith("done in")
+    # a large upload is seen at the model's input size (32 px), with progress and its time shown
+    big = tmp_path_factory.mktemp("big") / "big.png"
+    Image.new("RGB", (1024, 768), (200, 30, 30)).save(big)
+    page.set_input_files("#upload-file", str(big))
+    page.wait_for_function(
+        "() => (document.querySelector('#upload-result figcaption') || {}).textContent?.includes('1024')"
+    )
+    assert "1024×768 px, seen by the model at 43×32 px" in page.inner_text("#upload-result figcaption")
     shot("upload")
 
     # 6. steer: find a latent that changes the answer on the first image (API), then do it in the page
@@ -210,3 +241,117 @@ def test_browser_end_to_end(live, browser_page, built, tmp_path_factory):
     assert all(u.startswith(live) or u.startswith("data:") for u in requests), [
         u for u in requests if not u.startswith(live)
     ]
+
+
+def test_browser_state_lives_in_the_url(live, browser_page, built, served):
+    """Share links keep their SAE and view state; nearest / co-activation / heatmap notes; table
+    filters, thumbnails, titles and the small bugs of issue 28 (each failed on the old page)."""
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    first, second = served.saes[0].id, served.saes[0].id + "-copy"
+    enc = {x: quote(x, safe="") for x in (first, second)}  # as URLSearchParams writes it
+    rows = _api(live + "/api/latents?sort=freq&order=desc&limit=500")["rows"]
+    f = rows[0]["latent"]
+
+    # a shared link names the SAE: it opens that SAE, not the default one (old: sessionStorage)
+    page.goto(f"{live}/#/latent/{f}?sae={second}")
+    page.wait_for_selector("#latent-title")
+    assert page.eval_on_selector("#sae-select", "e => e.value") == second
+    assert page.inner_text("#latent-title").startswith(f"Latent #{f}")
+    assert f"Latent #{f}" in page.title() and second in page.title()
+    assert page.is_visible("#banner") and "served with --force" in page.inner_text("#banner")
+    assert all(
+        f"sae={enc[second]}" in h
+        for h in page.eval_on_selector_all("#nearest a", "els => els.map(e => e.href)")
+    )
+    # a link without the SAE, opened afresh, shows the default SAE and gets it written in
+    page.goto("about:blank")
+    page.goto(f"{live}/#/latent/{f}")
+    page.wait_for_function("() => location.hash.includes('sae=')")
+    assert page.eval_on_selector("#sae-select", "e => e.value") == first
+    assert f"sae={enc[first]}" in page.url
+    assert not page.is_visible("#banner")
+
+    # nearest latents are live, dead ones apart; co-activation neighbours beside them
+    page.wait_for_selector("#nearest li")
+    assert "dead" not in page.inner_text("#nearest")
+    d = _api(f"{live}/api/latent/{f}")
+    assert page.locator("#coactive li").count() == len(d["coactive"]) > 0
+    # the maps say what they are, flag patch tokens as out of distribution, share one colour scale
+    assert "out of its training distribution" in page.inner_text("#map-note")
+    assert page.locator("#colour-scale").count() == 1
+    heat_srcs = page.eval_on_selector_all("img.heat", "els => els.map(e => e.src)")
+    n_shown = len(d["top"]) + sum(len(q["images"]) for q in d["quantiles"])
+    assert len(heat_srcs) == n_shown and all("vmax=" in u for u in heat_srcs)  # quantile images too
+    assert min(_all_decoded(page, "#quantiles img.heat")) > 0
+    hist = page.eval_on_selector("#histogram", "e => e.textContent")
+    assert "images (log scale)" in hist and "activation (pooled per image)" in hist
+
+    # the stats grid fits a 420 px window
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => document.querySelector('.stats').getBoundingClientRect().right") <= 420
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # a dead latent says so instead of "Top 0 images with patch heatmaps"
+    dead = _api(live + "/api/latents?filter=dead&limit=1")["rows"]
+    if dead:
+        page.goto(f"{live}/#/latent/{dead[0]['latent']}?sae={first}")
+        page.wait_for_selector("#no-top")
+        assert "never fires" in page.inner_text("#no-top") and "Top 0" not in page.inner_text("#view")
+
+    # table: a minimum count, a count beside MS, thumbnails, a title; offsets past the end
+    page.goto(f"{live}/#/?sort=ms&order=desc&min_count=5&sae={first}")
+    page.wait_for_selector("#latent-table tbody tr")
+    counts = [
+        int(t.split()[0]) for t in page.eval_on_selector_all("td.count", "els => els.map(e => e.textContent)")
+    ]
+    assert counts and min(counts) >= 5
+    assert page.eval_on_selector("#min-count", "e => e.value") == "5"
+    assert min(_all_decoded(page, "img.thumb")) > 0
+    assert page.title().startswith("Latents")
+    page.goto(f"{live}/#/?offset=100000&sae={first}")
+    page.wait_for_selector("#count")
+    assert page.inner_text("#count") == f"nothing at 100001: there are {built['F']}"
+    # a bad parameter: an error message, and the default table (old: the view replaced by an error line)
+    page.goto(f"{live}/#/?sort=bogus&sae={first}")
+    page.wait_for_selector("#latent-table tbody tr")
+    page.wait_for_function(
+        "() => !document.querySelector('#error').hidden && document.querySelector('#error').textContent.includes('unknown sort')"
+    )
+    assert "showing the default table" in page.inner_text("#error")
+
+    # steering: the state is in the URL, ablate shows no value, the diffusion panel has its own latent
+    page.goto(f"{live}/#/steer?latent=7&op=ablate&sae={first}")
+    page.wait_for_selector("#steer-form")
+    assert page.eval_on_selector("#steer-latent", "e => e.value") == "7"
+    assert page.eval_on_selector("#steer-op", "e => e.value") == "ablate"
+    assert page.title().startswith("Steering")
+    page.click("#steer-run")
+    page.wait_for_selector("#edit-label")
+    assert page.inner_text("#edit-label") == "ablate #7"
+    # the steering latent can be inspected before steering: its top served images
+    page.click("#steer-inspect-run")
+    page.wait_for_selector("#steer-inspect-title")
+    assert page.inner_text("#steer-inspect-title").startswith("Steering latent #7")
+    n_top = len(_api(f"{live}/api/steer/latent/7")["top"])
+    assert page.locator("#steer-inspect-images img").count() == n_top
+    assert "image=" in page.url and "latent=7" in page.url
+    assert page.eval_on_selector("#diff-latent", "e => e.max") == "15"  # the text-encoder SAE's size
+    # its own suggestions: the latents the diffusion experiment steered, not the LLaVA's
+    assert page.eval_on_selector_all("#diff-suggested option", "els => els.map(e => e.value)") == ["3", "5"]
+    assert "medium" in page.eval_on_selector("#diff-suggested", "e => e.innerHTML")
+    page.fill("#diff-latent", "3")
+    page.click("#diff-run")
+    page.wait_for_selector("#diff-steered")
+    assert "#3" in page.inner_text("#diff-result") and "#7" not in page.inner_text("#diff-result")
+    assert "dlatent=3" in page.url
+    # an empty latent field is refused (old: it steered latent 0 with value 0)
+    page.fill("#steer-latent", "")
+    page.click("#steer-run")
+    # (an earlier message may still be up: wait for this one)
+    page.wait_for_function(
+        "() => !document.querySelector('#error').hidden && document.querySelector('#error').textContent.includes('give latent')"
+    )
+    assert not errors, errors

@@ -56,10 +56,13 @@ def test_serve_prints_a_url_that_answers(demo_dir, built, how, tmp_path):
             str(built["world"]),
             "--names",
             str(tmp_path / "names.json"),
+            "--host",
+            "127.0.0.1",
         ]
     p, url = _serve(*args, "--port", "0")
     try:
         info = _get(url + "/api/info")
+        assert info["sae"] == "resid.1/" + built["run"].name  # the id names its hook
         assert info["n_latents"] == built["F"] and info["hook"] == "resid.1" and info["heatmaps"] is None
         assert info["has_names"] and info["has_ms"] == (how == "demo")
         rows = _get(url + "/api/latents?sort=freq&order=desc&limit=3")["rows"]
@@ -72,8 +75,11 @@ def test_serve_prints_a_url_that_answers(demo_dir, built, how, tmp_path):
         p.wait(30)
 
 
-def test_bad_arguments_are_one_line(demo_dir, tmp_path):
+def test_bad_arguments_are_one_line(demo_dir, tmp_path, built, other_hook_store):
     for args, words in [
+        ([str(demo_dir), "--force"], "not both"),
+        (["--acts", str(other_hook_store), "--sae", str(built["run"])], "trained on resid.1"),
+        ([str(demo_dir), "--host", "256.1.1.1"], "cannot listen on 256.1.1.1"),
         ([], "give PATH"),
         ([str(tmp_path)], "results.json"),
         ([str(demo_dir), "--acts", str(tmp_path)], "not both"),

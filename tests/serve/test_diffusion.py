@@ -9,8 +9,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from starlette.testclient import TestClient
 
+from tests.serve.conftest import local_client
 from vsae.errors import VsaeError
 from vsae.serve import create_app
 from vsae.serve.steering import PipelineDiffusion, diffusion_hook
@@ -53,14 +53,14 @@ def test_pipeline_diffusion_steers(tiny):
 
 def test_diffusion_route(tiny, served):
     hook = PipelineDiffusion(*tiny, steps=2)
-    c = TestClient(create_app(served, diffusion=hook), raise_server_exceptions=False)
+    c = local_client(create_app(served, diffusion=hook), raise_server_exceptions=False)
     assert c.get("/api/info").json()["diffusion"] is True
     d = c.post(
         "/api/steer/diffusion", json={"prompt": "a blue square", "latent": 5, "op": "clamp", "value": 80}
     ).json()
     u, s = _png(d["unsteered"]), _png(d["steered"])
     assert u.shape == s.shape and np.abs(u.astype(int) - s.astype(int)).max() > 0
-    r = c.post("/api/steer/diffusion", json={"prompt": "a blue square", "latent": 64})
+    r = c.post("/api/steer/diffusion", json={"prompt": "a blue square", "latent": 64, "value": 1})
     assert r.status_code == 400 and "out of range (0..63)" in r.json()["error"]
 
 

@@ -16,15 +16,16 @@ from vsae.errors import VsaeError
 from vsae.serve.config import ServeConfig
 
 
-def _socket(port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _socket(host: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        s.bind(("127.0.0.1", port))
-    except OSError as e:
+        s.bind((host, port))
+    except (OSError, OverflowError) as e:
         s.close()
+        why = getattr(e, "strerror", None) or str(e)
         raise VsaeError(
-            f"cannot listen on 127.0.0.1:{port} ({e.strerror}); give another --port or 0 for a free one"
+            f"cannot listen on {host}:{port} ({why}); give another --host / --port (0: a free port)"
         ) from None
     s.listen(64)
     return s
@@ -47,6 +48,11 @@ def _socket(port: int) -> socket.socket:
 @click.option(
     "--diffusion-sae", type=click.Path(), help="SAE on that pipeline's text encoder (with --diffusion)."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Serve an SAE whose hook differs from the store's (every page then says so).",
+)
 @config_options(ServeConfig)
 def serve(
     path: str,
@@ -59,6 +65,7 @@ def serve(
     steer_sae: str,
     diffusion: str,
     diffusion_sae: str,
+    force: bool,
     **fields: Any,
 ) -> None:
     """Browse SAE latents in a web browser: table, latent pages with heatmaps, uploads, steering.
@@ -67,14 +74,14 @@ def serve(
     """
     from vsae.serve.sources import Served, SteerSource, from_demo, from_flags
 
-    if path and (acts or sae_dir or images or ms or names):
+    if path and (acts or sae_dir or images or ms or names or force):
         raise VsaeError(
-            "give either PATH (a demo output) or --acts/--sae (with --images/--ms/--names), not both"
+            "give either PATH (a demo output) or --acts/--sae (with --images/--ms/--names/--force), not both"
         )
     if path:
         served = from_demo(path)
     elif acts and sae_dir:
-        served = Served((from_flags(acts, sae_dir, images, ms, names),))
+        served = Served((from_flags(acts, sae_dir, images, ms, names, force=force),))
     else:
         raise VsaeError("give PATH (a `vsae demo --out` directory) or --acts STORE --sae RUN")
     if llava or steer_sae:
@@ -84,12 +91,13 @@ def serve(
                 Path(llava) if llava else None,
                 Path(steer_sae) if steer_sae else None,
                 served.steer.steer_results,
+                served.steer.diffusion_results,
             ),
         )
     cfg = ServeConfig(**pick(ServeConfig, fields))
     if not 0 <= cfg.port < 65536 or cfg.max_upload_mb <= 0:
         raise VsaeError("--port must be in 0..65535 and --max-upload-mb positive")
-    sock = _socket(cfg.port)  # fail fast on a taken port, before the indexing
+    sock = _socket(cfg.host, cfg.port)  # fail fast on a taken port, before the indexing
     try:
         import torch
         import uvicorn
@@ -100,12 +108,21 @@ def serve(
         raise VsaeError(f"vsae serve needs the 'serve' extra ({e}); pip install -e '.[serve]'") from None
     torch.set_num_threads(max(1, cfg.threads))
     limits = ServeLimits(max_upload_bytes=cfg.max_upload_bytes)
-    app = create_app(served, limits, diffusion=diffusion_hook(diffusion, diffusion_sae))
+    from vsae.serve.security import LOOPBACK, allowed_hosts
+
+    hosts = allowed_hosts(cfg.host, cfg.extra_hosts)
+    app = create_app(served, limits, diffusion=diffusion_hook(diffusion, diffusion_sae), hosts=hosts)
     state = app.state.vsae
     t = time.perf_counter()
     state.warm()  # the default SAE's index and its heatmap model, so the first page is fast
     click.echo(f"indexed {state.served.saes[0].id} in {time.perf_counter() - t:.1f} s", err=True)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    shown = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{sock.getsockname()[1]}/"
+    if cfg.host not in LOOPBACK:
+        click.echo(
+            f"warning: listening on {cfg.host}: anyone who can reach it can use this server (no login)",
+            err=True,
+        )
     click.echo(f"serving {len(served.saes)} SAE(s) at {url}  (Ctrl-C stops)")
     sys.stdout.flush()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

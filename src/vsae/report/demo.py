@@ -10,8 +10,10 @@ import numpy as np
 from PIL import Image
 
 from vsae.eval import plots
+from vsae.eval.monosemanticity import MSResult
 from vsae.report.analysis import RunKey, UnitResults, need
 from vsae.report.demo_sections import checks_section, hierarchy_section
+from vsae.report.findings import findings_head
 from vsae.report.html import Report, image_grid
 from vsae.report.shared import shared_section
 from vsae.report.steering import steering_section
@@ -52,15 +54,26 @@ def _ranked(an: UnitResults) -> np.ndarray:
     return ok[np.lexsort((ok, -s[ok]))]
 
 
+def dead_sentence(ms: MSResult) -> str:
+    """How many latents are dead and how many more have no MS, in the browser's terms: dead =
+    never fires on the test images (`MSResult.dead_F`; `vsae serve` flags the same latents), no
+    MS = fires on a single image (MS compares pairs of images, so it is undefined)."""
+    n_dead = int(ms.dead_F.sum())
+    n_one = int((np.isnan(ms.scores_F) & ~ms.dead_F).sum())
+    return (
+        f"{n_dead} never fire on the test images (dead); {n_one} more fire on exactly one test image, "
+        "so their MS is undefined (no MS) though they are not dead."
+    )
+
+
 def _excluded_section(r: Report, an: UnitResults, paths: np.ndarray, k: int) -> None:
     """Latents left out of the grids (fewer than k firing test images), said and shown, with MS."""
     top, ms = an.top, an.ms.scores_F
     excl = np.flatnonzero(top.excluded_F & ~np.isnan(ms))
-    n_dead = int(np.isnan(ms).sum())
     r.text(
         f"The grids, uniqueness, hierarchy, purity and names use the latents whose {k}th-highest test activation "
         f"is above 0 (Pach et al.'s exclusion rule). {excl.size} live latents fire on fewer than {k} test images "
-        f"and are left out of them — the MS mean above includes them — and {n_dead} never fire (no MS)."
+        f"and are left out of them — the MS mean above includes them — and {dead_sentence(an.ms)}"
     )
     if excl.size:
         order = excl[np.lexsort((excl, -ms[excl]))][:N_BEST]
@@ -91,12 +104,7 @@ def build_report(
         f"vsae {results['vsae_version']} · {results['finished']} · {results['timings']['total']:.0f} s on "
         f"{results['machine']}",
     )
-    r.heading("Findings of the papers, measured here")
-    r.text(
-        "Each line is computed by this run from the numbers below; a finding that does not hold is reported as such."
-    )
-    for f in results["findings"]:
-        r.verdict(f"{f['claim']} ({f['source']})", f["holds"], f["detail"])
+    findings_head(r, results["findings"], out)
 
     r.heading("What was run")
     m = results["models"]

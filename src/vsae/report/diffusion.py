@@ -8,6 +8,21 @@ from typing import Any
 
 from vsae.report.html import Report
 
+# readable column headers of the per-latent tables (the results' field names are the keys)
+HEADERS = {
+    "word_share": "word's share",
+    "target_baseline": "target rate, unsteered",
+    "target_steered": "target rate, steered",
+    "target_baseline_drawn": "target rate, unsteered (drawn objects)",
+    "target_steered_drawn": "target rate, steered (drawn objects)",
+    "preserved": "other attributes preserved",
+    "iou_baseline": "silhouette IoU, unsteered",
+    "iou_steered": "silhouette IoU, steered",
+    "text_word": "text word",
+    "rise": "CLIP similarity rise",
+    "truth": "attribute it changes",
+}
+
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
@@ -56,7 +71,10 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         "iou_steered",
     ]
     r.table(
-        s["latents"], [c for c in cols if any(c in row for row in s["latents"])], left=["word", "attribute"]
+        s["latents"],
+        [c for c in cols if any(c in row for row in s["latents"])],
+        left=["word", "attribute"],
+        headers=HEADERS,
     )
     if s.get("sweep"):
         r.table(
@@ -88,6 +106,7 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
             d["latents"][:40],
             ["latent", "text_word", "name", "rise", "truth"],
             left=["text_word", "name", "truth"],
+            headers=HEADERS,
         )
 
 

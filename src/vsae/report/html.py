@@ -30,6 +30,9 @@ th{background:#eef0f6}td.l,th.l{text-align:left}
 img.plot{max-width:560px;border:1px solid #eee;background:#fff;margin:4px}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px}
 code{background:#eef;padding:1px 4px;border-radius:3px}
+.tw{overflow-x:auto;max-width:100%}.tw th{white-space:normal;vertical-align:bottom}
+table.findings td{vertical-align:top}table.findings td.l{max-width:34em}
+nav.toc ol{columns:2;margin:.4em 0}nav.toc{background:#fff;border:1px solid #dde;padding:6px 14px;border-radius:6px}
 """
 
 
@@ -39,6 +42,9 @@ _LOAD_CHECK = (
     "document.body.dataset.images=im.length;"
     "document.body.dataset.imagesLoaded=im.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>"
 )
+
+
+_TOC = "<!-- contents -->"  # stands for the table of contents until the page is rendered
 
 
 def png_data_uri(png: bytes) -> str:
@@ -73,7 +79,23 @@ def image_grid(
     return grid
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell or line item that links somewhere (``href``: a relative path or ``#anchor``)."""
+
+    text: str
+    href: str
+
+
+def slug(text: str) -> str:
+    """An HTML id from a heading's text (lower case, runs of other characters as ``-``)."""
+    out = "".join(c if c.isalnum() else "-" for c in text.lower())
+    return "-".join(p for p in out.split("-") if p)[:60] or "section"
+
+
 def _fmt(v: Any) -> str:
+    if isinstance(v, Link):
+        return f'<a href="{html.escape(v.href)}">{html.escape(v.text)}</a>'
     if isinstance(v, float | np.floating):
         v = float(v)
         if math.isnan(v):
@@ -89,34 +111,66 @@ class Report:
     title: str
     subtitle: str = ""
     blocks: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (id, text) of each h2
 
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(f"<h{level}>{html.escape(text)}</h{level}>")
+    def heading(self, text: str, level: int = 2, anchor: str | None = None) -> str:
+        """A heading; level-2 headings get an id (returned) and an entry in `contents()`."""
+        hid = anchor or (slug(text) if level == 2 else "")
+        if level == 2:
+            taken = {i for i, _ in self.sections}
+            base, n = hid, 2
+            while hid in taken:
+                hid, n = f"{base}-{n}", n + 1
+            self.sections.append((hid, text))
+        idattr = f' id="{html.escape(hid)}"' if hid else ""
+        self.blocks.append(f"<h{level}{idattr}>{html.escape(text)}</h{level}>")
+        return hid
+
+    def contents(self) -> None:
+        """A table of contents of every level-2 heading (filled in when the page is rendered)."""
+        self.blocks.append(_TOC)
+
+    def links(self, lead: str, links: Sequence[Link], tail: str = "") -> None:
+        """One line: `lead`, the links, `tail`."""
+        items = ", ".join(_fmt(x) for x in links)
+        self.blocks.append(f"<p>{html.escape(lead)} {items}{html.escape(tail)}</p>")
 
     def text(self, text: str, cls: str = "") -> None:
         c = f' class="{cls}"' if cls else ""
         self.blocks.append(f"<p{c}>{html.escape(text)}</p>")
 
-    def verdict(self, claim: str, holds: bool, detail: str) -> None:
+    def verdict(self, claim: str, holds: bool, detail: str, anchor: str | None = None) -> None:
         """One finding of the papers and whether it holds here, with the numbers."""
         mark = '<span class="ok">holds</span>' if holds else '<span class="bad">does not hold</span>'
-        self.blocks.append(f"<p>{html.escape(claim)}: {mark} — {html.escape(detail)}</p>")
+        idattr = f' id="{html.escape(anchor)}"' if anchor else ""
+        self.blocks.append(f"<p{idattr}>{html.escape(claim)}: {mark} — {html.escape(detail)}</p>")
 
     def table(
-        self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, left: Sequence[str] = ()
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[str] | None = None,
+        left: Sequence[str] = (),
+        headers: dict[str, str] | None = None,
+        cls: str = "",
     ) -> None:
+        """A table of `rows` (dicts; missing cells blank); `headers` renames columns for display.
+        Wide tables scroll inside the page instead of widening it."""
         if not rows:
             self.text("(no rows)")
             return
         cols = list(columns or dict.fromkeys(k for r in rows for k in r))
-        head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>' for c in cols)
+        names = headers or {}
+        head = "".join(
+            f'<th class="{"l" if c in left else ""}">{html.escape(names.get(c, c))}</th>' for c in cols
+        )
         body = "".join(
             "<tr>"
             + "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r.get(c, ""))}</td>' for c in cols)
             + "</tr>"
             for r in rows
         )
-        self.blocks.append(f"<table><tr>{head}</tr>{body}</table>")
+        c = f' class="{cls}"' if cls else ""
+        self.blocks.append(f'<div class="tw"><table{c}><tr>{head}</tr>{body}</table></div>')
 
     def plot(self, png_file: str | Path, alt: str) -> None:
         """Embed a PNG file (e.g. one written by `vsae.eval.plots`)."""
@@ -134,10 +188,16 @@ class Report:
 
     def render(self) -> str:
         sub = f'<p class="sub">{html.escape(self.subtitle)}</p>' if self.subtitle else ""
+        toc = (
+            '<nav class="toc"><b>Contents</b><ol>'
+            + "".join(f'<li><a href="#{html.escape(i)}">{html.escape(t)}</a></li>' for i, t in self.sections)
+            + "</ol></nav>"
+        )
+        body = "".join(toc if b == _TOC else b for b in self.blocks)
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>{sub}{''.join(self.blocks)}{_LOAD_CHECK}</body></html>"
+            f"<h1>{html.escape(self.title)}</h1>{sub}{body}{_LOAD_CHECK}</body></html>"
         )
 
     def save(self, path: str | Path) -> Path:

@@ -10,6 +10,7 @@ Routes (every ``/api`` route takes ``?sae=<id>``, default: the first SAE served)
 ``GET /api/heatmap/{f}/{i}.png``       latent f's patch map over image i
 ``POST /api/upload``                   an image (raw body): its top latents with heatmaps
 ``GET /api/steer/info``, ``POST /api/steer``   the steering playground (tiny LLaVA by default)
+``GET /api/steer/latent/{f}``          a steering-SAE latent's top served images (inspect before steering)
 ``POST /api/steer/diffusion``          generated images steered vs unsteered (when a hook is wired)
 
 Bad input is a 4xx with ``{"error": "<one line>"}``; nothing returns a traceback.
@@ -24,6 +25,7 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -33,6 +35,7 @@ from PIL.Image import Image as PILImage
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -40,11 +43,13 @@ from starlette.staticfiles import StaticFiles
 
 from vsae.data import DecodeError, load_image
 from vsae.errors import VsaeError
+from vsae.serve import bodies
 from vsae.serve import heatmaps as hm
 from vsae.serve.config import ServeConfig
 from vsae.serve.data import LatentIndex, TableQuery
+from vsae.serve.security import Guard, allowed_hosts
 from vsae.serve.sources import Served
-from vsae.serve.steering import DiffusionSteer, Playground, diffusion_hook
+from vsae.serve.steering import MAX_QUESTION, DiffusionSteer, Playground, diffusion_hook
 from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS
 
@@ -57,12 +62,14 @@ class ServeLimits:
     """Limits on what a request may send.
 
     max_upload_bytes: largest uploaded file; max_upload_pixels: larger images are refused as
-    decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload.
+    decompression bombs (vsae.data.load_image); upload_top: latents shown for an upload;
+    max_json_bytes: largest JSON body (steering requests).
     """
 
     max_upload_bytes: int = ServeConfig().max_upload_bytes
     max_upload_pixels: int = 4096 * 4096
     upload_top: int = 8
+    max_json_bytes: int = 64 * 1024
 
 
 class State:
@@ -77,6 +84,9 @@ class State:
         self._idx: dict[str, LatentIndex] = {}
         self._maps: dict[str, hm.TokenMaps] = {}
         self._lock = threading.Lock()
+        # one upload decoded at a time: a 16 Mpx image costs ~130 MB while it is decoded and
+        # resized, so concurrent uploads queue instead of adding up
+        self.decoding = threading.Lock()
 
     def index(self, sae_id: str | None) -> LatentIndex:
         sid = sae_id or self.served.saes[0].id
@@ -163,6 +173,8 @@ def info(req: Request) -> JSONResponse:
             "heatmaps": st.maps(ix.src.id).available,
             "max_upload_bytes": st.limits.max_upload_bytes,
             "diffusion": st.diffusion is not None,
+            "warning": ix.src.warning,
+            "colormap": hm.colormap_hex(),
         }
     )
 
@@ -179,6 +191,7 @@ def latents(req: Request) -> JSONResponse:
         group=_int(req, "group", None),
         offset=_int(req, "offset", 0),
         limit=_int(req, "limit", 50),
+        min_count=_int(req, "min_count", 0),
     )
     return JSONResponse(ix.table(q).to_json())
 
@@ -192,16 +205,42 @@ def latent(req: Request) -> JSONResponse:
     d = ix.detail(req.path_params["f"], k=k).to_json()
     maps = st.maps(ix.src.id)
     d["heatmaps"] = maps.available
-    if d["heatmaps"] is None and d["top"]:  # the page asks for these heatmaps next
+    d["map_max"] = None
+    shown = [t["image"] for t in d["top"]] + [im["image"] for q in d["quantiles"] for im in q["images"]]
+    if d["heatmaps"] is None and shown:  # the page asks for these heatmaps next
         sid = ix.src.id
         try:
-            maps.prefetch(
-                [(sid, t["image"]) for t in d["top"]], lambda key: _image(str(ix.images.path(key[1])))
-            )
+            maps.prefetch([(sid, i) for i in shown], lambda key: _image(str(ix.images.path(key[1]))))
+            # one colour scale for every map of the page: the largest patch activation among them
+            peak = {
+                i: float(maps.patch_latents((sid, i), _image(str(ix.images.path(i))))[:, d["latent"]].max())
+                for i in shown
+            }
+            d["map_max"] = round(max(peak.values()), 4)
+            for im in d["top"] + [im for q in d["quantiles"] for im in q["images"]]:
+                im["patch_max"] = round(peak[im["image"]] + 0.0, 4)  # 0: no patch fires (a blank map)
         except VsaeError as e:
             d["heatmaps"] = str(e)
+    d["map_note"] = _map_note(ix, maps)
     d["sae"] = ix.src.id
     return JSONResponse(d)
+
+
+def _map_note(ix: LatentIndex, maps: hm.TokenMaps) -> dict[str, Any]:
+    """What a heatmap is, and whether its tokens are the kind the SAE was trained on."""
+    sae_prov = getattr(ix.sae.cfg, "provenance", None) or {}
+    trained = sae_prov.get("tokens") or ix.store.provenance.get("tokens")
+    ood = trained in ("cls", "mean", "pooled")
+    text = (
+        f"Each map is this latent of the SAE applied to every patch token at {maps.hook}, laid on the "
+        "patch grid and blended over the image; one colour scale for all maps of the page."
+    )
+    if ood:
+        text += (
+            f" The SAE was trained on {trained} tokens, so patch tokens are out of its training "
+            "distribution: a map can be blank on an image the latent ranks high, or cover the whole image."
+        )
+    return {"text": text, "trained_on": trained, "out_of_distribution": ood}
 
 
 def image(req: Request) -> Response:
@@ -223,7 +262,14 @@ def heatmap(req: Request) -> Response:
     path = ix.images.path(i)
     maps = st.maps(ix.src.id)
     z = maps.patch_latents((ix.src.id, i), _image(str(path)))
-    return _png(hm.png(hm.overlay(_image(str(path)), hm.grid(z[:, f].numpy()))))
+    vmax = req.query_params.get("vmax") or ""
+    try:
+        top = float(vmax) if vmax else None
+    except ValueError:
+        raise VsaeError(f"vmax={vmax[:40]!r} is not a number") from None
+    if top is not None and not (math.isfinite(top) and top > 0):
+        raise VsaeError("vmax must be a finite number above 0")
+    return _png(hm.png(hm.overlay(_image(str(path)), hm.grid(z[:, f].numpy()), vmax=top)))
 
 
 async def upload(req: Request) -> JSONResponse:
@@ -246,30 +292,34 @@ async def upload(req: Request) -> JSONResponse:
 
 def _upload(st: State, sae_id: str | None, data: bytes) -> dict[str, Any]:
     ix = st.index(sae_id)
-    fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:
-            img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
-        except DecodeError as e:
-            raise VsaeError(f"the upload cannot be used: {e}") from None
-    finally:
-        os.unlink(tmp)
     maps = st.maps(ix.src.id)
-    z_F = maps.image_latents(img)
-    order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
+    with st.decoding:
+        fd, tmp = tempfile.mkstemp(prefix="vsae-upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                img = load_image(tmp, max_pixels=st.limits.max_upload_pixels)
+            except DecodeError as e:
+                raise VsaeError(f"the upload cannot be used: {e}") from None
+        finally:
+            os.unlink(tmp)
+        original = img.size
+        img = maps.fit(img)  # the full-size image is freed here, before the next upload decodes
     why = maps.available
-    z_PF = None if why else maps.patch_latents(None, img)
+    z_F, z_PF = maps.upload_latents(img, maps=why is None)
+    order = [int(f) for f in np.argsort(-z_F, kind="stable")[: st.limits.upload_top] if z_F[f] > 0]
     out = []
     for f in order:
         row = {**ix.row(f).to_json(), "value": round(float(z_F[f]), 4)}
         if z_PF is not None:
             row["heatmap"] = _data_uri(hm.png(hm.overlay(img, hm.grid(z_PF[:, f].numpy()))))
+            row["map_max"] = round(float(z_PF[:, f].max()), 4)
         out.append(row)
     return {
         "image": _data_uri(hm.png(hm.display(img))),
-        "size": list(img.size),
+        "size": list(original),
+        "model_size": list(img.size),
         "latents": out,
         "heatmaps": why,
         "sae": ix.src.id,
@@ -283,43 +333,38 @@ def steer_info(req: Request) -> JSONResponse:
     n = len(ix.image_ids)
     choices: Any = np.sort(rng.choice(ix.image_ids, size=min(12, n), replace=False)) if n else []
     return JSONResponse(
-        {**st.playground.info(), "images": [int(i) for i in choices], "diffusion": st.diffusion is not None}
+        {
+            **st.playground.info(),
+            "images": [int(i) for i in choices],
+            "diffusion": st.diffusion is not None,
+            "diffusion_latents": None if st.diffusion is None else int(st.diffusion.n_latents),
+            "diffusion_suggested": st.playground.diffusion_suggested() if st.diffusion is not None else [],
+        }
     )
 
 
-async def _json_body(req: Request) -> dict:
-    try:
-        body = await req.json()
-    except Exception:
-        raise VsaeError("the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise VsaeError("the request body must be a JSON object")
-    return body
+def steer_latent(req: Request) -> JSONResponse:
+    """A steering-SAE latent's top served images, to inspect it before steering with it."""
+    st: State = req.app.state.vsae
+    ix = st.index(req.query_params.get("sae"))
+    d = st.playground.latent(req.path_params["f"], ix.image_ids, lambda i: _image(str(ix.images.path(i))))
+    return JSONResponse(d)
 
 
-def _edit(body: dict) -> tuple[int, str, float]:
-    try:
-        latent = int(body["latent"])
-        value = float(body.get("value", 100.0))
-    except (KeyError, TypeError, ValueError):
-        raise VsaeError("give latent (integer) and value (number)") from None
-    if not math.isfinite(value):
-        raise VsaeError("value must be a finite number")
-    op = str(body.get("op", "clamp"))
-    if op not in OPS:
-        raise VsaeError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+def _edit(body: dict[str, Any]) -> tuple[int, str, float]:
+    """(latent, op, value) of a steering request; value is required except for ``ablate``."""
+    op = bodies.choice(body, "op", tuple(OPS), "clamp")
+    latent = bodies.integer(body, "latent", 0, 2**31 - 1)
+    value = bodies.number(body, "value", bodies.MAX_VALUE, 0.0 if op == "ablate" else bodies.REQUIRED)
     return latent, op, value
 
 
 async def steer(req: Request) -> JSONResponse:
     st: State = req.app.state.vsae
-    body = await _json_body(req)
+    body = await bodies.json_object(req, st.limits.max_json_bytes)
     latent_, op, value = _edit(body)
-    try:
-        i = int(body["image"])
-    except (KeyError, TypeError, ValueError):
-        raise VsaeError("give image (an image id of the served set)") from None
-    question = str(body.get("question") or STEERING_QUESTION)
+    i = bodies.integer(body, "image", 0, 2**31 - 1)
+    question = bodies.line(body, "question", MAX_QUESTION, STEERING_QUESTION)
 
     def run() -> dict[str, Any]:
         ix = st.index(req.query_params.get("sae"))
@@ -336,14 +381,14 @@ async def steer_diffusion(req: Request) -> JSONResponse:
         raise HTTPException(
             501, "no diffusion steering is wired in this server (vsae.world.diffusion.steering not found)"
         )
-    body = await _json_body(req)
+    body = await bodies.json_object(req, st.limits.max_json_bytes)
     latent_, op, value = _edit(body)
-    prompt = str(body.get("prompt", "")).strip()
-    if not prompt or len(prompt) > 300 or "\n" in prompt:
-        raise VsaeError("give a one-line prompt of 1..300 characters")
+    prompt = bodies.line(body, "prompt", MAX_QUESTION)
     if not 0 <= latent_ < st.diffusion.n_latents:
-        raise VsaeError(f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1})")
-    seed = int(body.get("seed", 0)) if str(body.get("seed", 0)).lstrip("-").isdigit() else 0
+        raise VsaeError(
+            f"latent {latent_} out of range (0..{st.diffusion.n_latents - 1}) of the diffusion SAE"
+        )
+    seed = bodies.integer(body, "seed", 0, bodies.MAX_SEED, 0)
 
     steer_images = st.diffusion
 
@@ -385,9 +430,13 @@ async def _server_error(req: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    served: Served, limits: ServeLimits = ServeLimits(), diffusion: DiffusionSteer | None | str = "auto"
+    served: Served,
+    limits: ServeLimits = ServeLimits(),
+    diffusion: DiffusionSteer | None | str = "auto",
+    hosts: Iterable[str] = allowed_hosts("127.0.0.1"),
 ) -> Starlette:
-    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (the shipped tiny text-to-image model)."""
+    """The app over `served`; `diffusion`: a DiffusionSteer, None, or "auto" (the shipped tiny
+    text-to-image model); `hosts`: the Host names it answers (`vsae.serve.security`)."""
     routes = [
         Route("/", home),
         Route("/api/info", info),
@@ -397,11 +446,12 @@ def create_app(
         Route("/api/heatmap/{f:int}/{i:int}.png", heatmap),
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/steer/info", steer_info),
+        Route("/api/steer/latent/{f:int}", steer_latent),
         Route("/api/steer", steer, methods=["POST"]),
         Route("/api/steer/diffusion", steer_diffusion, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Any] = {VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(Guard, hosts=hosts)])
     app.state.vsae = State(served, limits, diffusion_hook() if isinstance(diffusion, str) else diffusion)
     return app

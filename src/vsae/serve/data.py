@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,21 @@ class LatentRow:
     latent: its index.
     ms: its Monosemanticity Score (4 decimals; None when not scored).
     freq: the fraction of images it fires on.
+    n_fires: the number of images it fires on (MS needs at least 2: a latent firing on one image
+      has no MS, though it is not dead).
     max: its largest pooled activation.
     name: its vocabulary name, or None.
     name_score: the name's match score, or None.
     group: its Matryoshka group, or None for other SAEs.
-    dead: it never fires on the served images.
+    dead: it never fires on the served images (n_fires == 0; the report counts dead latents the
+      same way, `vsae.eval.monosemanticity.MSResult.dead_F`).
     dense: it fires on more than DENSE_FREQ of them.
     """
 
     latent: int
     ms: float | None
     freq: float
+    n_fires: int
     max: float
     name: str | None
     name_score: float | None
@@ -71,15 +75,19 @@ class LatentPage:
     total: latents matching the query.
     offset: the first of them on this page.
     rows: the page's rows, in the query's order.
+    thumbs: each row's top images (ids, best first; empty for a dead latent).
     """
 
     total: int
     offset: int
     rows: tuple[LatentRow, ...]
+    thumbs: tuple[tuple[int, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The page as the API sends it."""
-        return {"total": self.total, "offset": self.offset, "rows": [r.to_json() for r in self.rows]}
+        """The page as the API sends it (each row with its "thumbs")."""
+        th = self.thumbs or ((),) * len(self.rows)
+        rows = [{**r.to_json(), "thumbs": list(t)} for r, t in zip(self.rows, th, strict=True)]
+        return {"total": self.total, "offset": self.offset, "rows": rows}
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,11 @@ class LatentDetail:
     top: its top images, best first ({"image", "value"}).
     histogram: its non-zero activations' histogram ({"counts", "edges", "zeros"}), None if dead.
     quantiles: sample images per activation quantile, lowest first.
-    nearest: the latents with the most similar decoder directions (rows with "cos").
+    nearest: the live latents with the most similar decoder directions (rows with "cos").
+    nearest_dead: dead latents whose decoder cosine beats the last of `nearest` (rows with "cos"):
+      shown apart, as they never fire here.
+    coactive: the latents that fire on the most similar sets of images (rows with "jaccard",
+      |both| / |either|, and "both", the images where both fire).
     purity: the top images' ground truth per attribute (a world's images), or None.
     """
 
@@ -104,6 +116,8 @@ class LatentDetail:
     quantiles: list[dict[str, Any]]
     nearest: list[dict[str, Any]]
     purity: list[dict[str, Any]] | None
+    nearest_dead: list[dict[str, Any]] = field(default_factory=list)
+    coactive: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The latent's page data as the API sends it (the row's fields first)."""
@@ -114,13 +128,17 @@ class LatentDetail:
             "histogram": self.histogram,
             "quantiles": self.quantiles,
             "nearest": self.nearest,
+            "nearest_dead": self.nearest_dead,
+            "coactive": self.coactive,
             "purity": self.purity,
         }
 
 
 @dataclass(frozen=True)
 class TableQuery:
-    """A page of the latent table: sort key and order, search text, filter, Matryoshka group."""
+    """A page of the latent table: sort key and order, search text, filter, Matryoshka group, and
+    the fewest images a latent must fire on (`min_count`: sorting by MS then skips latents whose
+    MS rests on two or three images)."""
 
     sort: str = "index"
     order: str = "asc"
@@ -129,6 +147,7 @@ class TableQuery:
     group: int | None = None
     offset: int = 0
     limit: int = 50
+    min_count: int = 0
 
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
@@ -137,6 +156,8 @@ class TableQuery:
             raise VsaeError(f"unknown order {self.order!r}; use asc or desc")
         if self.filter not in FILTERS:
             raise VsaeError(f"unknown filter {self.filter!r}; use one of {', '.join(FILTERS)}")
+        if self.min_count < 0:
+            raise VsaeError("min_count must be >= 0")
         if self.offset < 0 or not 1 <= self.limit <= MAX_PAGE:
             raise VsaeError(f"offset must be >= 0 and limit in 1..{MAX_PAGE}")
 
@@ -245,7 +266,9 @@ class LatentIndex:
         if has.any():
             mx[has] = np.maximum.reduceat(self.Z.data, self.Z.indptr[:-1][has])
         self.max_F = mx
+        self.nnz_F = nnz
         self.dead_F = nnz == 0
+        self.B = (self.Z > 0).astype(np.float32).tocsr()  # firing images x latents, for co-activation
         self.dense_F = self.freq_F > DENSE_FREQ
         cfg = self.sae.cfg
         self.group_F = None
@@ -274,6 +297,7 @@ class LatentIndex:
             latent=int(f),
             ms=None if np.isnan(ms) else round(float(ms), 4),
             freq=round(float(self.freq_F[f]), 5),
+            n_fires=int(self.nnz_F[f]),
             max=round(float(self.max_F[f]), 4),
             name=self.names[f],
             name_score=None if score is None else round(score, 4),
@@ -284,7 +308,7 @@ class LatentIndex:
 
     def table(self, q: TableQuery) -> LatentPage:
         """One page of latents, sorted and filtered on the server (fast at F = 65,536)."""
-        keep = np.ones(self.F, bool)
+        keep = self.nnz_F >= q.min_count
         if q.filter == "alive":
             keep &= ~self.dead_F
         elif q.filter == "dead":
@@ -322,7 +346,18 @@ class LatentIndex:
         k = -key if q.order == "desc" else key
         o = np.lexsort((idx, np.nan_to_num(k, nan=0.0), np.isnan(k)))  # missing values last either way
         page = idx[o][q.offset : q.offset + q.limit]
-        return LatentPage(int(len(idx)), q.offset, tuple(self.row(int(f)) for f in page))
+        return LatentPage(
+            int(len(idx)),
+            q.offset,
+            tuple(self.row(int(f)) for f in page),
+            tuple(self.top_images(int(f), 3) for f in page),
+        )
+
+    def top_images(self, f: int, k: int) -> tuple[int, ...]:
+        """Ids of latent f's k highest-activation images, best first."""
+        ids, vals = self.column(f)
+        o = np.argsort(-vals, kind="stable")[:k]
+        return tuple(int(i) for i in ids[o])
 
     def check_latent(self, f: int) -> None:
         """VsaeError unless latent f exists."""
@@ -375,13 +410,14 @@ class LatentIndex:
                 )
         cos = self.dec_Fd @ self.dec_Fd[f]
         cos[f] = -np.inf
-        cand = (
-            np.argpartition(-cos, min(n_near, self.F - 1) - 1)[: min(n_near, self.F - 1)]
-            if self.F > 1
-            else np.zeros(0, np.int64)
-        )
-        near_idx = sorted((int(j) for j in cand), key=lambda j: -cos[j])
+        live = np.flatnonzero(~self.dead_F & (np.arange(self.F) != f))
+        near_idx = live[np.argsort(-cos[live], kind="stable")[:n_near]]
         near = [{**self.row(int(j)).to_json(), "cos": round(float(cos[j]), 4)} for j in near_idx]
+        floor = cos[near_idx[-1]] if len(near_idx) else -np.inf
+        dead = np.flatnonzero(self.dead_F & (cos > floor))
+        dead = dead[np.argsort(-cos[dead], kind="stable")[:n_near]]
+        near_dead = [{**self.row(int(j)).to_json(), "cos": round(float(cos[j]), 4)} for j in dead]
+        coactive = self.coactive(f, n_near)
         return LatentDetail(
             row=self.row(f),
             n_images=int(self.Z.shape[0]),
@@ -390,7 +426,26 @@ class LatentIndex:
             quantiles=quant,
             nearest=near,
             purity=self.purity([t["image"] for t in top]),
+            nearest_dead=near_dead,
+            coactive=coactive,
         )
+
+    def coactive(self, f: int, n: int) -> list[dict[str, Any]]:
+        """The `n` latents whose firing images overlap latent f's most (Jaccard index of the two
+        sets of served images), best first; none for a dead latent."""
+        a, b = self.Z.indptr[f], self.Z.indptr[f + 1]
+        rows = self.Z.indices[a:b]
+        if not len(rows):
+            return []
+        both = np.bincount(self.B[rows].indices, minlength=self.F)
+        both[f] = 0
+        jac = both / np.maximum(len(rows) + self.nnz_F - both, 1)
+        cand = np.flatnonzero(both > 0)
+        cand = cand[np.lexsort((cand, -jac[cand]))[:n]]
+        return [
+            {**self.row(int(j)).to_json(), "jaccard": round(float(jac[j]), 4), "both": int(both[j])}
+            for j in cand
+        ]
 
     def purity(self, image_ids: list[int]) -> list[dict[str, Any]] | None:
         """Ground truth of the top images (a world's attributes): per attribute, the most common

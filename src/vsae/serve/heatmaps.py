@@ -121,11 +121,45 @@ class TokenMaps:
         x = x[self.n_prefix :]
         return self.sae.encode(x)
 
+    @property
+    def input_side(self) -> int | None:
+        """The side in pixels of the model's input images (its config's ``image_size``), None if unknown."""
+        lm = self._model()
+        for m in (lm.model, lm.full_model):
+            cfg = getattr(m, "config", None)
+            for c in (cfg, getattr(cfg, "vision_config", None)):
+                side = getattr(c, "image_size", None)
+                if isinstance(side, int) and side > 0:
+                    return side
+        return None
+
+    def fit(self, image: Image.Image) -> Image.Image:
+        """`image` resized once so that its short side is the model's input side (never enlarged):
+        the model's own preprocessing then has nothing left to shrink, and maps are drawn at the
+        model's resolution, not at the upload's (a 12 Mpx photo costs what a 224 px one does)."""
+        side = self.input_side
+        w, h = image.size
+        if side is None or min(w, h) <= side:
+            return image
+        s = side / min(w, h)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+    @torch.no_grad()
+    def upload_latents(self, image: Image.Image, maps: bool) -> tuple[np.ndarray, torch.Tensor | None]:
+        """(per-image latents [F] as the store's rows give them, patch latents [P, F] or None when
+        `maps` is False) of one image, from one forward pass."""
+        x = self.hooked(None, image)
+        z_PF = self.sae.encode(x[self.n_prefix :]) if maps else None
+        return self._pooled(x), z_PF
+
     @torch.no_grad()
     def image_latents(self, image: Image.Image) -> np.ndarray:
         """Per-image latents [F] as the store's rows give them (its token selection, max-pooled)."""
+        return self._pooled(self.hooked(None, image))
+
+    def _pooled(self, x: torch.Tensor) -> np.ndarray:
         lm = self._model()
-        x = self.hooked(None, image)
         if x.shape[0] == 1 and self.tokens == "pooled":
             rows = x
         else:
@@ -157,6 +191,14 @@ def _lut(name: str = "inferno") -> np.ndarray:
     import matplotlib
 
     return matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+
+
+def colormap_hex(n: int = 9) -> list[str]:
+    """`n` evenly spaced colours of the heatmaps' colour map (for the page's colour scale)."""
+    lut = _lut()
+    return [
+        "#" + "".join(f"{int(c):02x}" for c in (lut[int(i)] * 255).round()) for i in np.linspace(0, 255, n)
+    ]
 
 
 def overlay(image: Image.Image, map_hw: np.ndarray, vmax: float | None = None) -> Image.Image:

@@ -30,6 +30,7 @@ class SaeSource:
     images_root: the image folder tree root (None: the root recorded in the store's images.json).
     ms_F: Monosemanticity Score per latent (NaN where not scored), or None when unknown.
     names: latent names (None where unnamed), or None; name_scores: their match scores.
+    warning: shown on every page of this SAE (e.g. a hook mismatch served with ``--force``).
     """
 
     id: str
@@ -39,6 +40,7 @@ class SaeSource:
     ms_F: np.ndarray | None = None
     names: list[str | None] | None = None
     name_scores: list[float | None] | None = None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,14 @@ class SteerSource:
     """The LLaVA and SAE of the steering playground (None: the shipped tiny LLaVA and its SAE).
 
     steer_results: a `vsae steer` results.json whose latent table names suggested latents.
+    diffusion_results: a diffusion-steering results.json (the demo's ``diffusion/``) whose
+      per-latent table suggests latents of the text-encoder SAE.
     """
 
     llava: Path | None = None
     sae_dir: Path | None = None
     steer_results: Path | None = None
+    diffusion_results: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,14 @@ def from_demo(path: str | Path) -> Served:
         want = f"{featured[0]}/{featured[1]}-x{featured[2]}"
         saes.sort(key=lambda s: not s.id.startswith(want + "-"))
     steer = inside(root, root / "steering" / "results.json", "the steering results")
-    return Served(tuple(saes), SteerSource(steer_results=steer if steer.is_file() else None))
+    diff = inside(root, root / "diffusion" / "results.json", "the diffusion results")
+    return Served(
+        tuple(saes),
+        SteerSource(
+            steer_results=steer if steer.is_file() else None,
+            diffusion_results=diff if diff.is_file() else None,
+        ),
+    )
 
 
 def _json_arg(path: str | Path, fname: str) -> dict:
@@ -135,12 +147,25 @@ def from_flags(
     images: str | Path | None = None,
     ms: str | Path | None = None,
     names: str | Path | None = None,
+    force: bool = False,
 ) -> SaeSource:
-    """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`."""
+    """One SAE from explicit paths; `ms`/`names`: outputs of `vsae eval ms` / `vsae eval names`.
+
+    The SAE's provenance hook must be the store's (else its statistics would describe another
+    layer); `force` serves a mismatch anyway, with a warning on every page. The id is
+    ``<hook>/<run name>``.
+    """
     if not Path(acts).exists():
         raise VsaeError(f"--acts: activation store {acts} does not exist")
     if not Path(sae).exists() and not looks_like_hub_id(str(sae)):  # a hub id or known name loads later
         raise VsaeError(f"--sae: SAE run {sae} does not exist")
+    sae_hook, store_hook = _hooks(acts, sae)
+    warning = None
+    if sae_hook and store_hook and sae_hook != store_hook:
+        msg = f"the SAE {sae} was trained on {sae_hook} but the store {acts} holds {store_hook}"
+        if not force:
+            raise VsaeError(f"{msg}; give the store of {sae_hook} (or --force to serve it anyway)")
+        warning = f"hook mismatch, served with --force: {msg}; its statistics describe the wrong layer"
     ms_F = None
     if ms is not None:
         from safetensors.numpy import load_file
@@ -157,5 +182,22 @@ def from_flags(
     if names is not None:
         d = _json_arg(names, "names.json")
         nm, sc = d.get("names"), d.get("scores")
-    sid = Path(sae).name or "sae"
-    return SaeSource(sid, Path(sae), Path(acts), Path(images) if images else None, ms_F, nm, sc)
+    sid = f"{sae_hook or store_hook or '?'}/{Path(sae).resolve().name or 'sae'}"
+    return SaeSource(sid, Path(sae), Path(acts), Path(images) if images else None, ms_F, nm, sc, warning)
+
+
+def _hooks(acts: str | Path, sae: str | Path) -> tuple[str | None, str | None]:
+    """(the SAE's provenance hook, the store's hook); None where not recorded."""
+    import vsae.sae
+    from vsae.store import ActivationStore
+
+    try:
+        sae_prov = vsae.sae.load(sae).cfg.provenance or {}
+        store_prov = ActivationStore.open(acts).provenance or {}
+    except VsaeError:
+        raise
+    except Exception as e:  # a foreign directory is a user error
+        raise VsaeError(
+            f"cannot read --acts {acts} / --sae {sae} ({type(e).__name__}: {e})".splitlines()[0]
+        ) from None
+    return sae_prov.get("hook"), store_prov.get("hook")

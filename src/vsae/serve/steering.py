@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from PIL import Image
 
 from vsae.errors import VsaeError
 from vsae.serve.sources import SteerSource
 from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS, LatentEdit
-from vsae.steer.experiment import default_hook
+from vsae.steer.experiment import default_hook, pooled_latents
 from vsae.steer.intervention import intervene
 from vsae.steer.mllm import ask
 
 MAX_QUESTION = 300
+MAX_INSPECT = 256  # served images the steering SAE's latents are computed on, for inspection
 
 
 class DiffusionSteer(Protocol):
@@ -119,6 +122,17 @@ def diffusion_hook(
         return None
 
 
+def _suggested(path: Path | None, table: Callable[[dict], list], name_key: str) -> list[dict[str, Any]]:
+    """``[{"latent", "name"}]`` from a results.json's per-latent table (empty when absent or foreign)."""
+    if path is None or not Path(path).is_file():
+        return []
+    try:
+        rows = table(json.loads(Path(path).read_text()))
+        return [{"latent": int(r["latent"]), "name": r.get(name_key)} for r in rows]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OSError):
+        return []
+
+
 class Playground:
     """A LLaVA, the SAE on its vision tower and the hook point, loaded on the first steer."""
 
@@ -127,6 +141,7 @@ class Playground:
         self._loaded: tuple | None = None
         self._lock = threading.Lock()
         self._base: dict[tuple, str] = {}
+        self._acts: tuple[np.ndarray, np.ndarray] | None = None  # (image ids, pooled latents [N, F])
 
     def _dirs(self) -> tuple[Path, Path]:
         if self.src.llava is not None:
@@ -163,14 +178,7 @@ class Playground:
         """What the form offers: dictionary size, ops, default question, suggested latents."""
 
         lm, _, sae, hook = self.load()
-        sugg = []
-        p = self.src.steer_results
-        if p is not None and Path(p).is_file():
-            try:
-                table = json.loads(Path(p).read_text()).get("latents", [])
-                sugg = [{"latent": int(r["latent"]), "name": r.get("name")} for r in table]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                sugg = []
+        sugg = self.suggested()
         return {
             "n_latents": int(sae.cfg.d_sae),
             "ops": list(OPS),
@@ -180,6 +188,47 @@ class Playground:
             "suggested": sugg,
             "llava": str(lm.provenance.get("model")),
         }
+
+    def latent(
+        self, f: int, image_ids: np.ndarray, load: Callable[[int], Image.Image], k: int = 8
+    ) -> dict[str, Any]:
+        """Steering-SAE latent f on the served images, to inspect it before steering: its top `k`
+        images by the activation the steering experiment ranks latents by (mean over the patch
+        tokens at the hook, `vsae.steer.experiment.pooled_latents`) and how many images it fires
+        on. The latents of `image_ids` (at most MAX_INSPECT, seeded sample) are computed once."""
+        lm, _, sae, hook = self.load()
+        if not 0 <= f < sae.cfg.d_sae:
+            raise VsaeError(f"latent {f} out of range (0..{sae.cfg.d_sae - 1}) of the steering SAE")
+        with self._lock:
+            if self._acts is None:
+                ids = np.asarray(image_ids)
+                if len(ids) > MAX_INSPECT:
+                    ids = np.sort(np.random.default_rng(0).choice(ids, MAX_INSPECT, replace=False))
+                stats = pooled_latents(lm, hook, sae, [load(int(i)) for i in ids])
+                self._acts = (ids, stats.acts_NF)
+            ids, acts = self._acts
+        col = acts[:, f]
+        o = np.argsort(-col, kind="stable")[:k]
+        names = {s["latent"]: s["name"] for s in self.suggested()}
+        return {
+            "latent": f,
+            "name": names.get(f),
+            "hook": hook,
+            "n_images": int(len(ids)),
+            "fires_on": int((col > 0).sum()),
+            "max": round(float(col.max()), 4) if len(col) else 0.0,
+            "top": [{"image": int(ids[i]), "value": round(float(col[i]), 4)} for i in o if col[i] > 0],
+        }
+
+    def suggested(self) -> list[dict[str, Any]]:
+        """The latents of the steering experiment's results table, with names."""
+        return _suggested(self.src.steer_results, lambda res: res.get("latents", []), "name")
+
+    def diffusion_suggested(self) -> list[dict[str, Any]]:
+        """The text-encoder SAE latents the diffusion steering experiment steered, with their words."""
+        return _suggested(
+            self.src.diffusion_results, lambda res: res.get("steering", {}).get("latents", []), "word"
+        )
 
     def answer(
         self, image_key: Any, image: Image.Image, latent: int, op: str, value: float, question: str
