@@ -345,20 +345,30 @@ def test_probe_with_distinct_names_still_runs(ctx, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- no pickle reachable
 WEIGHTLESS = ("Processor", "Tokenizer", "Config")  # loaders of JSON / vocabulary files, never weights
+# foreign `.pt` SAE checkpoints (issue 25) and local timm checkpoints (issue 30), weights_only=True
+TORCH_LOAD_ALLOWED = ("sae/importers/common.py", "models/families/timm.py")
 
 
 def test_no_from_pretrained_in_src_can_reach_a_pickle():
     """Every `X.from_pretrained(...)` in src loads a processor, tokenizer or config, or is the one
-    helper (vsae.models.hf.safe_from_pretrained), which passes use_safetensors=True. No torch.load."""
+    helper (vsae.models.hf.safe_from_pretrained), which passes use_safetensors=True. torch.load only
+    with weights_only=True, in the two readers of foreign checkpoints."""
     import vsae
 
     src = Path(vsae.__file__).parent  # the code under test
     helper_calls, bad = 0, []
     for p in sorted(src.rglob("*.py")):
         text = p.read_text()
-        assert "torch.load(" not in text, p
         for node in ast.walk(ast.parse(text)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if ast.unparse(node.func) == "torch.load":  # only where an issue allows it, never unsafe
+                where = str(p.relative_to(src))
+                weights_only = any(
+                    kw.arg == "weights_only" and ast.unparse(kw.value) == "True" for kw in node.keywords
+                )
+                if where not in TORCH_LOAD_ALLOWED or not weights_only:
+                    bad.append(f"{where}:{node.lineno} torch.load")
                 continue
             if node.func.attr != "from_pretrained":
                 continue
