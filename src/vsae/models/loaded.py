@@ -60,6 +60,9 @@ class LoadedModel:
     has_cls, n_prefix: token 0 is CLS; CLS + register tokens before the patches.
     provenance: JSON-able dict (model id, family, class, revision or weights_sha256).
     forward_kwargs: extra keyword arguments of every forward call (e.g. use_cache=False for LMs).
+    token_mask: the input that marks real tokens (1) and padding (0), so that padding is never
+        selected: ``attention_mask`` for text, ``pixel_attention_mask`` for SigLIP 2 NaFlex,
+        None for fixed-length image tokens.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class LoadedModel:
         full_model: nn.Module | None = None,
         dtype: torch.dtype = torch.float32,
         forward_kwargs: dict[str, Any] | None = None,
+        token_mask: str | None = None,
     ):
         self.model = model
         self.preprocess = preprocess
@@ -94,6 +98,9 @@ class LoadedModel:
         self.full_model = full_model if full_model is not None else model
         self.dtype = dtype
         self.forward_kwargs = forward_kwargs or {}
+        self.token_mask = token_mask if token_mask is not None else (
+            "attention_mask" if modality == "text" else None
+        )
 
     @property
     def num_layers(self) -> int:
