@@ -39,7 +39,7 @@ from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
 from vsae.extract_config import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
 from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
-from vsae.models.families.llava import conversation
+from vsae.models.families.mllm import conversation
 from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter

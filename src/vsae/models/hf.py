@@ -199,6 +199,12 @@ def text_preprocessor(tok: Any, max_positions: int) -> TextPreprocessor:
     return TextPreprocessor(tok, min(int(max_positions), limit))
 
 
+def image_side(config: Any) -> int:
+    """The square input side of a vision config (InternViT gives [H, W]; SigLIP 2 NaFlex: 0, variable)."""
+    size = getattr(config, "image_size", 0) or 0
+    return int(size[0] if isinstance(size, list | tuple) else size)
+
+
 def tower_model(
     req: LoadRequest,
     *,
@@ -223,7 +229,7 @@ def tower_model(
     prov = provenance(req.source, req.config, family, tower, type(model).__name__)
     preprocess: Callable[[list], Inputs]
     if layout.modality == "image":
-        size = int(getattr(sub_config, "image_size", 0) or 0)  # SigLIP 2 NaFlex: none (variable)
+        size = image_side(sub_config)
         proc, origin = image_processor(req.source, size, layout, req.local_only)
         preprocess = ImagePreprocessor(proc, layout.image_inputs)
         if origin == "default":  # no preprocessor config in the model: say so in every store

@@ -98,8 +98,8 @@ class LoadedModel:
         self.full_model = full_model if full_model is not None else model
         self.dtype = dtype
         self.forward_kwargs = forward_kwargs or {}
-        self.token_mask = token_mask if token_mask is not None else (
-            "attention_mask" if modality == "text" else None
+        self.token_mask = (
+            token_mask if token_mask is not None else ("attention_mask" if modality == "text" else None)
         )
 
     @property
