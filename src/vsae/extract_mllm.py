@@ -1,11 +1,17 @@
-"""Extraction from the language model of a LLaVA: image-token and text-token rows in one store.
+"""Extraction from the language model of a multimodal LLM (LLaVA, LLaVA-NeXT, Gemma 3, Idefics3 ...:
+`vsae.models.families.mllm`): image-token and text-token rows in one store.
 
 For the shared vision/language features of Olson et al. the SAE reads the residual stream of the
 multimodal model's *language model* on two kinds of input:
 
-- image rows: the chat prompt "USER: <image>\\n<question> ASSISTANT:" with an image, run through
-  the whole `LlavaForConditionalGeneration` (processor, projector, LM) exactly as llava-hf's model
-  card drives it; one row per image-token position (token index = patch position 0..P-1);
+- image rows: the model's own chat prompt (its chat template: "USER: <image>\\n<question> ASSISTANT:"
+  for llava-1.5) with an image, run through the whole model (processor, projector, LM) exactly as
+  its model card drives it; one row per position of the model's image token (token index =
+  0..P-1 in sequence order). The processor decides the layout: LLaVA-1.5 and Gemma 3 a fixed number
+  of tokens per image (Gemma 3 between its begin/end-of-image tokens, which are not image rows);
+  LLaVA-NeXT the base tile's tokens, then the any-resolution grid's with a newline token per row;
+  Idefics3 / SmolVLM one block per tile, the global image's last. P must be the same for every
+  image (it is for images of one size; it is counted on the first image);
 - text rows: the image's caption alone (tokenizer with its special tokens, right-padded, no image),
   run through the same model; one row per caption token (token index = position in the caption's
   token sequence; special tokens such as ``<s>`` and padding excluded).
@@ -39,7 +45,8 @@ from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
 from vsae.extract_config import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
 from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
-from vsae.models.families.mllm import conversation
+from vsae.models.families.mllm import LAYOUTS, conversation, processor_images
+from vsae.models.families.mllm import image_token_id as mllm_image_token_id
 from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter
@@ -55,7 +62,7 @@ COLUMNS = {
 
 # -- inputs ----------------------------------------------------------------------------------------
 def load_processor(model: str) -> Any:
-    """The model's LlavaProcessor (image processor + tokenizer + chat template); VsaeError if absent."""
+    """The model's processor (image processor + tokenizer + chat template); VsaeError if absent."""
     import transformers as T
 
     try:
@@ -74,7 +81,7 @@ def load_processor(model: str) -> Any:
 
 
 def image_prompt(processor: Any, question: str) -> str:
-    """The llava-1.5 chat prompt with one image and `question`, ending in the generation prompt."""
+    """The model's chat prompt with one image and `question`, ending in the generation prompt."""
     return processor.apply_chat_template(conversation(question), add_generation_prompt=True)
 
 
@@ -175,9 +182,10 @@ def _pad_right(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
-def count_image_tokens(proc: Any, prompt: str, image_token_id: int) -> int:
-    """Image tokens the processor puts in a prompt (on a blank image); VsaeError if none."""
-    probe = proc(images=[Image.new("RGB", (64, 64), (128, 128, 128))], text=[prompt], return_tensors="pt")
+def count_image_tokens(proc: Any, prompt: str, image_token_id: int, image: Image.Image | None = None) -> int:
+    """Image tokens the processor puts in a prompt (on `image`, else a blank one); VsaeError if none."""
+    image = image if image is not None else Image.new("RGB", (64, 64), (128, 128, 128))
+    probe = proc(images=processor_images([image]), text=[prompt], return_tensors="pt")
     n = int((probe["input_ids"] == image_token_id).sum())
     if n == 0:
         raise VsaeError(
@@ -192,8 +200,9 @@ def image_token_positions(input_ids_BT: torch.Tensor, image_token_id: int, n_exp
     counts = hit.sum(1)
     if np.any(counts != n_expected):
         raise VsaeError(
-            f"prompts hold {sorted(set(counts.tolist()))} image tokens, expected {n_expected}; "
-            f"the processor and the model config disagree on the image sequence length"
+            f"prompts hold {sorted(set(counts.tolist()))} image tokens, expected {n_expected}; the model "
+            f"gives images of other sizes other numbers of tokens (any-resolution tiles): resize the "
+            f"images to one size first"
         )
     return np.stack([np.flatnonzero(h) for h in hit]).astype(np.int64)
 
@@ -224,15 +233,15 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     source = open_source(cfg.data, cfg.split, "image")  # bad data fails before the model loads
     captions = read_captions(source, cfg.captions)
     items = sample_items(len(source), cfg.n_images, cfg.seed)
-    _require_llava(cfg.model)
+    _require_mllm(cfg.model)
     lm = load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower="language")
     lm.full_model.to(lm.device)
     proc = load_processor(cfg.model)
     tok = proc.tokenizer
-    image_token_id = int(tok.convert_tokens_to_ids(proc.image_token))
+    image_token_id = mllm_image_token_id(lm.full_model.config)
     prompt = image_prompt(proc, cfg.question)
 
-    n_patch = count_image_tokens(proc, prompt, image_token_id)
+    n_patch = count_image_tokens(proc, prompt, image_token_id, _first_image(source, items))
     if sel.kind == "random" and sel.k > n_patch:
         raise VsaeError(
             f"--image-tokens random:{sel.k} asks for more than the {n_patch} image tokens per image"
@@ -326,18 +335,28 @@ def _open_writers(
     return writers
 
 
-def _require_llava(model: str) -> None:
-    """One-line error for a model that is not a LLaVA (unreadable configs are `load`'s to report)."""
+def _first_image(source: Source, items: np.ndarray) -> Image.Image | None:
+    """The first sampled image that decodes (it sets the image-token count), or None."""
+    for i in items[:32]:
+        try:
+            return load_image(source.items[int(i)])
+        except DecodeError:
+            continue
+    return None
+
+
+def _require_mllm(model: str) -> None:
+    """One-line error for a model that is not a multimodal LLM (unreadable configs are `load`'s)."""
     import transformers as T
 
     try:
         mt = T.AutoConfig.from_pretrained(model).model_type
     except (OSError, ValueError):
         return
-    if mt != "llava":
+    if mt not in LAYOUTS:
         raise VsaeError(
-            f"{model} is a {mt} model; extract-mllm needs a LLaVA (LlavaForConditionalGeneration) to run its "
-            f"language model on image and text tokens"
+            f"{model} is a {mt} model; extract-mllm needs a LLaVA or another multimodal LLM "
+            f"({', '.join(LAYOUTS)}) to run its language model on image and text tokens"
         )
 
 
@@ -407,7 +426,7 @@ def _forward_batch(
     """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
     ordered by item, image rows before text rows."""
     js = [j for j, _ in ok]
-    inputs = proc(images=[im for _, im in ok], text=[prompt] * len(ok), return_tensors="pt")
+    inputs = proc(images=processor_images([im for _, im in ok]), text=[prompt] * len(ok), return_tensors="pt")
     pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch)
     img_out = forward_lm(lm, cap, dict(inputs))
     txt_out = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], proc.tokenizer.pad_token_id or 0))
