@@ -12,7 +12,7 @@ from typing import Literal
 from vsae.data.orders import Order
 from vsae.store.validate import StorageDtype
 
-Tower = Literal["vision", "text", "language"]
+Tower = Literal["vision", "text", "language", "text_2", "text_3"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class ExtractConfig:
         hook under it.
     tokens: token selection: cls | mean | patches | all | random:K | registers.
     split: split sub-folder of the data tree (train, val ...); unset for trees without splits.
-    tower: CLIP: vision|text; multimodal LLMs (LLaVA, Gemma 3 ...): vision|language; unset: the model's default.
+    tower: CLIP: vision|text; multimodal LLMs (LLaVA, Gemma 3 ...): vision|language; text-to-image
+        pipelines: text|text_2|text_3 (SDXL, SD3, FLUX's encoders); unset: the model's default.
     batch_size: images per forward pass.
     num_workers: DataLoader workers decoding and preprocessing images (0: in this process).
     device: torch device: cpu, cuda, cuda:N or mps.

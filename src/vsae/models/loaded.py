@@ -155,10 +155,12 @@ class LoadedModel:
         if kind == "resid":
             return HookPoint(f"resid.{layer}", block)
         names = self.sublayer_names[kind]
-        for name in names:
-            sub = getattr(block, name, None)
-            if isinstance(sub, nn.Module):
-                return HookPoint(f"{kind}.{layer}", sub)
+        for name in names:  # a name or a dotted path inside the block (T5: layer.0.SelfAttention)
+            try:
+                sub = block.get_submodule(name)
+            except AttributeError:
+                continue
+            return HookPoint(f"{kind}.{layer}", sub)
         raise VsaeError(
             f"block {layer} of {self.family} has no {kind} sub-module ({'/'.join(names)}); use module:<path> instead"
         )
