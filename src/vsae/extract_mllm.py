@@ -10,8 +10,9 @@ multimodal model's *language model* on two kinds of input:
   0..P-1 in sequence order). The processor decides the layout: LLaVA-1.5 and Gemma 3 a fixed number
   of tokens per image (Gemma 3 between its begin/end-of-image tokens, which are not image rows);
   LLaVA-NeXT the base tile's tokens, then the any-resolution grid's with a newline token per row;
-  Idefics3 / SmolVLM one block per tile, the global image's last. P must be the same for every
-  image (it is for images of one size; it is counted on the first image);
+  Idefics3 / SmolVLM one block per tile, the global image's last. Where P depends on the image's
+  size (any-resolution tiles: `MllmLayout.variable_image_tokens`), it is counted per image by the
+  processor before the run (so that the balance plan is known); otherwise on the first image;
 - text rows: the image's caption alone (tokenizer with its special tokens, right-padded, no image),
   run through the same model; one row per caption token (token index = position in the caption's
   token sequence; special tokens such as ``<s>`` and padding excluded).
@@ -194,17 +195,44 @@ def count_image_tokens(proc: Any, prompt: str, image_token_id: int, image: Image
     return n
 
 
-def image_token_positions(input_ids_BT: torch.Tensor, image_token_id: int, n_expected: int) -> np.ndarray:
-    """[B, P] sequence positions of the image tokens of each prompt (VsaeError if not P each)."""
+def image_token_positions(
+    input_ids_BT: torch.Tensor, image_token_id: int, n_expected: np.ndarray
+) -> list[np.ndarray]:
+    """Per prompt, the sequence positions of its image tokens (VsaeError unless n_expected[b] each)."""
     hit = (input_ids_BT == image_token_id).cpu().numpy()
     counts = hit.sum(1)
-    if np.any(counts != n_expected):
+    if np.any(counts != np.asarray(n_expected)):
         raise VsaeError(
-            f"prompts hold {sorted(set(counts.tolist()))} image tokens, expected {n_expected}; the model "
-            f"gives images of other sizes other numbers of tokens (any-resolution tiles): resize the "
-            f"images to one size first"
+            f"prompts hold {counts.tolist()} image tokens, expected {np.asarray(n_expected).tolist()}; "
+            f"the processor and the model config disagree on the image sequence length"
         )
-    return np.stack([np.flatnonzero(h) for h in hit]).astype(np.int64)
+    return [np.flatnonzero(h).astype(np.int64) for h in hit]
+
+
+def image_token_counts(
+    proc: Any,
+    prompt: str,
+    image_token_id: int,
+    source: Source,
+    items: np.ndarray,
+    variable: bool,
+    max_pixels: int | None,
+) -> np.ndarray:
+    """Image tokens of each sampled item's prompt: counted per image by the processor when the
+    model's count depends on the image (0 for an image that does not decode), else once."""
+    if not variable:
+        return np.full(
+            len(items), count_image_tokens(proc, prompt, image_token_id, _first_image(source, items))
+        )
+    out = np.zeros(len(items), np.int64)
+    for j, i in enumerate(items):
+        try:
+            out[j] = count_image_tokens(
+                proc, prompt, image_token_id, load_image(source.items[int(i)], max_pixels)
+            )
+        except DecodeError:
+            continue
+    return out
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
@@ -241,17 +269,17 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     image_token_id = mllm_image_token_id(lm.full_model.config)
     prompt = image_prompt(proc, cfg.question)
 
-    n_patch = count_image_tokens(proc, prompt, image_token_id, _first_image(source, items))
-    if sel.kind == "random" and sel.k > n_patch:
+    variable = LAYOUTS[lm.family].variable_image_tokens
+    n_patch = image_token_counts(proc, prompt, image_token_id, source, items, variable, cfg.max_pixels)
+    n_min = int(n_patch[n_patch > 0].min()) if np.any(n_patch > 0) else 0
+    if sel.kind == "random" and sel.k > n_min:
         raise VsaeError(
-            f"--image-tokens random:{sel.k} asks for more than the {n_patch} image tokens per image"
+            f"--image-tokens random:{sel.k} asks for more than the {n_min} image tokens of an image"
         )
-    k_img = sel.k if sel.kind == "random" else n_patch
+    k_img = np.minimum(n_patch, sel.k) if sel.kind == "random" else n_patch
     max_len = int(getattr(lm.model.config, "max_position_embeddings", 2048))
     cap_ids, cap_pos = caption_positions(tok, [captions[i] for i in items], max_len)
-    keep_img, keep_txt = balance_plan(
-        np.full(len(items), k_img), np.array([len(p) for p in cap_pos]), cfg.seed, cfg.balance
-    )
+    keep_img, keep_txt = balance_plan(k_img, np.array([len(p) for p in cap_pos]), cfg.seed, cfg.balance)
 
     hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in cfg.hooks))
     prov_common = {
@@ -260,7 +288,7 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
         "question": cfg.question,
         "prompt": prompt,
         "image_tokens": str(sel),
-        "n_image_tokens": n_patch,
+        "n_image_tokens": int(n_patch[0]) if not variable else "per image (any-resolution tiles)",
         "balance": "equal rows: seeded subsample of the larger modality" if cfg.balance else "none",
         "captions": cfg.captions or "DATA/attributes.json",
         "model_dtype": _model_dtype(cfg),
@@ -375,16 +403,16 @@ class _Plan:
     keep_img: list[np.ndarray]
     keep_txt: list[np.ndarray]
     sel: TokenSelection
-    n_patch: int
+    n_patch: np.ndarray
     seed: int
 
     def patches(self, j: int) -> np.ndarray:
         """Kept patch positions (0..P-1) of item j."""
         i = int(self.items[j])
         if self.sel.kind == "random":
-            pos = random_positions(self.seed, i, self.n_patch, self.sel.k)
+            pos = random_positions(self.seed, i, int(self.n_patch[j]), self.sel.k)
         else:
-            pos = np.arange(self.n_patch, dtype=np.int64)
+            pos = np.arange(int(self.n_patch[j]), dtype=np.int64)
         return pos[self.keep_img[j]]
 
     def text(self, j: int) -> np.ndarray:
@@ -426,8 +454,16 @@ def _forward_batch(
     """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
     ordered by item, image rows before text rows."""
     js = [j for j, _ in ok]
-    inputs = proc(images=processor_images([im for _, im in ok]), text=[prompt] * len(ok), return_tensors="pt")
-    pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch)
+    # Prompts with other image-token counts (any-resolution tiles) are padded on the right: the
+    # causal LM's real tokens then keep the positions and values they have unpadded.
+    inputs = proc(
+        images=processor_images([im for _, im in ok]),
+        text=[prompt] * len(ok),
+        return_tensors="pt",
+        padding=True,
+        padding_side="right",
+    )
+    pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch[js])
     img_out = forward_lm(lm, cap, dict(inputs))
     txt_out = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], proc.tokenizer.pad_token_id or 0))
     for h, w in writers.items():
@@ -437,7 +473,7 @@ def _forward_batch(
             if i < w.next_image:  # this store was already ahead (killed between two stores' commits)
                 continue
             patch, tpos = plan.patches(j), plan.text(j)
-            rows += [img_out[h][b, torch.as_tensor(pos_BP[b, patch])], txt_out[h][b, torch.as_tensor(tpos)]]
+            rows += [img_out[h][b, torch.as_tensor(pos_BP[b][patch])], txt_out[h][b, torch.as_tensor(tpos)]]
             img += [np.full(len(patch) + len(tpos), i, np.int64)]
             tok += [patch, tpos]
             mod += [np.full(len(patch), IMAGE, np.int8), np.full(len(tpos), TEXT, np.int8)]

@@ -57,6 +57,7 @@ class MllmLayout:
     view_kwargs: processor arguments for one view per image (vision-tower extraction).
     feature_layer: the vision hidden state the projector reads (``hidden_states`` index) when the
         config has no ``vision_feature_layer``.
+    variable_image_tokens: the number of image tokens depends on the image's size (tiles).
     """
 
     model_type: str
@@ -67,6 +68,7 @@ class MllmLayout:
     tile: int | None = None
     view_kwargs: dict[str, Any] = field(default_factory=dict)
     feature_layer: int = -1
+    variable_image_tokens: bool = False
 
 
 IDEFICS3_VISION = Layout("idefics3", "image", ("self_attn",), ("mlp",), False, ())
@@ -79,8 +81,16 @@ LAYOUTS: dict[str, MllmLayout] = {
     m.model_type: m
     for m in (
         MllmLayout("llava", "LlavaForConditionalGeneration", feature_layer=-2),
-        MllmLayout("llava_next", "LlavaNextForConditionalGeneration", tile=0, feature_layer=-2),
-        MllmLayout("llava_onevision", "LlavaOnevisionForConditionalGeneration", tile=0),
+        MllmLayout(
+            "llava_next",
+            "LlavaNextForConditionalGeneration",
+            tile=0,
+            feature_layer=-2,
+            variable_image_tokens=True,
+        ),
+        MllmLayout(
+            "llava_onevision", "LlavaOnevisionForConditionalGeneration", tile=0, variable_image_tokens=True
+        ),
         MllmLayout("gemma3", "Gemma3ForConditionalGeneration"),
         MllmLayout(
             "idefics3",
@@ -90,6 +100,7 @@ LAYOUTS: dict[str, MllmLayout] = {
             vision_layout=IDEFICS3_VISION,
             tile=0,
             view_kwargs={"do_image_splitting": False},
+            variable_image_tokens=True,
         ),
         MllmLayout(
             "smolvlm",
@@ -99,12 +110,14 @@ LAYOUTS: dict[str, MllmLayout] = {
             vision_layout=SMOLVLM_VISION,
             tile=0,
             view_kwargs={"do_image_splitting": False},
+            variable_image_tokens=True,
         ),
         MllmLayout(
             "internvl",
             "InternVLForConditionalGeneration",
             vision_layout=INTERNVL_VISION,
             view_kwargs={"crop_to_patches": False},
+            variable_image_tokens=True,
         ),
     )
 }
