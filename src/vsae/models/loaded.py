@@ -47,7 +47,8 @@ class LoadedModel:
     ----------
     model: the module forward hooks are placed on (vision tower, text encoder, LM, or the user's).
     full_model: what was loaded (e.g. the whole LlavaForConditionalGeneration or CLIPModel).
-    family: the family's name ("clip" | "clip_text" | "siglip" | "dinov2" | "vit" | "llava" |
+    family: the family's name ("clip" | "clip_text" | "siglip" | "siglip2" | "dinov2" | "dinov3" |
+        "aimv2" | "vit" | "t5_text" | "llava" | "llava_next" | "gemma3" | "idefics3" ... |
         "module" | a registered family's).
     tower: "vision" | "text" | "language" | "module".
     modality: "image" | "text".
