@@ -190,9 +190,7 @@ def commit(
             if idx >= s.writer.next_image:
                 s.writer.skip(idx, path, reason)
     if batch.inputs is not None:
-        mask = (
-            batch.inputs.get(lm.token_mask) if isinstance(batch.inputs, dict) and lm.token_mask else None
-        )
+        mask = batch.inputs.get(lm.token_mask) if isinstance(batch.inputs, dict) and lm.token_mask else None
         for s in stores:
             rows, img, tok = select_tokens(
                 outputs[s.name],
