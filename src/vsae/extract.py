@@ -190,7 +190,7 @@ def commit(
             if idx >= s.writer.next_image:
                 s.writer.skip(idx, path, reason)
     if batch.inputs is not None:
-        mask = batch.inputs.get("attention_mask") if isinstance(batch.inputs, dict) else None
+        mask = batch.inputs.get(lm.token_mask) if isinstance(batch.inputs, dict) and lm.token_mask else None
         for s in stores:
             rows, img, tok = select_tokens(
                 outputs[s.name],
@@ -199,7 +199,7 @@ def commit(
                 batch.ids,
                 seed,
                 lm.n_prefix,
-                mask if lm.modality == "text" else None,
+                mask,
             )
             keep = img >= s.writer.next_image
             if not keep.all():  # this store was already ahead (killed between two stores' commits)

@@ -12,7 +12,7 @@ from typing import Literal
 from vsae.data.orders import Order
 from vsae.store.validate import StorageDtype
 
-Tower = Literal["vision", "text", "language"]
+Tower = Literal["vision", "text", "language", "text_2", "text_3"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class ExtractConfig:
     data: image folder tree, .txt/.csv image list, prompt file (text models), or world:<split>:<n>.
     out: store directory (created, or resumed if it exists); with several hooks, one sub-store per
         hook under it.
-    tokens: token selection: cls | mean | patches | all | random:K.
+    tokens: token selection: cls | mean | patches | all | random:K | registers.
     split: split sub-folder of the data tree (train, val ...); unset for trees without splits.
-    tower: CLIP: vision|text; LLaVA: vision|language; unset: the model's default.
+    tower: CLIP: vision|text; multimodal LLMs (LLaVA, Gemma 3 ...): vision|language; text-to-image
+        pipelines: text|text_2|text_3 (SDXL, SD3, FLUX's encoders); unset: the model's default.
     batch_size: images per forward pass.
     num_workers: DataLoader workers decoding and preprocessing images (0: in this process).
     device: torch device: cpu, cuda, cuda:N or mps.
@@ -77,11 +78,12 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class MllmExtractConfig:
-    """What to extract from a LLaVA's language model, and where.
+    """What to extract from a multimodal LLM's language model, and where.
 
     Attributes
     ----------
-    model: LLaVA hub id or local directory (a LlavaForConditionalGeneration with its LlavaProcessor).
+    model: hub id or local directory of a multimodal LLM with its processor (LLaVA, LLaVA-NeXT,
+        Gemma 3, Idefics3 ...).
     hooks: hook of the language model: resid.L | attn.L | mlp.L | module:<path>; repeat for several
         (OUT/<hook>/ each).
     data: image folder tree or .txt/.csv image list.
@@ -89,7 +91,7 @@ class MllmExtractConfig:
     split: split sub-folder of the data tree (train, val ...).
     captions: captions: .txt with line i = caption of image i of data (or .csv with a 'text'
         column) [default: the 'caption' field of DATA/attributes.json, a world export].
-    question: asked with each image (llava-1.5 chat template).
+    question: asked with each image (the model's own chat template).
     n_images: a seeded random sample of N images (sorted by index) [default: all].
     image_tokens: image-token positions per image: all | random:K (seeded per image).
     balance: equal image and text row counts (seeded subsample of the larger modality).

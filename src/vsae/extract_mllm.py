@@ -1,11 +1,18 @@
-"""Extraction from the language model of a LLaVA: image-token and text-token rows in one store.
+"""Extraction from the language model of a multimodal LLM (LLaVA, LLaVA-NeXT, Gemma 3, Idefics3 ...:
+`vsae.models.families.mllm`): image-token and text-token rows in one store.
 
 For the shared vision/language features of Olson et al. the SAE reads the residual stream of the
 multimodal model's *language model* on two kinds of input:
 
-- image rows: the chat prompt "USER: <image>\\n<question> ASSISTANT:" with an image, run through
-  the whole `LlavaForConditionalGeneration` (processor, projector, LM) exactly as llava-hf's model
-  card drives it; one row per image-token position (token index = patch position 0..P-1);
+- image rows: the model's own chat prompt (its chat template: "USER: <image>\\n<question> ASSISTANT:"
+  for llava-1.5) with an image, run through the whole model (processor, projector, LM) exactly as
+  its model card drives it; one row per position of the model's image token (token index =
+  0..P-1 in sequence order). The processor decides the layout: LLaVA-1.5 and Gemma 3 a fixed number
+  of tokens per image (Gemma 3 between its begin/end-of-image tokens, which are not image rows);
+  LLaVA-NeXT the base tile's tokens, then the any-resolution grid's with a newline token per row;
+  Idefics3 / SmolVLM one block per tile, the global image's last. Where P depends on the image's
+  size (any-resolution tiles: `MllmLayout.variable_image_tokens`), it is counted per image by the
+  processor before the run (so that the balance plan is known); otherwise on the first image;
 - text rows: the image's caption alone (tokenizer with its special tokens, right-padded, no image),
   run through the same model; one row per caption token (token index = position in the caption's
   token sequence; special tokens such as ``<s>`` and padding excluded).
@@ -39,7 +46,8 @@ from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
 from vsae.extract_config import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
 from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
-from vsae.models.families.llava import conversation
+from vsae.models.families.mllm import LAYOUTS, conversation, processor_images
+from vsae.models.families.mllm import image_token_id as mllm_image_token_id
 from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter
@@ -55,7 +63,7 @@ COLUMNS = {
 
 # -- inputs ----------------------------------------------------------------------------------------
 def load_processor(model: str) -> Any:
-    """The model's LlavaProcessor (image processor + tokenizer + chat template); VsaeError if absent."""
+    """The model's processor (image processor + tokenizer + chat template); VsaeError if absent."""
     import transformers as T
 
     try:
@@ -74,7 +82,7 @@ def load_processor(model: str) -> Any:
 
 
 def image_prompt(processor: Any, question: str) -> str:
-    """The llava-1.5 chat prompt with one image and `question`, ending in the generation prompt."""
+    """The model's chat prompt with one image and `question`, ending in the generation prompt."""
     return processor.apply_chat_template(conversation(question), add_generation_prompt=True)
 
 
@@ -175,9 +183,10 @@ def _pad_right(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
-def count_image_tokens(proc: Any, prompt: str, image_token_id: int) -> int:
-    """Image tokens the processor puts in a prompt (on a blank image); VsaeError if none."""
-    probe = proc(images=[Image.new("RGB", (64, 64), (128, 128, 128))], text=[prompt], return_tensors="pt")
+def count_image_tokens(proc: Any, prompt: str, image_token_id: int, image: Image.Image | None = None) -> int:
+    """Image tokens the processor puts in a prompt (on `image`, else a blank one); VsaeError if none."""
+    image = image if image is not None else Image.new("RGB", (64, 64), (128, 128, 128))
+    probe = proc(images=processor_images([image]), text=[prompt], return_tensors="pt")
     n = int((probe["input_ids"] == image_token_id).sum())
     if n == 0:
         raise VsaeError(
@@ -186,16 +195,44 @@ def count_image_tokens(proc: Any, prompt: str, image_token_id: int) -> int:
     return n
 
 
-def image_token_positions(input_ids_BT: torch.Tensor, image_token_id: int, n_expected: int) -> np.ndarray:
-    """[B, P] sequence positions of the image tokens of each prompt (VsaeError if not P each)."""
+def image_token_positions(
+    input_ids_BT: torch.Tensor, image_token_id: int, n_expected: np.ndarray
+) -> list[np.ndarray]:
+    """Per prompt, the sequence positions of its image tokens (VsaeError unless n_expected[b] each)."""
     hit = (input_ids_BT == image_token_id).cpu().numpy()
     counts = hit.sum(1)
-    if np.any(counts != n_expected):
+    if np.any(counts != np.asarray(n_expected)):
         raise VsaeError(
-            f"prompts hold {sorted(set(counts.tolist()))} image tokens, expected {n_expected}; "
+            f"prompts hold {counts.tolist()} image tokens, expected {np.asarray(n_expected).tolist()}; "
             f"the processor and the model config disagree on the image sequence length"
         )
-    return np.stack([np.flatnonzero(h) for h in hit]).astype(np.int64)
+    return [np.flatnonzero(h).astype(np.int64) for h in hit]
+
+
+def image_token_counts(
+    proc: Any,
+    prompt: str,
+    image_token_id: int,
+    source: Source,
+    items: np.ndarray,
+    variable: bool,
+    max_pixels: int | None,
+) -> np.ndarray:
+    """Image tokens of each sampled item's prompt: counted per image by the processor when the
+    model's count depends on the image (0 for an image that does not decode), else once."""
+    if not variable:
+        return np.full(
+            len(items), count_image_tokens(proc, prompt, image_token_id, _first_image(source, items))
+        )
+    out = np.zeros(len(items), np.int64)
+    for j, i in enumerate(items):
+        try:
+            out[j] = count_image_tokens(
+                proc, prompt, image_token_id, load_image(source.items[int(i)], max_pixels)
+            )
+        except DecodeError:
+            continue
+    return out
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
@@ -224,25 +261,25 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     source = open_source(cfg.data, cfg.split, "image")  # bad data fails before the model loads
     captions = read_captions(source, cfg.captions)
     items = sample_items(len(source), cfg.n_images, cfg.seed)
-    _require_llava(cfg.model)
+    _require_mllm(cfg.model)
     lm = load(cfg.model, device=cfg.device, dtype=_model_dtype(cfg), tower="language")
     lm.full_model.to(lm.device)
     proc = load_processor(cfg.model)
     tok = proc.tokenizer
-    image_token_id = int(tok.convert_tokens_to_ids(proc.image_token))
+    image_token_id = mllm_image_token_id(lm.full_model.config)
     prompt = image_prompt(proc, cfg.question)
 
-    n_patch = count_image_tokens(proc, prompt, image_token_id)
-    if sel.kind == "random" and sel.k > n_patch:
+    variable = LAYOUTS[lm.family].variable_image_tokens
+    n_patch = image_token_counts(proc, prompt, image_token_id, source, items, variable, cfg.max_pixels)
+    n_min = int(n_patch[n_patch > 0].min()) if np.any(n_patch > 0) else 0
+    if sel.kind == "random" and sel.k > n_min:
         raise VsaeError(
-            f"--image-tokens random:{sel.k} asks for more than the {n_patch} image tokens per image"
+            f"--image-tokens random:{sel.k} asks for more than the {n_min} image tokens of an image"
         )
-    k_img = sel.k if sel.kind == "random" else n_patch
+    k_img = np.minimum(n_patch, sel.k) if sel.kind == "random" else n_patch
     max_len = int(getattr(lm.model.config, "max_position_embeddings", 2048))
     cap_ids, cap_pos = caption_positions(tok, [captions[i] for i in items], max_len)
-    keep_img, keep_txt = balance_plan(
-        np.full(len(items), k_img), np.array([len(p) for p in cap_pos]), cfg.seed, cfg.balance
-    )
+    keep_img, keep_txt = balance_plan(k_img, np.array([len(p) for p in cap_pos]), cfg.seed, cfg.balance)
 
     hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in cfg.hooks))
     prov_common = {
@@ -251,7 +288,7 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
         "question": cfg.question,
         "prompt": prompt,
         "image_tokens": str(sel),
-        "n_image_tokens": n_patch,
+        "n_image_tokens": int(n_patch[0]) if not variable else "per image (any-resolution tiles)",
         "balance": "equal rows: seeded subsample of the larger modality" if cfg.balance else "none",
         "captions": cfg.captions or "DATA/attributes.json",
         "model_dtype": _model_dtype(cfg),
@@ -326,18 +363,28 @@ def _open_writers(
     return writers
 
 
-def _require_llava(model: str) -> None:
-    """One-line error for a model that is not a LLaVA (unreadable configs are `load`'s to report)."""
+def _first_image(source: Source, items: np.ndarray) -> Image.Image | None:
+    """The first sampled image that decodes (it sets the image-token count), or None."""
+    for i in items[:32]:
+        try:
+            return load_image(source.items[int(i)])
+        except DecodeError:
+            continue
+    return None
+
+
+def _require_mllm(model: str) -> None:
+    """One-line error for a model that is not a multimodal LLM (unreadable configs are `load`'s)."""
     import transformers as T
 
     try:
         mt = T.AutoConfig.from_pretrained(model).model_type
     except (OSError, ValueError):
         return
-    if mt != "llava":
+    if mt not in LAYOUTS:
         raise VsaeError(
-            f"{model} is a {mt} model; extract-mllm needs a LLaVA (LlavaForConditionalGeneration) to run its "
-            f"language model on image and text tokens"
+            f"{model} is a {mt} model; extract-mllm needs a LLaVA or another multimodal LLM "
+            f"({', '.join(LAYOUTS)}) to run its language model on image and text tokens"
         )
 
 
@@ -356,16 +403,16 @@ class _Plan:
     keep_img: list[np.ndarray]
     keep_txt: list[np.ndarray]
     sel: TokenSelection
-    n_patch: int
+    n_patch: np.ndarray
     seed: int
 
     def patches(self, j: int) -> np.ndarray:
         """Kept patch positions (0..P-1) of item j."""
         i = int(self.items[j])
         if self.sel.kind == "random":
-            pos = random_positions(self.seed, i, self.n_patch, self.sel.k)
+            pos = random_positions(self.seed, i, int(self.n_patch[j]), self.sel.k)
         else:
-            pos = np.arange(self.n_patch, dtype=np.int64)
+            pos = np.arange(int(self.n_patch[j]), dtype=np.int64)
         return pos[self.keep_img[j]]
 
     def text(self, j: int) -> np.ndarray:
@@ -407,8 +454,16 @@ def _forward_batch(
     """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
     ordered by item, image rows before text rows."""
     js = [j for j, _ in ok]
-    inputs = proc(images=[im for _, im in ok], text=[prompt] * len(ok), return_tensors="pt")
-    pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch)
+    # Prompts with other image-token counts (any-resolution tiles) are padded on the right: the
+    # causal LM's real tokens then keep the positions and values they have unpadded.
+    inputs = proc(
+        images=processor_images([im for _, im in ok]),
+        text=[prompt] * len(ok),
+        return_tensors="pt",
+        padding=True,
+        padding_side="right",
+    )
+    pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch[js])
     img_out = forward_lm(lm, cap, dict(inputs))
     txt_out = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], proc.tokenizer.pad_token_id or 0))
     for h, w in writers.items():
@@ -418,7 +473,7 @@ def _forward_batch(
             if i < w.next_image:  # this store was already ahead (killed between two stores' commits)
                 continue
             patch, tpos = plan.patches(j), plan.text(j)
-            rows += [img_out[h][b, torch.as_tensor(pos_BP[b, patch])], txt_out[h][b, torch.as_tensor(tpos)]]
+            rows += [img_out[h][b, torch.as_tensor(pos_BP[b][patch])], txt_out[h][b, torch.as_tensor(tpos)]]
             img += [np.full(len(patch) + len(tpos), i, np.int64)]
             tok += [patch, tpos]
             mod += [np.full(len(patch), IMAGE, np.int8), np.full(len(tpos), TEXT, np.int8)]

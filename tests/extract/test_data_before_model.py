@@ -35,7 +35,7 @@ def no_model(monkeypatch):
 
     monkeypatch.setattr(ex, "load", boom)
     monkeypatch.setattr(exm, "load", boom)
-    monkeypatch.setattr(exm, "_require_llava", boom)
+    monkeypatch.setattr(exm, "_require_mllm", boom)
     monkeypatch.setattr("vsae.cli.extract._quiet_transformers", boom)
 
 

@@ -19,6 +19,11 @@ IMAGE_CASES = [
     ("dinov2_registers", None),
     ("vit", None),
     ("llava", "vision"),
+    ("siglip2_vision", None),
+    ("siglip2", None),
+    ("dinov3", None),
+    ("aimv2_vision", None),
+    ("aimv2", None),
 ]
 TEXT_CASES = [("clip_text", None), ("clip_text_proj", None), ("clip", "text"), ("llava", "language")]
 IMAGE_SELECTIONS = ["cls", "mean", "patches", "all", "random:3"]
@@ -49,7 +54,9 @@ def _reference(lm, items, hooks):
         inputs = lm.preprocess([load_image(items[i]) for i in ok])
     got = {}
     # the MLP's contribution to the residual stream (DINOv2 scales it by LayerScale first)
-    mlp = getattr(lm.blocks[1], "layer_scale2", None) or lm.blocks[1].mlp
+    # (DINOv2 / DINOv3 scale it by LayerScale first; AIMv2 names its MLP ffn)
+    blk = lm.blocks[1]
+    mlp = getattr(blk, "layer_scale2", None) or getattr(blk, "mlp", None) or blk.ffn
     handles = [
         mlp.register_forward_hook(lambda m, a, o: got.__setitem__("mlp.1", o)),
         lm.blocks[1].register_forward_hook(
@@ -67,7 +74,8 @@ def _reference(lm, items, hooks):
         e = [getattr(out, f, None) for f in ("image_embeds", "text_embeds", "pooler_output")]
         ref["embed"] = next(x for x in e if x is not None)
     ids = list(range(len(items))) if lm.modality == "text" else ok
-    return ref, ids, inputs.get("attention_mask")
+    # text: the attention mask; SigLIP 2 NaFlex: the mask of real (not padding) patches
+    return ref, ids, inputs.get("attention_mask", inputs.get("pixel_attention_mask"))
 
 
 def _expected_rows(H_BTd, ids, sel, lm, mask_BT, stored_tokens):
@@ -83,7 +91,7 @@ def _expected_rows(H_BTd, ids, sel, lm, mask_BT, stored_tokens):
             pos = {t: i for i, t in enumerate(toks)}  # right padding: position == index
             if sel == "mean":
                 rows[(img, -1)] = torch.stack([H[t] for t in toks]).mean(0)
-            elif sel == "all":
+            elif sel in ("all", "patches"):  # NaFlex: every real patch
                 rows.update({(img, pos[t]): H[t] for t in toks})
             else:
                 rows.update({(img, int(t)): H[int(t)] for t in stored_tokens[img]})
@@ -98,6 +106,8 @@ def _expected_rows(H_BTd, ids, sel, lm, mask_BT, stored_tokens):
             rows[(img, -1)] = torch.stack([H[t] for t in range(p, T)]).mean(0)
         elif sel == "patches":
             rows.update({(img, t): H[t] for t in range(p, T)})
+        elif sel == "registers":
+            rows.update({(img, t): H[t] for t in range(1, p)})
         elif sel == "all":
             rows.update({(img, t): H[t] for t in range(T)})
         else:
@@ -154,6 +164,39 @@ def _check_case(tmp_path, tiny_dirs, data, kind, tower, selections, dtype="float
 @pytest.mark.parametrize("kind,tower", IMAGE_CASES)
 def test_image_families(tmp_path, tiny_dirs, data, kind, tower):
     _check_case(tmp_path, tiny_dirs, data, kind, tower, IMAGE_SELECTIONS)
+
+
+@pytest.mark.parametrize("kind", ["dinov2_registers", "dinov3"])
+def test_register_tokens_are_their_own_kind(tmp_path, tiny_dirs, data, kind):
+    """``--tokens registers`` stores tokens 1..R (after CLS); ``patches`` never holds them."""
+    lm = load(str(tiny_dirs[kind]))
+    assert (lm.has_cls, lm.n_prefix) == (True, 3)  # CLS + 2 register tokens
+    _check_case(tmp_path, tiny_dirs, data, kind, None, ["registers"])
+    s = ActivationStore.open(tmp_path / f"{kind}-None-registers" / "resid.0")
+    assert sorted(set(s.token_index.tolist())) == [1, 2]
+
+
+def test_naflex_padding_is_never_a_row(tmp_path, tiny_dirs, data):
+    """SigLIP 2 NaFlex: images of other aspect ratios get other patch grids; their padding tokens
+    are not stored, and token t of an image is patch (t // w, t % w) of its own h x w grid."""
+    from vsae.data import load_image
+
+    lm = load(str(tiny_dirs["siglip2_vision"]))
+    root, _ = data
+    paths = sorted(str(p) for p in root.rglob("*.png") if p.name != "broken.png")
+    x = lm.preprocess([load_image(p) for p in paths])
+    hw = x["spatial_shapes"]
+    n_real = (hw[:, 0] * hw[:, 1]).tolist()
+    assert x["pixel_attention_mask"].sum(1).tolist() == n_real
+    assert min(n_real) < x["pixel_values"].shape[1]  # some image is padded
+    _check_case(tmp_path, tiny_dirs, data, "siglip2_vision", None, ["patches"])
+    s = ActivationStore.open(tmp_path / "siglip2_vision-None-patches" / "resid.0")
+    items = load_table(tmp_path / "siglip2_vision-None-patches" / "resid.0")["items"]
+    by_path = dict(zip(paths, n_real))
+    for i, p in enumerate(items):
+        toks = s.token_index[s.image_index == i].tolist()
+        if toks:
+            assert toks == list(range(by_path[str(root / p)]))
 
 
 @pytest.mark.parametrize("kind,tower", TEXT_CASES)

@@ -95,3 +95,63 @@ def test_hub_id_of_a_pipeline_from_the_offline_cache(tmp_path, sd_dir):
         "subfolder": "text_encoder",
         "revision": rev,
     }
+
+
+ENCODERS = [("sdxl", "text", "CLIPTextModel"), ("sdxl", "text_2", "CLIPTextModelWithProjection"),
+            ("sd3", "text_3", "T5EncoderModel"), ("flux", "text", "CLIPTextModel"),
+            ("flux", "text_2", "T5EncoderModel")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipeline_dirs(tmp_path_factory):
+    from vsae.models.testing_pipelines import PIPELINE_KINDS, build_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("pipes")
+    return {k: build_tiny_pipeline(k, root / k) for k in PIPELINE_KINDS}
+
+
+@pytest.mark.parametrize("kind,tower,cls", ENCODERS)
+def test_extract_each_text_encoder_of_sdxl_sd3_flux(tmp_path, pipeline_dirs, kind, tower, cls):
+    """`--tower text|text_2|text_3` picks the encoder (the store says which); resid.0 and the
+    attention / MLP contributions equal the encoder's own hidden states."""
+    import transformers as T
+
+    from vsae.models.families.pipeline_text import TOWERS
+
+    d = pipeline_dirs[kind]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(p + "\n" for p in PROMPTS))
+    out = tmp_path / "s"
+    _run(
+        ["extract", "--model", str(d), "--tower", tower, "--data", str(prompts), "--out", str(out)]
+        + ["--hook", "resid.0", "--hook", "attn.1", "--hook", "mlp.1", "--hook", "resid.1"]
+        + ["--tokens", "all", "--dtype", "float32", "--quiet"]
+    )
+    sub, tok_sub = TOWERS[tower]
+    enc = getattr(T, cls).from_pretrained(d, subfolder=sub).eval()
+    tok = T.AutoTokenizer.from_pretrained(d, subfolder=tok_sub)
+    h0, delta = [], []
+    with torch.no_grad():
+        for p in PROMPTS:  # one prompt at a time: no padding
+            hs = enc(**tok([p], return_tensors="pt"), output_hidden_states=True).hidden_states
+            h0.append(hs[1][0])
+            delta.append(hs[2][0] - hs[1][0] if cls != "T5EncoderModel" else None)
+    s = ActivationStore.open(out / "resid.0")
+    assert s.provenance["tower"] == tower and s.provenance["subfolder"] == sub
+    assert s.provenance["class"] == cls
+    torch.testing.assert_close(s[0 : len(s)], torch.cat(h0), atol=1e-5, rtol=1e-4)
+    a, m = ActivationStore.open(out / "attn.1"), ActivationStore.open(out / "mlp.1")
+    r1 = ActivationStore.open(out / "resid.1")
+    # each block adds its attention and MLP outputs (T5 reports its last state after the final norm)
+    torch.testing.assert_close(
+        r1[0 : len(r1)] - s[0 : len(s)], a[0 : len(a)] + m[0 : len(m)], atol=1e-5, rtol=1e-4
+    )
+    if cls != "T5EncoderModel":
+        torch.testing.assert_close(r1[0 : len(r1)] - s[0 : len(s)], torch.cat(delta), atol=1e-5, rtol=1e-4)
+
+
+def test_a_tower_the_pipeline_lacks_is_a_one_line_error(pipeline_dirs):
+    with pytest.raises(
+        VsaeError, match="tower 'text_3' not available for a diffusion pipeline; valid: text, text_2"
+    ):
+        load(str(pipeline_dirs["flux"]), tower="text_3")

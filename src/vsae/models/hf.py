@@ -28,14 +28,16 @@ TEXT_EMBED = ("text_embeds", "pooler_output")
 
 
 class ImagePreprocessor:
-    """PIL images -> {"pixel_values": [B, 3, H, W]} with a transformers image processor."""
+    """PIL images -> {"pixel_values": [B, 3, H, W]} (and any other `keys` the model takes, such as
+    SigLIP 2's ``pixel_attention_mask`` and ``spatial_shapes``) with a transformers image processor."""
 
-    def __init__(self, processor: Any):
+    def __init__(self, processor: Any, keys: tuple[str, ...] = ("pixel_values",)):
         self.processor = processor
+        self.keys = keys
 
     def __call__(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         out = self.processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"]}
+        return {k: out[k] for k in self.keys}
 
 
 class TextPreprocessor:
@@ -207,6 +209,12 @@ def text_preprocessor(tok: Any, max_positions: int) -> TextPreprocessor:
     return TextPreprocessor(tok, min(int(max_positions), limit))
 
 
+def image_side(config: Any) -> int:
+    """The square input side of a vision config (InternViT gives [H, W]; SigLIP 2 NaFlex: 0, variable)."""
+    size = getattr(config, "image_size", 0) or 0
+    return int(size[0] if isinstance(size, list | tuple) else size)
+
+
 def tower_model(
     req: LoadRequest,
     *,
@@ -231,10 +239,11 @@ def tower_model(
     prov = provenance(req.source, req.config, family, tower, type(model).__name__)
     preprocess: Callable[[list], Inputs]
     if layout.modality == "image":
-        proc, origin = image_processor(req.source, sub_config.image_size, layout, req.local_only)
-        preprocess = ImagePreprocessor(proc)
+        size = image_side(sub_config)
+        proc, origin = image_processor(req.source, size, layout, req.local_only)
+        preprocess = ImagePreprocessor(proc, layout.image_inputs)
         if origin == "default":  # no preprocessor config in the model: say so in every store
-            prov["preprocess"] = f"default {type(proc).__name__} ({sub_config.image_size} px)"
+            prov["preprocess"] = f"default {type(proc).__name__} ({size} px)"
     else:
         max_len = int(getattr(sub_config, "max_position_embeddings", 512))
         preprocess = text_preprocessor(tokenizer(req.source, req.local_only), max_len)
@@ -253,6 +262,7 @@ def tower_model(
         full_model=full,
         dtype=req.dtype or torch.float32,
         forward_kwargs=forward_kwargs,
+        token_mask=layout.token_mask,
     )
 
 

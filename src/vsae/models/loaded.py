@@ -47,7 +47,8 @@ class LoadedModel:
     ----------
     model: the module forward hooks are placed on (vision tower, text encoder, LM, or the user's).
     full_model: what was loaded (e.g. the whole LlavaForConditionalGeneration or CLIPModel).
-    family: the family's name ("clip" | "clip_text" | "siglip" | "dinov2" | "vit" | "llava" |
+    family: the family's name ("clip" | "clip_text" | "siglip" | "siglip2" | "dinov2" | "dinov3" |
+        "aimv2" | "vit" | "t5_text" | "llava" | "llava_next" | "gemma3" | "idefics3" ... |
         "module" | a registered family's).
     tower: "vision" | "text" | "language" | "module".
     modality: "image" | "text".
@@ -60,6 +61,9 @@ class LoadedModel:
     has_cls, n_prefix: token 0 is CLS; CLS + register tokens before the patches.
     provenance: JSON-able dict (model id, family, class, revision or weights_sha256).
     forward_kwargs: extra keyword arguments of every forward call (e.g. use_cache=False for LMs).
+    token_mask: the input that marks real tokens (1) and padding (0), so that padding is never
+        selected: ``attention_mask`` for text, ``pixel_attention_mask`` for SigLIP 2 NaFlex,
+        None for fixed-length image tokens.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class LoadedModel:
         full_model: nn.Module | None = None,
         dtype: torch.dtype = torch.float32,
         forward_kwargs: dict[str, Any] | None = None,
+        token_mask: str | None = None,
     ):
         self.model = model
         self.preprocess = preprocess
@@ -94,6 +99,9 @@ class LoadedModel:
         self.full_model = full_model if full_model is not None else model
         self.dtype = dtype
         self.forward_kwargs = forward_kwargs or {}
+        self.token_mask = (
+            token_mask if token_mask is not None else ("attention_mask" if modality == "text" else None)
+        )
 
     @property
     def num_layers(self) -> int:
@@ -148,10 +156,12 @@ class LoadedModel:
         if kind == "resid":
             return HookPoint(f"resid.{layer}", block)
         names = self.sublayer_names[kind]
-        for name in names:
-            sub = getattr(block, name, None)
-            if isinstance(sub, nn.Module):
-                return HookPoint(f"{kind}.{layer}", sub)
+        for name in names:  # a name or a dotted path inside the block (T5: layer.0.SelfAttention)
+            try:
+                sub = block.get_submodule(name)
+            except AttributeError:
+                continue
+            return HookPoint(f"{kind}.{layer}", sub)
         raise VsaeError(
             f"block {layer} of {self.family} has no {kind} sub-module ({'/'.join(names)}); use module:<path> instead"
         )

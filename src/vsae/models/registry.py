@@ -78,6 +78,9 @@ class Layout:
         ship none (None: the CLIP processor).
     n_prefix: tokens before the patches (None: the CLS token if any, plus the config's
         ``num_register_tokens``).
+    image_inputs: the image processor's outputs the model takes (SigLIP 2 NaFlex: the padded
+        patches, their mask and each image's patch grid).
+    token_mask: the input marking real tokens, so that padding is never a row (None: none).
     """
 
     family: str
@@ -88,6 +91,8 @@ class Layout:
     embed_fields: tuple[str, ...]
     default_processor: Callable[[int], Any] | None = None
     n_prefix: int | None = None
+    image_inputs: tuple[str, ...] = ("pixel_values",)
+    token_mask: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -62,6 +62,11 @@ TINY_KINDS = (
     "dinov2_registers",
     "vit",
     "llava",
+    "siglip2_vision",
+    "siglip2",
+    "dinov3",
+    "aimv2_vision",
+    "aimv2",
 )
 
 
@@ -141,9 +146,26 @@ def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     elif kind == "siglip_vision":
         model = T.SiglipVisionModel(T.SiglipVisionConfig(**vk))
         proc = T.SiglipImageProcessor(size={"height": IMAGE, "width": IMAGE})
-    elif kind in ("dinov2", "dinov2_registers"):
+    elif kind in ("siglip2_vision", "siglip2"):
+        # NaFlex: at most 16 patches of 8 px; the test images' aspect ratios give different grids
+        nk = {k: v for k, v in vk.items() if k != "image_size"} | {"num_patches": 16}
+        if kind == "siglip2":
+            cfg = T.Siglip2Config(vision_config=nk, text_config=_text_kwargs(_vocab_size()))
+            model, tok = T.Siglip2Model(cfg), tiny_tokenizer()
+        else:
+            model = T.Siglip2VisionModel(T.Siglip2VisionConfig(**nk))
+        proc = T.Siglip2ImageProcessor(patch_size=PATCH, max_num_patches=16)
+    elif kind in ("aimv2_vision", "aimv2"):
+        if kind == "aimv2":
+            cfg = T.Aimv2Config(vision_config=vk, text_config=_text_kwargs(_vocab_size()), projection_dim=16)
+            model, tok = T.Aimv2Model(cfg), tiny_tokenizer()
+        else:
+            model = T.Aimv2VisionModel(T.Aimv2VisionConfig(**vk))
+    elif kind in ("dinov2", "dinov2_registers", "dinov3"):
         if kind == "dinov2":
             model = T.Dinov2Model(T.Dinov2Config(**vk))
+        elif kind == "dinov3":  # with 2 register tokens, as the released DINOv3 ViTs have 4
+            model = T.DINOv3ViTModel(T.DINOv3ViTConfig(**vk, num_register_tokens=2))
         else:
             model = T.Dinov2WithRegistersModel(T.Dinov2WithRegistersConfig(**vk, num_register_tokens=2))
         # LayerScale starts at 1.0; random values make the sub-layer test tell it apart from the MLP.

@@ -1,10 +1,12 @@
 """Token selection: which rows of a [B, T, d] activation tensor become store rows.
 
 Selections: ``cls`` (token 0), ``mean`` (mean over patch tokens, CLS and register tokens
-excluded), ``patches`` (every patch token), ``all`` (every token), ``random:K`` (K random patch
+excluded), ``patches`` (every patch token), ``registers`` (the register tokens of DINOv2 / DINOv3
+with registers, Darcet et al.: the prefix tokens after CLS), ``all`` (every token), ``random:K`` (K random patch
 tokens per image, seeded by (seed, image index) so a resumed or sharded run picks the same
 tokens -- as Pach et al. sample patch tokens for their steering SAE). For text the tokens are
-those of the attention mask (padding excluded) and ``cls`` is not defined.
+those of the attention mask (padding excluded) and ``cls`` is not defined; an image model with
+padded patch sequences (SigLIP 2 NaFlex) passes its patch mask the same way, so padding is never a row.
 
 token_index is the token's position in the model's sequence (CLS = 0 when present; for text,
 the position among the real tokens), and -1 for pooled rows (``mean``, or a [B, d] hook output).
@@ -20,7 +22,7 @@ import torch
 
 from vsae.errors import VsaeError
 
-SELECTIONS = ("cls", "mean", "patches", "all", "random:K")
+SELECTIONS = ("cls", "mean", "patches", "all", "random:K", "registers")
 _RANDOM_RE = re.compile(r"^random:(\d+)$")
 
 
@@ -38,7 +40,7 @@ class TokenSelection:
 def parse_selection(selection: str) -> TokenSelection:
     """Parse a selection string; one-line VsaeError listing the valid ones otherwise."""
     s = selection.strip()
-    if s in ("cls", "mean", "patches", "all"):
+    if s in ("cls", "mean", "patches", "registers", "all"):
         return TokenSelection(s)
     m = _RANDOM_RE.match(s)
     if m and int(m.group(1)) > 0:
@@ -94,7 +96,7 @@ def select_tokens(
     image_ids: [B] global image (or text) index of each batch element.
     seed: seed for ``random:K``.
     n_prefix: number of non-patch tokens at the start (CLS + registers); default ``int(has_cls)``.
-    attention_mask_BT: for text, 1 for real tokens and 0 for padding.
+    attention_mask_BT: 1 for real tokens and 0 for padding (text; SigLIP 2's padded patches).
 
     Returns
     -------
@@ -117,6 +119,15 @@ def select_tokens(
         if not has_cls:
             raise VsaeError("this model has no CLS token; use --tokens mean, patches, all or random:K")
         return acts_BTd[:, 0], ids_B, np.zeros(B, np.int64)
+    if sel.kind == "registers":
+        first = int(has_cls)
+        if prefix <= first:
+            raise VsaeError(
+                "this model has no register tokens; use --tokens cls, mean, patches, all or random:K"
+            )
+        n = prefix - first
+        rows = acts_BTd[:, first:prefix].reshape(B * n, acts_BTd.shape[2])
+        return rows, np.repeat(ids_B, n), np.tile(np.arange(first, prefix, dtype=np.int64), B)
     if sel.kind == "mean":
         return acts_BTd[:, prefix:].float().mean(1).to(acts_BTd.dtype), ids_B, np.full(B, -1, np.int64)
     if sel.kind in ("patches", "all"):
@@ -137,9 +148,11 @@ def _select_text(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     mask_BT = mask_BT.to(acts_BTd.device).bool()
     B = acts_BTd.shape[0]
-    if sel.kind == "cls":
+    if sel.kind in ("cls", "registers"):
         raise VsaeError(
-            "text encoders have no CLS token; use --tokens all, mean or random:K (or --hook embed)"
+            f"this model's padded token sequences (text, or NaFlex patches) have no "
+            f"{'CLS' if sel.kind == 'cls' else 'register'} token; "
+            "use --tokens all, mean or random:K (or --hook embed)"
         )
     if sel.kind == "mean":
         m = mask_BT[:, :, None].float()

@@ -7,7 +7,9 @@ For each latent f: its highest-activating images (HAI, from mean-pooled latent a
 patch tokens on ``hai_images``) give ``h_f``; the model answers on ``images`` with and without
 the clamp; the steering score (`vsae.steer.score`) compares the answers' first words with
 ``h_f``. The single-image variant asks about one blank white image for many latents.
-Works unchanged on the world's tiny LLaVA and on ``llava-hf/llava-1.5-7b-hf`` (see docs/steer.md).
+Works unchanged on the world's tiny LLaVA and on ``llava-hf/llava-1.5-7b-hf`` (see docs/steer.md),
+and on the other multimodal model types of `vsae.models.families.mllm` (LLaVA-NeXT, Gemma 3,
+Idefics3 ...): the SAE is spliced into their vision tower.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from vsae.data import load_image, open_source
 from vsae.errors import VsaeError
 from vsae.eval.topimages import top_images
 from vsae.models import LoadedModel
+from vsae.models.families.mllm import LAYOUTS, is_mllm
+from vsae.models.hf import image_side
 from vsae.models.tokens import as_tokens
 from vsae.sae import SAE
 from vsae.sae.selection import check_splice
@@ -135,8 +139,11 @@ def latent_name(records: list[dict[str, Any]] | None, idx: np.ndarray) -> str:
 
 
 def default_hook(lm: LoadedModel) -> str:
-    """The vision hidden state a LLaVA projector reads, as a resid hook."""
-    layer = getattr(lm.full_model.config, "vision_feature_layer", -2)
+    """The vision hidden state the model's projector reads (``vision_feature_layer``, else the
+    model type's own: LLaVA -2, Gemma 3 / Idefics3 / SmolVLM the last), as a resid hook."""
+    layer = getattr(lm.full_model.config, "vision_feature_layer", None)
+    if layer is None:
+        layer = LAYOUTS[lm.family].feature_layer if lm.family in LAYOUTS else -2
     if not isinstance(layer, int):
         layer = layer[-1]
     # hidden_states[0] is the embedding output, so hidden_states[i] = output of block i - 1.
@@ -162,8 +169,10 @@ def run_steering(
     from transformers import AutoProcessor  # heavy: only when the experiment runs
 
     lm = vsae.models.load(str(llava), device=device, dtype=dtype)
-    if lm.family != "llava":
-        raise VsaeError(f"{llava} is a {lm.family} model, not a LLaVA; give a LlavaForConditionalGeneration")
+    if not is_mllm(lm.family) or lm.tower != "vision":
+        raise VsaeError(
+            f"{llava} is a {lm.family} model, not a multimodal LLM; give a LLaVA or one of {', '.join(LAYOUTS)}"
+        )
     model = lm.full_model.to(device).eval()
     processor = AutoProcessor.from_pretrained(str(llava))
     sae = vsae.sae.load(str(sae_dir)).eval().to(device)
@@ -243,7 +252,7 @@ def run_steering(
         rng = np.random.default_rng(cfg.seed + 1)
         pool = usable if len(usable) else np.arange(sae.cfg.d_sae)
         blats = np.sort(rng.choice(pool, size=min(cfg.blank_latents, len(pool)), replace=False))
-        side = int(getattr(lm.model.config, "image_size", 224))
+        side = image_side(lm.model.config) or 224
         blank = [Image.new("RGB", (side, side), (255, 255, 255))]
         bbase, bsteer = answers_for(blank, blats)
         blank_result = BlankImageResult(

@@ -1,5 +1,6 @@
-"""Ask a LLaVA-style model (``llava-hf/llava-1.5-7b-hf`` or the world's tiny LLaVA) a question
-about images, the way its model card does: chat template, processor, greedy ``generate``, decode."""
+"""Ask a multimodal LLM (``llava-hf/llava-1.5-7b-hf``, the world's tiny LLaVA, LLaVA-NeXT, Gemma 3,
+Idefics3 ...: `vsae.models.families.mllm`) a question about images, the way their model cards do:
+chat template, processor (one image per prompt), greedy ``generate``, decode."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vsae.models.families.llava import conversation  # the LLaVA family owns its chat format
+from vsae.models.families.mllm import conversation, processor_images  # the family owns its chat format
 
 _WORD = re.compile(r"[^\W\d_]+|\d+")
 
@@ -30,7 +31,7 @@ def ask(
     answers: list[str] = []
     for s in range(0, len(images), batch_size):
         chunk = list(images[s : s + batch_size])
-        inputs = processor(images=chunk, text=[prompt] * len(chunk), return_tensors="pt")
+        inputs = processor(images=processor_images(chunk), text=[prompt] * len(chunk), return_tensors="pt")
         inputs = {
             k: v.to(p.device, p.dtype) if v.is_floating_point() else v.to(p.device) for k, v in inputs.items()
         }
