@@ -45,7 +45,7 @@ def test_finding_follows_the_numbers(shared):
     )
     assert f.holds is want
     assert "resid.0" in f.detail and "resid.1" in f.detail
-    assert list(f.to_json()) == ["claim", "holds", "detail", "source"]  # results.json's keys
+    assert list(f.to_json()) == ["claim", "holds", "detail", "source", "verdict", "evidence"]  # results.json's keys
     flipped = json.loads(json.dumps(res["layers"]))
     for L in flipped.values():
         L.update(n_shared=3, n_scored=3, agreement=0.9, random_agreement=0.1, p_value=0.001)

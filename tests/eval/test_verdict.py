@@ -85,3 +85,8 @@ def test_bad_input_is_a_vsae_error():
         outcome(Interval(0, 0, 0, 0.95, 1), -1)
     with pytest.raises(VsaeError, match="units > 0"):
         stratified_bootstrap({"x": np.zeros((0, 2))}, lambda m: m["x"][:, 0])
+
+
+def test_comparison_round_trips_through_json():
+    c = Comparison.judge("A - B", Interval(0.03, 0.01, 0.05, 0.95, 10), 0.02)
+    assert Comparison.from_json(c.to_json()) == c

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE = "holds", "does not hold", "not testable here", "inconclusive"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -15,15 +18,33 @@ class Finding:
     Attributes
     ----------
     claim: what the paper found, as one sentence.
-    holds: whether it holds here.
+    holds: whether it holds here (False for every verdict but "holds").
     detail: the numbers the verdict rests on.
     source: who found it (the paper, or "vsae" for controls).
+    verdict: "holds", "does not hold", "not testable here" (the data cannot show the effect
+        either way: e.g. the baseline it needs is not met) or "inconclusive" (the interval is too
+        wide for the pre-set margin).
+    evidence: the intervals or power, the control and the baseline the verdict rests on.
     """
 
     claim: str
     holds: bool
     detail: str
     source: str
+    verdict: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v = self.verdict or (HOLDS if self.holds else DOES_NOT_HOLD)
+        if v not in VERDICTS:
+            raise ValueError(f"verdict {v!r} is not one of {VERDICTS}")
+        object.__setattr__(self, "verdict", v)
+        object.__setattr__(self, "holds", v == HOLDS)
+
+    @property
+    def label(self) -> str:
+        """The verdict as the demo prints it (e.g. "NOT TESTABLE HERE")."""
+        return self.verdict.upper()
 
     def to_json(self) -> dict[str, Any]:
         """The finding as results.json["findings"] records it."""
@@ -32,7 +53,14 @@ class Finding:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Finding:
         """A finding from its JSON form (e.g. `vsae.demo.diffusion.diffusion_findings`' dicts)."""
-        return cls(str(d["claim"]), bool(d["holds"]), str(d["detail"]), str(d["source"]))
+        return cls(
+            str(d["claim"]),
+            bool(d["holds"]),
+            str(d["detail"]),
+            str(d["source"]),
+            str(d.get("verdict", "")),
+            dict(d.get("evidence", {})),
+        )
 
 
 def _finding(claim: str, holds: bool, detail: str, source: str) -> Finding:
@@ -44,6 +72,7 @@ def headline_findings(
     featured: tuple[str, str, int],
     steering: dict[str, Any] | None = None,
     hierarchy: dict[str, Any] | None = None,
+    probes: dict[str, Any] | None = None,
 ) -> list[Finding]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
     out: list[Finding] = []
@@ -127,30 +156,12 @@ def headline_findings(
                 "vsae (planted control)",
             )
         )
-    # 4. probes on SAE latents hold up under distribution shift (Olson et al.)
+    # 4. probes on SAE latents hold up under distribution shift (Olson et al.): intervals, margin
     hook, arch, e = featured
-    parts, ok = [], True
-    for h, L in layers.items():
-        s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
-        p = {"sae": s["probe"], "raw": L["raw"]["probe"]}
-        shifted = [k for k in p["raw"] if k.startswith("ood")]
-        keep = {
-            kind: float(np.mean([p[kind][k] for k in shifted])) / max(p[kind]["test"], 1e-9) for kind in p
-        }
-        ok &= keep["sae"] >= keep["raw"]
-        parts.append(
-            f"{h}: kept {keep['sae']:.1%} (SAE, test {p['sae']['test']:.2f}) vs {keep['raw']:.1%} "
-            f"(raw, test {p['raw']['test']:.2f}) of test accuracy on the shifted splits"
-        )
-    out.append(
-        _finding(
-            f"Probes on SAE latents ({arch} x{e}) hold up under distribution shift at least as well as "
-            "probes on raw activations",
-            ok,
-            "; ".join(parts),
-            "Olson et al.",
-        )
-    )
+    if probes:
+        from vsae.demo.probe_shift import probe_finding
+
+        out.append(probe_finding(probes, arch, e))
     # 5. latent names agree with the ground truth (Olson et al.)
     parts, ok = [], True
     for h, L in layers.items():

@@ -141,6 +141,12 @@ class Comparison:
         """The comparison with its outcome."""
         return cls(what, interval, margin, outcome(interval, margin))
 
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Comparison:
+        """The comparison from its `to_json` form."""
+        iv = Interval(float(d["estimate"]), float(d["lo"]), float(d["hi"]), float(d["level"]), int(d["n_boot"]))
+        return cls(str(d["what"]), iv, float(d["margin"]), d["outcome"])
+
     def to_json(self) -> dict[str, Any]:
         """The comparison as results.json records it."""
         return {"what": self.what, **self.interval.to_json(), "margin": self.margin, "outcome": self.outcome}

@@ -96,7 +96,7 @@ def build_report(
         "Each line is computed by this run from the numbers below; a finding that does not hold is reported as such."
     )
     for f in results["findings"]:
-        r.verdict(f"{f['claim']} ({f['source']})", f["holds"], f["detail"])
+        r.verdict(f"{f['claim']} ({f['source']})", f["holds"], f["detail"], f.get("verdict"))
 
     r.heading("What was run")
     m = results["models"]
