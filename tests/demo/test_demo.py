@@ -62,6 +62,11 @@ def test_results_are_complete(demo_out):
         assert shares["shape_family"] <= shares["shape"] <= shares["class_name"]
         assert shares["colour_family"] <= shares["colour"]
     assert [g["latents"] for g in hi["planted"]["matryoshka"]["depth_per_group"]] == [[0, 4], [4, 24]]
+    for by_tax in hi["grouping_baseline"].values():  # coarse level vs random groupings of the same sizes
+        assert list(by_tax["class"]) == ["shape_family/shape", "shape/class_name"]
+        fam = by_tax["class"]["shape_family/shape"]
+        assert fam["n_groupings"] == 15 and fam["exact"] and 1 <= fam["rank"] <= 15
+        assert by_tax["colour"]["colour_family/colour"]["n_groupings"] == 280
     st = saved["steering"]
     assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
     assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])

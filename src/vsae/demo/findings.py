@@ -105,11 +105,25 @@ def headline_findings(
     out.append(_finding("MS rises with the expansion factor", ok, "; ".join(parts), "Pach et al."))
     # 3. earlier Matryoshka groups are shallower (Pach et al.), in the class taxonomy and in the
     #    colour taxonomy; per group: mean depth (scored latents, latents dead on the test split)
-    for key, taxonomy in (
-        ("depth_per_group", "class taxonomy"),
-        ("depth_per_group_colour", "colour taxonomy"),
+    #    Testable on a layer only when the taxonomy's top level explains more of the layer's
+    #    variance than random groupings of the same sizes (`vsae.eval.grouping`); otherwise
+    #    "not testable here" on that layer.
+    baselines = (hierarchy or {}).get("grouping_baseline", {})
+    for tax, key, taxonomy in (
+        ("class", "depth_per_group", "class taxonomy"),
+        ("colour", "depth_per_group_colour", "colour taxonomy"),
     ):
-        parts, ok, any_mat = [], True, False
+        parts, ok, any_mat, tested = [], True, False, False
+        base_parts, testable = [], {}
+        for hook, by_tax in baselines.items():
+            top, b = next(iter(by_tax[tax].items()))
+            testable[hook] = b["above_baseline"]
+            base_parts.append(
+                f"{hook}: {top.split('/')[0]} explains {b['coarse_share']:.3f} of the variance "
+                f"({b['coarse_share'] / b['fine_share']:.2f} of {top.split('/')[1]}'s) vs {b['baseline_mean']:.3f} "
+                f"for random groupings of the same sizes (max {b['baseline_max']:.3f}), rank {b['rank']} of "
+                f"{b['n_groupings']}: {'above' if b['above_baseline'] else 'not above'} the baseline"
+            )
         for hook, L in layers.items():
             for name, s in L["saes"].items():
                 if s["arch"] != "matryoshka" or key not in s:
@@ -117,10 +131,14 @@ def headline_findings(
                 any_mat = True
                 d = [g["mean_depth"] for g in s[key]]
                 valid = [x for x in d if not np.isnan(x)]
-                ok &= len(valid) >= 2 and valid[0] < valid[-1]
+                if testable.get(hook, True):
+                    tested = True
+                    ok &= len(valid) >= 2 and valid[0] < valid[-1]
                 dead = s.get("dead_per_group", [None] * len(d))
                 parts.append(
-                    f"{hook} {name}: "
+                    f"{hook} {name}"
+                    + ("" if testable.get(hook, True) else " (not tested)")
+                    + ": "
                     + " / ".join(
                         ("–" if np.isnan(x) else f"{x:.2f}")
                         + f" ({g['n_scored']} scored"
@@ -130,12 +148,23 @@ def headline_findings(
                     )
                 )
         if any_mat:
+            verdict = (HOLDS if ok else DOES_NOT_HOLD) if tested else NOT_TESTABLE
+            detail = "; ".join(parts)
+            if base_parts:
+                detail = "baseline — " + "; ".join(base_parts) + ". Depth per group — " + detail
             out.append(
-                _finding(
-                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group)",
-                    ok,
-                    "; ".join(parts),
+                Finding(
+                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group; "
+                    "testable where the top level beats random groupings of the same sizes)",
+                    ok and tested,
+                    detail,
                     "Pach et al.",
+                    verdict=verdict,
+                    evidence={
+                        "baseline": {h: next(iter(by_tax[tax].values())) for h, by_tax in baselines.items()},
+                        "testable_hooks": [h for h, t in testable.items() if t],
+                        "control": "planted nested dictionary (the control finding)",
+                    },
                 )
             )
     if hierarchy and "planted" in hierarchy:
