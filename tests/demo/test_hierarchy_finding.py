@@ -47,7 +47,9 @@ def _baseline(above):
     ],
 )
 def test_depth_finding_states(above, depths, want):
-    fs = headline_findings(_layers(depths), ("h", "matryoshka", 2), None, {"grouping_baseline": _baseline(above)})
+    fs = headline_findings(
+        _layers(depths), ("h", "matryoshka", 2), None, {"grouping_baseline": _baseline(above)}
+    )
     (f,) = [f for f in fs if "class taxonomy" in f.claim]
     assert f.verdict == want and f.holds == (want == "holds")
     assert "rank " + ("1" if above else "7") + " of 15" in f.detail

@@ -10,7 +10,9 @@ from vsae.eval.grouping import grouping_baseline, groupings_of_sizes
 from vsae.eval.variance import between_group_fraction
 
 
-@pytest.mark.parametrize("n, sizes, count", [(6, (2, 2, 2), 15), (8, (3, 3, 2), 280), (5, (1, 4), 5), (4, (2, 2), 3)])
+@pytest.mark.parametrize(
+    "n, sizes, count", [(6, (2, 2, 2), 15), (8, (3, 3, 2), 280), (5, (1, 4), 5), (4, (2, 2), 3)]
+)
 def test_every_grouping_once(n, sizes, count):
     gs = list(groupings_of_sizes(n, sizes))
     assert len(gs) == count == len({tuple(sorted(map(tuple, map(sorted, g)))) for g in gs})
@@ -27,7 +29,11 @@ def _world(coarse_scale, seed=0, n=1200, d=16):
     coarse_of = {0: "a", 1: "a", 2: "b", 3: "b", 4: "c", 5: "c"}
     centres_c = {c: rng.normal(scale=coarse_scale, size=d) for c in "abc"}
     centres_f = rng.normal(size=(6, d))
-    x = np.stack([centres_c[coarse_of[f]] for f in fine]) + centres_f[fine] + rng.normal(scale=0.5, size=(n, d))
+    x = (
+        np.stack([centres_c[coarse_of[f]] for f in fine])
+        + centres_f[fine]
+        + rng.normal(scale=0.5, size=(n, d))
+    )
     return x, fine, coarse_of
 
 
@@ -58,7 +64,9 @@ def test_a_dominant_coarse_factor_is_above_the_baseline_and_none_is_not():
 def test_many_groupings_are_sampled():
     rng = np.random.default_rng(0)
     fine = rng.integers(0, 12, 600)
-    res = grouping_baseline(rng.normal(size=(600, 4)), fine, {i: i // 2 for i in range(12)}, max_groupings=300)
+    res = grouping_baseline(
+        rng.normal(size=(600, 4)), fine, {i: i // 2 for i in range(12)}, max_groupings=300
+    )
     assert not res["exact"] and res["n_groupings"] <= 301
 
 

@@ -37,7 +37,8 @@ def test_stratified_bootstrap_resamples_each_stratum_on_its_own():
     it = r.integers(0, 200, size=(400, 200))
     ish = r.integers(0, 120, size=(400, 120))
     direct = [
-        shift[j, 1].mean() / test[i, 1].mean() - shift[j, 0].mean() / test[i, 0].mean() for i, j in zip(it, ish)
+        shift[j, 1].mean() / test[i, 1].mean() - shift[j, 0].mean() / test[i, 0].mean()
+        for i, j in zip(it, ish)
     ]
     lo, hi = np.quantile(direct, [0.025, 0.975])
     est = shift[:, 1].mean() / test[:, 1].mean() - shift[:, 0].mean() / test[:, 0].mean()

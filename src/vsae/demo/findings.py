@@ -72,7 +72,7 @@ def headline_findings(
     featured: tuple[str, str, int],
     steering: dict[str, Any] | None = None,
     hierarchy: dict[str, Any] | None = None,
-    probes: dict[str, Any] | None = None,
+    probes: Finding | None = None,
 ) -> list[Finding]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
     out: list[Finding] = []
@@ -187,10 +187,8 @@ def headline_findings(
         )
     # 4. probes on SAE latents hold up under distribution shift (Olson et al.): intervals, margin
     hook, arch, e = featured
-    if probes:
-        from vsae.demo.probe_shift import probe_finding
-
-        out.append(probe_finding(probes, arch, e))
+    if probes is not None:  # `vsae.demo.probe_shift.probe_finding`
+        out.append(probes)
     # 5. latent names agree with the ground truth (Olson et al.)
     parts, ok = [], True
     for h, L in layers.items():

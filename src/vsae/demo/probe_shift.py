@@ -84,7 +84,11 @@ def sample_spread(raws: Sequence[ProbeRun], saes: Sequence[ProbeRun]) -> dict[st
     out: dict[str, Any] = {"n_samples": len(raws)}
     for key, stat in (("absolute", absolute_difference), ("retention", retention_difference)):
         d = [
-            float(stat({s: np.array([[r.correct[s].mean(), a.correct[s].mean()]]) for s in ("test", *SHIFTED)})[0])
+            float(
+                stat({s: np.array([[r.correct[s].mean(), a.correct[s].mean()]]) for s in ("test", *SHIFTED)})[
+                    0
+                ]
+            )
             for r, a in zip(raws, saes)
         ]
         out[key] = {"differences": d, "n_sae_at_least_raw": int(sum(x >= 0 for x in d))}

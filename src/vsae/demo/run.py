@@ -20,7 +20,7 @@ from vsae.demo.consistency import require, run_checks
 from vsae.demo.findings import Finding, headline_findings
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
-from vsae.demo.probe_shift import compare_under_shift
+from vsae.demo.probe_shift import compare_under_shift, probe_finding
 from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
 from vsae.eval.results import jsonable
 from vsae.eval.taxonomy import from_file
@@ -132,7 +132,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         say("steering the tiny text-to-image model through its text-encoder SAE; naming latents from images")
         diffusion = run_diffusion_demo(out)
     sw.lap("diffusion")
-    findings = headline_findings(layers, featured, steering, hierarchy, probes)
+    findings = headline_findings(layers, featured, steering, hierarchy, probe_finding(probes, *featured[1:]))
     if shared:
         findings.append(shared_finding(shared))
     if diffusion:

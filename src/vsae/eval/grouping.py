@@ -77,7 +77,9 @@ def grouping_baseline(
     x = to_numpy(x_Nd, np.float64)
     fine = np.asarray(fine_N)
     if x.ndim != 2 or fine.shape[0] != x.shape[0]:
-        raise VsaeError(f"{x.shape[0] if x.ndim else 0} activation rows but {fine.shape[0]} labels; give one per row")
+        raise VsaeError(
+            f"{x.shape[0] if x.ndim else 0} activation rows but {fine.shape[0]} labels; give one per row"
+        )
     values, inv, counts = np.unique(fine, return_inverse=True, return_counts=True)
     missing = [v for v in values.tolist() if v not in coarse_of]
     if missing:

@@ -82,7 +82,9 @@ def stratified_bootstrap(
         v = np.asarray(values, np.float64)
         v = v[:, None] if v.ndim == 1 else v
         if v.ndim != 2 or v.shape[0] == 0:
-            raise VsaeError(f"stratum {name!r} has shape {np.shape(values)}; give [units, quantities] with units > 0")
+            raise VsaeError(
+                f"stratum {name!r} has shape {np.shape(values)}; give [units, quantities] with units > 0"
+            )
         full[name] = v.mean(0, keepdims=True)
         idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
         boot[name] = np.stack([v[:, k][idx].mean(1) for k in range(v.shape[1])], axis=1)
@@ -144,7 +146,9 @@ class Comparison:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Comparison:
         """The comparison from its `to_json` form."""
-        iv = Interval(float(d["estimate"]), float(d["lo"]), float(d["hi"]), float(d["level"]), int(d["n_boot"]))
+        iv = Interval(
+            float(d["estimate"]), float(d["lo"]), float(d["hi"]), float(d["level"]), int(d["n_boot"])
+        )
         return cls(str(d["what"]), iv, float(d["margin"]), d["outcome"])
 
     def to_json(self) -> dict[str, Any]:
