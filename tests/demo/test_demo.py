@@ -67,6 +67,11 @@ def test_results_are_complete(demo_out):
         fam = by_tax["class"]["shape_family/shape"]
         assert fam["n_groupings"] == 15 and fam["exact"] and 1 <= fam["rank"] <= 15
         assert by_tax["colour"]["colour_family/colour"]["n_groupings"] == 280
+    for layer in saved["layers"].values():  # the same baseline on each Matryoshka SAE's reconstruction
+        for s in layer["saes"].values():
+            assert ("grouping_baseline" in s) == (s["arch"] == "matryoshka")
+            if s["arch"] == "matryoshka":
+                assert s["grouping_baseline"]["class"]["level"] == "shape_family/shape"
     st = saved["steering"]
     assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
     assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])

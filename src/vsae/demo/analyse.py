@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.hierarchy import top_level_baselines
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
 from vsae.eval._arrays import chunks_of
 from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
@@ -56,6 +57,9 @@ class UnitAnalysis:
     depth_per_group, depth_per_group_colour: mean LCA depth per Matryoshka group in the class and
         colour taxonomies (SAEs only).
     dead_per_group: latents per group that never fire on the test split (SAEs only).
+    grouping_baseline: per taxonomy, its top level's share of the variance of the SAE's test-split
+        reconstruction vs random groupings of the same sizes (Matryoshka SAEs only;
+        `vsae.demo.hierarchy.top_level_baselines`).
     names: latent names and their agreement with the ground truth (SAEs only).
     ood: OOD-detection report per shifted split (SAEs only).
     roc: the recon-error ROC curve per shifted split (SAEs only; for the report's plot).
@@ -71,6 +75,7 @@ class UnitAnalysis:
     recon: dict[str, Any] | None = None
     depth_per_group: list[dict[str, Any]] | None = None
     depth_per_group_colour: list[dict[str, Any]] | None = None
+    grouping_baseline: dict[str, Any] | None = None
     dead_per_group: list[int] | None = None
     names: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None
@@ -110,6 +115,7 @@ class UnitAnalysis:
             "depth_per_group": self.depth_per_group,
             "depth_per_group_colour": self.depth_per_group_colour,
             "dead_per_group": self.dead_per_group,
+            "grouping_baseline": self.grouping_baseline,
             "probe": self.probe,
             "ood": self.ood,
         }
@@ -204,6 +210,7 @@ def analyse_sae(
     # never fire on the test split (they cannot be scored in either taxonomy)
     cdepths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["colour"], ti.colour_depth_CC)
     dpg_colour = depth_per_group(cdepths, sizes)
+    baseline = top_level_baselines(x_hat.numpy(), tables["test"], cfg.seed) if arch == "matryoshka" else None
     fires = np.asarray((z > 0).sum(0)).ravel()
     ends = np.cumsum(sizes)
     dead = [int((fires[a:b] == 0).sum()) for a, b in zip([0, *ends[:-1]], ends)]
@@ -229,6 +236,7 @@ def analyse_sae(
         recon=recon,
         depth_per_group=dpg,
         depth_per_group_colour=dpg_colour,
+        grouping_baseline=baseline,
         dead_per_group=dead,
         names=names,
         ood=ood,

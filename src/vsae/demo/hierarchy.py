@@ -33,6 +33,16 @@ OTHER_ATTRIBUTES = ("size", "tone", "outline", "position", "background")
 DEPTH_KEYS = {"class": "depth_per_group", "colour": "depth_per_group_colour"}
 
 
+def top_level_baselines(x_Nd: Any, table: dict[str, Any], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per taxonomy, `grouping_baseline` of its top (coarse, fine) pair on `x_Nd` (e.g. an SAE's
+    reconstruction of the test split, whose rows `table` labels)."""
+    out = {}
+    for tax, (coarse, fine, *_) in TAXONOMY_LEVELS.items():
+        coarse_of = dict(zip(table[fine].tolist(), table[coarse].tolist()))
+        out[tax] = {"level": f"{coarse}/{fine}", **grouping_baseline(x_Nd, table[fine], coarse_of, seed=seed)}
+    return out
+
+
 def grouping_baselines(
     stores: Stores, tables: Tables, hooks: Sequence[str], seed: int = 0
 ) -> dict[str, dict[str, dict[str, Any]]]:
