@@ -420,4 +420,14 @@ def shared(
         raise VsaeError("--auroc must be in (0.5, 1] and --alpha in (0, 1)")
     res = run_shared(list(zip(acts, saes)), out, cfg, attributes, progress=not quiet).to_json()
     keys = ("n_live", "n_shared", "shared_fraction", "agreement", "random_agreement", "n_scored")
-    _echo({h: {k: L.get(k) for k in keys} for h, L in res["layers"].items()}, tuple(res["layers"]))
+    sel = ("found", "n_shared", "n_image_selective", "p_value", "min_detectable_rate")
+    _echo(
+        {
+            h: {
+                **{k: L.get(k) for k in keys},
+                **({"selectivity": {k: L["selectivity"][k] for k in sel}} if "selectivity" in L else {}),
+            }
+            for h, L in res["layers"].items()
+        },
+        tuple(res["layers"]),
+    )
