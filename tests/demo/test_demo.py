@@ -72,6 +72,8 @@ def test_results_are_complete(demo_out):
             assert ("grouping_baseline" in s) == (s["arch"] == "matryoshka")
             if s["arch"] == "matryoshka":
                 assert s["grouping_baseline"]["class"]["level"] == "shape_family/shape"
+            for trend in s["depth_trend"].values():  # last - first group depth, with its interval
+                assert trend is None or trend["lo"] <= trend["estimate"] <= trend["hi"]
     st = saved["steering"]
     assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
     assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])

@@ -18,6 +18,7 @@ def _layers(depths):
                     "names": {"agreement": 0.4, "random_word_agreement": 0.0, "n_named": 3},
                     "depth_per_group": [{"mean_depth": d, "n_scored": 4} for d in depths],
                     "depth_per_group_colour": [{"mean_depth": d, "n_scored": 4} for d in depths],
+                    "depth_trend": {"class": {"estimate": depths[-1] - depths[0], "lo": -0.5, "hi": 1.5}},
                 }
             },
         }
@@ -54,5 +55,6 @@ def test_depth_finding_states(above, depths, want):
     assert f.verdict == want and f.holds == (want == "holds")
     assert "rank " + ("1" if above else "7") + " of 15" in f.detail
     assert f.evidence["testable_hooks"] == (["h"] if above else [])
+    assert f"last - first {depths[-1] - depths[0]:+.2f} [-0.50, +1.50]" in f.detail
     if not above:
         assert "(not tested)" in f.detail and f.label == "NOT TESTABLE HERE"

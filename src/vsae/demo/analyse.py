@@ -14,7 +14,7 @@ from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 from vsae.demo.hierarchy import top_level_baselines
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
 from vsae.eval._arrays import chunks_of
-from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
+from vsae.eval.hierarchy import depth_per_group, depth_trend, latent_lca_depths, lca_depth_matrix
 from vsae.eval.monosemanticity import MSResult, monosemanticity_score_streaming, summarize_ms
 from vsae.eval.naming import attribute_name_agreement, encode_words, name_latents
 from vsae.eval.ood import ood_report, ood_scores, roc_curve
@@ -60,6 +60,8 @@ class UnitAnalysis:
     grouping_baseline: per taxonomy, its top level's share of the variance of the SAE's test-split
         reconstruction vs random groupings of the same sizes (Matryoshka SAEs only;
         `vsae.demo.hierarchy.top_level_baselines`).
+    depth_trend: per taxonomy ("class", "colour"), last minus first group's mean depth with its
+        bootstrap interval (`vsae.eval.hierarchy.depth_trend`; SAEs only).
     names: latent names and their agreement with the ground truth (SAEs only).
     ood: OOD-detection report per shifted split (SAEs only).
     roc: the recon-error ROC curve per shifted split (SAEs only; for the report's plot).
@@ -76,6 +78,7 @@ class UnitAnalysis:
     depth_per_group: list[dict[str, Any]] | None = None
     depth_per_group_colour: list[dict[str, Any]] | None = None
     grouping_baseline: dict[str, Any] | None = None
+    depth_trend: dict[str, Any] | None = None
     dead_per_group: list[int] | None = None
     names: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None
@@ -116,6 +119,7 @@ class UnitAnalysis:
             "depth_per_group_colour": self.depth_per_group_colour,
             "dead_per_group": self.dead_per_group,
             "grouping_baseline": self.grouping_baseline,
+            "depth_trend": self.depth_trend,
             "probe": self.probe,
             "ood": self.ood,
         }
@@ -237,6 +241,10 @@ def analyse_sae(
         depth_per_group=dpg,
         depth_per_group_colour=dpg_colour,
         grouping_baseline=baseline,
+        depth_trend={
+            "class": depth_trend(depths, sizes, seed=cfg.seed),
+            "colour": depth_trend(cdepths, sizes, seed=cfg.seed),
+        },
         dead_per_group=dead,
         names=names,
         ood=ood,

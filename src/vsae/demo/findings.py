@@ -135,6 +135,12 @@ def headline_findings(
                     tested = True
                     ok &= len(valid) >= 2 and valid[0] < valid[-1]
                 dead = s.get("dead_per_group", [None] * len(d))
+                trend = (s.get("depth_trend") or {}).get(tax)
+                trend_text = (
+                    ""
+                    if trend is None
+                    else f"; last - first {trend['estimate']:+.2f} [{trend['lo']:+.2f}, {trend['hi']:+.2f}]"
+                )
                 parts.append(
                     f"{hook} {name}"
                     + ("" if testable.get(hook, True) else " (not tested)")
@@ -146,6 +152,7 @@ def headline_findings(
                         + ")"
                         for x, g, n in zip(d, s[key], dead)
                     )
+                    + trend_text
                 )
         if any_mat:
             verdict = (HOLDS if ok else DOES_NOT_HOLD) if tested else NOT_TESTABLE
