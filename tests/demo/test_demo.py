@@ -62,17 +62,37 @@ def test_results_are_complete(demo_out):
         assert shares["shape_family"] <= shares["shape"] <= shares["class_name"]
         assert shares["colour_family"] <= shares["colour"]
     assert [g["latents"] for g in hi["planted"]["matryoshka"]["depth_per_group"]] == [[0, 4], [4, 24]]
+    for by_tax in hi["grouping_baseline"].values():  # coarse level vs random groupings of the same sizes
+        assert list(by_tax["class"]) == ["shape_family/shape", "shape/class_name"]
+        fam = by_tax["class"]["shape_family/shape"]
+        assert fam["n_groupings"] == 15 and fam["exact"] and 1 <= fam["rank"] <= 15
+        assert by_tax["colour"]["colour_family/colour"]["n_groupings"] == 280
+    for layer in saved["layers"].values():  # the same baseline on each Matryoshka SAE's reconstruction
+        for s in layer["saes"].values():
+            assert ("grouping_baseline" in s) == (s["arch"] == "matryoshka")
+            if s["arch"] == "matryoshka":
+                assert s["grouping_baseline"]["class"]["level"] == "shape_family/shape"
+            for trend in s["depth_trend"].values():  # last - first group depth, with its interval
+                assert trend is None or trend["lo"] <= trend["estimate"] <= trend["hi"]
     st = saved["steering"]
     assert len(st["latents"]) == 4 and len(st["test_images"]) == 6 and len(st["blank_image"]["latents"]) == 4
     assert {"steered", "baseline", "moved_toward", "moved_away"} <= set(st["score"])
     for f in saved["findings"]:
-        assert (
-            set(f) == {"claim", "holds", "detail", "source"} and isinstance(f["holds"], bool) and f["detail"]
-        )
+        assert set(f) == {"claim", "holds", "detail", "source", "verdict", "evidence"}
+        assert isinstance(f["holds"], bool) and f["detail"] and f["holds"] == (f["verdict"] == "holds")
+        assert f["verdict"] in ("holds", "does not hold", "not testable here", "inconclusive")
+    # the probe verdict carries its intervals, margin and baseline per hook
+    (pf,) = [f for f in saved["findings"] if f["claim"].startswith("Probes on SAE latents")]
+    assert "95% CI" in pf["detail"] and pf["evidence"]["margin"] > 0
+    for c in saved["probe"]["under_shift"].values():
+        for key in ("absolute", "retention"):
+            assert c[key]["lo"] <= c[key]["estimate"] <= c[key]["hi"]
+            assert c[key]["outcome"] in ("better", "equivalent", "worse", "inconclusive")
+        assert c["raw"]["c"] in (0.01, 0.1, 1.0, 10.0) and c["samples"]["n_samples"] == 3
     assert set(saved["layers"]) == {"resid.1", "embed"}
     for hook, layer in saved["layers"].items():
         assert layer["raw"]["ms"]["n_latents"] == 64
-        assert set(layer["raw"]["probe"]) == {"train", "test", "ood_background", "ood_combo"}
+        assert set(layer["raw"]["probe"]) == {"train", "val", "c", "test", "ood_background", "ood_combo"}
         assert len(layer["saes"]) == 4  # 2 archs x 2 expansions
         for name, s in layer["saes"].items():
             for key in (
@@ -95,7 +115,7 @@ def test_results_are_complete(demo_out):
             assert t["n_never_fire"] == int(np.isnan(ms).sum())
             assert all(not np.isnan(ms[f]) for f, _ in t["excluded_live"])
             if s["expansion"] == results["featured"][2]:
-                assert set(s["probe"]) == {"train", "test", "ood_background", "ood_combo"}
+                assert set(s["probe"]) == {"train", "val", "c", "test", "ood_background", "ood_combo"}
             assert set(s["ood"]) == {"ood_background", "ood_combo"}
             assert 0 <= s["recon"]["fvu"] < 1
     assert saved["timings"]["total"] > 0

@@ -19,7 +19,7 @@ def _split(n, seed, sort):
 
 def test_probe_trains_on_every_class_of_a_sorted_store():
     parts = {"train": _split(2 * PROBE_TRAIN_ROWS, 0, sort=True)}
-    for i, name in enumerate(("test", "ood_background", "ood_combo")):
+    for i, name in enumerate(("val", "test", "ood_background", "ood_combo")):
         parts[name] = _split(300, i + 1, sort=False)
     stores = {k: {"h": x} for k, (x, _) in parts.items()}
     tables = {k: {"shape": y} for k, (_, y) in parts.items()}
@@ -27,7 +27,11 @@ def test_probe_trains_on_every_class_of_a_sorted_store():
     rows = probe_train_rows(len(y_train), seed=0)
     assert rows.size == PROBE_TRAIN_ROWS and np.unique(y_train[rows]).size == 6
     assert np.unique(y_train[:PROBE_TRAIN_ROWS]).size <= 4  # what the first rows hold
-    acc = probe("h", stores, tables, seed=0)
+    run = probe("h", stores, tables, seed=0)
+    acc = run.accuracy
+    assert acc["c"] in run.val_by_c and acc["val"] == max(run.val_by_c.values())
+    assert set(run.correct) == {"test", "ood_background", "ood_combo"}
+    assert run.correct["test"].mean() == acc["test"]
     assert acc["test"] > 0.95 and acc["ood_combo"] > 0.95
     info = probe_sample(len(y_train), 0)["train_rows"]
     assert info["rows"] == PROBE_TRAIN_ROWS and info["of"] == len(y_train) and "seeded" in info["method"]

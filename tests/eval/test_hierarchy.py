@@ -141,3 +141,21 @@ def test_wordnet_hierarchy():
 def test_wordnet_missing_dir_message(tmp_path):
     with pytest.raises(VsaeError, match="apt-get install -y wordnet-base"):
         from_wordnet(["n02084071"], wordnet_dir=tmp_path)
+
+
+def test_depth_trend_is_last_minus_first_with_a_direct_bootstrap():
+    from vsae.eval.hierarchy import depth_trend
+
+    rng = np.random.default_rng(0)
+    rounded = rng.integers(0, 3, 24)
+    rounded[[1, 5, 20]] = -1  # not scored
+    got = depth_trend({"rounded": rounded}, [4, 8, 12], n_boot=300, seed=3)
+    first, last = rounded[:4][rounded[:4] >= 0], rounded[12:][rounded[12:] >= 0]
+    r = np.random.default_rng(3)
+    i_f = r.integers(0, first.size, (300, first.size))
+    i_l = r.integers(0, last.size, (300, last.size))
+    diffs = last[i_l].mean(1) - first[i_f].mean(1)
+    assert got["estimate"] == pytest.approx(last.mean() - first.mean())
+    assert (got["lo"], got["hi"]) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])))
+    assert (got["n_first"], got["n_last"]) == (first.size, last.size)
+    assert depth_trend({"rounded": np.array([2, -1, 1, 1])}, [2, 2]) is None  # one scored latent first

@@ -248,6 +248,20 @@ def test_cli_writes_shared_json_that_matches_the_functions(mixed, capsys):
         vals = [(colour if attr == "colour" else shape)[int(s.image_index[i])] for i in img]
         best = max(vals, key=lambda v: (vals.count(v), -vals.index(v)))
         assert row["image_value"] == f"{attr}={best}"
+    # selectivity: the same as `layer_selectivity` on the store's rows, split by modality here
+    from vsae.eval.attributes import image_attributes
+    from vsae.eval.selectivity import layer_selectivity
+
+    table = image_attributes(mixed / "store", None, S.DEFAULT_ATTRIBUTES).values
+    lex = S.word_lexicon({a: [v for v in col if v is not None] for a, col in table.items()})
+    im, tx = mod == 0, mod == 1
+    direct = layer_selectivity(
+        z[im], s.image_index[im], z[tx], s.image_index[tx], s.token_index[tx],
+        [vocab.get(int(t), "") for t in tid[tx]], table, lex,
+    )  # fmt: skip
+    for k in ("n_image_selective", "n_text_selective", "n_shared", "shared_latents", "units", "control"):
+        assert L["selectivity"][k] == direct[k], k
+    assert L["selectivity"]["units"] == {"images": 12, "text_rows": 48}
     assert L["n_scored"] == len(L["shared_latents"])
     if L["n_scored"]:
         assert L["agreement"] == pytest.approx(np.mean([r["agree"] for r in L["shared_latents"]]))

@@ -28,3 +28,12 @@ def test_report_is_self_contained_and_renders_in_chromium(tmp_path):
     shot = np.asarray(Image.open(png).convert("RGB"))
     red = (shot[..., 0] > 200) & (shot[..., 1] < 60) & (shot[..., 2] < 60)
     assert red.sum() > 1000  # the red card image is painted
+
+
+def test_verdict_renders_a_third_state():
+    r = Report("t", "s")
+    r.verdict("claim", False, "numbers [-1.0, +2.0]", "not testable here")
+    r.verdict("other", True, "d", "holds")
+    html = r.render()
+    assert '<span class="warn">not testable here</span>' in html and "[-1.0, +2.0]" in html
+    assert '<span class="ok">holds</span>' in html

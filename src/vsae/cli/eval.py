@@ -447,7 +447,7 @@ def names(
     default=None,
     help="attributes.json of the images (ground truth) [default: DATA/attributes.json of the store's data].",
 )
-@config_options(SharedConfig, only=("top_k", "seed", "batch_size"))
+@config_options(SharedConfig, only=("top_k", "seed", "batch_size", "auroc", "min_fires", "alpha"))
 @config_options(SharedConfig, only=("device",), overrides={"device": {"callback": device_callback}})
 @_QUIET
 def shared(
@@ -464,8 +464,20 @@ def shared(
             f"{len(acts)} --acts but {len(saes)} --sae; give one SAE per store, in the same order"
         )
     cfg = SharedConfig(**pick(SharedConfig, fields))
-    if cfg.top_k < 1 or cfg.batch_size < 1:
-        raise VsaeError("--top-k and --batch-size must be at least 1")
+    if cfg.top_k < 1 or cfg.batch_size < 1 or cfg.min_fires < 1:
+        raise VsaeError("--top-k, --batch-size and --min-fires must be at least 1")
+    if not (0.5 < cfg.auroc <= 1 and 0 < cfg.alpha < 1):
+        raise VsaeError("--auroc must be in (0.5, 1] and --alpha in (0, 1)")
     res = run_shared(list(zip(acts, saes)), out, cfg, attributes, progress=not quiet).to_json()
     keys = ("n_live", "n_shared", "shared_fraction", "agreement", "random_agreement", "n_scored")
-    _echo({h: {k: L.get(k) for k in keys} for h, L in res["layers"].items()}, tuple(res["layers"]))
+    sel = ("found", "n_shared", "n_image_selective", "p_value", "min_detectable_rate")
+    _echo(
+        {
+            h: {
+                **{k: L.get(k) for k in keys},
+                **({"selectivity": {k: L["selectivity"][k] for k in sel}} if "selectivity" in L else {}),
+            }
+            for h, L in res["layers"].items()
+        },
+        tuple(res["layers"]),
+    )

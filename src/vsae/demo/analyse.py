@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.hierarchy import top_level_baselines
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
 from vsae.eval._arrays import chunks_of
-from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
+from vsae.eval.hierarchy import depth_per_group, depth_trend, latent_lca_depths, lca_depth_matrix
 from vsae.eval.monosemanticity import MSResult, monosemanticity_score_streaming, summarize_ms
 from vsae.eval.naming import attribute_name_agreement, encode_words, name_latents
 from vsae.eval.ood import ood_report, ood_scores, roc_curve
-from vsae.eval.probe import ProbeConfig, probe_accuracy
+from vsae.eval.probe import ProbeConfig, probe_correct, select_c
 from vsae.eval.purity import top_image_purity
 from vsae.eval.recon import reconstruction_metrics
 from vsae.eval.sampling import describe_sample, spread_sample
@@ -56,9 +57,16 @@ class UnitAnalysis:
     depth_per_group, depth_per_group_colour: mean LCA depth per Matryoshka group in the class and
         colour taxonomies (SAEs only).
     dead_per_group: latents per group that never fire on the test split (SAEs only).
+    grouping_baseline: per taxonomy, its top level's share of the variance of the SAE's test-split
+        reconstruction vs random groupings of the same sizes (Matryoshka SAEs only;
+        `vsae.demo.hierarchy.top_level_baselines`).
+    depth_trend: per taxonomy ("class", "colour"), last minus first group's mean depth with its
+        bootstrap interval (`vsae.eval.hierarchy.depth_trend`; SAEs only).
     names: latent names and their agreement with the ground truth (SAEs only).
     ood: OOD-detection report per shifted split (SAEs only).
     roc: the recon-error ROC curve per shifted split (SAEs only; for the report's plot).
+    probe_run: the probe with its per-image outcomes (not in results.json; paired with the raw
+        probe's by `vsae.demo.probe_shift`).
     """
 
     ms: MSResult
@@ -69,10 +77,13 @@ class UnitAnalysis:
     recon: dict[str, Any] | None = None
     depth_per_group: list[dict[str, Any]] | None = None
     depth_per_group_colour: list[dict[str, Any]] | None = None
+    grouping_baseline: dict[str, Any] | None = None
+    depth_trend: dict[str, Any] | None = None
     dead_per_group: list[int] | None = None
     names: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None
     roc: dict[str, Any] | None = None
+    probe_run: ProbeRun | None = None
 
     @property
     def ms_summary(self) -> dict[str, Any]:
@@ -107,6 +118,8 @@ class UnitAnalysis:
             "depth_per_group": self.depth_per_group,
             "depth_per_group_colour": self.depth_per_group_colour,
             "dead_per_group": self.dead_per_group,
+            "grouping_baseline": self.grouping_baseline,
+            "depth_trend": self.depth_trend,
             "probe": self.probe,
             "ood": self.ood,
         }
@@ -179,7 +192,8 @@ def analyse_raw(hook: str, stores: Stores, tables: Tables, cfg: DemoConfig, ti: 
     x = stores["test"][hook][:].numpy()
     top = top_images(x, k=cfg.top_k)
     res = unit_features(x, top, tables["test"], ti.sim_emb_ND)
-    return dataclasses.replace(res, probe=probe(hook, stores, tables, seed=cfg.seed))
+    pr = probe(hook, stores, tables, seed=cfg.seed)
+    return dataclasses.replace(res, probe=pr.accuracy, probe_run=pr)
 
 
 def analyse_sae(
@@ -200,6 +214,7 @@ def analyse_sae(
     # never fire on the test split (they cannot be scored in either taxonomy)
     cdepths = latent_lca_depths(top.indices_Fk, top.excluded_F, tables["test"]["colour"], ti.colour_depth_CC)
     dpg_colour = depth_per_group(cdepths, sizes)
+    baseline = top_level_baselines(x_hat.numpy(), tables["test"], cfg.seed) if arch == "matryoshka" else None
     fires = np.asarray((z > 0).sum(0)).ravel()
     ends = np.cumsum(sizes)
     dead = [int((fires[a:b] == 0).sum()) for a, b in zip([0, *ends[:-1]], ends)]
@@ -220,10 +235,16 @@ def analyse_sae(
         roc[split] = roc_curve(s_in["recon_error"], s_ood["recon_error"])
     return dataclasses.replace(
         res,
-        probe=probed,
+        probe=None if probed is None else probed.accuracy,
+        probe_run=probed,
         recon=recon,
         depth_per_group=dpg,
         depth_per_group_colour=dpg_colour,
+        grouping_baseline=baseline,
+        depth_trend={
+            "class": depth_trend(depths, sizes, seed=cfg.seed),
+            "colour": depth_trend(cdepths, sizes, seed=cfg.seed),
+        },
         dead_per_group=dead,
         names=names,
         ood=ood,
@@ -259,23 +280,58 @@ def probe_sample(n_train: int, seed: int) -> dict[str, Any]:
     return {"label": PROBE_LABEL, "train_rows": describe_sample(n_train, PROBE_TRAIN_ROWS, seed)}
 
 
+PROBE_CS = (0.01, 0.1, 1.0, 10.0)  # the C grid each feature set's probe is chosen from on the val split
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One feature set's shape probe.
+
+    Attributes
+    ----------
+    accuracy: accuracy per split ("train", "test", the shifted splits), the chosen "c" and its
+        "val" accuracy (results.json's "probe" entry of the units).
+    correct: per evaluated split, whether each image is labelled right ([N] bool; the bootstrap
+        resamples these, `vsae.demo.probe_shift`).
+    val_by_c: validation accuracy of every C tried.
+    """
+
+    accuracy: dict[str, float]
+    correct: dict[str, np.ndarray]
+    val_by_c: dict[float, float]
+
+
 def probe(
-    hook: str, stores: Stores, tables: Tables, sae: SAE | None = None, seed: int = 0
-) -> dict[str, float]:
+    hook: str,
+    stores: Stores,
+    tables: Tables,
+    sae: SAE | None = None,
+    seed: int = 0,
+    sample_seed: int | None = None,
+    cs: Sequence[float] = PROBE_CS,
+) -> ProbeRun:
     """Shape probe (Olson et al.) on raw activations (`sae` None) or on SAE latents: trained on a
-    seeded sample spanning the train split (`probe_train_rows`), accuracy on test and on the
-    shifted splits."""
+    seeded sample spanning the train split (`probe_train_rows`, seed `sample_seed`, default
+    `seed`), C chosen from `cs` on the val split (`select_c`; a single C is taken as given),
+    accuracy on test and on the shifted splits."""
 
     def split(name: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = stores[name][hook][:], tables[name][PROBE_LABEL]
         if name == "train":
-            rows = probe_train_rows(len(y), seed)
+            rows = probe_train_rows(len(y), seed if sample_seed is None else sample_seed)
             x, y = x[torch.from_numpy(rows)], y[rows]
         with torch.no_grad():
             return (x if sae is None else sae.encode(x)).numpy(), y
 
-    evals = {s: split(s) for s in ("test", *SHIFTED)}
-    return probe_accuracy(split("train"), evals, ProbeConfig(max_iter=300))
+    base = ProbeConfig(max_iter=300, seed=seed)
+    train = split("train")
+    if len(cs) == 1:
+        c, val_by_c = float(cs[0]), {float(cs[0]): float("nan")}
+    else:
+        c, val_by_c = select_c(train, split("val"), cs, base)
+    correct = probe_correct(train, {s: split(s) for s in ("train", "test", *SHIFTED)}, replace(base, c=c))
+    acc = {s: float(v.mean()) for s, v in correct.items()}
+    return ProbeRun({**acc, "val": val_by_c[c], "c": c}, {s: correct[s] for s in ("test", *SHIFTED)}, val_by_c)
 
 
 def text_embeddings(clip_dir: str) -> tuple[list[str], np.ndarray]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE = "holds", "does not hold", "not testable here", "inconclusive"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -15,15 +18,33 @@ class Finding:
     Attributes
     ----------
     claim: what the paper found, as one sentence.
-    holds: whether it holds here.
+    holds: whether it holds here (False for every verdict but "holds").
     detail: the numbers the verdict rests on.
     source: who found it (the paper, or "vsae" for controls).
+    verdict: "holds", "does not hold", "not testable here" (the data cannot show the effect
+        either way: e.g. the baseline it needs is not met) or "inconclusive" (the interval is too
+        wide for the pre-set margin).
+    evidence: the intervals or power, the control and the baseline the verdict rests on.
     """
 
     claim: str
     holds: bool
     detail: str
     source: str
+    verdict: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v = self.verdict or (HOLDS if self.holds else DOES_NOT_HOLD)
+        if v not in VERDICTS:
+            raise ValueError(f"verdict {v!r} is not one of {VERDICTS}")
+        object.__setattr__(self, "verdict", v)
+        object.__setattr__(self, "holds", v == HOLDS)
+
+    @property
+    def label(self) -> str:
+        """The verdict as the demo prints it (e.g. "NOT TESTABLE HERE")."""
+        return self.verdict.upper()
 
     def to_json(self) -> dict[str, Any]:
         """The finding as results.json["findings"] records it."""
@@ -32,7 +53,14 @@ class Finding:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Finding:
         """A finding from its JSON form (e.g. `vsae.demo.diffusion.diffusion_findings`' dicts)."""
-        return cls(str(d["claim"]), bool(d["holds"]), str(d["detail"]), str(d["source"]))
+        return cls(
+            str(d["claim"]),
+            bool(d["holds"]),
+            str(d["detail"]),
+            str(d["source"]),
+            str(d.get("verdict", "")),
+            dict(d.get("evidence", {})),
+        )
 
 
 def _finding(claim: str, holds: bool, detail: str, source: str) -> Finding:
@@ -44,6 +72,7 @@ def headline_findings(
     featured: tuple[str, str, int],
     steering: dict[str, Any] | None = None,
     hierarchy: dict[str, Any] | None = None,
+    probes: Finding | None = None,
 ) -> list[Finding]:
     """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
     out: list[Finding] = []
@@ -76,11 +105,25 @@ def headline_findings(
     out.append(_finding("MS rises with the expansion factor", ok, "; ".join(parts), "Pach et al."))
     # 3. earlier Matryoshka groups are shallower (Pach et al.), in the class taxonomy and in the
     #    colour taxonomy; per group: mean depth (scored latents, latents dead on the test split)
-    for key, taxonomy in (
-        ("depth_per_group", "class taxonomy"),
-        ("depth_per_group_colour", "colour taxonomy"),
+    #    Testable on a layer only when the taxonomy's top level explains more of the layer's
+    #    variance than random groupings of the same sizes (`vsae.eval.grouping`); otherwise
+    #    "not testable here" on that layer.
+    baselines = (hierarchy or {}).get("grouping_baseline", {})
+    for tax, key, taxonomy in (
+        ("class", "depth_per_group", "class taxonomy"),
+        ("colour", "depth_per_group_colour", "colour taxonomy"),
     ):
-        parts, ok, any_mat = [], True, False
+        parts, ok, any_mat, tested = [], True, False, False
+        base_parts, testable = [], {}
+        for hook, by_tax in baselines.items():
+            top, b = next(iter(by_tax[tax].items()))
+            testable[hook] = b["above_baseline"]
+            base_parts.append(
+                f"{hook}: {top.split('/')[0]} explains {b['coarse_share']:.3f} of the variance "
+                f"({b['coarse_share'] / b['fine_share']:.2f} of {top.split('/')[1]}'s) vs {b['baseline_mean']:.3f} "
+                f"for random groupings of the same sizes (max {b['baseline_max']:.3f}), rank {b['rank']} of "
+                f"{b['n_groupings']}: {'above' if b['above_baseline'] else 'not above'} the baseline"
+            )
         for hook, L in layers.items():
             for name, s in L["saes"].items():
                 if s["arch"] != "matryoshka" or key not in s:
@@ -88,10 +131,20 @@ def headline_findings(
                 any_mat = True
                 d = [g["mean_depth"] for g in s[key]]
                 valid = [x for x in d if not np.isnan(x)]
-                ok &= len(valid) >= 2 and valid[0] < valid[-1]
+                if testable.get(hook, True):
+                    tested = True
+                    ok &= len(valid) >= 2 and valid[0] < valid[-1]
                 dead = s.get("dead_per_group", [None] * len(d))
+                trend = (s.get("depth_trend") or {}).get(tax)
+                trend_text = (
+                    ""
+                    if trend is None
+                    else f"; last - first {trend['estimate']:+.2f} [{trend['lo']:+.2f}, {trend['hi']:+.2f}]"
+                )
                 parts.append(
-                    f"{hook} {name}: "
+                    f"{hook} {name}"
+                    + ("" if testable.get(hook, True) else " (not tested)")
+                    + ": "
                     + " / ".join(
                         ("–" if np.isnan(x) else f"{x:.2f}")
                         + f" ({g['n_scored']} scored"
@@ -99,14 +152,26 @@ def headline_findings(
                         + ")"
                         for x, g, n in zip(d, s[key], dead)
                     )
+                    + trend_text
                 )
         if any_mat:
+            verdict = (HOLDS if ok else DOES_NOT_HOLD) if tested else NOT_TESTABLE
+            detail = "; ".join(parts)
+            if base_parts:
+                detail = "baseline — " + "; ".join(base_parts) + ". Depth per group — " + detail
             out.append(
-                _finding(
-                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group)",
-                    ok,
-                    "; ".join(parts),
+                Finding(
+                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group; "
+                    "testable where the top level beats random groupings of the same sizes)",
+                    ok and tested,
+                    detail,
                     "Pach et al.",
+                    verdict=verdict,
+                    evidence={
+                        "baseline": {h: next(iter(by_tax[tax].values())) for h, by_tax in baselines.items()},
+                        "testable_hooks": [h for h, t in testable.items() if t],
+                        "control": "planted nested dictionary (the control finding)",
+                    },
                 )
             )
     if hierarchy and "planted" in hierarchy:
@@ -127,30 +192,10 @@ def headline_findings(
                 "vsae (planted control)",
             )
         )
-    # 4. probes on SAE latents hold up under distribution shift (Olson et al.)
+    # 4. probes on SAE latents hold up under distribution shift (Olson et al.): intervals, margin
     hook, arch, e = featured
-    parts, ok = [], True
-    for h, L in layers.items():
-        s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
-        p = {"sae": s["probe"], "raw": L["raw"]["probe"]}
-        shifted = [k for k in p["raw"] if k.startswith("ood")]
-        keep = {
-            kind: float(np.mean([p[kind][k] for k in shifted])) / max(p[kind]["test"], 1e-9) for kind in p
-        }
-        ok &= keep["sae"] >= keep["raw"]
-        parts.append(
-            f"{h}: kept {keep['sae']:.1%} (SAE, test {p['sae']['test']:.2f}) vs {keep['raw']:.1%} "
-            f"(raw, test {p['raw']['test']:.2f}) of test accuracy on the shifted splits"
-        )
-    out.append(
-        _finding(
-            f"Probes on SAE latents ({arch} x{e}) hold up under distribution shift at least as well as "
-            "probes on raw activations",
-            ok,
-            "; ".join(parts),
-            "Olson et al.",
-        )
-    )
+    if probes is not None:  # `vsae.demo.probe_shift.probe_finding`
+        out.append(probes)
     # 5. latent names agree with the ground truth (Olson et al.)
     parts, ok = [], True
     for h, L in layers.items():

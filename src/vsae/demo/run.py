@@ -20,6 +20,7 @@ from vsae.demo.consistency import require, run_checks
 from vsae.demo.findings import Finding, headline_findings
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
+from vsae.demo.probe_shift import compare_under_shift, probe_finding
 from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
 from vsae.eval.results import jsonable
 from vsae.eval.taxonomy import from_file
@@ -108,6 +109,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 "path": str(run_dir),
                 **an.to_json(),
             }
+    featured = cfg.featured_sae
+    probes = compare_under_shift(
+        cfg,
+        stores,
+        tables,
+        {k: a.probe_run for k, a in analysis.items() if a.probe_run is not None},
+        {h: load_sae(runs[(h, featured[1], featured[2])]) for h in cfg.hooks},
+    )
     hierarchy = hierarchy_evidence(stores, tables, cfg.hooks, out, cfg.seed)
     say("self-checks: probe vs zero-shot, training-log FVU vs vsae eval recon, MS vs vsae eval ms")
     checks = run_checks(cfg, stores, tables, runs, layers, ti, clip_dir, out)
@@ -123,8 +132,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         say("steering the tiny text-to-image model through its text-encoder SAE; naming latents from images")
         diffusion = run_diffusion_demo(out)
     sw.lap("diffusion")
-    featured = cfg.featured_sae
-    findings = headline_findings(layers, featured, steering, hierarchy)
+    findings = headline_findings(layers, featured, steering, hierarchy, probe_finding(probes, *featured[1:]))
     if shared:
         findings.append(shared_finding(shared))
     if diffusion:
@@ -148,7 +156,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "vocabulary": ti.words,
         "findings": [f.to_json() for f in findings],
         "layers": layers,
-        "probe": probe_sample(len(stores["train"][cfg.hooks[0]]), cfg.seed),
+        "probe": {**probe_sample(len(stores["train"][cfg.hooks[0]]), cfg.seed), "under_shift": probes},
         "hierarchy": hierarchy,
         "checks": checks,
         "steering": steering,
@@ -169,7 +177,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             f"answers moved toward the latent's concept in {sc['moved_toward']:.0%} of cases"
         )
     for f in findings:
-        say(f"{'HOLDS' if f.holds else 'DOES NOT HOLD'}: {f.claim} — {f.detail}")
+        say(f"{f.label}: {f.claim} — {f.detail}")
     say(f"done in {results['timings']['total']:.0f} s: {out / 'report.html'}, {out / 'results.json'}")
     require(checks)  # after results.json and report.html are written: nothing is lost
     return results

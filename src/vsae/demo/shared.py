@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vsae.demo.config import demo_train_config
-from vsae.demo.findings import Finding
+from vsae.demo.findings import DOES_NOT_HOLD, HOLDS, NOT_TESTABLE, Finding
 from vsae.eval.shared import SharedConfig, SharedReport, run_shared
 
 HOOKS = ("resid.0", "resid.1")
@@ -109,7 +109,9 @@ def run_shared_demo(
             src, [c], tcfg, run_dir, resume=read_run_state(run_dir) is not None, progress=progress
         )
         pairs.append((base / "test" / hook, sae_dir))
-    rep = run_shared(pairs, out / "shared", SharedConfig(top_k=cfg.top_k, seed=cfg.seed))
+    rep = run_shared(
+        pairs, out / "shared", SharedConfig(top_k=cfg.top_k, seed=cfg.seed), phrases=phrase_words()
+    )
     test = ActivationStore.open(base / "test" / cfg.hooks[0])
     setup = {
         **asdict(cfg),
@@ -123,31 +125,76 @@ def run_shared_demo(
     return SharedDemoResult(rep, setup)
 
 
-ALPHA = 0.05  # significance level of the agreement-vs-random binomial test
+def phrase_words() -> dict[str, tuple[str, str]]:
+    """Words of the world's class phrases ("five pointed star", "plus cross") that name one shape
+    only and are no attribute value themselves: word -> ("shape", shape)."""
+    from vsae.world import taxonomy as tx
+    from vsae.world.generate import attribute_vocab
+
+    values = {
+        w for a in ("shape", "colour", "size", "position", "background", "tone") for w in attribute_vocab(a)
+    }
+    shapes: dict[str, set[str]] = {}
+    for cls, phrase in tx.VARIANT_PHRASE.items():
+        for w in phrase.split():
+            shapes.setdefault(w, set()).add(cls.split("_")[0])
+    return {w: ("shape", next(iter(s))) for w, s in shapes.items() if len(s) == 1 and w not in values}
 
 
 def shared_finding(shared: dict[str, Any]) -> Finding:
     """The verdict on "some SAE latents are shared across modalities, and they mean the same concept
-    in both": on every layer at least one live latent is shared, and the agreement of the scored
-    shared latents is above the random-pairing baseline by a one-sided binomial test at p < 0.05."""
-    parts, ok = [], True
+    in both", per layer by concept selectivity (`vsae.eval.selectivity`): shared latents found
+    (matched-value rate above the mismatched-value rate, binomial p < alpha) with the planted
+    control found. Holds when some layer has them; "not testable here" when the control fails
+    on every layer; the minimum detectable rate is printed beside each layer's verdict."""
+    parts, found, control_ok, per = [], [], [], {}
     for h, L in shared["layers"].items():
-        ag, ra, p = L.get("agreement"), L.get("random_agreement"), L.get("p_value")
-        has_gt = ag is not None and ra is not None and p is not None and L.get("n_scored", 0) >= 2
-        ok &= L["n_shared"] > 0 and has_gt and ag > ra and p < ALPHA
-        gt = (
-            f"agreement {ag:.1%} over {L['n_scored']} scored vs {ra:.1%} random (binomial p = {p:.3g})"
-            if has_gt
-            else "agreement not measurable (fewer than 2 scored shared latents)"
+        sel = L.get("selectivity")
+        if sel is None:
+            parts.append(f"{h}: no ground truth, not measured")
+            continue
+        c = sel["control"]
+        found.append(bool(sel["found"]))
+        control_ok.append(bool(c["found"]))
+        top = ", ".join(
+            f"{p['value']} ({p['image_auroc']:.2f}/{p['text_auroc']:.2f})" for p in sel["shared_pairs"][:4]
         )
         parts.append(
-            f"{h}: {L['n_shared']} of {L['n_live']} live latents shared ({L['shared_fraction']:.1%}); {gt}"
+            f"{h}: {'shared latents found' if sel['found'] else 'none found'} — {sel['n_shared']} of "
+            f"{sel['n_image_selective']} image-selective (latent, value) pairs are text-selective for the same value "
+            f"({sel['matched_rate']:.1%}) vs {sel['mismatched_rate']:.1%} for another value of the attribute "
+            f"(binomial p = {sel['p_value']:.2g}; detectable from {sel['min_detectable_rate']:.1%} at 80% power); "
+            f"{len(sel['shared_latents'])} latents{': ' + top if top else ''}; planted control {c['n_found']}/"
+            f"{c['n_planted']} found; {L['n_shared']} of {L['n_live']} live latents in the 0.2-0.8 frequency band"
         )
+        per[h] = {
+            k: sel[k]
+            for k in (
+                "found",
+                "n_shared",
+                "n_image_selective",
+                "matched_rate",
+                "mismatched_rate",
+                "p_value",
+                "min_detectable_rate",
+                "control",
+            )
+        }
+    if not found or not any(control_ok):
+        verdict = NOT_TESTABLE
+    else:
+        verdict = HOLDS if any(f and c for f, c in zip(found, control_ok)) else DOES_NOT_HOLD
     return Finding(
         claim="Some SAE latents of the multimodal model's language model are shared across image and text "
-        "tokens, and they mean the same concept in both (same attribute value at their top image tokens "
-        f"and top words, above a random pairing at p < {ALPHA})",
-        holds=bool(ok),
+        "tokens and mean the same concept in both (selective for the same attribute value on images and on "
+        "words, AUROC >= 0.8, above the mismatched-value baseline at p < 0.05), per layer",
+        holds=verdict == HOLDS,
         detail="; ".join(parts),
         source="Olson et al. (project's definitions)",
+        verdict=verdict,
+        evidence={
+            "per_layer": per,
+            "baseline": "the same latents' text selectivity for another value of the attribute",
+            "control": "planted latents, one per value (80% of positives, 5% of others), both modalities",
+        },
     )

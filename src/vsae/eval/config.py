@@ -116,6 +116,10 @@ class SharedConfig:
     batch_size: rows encoded at a time.
     bins: bins of the histogram of r over [0, 1].
     device: torch device the SAE encodes on: cpu, cuda, cuda:N or mps.
+    auroc: a latent is selective for a value in a modality at this AUROC or above
+        (`vsae.eval.selectivity`).
+    min_fires: ... and when it fires on at least this many of the value's units there.
+    alpha: significance level of the shared-latents test against the mismatched-value baseline.
     """
 
     top_k: int = 16
@@ -125,3 +129,6 @@ class SharedConfig:
     batch_size: int = 4096
     bins: int = 10
     device: str = "cpu"
+    auroc: float = 0.8
+    min_fires: int = 8
+    alpha: float = 0.05

@@ -209,3 +209,22 @@ def ontology_report(
         "ontological_coverage": len(used_internal) / len(ont.internal) if ont.internal else float("nan"),
         "lch": [None if n is None else [n, taxonomy.name(n), h] for n, h in zip(lch, heights)],
     }
+
+
+def depth_trend(
+    depths: dict[str, np.ndarray], group_sizes: Sequence[int], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any] | None:
+    """Last minus first Matryoshka group's mean depth (positive: the first group is shallower, as
+    Pach et al. find) with a 95% bootstrap interval over the scored latents of the two groups
+    (each resampled on its own, `vsae.eval.verdict`); None when a group has fewer than 2."""
+    from vsae.eval.verdict import stratified_bootstrap
+
+    (a0, b0), (a1, b1) = group_bounds(group_sizes)[0], group_bounds(group_sizes)[-1]
+    first, last = (depths["rounded"][a:b] for a, b in ((a0, b0), (a1, b1)))
+    first, last = first[first >= 0], last[last >= 0]
+    if first.size < 2 or last.size < 2:
+        return None
+    iv = stratified_bootstrap(
+        {"first": first, "last": last}, lambda m: m["last"][:, 0] - m["first"][:, 0], n_boot, 0.95, seed
+    )
+    return {**iv.to_json(), "n_first": int(first.size), "n_last": int(last.size)}

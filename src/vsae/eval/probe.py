@@ -4,7 +4,8 @@ split and on each shifted split."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -77,3 +78,48 @@ def compare_probes(
         evals = {k: v for k, v in splits.items() if k != train_split}
         out[kind] = probe_accuracy(splits[train_split], evals, cfg)
     return out
+
+
+def fit_probe(train: tuple[Any, Any], cfg: ProbeConfig = ProbeConfig()) -> Any:
+    """The fitted probe (an sklearn pipeline) on `train = (features [N, F], labels [N])`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _xy(*train, name="train")
+    if np.unique(y).size < 2:
+        raise VsaeError("the probe's train split has a single class; give labels of at least two classes")
+    steps = [StandardScaler(with_mean=not hasattr(x, "tocsr"))] if cfg.standardize else []
+    clf = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, random_state=cfg.seed)
+    return make_pipeline(*steps, clf).fit(x, y)
+
+
+def probe_correct(
+    train: tuple[Any, Any], evals: Mapping[str, tuple[Any, Any]], cfg: ProbeConfig = ProbeConfig()
+) -> dict[str, np.ndarray]:
+    """Per split of `evals`, whether the probe fit on `train` labels each row right ([N] bool):
+    the per-image outcomes that bootstrap intervals resample (`vsae.eval.verdict`)."""
+    clf = fit_probe(train, cfg)
+    width = _xy(*train, name="train")[0].shape[1]
+    out = {}
+    for name, (xe, ye) in evals.items():
+        xe, ye = _xy(xe, ye, name)
+        if xe.shape[1] != width:
+            raise VsaeError(f"split {name!r} has {xe.shape[1]} features but train has {width}")
+        out[name] = np.asarray(clf.predict(xe) == ye)
+    return out
+
+
+def select_c(
+    train: tuple[Any, Any], val: tuple[Any, Any], cs: Sequence[float], cfg: ProbeConfig = ProbeConfig()
+) -> tuple[float, dict[float, float]]:
+    """The C of `cs` with the best accuracy on the validation split (ties: the smaller C, the
+    stronger regularisation), and the validation accuracy of each: chosen per feature set, so no
+    feature set is compared at a C that suits only the other."""
+    if not cs:
+        raise VsaeError("give at least one C to choose from")
+    accs = {
+        float(c): float(probe_correct(train, {"val": val}, replace(cfg, c=float(c)))["val"].mean()) for c in cs
+    }
+    best = max(sorted(accs), key=lambda c: accs[c])  # max keeps the first (smallest) of equal accuracies
+    return best, accs

@@ -15,12 +15,15 @@ rows (`vsae extract-mllm`), is scored per latent f (docs/shared.md, METRICS.md):
   text side of each latent replaced by that of another scored shared latent drawn uniformly at
   random (seeded), averaged over `n_draws` draws: what agreement two unrelated latents reach.
   ``p_value``: one-sided binomial test of the agreeing count against ``random_agreement``.
+- ``selectivity`` (with ground truth; the test the demo's verdict uses): shared = concept-selective
+  in both modalities, against a mismatched-value baseline, with a planted positive control and
+  the minimum detectable rate (`vsae.eval.selectivity`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +38,7 @@ from vsae.eval.config import DEFAULT_ATTRIBUTES as DEFAULT_ATTRIBUTES  # torch-f
 from vsae.eval.config import SharedConfig as SharedConfig
 from vsae.eval.plots import pyplot, save_figure
 from vsae.eval.results import write_json
+from vsae.eval.selectivity import layer_selectivity
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
 from vsae.store import ActivationStore
@@ -230,8 +234,12 @@ def shared_layer(
     cfg: SharedConfig = SharedConfig(),
     attributes_file: str | Path | None = None,
     progress: bool = False,
+    phrases: Mapping[str, tuple[str, str]] | None = None,
 ) -> SharedLayer:
-    """Densities, ratios, shared fraction and ground-truth agreement for one (store, SAE) pair."""
+    """Densities, ratios, shared fraction, ground-truth agreement and, with ground truth, the
+    shared latents by selectivity in both modalities (`vsae.eval.selectivity`) for one (store,
+    SAE) pair. `phrases`: modifier words -> (attribute, value) they belong to (e.g. "pointed" ->
+    shape=star), used for a text row's own word."""
     store = ActivationStore.open(acts)
     if not (has_column(store, "modality") and has_column(store, "token_id")):
         raise VsaeError(
@@ -249,6 +257,7 @@ def shared_layer(
     mod = read_column(store, "modality")
     F = sae.cfg.d_sae
     tops = {IMAGE: TopRows(F, cfg.top_k), TEXT: TopRows(F, cfg.top_k)}
+    kept: dict[int, list[np.ndarray]] = {IMAGE: [], TEXT: []}  # latents of every row, for selectivity
 
     def chunks() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         for b in iter_encode(sae, store, cfg.batch_size, progress=progress):
@@ -257,6 +266,8 @@ def shared_layer(
             for k in (IMAGE, TEXT):
                 sel = np.flatnonzero(m == k)
                 tops[k].update(z[torch.as_tensor(sel)], a + sel)
+                if table is not None:
+                    kept[k].append(z[torch.as_tensor(sel)].numpy())
             yield z, m
 
     d_img, d_txt, n_img, n_txt = modality_densities(chunks(), F)
@@ -300,6 +311,22 @@ def shared_layer(
             }
             for p in ag["per_latent"]
         ]
+        rows = {k: np.flatnonzero(mod == k) for k in (IMAGE, TEXT)}
+        res["selectivity"] = layer_selectivity(
+            np.concatenate(kept[IMAGE]),
+            store.image_index[rows[IMAGE]],
+            np.concatenate(kept[TEXT]),
+            store.image_index[rows[TEXT]],
+            store.token_index[rows[TEXT]],
+            [word_of(vocab.get(str(int(t)), "")) for t in tid[rows[TEXT]]],
+            table,
+            lex,
+            cfg.auroc,
+            cfg.min_fires,
+            cfg.alpha,
+            cfg.seed,
+            phrases,
+        )
     return SharedLayer(res, r)
 
 
@@ -347,7 +374,9 @@ class SharedReport:
         "Olson et al. shared vision/language features, project's definitions (docs/shared.md): "
         "shared when 0.2 <= d_img/(d_img+d_txt) <= 0.8; agreement = same attribute value at the top image "
         "tokens' images and the top text tokens' words; random_agreement = the text side taken from a random "
-        "other scored shared latent"
+        "other scored shared latent. selectivity (the shared-latents test): a latent is shared for a value when "
+        "its AUROC for the value is >= auroc on image units (per-image max) and on text rows (own or next word "
+        "names the value), firing on >= min_fires positives in each; tested against the mismatched-value rate"
     )
 
     config: SharedConfig
@@ -365,6 +394,9 @@ class SharedReport:
                 "seed": self.config.seed,
                 "n_draws": self.config.n_draws,
                 "shared_range": list(SHARED_RANGE),
+                "auroc": self.config.auroc,
+                "min_fires": self.config.min_fires,
+                "alpha": self.config.alpha,
             },
             "layers": self.layers,
             "plot": self.plot,
@@ -377,6 +409,7 @@ def run_shared(
     cfg: SharedConfig = SharedConfig(),
     attributes_file: str | Path | None = None,
     progress: bool = False,
+    phrases: Mapping[str, tuple[str, str]] | None = None,
 ) -> SharedReport:
     """Score each (store, SAE) pair (one per layer); write OUT/shared.json and OUT/shared_ratio.png."""
     if not pairs:
@@ -384,7 +417,7 @@ def run_shared(
     layers: dict[str, dict[str, Any]] = {}
     ratios: dict[str, np.ndarray] = {}
     for acts, sae in pairs:
-        one = shared_layer(acts, sae, cfg, attributes_file, progress)
+        one = shared_layer(acts, sae, cfg, attributes_file, progress, phrases)
         name = one.summary["hook"] or Path(acts).name
         if name in layers:
             name = f"{name} ({acts})"

@@ -21,6 +21,14 @@ def deciding_number(finding: dict[str, Any]) -> str:
     return first if len(first) <= MAX_NUMBER else first[: MAX_NUMBER - 1].rstrip() + "…"
 
 
+def verdict_label(f: dict[str, Any]) -> str:
+    """HOLDS / DOES NOT HOLD, or the finding's other verdict (NOT TESTABLE HERE, INCONCLUSIVE)."""
+    state = f.get("verdict")
+    if state and state not in ("holds", "does not hold"):
+        return str(state).upper()
+    return "HOLDS" if f["holds"] else "DOES NOT HOLD"
+
+
 def findings_head(r: Report, findings: Sequence[dict[str, Any]], out: Path) -> None:
     """Findings table (finding, paper, verdict, deciding number, link to its detail), links to
     the steering and diffusion pages and to `vsae serve`, the contents, the detailed findings."""
@@ -29,7 +37,7 @@ def findings_head(r: Report, findings: Sequence[dict[str, Any]], out: Path) -> N
         {
             "finding": Link(f["claim"], f"#finding-{i}"),
             "paper": f.get("source", ""),
-            "verdict": "HOLDS" if f["holds"] else "DOES NOT HOLD",
+            "verdict": verdict_label(f),
             "deciding number": deciding_number(f),
             "detail": Link("details", f"#finding-{i}"),
         }
@@ -53,4 +61,10 @@ def findings_head(r: Report, findings: Sequence[dict[str, Any]], out: Path) -> N
         "Each line is computed by this run from the numbers below; a finding that does not hold is reported as such."
     )
     for i, f in enumerate(findings, 1):
-        r.verdict(f"{f['claim']} ({f.get('source', '')})", f["holds"], f["detail"], anchor=f"finding-{i}")
+        r.verdict(
+            f"{f['claim']} ({f.get('source', '')})",
+            f["holds"],
+            f["detail"],
+            f.get("verdict"),
+            anchor=f"finding-{i}",
+        )

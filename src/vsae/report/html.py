@@ -24,7 +24,7 @@ h1{font-size:1.7em;margin-bottom:0}h2{border-bottom:2px solid #dde;padding-botto
 h3{margin-bottom:.3em}.sub{color:#667;margin-top:4px}
 table{border-collapse:collapse;margin:10px 0;font-size:.92em}th,td{border:1px solid #ccd;padding:4px 9px;text-align:right}
 th{background:#eef0f6}td.l,th.l{text-align:left}
-.ok{color:#127a2e;font-weight:600}.bad{color:#b3261e;font-weight:600}
+.ok{color:#127a2e;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #dde;border-radius:6px;padding:8px;width:260px}
 .card img{width:100%;image-rendering:pixelated}.card .cap{font-size:.85em;color:#334}
 img.plot{max-width:560px;border:1px solid #eee;background:#fff;margin:4px}
@@ -139,9 +139,15 @@ class Report:
         c = f' class="{cls}"' if cls else ""
         self.blocks.append(f"<p{c}>{html.escape(text)}</p>")
 
-    def verdict(self, claim: str, holds: bool, detail: str, anchor: str | None = None) -> None:
-        """One finding of the papers and whether it holds here, with the numbers."""
-        mark = '<span class="ok">holds</span>' if holds else '<span class="bad">does not hold</span>'
+    def verdict(
+        self, claim: str, holds: bool, detail: str, state: str | None = None, anchor: str | None = None
+    ) -> None:
+        """One finding of the papers and whether it holds here, with the numbers; `state` names a
+        verdict other than holds / does not hold (e.g. "not testable here", "inconclusive")."""
+        if state and state not in ("holds", "does not hold"):
+            mark = f'<span class="warn">{html.escape(state)}</span>'
+        else:
+            mark = '<span class="ok">holds</span>' if holds else '<span class="bad">does not hold</span>'
         idattr = f' id="{html.escape(anchor)}"' if anchor else ""
         self.blocks.append(f"<p{idattr}>{html.escape(claim)}: {mark} — {html.escape(detail)}</p>")
 
