@@ -35,6 +35,7 @@ from vsae.models import LoadedModel
 from vsae.models.families.clip import text_encoder_model
 from vsae.models.families.pipeline_text import TOWERS
 from vsae.models.families.t5 import t5_encoder_model
+from vsae.models.hf import safe_from_pretrained
 from vsae.models.loaded import parse_dtype
 from vsae.steer.intervention import intervene
 
@@ -43,15 +44,9 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: str | torch.dt
     """A diffusers text-to-image pipeline (SDXL, SD3, FLUX ...) from a directory or hub id, safetensors only."""
     import diffusers
 
-    try:
-        pipe = diffusers.DiffusionPipeline.from_pretrained(
-            str(source), torch_dtype=parse_dtype(dtype), use_safetensors=True
-        )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise VsaeError(
-            f"cannot load diffusion pipeline {source!r} ({str(e).splitlines()[0][:160]}); "
-            "give a diffusers pipeline directory or hub id with safetensors weights"
-        ) from None
+    pipe = safe_from_pretrained(
+        diffusers.DiffusionPipeline, source, "the diffusion pipeline", torch_dtype=parse_dtype(dtype)
+    )
     return pipe.to(device)
 
 
