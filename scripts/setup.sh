@@ -23,5 +23,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # torch must come first and pinned, so that nothing resolves an unpinned (CUDA) build.
 .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -e ".[dev,serve]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install -q -e ".[dev,serve,data]" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import torch, transformers, vsae; print('vsae', vsae.__version__, 'torch', torch.__version__)"

@@ -258,7 +258,9 @@ def prepare(cfg: ExtractConfig, source: Source | None = None) -> Prepared:
     part = cfg.shard if cfg.shard is not None else shard_from_env()
     if not 0 <= part[0] < part[1]:
         raise VsaeError(f"shard {part[0]}/{part[1]}: need 0 <= I < N")
-    return Prepared(sel, part, source if source is not None else open_source_early(cfg.data, cfg.split))
+    if source is None:
+        source = open_source_early(cfg.data, cfg.split, cfg.image_column, cfg.label_column)
+    return Prepared(sel, part, source)
 
 
 def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prepared | None = None) -> Path:
@@ -280,7 +282,9 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     if pre.source is not None and lm.modality == "image":
         full: Source = pre.source
     else:
-        full = open_source(cfg.data, cfg.split, lm.modality)
+        full = open_source(
+            cfg.data, cfg.split, lm.modality, image_column=cfg.image_column, label_column=cfg.label_column
+        )
     source, sample, picked = choose(full, cfg.max_images, cfg.max_images_order, cfg.seed)
     n_items = len(source)
     lo, hi = block_range(n_items, part)
