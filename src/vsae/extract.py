@@ -146,7 +146,7 @@ def _check_layout(out: Path, n_hooks: int) -> None:
         raise VsaeError(f"{out} holds one sub-store per hook; give one of them as --out or use a new --out")
 
 
-def _probe(lm: LoadedModel, hooks: list[str], sel: TokenSelection, seed: int) -> dict[str, torch.Tensor]:
+def probe_hooks(lm: LoadedModel, hooks: list[str], sel: TokenSelection, seed: int) -> dict[str, torch.Tensor]:
     """Run one dummy input: the hook outputs (their shapes give the store widths) and check `sel` fits."""
     with capture(lm, hooks) as cap:
         lm.run(lm.dummy_inputs())
@@ -292,7 +292,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     names = (cfg.hooks,) if isinstance(cfg.hooks, str) else cfg.hooks  # a lone "resid.3" is one hook
     hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in names))
     _check_layout(Path(cfg.out), len(hooks))
-    probe = _probe(lm, hooks, sel, cfg.seed)
+    probe = probe_hooks(lm, hooks, sel, cfg.seed)
     out = Path(cfg.out)
     stores: list[HookStore] = []
     table = {**source.table(), "n_used": n_items}
