@@ -132,77 +132,78 @@ class ModelSource:
         """The image order of an epoch: a permutation seeded by (seed, epoch)."""
         return np.random.default_rng([int(seed), int(epoch), 2718]).permutation(len(self.images))
 
-    def fill(self, seed: int, epoch: int, image_pos: int, batch_size: int) -> tuple[torch.Tensor, int, int]:
-        """Forward whole model batches from `image_pos` of the epoch's order until at least
-        max(`buffer_rows`, `batch_size`) rows are held, or the epoch ends with at least one batch of rows held (with
-        less, the refill goes on into the next epoch): (rows [R, d] float32 on the CPU, the epoch
-        and image position where the next refill starts)."""
-        parts: list[torch.Tensor] = []
-        n_rows, target = 0, max(self.cfg.buffer_rows, batch_size)
-        while True:
-            from_start = image_pos == 0
-            added, image_pos = self._fill_epoch(seed, epoch, image_pos, parts, target - n_rows)
-            n_rows += added
-            if image_pos < len(self.images):  # stopped with a full buffer
-                break
-            if from_start and added == 0:
-                raise VsaeError(
-                    f"none of the {len(self.images)} images is usable (see the reasons in skipped)"
-                )
-            epoch, image_pos = epoch + 1, 0
-            if n_rows >= batch_size:
-                break
-        rows = torch.cat(parts) if parts else torch.empty(0, self.d)
-        return rows, epoch, image_pos
-
-    def _fill_epoch(
-        self, seed: int, epoch: int, image_pos: int, parts: list[torch.Tensor], want: int
-    ) -> tuple[int, int]:
-        """Append rows of the epoch's images from `image_pos` to `parts` until `want` rows are
-        added or the epoch ends: (the rows added, the image position where it stopped)."""
+    def epoch_rows(self, seed: int, epoch: int, image_pos: int) -> Iterator[tuple[torch.Tensor, int]]:
+        """(rows of one model batch [b, d] float32 on the CPU, the image position after it) for
+        the epoch's images from `image_pos` on, through one DataLoader (its workers live as long
+        as the epoch is being read)."""
         order = self.order(seed, epoch)
         picked = self.images.pick([int(i) for i in order])
-        n_rows, end = 0, image_pos
         batches = iter_batches(
             picked,
             self.lm.preprocess,
             image_pos,
             len(picked),
             self.cfg.images_per_batch,
-            origin=0,  # the same grid whatever the refill: a resumed refill sees the same batches
+            origin=0,  # the same grid wherever reading starts: a resumed refill sees the same batches
             num_workers=self.cfg.num_workers,
             max_pixels=self.cfg.max_pixels,
         )
-        with capture(self.lm, [self.hook]) as cap, torch.no_grad():
-            for b in batches:
-                for pos, _, reason in b.skipped:
-                    self.skipped[int(order[pos])] = reason
-                end = b.end
-                if b.inputs is not None:
-                    self.lm.run(b.inputs)
-                    mask = b.inputs.get("attention_mask") if isinstance(b.inputs, dict) else None
-                    rows = self._select(cap.outputs[self.hook], order[b.ids], mask)
-                    parts.append(rows.detach().float().cpu())
-                    n_rows += rows.shape[0]
-                if n_rows >= want:
-                    break
-        del batches  # stops the loader's workers
-        return n_rows, end
+        for b in batches:
+            for pos, _, reason in b.skipped:
+                self.skipped[int(order[pos])] = reason
+            if b.inputs is None:
+                yield torch.empty(0, self.d), b.end
+                continue
+            with capture(self.lm, [self.hook]) as cap, torch.no_grad():
+                self.lm.run(b.inputs)
+            mask = b.inputs.get("attention_mask") if isinstance(b.inputs, dict) else None
+            yield self._select(cap.outputs[self.hook], order[b.ids], mask).detach().float().cpu(), b.end
 
     def iter_batches(self, batch_size: int, *, seed: int = 0, start_batch: int = 0) -> Iterator[torch.Tensor]:
         """Batches [batch_size, d] from `start_batch` on: a pure function of (seed, batch number)
-        given the refill starts known (recorded as it runs, or `restore`d)."""
+        given the refill starts known (recorded as it runs, or `restore`d).
+
+        A refill forwards whole model batches until it holds max(`buffer_rows`, `batch_size`)
+        rows, or the epoch ends with at least one batch held (with less it goes on into the next
+        epoch)."""
         pos = self.state_at(start_batch, seed) or {"first_batch": 0, "epoch": 0, "image_pos": 0, "refill": 0}
         batch, epoch, image_pos, refill = (pos[k] for k in _STATE_KEYS)
+        target = max(self.cfg.buffer_rows, batch_size)
+        reader = self.epoch_rows(seed, epoch, image_pos)
+        epoch_rows, whole_epoch = 0, image_pos == 0  # rows read from this epoch; read from its start
         while True:
             self._record(
                 seed, {"first_batch": batch, "epoch": epoch, "image_pos": image_pos, "refill": refill}
             )
-            rows, epoch, image_pos = self.fill(seed, epoch, image_pos, batch_size)
-            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + refill)
-            perm = torch.randperm(rows.shape[0], generator=gen)
-            n = rows.shape[0] // batch_size
+            parts: list[torch.Tensor] = []
+            held = 0
+            while held < target:
+                nxt = next(reader, None)
+                if nxt is None:  # the epoch ended
+                    if whole_epoch and epoch_rows == 0:
+                        raise VsaeError(
+                            f"none of the {len(self.images)} images is usable (see the reasons in skipped)"
+                        )
+                    epoch, image_pos, epoch_rows, whole_epoch = epoch + 1, 0, 0, True
+                    reader = self.epoch_rows(seed, epoch, 0)
+                    if held >= batch_size:
+                        break
+                    continue
+                rows, image_pos = nxt
+                parts.append(rows)
+                held += rows.shape[0]
+                epoch_rows += rows.shape[0]
+            if image_pos >= len(
+                self.images
+            ):  # ended exactly at the epoch's end: the next refill starts the next
+                epoch, image_pos, epoch_rows, whole_epoch = epoch + 1, 0, 0, True
+                reader = self.epoch_rows(seed, epoch, 0)
+            buf = torch.cat(parts)
+            perm = torch.randperm(
+                buf.shape[0], generator=torch.Generator().manual_seed(int(seed) * 1_000_003 + refill)
+            )
+            n = buf.shape[0] // batch_size
             for i in range(n):
                 if batch + i >= start_batch:
-                    yield rows[perm[i * batch_size : (i + 1) * batch_size]]
+                    yield buf[perm[i * batch_size : (i + 1) * batch_size]]
             batch, refill = batch + n, refill + 1
