@@ -69,7 +69,7 @@ def image_bytes(path: Path) -> bytes:
     return Path(path).read_bytes()
 
 
-def write_hf(items: list[str], labels: list[int], classes: list[str], out: Path) -> Path:
+def write_hf(items: list[str], labels: list[int], classes: list[str], out: str | Path) -> Path:
     """The images at `items` as a Hugging Face dataset saved to `out` (an Image column holding each
     file's bytes, a ClassLabel column), in the same order. Needs `datasets` (the `data` extra)."""
     import datasets  # optional dependency: only the hf: tests and benches write datasets
@@ -77,15 +77,16 @@ def write_hf(items: list[str], labels: list[int], classes: list[str], out: Path)
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(classes))})
     cells = [{"bytes": image_bytes(Path(p)), "path": None} for p in items]
     datasets.Dataset.from_dict({"image": cells, "label": list(labels)}, features=feats).save_to_disk(str(out))
-    return out
+    return Path(out)
 
 
-def write_wds(items: list[str], labels: list[int], out_dir: Path, per_shard: int) -> str:
+def write_wds(items: list[str], labels: list[int], out_dir: str | Path, per_shard: int) -> str:
     """The images at `items` as WebDataset tar shards of `per_shard` samples (``<key>.<ext>`` and
     ``<key>.cls``), in the same order; returns the brace pattern of the shards."""
     import io
     import tarfile
 
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_shards = max(1, -(-len(items) // per_shard))
     for s in range(n_shards):
