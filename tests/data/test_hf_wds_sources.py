@@ -123,3 +123,22 @@ def test_plugin_scheme_from_an_entry_point(monkeypatch):
         assert len(src) == 4 and src.classes == ("even", "odd")
     finally:
         S._SCHEMES.pop("plug", None)
+
+
+def _stack(images):
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(im) for im in images]))
+
+
+def test_wds_reads_right_in_forked_workers(tmp_path):
+    from vsae.data import iter_batches
+
+    _tar(tmp_path / "a.tar", [(f"k{i:03d}.png", _png(i)) for i in range(24)])
+    src = open_source(f"wds:{tmp_path}/a.tar")
+    src.reader(src.items[5])  # the parent holds the shard open: workers must not share its offset
+    got = {}
+    for b in iter_batches(src, _stack, 0, len(src), 4, num_workers=2):
+        got.update({int(i): x.numpy() for i, x in zip(b.ids, b.inputs)})
+    assert sorted(got) == list(range(24))
+    assert all(np.array_equal(got[i], np.asarray(noise(i, (12, 12)))) for i in range(24))

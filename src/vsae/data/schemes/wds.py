@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -128,15 +129,18 @@ class WdsReader:
     def __init__(self, locs: dict[str, tuple[str, int, int] | str]):
         self.locs = locs  # item -> (url, offset, size), or the reason it has no image
         self._files: dict[str, IO[bytes]] = {}
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"locs": self.locs, "_files": {}}
+        return {"locs": self.locs, "_files": {}, "_pid": -1}
 
     def __call__(self, item: str) -> bytes:
         loc = self.locs[item]
         if isinstance(loc, str):
             raise DecodeError(loc)
         url, offset, size = loc
+        if self._pid != os.getpid():  # a forked DataLoader worker: never share the parent's file offsets
+            self._files, self._pid = {}, os.getpid()
         f = self._files.get(url)
         if f is None:
             f = self._files[url] = open_file(url)
