@@ -23,7 +23,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # torch must come first and pinned, so that nothing resolves an unpinned (CUDA) build.
 .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -e ".[dev,serve]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install -q -e ".[dev,serve,data]" 2>&1 | grep -v "is ignored" || true
 # Optional: VSAE_TIMM=1 adds timm (and the torchvision built for the pinned torch, which
 # `import timm` needs) for `--model timm:NAME`, with torch held at its pin (docs/extract.md).
 if [ "${VSAE_TIMM:-0}" = 1 ]; then

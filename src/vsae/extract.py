@@ -146,7 +146,7 @@ def _check_layout(out: Path, n_hooks: int) -> None:
         raise VsaeError(f"{out} holds one sub-store per hook; give one of them as --out or use a new --out")
 
 
-def _probe(lm: LoadedModel, hooks: list[str], sel: TokenSelection, seed: int) -> dict[str, torch.Tensor]:
+def probe_hooks(lm: LoadedModel, hooks: list[str], sel: TokenSelection, seed: int) -> dict[str, torch.Tensor]:
     """Run one dummy input: the hook outputs (their shapes give the store widths) and check `sel` fits."""
     with capture(lm, hooks) as cap:
         lm.run(lm.dummy_inputs())
@@ -261,7 +261,9 @@ def prepare(cfg: ExtractConfig, source: Source | None = None) -> Prepared:
     part = cfg.shard if cfg.shard is not None else shard_from_env()
     if not 0 <= part[0] < part[1]:
         raise VsaeError(f"shard {part[0]}/{part[1]}: need 0 <= I < N")
-    return Prepared(sel, part, source if source is not None else open_source_early(cfg.data, cfg.split))
+    if source is None:
+        source = open_source_early(cfg.data, cfg.split, cfg.image_column, cfg.label_column)
+    return Prepared(sel, part, source)
 
 
 def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prepared | None = None) -> Path:
@@ -283,7 +285,9 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     if pre.source is not None and lm.modality == "image":
         full: Source = pre.source
     else:
-        full = open_source(cfg.data, cfg.split, lm.modality)
+        full = open_source(
+            cfg.data, cfg.split, lm.modality, image_column=cfg.image_column, label_column=cfg.label_column
+        )
     source, sample, picked = choose(full, cfg.max_images, cfg.max_images_order, cfg.seed)
     n_items = len(source)
     lo, hi = block_range(n_items, part)
@@ -291,7 +295,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     names = (cfg.hooks,) if isinstance(cfg.hooks, str) else cfg.hooks  # a lone "resid.3" is one hook
     hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in names))
     _check_layout(Path(cfg.out), len(hooks))
-    probe = _probe(lm, hooks, sel, cfg.seed)
+    probe = probe_hooks(lm, hooks, sel, cfg.seed)
     out = Path(cfg.out)
     stores: list[HookStore] = []
     table = {**source.table(), "n_used": n_items}

@@ -26,11 +26,16 @@ class ExtractConfig:
         model by timm:NAME (docs/extract.md; ignored when a LoadedModel is passed).
     hooks: hook points: resid.L | attn.L | mlp.L | embed | module:<path>; repeat for several
         (OUT/<hook>/ each).
-    data: image folder tree, .txt/.csv image list, prompt file (text models), or world:<split>:<n>.
+    data: image folder tree, .txt/.csv image list, prompt file (text models), a Hugging Face
+        dataset hf:<saved dir | data dir | hub id>[:<config>], WebDataset shards
+        wds:<path or URL, braces expanded>, or world:<split>:<n>.
     out: store directory (created, or resumed if it exists); with several hooks, one sub-store per
         hook under it.
     tokens: token selection: cls | mean | patches | all | random:K | registers.
-    split: split sub-folder of the data tree (train, val ...); unset for trees without splits.
+    split: split sub-folder of the data tree (train, val ...), or split of an hf: dataset; unset
+        for trees without splits.
+    image_column: hf: the image column [default: the one Image feature].
+    label_column: hf: the label column [default: the one ClassLabel feature, else unlabelled].
     tower: CLIP: vision|text; multimodal LLMs (LLaVA, Gemma 3 ...): vision|language; text-to-image
         pipelines: text|text_2|text_3 (SDXL, SD3, FLUX's encoders); unset: the model's default.
     batch_size: images per forward pass.
@@ -60,6 +65,8 @@ class ExtractConfig:
     out: str
     tokens: str = "cls"
     split: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
     tower: Tower | None = None
     batch_size: int = 64
     num_workers: int = 2

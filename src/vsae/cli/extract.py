@@ -17,7 +17,7 @@ from vsae.extract_config import ExtractConfig
 @click.command()
 @config_options(
     ExtractConfig,
-    only=("model", "hooks", "tokens", "data", "split", "out", "tower"),
+    only=("model", "hooks", "tokens", "data", "split", "image_column", "label_column", "out", "tower"),
     overrides=repeated("hooks"),
 )
 @config_options(ExtractConfig, only=("batch_size", "num_workers"))
@@ -33,7 +33,8 @@ def extract(hooks: tuple[str, ...], shard: str | None, quiet: bool, **kw: Any) -
     import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
     from vsae.data.sources import open_source_early
 
-    source = open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
+    # a bad --data/--split fails before torch loads
+    source = open_source_early(kw["data"], kw["split"], kw["image_column"], kw["label_column"])
     from vsae.extract import extract as run
     from vsae.extract import parse_shard, prepare
 

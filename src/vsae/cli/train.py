@@ -16,13 +16,22 @@ from vsae.sae.config import SAEConfig
 from vsae.sae.registry import arch_names
 from vsae.sae.sweep import SweepAxes
 from vsae.train.config import TrainConfig
+from vsae.train.stream_config import StreamConfig
 
 # SAEConfig fields that are not options: set from the store and the sweep.
 _SAE_DERIVED = ("d_in", "d_sae", "name", "provenance")
 
 
 @click.command()
-@click.option("--acts", required=True, type=click.Path(), help="Activation store to train on.")
+@click.option(
+    "--acts", default=None, type=click.Path(), help="Activation store to train on (or --model ...)."
+)
+@config_options(
+    StreamConfig,
+    only=("model", "hook", "data"),
+    overrides={f: {"required": False} for f in ("model", "hook", "data")},
+)
+@config_options(StreamConfig, exclude=("model", "hook", "data"))
 @config_options(SAEConfig, only=("arch",), overrides={"arch": {"type": LazyChoice(arch_names)}})
 @config_options(SweepAxes, lists=("expansion",))
 @config_options(SAEConfig, only=("k",), lists=("k",))
@@ -46,7 +55,7 @@ _SAE_DERIVED = ("d_in", "d_sae", "name", "provenance")
 @click.option("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
-    acts: str,
+    acts: str | None,
     out: str,
     val: str | None,
     resume: bool,
@@ -57,13 +66,21 @@ def train(
     quiet: bool,
     **fields: Any,
 ) -> None:
-    """Train sparse autoencoders on an activation store (several in one pass for a sweep)."""
+    """Train sparse autoencoders on an activation store, or straight from a model (several in one pass for a sweep)."""
     from pathlib import Path
 
     from vsae.errors import VsaeError
     from vsae.store.manifest import read_manifests
 
-    for path in (acts, val) if val else (acts,):  # a wrong path fails in well under a second, before torch
+    stream = pick(StreamConfig, fields)
+    given = [f"--{k}" for k in ("model", "hook", "data") if stream.get(k) is not None]
+    if acts is not None and given:
+        raise VsaeError(
+            f"give --acts (a store) or --model/--hook/--data (a model), not both ({', '.join(given)})"
+        )
+    if acts is None and len(given) < 3:
+        raise VsaeError("give --acts STORE, or --model, --hook and --data to train straight from a model")
+    for path in [p for p in (acts, val) if p]:  # a wrong path fails fast, before torch
         read_manifests(Path(path))
     from vsae.sae.sweep import expand_sweep
     from vsae.train import open_source
@@ -78,7 +95,13 @@ def train(
     tkw["device"] = init_from_env(tkw["device"])
     axes = pick(SweepAxes, fields)
     skw = pick(SAEConfig, fields)
-    source = open_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
+    if acts is not None:
+        source = open_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
+    else:
+        import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
+        from vsae.train.stream import ModelSource
+
+        source = ModelSource(StreamConfig(**stream), device=tkw["device"], seed=tkw.get("seed", 0))
     val_source = open_source(val, verify=not no_verify, allow_incomplete=allow_incomplete) if val else None
     d = source.d
     if val_source is not None and val_source.d != d:  # before training, not after it
@@ -94,6 +117,13 @@ def train(
         shutdown()
     if not is_main:
         return
+    if getattr(source, "skipped", None):  # a model stream: the images it could not use, and why
+        import json
+
+        Path(out, "skipped.json").write_text(
+            json.dumps({str(k): v for k, v in sorted(source.skipped.items())})
+        )
+        click.echo(f"skipped {len(source.skipped)} images (reasons in {Path(out, 'skipped.json')})", err=True)
     for p in dirs:
         if export_saelens:
             from vsae.sae import load

@@ -7,6 +7,7 @@ transparency is composited onto white, and EXIF orientation is applied.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import warnings
@@ -90,14 +91,28 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     `max_pixels`: images with more pixels are refused as decompression bombs (default: PIL's
     Image.MAX_IMAGE_PIXELS, about 89 M).
     """
+    return _decode(path, max_pixels)
+
+
+def decode_bytes(data: bytes | None, max_pixels: int | None = None) -> Image.Image:
+    """Decode an encoded image held in memory (a tar member, a dataset cell) like `load_image`:
+    an RGB image, or DecodeError with the reason (None or b"": "empty image")."""
+    if not data:
+        raise DecodeError("empty image (no bytes)")
+    return _decode(io.BytesIO(data), max_pixels)
+
+
+def _decode(fp: str | os.PathLike | io.BytesIO, max_pixels: int | None) -> Image.Image:
+    """The one decoder of `load_image` and `decode_bytes` (a path is vetted first: `_check_regular`)."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass silently")
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        _check_regular(path)
+        if not isinstance(fp, io.BytesIO):
+            _check_regular(fp)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=RASTER_FORMATS) as im:
+            with Image.open(fp, formats=RASTER_FORMATS) as im:
                 w, h = im.size
                 if limit is not None and w * h > limit:
                     raise DecodeError(f"decompression bomb ({w}x{h} pixels > {limit})")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vsae.data.decode import DecodeError, load_image
+from vsae.data.decode import DecodeError, decode_bytes, load_image
 from vsae.data.sources import Source
 
 Inputs = dict[str, torch.Tensor] | torch.Tensor
@@ -52,9 +52,12 @@ class ItemDataset(Dataset):
         if self.source.modality == "text":
             return i, item, None
         try:
-            img = (
-                self.source.images[i] if self.source.images is not None else load_image(item, self.max_pixels)
-            )
+            if self.source.images is not None:
+                img = self.source.images[i]
+            elif self.source.reader is not None:
+                img = decode_bytes(self.source.reader(item), self.max_pixels)
+            else:
+                img = load_image(item, self.max_pixels)
         except DecodeError as e:
             return i, None, str(e)
         try:

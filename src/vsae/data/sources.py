@@ -7,21 +7,27 @@
   a header holding ``path`` and optionally ``label``. Relative paths resolve against the file.
 - For text models, a ``.txt`` of prompts (one per line) or a ``.csv`` with a ``text`` column.
 - ``<scheme>:<rest>``: a source a package registered (`register_source_scheme`), with the images
-  in memory; `vsae.world` registers ``world:<split>[:<n>]`` (the shapes world) when imported.
-  Core code opens every spec with `open_source` and knows no scheme by name.
+  in memory or read by the source's `reader`; `vsae.world` registers ``world:<split>[:<n>]`` (the
+  shapes world) when imported. The built-in schemes are the modules of `vsae.data.schemes`
+  (``hf:`` Hugging Face datasets, ``wds:`` WebDataset shards), imported on first use; a plugin
+  names its opener in the ``vsae.image_sources`` entry-point group. Core code opens every spec
+  with `open_source` and knows no scheme by name.
 The image index of an item is its position in this list; stores record it per row.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
+import importlib.metadata
 import json
 import os
+import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vsae.data.decode import IMAGE_EXTENSIONS
 from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
@@ -31,6 +37,16 @@ if TYPE_CHECKING:
     from PIL import Image
 
 SPLIT_NAMES = ("train", "val", "validation", "test")
+SCHEMES_PACKAGE = "vsae.data.schemes"  # built-in schemes: one module each, found by file name
+ENTRY_POINTS = "vsae.image_sources"  # plugins: name = scheme, value = module:opener
+
+
+class ItemReader(Protocol):
+    """The encoded bytes of a source's item (a tar member, a dataset cell), by its item id; raises
+    `vsae.data.DecodeError` with the reason when the item holds no image. Picklable, so that
+    DataLoader workers can read."""
+
+    def __call__(self, item: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,10 @@ class Source:
     classes: class names (sorted), indexable by label.
     images: the decoded images, in memory (a scheme source); None: decode `items`.
     records: per-item ground-truth attributes a scheme provides (JSON-able dicts), or None.
+    reader: reads an item's encoded image (a scheme source that is not in memory); None: `items`
+        are paths (or `images` holds them).
+    identity: what identifies the content beyond `root` (e.g. a digest of a shard index), merged
+        into `describe()` so that resuming on changed data is refused.
     """
 
     kind: str
@@ -57,6 +77,8 @@ class Source:
     classes: tuple[str, ...]
     images: tuple[Image.Image, ...] | None = None
     records: tuple[dict[str, Any], ...] | None = None
+    reader: ItemReader | None = None
+    identity: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -88,6 +110,7 @@ class Source:
             "split": self.split,
             "n_items": len(self),
             "n_classes": len(self.classes),
+            **(self.identity or {}),
         }
 
     def table(self) -> dict[str, Any]:
@@ -230,22 +253,60 @@ def text_source(prompt_file: str | Path) -> Source:
     return Source("text", str(path), None, tuple(t for t, _ in rows), labels, classes)
 
 
-SchemeOpener = Callable[[str, int | None, int], Source]
+SchemeOpener = Callable[..., Source]
 _SCHEMES: dict[str, SchemeOpener] = {}
+_OPTIONS: dict[str, tuple[str, ...]] = {}
+# the --data options a scheme may take, by keyword, and their flags (for the error naming one)
+OPTION_FLAGS = {"split": "--split", "image_column": "--image-column", "label_column": "--label-column"}
 _SCHEME_RE = re.compile(r"^([a-z][a-z0-9_]+):(.*)$")
 
 
-def register_source_scheme(name: str, opener: SchemeOpener) -> None:
-    """Make ``<name>:<rest>`` an image source: ``opener(rest, n, seed)`` returns its `Source` (n:
-    how many items the caller wants, None when it did not say; seed: for sampled sources)."""
+def register_source_scheme(name: str, opener: SchemeOpener, options: tuple[str, ...] = ()) -> None:
+    """Make ``<name>:<rest>`` an image source: ``opener(rest, n, seed, **opts)`` returns its `Source`
+    (n: how many items the caller wants, None when it did not say; seed: for sampled sources;
+    `opts`: those of `options` (keys of OPTION_FLAGS: split, image_column, label_column) the user
+    gave; giving another one is refused)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]+", name):
         raise VsaeError(f"source scheme {name!r}: use lowercase letters, digits and _ (2+ characters)")
+    unknown = set(options) - set(OPTION_FLAGS)
+    if unknown:
+        raise VsaeError(
+            f"source scheme {name!r}: unknown options {sorted(unknown)}; use {sorted(OPTION_FLAGS)}"
+        )
     _SCHEMES[name] = opener
+    _OPTIONS[name] = tuple(options)
+
+
+def _builtin_schemes() -> list[str]:
+    pkg = importlib.import_module(SCHEMES_PACKAGE)
+    return [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
 
 
 def source_schemes() -> list[str]:
-    """The registered scheme names."""
-    return sorted(_SCHEMES)
+    """The scheme names: registered, built-in (`vsae.data.schemes`) and plugins (entry points)."""
+    return sorted(set(_SCHEMES) | set(_builtin_schemes()) | set(_entry_points()))
+
+
+def _find_scheme(name: str) -> SchemeOpener | None:
+    """The opener of `name`: registered, else a built-in module or plugin imported now (a module
+    registers itself; an entry point naming a function registers that function)."""
+    if name not in _SCHEMES:
+        if name in _builtin_schemes():
+            importlib.import_module(f"{SCHEMES_PACKAGE}.{name}")
+        elif name in (eps := _entry_points()):
+            try:
+                obj = eps[name].load()
+            except Exception as e:  # someone else's package: one line, not a traceback
+                raise VsaeError(
+                    f"image source plugin {name!r} ({eps[name].value}) failed to import: {type(e).__name__}: {e}"
+                ) from None
+            if name not in _SCHEMES and callable(obj):
+                register_source_scheme(name, obj)
+    return _SCHEMES.get(name)
 
 
 def scheme_of(data: str | Path) -> str | None:
@@ -254,30 +315,48 @@ def scheme_of(data: str | Path) -> str | None:
     return m.group(1) if m and not Path(data).exists() else None
 
 
-def open_scheme(spec: str, n: int | None = None, seed: int = 0) -> Source:
-    """Open a ``<scheme>:<rest>`` spec with its registered opener."""
+def open_scheme(spec: str, n: int | None = None, seed: int = 0, **opts: str | None) -> Source:
+    """Open a ``<scheme>:<rest>`` spec with its registered opener (`opts`: --split, --image-column,
+    --label-column; those left None are not passed)."""
     name, _, rest = spec.partition(":")
-    if name not in _SCHEMES:
+    opener = _find_scheme(name)
+    if opener is None:
         have = ", ".join(f"{s}:" for s in source_schemes()) or "none"
         raise VsaeError(
             f"unknown image source {name}: in {spec!r} (registered: {have}); the package that provides it "
             "registers it when imported (`import vsae.world` for world:<split>), or give a folder or list file"
         )
-    return _SCHEMES[name](rest, n, seed)
+    given = {k: v for k, v in opts.items() if v is not None}
+    for k in given:
+        if k not in _OPTIONS.get(name, ()):
+            where = "folder trees" if k == "split" else "hf: datasets"
+            raise VsaeError(f"{OPTION_FLAGS[k]} applies to {where}, not to {spec}; drop {OPTION_FLAGS[k]}")
+    return opener(rest, n, seed, **given)
 
 
 def open_source(
-    data: str | Path, split: str | None = None, modality: str = "image", n: int | None = None, seed: int = 0
+    data: str | Path,
+    split: str | None = None,
+    modality: str = "image",
+    n: int | None = None,
+    seed: int = 0,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> Source:
     """Open --data: a folder tree or a list file for images, a prompt file for text models, or a
-    registered ``<scheme>:<rest>`` source (`n`, `seed`: how many items it makes, and its seed)."""
+    registered ``<scheme>:<rest>`` source (`n`, `seed`: how many items it makes, and its seed;
+    `split`, `image_column`, `label_column`: for the schemes that take them, e.g. ``hf:``)."""
     if scheme_of(data) is not None:
-        if split is not None:
-            raise VsaeError(f"--split applies to folder trees, not to {data}; drop --split")
-        src = open_scheme(str(data), n, seed)
+        src = open_scheme(
+            str(data), n, seed, split=split, image_column=image_column, label_column=label_column
+        )
         if src.modality != modality:
             raise VsaeError(f"--data {data} is a {src.modality} source; this model reads {modality}")
         return src
+    if image_column is not None or label_column is not None:
+        raise VsaeError(
+            "--image-column/--label-column apply to hf: datasets, not to folders or lists; drop them"
+        )
     p = Path(data)
     if modality == "text":
         if split is not None:
@@ -292,15 +371,20 @@ def open_source(
     raise VsaeError(f"--data {data}: not a folder or a .txt/.csv list of images")
 
 
-def open_source_early(data: str | Path, split: str | None = None) -> Source | None:
+def open_source_early(
+    data: str | Path,
+    split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+) -> Source | None:
     """Open --data before the model is loaded, as far as that is possible without knowing the
     model's modality, so that a bad --data/--split fails at once.
 
     A folder is opened as an image tree (only image models read folders); a file is an image list
     or a prompt file depending on the model, so only what is wrong either way is checked (it must
     exist and take no --split), and None is returned. A registered scheme is opened (as images)."""
-    if scheme_of(data) is not None:
-        return open_source(data, split)
+    if scheme_of(data) is not None or image_column is not None or label_column is not None:
+        return open_source(data, split, image_column=image_column, label_column=label_column)
     p = Path(data)
     if p.is_dir():
         return folder_source(p, split)

@@ -62,3 +62,42 @@ def odd_modes(folder: Path) -> list[str]:
     noise(3, (20, 20)).convert("P").save(folder / "palette.png")
     Image.fromarray(np.full((20, 20), 65535, np.uint16)).save(folder / "grey16.png")
     return ["cmyk.jpg", "rgba.png", "grey.png", "palette.png", "grey16.png"]
+
+
+def image_bytes(path: Path) -> bytes:
+    """The file's bytes as they are (corrupt files stay corrupt in every form)."""
+    return Path(path).read_bytes()
+
+
+def write_hf(items: list[str], labels: list[int], classes: list[str], out: str | Path) -> Path:
+    """The images at `items` as a Hugging Face dataset saved to `out` (an Image column holding each
+    file's bytes, a ClassLabel column), in the same order. Needs `datasets` (the `data` extra)."""
+    import datasets  # optional dependency: only the hf: tests and benches write datasets
+
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(classes))})
+    cells = [{"bytes": image_bytes(Path(p)), "path": None} for p in items]
+    datasets.Dataset.from_dict({"image": cells, "label": list(labels)}, features=feats).save_to_disk(str(out))
+    return Path(out)
+
+
+def write_wds(items: list[str], labels: list[int], out_dir: str | Path, per_shard: int) -> str:
+    """The images at `items` as WebDataset tar shards of `per_shard` samples (``<key>.<ext>`` and
+    ``<key>.cls``), in the same order; returns the brace pattern of the shards."""
+    import io
+    import tarfile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_shards = max(1, -(-len(items) // per_shard))
+    for s in range(n_shards):
+        with tarfile.open(out_dir / f"shard-{s:06d}.tar", "w") as tf:
+            for i in range(s * per_shard, min(len(items), (s + 1) * per_shard)):
+                ext = Path(items[i]).suffix.lstrip(".").lower() or "bin"
+                for name, data in (
+                    (f"{i:08d}.{ext}", image_bytes(Path(items[i]))),
+                    (f"{i:08d}.cls", str(labels[i]).encode()),
+                ):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    return str(out_dir / f"shard-{{{0:06d}..{n_shards - 1:06d}}}.tar")

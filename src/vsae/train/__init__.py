@@ -10,17 +10,29 @@ from vsae.train.config import TrainConfig  # torch-free: `vsae train --help` gen
 
 if TYPE_CHECKING:
     from vsae.train.data import TensorSource, open_source
+    from vsae.train.stream import ModelSource, StreamConfig
     from vsae.train.trainer import Trainer, run_name, train
 
 # Imported on first use, so that `vsae.train.config` (and `vsae train --help`) load no torch.
 _LAZY = {
+    "ModelSource": "vsae.train.stream",
+    "StreamConfig": "vsae.train.stream_config",
     "TensorSource": "vsae.train.data",
     "open_source": "vsae.train.data",
     "Trainer": "vsae.train.trainer",
     "run_name": "vsae.train.trainer",
     "train": "vsae.train.trainer",
 }
-__all__ = ["TensorSource", "TrainConfig", "Trainer", "open_source", "run_name", "train"]
+__all__ = [
+    "ModelSource",
+    "StreamConfig",
+    "TensorSource",
+    "TrainConfig",
+    "Trainer",
+    "open_source",
+    "run_name",
+    "train",
+]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

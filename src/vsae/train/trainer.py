@@ -142,6 +142,9 @@ class Trainer:
             self.scale = float(state["scale"])
             if state.get("center") is not None:  # runs before issue 13 were not centred
                 self.center = torch.tensor(state["center"], dtype=torch.float32)
+            stream = (state.get("data") or {}).get("stream")
+            if stream is not None and hasattr(source, "restore"):  # a model stream: where its refill began
+                source.restore(stream, tcfg.seed)
         elif tcfg.normalize or tcfg.b_dec_init != "zeros":
             sample = sample_rows(source, tcfg.init_rows, tcfg.seed)
             self.scale = input_scale(sample) if tcfg.normalize else 1.0
@@ -309,6 +312,10 @@ class Trainer:
                         "batch_size": self.tcfg.batch_size,
                         "next_batch": step,
                         "store": getattr(self.source, "fingerprint", None),
+                        # a model stream (vsae.train.stream): the start of the refill serving this step
+                        "stream": self.source.state_at(step, self.tcfg.seed)
+                        if hasattr(self.source, "state_at")
+                        else None,
                     },
                 },
                 self.names,

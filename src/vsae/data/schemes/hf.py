@@ -1,0 +1,167 @@
+"""The ``hf:<dataset>[:<config>]`` image source: a Hugging Face `datasets` dataset.
+
+``<dataset>`` is a directory written by ``save_to_disk`` (read with ``load_from_disk``), any other
+local directory or hub id ``load_dataset`` reads (Arrow, Parquet, image folders; the hub only when
+online), with ``--split`` choosing the split of a dataset dict (optional when it has one split).
+The image column is the one ``Image`` feature and the label column the one ``ClassLabel``
+(``--image-column`` / ``--label-column`` name them when there are several); class names are the
+``ClassLabel``'s names (an ImageNet dataset's wnids then feed ``eval hierarchy --wordnet``).
+
+Items are the dataset's rows in order (``<split>/<row>``); each row's image is read by row index
+from the memory-mapped Arrow table and decoded by `vsae.data.decode.decode_bytes`, so random access
+gives vsae's seeded ``--max-images`` sample over the whole dataset and an exact resume by image
+index, and a missing or corrupt image is a skipped item with its reason. Needs the ``data`` extra
+(``pip install 'vsae[data]'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vsae.data.decode import DecodeError
+from vsae.data.sources import Source, register_source_scheme
+from vsae.errors import VsaeError
+
+
+def _datasets() -> Any:
+    try:  # optional dependency (the `data` extra), imported only when an hf: source is opened
+        import datasets
+    except ImportError:
+        raise VsaeError("hf: sources need the `datasets` package; pip install 'vsae[data]'") from None
+    return datasets
+
+
+def parse_spec(rest: str) -> tuple[str, str | None]:
+    """``<dataset>[:<config>]`` -> (dataset, config); an existing path is never split."""
+    if not rest:
+        raise VsaeError("hf: needs a dataset: hf:<saved dataset dir | local data dir | hub id>[:<config>]")
+    if Path(rest).exists() or ":" not in rest:
+        return rest, None
+    name, _, config = rest.rpartition(":")
+    return name, config or None
+
+
+def load(name: str, config: str | None, split: str | None) -> Any:
+    """The `datasets.Dataset` of (name, config, split); one-line errors for what is wrong."""
+    ds_mod = _datasets()
+    p = Path(name)
+    try:
+        if p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
+            if config is not None:
+                raise VsaeError(f"hf:{name} is a saved dataset; it has no configs, drop :{config}")
+            obj = ds_mod.load_from_disk(str(p))
+        else:
+            obj = ds_mod.load_dataset(name, config)
+    except VsaeError:
+        raise
+    except Exception as e:  # datasets' own errors: not found, offline, no data files ...
+        raise VsaeError(f"hf:{name}: cannot load the dataset ({type(e).__name__}: {str(e)[:200]})") from None
+    if isinstance(obj, ds_mod.IterableDataset | ds_mod.IterableDatasetDict):
+        raise VsaeError(f"hf:{name} is an iterable (streamed) dataset; save it with save_to_disk first")
+    if isinstance(obj, ds_mod.DatasetDict):
+        splits = sorted(obj)
+        if split is None and len(splits) == 1:
+            split = splits[0]
+        if split not in obj:
+            raise VsaeError(f"hf:{name} has splits {', '.join(splits)}; choose one with --split")
+        return obj[split], split
+    if split is not None:
+        raise VsaeError(f"hf:{name} is a single dataset without splits; drop --split")
+    return obj, None
+
+
+def _pick_column(features: dict[str, Any], kind: type, given: str | None, flag: str, name: str) -> str | None:
+    """The column named by `flag`, else the one column whose feature is `kind` (None if none)."""
+    if given is not None:
+        if given not in features:
+            raise VsaeError(f"{flag} {given}: hf:{name} has columns {', '.join(features)}")
+        return given
+    found = [c for c, f in features.items() if isinstance(f, kind)]
+    if len(found) > 1:
+        raise VsaeError(
+            f"hf:{name} has several {kind.__name__} columns ({', '.join(found)}); choose with {flag}"
+        )
+    return found[0] if found else None
+
+
+def _labels(ds: Any, col: str | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Per-row class index and class names: a ClassLabel's names, or an int / string column's values."""
+    if col is None:
+        return (-1,) * len(ds), ()
+    feat = ds.features[col]
+    raw = list(ds[col])
+    if isinstance(feat, _datasets().ClassLabel):
+        return tuple(-1 if v is None else int(v) for v in raw), tuple(feat.names)
+    if all(isinstance(v, int) or v is None for v in raw):
+        top = max((v for v in raw if v is not None), default=-1)
+        return tuple(-1 if v is None else int(v) for v in raw), tuple(str(i) for i in range(top + 1))
+    names = tuple(sorted({str(v) for v in raw if v not in (None, "")}))
+    index = {c: i for i, c in enumerate(names)}
+    return tuple(index[str(v)] if v not in (None, "") else -1 for v in raw), names
+
+
+class HfReader:
+    """Item ``<split>/<row>`` -> the encoded image bytes of that row (picklable: DataLoader workers)."""
+
+    def __init__(self, ds: Any, column: str):
+        feat = _datasets().Image(decode=False)
+        self.ds = ds.select_columns([column]).cast_column(column, feat)
+        self.column = column
+
+    def __call__(self, item: str) -> bytes:
+        cell = self.ds[int(item.rpartition("/")[2])][self.column]
+        if cell is None:
+            raise DecodeError("no image in this row")
+        if cell.get("bytes"):
+            return bytes(cell["bytes"])
+        path = cell.get("path")
+        if not path:
+            raise DecodeError("no image in this row (neither bytes nor a path)")
+        try:
+            return Path(path).read_bytes()
+        except OSError as e:
+            raise DecodeError(f"image file {path} unreadable ({e.strerror})") from None
+
+
+def open_hf(
+    rest: str,
+    n: int | None,
+    seed: int,
+    split: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+) -> Source:
+    """``hf:<dataset>[:<config>]`` -> a Source over the dataset's rows (`n`, `seed` unused: the
+    caller's --max-images samples from the whole dataset)."""
+    name, config = parse_spec(rest)
+    ds, split = load(name, config, split)
+    mod = _datasets()
+    feats = dict(ds.features)
+    img_col = _pick_column(feats, mod.Image, image_column, "--image-column", name)
+    if img_col is None:
+        raise VsaeError(
+            f"hf:{name} has no Image column (columns: {', '.join(feats)}); name it with --image-column"
+        )
+    lab_col = _pick_column(feats, mod.ClassLabel, label_column, "--label-column", name)
+    labels, classes = _labels(ds, lab_col)
+    tag = split or "rows"
+    if len(ds) == 0:
+        raise VsaeError(f"hf:{name} split {tag} has no rows")
+    return Source(
+        kind="hf",
+        root=f"hf:{rest}",
+        split=split,
+        items=tuple(f"{tag}/{i}" for i in range(len(ds))),
+        labels=labels,
+        classes=classes,
+        reader=HfReader(ds, img_col),
+        identity={
+            "fingerprint": getattr(ds, "_fingerprint", None),
+            "image_column": img_col,
+            "label_column": lab_col,
+        },
+    )
+
+
+register_source_scheme("hf", open_hf, options=("split", "image_column", "label_column"))

@@ -1,0 +1,144 @@
+"""The built-in `hf:` and `wds:` sources and the `vsae.image_sources` plugin group: columns and
+labels found, every sample an item (no image -> a reason), one-line errors for what is wrong."""
+
+import importlib.metadata
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from vsae.data import open_source
+from vsae.data import sources as S
+from vsae.data.decode import DecodeError, decode_bytes
+from vsae.data.testing import noise
+from vsae.errors import VsaeError
+
+datasets = pytest.importorskip("datasets")
+
+
+def _png(seed):
+    buf = io.BytesIO()
+    noise(seed, (12, 12)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_wds_samples_labels_and_a_sample_without_image(tmp_path):
+    _tar(
+        tmp_path / "s-0.tar",
+        [
+            ("x/k0.png", _png(0)),
+            ("x/k0.json", json.dumps({"label": "cat"}).encode()),
+            ("x/k1.webp.txt", b"caption only"),  # no image: still an item, with its reason
+            ("x/k2.jpg", _png(2)),  # a PNG named .jpg: decoded by content
+            ("x/k2.png", _png(3)),  # jpg is preferred over png
+            ("x/k2.cls", b"dog"),
+        ],
+    )
+    _tar(tmp_path / "s-1.tar", [("k3.png", _png(4)), ("k3.json", json.dumps({"cls": "cat"}).encode())])
+    src = open_source(f"wds:{tmp_path}/s-{{0..1}}.tar")
+    assert [i.rpartition("#")[2] for i in src.items] == ["x/k0", "x/k1", "x/k2", "k3"]
+    assert src.classes == ("cat", "dog") and src.labels == (0, -1, 1, 0)
+    assert np.array_equal(np.asarray(decode_bytes(src.reader(src.items[2]))), np.asarray(noise(2, (12, 12))))
+    with pytest.raises(DecodeError, match=r"no image \(jpg/png/webp\).*webp.txt"):
+        src.reader(src.items[1])
+    assert src.describe()["n_shards"] == 2 and len(src.describe()["index_sha256"]) == 64
+    sub = src.pick([3, 0])  # a sample keeps its reader: items name their shard and key
+    assert np.array_equal(np.asarray(decode_bytes(sub.reader(sub.items[0]))), np.asarray(noise(4, (12, 12))))
+
+
+def test_wds_errors(tmp_path):
+    with pytest.raises(VsaeError, match="does not exist"):
+        open_source(f"wds:{tmp_path}/none-{{0..1}}.tar")
+    (tmp_path / "bad.tar").write_text("not a tar at all" * 100)
+    with pytest.raises(VsaeError, match="not a readable tar"):
+        open_source(f"wds:{tmp_path}/bad.tar")
+    _tar(tmp_path / "ok.tar", [("a.png", _png(0))])
+    with pytest.raises(VsaeError, match="--split applies to folder trees"):
+        open_source(f"wds:{tmp_path}/ok.tar", split="train")
+    with pytest.raises(VsaeError, match="--image-column applies to hf: datasets"):
+        open_source(f"wds:{tmp_path}/ok.tar", image_column="img")
+
+
+def test_hf_columns_splits_and_labels(tmp_path):
+    feats = {
+        "img": datasets.Image(),
+        "y": datasets.ClassLabel(names=["n01", "n02"]),
+        "other": datasets.Value("int64"),
+    }
+    rows = {
+        "img": [{"bytes": _png(i), "path": None} for i in range(3)] + [None],
+        "y": [1, 0, 1, 0],
+        "other": [5, 6, 7, 5],
+    }
+    ds = datasets.Dataset.from_dict(rows, features=datasets.Features(feats))
+    datasets.DatasetDict({"train": ds, "validation": ds.select([0, 1])}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(VsaeError, match="has splits train, validation; choose one with --split"):
+        open_source(f"hf:{tmp_path / 'dd'}")
+    src = open_source(f"hf:{tmp_path / 'dd'}", split="train")
+    assert src.items == ("train/0", "train/1", "train/2", "train/3") and src.classes == ("n01", "n02")
+    assert src.labels == (1, 0, 1, 0)
+    assert np.array_equal(np.asarray(decode_bytes(src.reader("train/1"))), np.asarray(noise(1, (12, 12))))
+    with pytest.raises(DecodeError, match="no image in this row"):
+        src.reader("train/3")
+    by_other = open_source(f"hf:{tmp_path / 'dd'}", split="train", label_column="other")
+    assert by_other.labels == (5, 6, 7, 5) and by_other.classes == tuple(str(i) for i in range(8))
+    with pytest.raises(VsaeError, match="--label-column nope: .* has columns img, y, other"):
+        open_source(f"hf:{tmp_path / 'dd'}", split="train", label_column="nope")
+
+
+def test_hf_errors(tmp_path):
+    two = datasets.Features({"a": datasets.Image(), "b": datasets.Image()})
+    cell = {"bytes": _png(0), "path": None}
+    datasets.Dataset.from_dict({"a": [cell], "b": [cell]}, features=two).save_to_disk(str(tmp_path / "two"))
+    with pytest.raises(VsaeError, match="several Image columns .*--image-column"):
+        open_source(f"hf:{tmp_path / 'two'}")
+    assert len(open_source(f"hf:{tmp_path / 'two'}", image_column="b")) == 1
+    datasets.Dataset.from_dict({"t": ["x"]}).save_to_disk(str(tmp_path / "text"))
+    with pytest.raises(VsaeError, match="no Image column"):
+        open_source(f"hf:{tmp_path / 'text'}")
+    with pytest.raises(VsaeError, match="single dataset without splits; drop --split"):
+        open_source(f"hf:{tmp_path / 'two'}", split="train")
+    with pytest.raises(VsaeError, match="cannot load the dataset"):
+        open_source(f"hf:{tmp_path / 'missing'}")
+
+
+def test_plugin_scheme_from_an_entry_point(monkeypatch):
+    ep = importlib.metadata.EntryPoint("plug", "tests.data.test_schemes:_squares", S.ENTRY_POINTS)
+    monkeypatch.setattr(S, "_entry_points", lambda: {"plug": ep})
+    monkeypatch.delitem(S._SCHEMES, "plug", raising=False)
+    try:
+        assert "plug" in S.source_schemes() and "hf" in S.source_schemes() and "wds" in S.source_schemes()
+        src = open_source("plug:4")
+        assert len(src) == 4 and src.classes == ("even", "odd")
+    finally:
+        S._SCHEMES.pop("plug", None)
+
+
+def _stack(images):
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(im) for im in images]))
+
+
+def test_wds_reads_right_in_forked_workers(tmp_path):
+    from vsae.data import iter_batches
+
+    _tar(tmp_path / "a.tar", [(f"k{i:03d}.png", _png(i)) for i in range(24)])
+    src = open_source(f"wds:{tmp_path}/a.tar")
+    src.reader(src.items[5])  # the parent holds the shard open: workers must not share its offset
+    got = {}
+    for b in iter_batches(src, _stack, 0, len(src), 4, num_workers=2):
+        got.update({int(i): x.numpy() for i, x in zip(b.ids, b.inputs)})
+    assert sorted(got) == list(range(24))
+    assert all(np.array_equal(got[i], np.asarray(noise(i, (12, 12)))) for i in range(24))
