@@ -36,7 +36,8 @@ from vsae.memory import limit_heap_growth
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
-from vsae.store.manifest import fsync_dir, manifest_name
+from vsae.store.manifest import manifest_name
+from vsae.store.safe_io import atomic_write
 
 
 def shard_from_env() -> tuple[int, int]:
@@ -104,13 +105,7 @@ def _write_json_once(path: Path, obj: Any, tag: str) -> None:
     text = json.dumps(obj, indent=1)
     if path.exists() and path.read_text() == text:
         return
-    tmp = path.with_name(f"{path.name}.{tag}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    atomic_write(path, text, tag)
 
 
 def _check_same_run(path: Path, part: tuple[int, int], provenance: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 SPLIT_NAMES = ("train", "val", "validation", "test")
+# Present in a folder while `vsae world export` writes it (a killed export leaves it): such a folder is refused.
+INCOMPLETE_MARKER = ".vsae-incomplete"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,11 @@ def folder_source(root: str | Path, split: str | None = None) -> Source:
     root = Path(root).resolve()
     if not root.is_dir():
         raise VsaeError(f"data folder {root} does not exist; give an image folder or a .txt/.csv list")
+    if os.path.lexists(root / INCOMPLETE_MARKER):
+        raise VsaeError(
+            f"data folder {root} is an unfinished `vsae world export` (it holds {INCOMPLETE_MARKER}: the export "
+            "was killed or is still running); delete the folder and export again"
+        )
     subs = _subdirs(root)
     splits = [d.name for d in subs if d.name in SPLIT_NAMES]
     if split is not None:

@@ -64,6 +64,7 @@ from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images_strea
 from vsae.sae import SAE, SAEConfig
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
+from vsae.store.safe_io import atomic_path, writes_to
 
 PathLike = str | os.PathLike[str]
 SpliceMetrics = Callable[[SAE, str], dict[str, Any]]
@@ -88,6 +89,7 @@ def latent_view(
 
 
 # ----------------------------------------------------------------------------- recon
+@writes_to("out")
 def run_recon(
     acts: PathLike,
     sae_path: PathLike,
@@ -133,6 +135,7 @@ def run_recon(
 
 
 # ----------------------------------------------------------------------------- MS
+@writes_to("out")
 def run_ms(
     embeddings: PathLike | None,
     out: PathLike,
@@ -174,7 +177,8 @@ def run_ms(
     rep = MSReport(str(embeddings), embed_model, scored)
     scores = {k: v.result.scores_F for k, v in scored.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(Path(out) / "ms_scores.safetensors"))
+    with atomic_path(Path(out) / "ms_scores.safetensors") as tmp:
+        save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(tmp))
     write_json(out, "ms", rep.to_json())
     plots.ms_histogram(
         {{"sae": "SAE latents", "raw": "raw neurons"}[k]: v for k, v in scores.items()},
@@ -184,6 +188,7 @@ def run_ms(
 
 
 # ----------------------------------------------------------------------------- HAI, uniqueness
+@writes_to("out")
 def run_top_images(
     out: PathLike,
     acts: PathLike | None = None,
@@ -198,11 +203,12 @@ def run_top_images(
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file(
-        {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
-        str(Path(out) / "top_images.safetensors"),
-        metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
-    )
+    with atomic_path(Path(out) / "top_images.safetensors") as tmp:
+        save_file(
+            {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
+            str(tmp),
+            metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
+        )
     rep = TopImagesReport(desc, k, view.pooling, len(view), top)
     write_json(out, "top_images", rep.to_json())
     return rep
@@ -226,6 +232,7 @@ def load_top_images(path: PathLike) -> TopImages:
     return TopImages(indices_Fk=idx, values_Fk=val, n_rows=int(meta.get("n_images", idx.max() + 1)))
 
 
+@writes_to("out")
 def run_uniqueness(top_images: PathLike, out: PathLike) -> UniquenessReport:
     """Pairwise Jaccard overlap counts of the latents' top-image sets (uniqueness)."""
     rep = UniquenessReport(str(top_images), jaccard_pair_counts(load_top_images(top_images)))
@@ -290,6 +297,7 @@ def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[flo
     return [n_latents]
 
 
+@writes_to("out")
 def run_hierarchy(
     top_images: PathLike,
     table: PathLike,
@@ -365,6 +373,7 @@ def _features(path: PathLike, sae_path: PathLike | None, pooling: str, dense: bo
     return (_dense(x) if dense else x), view
 
 
+@writes_to("out")
 def run_probe(
     train: PathLike,
     evals: Sequence[tuple[str, PathLike]],
@@ -413,6 +422,7 @@ def _ood_score_transform(sae: SAE) -> Callable[[Any], np.ndarray]:
     return f
 
 
+@writes_to("out")
 def run_ood(
     in_dist: PathLike,
     ood: Sequence[tuple[str, PathLike]],
@@ -471,6 +481,7 @@ def _image_embeddings(path: PathLike, ids: np.ndarray, top_images: PathLike) -> 
     return np.asarray(rows.array)[ids]
 
 
+@writes_to("out")
 def run_names(
     top_images: PathLike,
     image_embeddings: PathLike,

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import EncodeConfig
+from vsae.store.safe_io import output_lock
 
 if TYPE_CHECKING:
     from vsae.store import ActivationStore
@@ -34,8 +35,6 @@ def encode_store(
     The new store keeps each row's image/token index and records the SAE and the source store
     in its provenance. Re-running after a kill resumes at the first row not yet written.
     """
-    from vsae.store import SparseStoreWriter
-
     if batch_size < 1:
         raise VsaeError(f"--batch-size {batch_size}: must be at least 1")
     sae = sae.to(device).eval()
@@ -47,6 +46,24 @@ def encode_store(
         "sae_path": str(sae_path) if sae_path else None,
         "source_store": str(getattr(acts, "path", "")),
     }
+    with output_lock(out):
+        _encode(sae, acts, out, prov, batch_size, device, dtype, progress)
+    return Path(out)
+
+
+def _encode(
+    sae: SAE,
+    acts: ActivationStore,
+    out: str | os.PathLike,
+    prov: dict,
+    batch_size: int,
+    device: str,
+    dtype: str,
+    progress: bool,
+) -> None:
+    """The encoding loop of `encode_store`, into the locked output store ``out``."""
+    from vsae.store import SparseStoreWriter
+
     w = SparseStoreWriter.create_or_resume(out, d=sae.cfg.d_sae, dtype=dtype, provenance=prov)
     img, tok = acts.image_index, acts.token_index
     n = len(acts)
@@ -68,4 +85,3 @@ def encode_store(
         a = b
     bar.close()
     w.close()
-    return Path(out)

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from vsae.errors import VsaeError
+from vsae.store.safe_io import atomic_path, atomic_write_json
 
 FORMAT = "vsae-sae"
 VERSION = 1
@@ -24,22 +25,16 @@ CONFIG = "config.json"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """config.json / state.json: sorted keys, written by the one safe writer (vsae.store.safe_io)."""
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def save_tensors_atomic(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """safetensors through the one safe writer (temporary file, fsync, rename; never through a link)."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def read_config(directory: Path) -> dict[str, Any]:

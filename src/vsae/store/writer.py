@@ -29,18 +29,15 @@ from vsae.store.manifest import (
     fsync_dir,
     manifest_name,
 )
+from vsae.store.safe_io import atomic_path
 from vsae.store.validate import validate_manifest
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> tuple[str, str]:
     """Save `arr` atomically as .npy; return (file name, sha256 of the file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw:
+    with atomic_path(path) as tmp, open(os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW), "wb") as raw:
         f = HashingFile(raw)
         np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
     return path.name, f.sha256.hexdigest()
 
 
