@@ -15,7 +15,6 @@ The image index of an item is its position in this list; stores record it per ro
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsae.data.decode import IMAGE_EXTENSIONS
 from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -324,9 +323,13 @@ def load_table(path: str | Path) -> dict[str, Any]:
     """Read the `images.json` table that extraction writes next to a store's manifest."""
     p = Path(path)
     p = p / "images.json" if p.is_dir() else p
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VsaeError(
-            f"cannot read image table {p} ({e}); was the store written by `vsae extract`?"
-        ) from None
+    fix = "give the images.json `vsae extract` wrote beside the store's manifest"
+    t = read_json(p, "image table", fix)
+    if not isinstance(t, dict) or not isinstance(t.get("items"), list):
+        raise VsaeError(f"image table {p} is not an object with an 'items' list; {fix}")
+    for key in ("labels", "classes"):
+        if not isinstance(t.get(key) or [], list):
+            raise VsaeError(f"image table {p}: '{key}' is not a list; {fix}")
+    if t.get("labels") and len(t["labels"]) != len(t["items"]):
+        raise VsaeError(f"image table {p} has {len(t['labels'])} labels for {len(t['items'])} images; {fix}")
+    return t

@@ -5,6 +5,7 @@ The CLI (`vsae.cli.eval`) is a thin wrapper around these."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from vsae.data import load_table
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.eval import plots
 from vsae.eval import taxonomy as tx
 from vsae.eval.attributes import image_attributes
@@ -64,9 +65,18 @@ from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images_strea
 from vsae.sae import SAE, SAEConfig
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
+from vsae.store.inputs import check_ids, check_values
 from vsae.store.safe_io import atomic_path, writes_to
 
 PathLike = str | os.PathLike[str]
+
+
+def positive(option: str, v: Any) -> None:
+    """One line unless ``v`` is an integer >= 1."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise VsaeError(f"{option} {v}: must be an integer >= 1")
+
+
 SpliceMetrics = Callable[[SAE, str], dict[str, Any]]
 """(SAE, hook) -> the "splice" entry of recon.json; e.g. `vsae.steer.reconstruction.splice_metrics`
 bound to a model and images (functools.partial)."""
@@ -105,6 +115,9 @@ def run_recon(
     (`max_rows`: a seeded sample of that many rows spanning the store, `vsae.eval.sampling`);
     with `splice` (e.g. `vsae.steer.reconstruction.splice_metrics` bound to a model and images), also
     the splice effect at `hook` (default: the store's hook) under "splice"."""
+    positive("--batch-size", batch_size)
+    if max_rows is not None:
+        positive("--max-rows", max_rows)
     sae = load_sae(sae_path)
     rows = open_rows(acts)
     check_sae_matches(rows, sae)
@@ -171,6 +184,11 @@ def run_ms(
     if not kinds:
         raise VsaeError("nothing to score: give --acts (raw neurons) and/or --sae / --latents")
     for name, view, transform, desc in kinds:
+        if len(view) < 2:
+            raise VsaeError(
+                f"{view.rows.name} covers {len(view)} image(s); the MS compares pairs of images, so it "
+                "needs at least 2: evaluate a larger store"
+            )
         e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
         scored[name] = MSKind(desc, view.pooling, r)
@@ -199,7 +217,13 @@ def run_top_images(
     progress: bool = True,
 ) -> TopImagesReport:
     """HAI_k per latent (as image indices of the store) with the worst value."""
+    positive("--k", k)
     view, transform, desc = latent_view(acts, sae_path, latents, pooling)
+    if k > len(view):
+        raise VsaeError(
+            f"--k {k} is more than the {len(view)} images of {view.rows.name}: every latent would be "
+            f"excluded; use --k {max(len(view), 1)} or less"
+        )
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -218,18 +242,29 @@ def load_top_images(path: PathLike) -> TopImages:
     """The `top_images.safetensors` written by `run_top_images` (as a TopImages over image ids)."""
     p = Path(path)
     p = p / "top_images.safetensors" if p.is_dir() else p
-    if not p.is_file():
+    fix = "run `vsae eval top-images` again"
+    if not os.path.lexists(p):
         raise VsaeError(f"{p} does not exist; run `vsae eval top-images` first")
+    regular_file(p, "top-images file", fix)
     try:
         with safe_open(str(p), "numpy") as f:
             meta = f.metadata() or {}
             idx, val = f.get_tensor("image_index"), f.get_tensor("values")
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise VsaeError(f"{p} is not a readable top-images file ({why}); {fix}") from None
+    check_values(val, f"{p} (values)", fix)
+    if idx.ndim != 2 or idx.shape != val.shape:
         raise VsaeError(
-            f"{p} is not a readable top-images file ({why}); run `vsae eval top-images` again"
-        ) from None
-    return TopImages(indices_Fk=idx, values_Fk=val, n_rows=int(meta.get("n_images", idx.max() + 1)))
+            f"{p}: image_index has shape {tuple(idx.shape)} and values {tuple(val.shape)}; "
+            f"both must be the same [latents, k]; {fix}"
+        )
+    n_meta = meta.get("n_images")
+    if n_meta is not None and not str(n_meta).isdigit():
+        raise VsaeError(f"{p}: metadata n_images {str(n_meta)[:40]!r} is not a count; {fix}")
+    idx = check_ids(idx, f"{p} (image_index)", fix, below=None, allow=-1)
+    n = int(n_meta) if n_meta is not None else int(idx.max(initial=-1)) + 1
+    return TopImages(indices_Fk=idx, values_Fk=val, n_rows=n)
 
 
 @writes_to("out")
@@ -291,6 +326,8 @@ def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[flo
         cfg = load_sae(sae_path).cfg
         return list(cfg.nested_groups)
     if groups:
+        if not all(math.isfinite(g) and 0 < g <= 1 for g in groups) or abs(sum(groups) - 1) > 1e-6:
+            raise VsaeError(f"--groups {','.join(map(str, groups))}: give fractions in (0, 1] that sum to 1")
         return list(
             SAEConfig(arch="matryoshka", d_in=1, d_sae=n_latents, k=1, groups=tuple(groups)).group_sizes
         )
@@ -384,6 +421,9 @@ def run_probe(
     max_iter: int = ProbeConfig.max_iter,
 ) -> ProbeReport:
     """Logistic-regression probes on SAE latents vs raw activations (Olson et al.)."""
+    if not (isinstance(c, int | float) and math.isfinite(c) and c > 0):
+        raise VsaeError(f"--c {c}: the inverse regularisation strength must be a number > 0, e.g. 1.0")
+    positive("--max-iter", max_iter)
     splits_raw: dict[str, tuple[Any, np.ndarray]] = {}
     splits_sae: dict[str, tuple[Any, np.ndarray]] = {}
     classes0: list[str] | None = None
@@ -500,7 +540,12 @@ def run_names(
     top images and the word its most common value; a word that is no attribute value disagrees);
     `class_match` is the looser per-class count `name_agreement` (name == the most common class)."""
     top = load_top_images(top_images)
-    vocab = [w.strip() for w in Path(words).read_text().splitlines() if w.strip()]
+    wfix = "give a UTF-8 text file with one concept word per line"
+    try:
+        text = regular_file(words, "word list", wfix).read_text()
+    except UnicodeDecodeError:
+        raise VsaeError(f"word list {words} is not UTF-8 text; {wfix}") from None
+    vocab = [w.strip() for w in text.splitlines() if w.strip()]
     if not vocab:
         raise VsaeError(f"{words} has no words; give one concept word per line")
     if attributes_file is not None and table is None:

@@ -6,7 +6,6 @@ No model code here: :mod:`vsae.sae.io` and :mod:`vsae.sae.saelens` build on it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 from vsae.store.safe_io import atomic_path, atomic_write_json
 
 FORMAT = "vsae-sae"
@@ -44,12 +43,7 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise VsaeError(
             f"{directory} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`"
         )
-    try:
-        meta = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VsaeError(
-            f"{p} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the checkpoint is damaged"
-        ) from None
+    meta = read_json(p, "SAE config", "the checkpoint is damaged: retrain or copy it again")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise VsaeError(
             f"{p} is not a vsae SAE config (format != {FORMAT!r}); for SAELens use `vsae.sae.saelens.load_saelens`"

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.sae.config import SAEConfig
 from vsae.sae.files import (
     CONFIG,
@@ -88,7 +88,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
     SAELens directory (``cfg.json`` + ``sae_weights.safetensors``; :mod:`vsae.sae.saelens`)."""
     p = Path(path).parent if Path(path).is_file() else Path(path)
     if not (p / CONFIG).is_file() and is_saelens_dir(p):
-        return load_saelens(p).to(device)
+        sae = load_saelens(p)
+        check_finite_params(sae, p)
+        return sae.to(device)
     d = resolve(path)
     meta = read_config(d)
     try:
@@ -96,6 +98,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
     except (KeyError, TypeError) as e:
         raise VsaeError(f"{d / CONFIG} has no valid 'cfg' ({e}); the checkpoint is damaged") from None
     sae = get_arch(cfg.arch).cls(cfg)
+    regular_file(d / WEIGHTS, "SAE weights", "the checkpoint is damaged: retrain or copy it again")
     try:
         state = load_file(str(d / WEIGHTS), device="cpu")
     except (SafetensorError, FileNotFoundError, OSError) as e:
@@ -106,4 +109,15 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
         sae.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise VsaeError(f"{d / WEIGHTS} does not match its config ({str(e).splitlines()[0]})") from None
+    check_finite_params(sae, d / WEIGHTS)
     return sae.to(device).eval()
+
+
+def check_finite_params(sae: Any, where: Path) -> None:
+    """One line naming the first parameter of ``sae`` (read from ``where``) holding NaN or Inf."""
+    for name, t in sae.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise VsaeError(
+                f"SAE weights {where}: {name} holds NaN or Inf; the checkpoint is damaged: "
+                "use an earlier checkpoint or retrain"
+            )
