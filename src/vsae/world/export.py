@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vsae.data.sources import INCOMPLETE_MARKER
 from vsae.errors import VsaeError
-from vsae.store.safe_io import atomic_write, atomic_write_json, output_lock
+from vsae.store.safe_io import LOCK_NAME, atomic_write, atomic_write_json, output_lock
 from vsae.world import taxonomy as tx
 from vsae.world.generate import SPLITS, ImageRecord, generate
 
@@ -63,9 +63,11 @@ def export(
     if folder_style not in FOLDER_STYLES:
         raise VsaeError(f"unknown folder style {folder_style!r}; use 'name' or 'inat'")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise VsaeError(f"{out} exists and is not empty; choose a new --out directory")
-    with output_lock(out):
+    if out.exists() and not out.is_dir():
+        raise VsaeError(f"{out} exists and is not a directory; choose a new --out directory")
+    with output_lock(out):  # first: a second export into the same directory names the first one
+        if any(p.name != LOCK_NAME for p in out.iterdir()):
+            raise VsaeError(f"{out} exists and is not empty; choose a new --out directory")
         atomic_write_json(out / INCOMPLETE_MARKER, {"command": "vsae world export", "counts": counts})
         _write(out, counts, seed, folder_style, progress)
         (out / INCOMPLETE_MARKER).unlink()
