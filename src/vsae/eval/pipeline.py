@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from vsae.data import load_table
@@ -66,7 +65,7 @@ from vsae.sae import SAE, SAEConfig
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
 from vsae.store.inputs import check_ids, check_values
-from vsae.store.safe_io import atomic_path, writes_to
+from vsae.store.safe_io import atomic_write_safetensors, writes_to
 
 PathLike = str | os.PathLike[str]
 
@@ -195,8 +194,9 @@ def run_ms(
     rep = MSReport(str(embeddings), embed_model, scored)
     scores = {k: v.result.scores_F for k, v in scored.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
-    with atomic_path(Path(out) / "ms_scores.safetensors") as tmp:
-        save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(tmp))
+    atomic_write_safetensors(
+        Path(out) / "ms_scores.safetensors", {k: v.astype(np.float64) for k, v in scores.items()}
+    )
     write_json(out, "ms", rep.to_json())
     plots.ms_histogram(
         {{"sae": "SAE latents", "raw": "raw neurons"}[k]: v for k, v in scores.items()},
@@ -227,12 +227,11 @@ def run_top_images(
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
     Path(out).mkdir(parents=True, exist_ok=True)
-    with atomic_path(Path(out) / "top_images.safetensors") as tmp:
-        save_file(
-            {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
-            str(tmp),
-            metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
-        )
+    atomic_write_safetensors(
+        Path(out) / "top_images.safetensors",
+        {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
+        metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
+    )
     rep = TopImagesReport(desc, k, view.pooling, len(view), top)
     write_json(out, "top_images", rep.to_json())
     return rep

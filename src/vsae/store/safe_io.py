@@ -204,3 +204,20 @@ def writes_to(param: str = "out") -> Callable[[F], F]:
         return cast(F, locked)
 
     return wrap
+
+
+def atomic_write_safetensors(
+    path: str | os.PathLike[str], tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Path:
+    """numpy arrays as a .safetensors file written by ``atomic_write``, byte-identical for equal input.
+
+    safetensors orders the header's metadata as a Rust HashMap does, which differs between
+    processes; the header is re-serialised with sorted keys (the data and its offsets are unchanged),
+    so a rerun writes the same bytes as the run it replaces."""
+    from safetensors.numpy import save  # lazy: the manifest readers must not import it
+
+    raw = save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # safetensors pads the header to 8 bytes with spaces
+    return atomic_write(path, len(header).to_bytes(8, "little") + header + raw[8 + n :])
