@@ -124,6 +124,11 @@ def probe(c, t, *, train=None, sae=None, extra=()):
             "--sae", str(sae or c["sae"]), "--out", str(out_of(t)), *extra]  # fmt: skip
 
 
+def ood(c, t, *, sae=None, extra=()):
+    return ["eval", "ood", "--in", str(c["good"]), "--ood", f"shift={c['other']}", "--sae", str(sae or c["sae"]),
+            "--out", str(out_of(t)), *extra]  # fmt: skip
+
+
 def encode(c, t, *, sae=None, acts=None, extra=()):
     return ["encode", "--sae", str(sae or c["sae"]), "--acts", str(acts or c["good"]), "--out", str(out_of(t)),
             "--quiet", *extra]  # fmt: skip
@@ -145,6 +150,7 @@ COMMANDS: dict[str, Callable] = {
     "hierarchy": hierarchy,
     "names": names,
     "probe": probe,
+    "ood": ood,
     "encode": encode,
     "train": train,
 }
@@ -458,6 +464,7 @@ def _cases() -> list[Case]:
         "hierarchy": ["hierarchy.json", "depth_per_group.png"],
         "names": ["names.json", "names.json.tmp"],
         "probe": ["probe.json", "probe.json.tmp"],
+        "ood": ["ood.json", "roc.png"],
         "encode": ["manifest.json.tmp"],
         "train": ["topk-x2-k4/log.jsonl", "train_state.json.tmp", "topk-x2-k4/config.json.tmp"],
     }  # fmt: skip
@@ -472,7 +479,18 @@ def _cases() -> list[Case]:
             )
         )
     # 2. a second writer into the same --out: refused at once, naming the holder
-    for cmd in ("ms", "top-images", "recon", "uniqueness", "hierarchy", "names", "probe", "encode", "train"):
+    for cmd in (
+        "ms",
+        "top-images",
+        "recon",
+        "uniqueness",
+        "hierarchy",
+        "names",
+        "probe",
+        "ood",
+        "encode",
+        "train",
+    ):
         cs.append(Case(f"{cmd}-concurrent-writer", lambda c, t, cmd=cmd: COMMANDS[cmd](c, t),
                        rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
@@ -600,7 +618,7 @@ def _cases() -> list[Case]:
     ]
     # 9. damaged SAE checkpoints, for each reader of one
     for name, (make_sae, match) in SAES.items():
-        for cmd in ("recon", "encode", "top-images"):
+        for cmd in ("recon", "encode", "top-images", "ood"):
             cs.append(
                 Case(
                     f"{cmd}-sae-{name}",
@@ -633,6 +651,14 @@ def _cases() -> list[Case]:
         ("export-bad-split", lambda c, t: export(c, t, "--n", "nowhere=3"), "unknown world split"),
     ]  # fmt: skip
     cs += [Case(i, m, r) for i, m, r in nums]
+    # the --table must describe the images the top images index (both record their source)
+    elsewhere = top_file(meta={"data": json.dumps(["folder", "/elsewhere", None])})
+    cs += [
+        Case("hierarchy-table-of-other-images", lambda c, t: hierarchy(c, t, top=elsewhere(c, t)),
+             r"--table .* describes the images of .* but the top images index those of /elsewhere"),
+        Case("names-table-of-other-images", lambda c, t: names(c, t, top=elsewhere(c, t), extra=(
+            "--table", str(c["table"]))), r"but the top images index those of /elsewhere"),
+    ]  # fmt: skip
     # 11. resumed steps with other inputs; a killed export
     cs += [
         Case(
@@ -675,6 +701,13 @@ def _fifo_table_store(c, t) -> Path:
 
 
 CASES = _cases()
+
+
+def test_table_of_the_same_images_is_accepted(cx, tmp_path):
+    """The belongs-to check compares what both files record: the same source passes."""
+    same = top_file(meta={"data": json.dumps(["folder", str(cx["table_obj"]["root"]), None])})(cx, tmp_path)
+    main(hierarchy(cx, tmp_path, top=same))
+    assert (out_of(tmp_path) / "hierarchy.json").is_file()
 
 
 def test_catalogue_size():

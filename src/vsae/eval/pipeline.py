@@ -5,6 +5,7 @@ The CLI (`vsae.cli.eval`) is a thin wrapper around these."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ from vsae.eval.sources import (
     ArrayRows,
     ImageView,
     check_sae_matches,
+    data_of,
     image_labels,
     image_view,
     load_array,
@@ -230,7 +232,13 @@ def run_top_images(
     atomic_write_safetensors(
         Path(out) / "top_images.safetensors",
         {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
-        metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
+        metadata={
+            "k": str(k),
+            "pooling": view.pooling,
+            "n_images": str(len(view)),
+            # the images these ids index: a --table of other images is refused (check_table_matches)
+            **({"data": json.dumps(data)} if (data := data_of(view.rows.provenance)) else {}),
+        },
     )
     rep = TopImagesReport(desc, k, view.pooling, len(view), top)
     write_json(out, "top_images", rep.to_json())
@@ -267,6 +275,30 @@ def load_top_images(path: PathLike) -> TopImages:
 
 
 @writes_to("out")
+def check_table_matches(top_images: PathLike, table: PathLike) -> None:
+    """Refuse a --table describing other images than the store the top images were computed on
+    (both record the image source: kind, root, split), since its labels would label the wrong images."""
+    p = Path(top_images)
+    p = p / "top_images.safetensors" if p.is_dir() else p
+    with safe_open(str(p), "numpy") as f:
+        recorded = (f.metadata() or {}).get("data")
+    if recorded is None:
+        return  # written before the source was recorded, or by a store without provenance
+    t = load_table(Path(table))
+    theirs = [t.get("kind"), t.get("root"), t.get("split")]
+    try:
+        mine = json.loads(recorded)
+    except json.JSONDecodeError:
+        raise VsaeError(f"{p}: metadata 'data' is not JSON; run `vsae eval top-images` again") from None
+    if mine != theirs:
+        raise VsaeError(
+            f"--table {table} describes the images of {theirs[1]} (split {theirs[2]}) but the top images "
+            f"index those of {mine[1] if isinstance(mine, list) and len(mine) > 1 else mine} "
+            f"(split {mine[2] if isinstance(mine, list) and len(mine) > 2 else None}); "
+            "give the images.json of the store the top images come from"
+        )
+
+
 def run_uniqueness(top_images: PathLike, out: PathLike) -> UniquenessReport:
     """Pairwise Jaccard overlap counts of the latents' top-image sets (uniqueness)."""
     rep = UniquenessReport(str(top_images), jaccard_pair_counts(load_top_images(top_images)))
@@ -351,6 +383,7 @@ def run_hierarchy(
     e.g. "world-colour", the shapes world's colour families, registered by `vsae.world`): each
     image is then labelled by that attribute in `attributes_file` (default DATA/attributes.json)."""
     top = load_top_images(top_images)
+    check_table_matches(top_images, table)
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
     named = tx.attribute_taxonomy(str(taxonomy)) if taxonomy is not None else None
     if named is not None:
@@ -557,6 +590,8 @@ def run_names(
         w = encode_words(load(text_model, tower="text"), vocab, prompt)
     else:
         raise VsaeError("give --text-model (CLIP) or --word-embeddings FILE")
+    if table is not None:
+        check_table_matches(top_images, table)
     attrs = image_attributes(table, attributes_file) if table is not None else None
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
     emb = _image_embeddings(image_embeddings, ids, top_images)

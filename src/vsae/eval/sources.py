@@ -256,7 +256,7 @@ def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.
     return labels[images], classes
 
 
-def _data_of(provenance: dict[str, Any]) -> tuple | None:
+def data_of(provenance: dict[str, Any]) -> tuple | None:
     """(kind, root, split) of the images a store was extracted from, if recorded."""
     d = provenance.get("data")
     return (d.get("kind"), d.get("root"), d.get("split")) if isinstance(d, dict) else None
@@ -271,7 +271,7 @@ def similarity_embeddings(
     by image index, after checking both were extracted from the same images; a .npy/.safetensors
     file must have one row per activation image, in order."""
     rows = open_rows(path)
-    mine, theirs = _data_of(rows.provenance), _data_of(acts_provenance or {})
+    mine, theirs = data_of(rows.provenance), data_of(acts_provenance or {})
     if mine and theirs and mine != theirs:
         raise VsaeError(
             f"similarity store {rows.name} was extracted from {mine[1]} (split {mine[2]}) but the activations "

@@ -63,7 +63,7 @@ def weights_sha256(sae: SAE) -> str:
     for name, t in sorted(sae.state_dict().items()):
         c = t.detach().cpu().contiguous()
         h.update(f"{name}:{c.dtype}:{tuple(c.shape)};".encode())
-        h.update(c.view(torch.uint8).numpy().tobytes() if c.numel() else b"")
+        h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
     return h.hexdigest()
 
 
