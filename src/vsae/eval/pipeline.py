@@ -274,7 +274,6 @@ def load_top_images(path: PathLike) -> TopImages:
     return TopImages(indices_Fk=idx, values_Fk=val, n_rows=n)
 
 
-@writes_to("out")
 def check_table_matches(top_images: PathLike, table: PathLike) -> None:
     """Refuse a --table describing other images than the store the top images were computed on
     (both record the image source: kind, root, split), since its labels would label the wrong images."""
@@ -299,6 +298,7 @@ def check_table_matches(top_images: PathLike, table: PathLike) -> None:
         )
 
 
+@writes_to("out")
 def run_uniqueness(top_images: PathLike, out: PathLike) -> UniquenessReport:
     """Pairwise Jaccard overlap counts of the latents' top-image sets (uniqueness)."""
     rep = UniquenessReport(str(top_images), jaccard_pair_counts(load_top_images(top_images)))
