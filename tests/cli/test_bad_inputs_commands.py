@@ -138,6 +138,10 @@ def train(c, t, *extra):
     return train_args(c["good"], out_of(t), *extra)
 
 
+def serve(c, *extra):
+    return ["serve", "--acts", str(c["good"]), "--sae", str(c["sae"]), *map(str, extra)]
+
+
 def export(c, t, *extra):
     return ["world", "export", "--out", str(out_of(t)), *extra]
 
@@ -443,11 +447,12 @@ def resume_encode_with_retrained(c, t) -> list[str]:
     return encode(c, t, sae=sae)
 
 
-def incomplete_export(c, t) -> list[str]:
+def incomplete_export(c, t, sub: str = "") -> list[str]:
+    """A world export killed part-way (its marker is still there), given as --data DIR or DIR/<split>."""
     d = t / "world"
-    shutil.copytree(c["imgs"], d / "a")
+    shutil.copytree(c["imgs"], d / "a" / "x")
     write(d / ".vsae-incomplete", "{}")
-    return ["extract", "--model", str(c["clip"]), "--hook", "resid.0", "--data", str(d), "--out", str(out_of(t)),
+    return ["extract", "--model", str(c["clip"]), "--hook", "resid.0", "--data", str(d / sub), "--out", str(out_of(t)),
             "--batch-size", "2", "--num-workers", "0", "--quiet", "--threads", "1"]  # fmt: skip
 
 
@@ -659,12 +664,30 @@ def _cases() -> list[Case]:
         Case("names-table-of-other-images", lambda c, t: names(c, t, top=elsewhere(c, t), extra=(
             "--table", str(c["table"]))), r"but the top images index those of /elsewhere"),
     ]  # fmt: skip
+    # serve's eval inputs (read before the server starts)
+    cs += [
+        Case("serve-ms-fifo", lambda c, t: serve(c, "--ms", fifo(t / "ms" / "ms_scores.safetensors")),
+             "MS scores .* is a FIFO, not a regular file", sub=True),
+        Case("serve-ms-garbage", lambda c, t: serve(c, "--ms", write(t / "ms" / "ms_scores.safetensors", b"\0" * 9)),
+             "cannot read MS scores"),
+        Case("serve-names-fifo", lambda c, t: serve(c, "--names", fifo(t / "nm" / "names.json")),
+             "eval result .* is a FIFO, not a regular file", sub=True),
+        Case("serve-names-binary", lambda c, t: serve(c, "--names", write(t / "nm" / "names.json", b"\xff\x00")),
+             r"eval result .* is not valid JSON"),
+        Case("serve-names-a-list", lambda c, t: serve(c, "--names", write(t / "nm" / "names.json", "[1]")),
+             "is not a JSON object"),
+    ]  # fmt: skip
     # 11. resumed steps with other inputs; a killed export
     cs += [
         Case(
             "encode-resume-retrained-sae", resume_encode_with_retrained, "encoded from another SAE's weights"
         ),
         Case("extract-killed-world-export", incomplete_export, "unfinished `vsae world export`"),
+        Case(
+            "extract-killed-world-export-split-folder",
+            lambda c, t: incomplete_export(c, t, "a"),
+            "unfinished `vsae world export`",
+        ),
     ]
     return cs
 

@@ -138,7 +138,7 @@ def folder_source(root: str | Path, split: str | None = None) -> Source:
     root = Path(root).resolve()
     if not root.is_dir():
         raise VsaeError(f"data folder {root} does not exist; give an image folder or a .txt/.csv list")
-    if os.path.lexists(root / INCOMPLETE_MARKER):
+    if any(os.path.lexists(d / INCOMPLETE_MARKER) for d in (root, root.parent)):  # DIR or DIR/<split>
         raise VsaeError(
             f"data folder {root} is an unfinished `vsae world export` (it holds {INCOMPLETE_MARKER}: the export "
             "was killed or is still running); delete the folder and export again"
@@ -330,6 +330,4 @@ def load_table(path: str | Path) -> dict[str, Any]:
     for key in ("labels", "classes"):
         if not isinstance(t.get(key) or [], list):
             raise VsaeError(f"image table {p}: '{key}' is not a list; {fix}")
-    if t.get("labels") and len(t["labels"]) != len(t["items"]):
-        raise VsaeError(f"image table {p} has {len(t['labels'])} labels for {len(t['items'])} images; {fix}")
     return t
