@@ -452,7 +452,11 @@ def incomplete_export(c, t, sub: str = "") -> list[str]:
     d = t / "world"
     shutil.copytree(c["imgs"], d / "a" / "x")
     write(d / ".vsae-incomplete", "{}")
-    return ["extract", "--model", str(c["clip"]), "--hook", "resid.0", "--data", str(d / sub), "--out", str(out_of(t)),
+    return _extract(c, t, d / sub)
+
+
+def _extract(c, t, data: Path) -> list[str]:
+    return ["extract", "--model", str(c["clip"]), "--hook", "resid.0", "--data", str(data), "--out", str(out_of(t)),
             "--batch-size", "2", "--num-workers", "0", "--quiet", "--threads", "1"]  # fmt: skip
 
 
@@ -498,6 +502,8 @@ def _cases() -> list[Case]:
     ):
         cs.append(Case(f"{cmd}-concurrent-writer", lambda c, t, cmd=cmd: COMMANDS[cmd](c, t),
                        rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
+    cs.append(Case("extract-concurrent-writer", lambda c, t: _extract(c, t, c["imgs"]),
+                   "being written by another vsae process", hold_lock=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
     # 3. FIFOs (and other special files) where a file is read: refused, never blocked on

@@ -33,6 +33,20 @@ from vsae.errors import VsaeError, file_kind
 LOCK_NAME = ".vsae.lock"
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Lock file descriptors this process holds. A forked child (a DataLoader worker) would share the
+# flock and keep it alive after this process is killed, so children close their copies at once.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory (makes a rename in it durable)."""
@@ -136,13 +150,14 @@ def append_line(path: str | os.PathLike[str], text: str) -> None:
 
 
 @contextmanager
-def output_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
+def output_lock(directory: str | os.PathLike[str], name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold an exclusive lock on the output ``directory`` (created if absent) while writing it.
 
     A second process (or a second lock in this one) on the same directory is refused at once with
     one line naming the holder's pid; the lock file is removed when the holder finishes, so a
     finished or killed run leaves nothing a rerun trips over (flock dies with its process). A
-    directory this call created is removed again if nothing was written into it (a refused run)."""
+    directory this call created is removed again if nothing was written into it (a refused run).
+    ``name``: the lock file's name (``vsae extract --shard I/N`` locks each part on its own)."""
     d = Path(directory)
     made: list[Path] = []  # the directories this call creates, innermost first
     for q in (d, *d.parents):
@@ -150,7 +165,7 @@ def output_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
             break
         made.append(q)
     d.mkdir(parents=True, exist_ok=True)
-    p = d / LOCK_NAME
+    p = d / name
     while True:
         check_output(p)
         try:
@@ -175,6 +190,7 @@ def output_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
         if same:  # else the previous holder removed the file between our open and our lock: retry
             break
         os.close(fd)
+    _HELD.add(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -182,6 +198,7 @@ def output_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with suppress(OSError):
             os.unlink(p)
+        _HELD.discard(fd)
         os.close(fd)
         for q in made:  # rmdir fails (and stops the cleanup) once a directory holds output
             try:

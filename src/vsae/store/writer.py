@@ -101,7 +101,7 @@ class StoreWriter:
         }
         mpath = path / manifest_name(part)
         if mpath.exists():
-            m = _read_own_manifest(mpath)
+            m = read_own_manifest(mpath)
             for key, want in wanted.items():
                 if m.get(key) != want:
                     raise VsaeError(
@@ -270,7 +270,7 @@ class SparseStoreWriter(StoreWriter):
         self._buffer(arrays, image_idx, token_idx)
 
 
-def _read_own_manifest(mpath: Path) -> dict[str, Any]:
+def read_own_manifest(mpath: Path) -> dict[str, Any]:
     """The manifest of the part being resumed, or a one-line error if it is damaged."""
     if not mpath.is_file():
         raise VsaeError(f"{mpath} is not a regular file; use a new --out directory")
