@@ -11,7 +11,8 @@ safetensors, training logs, the world export) goes through here:
 - ``append_line(path, text)``: appends to a regular file only (``O_NOFOLLOW``; a FIFO is refused,
   never blocked on).
 - ``output_lock(directory)``: an exclusive ``fcntl.flock`` on ``<directory>/.vsae.lock``; a second
-  process writing the same output is refused in one line naming the holder's pid.
+  process writing the same output is refused in one line naming the holder's pid. The lock dies
+  with its process (forked children, e.g. DataLoader workers, close their inherited copy).
 """
 
 from __future__ import annotations
