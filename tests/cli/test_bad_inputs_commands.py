@@ -378,9 +378,14 @@ TABLES = {
 
 # -- SAE checkpoints
 def damaged_sae(key: str | None = None, value: float = float("inf"), weights: bytes | None = None,
-                config: bytes | None = None, fifo_of: str | None = None) -> Callable:  # fmt: skip
+                config: bytes | None = None, fifo_of: str | None = None, src: str = "sae") -> Callable:  # fmt: skip
     def make(c, t) -> Path:
-        d = Path(shutil.copytree(c["sae"], t / "sae"))
+        if src == "steering":  # the shipped tiny LLaVA's steering SAE
+            from vsae.world.llava import shipped_steering_sae_dir
+
+            d = Path(shutil.copytree(shipped_steering_sae_dir(), t / "sae"))
+        else:
+            d = Path(shutil.copytree(c[src], t / "sae"))
         if key is not None:
             w = load_file(str(d / "sae.safetensors"))
             w[key] = w[key].clone()
@@ -669,6 +674,28 @@ def _cases() -> list[Case]:
              r"--table .* describes the images of .* but the top images index those of /elsewhere"),
         Case("names-table-of-other-images", lambda c, t: names(c, t, top=elsewhere(c, t), extra=(
             "--table", str(c["table"]))), r"but the top images index those of /elsewhere"),
+    ]  # fmt: skip
+
+    # steering with a damaged SAE (the shipped tiny LLaVA and its steering SAE, copied and damaged)
+    def steer(make_sae: Callable) -> Callable:
+        return lambda c, t: [
+            "steer",
+            "mllm",
+            "--sae",
+            str(make_sae(c, t)),
+            "--out",
+            str(out_of(t)),
+            "--quiet",
+        ]
+
+    cs += [
+        # (subprocesses: in this process transformers draws its weight-loading bar on stderr despite --quiet)
+        Case("steer-sae-inf-decoder-bias", steer(damaged_sae("b_dec_d", src="steering")), "b_dec_d holds NaN or Inf",
+             sub=True),
+        Case("steer-sae-nan-encoder", steer(damaged_sae("W_enc_Fd", float("nan"), src="steering")), "W_enc_Fd holds",
+             sub=True),
+        Case("steer-sae-fifo-weights", steer(damaged_sae(fifo_of="sae.safetensors", src="steering")),
+             "SAE weights .* is a FIFO, not a regular file", sub=True),
     ]  # fmt: skip
     # serve's eval inputs (read before the server starts)
     cs += [
