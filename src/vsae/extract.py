@@ -36,7 +36,9 @@ from vsae.memory import limit_heap_growth, release_free_memory
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens
 from vsae.store import StoreWriter
-from vsae.store.manifest import fsync_dir, manifest_name
+from vsae.store.manifest import manifest_name
+from vsae.store.safe_io import LOCK_NAME, atomic_write, output_lock
+from vsae.store.writer import read_own_manifest
 
 
 def shard_from_env() -> tuple[int, int]:
@@ -104,13 +106,7 @@ def _write_json_once(path: Path, obj: Any, tag: str) -> None:
     text = json.dumps(obj, indent=1)
     if path.exists() and path.read_text() == text:
         return
-    tmp = path.with_name(f"{path.name}.{tag}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    atomic_write(path, text, tag)
 
 
 def _check_same_run(path: Path, part: tuple[int, int], provenance: dict[str, Any]) -> None:
@@ -297,17 +293,17 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
     _check_layout(Path(cfg.out), len(hooks))
     probe = probe_hooks(lm, hooks, sel, cfg.seed)
     out = Path(cfg.out)
-    stores: list[HookStore] = []
     table = {**source.table(), "n_used": n_items}
     if sample is not None and picked is not None:  # the chosen items; where they sit in the full source:
         table.update(sample=sample, source_index=picked.tolist(), source=full.describe())
     for h in hooks:  # before any store writer writes anything
         for name in ("images.json", "taxonomy.json"):
             _refuse_non_regular((out if len(hooks) == 1 else out / hook_dirname(h)) / name)
-    for h in hooks:
+    provs: dict[str, dict[str, Any]] = {}
+    for h in hooks:  # every refusal of a resume before the lock (a refused run leaves no trace)
         path = out if len(hooks) == 1 else out / hook_dirname(h)
         pooled = probe[h].ndim == 2
-        prov = {
+        provs[h] = prov = {
             **lm.provenance,
             "hook": h,
             "hook_module": lm.module_path(h),
@@ -322,6 +318,34 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
             "seed": cfg.seed,
         }
         _check_same_run(path, part, prov)
+        if (path / manifest_name(part)).exists():
+            read_own_manifest(path / manifest_name(part))
+    # one writer per part: a second extraction of the same part into --out is refused
+    lock = LOCK_NAME if part[1] == 1 else f"{LOCK_NAME}.part-{part[0]}-of-{part[1]}"
+    with output_lock(out, lock):
+        return _write_stores(cfg, lm, source, hooks, probe, provs, table, part, lo, hi, sel)
+
+
+def _write_stores(
+    cfg: ExtractConfig,
+    lm: LoadedModel,
+    source: Source,
+    hooks: list[str],
+    probe: dict[str, torch.Tensor],
+    provs: dict[str, dict[str, Any]],
+    table: dict[str, Any],
+    part: tuple[int, int],
+    lo: int,
+    hi: int,
+    sel: TokenSelection,
+) -> Path:
+    """The extraction itself, under the output lock: open the writers, feed the batches, close."""
+    out = Path(cfg.out)
+    stores: list[HookStore] = []
+    for h in hooks:
+        path = out if len(hooks) == 1 else out / hook_dirname(h)
+        pooled = probe[h].ndim == 2
+        prov = provs[h]
         w = StoreWriter.create_or_resume(
             path,
             d=int(probe[h].shape[-1]),

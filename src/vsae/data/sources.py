@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.metadata
-import json
 import os
 import pkgutil
 import re
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vsae.data.decode import IMAGE_EXTENSIONS
 from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -47,6 +46,8 @@ class ItemReader(Protocol):
     DataLoader workers can read."""
 
     def __call__(self, item: str) -> bytes: ...
+# Present in a folder while `vsae world export` writes it (a killed export leaves it): such a folder is refused.
+INCOMPLETE_MARKER = ".vsae-incomplete"
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,11 @@ def folder_source(root: str | Path, split: str | None = None) -> Source:
     root = Path(root).resolve()
     if not root.is_dir():
         raise VsaeError(f"data folder {root} does not exist; give an image folder or a .txt/.csv list")
+    if any(os.path.lexists(d / INCOMPLETE_MARKER) for d in (root, root.parent)):  # DIR or DIR/<split>
+        raise VsaeError(
+            f"data folder {root} is an unfinished `vsae world export` (it holds {INCOMPLETE_MARKER}: the export "
+            "was killed or is still running); delete the folder and export again"
+        )
     subs = _subdirs(root)
     splits = [d.name for d in subs if d.name in SPLIT_NAMES]
     if split is not None:
@@ -401,9 +407,11 @@ def load_table(path: str | Path) -> dict[str, Any]:
     """Read the `images.json` table that extraction writes next to a store's manifest."""
     p = Path(path)
     p = p / "images.json" if p.is_dir() else p
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VsaeError(
-            f"cannot read image table {p} ({e}); was the store written by `vsae extract`?"
-        ) from None
+    fix = "give the images.json `vsae extract` wrote beside the store's manifest"
+    t = read_json(p, "image table", fix)
+    if not isinstance(t, dict) or not isinstance(t.get("items"), list):
+        raise VsaeError(f"image table {p} is not an object with an 'items' list; {fix}")
+    for key in ("labels", "classes"):
+        if not isinstance(t.get(key) or [], list):
+            raise VsaeError(f"image table {p}: '{key}' is not a list; {fix}")
+    return t

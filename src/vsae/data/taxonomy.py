@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 
 _INAT_RE = re.compile(r"^\d+_(.+)$")
 
@@ -39,15 +39,14 @@ class Taxonomy:
 
     @classmethod
     def load(cls, path: str | Path) -> Taxonomy:
-        try:
-            obj = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise VsaeError(
-                f"cannot read taxonomy {path} ({e}); give a JSON file {{class: [root, ..., leaf]}}"
-            ) from None
+        obj = read_json(path, "taxonomy", "give a JSON file {class: [root, ..., leaf]}")
         if not isinstance(obj, dict) or not all(isinstance(v, list) for v in obj.values()):
             raise VsaeError(f"{path} is not a taxonomy; expected JSON {{class: [root, ..., leaf]}}")
-        return cls({str(k): tuple(str(x) for x in v) for k, v in obj.items()})
+        if not all(isinstance(x, str) for v in obj.values() for x in v):
+            raise VsaeError(
+                f"taxonomy {path}: every path level must be a string; expected {{class: [root, ..., leaf]}}"
+            )
+        return cls({str(k): tuple(v) for k, v in obj.items()})
 
 
 def inat_path(folder_name: str) -> tuple[str, ...] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vsae.data import load_table
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 
 NOT_ATTRIBUTES = ("path", "id", "split", "caption")
 
@@ -55,12 +55,12 @@ def image_attributes(
     sdir = _store_dir(store)
     tab = load_table(sdir)
     f = Path(attributes_file) if attributes_file else Path(tab.get("root") or sdir) / "attributes.json"
-    if not f.is_file():
+    if not os.path.lexists(f):  # anything else there (a FIFO ...) is refused by read_json
         if attributes_file or required:
             raise VsaeError(f"attributes file {f} does not exist; give a world export's attributes.json")
         return None
+    records = read_json(f, "attributes file", "give a world export's attributes.json")
     try:
-        records = json.loads(f.read_text())
         by_path = {r["path"]: r for r in records}
         keys = (
             list(attributes)

@@ -5,6 +5,8 @@ The CLI (`vsae.cli.eval`) is a thin wrapper around these."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,11 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from vsae.data import load_table
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.eval import plots
 from vsae.eval import taxonomy as tx
 from vsae.eval.attributes import image_attributes
@@ -52,6 +53,7 @@ from vsae.eval.sources import (
     ArrayRows,
     ImageView,
     check_sae_matches,
+    data_of,
     image_labels,
     image_view,
     load_array,
@@ -64,8 +66,18 @@ from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images_strea
 from vsae.sae import SAE, SAEConfig
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
+from vsae.store.inputs import check_ids, check_values
+from vsae.store.safe_io import atomic_write_safetensors, writes_to
 
 PathLike = str | os.PathLike[str]
+
+
+def positive(option: str, v: Any) -> None:
+    """One line unless ``v`` is an integer >= 1."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise VsaeError(f"{option} {v}: must be an integer >= 1")
+
+
 SpliceMetrics = Callable[[SAE, str], dict[str, Any]]
 """(SAE, hook) -> the "splice" entry of recon.json; e.g. `vsae.steer.reconstruction.splice_metrics`
 bound to a model and images (functools.partial)."""
@@ -93,6 +105,7 @@ def latent_view(
 
 
 # ----------------------------------------------------------------------------- recon
+@writes_to("out")
 def run_recon(
     acts: PathLike,
     sae_path: PathLike,
@@ -111,6 +124,9 @@ def run_recon(
     the splice effect at `hook` (default: the store's hook) under "splice". A store whose hook or
     token selection differs from the SAE's training rows is refused unless `force`
     (`vsae.sae.selection`)."""
+    positive("--batch-size", batch_size)
+    if max_rows is not None:
+        positive("--max-rows", max_rows)
     sae = load_sae(sae_path)
     rows = open_rows(acts)
     check_sae_matches(rows, sae, force, str(sae_path))
@@ -141,6 +157,7 @@ def run_recon(
 
 
 # ----------------------------------------------------------------------------- MS
+@writes_to("out")
 def run_ms(
     embeddings: PathLike | None,
     out: PathLike,
@@ -178,6 +195,11 @@ def run_ms(
         raise VsaeError("nothing to score: give --acts (raw neurons) and/or --sae / --latents")
     baseline = None
     for name, view, transform, desc in kinds:
+        if len(view) < 2:
+            raise VsaeError(
+                f"{view.rows.name} covers {len(view)} image(s); the MS compares pairs of images, so it "
+                "needs at least 2: evaluate a larger store"
+            )
         e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
         scored[name] = MSKind(desc, view.pooling, r)
@@ -185,7 +207,9 @@ def run_ms(
     rep = MSReport(str(embeddings), embed_model, scored, baseline)
     scores = {k: v.result.scores_F for k, v in scored.items()}
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.astype(np.float64) for k, v in scores.items()}, str(Path(out) / "ms_scores.safetensors"))
+    atomic_write_safetensors(
+        Path(out) / "ms_scores.safetensors", {k: v.astype(np.float64) for k, v in scores.items()}
+    )
     write_json(out, "ms", rep.to_json())
     plots.ms_histogram(
         {{"sae": "SAE latents", "raw": "raw neurons"}[k]: v for k, v in scores.items()},
@@ -196,6 +220,7 @@ def run_ms(
 
 
 # ----------------------------------------------------------------------------- HAI, uniqueness
+@writes_to("out")
 def run_top_images(
     out: PathLike,
     acts: PathLike | None = None,
@@ -207,14 +232,26 @@ def run_top_images(
     force: bool = False,
 ) -> TopImagesReport:
     """HAI_k per latent (as image indices of the store) with the worst value."""
+    positive("--k", k)
     view, transform, desc = latent_view(acts, sae_path, latents, pooling, force)
+    if k > len(view):
+        raise VsaeError(
+            f"--k {k} is more than the {len(view)} images of {view.rows.name}: every latent would be "
+            f"excluded; use --k {max(len(view), 1)} or less"
+        )
     top = top_images_streaming(view.chunks(transform), k=k, progress=progress)
     img = np.where(top.indices_Fk >= 0, view.images[np.clip(top.indices_Fk, 0, None)], -1)
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file(
+    atomic_write_safetensors(
+        Path(out) / "top_images.safetensors",
         {"image_index": img.astype(np.int64), "values": top.values_Fk.astype(np.float64)},
-        str(Path(out) / "top_images.safetensors"),
-        metadata={"k": str(k), "pooling": view.pooling, "n_images": str(len(view))},
+        metadata={
+            "k": str(k),
+            "pooling": view.pooling,
+            "n_images": str(len(view)),
+            # the images these ids index: a --table of other images is refused (check_table_matches)
+            **({"data": json.dumps(data)} if (data := data_of(view.rows.provenance)) else {}),
+        },
     )
     rep = TopImagesReport(desc, k, view.pooling, len(view), top)
     write_json(out, "top_images", rep.to_json())
@@ -225,20 +262,56 @@ def load_top_images(path: PathLike) -> TopImages:
     """The `top_images.safetensors` written by `run_top_images` (as a TopImages over image ids)."""
     p = Path(path)
     p = p / "top_images.safetensors" if p.is_dir() else p
-    if not p.is_file():
+    fix = "run `vsae eval top-images` again"
+    if not os.path.lexists(p):
         raise VsaeError(f"{p} does not exist; run `vsae eval top-images` first")
+    regular_file(p, "top-images file", fix)
     try:
         with safe_open(str(p), "numpy") as f:
             meta = f.metadata() or {}
             idx, val = f.get_tensor("image_index"), f.get_tensor("values")
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise VsaeError(f"{p} is not a readable top-images file ({why}); {fix}") from None
+    check_values(val, f"{p} (values)", fix)
+    if idx.ndim != 2 or idx.shape != val.shape:
         raise VsaeError(
-            f"{p} is not a readable top-images file ({why}); run `vsae eval top-images` again"
-        ) from None
-    return TopImages(indices_Fk=idx, values_Fk=val, n_rows=int(meta.get("n_images", idx.max() + 1)))
+            f"{p}: image_index has shape {tuple(idx.shape)} and values {tuple(val.shape)}; "
+            f"both must be the same [latents, k]; {fix}"
+        )
+    n_meta = meta.get("n_images")
+    if n_meta is not None and not str(n_meta).isdigit():
+        raise VsaeError(f"{p}: metadata n_images {str(n_meta)[:40]!r} is not a count; {fix}")
+    idx = check_ids(idx, f"{p} (image_index)", fix, below=None, allow=-1)
+    n = int(n_meta) if n_meta is not None else int(idx.max(initial=-1)) + 1
+    return TopImages(indices_Fk=idx, values_Fk=val, n_rows=n)
 
 
+def check_table_matches(top_images: PathLike, table: PathLike) -> None:
+    """Refuse a --table describing other images than the store the top images were computed on
+    (both record the image source: kind, root, split), since its labels would label the wrong images."""
+    p = Path(top_images)
+    p = p / "top_images.safetensors" if p.is_dir() else p
+    with safe_open(str(p), "numpy") as f:
+        recorded = (f.metadata() or {}).get("data")
+    if recorded is None:
+        return  # written before the source was recorded, or by a store without provenance
+    t = load_table(Path(table))
+    theirs = [t.get("kind"), t.get("root"), t.get("split")]
+    try:
+        mine = json.loads(recorded)
+    except json.JSONDecodeError:
+        raise VsaeError(f"{p}: metadata 'data' is not JSON; run `vsae eval top-images` again") from None
+    if mine != theirs:
+        raise VsaeError(
+            f"--table {table} describes the images of {theirs[1]} (split {theirs[2]}) but the top images "
+            f"index those of {mine[1] if isinstance(mine, list) and len(mine) > 1 else mine} "
+            f"(split {mine[2] if isinstance(mine, list) and len(mine) > 2 else None}); "
+            "give the images.json of the store the top images come from"
+        )
+
+
+@writes_to("out")
 def run_uniqueness(top_images: PathLike, out: PathLike) -> UniquenessReport:
     """Pairwise Jaccard overlap counts of the latents' top-image sets (uniqueness)."""
     rep = UniquenessReport(str(top_images), jaccard_pair_counts(load_top_images(top_images)))
@@ -297,12 +370,15 @@ def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[flo
         cfg = load_sae(sae_path).cfg
         return list(cfg.nested_groups)
     if groups:
+        if not all(math.isfinite(g) and 0 < g <= 1 for g in groups) or abs(sum(groups) - 1) > 1e-6:
+            raise VsaeError(f"--groups {','.join(map(str, groups))}: give fractions in (0, 1] that sum to 1")
         return list(
             SAEConfig(arch="matryoshka", d_in=1, d_sae=n_latents, k=1, groups=tuple(groups)).group_sizes
         )
     return [n_latents]
 
 
+@writes_to("out")
 def run_hierarchy(
     top_images: PathLike,
     table: PathLike,
@@ -320,6 +396,7 @@ def run_hierarchy(
     e.g. "world-colour", the shapes world's colour families, registered by `vsae.world`): each
     image is then labelled by that attribute in `attributes_file` (default DATA/attributes.json)."""
     top = load_top_images(top_images)
+    check_table_matches(top_images, table)
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
     named = tx.attribute_taxonomy(str(taxonomy)) if taxonomy is not None else None
     if named is not None:
@@ -398,6 +475,7 @@ def check_split_names(named: Sequence[tuple[str, PathLike]], option: str, reserv
         seen.add(name)
 
 
+@writes_to("out")
 def run_probe(
     train: PathLike,
     evals: Sequence[tuple[str, PathLike]],
@@ -413,6 +491,9 @@ def run_probe(
     `standardize` each feature is scaled by its train-split statistics first
     (`vsae.eval.probe.probe_accuracy`: raw features centred and scaled, SAE latents scaled only)."""
     check_split_names(evals, "--eval", reserved="train")
+    if not (isinstance(c, int | float) and math.isfinite(c) and c > 0):
+        raise VsaeError(f"--c {c}: the inverse regularisation strength must be a number > 0, e.g. 1.0")
+    positive("--max-iter", max_iter)
     splits_raw: dict[str, tuple[Any, np.ndarray]] = {}
     splits_sae: dict[str, tuple[Any, np.ndarray]] = {}
     classes0: list[str] | None = None
@@ -452,6 +533,7 @@ def _ood_score_transform(sae: SAE) -> Callable[[Any], np.ndarray]:
     return f
 
 
+@writes_to("out")
 def run_ood(
     in_dist: PathLike,
     ood: Sequence[tuple[str, PathLike]],
@@ -512,6 +594,7 @@ def _image_embeddings(path: PathLike, ids: np.ndarray, top_images: PathLike) -> 
     return np.asarray(rows.array)[ids]
 
 
+@writes_to("out")
 def run_names(
     top_images: PathLike,
     image_embeddings: PathLike,
@@ -530,7 +613,12 @@ def run_names(
     top images and the word its most common value; a word that is no attribute value disagrees);
     `class_match` is the looser per-class count `name_agreement` (name == the most common class)."""
     top = load_top_images(top_images)
-    vocab = [w.strip() for w in Path(words).read_text().splitlines() if w.strip()]
+    wfix = "give a UTF-8 text file with one concept word per line"
+    try:
+        text = regular_file(words, "word list", wfix).read_text()
+    except UnicodeDecodeError:
+        raise VsaeError(f"word list {words} is not UTF-8 text; {wfix}") from None
+    vocab = [w.strip() for w in text.splitlines() if w.strip()]
     if not vocab:
         raise VsaeError(f"{words} has no words; give one concept word per line")
     if attributes_file is not None and table is None:
@@ -543,6 +631,8 @@ def run_names(
         w = encode_words(load(text_model, tower="text"), vocab, prompt)
     else:
         raise VsaeError("give --text-model (CLIP) or --word-embeddings FILE")
+    if table is not None:
+        check_table_matches(top_images, table)
     attrs = image_attributes(table, attributes_file) if table is not None else None
     ids = np.unique(top.indices_Fk[top.indices_Fk >= 0])
     emb = _image_embeddings(image_embeddings, ids, top_images)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vsae.store.safe_io import atomic_path
+
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend (no display needed)."""
@@ -20,11 +22,14 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG at ``path`` and close it."""
+    """Save ``fig`` as a PNG at ``path`` (atomically, never through a link) and close it."""
     p = Path(path)
     fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    pyplot().close(fig)
+    try:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        pyplot().close(fig)
     return p
 
 

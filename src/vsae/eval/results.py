@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from vsae.store.safe_io import atomic_write
+
 
 def jsonable(x: Any) -> Any:
     """``x`` with numpy values as Python ones, tuples as lists and non-finite floats as None."""
@@ -27,11 +29,7 @@ def jsonable(x: Any) -> Any:
 
 
 def write_json(out_dir: str | os.PathLike[str], name: str, obj: Any) -> Path:
-    """Write `obj` as `<out_dir>/<name>.json` (atomic rename) and return the path."""
+    """Write `obj` as `<out_dir>/<name>.json` (temporary file, fsync, rename; never through a link)."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{name}.json"
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")
-    tmp.replace(p)
-    return p
+    return atomic_write(d / f"{name}.json", json.dumps(jsonable(obj), indent=1, allow_nan=False) + "\n")

@@ -43,6 +43,7 @@ from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
 from vsae.store import ActivationStore
 from vsae.store.columns import has_column, read_column
+from vsae.store.safe_io import writes_to
 
 SHARED_RANGE = (0.2, 0.8)
 IMAGE, TEXT = 0, 1
@@ -403,6 +404,7 @@ class SharedReport:
         }
 
 
+@writes_to("out")
 def run_shared(
     pairs: Sequence[tuple[str | Path, str | Path]],
     out: str | Path,

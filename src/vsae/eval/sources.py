@@ -16,10 +16,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from vsae.data import load_table
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.eval.config import POOLINGS
 from vsae.sae.selection import check_rows
 from vsae.store import ActivationStore
+from vsae.store.inputs import check_csr, check_ids, check_values
 
 
 class ArrayRows:
@@ -68,6 +69,7 @@ class StoreRows:
     def read(self, a: int, b: int) -> np.ndarray | sp.csr_matrix:
         if self.sparse:
             indptr, idx, val = self.store.csr(a, b)
+            check_csr(indptr, idx, val, self.d, f"latent store {self.name}", "re-run `vsae encode`")
             return sp.csr_matrix((val, idx, indptr), shape=(len(indptr) - 1, self.d))
         return self.store[a:b].numpy()
 
@@ -75,29 +77,36 @@ class StoreRows:
 def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """A 2-D array from .npy (memory-mapped, no pickle) or .safetensors (the only tensor, or `key`)."""
     p = Path(path)
-    if not p.is_file():
-        raise VsaeError(f"{p} does not exist; give a .npy or .safetensors file or a store directory")
+    fix = "give a float32 [rows, width] .npy or .safetensors file or a store directory"
+    if p.suffix not in (".npy", ".safetensors"):
+        if not p.exists():
+            raise VsaeError(f"{p} does not exist; {fix}")
+        raise VsaeError(f"{p}: unsupported file type; use .npy, .safetensors or a store directory")
+    regular_file(p, "array file", fix)
     if p.suffix == ".npy":
         try:
-            return np.load(p, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise VsaeError(f"{p} is not a plain numpy array ({e}); save it without pickle") from None
-    if p.suffix == ".safetensors":
+            a = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise VsaeError(f"{p} is not a plain numpy array ({why}); save it without pickle") from None
+    else:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         try:
             tensors = load_file(str(p))
-        except (SafetensorError, OSError, ValueError) as e:
+        except (SafetensorError, OSError, ValueError, TypeError) as e:
             why = (str(e).splitlines() or [type(e).__name__])[0][:120]
-            raise VsaeError(f"{p} is not a readable .safetensors file ({why}); re-export it") from None
-        if key is None and len(tensors) == 1:
-            return next(iter(tensors.values()))
+            raise VsaeError(
+                f"{p} is not a readable .safetensors file ({why}); re-export it as float32"
+            ) from None
         k = key or "embeddings"
+        if key is None and len(tensors) == 1:
+            k = next(iter(tensors))
         if k not in tensors:
             raise VsaeError(f"{p} holds tensors {sorted(tensors)}; name one (expected {k!r})")
-        return tensors[k]
-    raise VsaeError(f"{p}: unsupported file type; use .npy, .safetensors or a store directory")
+        a = tensors[k]
+    return check_values(a, str(p), fix)
 
 
 def open_rows(path: str | os.PathLike) -> ArrayRows | StoreRows:
@@ -234,12 +243,24 @@ def check_sae_matches(rows: Any, sae: Any, force: bool = False, sae_name: str = 
 def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Class index of each image (from the `images.json` table extraction writes) and class names."""
     t = load_table(Path(table_path))
-    labels = np.asarray(t.get("labels") or [], dtype=np.int64)
-    classes = [str(c) for c in t.get("classes") or []]
-    if labels.size == 0 or not classes:
+    raw, classes = t.get("labels") or [], [str(c) for c in t.get("classes") or []]
+    if not raw or not classes:
         raise VsaeError(
             f"{table_path}: the image table has no class labels; label the images by class folders"
         )
+    if len(raw) != len(t["items"]):
+        raise VsaeError(
+            f"image table {table_path} has {len(raw)} labels for {len(t['items'])} images; re-extract the store"
+        )
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        raise VsaeError(f"{table_path}: the image table's labels are not all integers; re-extract the store")
+    labels = check_ids(
+        np.asarray(raw, dtype=np.int64),
+        f"{table_path} (labels)",
+        "re-extract the store",
+        len(classes),
+        allow=-1,
+    )
     if images.size and images.max() >= labels.size:
         raise VsaeError(
             f"the activations refer to image {int(images.max())} but {table_path} labels {labels.size} images; "
@@ -248,7 +269,7 @@ def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.
     return labels[images], classes
 
 
-def _data_of(provenance: dict[str, Any]) -> tuple | None:
+def data_of(provenance: dict[str, Any]) -> tuple | None:
     """(kind, root, split) of the images a store was extracted from, if recorded."""
     d = provenance.get("data")
     return (d.get("kind"), d.get("root"), d.get("split")) if isinstance(d, dict) else None
@@ -263,7 +284,7 @@ def similarity_embeddings(
     by image index, after checking both were extracted from the same images; a .npy/.safetensors
     file must have one row per activation image, in order."""
     rows = open_rows(path)
-    mine, theirs = _data_of(rows.provenance), _data_of(acts_provenance or {})
+    mine, theirs = data_of(rows.provenance), data_of(acts_provenance or {})
     if mine and theirs and mine != theirs:
         raise VsaeError(
             f"similarity store {rows.name} was extracted from {mine[1]} (split {mine[2]}) but the activations "
@@ -290,7 +311,7 @@ def similarity_embeddings(
         if len(view)
         else np.zeros((0, rows.d), np.float32)
     )
-    return dense[pos]
+    return check_values(dense[pos], f"similarity store {rows.name}", "re-extract the embeddings")
 
 
 def similarity_store(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vsae.data.taxonomy import Taxonomy as DataTaxonomy
 from vsae.data.taxonomy import inat_path, taxonomy_from_classes
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 PATH_SEPARATOR = "/"
@@ -146,9 +146,7 @@ def from_inat_names(folder_names: Iterable[str]) -> ClassHierarchy:
 def from_file(path: str | os.PathLike) -> ClassHierarchy:
     """A class -> path file. JSON: `{"class": ["root", ..., "leaf"]}`.
     CSV: rows `class,path` with '/'-separated levels (a header row `class,path` is allowed)."""
-    p = Path(path)
-    if not p.is_file():
-        raise VsaeError(f"taxonomy file {p} does not exist")
+    p = regular_file(path, "taxonomy file", "give a .json or .csv class -> path file")
     levels: dict[str, list[str]] = {}
     if p.suffix.lower() == ".json":
         return from_taxonomy(DataTaxonomy.load(p), f"file {p.name}")

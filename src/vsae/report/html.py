@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vsae.store.safe_io import atomic_write
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:24px;color:#1d2330;background:#fbfbfd}
 h1{font-size:1.7em;margin-bottom:0}h2{border-bottom:2px solid #dde;padding-bottom:4px;margin-top:2em}
@@ -207,6 +209,4 @@ class Report:
         )
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.render(), encoding="utf-8")
-        return path
+        return atomic_write(Path(path), self.render())  # never through a link (vsae.store.safe_io)

@@ -6,7 +6,6 @@ No model code here: :mod:`vsae.sae.io` and :mod:`vsae.sae.saelens` build on it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json
 from vsae.sae.hub_ids import HUB_FILES, looks_like_hub_id, split_hub_id
+from vsae.store.safe_io import atomic_path, atomic_write_json
 
 FORMAT = "vsae-sae"
 VERSION = 1
@@ -24,22 +24,16 @@ CONFIG = "config.json"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """config.json / state.json: sorted keys, written by the one safe writer (vsae.store.safe_io)."""
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def save_tensors_atomic(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """safetensors through the one safe writer (temporary file, fsync, rename; never through a link)."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -49,12 +43,7 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise VsaeError(
             f"{directory} is not a vsae SAE (no {CONFIG}); pass a run directory written by `vsae train`"
         )
-    try:
-        meta = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VsaeError(
-            f"{p} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); the checkpoint is damaged"
-        ) from None
+    meta = read_json(p, "SAE config", "the checkpoint is damaged: retrain or copy it again")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise VsaeError(
             f"{p} is not a vsae SAE config (format != {FORMAT!r}); for SAELens use `vsae.sae.saelens.load_saelens`"

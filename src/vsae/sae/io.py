@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.sae.config import SAEConfig
 from vsae.sae.files import (
     CONFIG,
@@ -115,7 +115,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: 
     if not is_vsae_dir(d):
         fmt = find_importer(p)
         if fmt is not None:
-            return with_known(fmt.load(p).sae, path).to(device)
+            sae = fmt.load(p).sae
+            check_finite_params(sae, p)
+            return with_known(sae, path).to(device)
         if not (d / CONFIG).is_file() and not any((q / CONFIG).is_file() for q in _subdirs(d)):
             raise VsaeError(f"{p} is not a vsae SAE nor one vsae can import; {layouts()}")
     d = resolve(p)
@@ -125,6 +127,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: 
     except (KeyError, TypeError) as e:
         raise VsaeError(f"{d / CONFIG} has no valid 'cfg' ({e}); the checkpoint is damaged") from None
     sae = get_arch(cfg.arch).cls(cfg)
+    regular_file(d / WEIGHTS, "SAE weights", "the checkpoint is damaged: retrain or copy it again")
     try:
         state = load_file(str(d / WEIGHTS), device="cpu")
     except (SafetensorError, FileNotFoundError, OSError) as e:
@@ -135,8 +138,19 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", revision: 
         sae.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise VsaeError(f"{d / WEIGHTS} does not match its config ({str(e).splitlines()[0]})") from None
+    check_finite_params(sae, d / WEIGHTS)
     return sae.to(device).eval()
 
 
 def _subdirs(d: Path) -> list[Path]:
     return sorted(q for q in d.iterdir() if q.is_dir()) if d.is_dir() else []
+
+
+def check_finite_params(sae: Any, where: Path) -> None:
+    """One line naming the first parameter of ``sae`` (read from ``where``) holding NaN or Inf."""
+    for name, t in sae.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise VsaeError(
+                f"SAE weights {where}: {name} holds NaN or Inf; the checkpoint is damaged: "
+                "use an earlier checkpoint or retrain"
+            )

@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, regular_file
 from vsae.sae.config import SAEConfig
 from vsae.sae.files import save_tensors_atomic, write_json_atomic
 from vsae.sae.registry import ArchSpec, all_archs, get_arch
@@ -135,6 +135,8 @@ def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
 def _read(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not is_saelens_dir(d):
         raise VsaeError(f"{d} is not a SAELens SAE (needs {CFG} and {WEIGHTS})")
+    for f in (CFG, WEIGHTS):
+        regular_file(d / f, "SAELens file", "copy the SAE directory again")
     try:
         c = json.loads((d / CFG).read_text())
         w = load_file(str(d / WEIGHTS))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsae.errors import VsaeError
+from vsae.errors import VsaeError, read_json, regular_file
 from vsae.sae.hub_ids import looks_like_hub_id
 
 SPLIT = "test"  # the demo evaluates (MS, names) on its test split; the browser shows the same rows
@@ -133,12 +133,12 @@ def from_demo(path: str | Path) -> Served:
 def _json_arg(path: str | Path, fname: str) -> dict:
     p = Path(path)
     p = p / fname if p.is_dir() else p
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    obj = read_json(p, "eval result", "give the --out directory of the `vsae eval` command")
+    if not isinstance(obj, dict):
         raise VsaeError(
-            f"cannot read {p} ({e}); give the --out directory of the `vsae eval` command"
-        ) from None
+            f"eval result {p} is not a JSON object; give the --out directory of the `vsae eval` command"
+        )
+    return obj
 
 
 def from_flags(
@@ -172,6 +172,7 @@ def from_flags(
 
         p = Path(ms)
         p = p / "ms_scores.safetensors" if p.is_dir() else p
+        regular_file(p, "MS scores", "give the `vsae eval ms --out` directory")
         try:
             ms_F = load_file(str(p)).get("sae")
         except Exception as e:  # a missing or foreign file is a user error

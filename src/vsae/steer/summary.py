@@ -4,7 +4,6 @@ The HTML page (index.html) is the report's: `vsae.report.steering.write_steering
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from PIL import Image
 
 from vsae.eval.plots import pyplot
 from vsae.eval.topimages import TopImages
+from vsae.store.safe_io import atomic_path, atomic_write_json
 
 
 def hai_strip(images: Sequence[Image.Image], idx: np.ndarray, cell: int = 64) -> Image.Image:
@@ -40,8 +40,11 @@ def scores_plot(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"steering score {s['steered']:.3f} vs unsteered {s['baseline']:.3f}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_summary(
@@ -50,7 +53,8 @@ def write_summary(
     """results.json + scores.png + hai/latent_F.png into ``out`` (``results``: the JSON form)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "hai").mkdir(exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    atomic_write_json(out / "results.json", results)
     scores_plot(results, out / "scores.png")
     for f in latents:
-        hai_strip(images, top.indices_Fk[f]).save(out / "hai" / f"latent_{int(f)}.png")
+        with atomic_path(out / "hai" / f"latent_{int(f)}.png") as tmp:
+            hai_strip(images, top.indices_Fk[f]).save(tmp, format="PNG")

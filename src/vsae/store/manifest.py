@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from vsae.errors import VsaeError
+from vsae.store.safe_io import atomic_write_json, fsync_dir
 from vsae.store.validate import validate_manifest
+
+__all__ = ["atomic_write_json", "fsync_dir", "manifest_name", "read_manifests"]
 
 FORMAT_VERSION = 1
 PART_GLOB = "manifest.part-*-of-*.json"
@@ -23,25 +25,6 @@ PART_GLOB = "manifest.part-*-of-*.json"
 def manifest_name(part: tuple[int, int]) -> str:
     i, n = part
     return "manifest.json" if n == 1 else f"manifest.part-{i}-of-{n}.json"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary name, fsync, rename: readers see the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class HashingFile:

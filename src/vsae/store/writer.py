@@ -29,18 +29,15 @@ from vsae.store.manifest import (
     fsync_dir,
     manifest_name,
 )
+from vsae.store.safe_io import atomic_path
 from vsae.store.validate import validate_manifest
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> tuple[str, str]:
     """Save `arr` atomically as .npy; return (file name, sha256 of the file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw:
+    with atomic_path(path) as tmp, open(os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW), "wb") as raw:
         f = HashingFile(raw)
         np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
     return path.name, f.sha256.hexdigest()
 
 
@@ -104,7 +101,7 @@ class StoreWriter:
         }
         mpath = path / manifest_name(part)
         if mpath.exists():
-            m = _read_own_manifest(mpath)
+            m = read_own_manifest(mpath)
             for key, want in wanted.items():
                 if m.get(key) != want:
                     raise VsaeError(
@@ -273,7 +270,7 @@ class SparseStoreWriter(StoreWriter):
         self._buffer(arrays, image_idx, token_idx)
 
 
-def _read_own_manifest(mpath: Path) -> dict[str, Any]:
+def read_own_manifest(mpath: Path) -> dict[str, Any]:
     """The manifest of the part being resumed, or a one-line error if it is damaged."""
     if not mpath.is_file():
         raise VsaeError(f"{mpath} is not a regular file; use a new --out directory")

@@ -31,6 +31,7 @@ from vsae.sae.config import SAEConfig
 from vsae.sae.io import build, save
 from vsae.sae.sweep import run_name
 from vsae.store.prefetch import prefetch_batches
+from vsae.store.safe_io import append_line, output_lock
 from vsae.train import checkpoint as ck
 from vsae.train import dist as D
 from vsae.train import guards
@@ -282,8 +283,7 @@ class Trainer:
     def _write_log(self, name: str, row: dict[str, Any]) -> None:
         if self.rank != 0:
             return
-        with open(self.out / name / "log.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.out / name / "log.jsonl", json.dumps(row))
 
     def checkpoint(self) -> None:
         """Write a checkpoint at the current step from which ``Trainer(..., resume=True).run()``
@@ -352,7 +352,14 @@ class Trainer:
         return dirs
 
     def run(self) -> list[Path]:
-        """Train to ``tcfg.steps`` (continuing from a checkpoint if resuming); the SAE directories."""
+        """Train to ``tcfg.steps`` (continuing from a checkpoint if resuming); the SAE directories.
+        Rank 0 holds the output lock on ``out`` throughout: a second run into it is refused."""
+        if self.rank != 0:
+            return self._run()
+        with output_lock(self.out):
+            return self._run()
+
+    def _run(self) -> list[Path]:
         t = self.tcfg
         if self.rank == 0:
             for n in self.names:

@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +20,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from vsae.data.sources import INCOMPLETE_MARKER
 from vsae.errors import VsaeError
+from vsae.store.safe_io import LOCK_NAME, atomic_write, atomic_write_json, output_lock
 from vsae.world import taxonomy as tx
 from vsae.world.generate import SPLITS, ImageRecord, generate
 
@@ -31,6 +34,7 @@ DEFAULT_COUNTS: dict[str, int] = {
     "ood_combo": 500,
 }
 FOLDER_STYLES = ("name", "inat")
+MAX_IMAGES = 1_000_000  # per split: checked before anything is allocated (32x32 RGB: ~3 GB of pixels)
 
 
 def class_folder(class_name: str, style: str) -> str:
@@ -44,37 +48,56 @@ def export(
     folder_style: str = "name",
     progress: bool = True,
 ) -> dict[str, int]:
-    """Write ``counts[split]`` images of each split under ``out_dir``; returns the counts written."""
+    """Write ``counts[split]`` images of each split under ``out_dir``; returns the counts written.
+
+    While it runs, ``out_dir`` holds ``INCOMPLETE_MARKER`` (removed last), so a killed export is
+    refused by ``vsae extract`` rather than read as a smaller world; a second export into the
+    same directory is refused by the output lock."""
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     bad = sorted(set(counts) - set(SPLITS))
     if bad:
         raise VsaeError(f"unknown world split(s) {bad}; use some of {', '.join(SPLITS)}")
+    for split, n in counts.items():
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_IMAGES:
+            raise VsaeError(f"--n {split}={n}: must be an integer from 0 to {MAX_IMAGES:,}; export less")
     if folder_style not in FOLDER_STYLES:
         raise VsaeError(f"unknown folder style {folder_style!r}; use 'name' or 'inat'")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise VsaeError(f"{out} exists and is not empty; choose a new --out directory")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise VsaeError(f"{out} exists and is not a directory; choose a new --out directory")
+    with output_lock(out):  # first: a second export into the same directory names the first one
+        if any(p.name != LOCK_NAME for p in out.iterdir()):
+            raise VsaeError(f"{out} exists and is not empty; choose a new --out directory")
+        atomic_write_json(out / INCOMPLETE_MARKER, {"command": "vsae world export", "counts": counts})
+        _write(out, counts, seed, folder_style, progress)
+        (out / INCOMPLETE_MARKER).unlink()
+    return counts
+
+
+def _write(out: Path, counts: dict[str, int], seed: int, folder_style: str, progress: bool) -> None:
+    """The export itself, into the locked, empty directory ``out``."""
     paths = tx.class_paths()
     by_folder = {class_folder(c, folder_style): p for c, p in paths.items()}
     rows: list[dict] = []
     for split, n in counts.items():
         batch = generate(split, n, seed=seed)
         (out / split).mkdir()
-        (out / split / "taxonomy.json").write_text(json.dumps(by_folder, indent=1))
+        atomic_write_json(out / split / "taxonomy.json", by_folder)
         for c in paths:
             (out / split / class_folder(c, folder_style)).mkdir()
         for img, rec in tqdm(
             zip(batch.images_NHWC, batch.records), total=n, desc=split, disable=not progress
         ):
             rel = f"{split}/{class_folder(rec.class_name, folder_style)}/{rec.id}.png"
-            Image.fromarray(img).save(out / rel, optimize=False, compress_level=1)
+            # a new file in a folder this run created (mkdir above): exclusive create, no link to follow
+            with open(out / rel, "xb") as fh:
+                Image.fromarray(img).save(fh, format="PNG", optimize=False, compress_level=1)
             rows.append({"path": rel, **rec.to_dict()})
-    (out / "taxonomy.json").write_text(json.dumps(paths, indent=1))
-    (out / "colour_taxonomy.json").write_text(json.dumps(tx.colour_paths(), indent=1))
-    (out / "attributes.json").write_text(json.dumps(rows))
-    with open(out / "attributes.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", *(fl.name for fl in fields(ImageRecord))])
-        w.writeheader()
-        w.writerows(rows)
-    return counts
+    atomic_write_json(out / "taxonomy.json", paths)
+    atomic_write_json(out / "colour_taxonomy.json", tx.colour_paths())
+    atomic_write(out / "attributes.json", json.dumps(rows))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=["path", *(fl.name for fl in fields(ImageRecord))])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(out / "attributes.csv", buf.getvalue())

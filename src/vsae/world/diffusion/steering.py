@@ -18,7 +18,6 @@ because it scores against the world's ground truth and writes the report page.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -39,6 +38,7 @@ from vsae.steer.diffusion_latents import LatentStats, latent_stats
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
+from vsae.store.safe_io import atomic_path, atomic_write_json
 from vsae.world.diffusion.evaluate import generation_accuracy, heldout_prompts
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
 from vsae.world.diffusion.silhouette import DRAWN_IOU, read_shapes
@@ -377,7 +377,7 @@ def run_diffusion_steering(
     res["examples"] = examples
     res["seconds"] = round(time.time() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=2))
+    atomic_write_json(out / "results.json", res, indent=2)
     write_steering_page(res, out, out / "index.html")
     return res
 
@@ -389,7 +389,8 @@ def _save_example(
     n = min(8, len(prompts))
     (out / "examples").mkdir(parents=True, exist_ok=True)
     name = f"examples/latent_{latent}.png"
-    image_grid(list(ims_u[:n]) + list(ims_s[:n]), cols=n, scale=3).save(out / name)
+    with atomic_path(out / name) as tmp:
+        image_grid(list(ims_u[:n]) + list(ims_s[:n]), cols=n, scale=3).save(tmp, format="PNG")
     return {
         "latent": int(latent),
         "label": f"latent {latent} ({word})",
