@@ -271,9 +271,9 @@ def _set(i: int, v) -> Callable[[np.ndarray], np.ndarray]:
 
 
 LATENT_EDITS = {
-    "index-beyond-d": ("indices", _set(0, F), r"latent indices\) holds id 16 outside 0\.\.15"),
-    "index-far-beyond-d": ("indices", _set(5, 10**6), r"latent indices\) holds id 1000000 outside"),
-    "index-negative": ("indices", _set(0, -3), r"latent indices\) holds id -3 outside"),
+    "index-beyond-d": ("indices", _set(0, F), r"latent indices 0\.\.16 but the store has d=16"),
+    "index-far-beyond-d": ("indices", _set(5, 10**6), r"latent indices 0\.\.1000000 but the store has d=16"),
+    "index-negative": ("indices", _set(0, -3), r"latent indices -3\.\.15 but the store has d=16"),
     "value-nan": ("values", _set(0, np.nan), r"latent values\) holds 1 NaN or Inf"),
     "value-inf": ("values", _set(2, np.inf), r"latent values\) holds 1 NaN or Inf"),
 }

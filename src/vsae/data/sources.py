@@ -403,13 +403,14 @@ def open_source_early(
     return None
 
 
-def load_table(path: str | Path) -> dict[str, Any]:
-    """Read the `images.json` table that extraction writes next to a store's manifest."""
+def load_table(path: str | Path, need_items: bool = False) -> dict[str, Any]:
+    """Read the `images.json` table that extraction writes next to a store's manifest; `items`
+    (the image paths) may be absent from a labels-only table unless `need_items`."""
     p = Path(path)
     p = p / "images.json" if p.is_dir() else p
     fix = "give the images.json `vsae extract` wrote beside the store's manifest"
     t = read_json(p, "image table", fix)
-    if not isinstance(t, dict) or not isinstance(t.get("items"), list):
+    if not isinstance(t, dict) or not isinstance(t.get("items", None if need_items else []), list):
         raise VsaeError(f"image table {p} is not an object with an 'items' list; {fix}")
     for key in ("labels", "classes"):
         if not isinstance(t.get(key) or [], list):

@@ -53,7 +53,7 @@ def image_attributes(
     split and caption. None when there is no file and none was asked for (``attributes_file``
     or ``required``)."""
     sdir = _store_dir(store)
-    tab = load_table(sdir)
+    tab = load_table(sdir, need_items=True)
     f = Path(attributes_file) if attributes_file else Path(tab.get("root") or sdir) / "attributes.json"
     if not os.path.lexists(f):  # anything else there (a FIFO ...) is refused by read_json
         if attributes_file or required:

@@ -296,7 +296,7 @@ def check_table_matches(top_images: PathLike, table: PathLike) -> None:
         recorded = (f.metadata() or {}).get("data")
     if recorded is None:
         return  # written before the source was recorded, or by a store without provenance
-    t = load_table(Path(table))
+    t = load_table(Path(table), need_items=True)
     theirs = [t.get("kind"), t.get("root"), t.get("split")]
     try:
         mine = json.loads(recorded)
@@ -407,7 +407,7 @@ def run_hierarchy(
         if attributes_file is not None:
             raise VsaeError("--attributes is read only with --taxonomy world-colour")
         _, classes = image_labels(table, ids)
-        labels_all = np.asarray(load_table(Path(table))["labels"], dtype=np.int64)
+        labels_all = np.asarray(load_table(Path(table), need_items=True)["labels"], dtype=np.int64)
         tax, where = load_hierarchy(table, classes, taxonomy, inat, wordnet), str(table)
     used = sorted({int(c) for c in labels_all[ids] if c >= 0})
     if ids.size and (labels_all[ids] < 0).any():
@@ -656,7 +656,7 @@ def run_names(
                     named["names"], top.indices_Fk, codes, word_value, unmapped="disagree"
                 ),
             }
-        t = load_table(Path(table))
+        t = load_table(Path(table), need_items=True)
         class_match = {
             "rule": "the name equals the most common class of the top images (name_agreement); "
             "not the attribute agreement",

@@ -248,7 +248,7 @@ def image_labels(table_path: str | os.PathLike, images: np.ndarray) -> tuple[np.
         raise VsaeError(
             f"{table_path}: the image table has no class labels; label the images by class folders"
         )
-    if len(raw) != len(t["items"]):
+    if "items" in t and len(raw) != len(t["items"]):
         raise VsaeError(
             f"image table {table_path} has {len(raw)} labels for {len(t['items'])} images; re-extract the store"
         )

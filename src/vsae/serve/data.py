@@ -166,7 +166,7 @@ class ImageSet:
     """The images of a store: image index -> file, confined to the folder tree they came from."""
 
     def __init__(self, acts: Path, root: Path | None):
-        t = load_table(acts)
+        t = load_table(acts, need_items=True)
         self.kind = t.get("kind", "folder")
         self.items: list[str] = list(t["items"])
         self.labels = list(t.get("labels") or [])
