@@ -407,3 +407,27 @@ def test_world_and_steer_loaders_refuse_pickle_weights(load, ctx, tmp_path):
             fn([], d)
         else:
             fn(d)
+
+
+def test_serve_dir_images_confined_to_the_served_directory(tmp_path):
+    """`vsae serve DIR`: an image named by a store's images.json (absolute, or through the recorded
+    root) is served only when it resolves inside DIR."""
+    from vsae.serve.data import ImageSet
+
+    served, outside = tmp_path / "served", tmp_path / "elsewhere"
+    store = served / "stores" / "s"
+    store.mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"x")
+    (served / "ok.png").write_bytes(b"x")
+    table = {
+        "kind": "list",
+        "items": [str(outside / "secret.png"), str(served / "ok.png")],
+        "root": str(tmp_path),
+    }
+    (store / "images.json").write_text(json.dumps(table))
+    images = ImageSet(store, None, confine=served)
+    with pytest.raises(VsaeError, match="outside the served directory"):
+        images.path(0)
+    assert images.path(1) == (served / "ok.png").resolve()
+    assert ImageSet(store, None).path(0) == (outside / "secret.png").resolve()  # explicit flags: not confined

@@ -165,8 +165,9 @@ class TableQuery:
 class ImageSet:
     """The images of a store: image index -> file, confined to the folder tree they came from."""
 
-    def __init__(self, acts: Path, root: Path | None):
+    def __init__(self, acts: Path, root: Path | None, confine: Path | None = None):
         t = load_table(acts, need_items=True)
+        self.confine = confine.resolve() if confine is not None else None
         self.kind = t.get("kind", "folder")
         self.items: list[str] = list(t["items"])
         self.labels = list(t.get("labels") or [])
@@ -186,10 +187,13 @@ class ImageSet:
         if not 0 <= image_id < len(self.items):
             raise VsaeError(f"image {image_id} out of range (0..{len(self.items) - 1})")
         if self.base is None:
-            return Path(self.items[image_id])
-        p = (self.base / self.items[image_id]).resolve()
-        if not p.is_relative_to(self.base):
-            raise VsaeError(f"image {image_id} lies outside the served folder {self.base}")
+            p = Path(self.items[image_id]).resolve()
+        else:
+            p = (self.base / self.items[image_id]).resolve()
+            if not p.is_relative_to(self.base):
+                raise VsaeError(f"image {image_id} lies outside the served folder {self.base}")
+        if self.confine is not None and not p.is_relative_to(self.confine):
+            raise VsaeError(f"image {image_id} lies outside the served directory {self.confine}")
         return p
 
     def rel(self, image_id: int) -> str:
@@ -225,7 +229,7 @@ class LatentIndex:
         if cfg.d_in != self.store.d:
             raise VsaeError(f"the SAE takes d_in={cfg.d_in} but {src.acts} has width {self.store.d}")
         self.F = int(cfg.d_sae)
-        self.images = ImageSet(src.acts, src.images_root)
+        self.images = ImageSet(src.acts, src.images_root, src.confine)
         self.lock = threading.Lock()
         self._encode(batch_size)
         self._stats()

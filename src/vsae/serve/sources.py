@@ -31,6 +31,8 @@ class SaeSource:
     ms_F: Monosemanticity Score per latent (NaN where not scored), or None when unknown.
     names: latent names (None where unnamed), or None; name_scores: their match scores.
     warning: shown on every page of this SAE (e.g. a hook mismatch served with ``--force``).
+    confine: every image file served must resolve inside this folder (``vsae serve DIR``: DIR), or
+        None (explicit flags: the folder the user named).
     """
 
     id: str
@@ -41,6 +43,7 @@ class SaeSource:
     names: list[str | None] | None = None
     name_scores: list[float | None] | None = None
     warning: str | None = None
+    confine: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def from_demo(path: str | Path) -> Served:
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
-            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores))
+            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root))
     if not saes:
         raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
     if len(featured) == 3:
