@@ -37,6 +37,7 @@ from vsae.models.families.pipeline_text import TOWERS
 from vsae.models.families.t5 import t5_encoder_model
 from vsae.models.hf import safe_from_pretrained
 from vsae.models.loaded import parse_dtype
+from vsae.steer.edits import prompt_list
 from vsae.steer.intervention import intervene
 
 
@@ -108,13 +109,7 @@ def generate(
     """uint8 images [N, H, W, 3] for ``prompts`` from the pipeline's own sampler, seeded with
     ``seed``; with ``sae``/``hook``/``edits`` the SAE is spliced into encoder ``tower`` at ``hook``
     while the prompts are encoded. ``guidance`` / ``size``: the pipeline's defaults when None."""
-    prompts = list(prompts)
-    if not prompts:
-        raise VsaeError("the prompt list is empty; give at least one prompt")
-    if (sae is None) != (hook is None):
-        raise VsaeError("give both an SAE and a hook to steer, or neither")
-    if edits and sae is None:
-        raise VsaeError("latent edits need an SAE and a hook")
+    prompts = prompt_list(prompts, sae, hook, edits)
     lm = encoder_model(pipe, tower)
     splice = (
         intervene(lm, hook, sae, edits, pre_zero=pre_zero) if hook is not None else contextlib.nullcontext()

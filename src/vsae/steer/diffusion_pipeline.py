@@ -29,6 +29,7 @@ from torch import nn
 from vsae.errors import VsaeError
 from vsae.models.hf import safe_from_pretrained
 from vsae.steer.config import SamplerConfig as SamplerConfig  # torch-free (steer diffusion's options)
+from vsae.steer.edits import prompt_list
 
 PIPELINE_JSON = "vsae_diffusion.json"
 
@@ -232,13 +233,7 @@ def generate(
 
     from vsae.steer.intervention import intervene
 
-    prompts = list(prompts)
-    if not prompts:
-        raise VsaeError("the prompt list is empty; give at least one prompt")
-    if (sae is None) != (hook is None):
-        raise VsaeError("give both an SAE and a hook to steer, or neither")
-    if edits and sae is None:
-        raise VsaeError("latent edits need an SAE and a hook")
+    prompts = prompt_list(prompts, sae, hook, edits)
     if sae is not None:
         assert hook is not None  # checked above: both or neither
         with intervene(pipe.text, hook, sae, edits, pre_zero=pre_zero):

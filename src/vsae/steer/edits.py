@@ -9,6 +9,7 @@ patch tokens, a list of token positions or a boolean token mask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -123,3 +124,16 @@ def apply_edits(
             new = torch.zeros_like(col)
         out[..., e.latent] = torch.where(m_BT, new, col)
     return out
+
+
+def prompt_list(prompts: Sequence[str], sae: object, hook: str | None, edits: Sequence) -> list[str]:
+    """The prompts of a text-to-image generation as a list, checked with its steering arguments:
+    at least one prompt, an SAE and a hook together or neither, edits only with an SAE."""
+    prompts = list(prompts)
+    if not prompts:
+        raise VsaeError("the prompt list is empty; give at least one prompt")
+    if (sae is None) != (hook is None):
+        raise VsaeError("give both an SAE and a hook to steer, or neither")
+    if edits and sae is None:
+        raise VsaeError("latent edits need an SAE and a hook")
+    return prompts
