@@ -174,3 +174,74 @@ def test_a_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["encode", "--sae", "runs/typo", "--acts", "a", "--out", "z"])
     assert e.value.code == 2
+
+
+def _only_at_v1(tmp_path: Path) -> tuple[Path, Path]:
+    """A store and a cache whose hub SAE exists only at revision v1 (no main ref): loading it
+    offline works only if the revision reaches the load."""
+    ref = load_file(str(FIX / "saev.expected.safetensors"))
+    _store(tmp_path / "acts", ref["x"])
+    files = {"sae.pt": FIX / "saev" / "sae.pt"}
+    _cache(tmp_path / "cache", "someone/saev-sae", files, ref="v1", commit="e" * 40)
+    return tmp_path / "acts", tmp_path / "cache"
+
+
+def test_cli_eval_and_serve_take_revision(tmp_path):
+    """Issue 25: every command with --sae takes --revision (the same as ID@REV) to the one load."""
+    acts, cache = _only_at_v1(tmp_path)
+    recon = ["eval", "recon", "--acts", str(acts), "--out", str(tmp_path / "ev"), "--quiet"]
+    r = _vsae(*recon, "--sae", "someone/saev-sae", cache=cache)
+    assert r.returncode == 2 and "neither a local directory nor in the Hugging Face cache" in r.stderr
+    r = _vsae(*recon, "--sae", "someone/saev-sae", "--revision", "v1", cache=cache)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "ev" / "recon.json").read_text())
+    n = len(load_file(str(FIX / "saev.expected.safetensors"))["x"])
+    assert rep["sae"] == "someone/saev-sae@v1" and rep["n_rows"] == n
+    # serve, explicit mode: the source (which loads the SAE to compare hooks) is built before the
+    # port is checked, so an out-of-range port stops it after the source and before any server
+    serve = ["serve", "--acts", str(acts), "--sae", "someone/saev-sae", "--port", "70000"]
+    r = _vsae(*serve, cache=cache)
+    assert r.returncode == 2 and "Hugging Face cache" in r.stderr and "--port" not in r.stderr
+    r = _vsae(*serve, "--revision", "v1", cache=cache)
+    assert r.returncode == 2 and "--port must be in 0..65535" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["eval", "recon", "--acts", "A", "--out", "O"],
+        ["eval", "ms", "--acts", "A", "--out", "O"],
+        ["eval", "shared", "--acts", "A", "--out", "O"],
+        ["serve", "--acts", "A"],
+        ["steer", "mllm", "--out", "O"],
+        ["steer", "diffusion", "--out", "O"],
+        ["encode", "--acts", "A", "--out", "O"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_revision_is_refused_with_an_at_revision_or_a_local_path(cmd, tmp_path, capsys):
+    for sae, why in (
+        ("someone/saev-sae@v1", "already names a revision"),
+        (str(tmp_path), "is a local path"),
+        ("someone/saev-sae", "not a branch, tag or commit name"),
+    ):
+        rev = "v 1" if why.startswith("not") else "v2"
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--sae", sae, "--revision", rev])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.startswith("error:") and "\n" not in err and why in err, err
+    with pytest.raises(SystemExit) as e:  # and without any --sae (steer's default SAE is local)
+        main([*cmd, "--revision", "v2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("needs a hub id --sae" in err or "Missing option '--sae'" in err), err
+
+
+def test_a_known_name_takes_a_revision_too(tmp_path):
+    """`--sae release/name --revision REV` becomes release/name@REV: still the known SAE's repo, at REV."""
+    known = directory()["saev/clip-b16-in1k-24k"]
+    _cache(tmp_path / "cache", known.repo_id, {"sae.pt": FIX / "saev" / "sae.pt"}, ref="v1", commit="d" * 40)
+    kw = {"cache_dir": tmp_path / "cache", "local_files_only": True}
+    with pytest.raises(VsaeError, match="nor in the Hugging Face cache"):  # no main ref in this cache
+        SAE.from_pretrained("saev/clip-b16-in1k-24k", **kw)
+    sae = SAE.from_pretrained("saev/clip-b16-in1k-24k@v1", **kw)
+    assert sae.cfg.provenance["known_name"] == "saev/clip-b16-in1k-24k"

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from vsae.cli.from_config import config_options
-from vsae.cli.options import device_callback
+from vsae.cli.options import device_callback, revision_option
 from vsae.sae.config import EncodeConfig
 
 
@@ -20,7 +20,7 @@ from vsae.sae.config import EncodeConfig
     help="SAE: a run directory (from `vsae train`), another library's checkpoint (SAELens, dictionary_learning, "
     "saev, sparsify, overcomplete, ViT-Prisma), a known name (`vsae sae list`) or a hub id org/repo[/subfolder].",
 )
-@click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of a hub id --sae.")
+@revision_option("sae_path")
 @click.option("--acts", required=True, type=click.Path(), help="Activation store to encode.")
 @click.option("--out", required=True, type=click.Path(), help="Sparse store to write (resumes if it exists).")
 @config_options(EncodeConfig, overrides={"device": {"callback": device_callback}})
@@ -33,7 +33,6 @@ from vsae.sae.config import EncodeConfig
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(
     sae_path: str,
-    revision: str | None,
     acts: str,
     out: str,
     batch_size: int,
@@ -60,7 +59,7 @@ def encode(
         import torch
 
         torch.set_num_threads(threads)
-    sae = load(sae_path, revision=revision)
+    sae = load(sae_path)
     store = ActivationStore.open(acts)
     if store.d != sae.cfg.d_in:
         raise VsaeError(

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from vsae.cli.from_config import config_options, pick
-from vsae.cli.options import device_callback
+from vsae.cli.options import device_callback, revision_option
 from vsae.eval.config import (
     MsConfig,
     NamesConfig,
@@ -47,8 +47,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _latent_opts(f: F) -> F:
     f = click.option("--latents", type=click.Path(), help="Sparse latents store (from `vsae encode`).")(f)
+    f = revision_option("sae_path")(f)
     f = click.option(
-        "--sae", "sae_path", type=click.Path(), help="SAE run directory (encodes --acts on the fly)."
+        "--sae",
+        "sae_path",
+        type=click.Path(),
+        help="SAE (run directory, checkpoint or hub id; encodes --acts on the fly).",
     )(f)
     f = click.option("--acts", type=click.Path(), help="Activation store (or .npy) at the SAE's hook.")(f)
     return f
@@ -68,6 +72,7 @@ def eval_group() -> None:
 @eval_group.command()
 @click.option("--acts", required=True, type=click.Path(), help="Held-out activation store.")
 @click.option("--sae", "sae_path", required=True, type=click.Path(), help="SAE run directory.")
+@revision_option("sae_path")
 @_OUT
 @config_options(ReconConfig, only=("batch_size", "max_rows"))
 @click.option("--model", default=None, help="Also splice the reconstruction into this model (id or dir) ...")
@@ -276,6 +281,7 @@ def uniqueness(top: str, out: str) -> None:
     help="WordNet 3.0 directory for ImageNet wnids (Debian wordnet-base: /usr/share/wordnet).",
 )
 @click.option("--sae", "sae_path", type=click.Path(), help="SAE run (its Matryoshka groups).")
+@revision_option("sae_path")
 @click.option("--groups", default=None, help="Matryoshka group fractions, e.g. 0.0625,0.125,0.25,0.5625.")
 @click.option(
     "--attributes",
@@ -330,6 +336,7 @@ def _named(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--train", required=True, type=click.Path(), help="In-distribution train store (labelled).")
 @click.option("--eval", "evals", multiple=True, required=True, help="NAME=STORE, e.g. test=... shift=...")
 @click.option("--sae", "sae_path", required=True, type=click.Path())
+@revision_option("sae_path")
 @_out_json("probe")
 @_POOL
 @config_options(ProbeConfig, only=("c", "max_iter", "standardize"))
@@ -358,6 +365,7 @@ def probe(
 @click.option("--in", "in_dist", required=True, type=click.Path(), help="In-distribution test store.")
 @click.option("--ood", multiple=True, required=True, help="NAME=STORE of an OOD split (repeatable).")
 @click.option("--sae", "sae_path", required=True, type=click.Path())
+@revision_option("sae_path")
 @_OUT
 @_POOL
 @_FORCE
@@ -440,6 +448,7 @@ def names(
     type=click.Path(),
     help="SAE run trained on that layer; repeat, in the order of --acts.",
 )
+@revision_option("saes")
 @_OUT
 @click.option(
     "--attributes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, get_args
 
@@ -41,3 +42,35 @@ def compute_dtype_option() -> Callable[[F], F]:
         type=click.Choice(list(get_args(StorageDtype))),
         help="Compute dtype of the model.",
     )
+
+
+def revision_option(sae_param: str) -> Callable[[F], F]:
+    """``--revision`` of a command's hub-id ``--sae`` (the parameter ``sae_param``: one value or a
+    repeated option's tuple), folded into the id as ``org/repo[/subfolder]@REV``
+    (:func:`vsae.sae.hub_ids.with_revision`) before the command runs, so the one
+    :func:`vsae.sae.load` of that SAE gets it. Put it right under the ``--sae`` option."""
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def run(*args: Any, revision: str | None = None, **kwargs: Any) -> Any:
+            from vsae.errors import VsaeError
+            from vsae.sae.hub_ids import with_revision
+
+            if revision is not None:
+                sae = kwargs.get(sae_param)
+                if not sae:
+                    raise VsaeError(f"--revision {revision} needs a hub id --sae (org/repo[/subfolder])")
+                kwargs[sae_param] = (
+                    tuple(with_revision(s, revision) for s in sae)
+                    if isinstance(sae, tuple)
+                    else with_revision(sae, revision)
+                )
+            return f(*args, **kwargs)
+
+        return click.option(
+            "--revision",
+            default=None,
+            help="Hub revision (branch, tag or commit) of a hub id --sae; the same as --sae ID@REVISION.",
+        )(run)  # type: ignore[return-value]
+
+    return decorate

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from vsae.cli.from_config import config_options, pick
+from vsae.cli.options import revision_option
 from vsae.errors import VsaeError
 from vsae.serve.config import ServeConfig
 
@@ -34,7 +35,8 @@ def _socket(host: str, port: int) -> socket.socket:
 @click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--acts", type=click.Path(), help="Activation store the SAE encodes (instead of PATH).")
-@click.option("--sae", "sae_dir", type=click.Path(), help="SAE run directory (with --acts).")
+@click.option("--sae", "sae_dir", type=click.Path(), help="SAE run directory or hub id (with --acts).")
+@revision_option("sae_dir")
 @click.option("--images", type=click.Path(file_okay=False), help="Image dataset root (default: the store's).")
 @click.option("--ms", type=click.Path(), help="`vsae eval ms --out` directory: MS per latent.")
 @click.option("--names", type=click.Path(), help="`vsae eval names --out` directory: latent names.")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import click
 
 from vsae.cli.from_config import config_options, pick
-from vsae.cli.options import compute_dtype_option, device_option
+from vsae.cli.options import compute_dtype_option, device_option, revision_option
 from vsae.steer.config import DiffusionSteerConfig, SteerConfig
 
 
@@ -45,8 +45,9 @@ def steer() -> None:
     "--sae",
     "sae_dir",
     default=None,
-    help="SAE directory for the hook [default: the tiny LLaVA's steering SAE].",
+    help="SAE (directory or hub id) for the hook [default: the tiny LLaVA's steering SAE].",
 )
+@revision_option("sae_dir")
 @click.option(
     "--sim-encoder",
     default=None,
@@ -131,6 +132,7 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
     help="Text-to-image pipeline: a Stable Diffusion hub id or directory [default: the shipped tiny model].",
 )
 @click.option("--sae", "sae_dir", default=None, help="Text-encoder SAE [default: the tiny model's text SAE].")
+@revision_option("sae_dir")
 @config_options(
     DiffusionSteerConfig,
     only=("hook", "latents", "n_latents", "op", "strength"),

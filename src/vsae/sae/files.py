@@ -95,8 +95,9 @@ def resolve_pretrained(
     from vsae.sae.pretrained import find
 
     known = find(str(name_or_path))
+    at_rev = str(name_or_path).partition("@")[2]  # release/name@rev: a known SAE at rev
     if known is not None:
-        repo, sub, rev = known.repo_id, known.subfolder, known.revision
+        repo, sub, rev = known.repo_id, known.subfolder, at_rev or known.revision
     else:
         repo, sub, rev = split_hub_id(str(name_or_path))
     sub = "/".join(p for p in (sub, subfolder) if p) or None

@@ -46,3 +46,18 @@ def check_sae_arg(name: str) -> None:
         raise VsaeError(
             f"SAE path {name} does not exist (and is not a hub id org/repo[/subfolder][@revision])"
         )
+
+
+def with_revision(name: str, revision: str | None) -> str:
+    """``--sae NAME --revision REV`` as the one id ``NAME@REV`` that :func:`vsae.sae.load` reads
+    (no torch, no network). Refused in one line: a revision given twice (``@rev`` in NAME too), a
+    local path (it has no revisions) or a revision no hub id can carry."""
+    if revision is None:
+        return name
+    if Path(name).exists() or Path(name.split("/")[0]).is_dir() or not looks_like_hub_id(name):
+        raise VsaeError(f"--revision {revision} needs a hub id --sae (org/repo[/subfolder]); {name} is a local path")
+    if split_hub_id(name)[2] is not None:
+        raise VsaeError(f"--sae {name} already names a revision (@...); give it once: drop --revision or the @")
+    if not looks_like_hub_id(f"{name}@{revision}"):
+        raise VsaeError(f"--revision {revision!r} is not a branch, tag or commit name (letters, digits, . _ - /)")
+    return f"{name}@{revision}"

@@ -56,5 +56,5 @@ def directory() -> dict[str, KnownSAE]:
 
 
 def find(name: str) -> KnownSAE | None:
-    """The known SAE called ``name`` (None: not a known name)."""
-    return directory().get(name)
+    """The known SAE called ``name``, which may end in ``@revision`` (None: not a known name)."""
+    return directory().get(name.partition("@")[0])
