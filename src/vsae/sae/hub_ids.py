@@ -55,9 +55,15 @@ def with_revision(name: str, revision: str | None) -> str:
     if revision is None:
         return name
     if Path(name).exists() or Path(name.split("/")[0]).is_dir() or not looks_like_hub_id(name):
-        raise VsaeError(f"--revision {revision} needs a hub id --sae (org/repo[/subfolder]); {name} is a local path")
+        raise VsaeError(
+            f"--revision {revision} needs a hub id --sae (org/repo[/subfolder]); {name} is a local path"
+        )
     if split_hub_id(name)[2] is not None:
-        raise VsaeError(f"--sae {name} already names a revision (@...); give it once: drop --revision or the @")
+        raise VsaeError(
+            f"--sae {name} already names a revision (@...); give it once: drop --revision or the @"
+        )
     if not looks_like_hub_id(f"{name}@{revision}"):
-        raise VsaeError(f"--revision {revision!r} is not a branch, tag or commit name (letters, digits, . _ - /)")
+        raise VsaeError(
+            f"--revision {revision!r} is not a branch, tag or commit name (letters, digits, . _ - /)"
+        )
     return f"{name}@{revision}"
