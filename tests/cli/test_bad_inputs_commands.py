@@ -465,6 +465,16 @@ def _extract(c, t, data: Path) -> list[str]:
             "--batch-size", "2", "--num-workers", "0", "--quiet", "--threads", "1"]  # fmt: skip
 
 
+def _mllm(c, t, *extra: str, captions: Path | None = None) -> list[str]:
+    """`vsae extract-mllm` of the shipped tiny LLaVA on the catalogue's 4 images, one caption each."""
+    from vsae.world.llava import shipped_llava_dir
+
+    if captions is None:
+        captions = write(t / "caps.txt", "a red square\na blue circle\na green disk\na grey cross\n")
+    return ["extract-mllm", "--model", str(shipped_llava_dir()), "--hook", "resid.0", "--data", str(c["imgs"]),
+            "--captions", str(captions), "--out", str(out_of(t)), "--batch-size", "2", "--quiet", *extra]  # fmt: skip
+
+
 def _cases() -> list[Case]:
     cs: list[Case] = []
     # 1. outputs (and their temporary names) that are symlinks out of --out: refused, target untouched
@@ -509,6 +519,9 @@ def _cases() -> list[Case]:
                        rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
     cs.append(Case("extract-concurrent-writer", lambda c, t: _extract(c, t, c["imgs"]),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
+    cs.append(Case("extract-mllm-concurrent-writer", lambda c, t: _mllm(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
+                   sub=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
     # 3. FIFOs (and other special files) where a file is read: refused, never blocked on
