@@ -52,7 +52,7 @@ from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter
 from vsae.store.manifest import atomic_write_json
-from vsae.store.safe_io import output_lock
+from vsae.store.safe_io import check_output, output_lock
 
 IMAGE, TEXT = 0, 1
 COLUMNS = {
@@ -366,8 +366,11 @@ def _open_writers(
     with capture(lm, hooks) as cap:  # the width of each hook
         widths = forward_lm(lm, cap, probe_inputs)
     out, writers = Path(cfg.out), {}
-    for h in hooks:
-        path = out if len(hooks) == 1 else out / h.replace(":", "_").replace("/", "_")
+    paths = {h: out if len(hooks) == 1 else out / h.replace(":", "_").replace("/", "_") for h in hooks}
+    for path in paths.values():  # before anything is written: a linked images.json would name other images
+        for name in files:
+            check_output(path / name)
+    for h, path in paths.items():
         writers[h] = ColumnStoreWriter.create_or_resume(
             path,
             d=int(widths[h].shape[-1]),

@@ -502,6 +502,9 @@ def _cases() -> list[Case]:
                 f"{cmd}-symlinked-lock", linked_output(COMMANDS[cmd], LOCK_NAME), r"\.vsae\.lock is a symlink"
             )
         )
+    for f in ("images.json", "tokens.json", LOCK_NAME):  # (a linked images.json would name other images)
+        cs.append(Case(f"extract-mllm-symlinked-{f}", linked_output(lambda c, t: _mllm(c, t), f),
+                       r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
     # 2. a second writer into the same --out: refused at once, naming the holder
     for cmd in (
         "ms",
@@ -539,6 +542,7 @@ def _cases() -> list[Case]:
                                                             str(fifo(t / "attributes.json")))),
         "ms-embeddings-dev-zero": lambda c, t: ms(c, t, emb=_link(t / "emb.npy", "/dev/zero")),
     }  # fmt: skip
+    fifos["extract-mllm-captions"] = lambda c, t: _mllm(c, t, captions=fifo(t / "caps.txt"))
     for name, make in fifos.items():
         cs.append(Case(f"fifo-{name}", make, r"is (a FIFO|a character device), not a regular file", sub=True))
     # 4. similarity embeddings that are not one finite float row per image
@@ -675,6 +679,9 @@ def _cases() -> list[Case]:
                                              str(npy(t, rand(1, 4))), "--out", str(out_of(t)), "--quiet"],
          "covers 1 image\\(s\\); the MS compares pairs"),
         ("encode-batch-size-negative", lambda c, t: encode(c, t, extra=("--batch-size", "-1")), "--batch-size -1"),
+        ("extract-mllm-batch-size-zero", lambda c, t: _mllm(c, t, "--batch-size", "0"), "--batch-size 0: must be"),
+        ("extract-mllm-n-images-zero", lambda c, t: _mllm(c, t, "--n-images", "0"), "--n-images 0: must be"),
+        ("extract-mllm-n-images-negative", lambda c, t: _mllm(c, t, "--n-images", "-2"), "--n-images -2: must be"),
         ("export-n-huge", lambda c, t: export(c, t, "--n", "train=99999999999"), "must be an integer from 0 to"),
         ("export-n-text", lambda c, t: export(c, t, "--n", "train=many"), "bad --n 'train=many'"),
         ("export-bad-split", lambda c, t: export(c, t, "--n", "nowhere=3"), "unknown world split"),
