@@ -475,6 +475,12 @@ def _mllm(c, t, *extra: str, captions: Path | None = None) -> list[str]:
             "--captions", str(captions), "--out", str(out_of(t)), "--batch-size", "2", "--quiet", *extra]  # fmt: skip
 
 
+def _sd(c, t, *extra: str) -> list[str]:
+    """`vsae steer diffusion` of the shipped tiny pipeline and text SAE, as small as it runs."""
+    return ["steer", "diffusion", "--out", str(out_of(t)), "--n-eval", "0", "--steps", "1", "--n-prompts", "2",
+            "--latents", "0", "--discovery-latents", "1", "--discovery-prompts", "1", "--quiet", *extra]  # fmt: skip
+
+
 def _cases() -> list[Case]:
     cs: list[Case] = []
     # 1. outputs (and their temporary names) that are symlinks out of --out: refused, target untouched
@@ -505,6 +511,9 @@ def _cases() -> list[Case]:
     for f in ("images.json", "tokens.json", LOCK_NAME):  # (a linked images.json would name other images)
         cs.append(Case(f"extract-mllm-symlinked-{f}", linked_output(lambda c, t: _mllm(c, t), f),
                        r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
+    for f in ("results.json", "index.html", LOCK_NAME):  # (subprocesses: model loading draws on stderr)
+        cs.append(Case(f"steer-diffusion-symlinked-{f}", linked_output(lambda c, t: _sd(c, t), f),
+                       r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
     # 2. a second writer into the same --out: refused at once, naming the holder
     for cmd in (
         "ms",
@@ -525,6 +534,9 @@ def _cases() -> list[Case]:
     cs.append(Case("extract-mllm-concurrent-writer", lambda c, t: _mllm(c, t),
                    rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
                    sub=True))  # fmt: skip
+    cs.append(Case("steer-diffusion-concurrent-writer", lambda c, t: _sd(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
+                   sub=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
     # 3. FIFOs (and other special files) where a file is read: refused, never blocked on
@@ -543,6 +555,7 @@ def _cases() -> list[Case]:
         "ms-embeddings-dev-zero": lambda c, t: ms(c, t, emb=_link(t / "emb.npy", "/dev/zero")),
     }  # fmt: skip
     fifos["extract-mllm-captions"] = lambda c, t: _mllm(c, t, captions=fifo(t / "caps.txt"))
+    fifos["steer-diffusion-prompts"] = lambda c, t: _sd(c, t, "--prompts", str(fifo(t / "prompts.txt")))
     for name, make in fifos.items():
         cs.append(Case(f"fifo-{name}", make, r"is (a FIFO|a character device), not a regular file", sub=True))
     # 4. similarity embeddings that are not one finite float row per image
@@ -687,6 +700,16 @@ def _cases() -> list[Case]:
         ("export-bad-split", lambda c, t: export(c, t, "--n", "nowhere=3"), "unknown world split"),
     ]  # fmt: skip
     cs += [Case(i, m, r) for i, m, r in nums]
+    sd_nums = [
+        ("steps-zero", ("--steps", "0"), r"--steps \(0\) and --batch-size \(64\) must be >= 1"),
+        ("batch-size-zero", ("--batch-size", "0"), r"--batch-size \(0\) must be >= 1"),
+        ("strength-nan", ("--strength", "nan"), "--strength must be a finite number, got nan"),
+        ("guidance-nan", ("--guidance", "nan"), r"--guidance must be a finite number in \[0, inf\], got nan"),
+        ("eta-negative", ("--eta", "-1"), r"--eta must be a finite number in \[0, 1\], got -1"),
+        ("sweep-text", ("--sweep", "a,b"), "--sweep 'a,b': give comma-separated numbers"),
+        ("latent-beyond-d", ("--latents", "99999"), "out of range"),
+    ]
+    cs += [Case(f"steer-diffusion-{i}", lambda c, t, e=e: _sd(c, t, *e), r, sub=True) for i, e, r in sd_nums]
     # the --table must describe the images the top images index (both record their source)
     elsewhere = top_file(meta={"data": json.dumps(["folder", "/elsewhere", None])})
     cs += [
