@@ -481,6 +481,24 @@ def _sd(c, t, *extra: str) -> list[str]:
             "--latents", "0", "--discovery-latents", "1", "--discovery-prompts", "1", "--quiet", *extra]  # fmt: skip
 
 
+def _shared(c, t, *extra: str) -> list[str]:
+    """`vsae eval shared` on an extract-mllm store of the catalogue's 4 images (built once, beside
+    the shared inputs) and a random SAE of its width, with a valid --attributes file."""
+    from vsae.sae import SAEConfig, build, save
+
+    d = c["root"] / "commands" / "shared"
+    if not (d / "sae").exists():
+        d.mkdir()
+        main(_mllm(c, d))
+        width = json.loads((out_of(d) / "manifest.json").read_text())["d"]
+        recs = [{"path": f"{i}.png", "colour": ["red", "blue"][i % 2], "shape": ["square", "circle"][i // 2]}
+                for i in range(4)]  # fmt: skip
+        write(d / "attributes.json", json.dumps(recs))
+        save(build(SAEConfig(arch="topk", d_in=width, d_sae=2 * width, k=4), seed=0), d / "sae")
+    return ["eval", "shared", "--acts", str(out_of(d)), "--sae", str(d / "sae"), "--out", str(out_of(t)),
+            "--attributes", str(d / "attributes.json"), "--quiet", *extra]  # fmt: skip
+
+
 def _cases() -> list[Case]:
     cs: list[Case] = []
     # 1. outputs (and their temporary names) that are symlinks out of --out: refused, target untouched
@@ -514,6 +532,9 @@ def _cases() -> list[Case]:
     for f in ("results.json", "index.html", LOCK_NAME):  # (subprocesses: model loading draws on stderr)
         cs.append(Case(f"steer-diffusion-symlinked-{f}", linked_output(lambda c, t: _sd(c, t), f),
                        r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
+    for f in ("shared.json", "shared_ratio.png", LOCK_NAME):
+        cs.append(Case(f"shared-symlinked-{f}", linked_output(lambda c, t: _shared(c, t), f),
+                       r"is a symlink; vsae never writes through a link"))  # fmt: skip
     # 2. a second writer into the same --out: refused at once, naming the holder
     for cmd in (
         "ms",
@@ -537,6 +558,8 @@ def _cases() -> list[Case]:
     cs.append(Case("steer-diffusion-concurrent-writer", lambda c, t: _sd(c, t),
                    rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
                    sub=True))  # fmt: skip
+    cs.append(Case("shared-concurrent-writer", lambda c, t: _shared(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
     # 3. FIFOs (and other special files) where a file is read: refused, never blocked on
@@ -556,6 +579,12 @@ def _cases() -> list[Case]:
     }  # fmt: skip
     fifos["extract-mllm-captions"] = lambda c, t: _mllm(c, t, captions=fifo(t / "caps.txt"))
     fifos["steer-diffusion-prompts"] = lambda c, t: _sd(c, t, "--prompts", str(fifo(t / "prompts.txt")))
+    fifos["shared-attributes"] = lambda c, t: [
+        *_shared(c, t)[:-3],
+        "--attributes",
+        str(fifo(t / "a.json")),
+        "--quiet",
+    ]
     for name, make in fifos.items():
         cs.append(Case(f"fifo-{name}", make, r"is (a FIFO|a character device), not a regular file", sub=True))
     # 4. similarity embeddings that are not one finite float row per image
@@ -709,6 +738,16 @@ def _cases() -> list[Case]:
         ("sweep-text", ("--sweep", "a,b"), "--sweep 'a,b': give comma-separated numbers"),
         ("latent-beyond-d", ("--latents", "99999"), "out of range"),
     ]
+    sh_nums = [
+        ("top-k-zero", ("--top-k", "0"), "--top-k, --batch-size and --min-fires must be at least 1"),
+        ("batch-size-zero", ("--batch-size", "0"), "must be at least 1"),
+        ("min-fires-zero", ("--min-fires", "0"), "must be at least 1"),
+        ("auroc-nan", ("--auroc", "nan"), r"--auroc must be in \(0.5, 1\]"),
+        ("auroc-above-one", ("--auroc", "2"), r"--auroc must be in \(0.5, 1\]"),
+        ("alpha-zero", ("--alpha", "0"), r"--alpha in \(0, 1\)"),
+        ("alpha-nan", ("--alpha", "nan"), r"--alpha in \(0, 1\)"),
+    ]
+    cs += [Case(f"shared-{i}", lambda c, t, e=e: _shared(c, t, *e), r) for i, e, r in sh_nums]
     cs += [Case(f"steer-diffusion-{i}", lambda c, t, e=e: _sd(c, t, *e), r, sub=True) for i, e, r in sd_nums]
     # the --table must describe the images the top images index (both record their source)
     elsewhere = top_file(meta={"data": json.dumps(["folder", "/elsewhere", None])})
