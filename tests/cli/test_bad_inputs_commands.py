@@ -499,6 +499,16 @@ def _shared(c, t, *extra: str) -> list[str]:
             "--attributes", str(d / "attributes.json"), "--quiet", *extra]  # fmt: skip
 
 
+def _emb_store(c, t, items: Callable[[list[str]], list[str]] = lambda x: x) -> list[str]:
+    """`eval ms` of the labelled store (--acts, --sae) with a similarity *store* of one row per image
+    whose images.json lists `items(the store's own items)` (the same source otherwise)."""
+    e = Path(shutil.copytree(c["lab"], t / "emb"))
+    tab = json.loads((e / "images.json").read_text())
+    (e / "images.json").write_text(json.dumps({**tab, "items": items(tab["items"])}))
+    return ["eval", "ms", "--acts", str(c["lab"]), "--sae", str(c["sae"]), "--embeddings", str(e),
+            "--out", str(out_of(t)), "--quiet"]  # fmt: skip
+
+
 def _cases() -> list[Case]:
     cs: list[Case] = []
     # 1. outputs (and their temporary names) that are symlinks out of --out: refused, target untouched
@@ -749,6 +759,10 @@ def _cases() -> list[Case]:
     ]
     cs += [Case(f"shared-{i}", lambda c, t, e=e: _shared(c, t, *e), r) for i, e, r in sh_nums]
     cs += [Case(f"steer-diffusion-{i}", lambda c, t, e=e: _sd(c, t, *e), r, sub=True) for i, e, r in sd_nums]
+    # MS embeddings of other images than the store's own (a changed folder, a reused --embed-cache)
+    cs.append(Case("ms-embedding-store-of-other-images", lambda c, t: _emb_store(c, t, lambda x: x[::-1]),
+                   r"embedded other images than the activations .*: image 0 is d/399\.png there but "
+                   r"a/0\.png in"))  # fmt: skip
     # the --table must describe the images the top images index (both record their source)
     elsewhere = top_file(meta={"data": json.dumps(["folder", "/elsewhere", None])})
     cs += [
@@ -846,6 +860,12 @@ def test_table_of_the_same_images_is_accepted(cx, tmp_path):
     same = top_file(meta={"data": json.dumps(["folder", str(cx["table_obj"]["root"]), None])})(cx, tmp_path)
     main(hierarchy(cx, tmp_path, top=same))
     assert (out_of(tmp_path) / "hierarchy.json").is_file()
+
+
+def test_embedding_store_of_the_same_images_is_accepted(cx, tmp_path):
+    """The same-images check of `eval ms` compares what both images.json record: the same items pass."""
+    main(_emb_store(cx, tmp_path))
+    assert (out_of(tmp_path) / "ms.json").is_file()
 
 
 def test_catalogue_size():
