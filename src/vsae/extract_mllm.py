@@ -52,6 +52,7 @@ from vsae.models.hooks import StopForward
 from vsae.models.tokens import random_positions
 from vsae.store.columns import ColumnStoreWriter
 from vsae.store.manifest import atomic_write_json
+from vsae.store.safe_io import check_output, output_lock
 
 IMAGE, TEXT = 0, 1
 COLUMNS = {
@@ -300,11 +301,31 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     }
     table = {**source.table(), "items_used": items.tolist(), "captions": [captions[i] for i in items]}
     files = {"images.json": table, "tokens.json": _vocab(tok)}
+    plan = _Plan(items, cap_ids, cap_pos, keep_img, keep_txt, sel, n_patch, cfg.seed)
+    with output_lock(Path(cfg.out)):  # one writer per --out: a second extract-mllm is refused, naming it
+        _write_stores(lm, cfg, proc, prompt, image_token_id, hooks, prov_common, files, plan, source, items)
+    return Path(cfg.out)
+
+
+def _write_stores(
+    lm: LoadedModel,
+    cfg: MllmExtractConfig,
+    proc: Any,
+    prompt: str,
+    image_token_id: int,
+    hooks: list[str],
+    prov_common: dict[str, Any],
+    files: dict[str, Any],
+    plan: _Plan,
+    source: Source,
+    items: np.ndarray,
+) -> None:
+    """The extraction itself, under the output lock: open (or resume) the writers, run the batches, close."""
+    tok = proc.tokenizer
     writers = _open_writers(
-        lm, cfg, hooks, prov_common, files, _pad_right(cap_ids[:1], tok.pad_token_id or 0)
+        lm, cfg, hooks, prov_common, files, _pad_right(plan.cap_ids[:1], tok.pad_token_id or 0)
     )
 
-    plan = _Plan(items, cap_ids, cap_pos, keep_img, keep_txt, sel, n_patch, cfg.seed)
     start = min(w.next_image for w in writers.values())
     first = int(np.searchsorted(items, start))
     bar = tqdm(
@@ -330,7 +351,6 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     for w in writers.values():
         if not w.complete:
             w.close()
-    return Path(cfg.out)
 
 
 def _open_writers(
@@ -346,8 +366,11 @@ def _open_writers(
     with capture(lm, hooks) as cap:  # the width of each hook
         widths = forward_lm(lm, cap, probe_inputs)
     out, writers = Path(cfg.out), {}
-    for h in hooks:
-        path = out if len(hooks) == 1 else out / h.replace(":", "_").replace("/", "_")
+    paths = {h: out if len(hooks) == 1 else out / h.replace(":", "_").replace("/", "_") for h in hooks}
+    for path in paths.values():  # before anything is written: a linked images.json would name other images
+        for name in files:
+            check_output(path / name)
+    for h, path in paths.items():
         writers[h] = ColumnStoreWriter.create_or_resume(
             path,
             d=int(widths[h].shape[-1]),

@@ -465,6 +465,50 @@ def _extract(c, t, data: Path) -> list[str]:
             "--batch-size", "2", "--num-workers", "0", "--quiet", "--threads", "1"]  # fmt: skip
 
 
+def _mllm(c, t, *extra: str, captions: Path | None = None) -> list[str]:
+    """`vsae extract-mllm` of the shipped tiny LLaVA on the catalogue's 4 images, one caption each."""
+    from vsae.world.llava import shipped_llava_dir
+
+    if captions is None:
+        captions = write(t / "caps.txt", "a red square\na blue circle\na green disk\na grey cross\n")
+    return ["extract-mllm", "--model", str(shipped_llava_dir()), "--hook", "resid.0", "--data", str(c["imgs"]),
+            "--captions", str(captions), "--out", str(out_of(t)), "--batch-size", "2", "--quiet", *extra]  # fmt: skip
+
+
+def _sd(c, t, *extra: str) -> list[str]:
+    """`vsae steer diffusion` of the shipped tiny pipeline and text SAE, as small as it runs."""
+    return ["steer", "diffusion", "--out", str(out_of(t)), "--n-eval", "0", "--steps", "1", "--n-prompts", "2",
+            "--latents", "0", "--discovery-latents", "1", "--discovery-prompts", "1", "--quiet", *extra]  # fmt: skip
+
+
+def _shared(c, t, *extra: str) -> list[str]:
+    """`vsae eval shared` on an extract-mllm store of the catalogue's 4 images (built once, beside
+    the shared inputs) and a random SAE of its width, with a valid --attributes file."""
+    from vsae.sae import SAEConfig, build, save
+
+    d = c["root"] / "commands" / "shared"
+    if not (d / "sae").exists():
+        d.mkdir()
+        main(_mllm(c, d))
+        width = json.loads((out_of(d) / "manifest.json").read_text())["d"]
+        recs = [{"path": f"{i}.png", "colour": ["red", "blue"][i % 2], "shape": ["square", "circle"][i // 2]}
+                for i in range(4)]  # fmt: skip
+        write(d / "attributes.json", json.dumps(recs))
+        save(build(SAEConfig(arch="topk", d_in=width, d_sae=2 * width, k=4), seed=0), d / "sae")
+    return ["eval", "shared", "--acts", str(out_of(d)), "--sae", str(d / "sae"), "--out", str(out_of(t)),
+            "--attributes", str(d / "attributes.json"), "--quiet", *extra]  # fmt: skip
+
+
+def _emb_store(c, t, items: Callable[[list[str]], list[str]] = lambda x: x) -> list[str]:
+    """`eval ms` of the labelled store (--acts, --sae) with a similarity *store* of one row per image
+    whose images.json lists `items(the store's own items)` (the same source otherwise)."""
+    e = Path(shutil.copytree(c["lab"], t / "emb"))
+    tab = json.loads((e / "images.json").read_text())
+    (e / "images.json").write_text(json.dumps({**tab, "items": items(tab["items"])}))
+    return ["eval", "ms", "--acts", str(c["lab"]), "--sae", str(c["sae"]), "--embeddings", str(e),
+            "--out", str(out_of(t)), "--quiet"]  # fmt: skip
+
+
 def _cases() -> list[Case]:
     cs: list[Case] = []
     # 1. outputs (and their temporary names) that are symlinks out of --out: refused, target untouched
@@ -492,6 +536,15 @@ def _cases() -> list[Case]:
                 f"{cmd}-symlinked-lock", linked_output(COMMANDS[cmd], LOCK_NAME), r"\.vsae\.lock is a symlink"
             )
         )
+    for f in ("images.json", "tokens.json", LOCK_NAME):  # (a linked images.json would name other images)
+        cs.append(Case(f"extract-mllm-symlinked-{f}", linked_output(lambda c, t: _mllm(c, t), f),
+                       r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
+    for f in ("results.json", "index.html", LOCK_NAME):  # (subprocesses: model loading draws on stderr)
+        cs.append(Case(f"steer-diffusion-symlinked-{f}", linked_output(lambda c, t: _sd(c, t), f),
+                       r"is a symlink; vsae never writes through a link", sub=True))  # fmt: skip
+    for f in ("shared.json", "shared_ratio.png", LOCK_NAME):
+        cs.append(Case(f"shared-symlinked-{f}", linked_output(lambda c, t: _shared(c, t), f),
+                       r"is a symlink; vsae never writes through a link"))  # fmt: skip
     # 2. a second writer into the same --out: refused at once, naming the holder
     for cmd in (
         "ms",
@@ -509,6 +562,14 @@ def _cases() -> list[Case]:
                        rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
     cs.append(Case("extract-concurrent-writer", lambda c, t: _extract(c, t, c["imgs"]),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
+    cs.append(Case("extract-mllm-concurrent-writer", lambda c, t: _mllm(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
+                   sub=True))  # fmt: skip
+    cs.append(Case("steer-diffusion-concurrent-writer", lambda c, t: _sd(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True,
+                   sub=True))  # fmt: skip
+    cs.append(Case("shared-concurrent-writer", lambda c, t: _shared(c, t),
+                   rf"being written by another vsae process \(pid {os.getpid()}\)", hold_lock=True))  # fmt: skip
     cs.append(Case("export-concurrent-writer", lambda c, t: export(c, t, "--n", "train=2"),
                    "being written by another vsae process", hold_lock=True))  # fmt: skip
     # 3. FIFOs (and other special files) where a file is read: refused, never blocked on
@@ -526,6 +587,14 @@ def _cases() -> list[Case]:
                                                             str(fifo(t / "attributes.json")))),
         "ms-embeddings-dev-zero": lambda c, t: ms(c, t, emb=_link(t / "emb.npy", "/dev/zero")),
     }  # fmt: skip
+    fifos["extract-mllm-captions"] = lambda c, t: _mllm(c, t, captions=fifo(t / "caps.txt"))
+    fifos["steer-diffusion-prompts"] = lambda c, t: _sd(c, t, "--prompts", str(fifo(t / "prompts.txt")))
+    fifos["shared-attributes"] = lambda c, t: [
+        *_shared(c, t)[:-3],
+        "--attributes",
+        str(fifo(t / "a.json")),
+        "--quiet",
+    ]
     for name, make in fifos.items():
         cs.append(Case(f"fifo-{name}", make, r"is (a FIFO|a character device), not a regular file", sub=True))
     # 4. similarity embeddings that are not one finite float row per image
@@ -662,11 +731,38 @@ def _cases() -> list[Case]:
                                              str(npy(t, rand(1, 4))), "--out", str(out_of(t)), "--quiet"],
          "covers 1 image\\(s\\); the MS compares pairs"),
         ("encode-batch-size-negative", lambda c, t: encode(c, t, extra=("--batch-size", "-1")), "--batch-size -1"),
+        ("extract-mllm-batch-size-zero", lambda c, t: _mllm(c, t, "--batch-size", "0"), "--batch-size 0: must be"),
+        ("extract-mllm-n-images-zero", lambda c, t: _mllm(c, t, "--n-images", "0"), "--n-images 0: must be"),
+        ("extract-mllm-n-images-negative", lambda c, t: _mllm(c, t, "--n-images", "-2"), "--n-images -2: must be"),
         ("export-n-huge", lambda c, t: export(c, t, "--n", "train=99999999999"), "must be an integer from 0 to"),
         ("export-n-text", lambda c, t: export(c, t, "--n", "train=many"), "bad --n 'train=many'"),
         ("export-bad-split", lambda c, t: export(c, t, "--n", "nowhere=3"), "unknown world split"),
     ]  # fmt: skip
     cs += [Case(i, m, r) for i, m, r in nums]
+    sd_nums = [
+        ("steps-zero", ("--steps", "0"), r"--steps \(0\) and --batch-size \(64\) must be >= 1"),
+        ("batch-size-zero", ("--batch-size", "0"), r"--batch-size \(0\) must be >= 1"),
+        ("strength-nan", ("--strength", "nan"), "--strength must be a finite number, got nan"),
+        ("guidance-nan", ("--guidance", "nan"), r"--guidance must be a finite number in \[0, inf\], got nan"),
+        ("eta-negative", ("--eta", "-1"), r"--eta must be a finite number in \[0, 1\], got -1"),
+        ("sweep-text", ("--sweep", "a,b"), "--sweep 'a,b': give comma-separated numbers"),
+        ("latent-beyond-d", ("--latents", "99999"), "out of range"),
+    ]
+    sh_nums = [
+        ("top-k-zero", ("--top-k", "0"), "--top-k, --batch-size and --min-fires must be at least 1"),
+        ("batch-size-zero", ("--batch-size", "0"), "must be at least 1"),
+        ("min-fires-zero", ("--min-fires", "0"), "must be at least 1"),
+        ("auroc-nan", ("--auroc", "nan"), r"--auroc must be in \(0.5, 1\]"),
+        ("auroc-above-one", ("--auroc", "2"), r"--auroc must be in \(0.5, 1\]"),
+        ("alpha-zero", ("--alpha", "0"), r"--alpha in \(0, 1\)"),
+        ("alpha-nan", ("--alpha", "nan"), r"--alpha in \(0, 1\)"),
+    ]
+    cs += [Case(f"shared-{i}", lambda c, t, e=e: _shared(c, t, *e), r) for i, e, r in sh_nums]
+    cs += [Case(f"steer-diffusion-{i}", lambda c, t, e=e: _sd(c, t, *e), r, sub=True) for i, e, r in sd_nums]
+    # MS embeddings of other images than the store's own (a changed folder, a reused --embed-cache)
+    cs.append(Case("ms-embedding-store-of-other-images", lambda c, t: _emb_store(c, t, lambda x: x[::-1]),
+                   r"embedded other images than the activations .*: image 0 is d/399\.png there but "
+                   r"a/0\.png in"))  # fmt: skip
     # the --table must describe the images the top images index (both record their source)
     elsewhere = top_file(meta={"data": json.dumps(["folder", "/elsewhere", None])})
     cs += [
@@ -764,6 +860,12 @@ def test_table_of_the_same_images_is_accepted(cx, tmp_path):
     same = top_file(meta={"data": json.dumps(["folder", str(cx["table_obj"]["root"]), None])})(cx, tmp_path)
     main(hierarchy(cx, tmp_path, top=same))
     assert (out_of(tmp_path) / "hierarchy.json").is_file()
+
+
+def test_embedding_store_of_the_same_images_is_accepted(cx, tmp_path):
+    """The same-images check of `eval ms` compares what both images.json record: the same items pass."""
+    main(_emb_store(cx, tmp_path))
+    assert (out_of(tmp_path) / "ms.json").is_file()
 
 
 def test_catalogue_size():

@@ -98,13 +98,12 @@ def mllm(
 def _prompts(path: str | None) -> tuple[str, ...]:
     from pathlib import Path
 
-    from vsae.errors import VsaeError
+    from vsae.errors import VsaeError, regular_file
 
     if path is None:
         return ()
-    p = Path(path)
-    if not p.is_file():
-        raise VsaeError(f"--prompts {path}: not a file; give a text file with one prompt per line")
+    # a FIFO would block the read: refused, as every reader of user files does
+    p = regular_file(Path(path), "--prompts", "give a text file with one prompt per line")
     lines = tuple(
         t.strip() for t in p.read_text(encoding="utf-8", errors="replace").splitlines() if t.strip()
     )

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vsae.data.decode import IMAGE_EXTENSIONS
 from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
-from vsae.errors import VsaeError, read_json
+from vsae.errors import VsaeError, read_json, regular_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -247,11 +247,9 @@ def list_source(list_file: str | Path) -> Source:
 
 def text_source(prompt_file: str | Path) -> Source:
     """Prompts for text encoders: .txt one per line (optionally prompt<TAB>label), or .csv with 'text'."""
-    path = Path(prompt_file).resolve()
-    if not path.is_file():
-        raise VsaeError(
-            f"prompt file {path} does not exist; give a .txt (one prompt a line) or .csv with 'text'"
-        )
+    path = regular_file(  # a FIFO would block the read: refused, as every reader of user files does
+        Path(prompt_file).resolve(), "prompt file", "give a .txt (one prompt a line) or .csv with 'text'"
+    )
     rows = _read_rows(path, "text")
     if not rows:
         raise VsaeError(f"{path} holds no prompts")

@@ -200,7 +200,9 @@ def run_ms(
                 f"{view.rows.name} covers {len(view)} image(s); the MS compares pairs of images, so it "
                 "needs at least 2: evaluate a larger store"
             )
-        e = similarity_embeddings(embeddings, view.images, view.rows.name, view.rows.provenance)
+        e = similarity_embeddings(
+            embeddings, view.images, view.rows.name, view.rows.provenance, view.rows.path
+        )
         r = monosemanticity_score_streaming(view.chunks(transform), e, progress=progress)
         scored[name] = MSKind(desc, view.pooling, r)
         baseline = embedding_baseline(e) if baseline is None else baseline  # the same images for each kind

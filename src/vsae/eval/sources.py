@@ -275,14 +275,44 @@ def data_of(provenance: dict[str, Any]) -> tuple | None:
     return (d.get("kind"), d.get("root"), d.get("split")) if isinstance(d, dict) else None
 
 
+def _items_of(store_dir: Path | None, images: np.ndarray) -> list[Any] | None:
+    """The image paths a store's images.json records for the image ids `images` (None: not recorded)."""
+    if store_dir is None or not (store_dir / "images.json").is_file():
+        return None
+    items = load_table(store_dir).get("items")
+    if not isinstance(items, list) or (images.size and int(images.max()) >= len(items)):
+        return None  # (too short: the row-count checks name the problem)
+    return [items[int(i)] for i in images]
+
+
+def _check_same_items(rows: Any, images: np.ndarray, acts_name: str, acts_dir: Path | None) -> None:
+    """Refuse a similarity store whose images.json names other images than the activations' own at
+    the same ids (a folder changed since extraction, an edited manifest, a reused --embed-cache):
+    an image index means the same image in both only when both tables say so."""
+    mine, theirs = _items_of(rows.path, images), _items_of(acts_dir, images)
+    if mine is None or theirs is None or mine == theirs:
+        return
+    i = next(j for j, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+    raise VsaeError(
+        f"similarity store {rows.name} embedded other images than the activations {acts_name}: image "
+        f"{int(images[i])} is {mine[i]} there but {theirs[i]} in {acts_name}/images.json; extract the "
+        "embeddings over the store's own images (a fresh --embed-cache)"
+    )
+
+
 def similarity_embeddings(
-    path: str | os.PathLike, images: np.ndarray, acts_name: str, acts_provenance: dict[str, Any] | None = None
+    path: str | os.PathLike,
+    images: np.ndarray,
+    acts_name: str,
+    acts_provenance: dict[str, Any] | None = None,
+    acts_dir: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """[len(images), D] similarity-encoder embeddings aligned with the activation images.
 
     A store (e.g. `vsae extract --hook embed` of a similarity model over the same data) is aligned
-    by image index, after checking both were extracted from the same images; a .npy/.safetensors
-    file must have one row per activation image, in order."""
+    by image index, after checking both were extracted from the same images (the recorded source,
+    and the image paths both images.json tables give those ids, when `acts_dir` has one); a
+    .npy/.safetensors file must have one row per activation image, in order."""
     rows = open_rows(path)
     mine, theirs = data_of(rows.provenance), data_of(acts_provenance or {})
     if mine and theirs and mine != theirs:
@@ -297,6 +327,7 @@ def similarity_embeddings(
                 f"cover {images.size} images; give one embedding per image, in image order"
             )
         return rows.array
+    _check_same_items(rows, images, acts_name, Path(acts_dir) if acts_dir is not None else None)
     view = image_view(rows, "auto")
     pos = np.searchsorted(view.images, images)
     ok = (pos < view.images.size) & (view.images[np.clip(pos, 0, max(view.images.size - 1, 0))] == images)

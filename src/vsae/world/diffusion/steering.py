@@ -38,7 +38,7 @@ from vsae.steer.diffusion_latents import LatentStats, latent_stats
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
-from vsae.store.safe_io import atomic_path, atomic_write_json
+from vsae.store.safe_io import atomic_path, atomic_write_json, writes_to
 from vsae.world.diffusion.evaluate import generation_accuracy, heldout_prompts
 from vsae.world.diffusion.judge import AttributeJudge, fit_judge, load_judge
 from vsae.world.diffusion.silhouette import DRAWN_IOU, read_shapes
@@ -140,6 +140,7 @@ def meets_target(row: dict[str, float]) -> bool:
     ))  # fmt: skip
 
 
+@writes_to("out_dir")  # one writer per --out: a second steering run into it is refused, naming it
 def run_diffusion_steering(
     pipeline: str,
     sae_dir: str,
