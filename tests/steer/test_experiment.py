@@ -167,3 +167,19 @@ def test_config_choices_are_the_edit_ops():
     for tokens in get_args(hints["tokens"]):
         LatentEdit(0, "clamp", 1.0, tokens)  # each accepted
     assert SteerConfig(op="add", tokens="cls").op == "add"
+
+
+def test_steering_holds_the_output_lock(tmp_path):
+    """A second steering run into an output another run is writing is refused before any model loads
+    (issue 22: every writing command holds `output_lock`)."""
+    from vsae.errors import VsaeError
+    from vsae.steer.experiment import run_steering
+    from vsae.store.safe_io import output_lock
+
+    out = tmp_path / "steer"
+    with output_lock(out), pytest.raises(VsaeError, match="pid"):
+        run_steering(tmp_path / "no-llava", tmp_path / "no-sae", tmp_path / "no-sim", out_dir=out)
+    with pytest.raises(VsaeError) as e:  # unlocked: it gets as far as loading the (missing) model
+        run_steering(tmp_path / "no-llava", tmp_path / "no-sae", tmp_path / "no-sim", out_dir=out)
+    assert "pid" not in str(e.value)
+    assert not (out / ".vsae.lock").exists()

@@ -43,6 +43,7 @@ from vsae.steer.mllm import ask, first_word
 from vsae.steer.results import BlankImageResult, BlankLatent, SteeredLatent, SteeringResult, SteeringScale
 from vsae.steer.score import SteeringScore, latent_embeddings, steering_score
 from vsae.steer.summary import write_summary
+from vsae.store.safe_io import output_lock
 
 __all__ = [  # SteerConfig and STEERING_QUESTION live in vsae.steer.config; importable from here too
     "STEERING_QUESTION",
@@ -164,8 +165,25 @@ def run_steering(
     progress: bool = True,
 ) -> SteeringResult:
     """Run the experiment; returns its `SteeringResult` (and writes results.json, scores.png and
-    the HAI strips into ``out_dir`` when given; `vsae.report.steering.write_steering_index` adds
-    the index.html page)."""
+    the HAI strips into ``out_dir`` when given, holding its `output_lock`;
+    `vsae.report.steering.write_steering_index` adds the index.html page)."""
+    args = (llava, sae_dir, sim_encoder, cfg, out_dir, device, dtype, progress)
+    if out_dir is None:
+        return _run_steering(*args)
+    with output_lock(out_dir):
+        return _run_steering(*args)
+
+
+def _run_steering(
+    llava: str | Path,
+    sae_dir: str | Path,
+    sim_encoder: str | Path,
+    cfg: SteerConfig,
+    out_dir: str | Path | None,
+    device: str,
+    dtype: str,
+    progress: bool,
+) -> SteeringResult:
     from transformers import AutoProcessor  # heavy: only when the experiment runs
 
     lm = vsae.models.load(str(llava), device=device, dtype=dtype)
