@@ -118,10 +118,10 @@ def train(
     if not is_main:
         return
     if getattr(source, "skipped", None):  # a model stream: the images it could not use, and why
-        import json
+        from vsae.store.safe_io import atomic_write_json
 
-        Path(out, "skipped.json").write_text(
-            json.dumps({str(k): v for k, v in sorted(source.skipped.items())})
+        atomic_write_json(
+            Path(out, "skipped.json"), {str(k): v for k, v in sorted(source.skipped.items())}, indent=None
         )
         click.echo(f"skipped {len(source.skipped)} images (reasons in {Path(out, 'skipped.json')})", err=True)
     for p in dirs:

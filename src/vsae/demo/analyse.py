@@ -331,7 +331,9 @@ def probe(
         c, val_by_c = select_c(train, split("val"), cs, base)
     correct = probe_correct(train, {s: split(s) for s in ("train", "test", *SHIFTED)}, replace(base, c=c))
     acc = {s: float(v.mean()) for s, v in correct.items()}
-    return ProbeRun({**acc, "val": val_by_c[c], "c": c}, {s: correct[s] for s in ("test", *SHIFTED)}, val_by_c)
+    return ProbeRun(
+        {**acc, "val": val_by_c[c], "c": c}, {s: correct[s] for s in ("test", *SHIFTED)}, val_by_c
+    )
 
 
 def text_embeddings(clip_dir: str) -> tuple[list[str], np.ndarray]:

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE = "holds", "does not hold", "not testable here", "inconclusive"
+HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE = (
+    "holds",
+    "does not hold",
+    "not testable here",
+    "inconclusive",
+)
 VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE, INCONCLUSIVE)
 
 

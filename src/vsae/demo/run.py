@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import asdict
@@ -28,6 +27,7 @@ from vsae.report.demo import build_report
 from vsae.report.steering import write_steering_index
 from vsae.sae import load as load_sae
 from vsae.steer.experiment import SteerConfig, run_steering
+from vsae.store.safe_io import atomic_write_json
 from vsae.world import shipped_clip_dir, shipped_simenc_dir
 from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
 
@@ -169,7 +169,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     build_report(results, analysis, tables["test"]["path"], out)
     sw.lap("report")
     results["timings"] = {**sw.times, "total": round(sum(sw.times.values()), 2)}
-    (out / "results.json").write_text(json.dumps(jsonable(results), indent=1))
+    atomic_write_json(out / "results.json", jsonable(results))
     if steering:
         sc = steering["score"]
         say(

@@ -12,7 +12,6 @@ load it exactly as they load `openai/clip-vit-*`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, PreTrainedTokenizerBase
 
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.captions import training_captions
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
@@ -170,5 +170,5 @@ def train_clip(
         "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "vsae_world_build.json", summary, indent=2)
     return summary

@@ -10,7 +10,6 @@ head per attribute on the pooled output). Only the ViT (with its pooler) and a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from PIL import Image
 from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
 from vsae.models.hf import safe_from_pretrained
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.generate import IMAGE_SIZE, attribute_vocab, generate
 from vsae.world.training import (
     ParamGroup,
@@ -122,7 +122,7 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
         "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "vsae_world_build.json", summary, indent=2)
     return summary
 
 

@@ -4,7 +4,6 @@ the quality numbers (generation accuracy on held-out captions)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -13,6 +12,7 @@ from typing import Any
 
 import torch
 
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.build_config import WorldBuildConfig
 from vsae.world.diffusion.text_sae import TextSAEConfig, train_text_sae
 from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
@@ -57,7 +57,7 @@ def build_diffusion_assets(
         summary["quality"] = generation_accuracy(load_pipe(out), judge, n=n_eval, seed=0)
     summary["clip"] = str(clip_dir)
     summary["total_seconds"] = round(time.time() - t0, 1)
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_json(out / "vsae_world_build.json", summary, indent=2, default=str)
     return summary
 
 

@@ -15,7 +15,6 @@ guidance"), an EMA of the weights (the EMA is what is saved). Captions are the c
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from vsae.errors import VsaeError
 from vsae.models.hf import safe_from_pretrained
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.captions import caption, training_captions
 from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
 from vsae.world.generate import generate, object_footprint
@@ -190,7 +190,7 @@ def _save(
         "train_config": asdict(cfg),
         **extra,
     }
-    (out / PIPELINE_JSON).write_text(json.dumps(meta, indent=2))
+    atomic_write_json(out / PIPELINE_JSON, meta, indent=2)
 
 
 def train_diffusion(

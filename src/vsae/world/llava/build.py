@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.llava.steering_sae import SteeringSAEConfig, train_steering_sae
 from vsae.world.llava.train import LlavaTrainConfig, train_llava
 
@@ -51,5 +51,5 @@ def build_llava_assets(
             shutil.copy2(sae_dir / name, final / name)
     shutil.rmtree(out / "_sae_run", ignore_errors=True)
     summary["steering_sae"] = {"dir": SAE_SUBDIR, "config": sae_cfg.__dict__}
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_json(out / "vsae_world_build.json", summary, indent=2, default=str)
     return summary

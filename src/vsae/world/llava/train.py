@@ -8,7 +8,6 @@ baselines with visual instruction tuning", llava-1.5). Questions are drawn from
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 from transformers import LlavaProcessor
 
+from vsae.store.safe_io import atomic_write_json
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.llava.model import LlavaArch, build_llava
 from vsae.world.llava.questions import QUESTION_WEIGHTS, QUESTIONS, answer
@@ -164,5 +164,5 @@ def train_llava(
         "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "vsae_world_build.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "vsae_world_build.json", summary, indent=2)
     return summary
