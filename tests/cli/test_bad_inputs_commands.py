@@ -276,6 +276,7 @@ LATENT_EDITS = {
     "index-negative": ("indices", _set(0, -3), r"latent indices -3\.\.15 but the store has d=16"),
     "value-nan": ("values", _set(0, np.nan), r"latent values\) holds 1 NaN or Inf"),
     "value-inf": ("values", _set(2, np.inf), r"latent values\) holds 1 NaN or Inf"),
+    "image-id-negative": ("rows", _set(3, [-5, 0]), r"rows\.npy holds image id -5"),
 }
 
 

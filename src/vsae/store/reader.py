@@ -194,8 +194,15 @@ class ActivationStore:
 
     @cached_property
     def image_index(self) -> np.ndarray:
-        """int64 [N]: the image (position in the data source) each row comes from."""
-        return self._row_table(0)
+        """int64 [N]: the image (position in the data source) each row comes from; a negative id
+        (a damaged or edited `rows.npy`) is a one-line error, never a silent wrong image."""
+        ids = self._row_table(0)
+        if ids.size and int(ids.min()) < 0:
+            raise VsaeError(
+                f"store {self.path}: rows.npy holds image id {int(ids.min())}; image ids are positions in the "
+                "data source (>= 0): the store is damaged, re-extract or re-encode it"
+            )
+        return ids
 
     @cached_property
     def token_index(self) -> np.ndarray:
