@@ -9,10 +9,12 @@ from the current directory or ``PYTHONPATH``; the file form puts the file's fold
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,37 +53,37 @@ def _import(module: str) -> ModuleType:
         if str(path.parent) not in sys.path:  # its siblings import as they do when it runs as a script
             sys.path.insert(0, str(path.parent))
         mod = importlib.util.module_from_spec(spec)
-        try:
+        with _import_errors(str(path), str(path)):
             spec.loader.exec_module(mod)
-        except VsaeError:
-            raise
-        except ModuleNotFoundError as e:
-            raise VsaeError(
-                f"{path} imports {e.name!r}, which is not installed (or not on PYTHONPATH); install it"
-            ) from None
-        except BaseException as e:  # a SyntaxError, or anything the module raises: one line
-            if isinstance(e, KeyboardInterrupt | SystemExit):
-                raise
-            raise VsaeError(f"importing {path} raised {_one_line(e)}") from None
         return mod
     if os.getcwd() not in sys.path:  # `vsae` as a console script does not import from the cwd
         sys.path.append(os.getcwd())
+    with _import_errors(f"module {module!r}", repr(module), module):
+        mod = importlib.import_module(module)
+    return mod
+
+
+@contextlib.contextmanager
+def _import_errors(who: str, what: str, module: str | None = None) -> Iterator[None]:
+    """Any error while importing `what` (its module `module`, None for the file form) as one line: a
+    missing dependency names it; for the module form, a `module` that is not found itself says how to
+    make it importable; anything else (a SyntaxError, anything the module raises) says what it raised."""
     try:
-        return importlib.import_module(module)
+        yield
     except VsaeError:
         raise
     except ModuleNotFoundError as e:
-        if _missing_dependency(e, module):
+        if module is None or _missing_dependency(e, module):
             raise VsaeError(
-                f"module {module!r} imports {e.name!r}, which is not installed (or not on PYTHONPATH); install it"
+                f"{who} imports {e.name!r}, which is not installed (or not on PYTHONPATH); install it"
             ) from None
         raise VsaeError(
             f"cannot import {module!r} ({e}); run from its folder or add it to PYTHONPATH ({PYTHON_FORM})"
         ) from None
-    except BaseException as e:  # a SyntaxError, or anything the module raises: one line
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
-        raise VsaeError(f"importing {module!r} raised {_one_line(e)}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise VsaeError(f"importing {what} raised {_one_line(e)}") from None
 
 
 def load_python(spec: str) -> LoadedModel:
