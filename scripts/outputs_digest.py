@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 VOLATILE = re.compile(r"(time|seconds|elapsed|timings|finished|started|created|machine|version|_s$|rows_per_s|date|host|pid)")
+# the source tree of the vsae that wrote the outputs (shipped model paths are recorded in results)
+_SRC = str(Path(__import__("vsae").__file__).resolve().parents[1])
 SKIP_FILES = {"log.jsonl", "digest.json", ".vsae.lock"}
 SKIP_SUFFIXES = {".html", ".png", ".log"}  # rendered views of the JSON / timings; compared via their JSON
 
@@ -31,7 +33,7 @@ def _normalise(value: Any, root: str) -> Any:
     if isinstance(value, list):
         return [_normalise(v, root) for v in value]
     if isinstance(value, str):
-        return value.replace(root, "<OUT>")
+        return value.replace(root, "<OUT>").replace(_SRC, "<SRC>")
     return value
 
 
