@@ -113,6 +113,15 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
     if not ex:
         r.text("No (latent, image) pair in this run turned an answer into the latent's concept.", cls="note")
         return
+    r.text("Left: the image asked about; right: the latent's top images.")
+    r.cards(example_cards(ex, cfg, steer_dir))
+
+
+def example_cards(
+    ex: list[dict[str, Any]], cfg: dict[str, Any], steer_dir: Path
+) -> list[tuple[Image.Image, str]]:
+    """One card per latent (at most `MAX_EXAMPLES`): the image asked about beside the latent's top
+    images (its strip in ``steer_dir``/hai), captioned with the answer before and after the edit."""
     images = load_images(cfg["images"], cfg["n_images"], cfg["seed"]).images
     cards: list[tuple[Image.Image, str]] = []
     seen: set[int] = set()
@@ -139,5 +148,4 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
                 f"\u201c{e['baseline']}\u201d \u2192 \u201c{e['steered']}\u201d",
             )
         )
-    r.text("Left: the image asked about; right: the latent's top images.")
-    r.cards(cards)
+    return cards
