@@ -1,6 +1,7 @@
 """The demo's shared-features section on the shipped tiny LLaVA: both LM layers measured, the
 finding's verdict follows its numbers, and the report section renders them."""
 
+import dataclasses
 import json
 
 import pytest
@@ -37,6 +38,15 @@ def test_two_layers_measured_and_written(shared):
         assert on_disk["layers"][h]["shared_fraction"] == pytest.approx(L["shared_fraction"])
         assert len(ratios[h]) == L["n_latents"]
     assert res["setup"]["image_tokens_per_image"] == 64  # the shipped LLaVA: (32 / 4) ** 2
+    # the setup as results.json held it before the experiment had its own folder: the config's
+    # fields, then the model and what the stores' provenance says, in this order
+    fields = [f.name for f in dataclasses.fields(SharedFeaturesConfig)]
+    rest = ["model", "question", "image_tokens_per_image", "balance", "rows_train", "rows_test"]
+    assert list(res["setup"]) == fields + rest
+    assert (
+        res["setup"]["rows_test"]
+        == sum(L["rows"]["image"] + L["rows"]["text"] for L in res["layers"].values()) / 2
+    )
 
 
 def test_finding_follows_the_numbers(shared):
