@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vsae.demo.report_page import uniqueness_section, what_was_run_section
-from vsae.demo.report_sections import _why, checks_section, need
+from vsae.demo.report_sections import _why, checks_section, hierarchy_section, need
 from vsae.experiments.mllm_steering.mllm_report import (
     answer_counts,
     steering_examples,
@@ -326,3 +326,78 @@ def test_sections_leave_the_result_unchanged(tmp_path: Path):
     steering_section(r, steer, tmp_path)
     shared_section(r, shared, tmp_path)
     assert (steer, shared) == before
+
+
+def _group(g: int, lo: int, hi: int, depth: float, scored: int) -> dict[str, Any]:
+    return {"group": g, "latents": [lo, hi], "mean_depth": depth, "n_scored": scored}
+
+
+def test_hierarchy_section_depth_rows_and_planted_control(tmp_path):
+    sae = {
+        "depth_per_group": [_group(0, 0, 4, 1.25, 3), _group(1, 4, 16, float("nan"), 0)],
+        "depth_per_group_colour": [_group(0, 0, 4, 0.5, 3), _group(1, 4, 16, 1.5, 7)],
+        "dead_per_group": [0, 2],
+    }
+    planted = {
+        "config": {
+            "n": 100,
+            "d": 8,
+            "n_families": 2,
+            "coarse_scale": 4.0,
+            "n_leaves": 3,
+            "fine_scale": 1.0,
+            "d_sae": 8,
+            "k": 2,
+            "steps": 50,
+        },
+        "variance_share": {"family": 0.9, "leaf": 1.0},
+        **{
+            arch: {
+                "depth_per_group": [_group(0, 0, 2, 0.25, 2), _group(1, 2, 8, 1.75, 6)],
+                "coarse_cosine_per_group": [0.875, 0.125],
+                "fine_cosine_per_group": [0.25, 0.625],
+            }
+            for arch in ("matryoshka", "batchtopk")
+        },
+    }
+    results = {
+        "featured": ["resid.1", "matryoshka", 4],
+        "layers": {"resid.1": {"saes": {"matryoshka-x4": sae, "topk-x4": {}}}},  # topk has no groups: no row
+        "hierarchy": {
+            "levels": {"class": ["shape_family", "shape"], "colour": ["colour_family", "colour"]},
+            "variance_share": {
+                "resid.1": {
+                    "shape_family": 0.1,
+                    "shape": 0.4,
+                    "colour_family": 0.05,
+                    "colour": 0.5,
+                    "size": 0.2,
+                }
+            },
+            "planted": planted,
+        },
+    }
+    r = Report("t", "s")
+    hierarchy_section(r, results, {}, tmp_path)  # no Matryoshka analysis: no plot
+    page, html = _parse(r)
+    assert [t for _, t in page.headings] == [
+        "Hierarchy of Matryoshka groups (Pach et al.)",
+        "Class taxonomy",
+        "Colour taxonomy",
+        "Is the world's variance coarse-to-fine?",
+        "Control: a planted hierarchy",
+    ]
+    cls, colour, variance, control = page.tables
+    assert cls[0] == ["hook", "SAE", "group 0", "group 1"]
+    assert cls[1:] == [["resid.1", "matryoshka-x4", "1.25 (3 scored, 0 dead)", "– (0 scored, 2 dead)"]]
+    assert colour[1][2:] == ["0.50 (3 scored, 0 dead)", "1.50 (7 scored, 2 dead)"]
+    # the taxonomy levels first, then the other attributes
+    assert variance[0] == ["hook", "shape_family", "shape", "colour_family", "colour", "size"]
+    assert [row[:2] for row in control[1:]] == [
+        ["matryoshka", "0 (0–2)"],
+        ["matryoshka", "1 (2–8)"],
+        ["batchtopk", "0 (0–2)"],
+        ["batchtopk", "1 (2–8)"],
+    ]
+    assert control[1][2:] == ["2", "0.250", "0.875", "0.250"]
+    assert any("groups of 2 + 6 latents" in p for p in page.paragraphs) and "<img" not in html
