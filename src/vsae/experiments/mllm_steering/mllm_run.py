@@ -51,7 +51,9 @@ from vsae.steer.mllm import hook_width as _hook_width
 from vsae.steer.score import SteeringScore, latent_embeddings, steering_score
 from vsae.store.safe_io import output_lock
 
-__all__ = [  # SteerConfig and STEERING_QUESTION live in mllm_config; importable from here too
+# SteerConfig and STEERING_QUESTION live in mllm_config, LatentStats, default_hook and
+# pooled_latents in vsae.steer.mllm; importable from here too
+__all__ = [
     "STEERING_QUESTION",
     "ImageSet",
     "LatentImages",
