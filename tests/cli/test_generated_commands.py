@@ -30,10 +30,11 @@ from vsae.eval.config import (
     SharedConfig,
     TopImagesConfig,
 )
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.extract_config import ExtractConfig, MllmExtractConfig
 from vsae.sae.config import EncodeConfig
 from vsae.serve.config import ServeConfig
-from vsae.steer.config import DiffusionSteerConfig, SamplerConfig, SteerConfig
+from vsae.steer.config import DiffusionSteerConfig, SamplerConfig
 from vsae.world.build_config import WorldBuildConfig
 
 # command -> (its configs, their fields that are no generated option: absent, or written by hand
@@ -160,6 +161,7 @@ def test_configs_and_help_load_no_torch_or_numpy():
     code = (
         "import sys, json\n"
         "import vsae.extract_config, vsae.eval.config, vsae.serve.config, vsae.steer.config\n"
+        "import vsae.experiments.mllm_steering.mllm_config\n"
         "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve, vsae.cli.steer\n"
         "print(json.dumps(sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'starlette') if m in sys.modules)))"
     )

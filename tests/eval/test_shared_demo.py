@@ -1,21 +1,29 @@
 """The demo's shared-features section on the shipped tiny LLaVA: both LM layers measured, the
 finding's verdict follows its numbers, and the report section renders them."""
 
+import dataclasses
 import json
 
 import pytest
 
-from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
+from vsae.demo.config import demo_train_config
+from vsae.demo.findings import shared_finding
+from vsae.demo.run import phrase_words
+from vsae.experiments.shared_features.shared_run import SharedFeaturesConfig, run_shared_features
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     from vsae.world import export
+    from vsae.world.llava import shipped_llava_dir
 
     root = tmp_path_factory.mktemp("shared_demo")
     export(root / "world", counts={"train": 60, "test": 40}, progress=False)
-    cfg = SharedDemoConfig(n_train=60, n_test=40, steps=40, batch_size=128)
-    got = run_shared_demo(root / "world", root / "out", cfg)
+    cfg = SharedFeaturesConfig(n_train=60, n_test=40, steps=40, batch_size=128)
+    train_cfg = lambda n: demo_train_config(cfg, n)  # noqa: E731
+    got = run_shared_features(
+        shipped_llava_dir(), root / "world", root / "out", cfg, train_cfg, phrase_words()
+    )
     assert got.to_json()["layers"] == got.report.layers and "ratios" not in got.to_json()
     return root, got.to_json(), got.report.ratios
 
@@ -30,6 +38,15 @@ def test_two_layers_measured_and_written(shared):
         assert on_disk["layers"][h]["shared_fraction"] == pytest.approx(L["shared_fraction"])
         assert len(ratios[h]) == L["n_latents"]
     assert res["setup"]["image_tokens_per_image"] == 64  # the shipped LLaVA: (32 / 4) ** 2
+    # the setup as results.json held it before the experiment had its own folder: the config's
+    # fields, then the model and what the stores' provenance says, in this order
+    fields = [f.name for f in dataclasses.fields(SharedFeaturesConfig)]
+    rest = ["model", "question", "image_tokens_per_image", "balance", "rows_train", "rows_test"]
+    assert list(res["setup"]) == fields + rest
+    assert (
+        res["setup"]["rows_test"]
+        == sum(L["rows"]["image"] + L["rows"]["text"] for L in res["layers"].values()) / 2
+    )
 
 
 def test_finding_follows_the_numbers(shared):
@@ -42,7 +59,14 @@ def test_finding_follows_the_numbers(shared):
     assert f.verdict == want and f.holds is (want == "holds")
     assert "resid.0" in f.detail and "resid.1" in f.detail and "detectable from" in f.detail
     assert set(f.evidence["per_layer"]) == {"resid.0", "resid.1"}
-    assert list(f.to_json()) == ["claim", "holds", "detail", "source", "verdict", "evidence"]  # results.json's keys
+    assert list(f.to_json()) == [
+        "claim",
+        "holds",
+        "detail",
+        "source",
+        "verdict",
+        "evidence",
+    ]  # results.json's keys
     flipped = json.loads(json.dumps(res["layers"]))
     for L in flipped.values():
         L["selectivity"].update(found=False, n_shared=0)
@@ -55,8 +79,8 @@ def test_finding_follows_the_numbers(shared):
 
 
 def test_report_section_shows_the_numbers(shared, tmp_path):
+    from vsae.experiments.shared_features.shared_report import shared_section
     from vsae.report.html import Report
-    from vsae.report.shared import shared_section
 
     root, res, _ = shared
     r = Report("t", "s")

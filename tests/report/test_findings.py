@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.report.browser import chromium
+from vsae.demo.report_page import dead_sentence
 from vsae.eval.monosemanticity import monosemanticity_score_streaming
-from vsae.report.demo import dead_sentence
 from vsae.report.diffusion import diffusion_section
 from vsae.report.findings import deciding_number, findings_head
 from vsae.report.html import Report

@@ -334,7 +334,7 @@ def test_steering_latent_can_be_inspected(client, built):
     """The steering SAE's latent f on the served images: top images by the pooled latent the
     steering experiment uses (`pooled_latents`), computed here directly."""
     from vsae.data import load_image
-    from vsae.steer.experiment import pooled_latents
+    from vsae.steer.mllm import pooled_latents
 
     pg = client.app.state.vsae.playground
     lm, _, sae, hook = pg.load()

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import vsae.sae
-from vsae.report.steering import write_steering_index
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
+from vsae.experiments.mllm_steering.mllm_report import write_steering_index
+from vsae.experiments.mllm_steering.mllm_run import run_steering
 from vsae.steer.embed import ImageTextEmbedder
-from vsae.steer.experiment import SteerConfig, run_steering
 from vsae.steer.score import latent_embeddings, steering_score
 from vsae.world.llava import LlavaArch, build_llava
 
@@ -44,7 +45,7 @@ def test_run_steering_plumbing(random_setup, tmp_path):
         n_latents=2, n_images=3, n_hai_images=40, hai_k=4, blank_latents=2, max_new_tokens=2, value=50.0
     )
     res = run_steering(root / "llava", root / "sae", root / "clip", cfg, tmp_path / "out", progress=False)
-    write_steering_index(tmp_path / "out", res.to_json())  # the page is the report's
+    write_steering_index(tmp_path / "out", res.to_json())  # the page is the report section's
     for name in ("results.json", "index.html", "scores.png"):
         assert (tmp_path / "out" / name).is_file()
     page = (tmp_path / "out" / "index.html").read_text()
@@ -173,7 +174,7 @@ def test_steering_holds_the_output_lock(tmp_path):
     """A second steering run into an output another run is writing is refused before any model loads
     (issue 22: every writing command holds `output_lock`)."""
     from vsae.errors import VsaeError
-    from vsae.steer.experiment import run_steering
+    from vsae.experiments.mllm_steering.mllm_run import run_steering
     from vsae.store.safe_io import output_lock
 
     out = tmp_path / "steer"

@@ -11,12 +11,13 @@ from PIL import Image
 import vsae.models
 import vsae.sae
 import vsae.world  # noqa: F401  (registers the world: image source the experiment reads by default)
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
+from vsae.experiments.mllm_steering.mllm_run import run_steering
 from vsae.models.families.mllm import conversation, processor_images
 from vsae.models.testing_mllm import WITH_PROCESSOR, build_tiny_mllm
 from vsae.steer.edits import LatentEdit
-from vsae.steer.experiment import SteerConfig, default_hook, run_steering
 from vsae.steer.intervention import intervene
-from vsae.steer.mllm import ask
+from vsae.steer.mllm import ask, default_hook
 
 from .conftest import make_sae
 

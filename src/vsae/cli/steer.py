@@ -10,7 +10,8 @@ import click
 
 from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import compute_dtype_option, device_option, revision_option
-from vsae.steer.config import DiffusionSteerConfig, SteerConfig
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
+from vsae.steer.config import DiffusionSteerConfig
 
 
 def _latents(text: str | None) -> tuple[int, ...] | None:
@@ -69,30 +70,26 @@ def mllm(
     **fields: Any,
 ) -> None:
     """Steer a LLaVA by clamping SAE latents in its vision encoder; score the answers (Pach et al.)."""
-    import vsae.world  # noqa: F401  (the top layer wires the world in: --images world:<split>)
-    from vsae.steer.experiment import run_steering
-
-    if llava is None or sae_dir is None:
-        from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
-
-        llava = llava or str(shipped_llava_dir())
-        sae_dir = sae_dir or str(shipped_steering_sae_dir())
-    if sim_encoder is None:
-        from vsae.world import shipped_clip_dir
-
-        sim_encoder = str(shipped_clip_dir())
-    cfg = SteerConfig(**pick(SteerConfig, fields))
     from pathlib import Path
 
-    from vsae.report.steering import write_steering_index
+    from vsae.experiments.mllm_steering.mllm_report import write_steering_index
+    from vsae.experiments.mllm_steering.mllm_run import run_steering
+    from vsae.world import shipped_clip_dir  # the embedded world's models are the defaults
+    from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
 
-    res = run_steering(llava, sae_dir, sim_encoder, cfg, out, device=device, dtype=dtype, progress=not quiet)
-    write_steering_index(Path(out), res.to_json())
-    s = res.score
-    click.echo(
-        f"steering score {s.steered:.4f} vs unsteered {s.baseline:.4f} "
-        f"(moved toward {100 * s.moved_toward:.1f}%, away {100 * s.moved_away:.1f}%) -> {out}/index.html"
+    cfg = SteerConfig(**pick(SteerConfig, fields))
+    res = run_steering(
+        llava or shipped_llava_dir(),
+        sae_dir or shipped_steering_sae_dir(),
+        sim_encoder or shipped_clip_dir(),
+        cfg,
+        out,
+        device=device,
+        dtype=dtype,
+        progress=not quiet,
     )
+    write_steering_index(Path(out), res.to_json())
+    click.echo(f"{res.summary_line()} -> {out}/index.html")
 
 
 def _prompts(path: str | None) -> tuple[str, ...]:

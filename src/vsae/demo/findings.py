@@ -79,24 +79,44 @@ def headline_findings(
     hierarchy: dict[str, Any] | None = None,
     probes: Finding | None = None,
 ) -> list[Finding]:
-    """One verdict per headline finding of Pach et al. and Olson et al., with the numbers."""
-    out: list[Finding] = []
-    # 1. SAE latents are more monosemantic than raw neurons (Pach et al.)
+    """One verdict per headline finding of Pach et al. and Olson et al., with the numbers (each
+    finding is one small function below; a new one is a function and a line here)."""
+    out = [more_monosemantic_than_neurons(layers), ms_rises_with_expansion(layers)]
+    for tax in TAXONOMIES:
+        depth = matryoshka_depth(layers, hierarchy, *tax)
+        if depth is not None:
+            out.append(depth)
+    if hierarchy and "planted" in hierarchy:
+        out.append(planted_hierarchy_control(hierarchy["planted"]))
+    if (
+        probes is not None
+    ):  # probes on SAE latents under distribution shift: `vsae.demo.probe_shift.probe_finding`
+        out.append(probes)
+    out.append(names_agree(layers, featured))
+    out.append(purity_above_neurons(layers))
+    if steering:
+        out.append(steering_finding(steering))
+    return out
+
+
+def more_monosemantic_than_neurons(layers: dict[str, Any]) -> Finding:
+    """SAE latents are more monosemantic than raw neurons (Pach et al.)."""
     parts, ok = [], True
     for hook, L in layers.items():
         raw = L["raw"]["ms"]["mean"]
         sae = float(np.mean([s["ms"]["mean"] for s in L["saes"].values()]))
         ok &= sae > raw
         parts.append(f"{hook}: SAE {sae:.3f} vs raw {raw:.3f}")
-    out.append(
-        _finding(
-            "SAE latents are more monosemantic than raw neurons (mean MS)",
-            ok,
-            "; ".join(parts),
-            "Pach et al.",
-        )
+    return _finding(
+        "SAE latents are more monosemantic than raw neurons (mean MS)",
+        ok,
+        "; ".join(parts),
+        "Pach et al.",
     )
-    # 2. MS rises with the expansion factor (Pach et al.)
+
+
+def ms_rises_with_expansion(layers: dict[str, Any]) -> Finding:
+    """MS rises with the expansion factor (Pach et al.), per hook and architecture."""
     parts, ok = [], True
     for hook, L in layers.items():
         by_arch: dict[str, list[tuple[int, float]]] = {}
@@ -107,101 +127,119 @@ def headline_findings(
             ms = [m for _, m in pts]
             ok &= all(b > a for a, b in zip(ms, ms[1:]))
             parts.append(f"{hook} {arch}: " + " < ".join(f"x{e} {m:.3f}" for e, m in pts))
-    out.append(_finding("MS rises with the expansion factor", ok, "; ".join(parts), "Pach et al."))
-    # 3. earlier Matryoshka groups are shallower (Pach et al.), in the class taxonomy and in the
-    #    colour taxonomy; per group: mean depth (scored latents, latents dead on the test split)
-    #    Testable on a layer only when the taxonomy's top level explains more of the layer's
-    #    variance than random groupings of the same sizes (`vsae.eval.grouping`); otherwise
-    #    "not testable here" on that layer.
-    baselines = (hierarchy or {}).get("grouping_baseline", {})
-    for tax, key, taxonomy in (
-        ("class", "depth_per_group", "class taxonomy"),
-        ("colour", "depth_per_group_colour", "colour taxonomy"),
-    ):
-        parts, ok, any_mat, tested = [], True, False, False
-        base_parts, testable = [], {}
-        for hook, by_tax in baselines.items():
-            top, b = next(iter(by_tax[tax].items()))
-            testable[hook] = b["above_baseline"]
-            base_parts.append(
-                f"{hook}: {top.split('/')[0]} explains {b['coarse_share']:.3f} of the variance "
-                f"({b['coarse_share'] / b['fine_share']:.2f} of {top.split('/')[1]}'s) vs {b['baseline_mean']:.3f} "
-                f"for random groupings of the same sizes (max {b['baseline_max']:.3f}), rank {b['rank']} of "
-                f"{b['n_groupings']}: {'above' if b['above_baseline'] else 'not above'} the baseline"
-            )
-        for hook, L in layers.items():
-            for name, s in L["saes"].items():
-                if s["arch"] != "matryoshka" or key not in s:
-                    continue
-                any_mat = True
-                d = [g["mean_depth"] for g in s[key]]
-                valid = [x for x in d if not np.isnan(x)]
-                if testable.get(hook, True):
-                    tested = True
-                    ok &= len(valid) >= 2 and valid[0] < valid[-1]
-                dead = s.get("dead_per_group", [None] * len(d))
-                trend = (s.get("depth_trend") or {}).get(tax)
-                trend_text = (
-                    ""
-                    if trend is None
-                    else f"; last - first {trend['estimate']:+.2f} [{trend['lo']:+.2f}, {trend['hi']:+.2f}]"
-                )
-                parts.append(
-                    f"{hook} {name}"
-                    + ("" if testable.get(hook, True) else " (not tested)")
-                    + ": "
-                    + " / ".join(
-                        ("–" if np.isnan(x) else f"{x:.2f}")
-                        + f" ({g['n_scored']} scored"
-                        + ("" if n is None else f", {n} dead")
-                        + ")"
-                        for x, g, n in zip(d, s[key], dead)
-                    )
-                    + trend_text
-                )
-        if any_mat:
-            verdict = (HOLDS if ok else DOES_NOT_HOLD) if tested else NOT_TESTABLE
-            detail = "; ".join(parts)
-            if base_parts:
-                detail = "baseline — " + "; ".join(base_parts) + ". Depth per group — " + detail
-            out.append(
-                Finding(
-                    f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group; "
-                    "testable where the top level beats random groupings of the same sizes)",
-                    ok and tested,
-                    detail,
-                    "Pach et al.",
-                    verdict=verdict,
-                    evidence={
-                        "baseline": {h: next(iter(by_tax[tax].values())) for h, by_tax in baselines.items()},
-                        "testable_hooks": [h for h, t in testable.items() if t],
-                        "control": "planted nested dictionary (the control finding)",
-                    },
-                )
-            )
-    if hierarchy and "planted" in hierarchy:
-        p = hierarchy["planted"]
-        depth = {a: [g["mean_depth"] for g in p[a]["depth_per_group"]] for a in ("matryoshka", "batchtopk")}
-        m = [x for x in depth["matryoshka"][1:] if not np.isnan(x)]
-        ok = not np.isnan(depth["matryoshka"][0]) and bool(m) and all(depth["matryoshka"][0] < x for x in m)
-        out.append(
-            _finding(
-                "Control: on a planted nested dictionary (few high-variance coarse atoms refined by lower-variance fine "
-                "ones) the Matryoshka SAE's first group holds the coarse atoms and the depth metric finds it shallower",
-                ok,
-                "mean LCA depth per group (0 = other family, 1 = same family, 2 = same leaf): Matryoshka "
-                + " / ".join(f"{x:.2f}" for x in depth["matryoshka"])
-                + f", first-group decoder cosine with a coarse atom {p['matryoshka']['coarse_cosine_per_group'][0]:.2f}; "
-                "BatchTopK control (same latent ranges) "
-                + " / ".join(f"{x:.2f}" for x in depth["batchtopk"]),
-                "vsae (planted control)",
-            )
+    return _finding("MS rises with the expansion factor", ok, "; ".join(parts), "Pach et al.")
+
+
+TAXONOMIES = (  # (tax, key of the per-group depths in results.json, name)
+    ("class", "depth_per_group", "class taxonomy"),
+    ("colour", "depth_per_group_colour", "colour taxonomy"),
+)
+
+
+def _grouping_baseline(baselines: dict[str, Any], tax: str) -> tuple[list[str], dict[str, bool]]:
+    """Per hook, the sentence on whether the taxonomy's top level beats random groupings, and
+    whether it does (the hook is testable)."""
+    base_parts, testable = [], {}
+    for hook, by_tax in baselines.items():
+        top, b = next(iter(by_tax[tax].items()))
+        testable[hook] = b["above_baseline"]
+        base_parts.append(
+            f"{hook}: {top.split('/')[0]} explains {b['coarse_share']:.3f} of the variance "
+            f"({b['coarse_share'] / b['fine_share']:.2f} of {top.split('/')[1]}'s) vs {b['baseline_mean']:.3f} "
+            f"for random groupings of the same sizes (max {b['baseline_max']:.3f}), rank {b['rank']} of "
+            f"{b['n_groupings']}: {'above' if b['above_baseline'] else 'not above'} the baseline"
         )
-    # 4. probes on SAE latents hold up under distribution shift (Olson et al.): intervals, margin
-    hook, arch, e = featured
-    if probes is not None:  # `vsae.demo.probe_shift.probe_finding`
-        out.append(probes)
-    # 5. latent names agree with the ground truth (Olson et al.)
+    return base_parts, testable
+
+
+def _depth_part(hook: str, name: str, s: dict[str, Any], key: str, tax: str, tested: bool) -> str:
+    """One Matryoshka SAE's mean depth per group (scored latents, latents dead on the test split)
+    and its last - first trend interval."""
+    d = [g["mean_depth"] for g in s[key]]
+    dead = s.get("dead_per_group", [None] * len(d))
+    trend = (s.get("depth_trend") or {}).get(tax)
+    trend_text = (
+        ""
+        if trend is None
+        else f"; last - first {trend['estimate']:+.2f} [{trend['lo']:+.2f}, {trend['hi']:+.2f}]"
+    )
+    return (
+        f"{hook} {name}"
+        + ("" if tested else " (not tested)")
+        + ": "
+        + " / ".join(
+            ("–" if np.isnan(x) else f"{x:.2f}")
+            + f" ({g['n_scored']} scored"
+            + ("" if n is None else f", {n} dead")
+            + ")"
+            for x, g, n in zip(d, s[key], dead)
+        )
+        + trend_text
+    )
+
+
+def matryoshka_depth(
+    layers: dict[str, Any], hierarchy: dict[str, Any] | None, tax: str, key: str, taxonomy: str
+) -> Finding | None:
+    """Earlier Matryoshka groups are shallower (Pach et al.) in one taxonomy, per group: mean depth
+    (scored latents, latents dead on the test split). Testable on a layer only when the taxonomy's
+    top level explains more of the layer's variance than random groupings of the same sizes
+    (`vsae.eval.grouping`); otherwise "not testable here" on that layer. None without a
+    Matryoshka SAE."""
+    baselines = (hierarchy or {}).get("grouping_baseline", {})
+    base_parts, testable = _grouping_baseline(baselines, tax)
+    parts, ok, any_mat, tested = [], True, False, False
+    for hook, L in layers.items():
+        for name, s in L["saes"].items():
+            if s["arch"] != "matryoshka" or key not in s:
+                continue
+            any_mat = True
+            valid = [g["mean_depth"] for g in s[key] if not np.isnan(g["mean_depth"])]
+            if testable.get(hook, True):
+                tested = True
+                ok &= len(valid) >= 2 and valid[0] < valid[-1]
+            parts.append(_depth_part(hook, name, s, key, tax, testable.get(hook, True)))
+    if not any_mat:
+        return None
+    verdict = (HOLDS if ok else DOES_NOT_HOLD) if tested else NOT_TESTABLE
+    detail = "; ".join(parts)
+    if base_parts:
+        detail = "baseline — " + "; ".join(base_parts) + ". Depth per group — " + detail
+    return Finding(
+        f"Earlier Matryoshka groups are shallower in the {taxonomy} (mean LCA depth per group; "
+        "testable where the top level beats random groupings of the same sizes)",
+        ok and tested,
+        detail,
+        "Pach et al.",
+        verdict=verdict,
+        evidence={
+            "baseline": {h: next(iter(by_tax[tax].values())) for h, by_tax in baselines.items()},
+            "testable_hooks": [h for h, t in testable.items() if t],
+            "control": "planted nested dictionary (the control finding)",
+        },
+    )
+
+
+def planted_hierarchy_control(p: dict[str, Any]) -> Finding:
+    """The control: on a planted nested dictionary the Matryoshka SAE's first group is shallower."""
+    depth = {a: [g["mean_depth"] for g in p[a]["depth_per_group"]] for a in ("matryoshka", "batchtopk")}
+    m = [x for x in depth["matryoshka"][1:] if not np.isnan(x)]
+    ok = not np.isnan(depth["matryoshka"][0]) and bool(m) and all(depth["matryoshka"][0] < x for x in m)
+    return _finding(
+        "Control: on a planted nested dictionary (few high-variance coarse atoms refined by lower-variance fine "
+        "ones) the Matryoshka SAE's first group holds the coarse atoms and the depth metric finds it shallower",
+        ok,
+        "mean LCA depth per group (0 = other family, 1 = same family, 2 = same leaf): Matryoshka "
+        + " / ".join(f"{x:.2f}" for x in depth["matryoshka"])
+        + f", first-group decoder cosine with a coarse atom {p['matryoshka']['coarse_cosine_per_group'][0]:.2f}; "
+        "BatchTopK control (same latent ranges) " + " / ".join(f"{x:.2f}" for x in depth["batchtopk"]),
+        "vsae (planted control)",
+    )
+
+
+def names_agree(layers: dict[str, Any], featured: tuple[str, str, int]) -> Finding:
+    """Latent names of the featured SAE agree with the ground truth (Olson et al.)."""
+    _, arch, e = featured
     parts, ok = [], True
     for h, L in layers.items():
         s = next(v for v in L["saes"].values() if v["arch"] == arch and v["expansion"] == e)
@@ -211,42 +249,100 @@ def headline_findings(
             f"{h}: {n['agreement']:.1%} of {n['n_named']} named latents agree "
             f"(random words: {n['random_word_agreement']:.1%})"
         )
-    out.append(
-        _finding(
-            "Latent names from the CLIP text tower agree with the ground truth more than random words",
-            ok,
-            "; ".join(parts),
-            "Olson et al.",
-        )
+    return _finding(
+        "Latent names from the CLIP text tower agree with the ground truth more than random words",
+        ok,
+        "; ".join(parts),
+        "Olson et al.",
     )
-    # 6. ground truth: top images of SAE latents share one attribute value more often than neurons'
+
+
+def purity_above_neurons(layers: dict[str, Any]) -> Finding:
+    """Ground truth: top images of SAE latents share one attribute value more often than neurons'."""
     parts, ok = [], True
     for h, L in layers.items():
         raw = L["raw"]["purity"]["pure_fraction"]
         sae = float(np.mean([s["purity"]["pure_fraction"] for s in L["saes"].values()]))
         ok &= sae > raw
         parts.append(f"{h}: SAE {sae:.1%} vs raw {raw:.1%}")
-    out.append(
-        _finding(
-            "Top images of SAE latents share one attribute value more often than those of raw neurons "
-            "(ground-truth purity)",
-            ok,
-            "; ".join(parts),
-            "vsae (shapes world ground truth)",
-        )
+    return _finding(
+        "Top images of SAE latents share one attribute value more often than those of raw neurons "
+        "(ground-truth purity)",
+        ok,
+        "; ".join(parts),
+        "vsae (shapes world ground truth)",
     )
-    # 7. clamping SAE latents in the vision encoder steers the MLLM (Pach et al.)
-    if steering:
-        sc = steering["score"]
-        out.append(
-            _finding(
-                "Clamping one SAE latent in the vision encoder steers the multimodal model's answer toward the "
-                "latent's concept (steering score above the unsteered baseline)",
-                sc["steered"] > sc["baseline"],
-                f"score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered over "
-                f"{len(steering['latents'])} latents x {len(steering['test_images'])} images; answers moved toward the "
-                f"latent in {sc['moved_toward']:.0%}, away in {sc['moved_away']:.0%}",
-                "Pach et al.",
-            )
+
+
+def steering_finding(steering: dict[str, Any]) -> Finding:
+    """Clamping SAE latents in the vision encoder steers the MLLM (Pach et al.; the steering
+    experiment's results.json)."""
+    sc = steering["score"]
+    return _finding(
+        "Clamping one SAE latent in the vision encoder steers the multimodal model's answer toward the "
+        "latent's concept (steering score above the unsteered baseline)",
+        sc["steered"] > sc["baseline"],
+        f"score {sc['steered']:.3f} steered vs {sc['baseline']:.3f} unsteered over "
+        f"{len(steering['latents'])} latents x {len(steering['test_images'])} images; answers moved toward the "
+        f"latent in {sc['moved_toward']:.0%}, away in {sc['moved_away']:.0%}",
+        "Pach et al.",
+    )
+
+
+def shared_finding(shared: dict[str, Any]) -> Finding:
+    """The verdict on "some SAE latents are shared across modalities, and they mean the same concept
+    in both", per layer by concept selectivity (`vsae.eval.selectivity`): shared latents found
+    (matched-value rate above the mismatched-value rate, binomial p < alpha) with the planted
+    control found. Holds when some layer has them; "not testable here" when the control fails
+    on every layer; the minimum detectable rate is printed beside each layer's verdict."""
+    parts, found, control_ok, per = [], [], [], {}
+    for h, L in shared["layers"].items():
+        sel = L.get("selectivity")
+        if sel is None:
+            parts.append(f"{h}: no ground truth, not measured")
+            continue
+        c = sel["control"]
+        found.append(bool(sel["found"]))
+        control_ok.append(bool(c["found"]))
+        top = ", ".join(
+            f"{p['value']} ({p['image_auroc']:.2f}/{p['text_auroc']:.2f})" for p in sel["shared_pairs"][:4]
         )
-    return out
+        parts.append(
+            f"{h}: {'shared latents found' if sel['found'] else 'none found'} — {sel['n_shared']} of "
+            f"{sel['n_image_selective']} image-selective (latent, value) pairs are text-selective for the same value "
+            f"({sel['matched_rate']:.1%}) vs {sel['mismatched_rate']:.1%} for another value of the attribute "
+            f"(binomial p = {sel['p_value']:.2g}; detectable from {sel['min_detectable_rate']:.1%} at 80% power); "
+            f"{len(sel['shared_latents'])} latents{': ' + top if top else ''}; planted control {c['n_found']}/"
+            f"{c['n_planted']} found; {L['n_shared']} of {L['n_live']} live latents in the 0.2-0.8 frequency band"
+        )
+        per[h] = {
+            k: sel[k]
+            for k in (
+                "found",
+                "n_shared",
+                "n_image_selective",
+                "matched_rate",
+                "mismatched_rate",
+                "p_value",
+                "min_detectable_rate",
+                "control",
+            )
+        }
+    if not found or not any(control_ok):
+        verdict = NOT_TESTABLE
+    else:
+        verdict = HOLDS if any(f and c for f, c in zip(found, control_ok)) else DOES_NOT_HOLD
+    return Finding(
+        claim="Some SAE latents of the multimodal model's language model are shared across image and text "
+        "tokens and mean the same concept in both (selective for the same attribute value on images and on "
+        "words, AUROC >= 0.8, above the mismatched-value baseline at p < 0.05), per layer",
+        holds=verdict == HOLDS,
+        detail="; ".join(parts),
+        source="Olson et al. (project's definitions)",
+        verdict=verdict,
+        evidence={
+            "per_layer": per,
+            "baseline": "the same latents' text selectivity for another value of the attribute",
+            "control": "planted latents, one per value (80% of positives, 5% of others), both modalities",
+        },
+    )

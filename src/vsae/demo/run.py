@@ -14,19 +14,20 @@ import torch
 
 from vsae import __version__
 from vsae.demo.analyse import UnitAnalysis, analyse_raw, analyse_sae, eval_inputs, probe_sample
-from vsae.demo.config import DemoConfig, RunKey
+from vsae.demo.config import DemoConfig, RunKey, demo_train_config
 from vsae.demo.consistency import require, run_checks
-from vsae.demo.findings import Finding, headline_findings
+from vsae.demo.findings import Finding, headline_findings, shared_finding
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
 from vsae.demo.probe_shift import compare_under_shift, probe_finding
-from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
+from vsae.demo.report_page import build_report
 from vsae.eval.results import jsonable
 from vsae.eval.taxonomy import from_file
-from vsae.report.demo import build_report
-from vsae.report.steering import write_steering_index
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
+from vsae.experiments.mllm_steering.mllm_report import write_steering_index
+from vsae.experiments.mllm_steering.mllm_run import run_steering
+from vsae.experiments.shared_features.shared_run import SharedFeaturesConfig, run_shared_features
 from vsae.sae import load as load_sae
-from vsae.steer.experiment import SteerConfig, run_steering
 from vsae.store.safe_io import atomic_write_json
 from vsae.world import shipped_clip_dir, shipped_simenc_dir
 from vsae.world.llava import shipped_llava_dir, shipped_steering_sae_dir
@@ -61,10 +62,31 @@ def shared_features(
     say(
         f"shared vision/language latents: tiny LLaVA language model, {n_train} + {n_test} images and captions"
     )
-    # the per-latent ratio arrays stay out of results.json (they are in the plot)
-    return run_shared_demo(
-        world_dir, out, SharedDemoConfig(n_train=n_train, n_test=n_test, seed=cfg.seed)
+    scfg = SharedFeaturesConfig(n_train=n_train, n_test=n_test, seed=cfg.seed)
+    return run_shared_features(
+        shipped_llava_dir(),
+        world_dir,
+        out,
+        scfg,
+        lambda n: demo_train_config(scfg, n),
+        phrases=phrase_words(),
     ).to_json()
+
+
+def phrase_words() -> dict[str, tuple[str, str]]:
+    """Words of the world's class phrases ("five pointed star", "plus cross") that name one shape
+    only and are no attribute value themselves: word -> ("shape", shape)."""
+    from vsae.world import taxonomy as tx
+    from vsae.world.generate import attribute_vocab
+
+    values = {
+        w for a in ("shape", "colour", "size", "position", "background", "tone") for w in attribute_vocab(a)
+    }
+    shapes: dict[str, set[str]] = {}
+    for cls, phrase in tx.VARIANT_PHRASE.items():
+        for w in phrase.split():
+            shapes.setdefault(w, set()).add(cls.split("_")[0])
+    return {w: ("shape", next(iter(s))) for w, s in shapes.items() if len(s) == 1 and w not in values}
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:

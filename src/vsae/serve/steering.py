@@ -20,9 +20,8 @@ from vsae.errors import VsaeError
 from vsae.serve.sources import SteerSource
 from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS, LatentEdit
-from vsae.steer.experiment import default_hook, pooled_latents
 from vsae.steer.intervention import intervene
-from vsae.steer.mllm import ask
+from vsae.steer.mllm import ask, default_hook, pooled_latents
 
 MAX_QUESTION = 300
 MAX_INSPECT = 256  # served images the steering SAE's latents are computed on, for inspection
@@ -194,7 +193,7 @@ class Playground:
     ) -> dict[str, Any]:
         """Steering-SAE latent f on the served images, to inspect it before steering: its top `k`
         images by the activation the steering experiment ranks latents by (mean over the patch
-        tokens at the hook, `vsae.steer.experiment.pooled_latents`) and how many images it fires
+        tokens at the hook, `vsae.steer.mllm.pooled_latents`) and how many images it fires
         on. The latents of `image_ids` (at most MAX_INSPECT, seeded sample) are computed once."""
         lm, _, sae, hook = self.load()
         if not 0 <= f < sae.cfg.d_sae:

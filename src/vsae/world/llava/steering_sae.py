@@ -76,7 +76,7 @@ def train_steering_sae(
 ) -> Path:
     """Train the steering SAE of the LLaVA at ``llava_dir``; returns the saved SAE directory."""
     import vsae.models
-    from vsae.steer.experiment import default_hook
+    from vsae.steer.mllm import default_hook
     from vsae.world import generate
 
     lm = vsae.models.load(str(llava_dir))

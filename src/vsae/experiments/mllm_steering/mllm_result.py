@@ -1,4 +1,4 @@
-"""Typed results of the MLLM steering experiment (`vsae.steer.experiment.run_steering`).
+"""Typed results of the MLLM steering experiment (`vsae.experiments.mllm_steering.mllm_run.run_steering`).
 
 `SteeringResult.to_json()` is exactly what results.json holds (docs/steer.md lists its keys);
 the report and the demo read that JSON form."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from vsae.steer.config import SteerConfig
+from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.steer.score import SteeringScore
 
 
@@ -154,3 +154,11 @@ class SteeringResult:
         if self.blank_image is not None:
             out["blank_image"] = self.blank_image.to_json()
         return out
+
+    def summary_line(self) -> str:
+        """The score in one line, as `vsae steer mllm` prints it."""
+        s = self.score
+        return (
+            f"steering score {s.steered:.4f} vs unsteered {s.baseline:.4f} "
+            f"(moved toward {100 * s.moved_toward:.1f}%, away {100 * s.moved_away:.1f}%)"
+        )

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from vsae.demo.analyse import UnitAnalysis
+from vsae.demo.config import RunKey
 from vsae.eval import plots
-from vsae.report.analysis import RunKey, UnitResults, need
 from vsae.report.html import Report
+
+T = TypeVar("T")
+
+
+def need(value: T | None) -> T:
+    """``value``, which an SAE's analysis always has (the raw neurons' lacks it)."""
+    if value is None:
+        raise ValueError("this part of the analysis exists for SAEs only; pass an SAE's analysis")
+    return value
 
 
 def _depth_rows(results: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -30,7 +40,7 @@ def _depth_rows(results: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def hierarchy_section(
-    r: Report, results: dict[str, Any], analysis: Mapping[RunKey, UnitResults], plot_dir: Path
+    r: Report, results: dict[str, Any], analysis: Mapping[RunKey, UnitAnalysis], plot_dir: Path
 ) -> None:
     """Depth per Matryoshka group in both world taxonomies, the variance each level explains, and
     the planted control where the answer is known."""

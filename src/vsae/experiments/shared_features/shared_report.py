@@ -1,4 +1,5 @@
-"""The report section on shared vision/language latents inside the multimodal LLM (Olson et al.)."""
+"""The shared-features experiment's report section: shared vision/language latents inside the
+multimodal LLM (Olson et al.), in the demo's report.html."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ MAX_LATENTS = 12
 
 
 def shared_section(r: Report, shared: dict[str, Any], shared_dir: Path) -> None:
-    """`vsae.demo.shared.run_shared_demo`'s result (shared.json plus "setup"); the plot is read
+    """`run_shared_features`' result in its JSON form (shared.json plus "setup"); the plot is read
     from `shared_dir` (where `vsae eval shared` wrote it)."""
     s = shared.get("setup", {})
     c = shared["config"]

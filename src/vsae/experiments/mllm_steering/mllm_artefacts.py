@@ -1,6 +1,7 @@
 """Write the steering experiment's artefacts: results.json, scores.png and the HAI strips.
 
-The HTML page (index.html) is the report's: `vsae.report.steering.write_steering_index`."""
+The HTML page (index.html) is the experiment's report section:
+`vsae.experiments.mllm_steering.mllm_report.write_steering_index`."""
 
 from __future__ import annotations
 

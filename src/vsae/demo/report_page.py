@@ -1,4 +1,6 @@
-"""The demo's report.html: findings, tables, plots and top-image grids of latents."""
+"""The demo's report.html: findings, tables, plots and top-image grids of latents, then the
+sections of the papers' experiments (`vsae.experiments`). `build_report` writes it, one function
+per section."""
 
 from __future__ import annotations
 
@@ -9,14 +11,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vsae.demo.analyse import UnitAnalysis
+from vsae.demo.config import RunKey
+from vsae.demo.report_sections import checks_section, hierarchy_section, need
 from vsae.eval import plots
 from vsae.eval.monosemanticity import MSResult
-from vsae.report.analysis import RunKey, UnitResults, need
-from vsae.report.demo_sections import checks_section, hierarchy_section
+from vsae.experiments.mllm_steering.mllm_report import steering_section
+from vsae.experiments.shared_features.shared_report import shared_section
 from vsae.report.findings import findings_head
 from vsae.report.html import Report, image_grid
-from vsae.report.shared import shared_section
-from vsae.report.steering import steering_section
 
 N_BEST, N_WORST, N_RAW = 8, 4, 4
 
@@ -29,7 +32,7 @@ def _grid(paths: np.ndarray, idx: np.ndarray) -> Image.Image:
 def _cards(
     unit_ids: Iterable[int],
     kind: str,
-    an: UnitResults,
+    an: UnitAnalysis,
     paths: np.ndarray,
     names: Sequence[str | None] | None = None,
 ) -> list[tuple[Image.Image, str]]:
@@ -47,7 +50,7 @@ def _cards(
     return cards
 
 
-def _ranked(an: UnitResults) -> np.ndarray:
+def _ranked(an: UnitAnalysis) -> np.ndarray:
     """Scored units ordered by MS (highest first), ties by index."""
     s = an.ms.scores_F
     ok = np.flatnonzero(~np.isnan(s) & ~an.top.excluded_F)
@@ -66,7 +69,7 @@ def dead_sentence(ms: MSResult) -> str:
     )
 
 
-def _excluded_section(r: Report, an: UnitResults, paths: np.ndarray, k: int) -> None:
+def _excluded_section(r: Report, an: UnitAnalysis, paths: np.ndarray, k: int) -> None:
     """Latents left out of the grids (fewer than k firing test images), said and shown, with MS."""
     top, ms = an.top, an.ms.scores_F
     excl = np.flatnonzero(top.excluded_F & ~np.isnan(ms))
@@ -89,23 +92,44 @@ def _excluded_section(r: Report, an: UnitResults, paths: np.ndarray, k: int) -> 
 
 def build_report(
     results: dict[str, Any],
-    analysis: Mapping[RunKey, UnitResults],
+    analysis: Mapping[RunKey, UnitAnalysis],
     paths_test: np.ndarray,
     out: Path,
 ) -> Path:
     """Write OUT/report.html (self-contained) and the plots under OUT/plots/."""
     plot_dir = out / "plots"
     plot_dir.mkdir(exist_ok=True)
-    cfg = results["config"]
-    hook, arch, e = results["featured"]
-    fname = f"{arch}-x{e}-k{cfg['k']}"
     r = Report(
         "vsae demo — sparse autoencoders on the shapes world",
         f"vsae {results['vsae_version']} · {results['finished']} · {results['timings']['total']:.0f} s on "
         f"{results['machine']}",
     )
     findings_head(r, results["findings"], out)
+    what_was_run_section(r, results)
+    monosemanticity_section(r, results, analysis, plot_dir)
+    top_images_section(r, results, analysis, paths_test)
+    hierarchy_section(r, results, analysis, plot_dir)
+    uniqueness_section(r, results)
+    probes_section(r, results, _featured(results, analysis), plot_dir)
+    names_section(r, results, _featured(results, analysis))
+    checks_section(r, results)
+    experiments_sections(r, results, out)
+    return r.save(out / "report.html")
 
+
+def _featured(results: dict[str, Any], analysis: Mapping[RunKey, UnitAnalysis]) -> UnitAnalysis:
+    hook, arch, e = results["featured"]
+    return analysis[(hook, arch, e)]
+
+
+def _featured_name(results: dict[str, Any]) -> str:
+    _, arch, e = results["featured"]
+    return f"{arch}-x{e}-k{results['config']['k']}"
+
+
+def what_was_run_section(r: Report, results: dict[str, Any]) -> None:
+    """The models, images, SAEs and time per stage."""
+    cfg = results["config"]
     r.heading("What was run")
     m = results["models"]
     r.table(
@@ -130,67 +154,72 @@ def build_report(
         left=("", "value"),
     )
 
+
+def _ms_row(hook: str, units: str, s: dict[str, Any], recon: dict[str, Any] | None) -> dict[str, Any]:
+    """One row of the MS table (raw neurons have no FVU and L0)."""
+    return {
+        "hook": hook,
+        "units": units,
+        "F": s["ms"]["n_latents"],
+        "MS mean": s["ms"]["mean"],
+        "MS std": s["ms"]["std"],
+        "dead": s["ms"]["n_dead"],
+        "pure top-16": s["purity"]["pure_fraction"],
+        "FVU": float("nan") if recon is None else recon["fvu"],
+        "L0": float("nan") if recon is None else recon["l0"],
+    }
+
+
+def monosemanticity_section(
+    r: Report, results: dict[str, Any], analysis: Mapping[RunKey, UnitAnalysis], plot_dir: Path
+) -> None:
+    """MS of every unit set (Pach et al.), MS against expansion, the featured SAE's histogram."""
+    hook = results["featured"][0]
     r.heading("Monosemanticity (Pach et al.)")
     rows: list[dict[str, Any]] = []
     series: dict[str, list[tuple[int, float]]] = {}
     raw_levels: dict[str, float] = {}
     for h, L in results["layers"].items():
-        rm = L["raw"]["ms"]
-        raw_levels[h] = rm["mean"]
-        rows.append(
-            {
-                "hook": h,
-                "units": "raw neurons",
-                "F": rm["n_latents"],
-                "MS mean": rm["mean"],
-                "MS std": rm["std"],
-                "dead": rm["n_dead"],
-                "pure top-16": L["raw"]["purity"]["pure_fraction"],
-                "FVU": float("nan"),
-                "L0": float("nan"),
-            }
-        )
+        raw_levels[h] = L["raw"]["ms"]["mean"]
+        rows.append(_ms_row(h, "raw neurons", L["raw"], None))
         for name, s in L["saes"].items():
             series.setdefault(f"{h} {s['arch']}", []).append((s["expansion"], s["ms"]["mean"]))
-            rows.append(
-                {
-                    "hook": h,
-                    "units": name,
-                    "F": s["ms"]["n_latents"],
-                    "MS mean": s["ms"]["mean"],
-                    "MS std": s["ms"]["std"],
-                    "dead": s["ms"]["n_dead"],
-                    "pure top-16": s["purity"]["pure_fraction"],
-                    "FVU": s["recon"]["fvu"],
-                    "L0": s["recon"]["l0"],
-                }
-            )
+            rows.append(_ms_row(h, name, s, s["recon"]))
     r.table(rows, left=("hook", "units"))
     r.plot(plots.ms_vs_expansion(series, raw_levels, plot_dir / "ms_vs_expansion.png"), "MS vs expansion")
-    fa = analysis[(hook, arch, e)]
+    fa = _featured(results, analysis)
     ra = analysis[(hook, "raw", 0)]
     r.plot(
         plots.ms_histogram(
-            {f"{hook} raw neurons": ra.ms.scores_F, f"{hook} {fname}": fa.ms.scores_F},
+            {f"{hook} raw neurons": ra.ms.scores_F, f"{hook} {_featured_name(results)}": fa.ms.scores_F},
             plot_dir / "ms_histogram.png",
         ),
         "MS histogram",
     )
 
-    r.heading(f"Top-{cfg['top_k']} images of latents ({hook}, {fname})")
+
+def top_images_section(
+    r: Report, results: dict[str, Any], analysis: Mapping[RunKey, UnitAnalysis], paths_test: np.ndarray
+) -> None:
+    """Top-image grids: the featured SAE's best, left-out and worst latents, and raw neurons."""
+    hook = results["featured"][0]
+    fa = _featured(results, analysis)
+    ra = analysis[(hook, "raw", 0)]
+    r.heading(f"Top-{results['config']['top_k']} images of latents ({hook}, {_featured_name(results)})")
     ranked = _ranked(fa)
     names = need(fa.names)["names"]
     r.heading("Most monosemantic latents", 3)
     r.cards(_cards(ranked[:N_BEST], "latent", fa, paths_test, names))
-    _excluded_section(r, fa, paths_test, cfg["top_k"])
+    _excluded_section(r, fa, paths_test, results["config"]["top_k"])
     r.heading("Least monosemantic latents", 3)
     r.cards(_cards(ranked[::-1][:N_WORST], "latent", fa, paths_test, names))
     rr = _ranked(ra)
     r.heading(f"Raw neurons of {hook}, for comparison (best and worst MS)", 3)
     r.cards(_cards(np.concatenate([rr[: N_RAW // 2], rr[::-1][: N_RAW // 2]]), "neuron", ra, paths_test))
 
-    hierarchy_section(r, results, analysis, plot_dir)
 
+def uniqueness_section(r: Report, results: dict[str, Any]) -> None:
+    """Pairs of units whose top-image sets overlap (Jaccard), per unit set."""
     r.heading("Uniqueness of top-image sets (Pach et al.)")
     urows = []
     for h, L in results["layers"].items():
@@ -206,6 +235,9 @@ def build_report(
             )
     r.table(urows, left=("hook", "units"))
 
+
+def probes_section(r: Report, results: dict[str, Any], fa: UnitAnalysis, plot_dir: Path) -> None:
+    """Shape probes per split and OOD detection by reconstruction error (Olson et al.)."""
     r.heading("Probes and OOD detection (Olson et al.)")
     r.text(
         "Logistic-regression probes predicting the shape from raw activations or SAE latents, trained on the "
@@ -238,12 +270,17 @@ def build_report(
         "ROC",
     )
 
+
+def names_section(r: Report, results: dict[str, Any], fa: UnitAnalysis) -> None:
+    """The featured SAE's latent names and their agreement with the ground truth (Olson et al.)."""
+    hook = results["featured"][0]
     r.heading("Latent names (Olson et al.'s automatic attribute discovery)")
     n = need(fa.names)
+    names = n["names"]
     r.text(
-        f"{hook} {fname}: {n['n_named']} latents named from {len(results['vocabulary'])} concept words with the "
-        f"CLIP text tower; {n['agreement']:.1%} agree with the ground truth of their top images "
-        f"(random words: {n['random_word_agreement']:.1%})."
+        f"{hook} {_featured_name(results)}: {n['n_named']} latents named from {len(results['vocabulary'])} "
+        f"concept words with the CLIP text tower; {n['agreement']:.1%} agree with the ground truth of their top "
+        f"images (random words: {n['random_word_agreement']:.1%})."
     )
     r.text(
         f"A name agrees only when its attribute is a purest one of the latent's top images and the word is "
@@ -251,7 +288,7 @@ def build_report(
         f"attribute is shared by more of the top images, {n['n_wrong_value']} name the wrong value."
     )
     nrows = []
-    for f in ranked[:16]:
+    for f in _ranked(fa)[:16]:
         nrows.append(
             {
                 "latent": int(f),
@@ -263,7 +300,11 @@ def build_report(
             }
         )
     r.table(nrows, left=("name", "top images share", "verdict"))
-    checks_section(r, results)
+
+
+def experiments_sections(r: Report, results: dict[str, Any], out: Path) -> None:
+    """The sections of the papers' experiments the demo ran (`vsae.experiments`): MLLM steering,
+    shared vision/language latents, text-to-image steering."""
     if results.get("steering"):
         r.text(
             "The tiny LLaVA's steering SAE: top-k, trained on random:2 patch tokens of the layer its projector "
@@ -282,4 +323,3 @@ def build_report(
             "similarity encoder's attribute heads."
         )
         diffusion_section(r, results["diffusion"], out / "diffusion")
-    return r.save(out / "report.html")

@@ -1,5 +1,5 @@
-"""The steering report section (Pach et al.'s MLLM steering): in the demo's report.html and in the
-`index.html` that `vsae steer` writes."""
+"""The MLLM steering experiment's report section (Pach et al.): in the demo's report.html and in the
+`index.html` that `vsae steer mllm` writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from PIL import Image
 
+from vsae.experiments.mllm_steering.mllm_run import load_images
 from vsae.report.html import Report, image_grid
-from vsae.steer.experiment import load_images
 from vsae.steer.mllm import first_word
 
 MAX_EXAMPLES = 8
@@ -47,7 +47,7 @@ def steering_examples(steer: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
-    """The results of `vsae.steer.experiment.run_steering` (written to `steer_dir`, which holds the
+    """The results of `vsae.experiments.mllm_steering.mllm_run.run_steering` (written to `steer_dir`, which holds the
     latents' top-image strips in hai/): scores, scale, per-latent answers and examples."""
     cfg = steer["config"]
     sc = steer["score"]
@@ -113,6 +113,15 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
     if not ex:
         r.text("No (latent, image) pair in this run turned an answer into the latent's concept.", cls="note")
         return
+    r.text("Left: the image asked about; right: the latent's top images.")
+    r.cards(example_cards(ex, cfg, steer_dir))
+
+
+def example_cards(
+    ex: list[dict[str, Any]], cfg: dict[str, Any], steer_dir: Path
+) -> list[tuple[Image.Image, str]]:
+    """One card per latent (at most `MAX_EXAMPLES`): the image asked about beside the latent's top
+    images (its strip in ``steer_dir``/hai), captioned with the answer before and after the edit."""
     images = load_images(cfg["images"], cfg["n_images"], cfg["seed"]).images
     cards: list[tuple[Image.Image, str]] = []
     seen: set[int] = set()
@@ -139,5 +148,4 @@ def steering_section(r: Report, steer: dict[str, Any], steer_dir: Path) -> None:
                 f"\u201c{e['baseline']}\u201d \u2192 \u201c{e['steered']}\u201d",
             )
         )
-    r.text("Left: the image asked about; right: the latent's top images.")
-    r.cards(cards)
+    return cards
