@@ -30,10 +30,11 @@ from vsae.eval.config import (
     SharedConfig,
     TopImagesConfig,
 )
+from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
 from vsae.extract_config import ExtractConfig, MllmExtractConfig
 from vsae.sae.config import EncodeConfig
 from vsae.serve.config import ServeConfig
-from vsae.steer.config import DiffusionSteerConfig, SamplerConfig, SteerConfig
+from vsae.steer.config import SamplerConfig, SteerConfig
 from vsae.world.build_config import WorldBuildConfig
 
 # command -> (its configs, their fields that are no generated option: absent, or written by hand

@@ -10,8 +10,8 @@ import pytest
 
 from tests.report.browser import chromium
 from vsae.eval.monosemanticity import monosemanticity_score_streaming
+from vsae.experiments.diffusion_steering.report import diffusion_section
 from vsae.report.demo import dead_sentence
-from vsae.report.diffusion import diffusion_section
 from vsae.report.findings import deciding_number, findings_head
 from vsae.report.html import Report
 

@@ -18,7 +18,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DiffusionDemoConfig:
-    """The demo's (small) diffusion run; see `vsae.world.diffusion.steering.DiffusionSteerConfig`."""
+    """The demo's (small) diffusion run; see
+    `vsae.experiments.diffusion_steering.config.DiffusionSteerConfig`."""
 
     n_latents: int = 6
     n_prompts: int = 12
@@ -30,9 +31,11 @@ class DiffusionDemoConfig:
 
 
 def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig()) -> dict[str, Any]:
-    """Run `run_diffusion_steering` on the shipped tiny model into ``out/diffusion``."""
+    """Run `run_diffusion_steering` on the shipped tiny model into ``out/diffusion``; its
+    ``results.json`` as a dict."""
+    from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
+    from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
     from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
-    from vsae.world.diffusion.steering import DiffusionSteerConfig, run_diffusion_steering
 
     scfg = DiffusionSteerConfig(
         n_latents=cfg.n_latents,
@@ -49,12 +52,12 @@ def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig
         Path(out) / "diffusion",
         scfg,
         progress=False,
-    )
+    ).to_json()
 
 
 def diffusion_findings(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The two findings of the diffusion section (claim, holds, detail with numbers, source)."""
-    from vsae.world.diffusion.steering import target_met
+    from vsae.experiments.diffusion_steering.scoring import target_met
 
     s, d = res["steering"], res["discovery"]
     tr = s["target_rate"]

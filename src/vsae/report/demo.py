@@ -273,7 +273,7 @@ def build_report(
     if results.get("shared"):
         shared_section(r, results["shared"], out / "shared")
     if results.get("diffusion"):
-        from vsae.report.diffusion import diffusion_section
+        from vsae.experiments.diffusion_steering.report import diffusion_section
 
         r.heading("Steering a text-to-image model through its text encoder (Olson et al.)")
         r.text(

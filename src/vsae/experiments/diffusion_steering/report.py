@@ -1,5 +1,6 @@
-"""Report pieces for diffusion steering: the page `vsae steer diffusion` writes and the demo's
-diffusion section (per latent, the same prompts' images unsteered vs steered, side by side)."""
+"""The diffusion steering experiment's report: the page `vsae steer diffusion` writes and the
+demo's diffusion section (per latent, the same prompts' images unsteered vs steered, side by
+side), from the ``results.json`` dict (`results.DiffusionSteeringResult.to_json`)."""
 
 from __future__ import annotations
 
