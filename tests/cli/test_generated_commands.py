@@ -182,7 +182,8 @@ def test_steer_latents_and_sweep_parse_into_the_configs():
         DiffusionSteerConfig(**pick(DiffusionSteerConfig, _parse(d, ["--out", "o"])))
         == DiffusionSteerConfig()
     )
-    assert DiffusionSteerConfig().sampler == SamplerConfig()  # one set of sampling defaults
+    # one set of sampling defaults, but the demo's 10 steps (issue 23: the CLI's defaults are the demo's)
+    assert DiffusionSteerConfig().sampler == dataclasses.replace(SamplerConfig(), steps=10)
 
 
 def test_steer_package_is_lazy_and_intervene_stays_the_function():

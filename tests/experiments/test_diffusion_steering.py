@@ -118,6 +118,9 @@ def test_runs_on_stable_diffusion_with_a_registered_toy_judge_and_never_imports_
         mean = np.mean([row["target_steered"] for row in s["latents"]])
         assert s["target_rate"]["steered"] == pytest.approx(mean)
         assert [x["strength"] for x in s["sweep"]] == [2.0]
+        sp = s["specificity"]  # issue 23: both references ran on every scored latent
+        assert sp["random_latent"] is not None and sp["prompt_edit"] is not None
+        assert set(sp["preserved_by_attribute"]) <= {"hue", "tone"}
     d = res["discovery"]
     assert d["vocabulary"] == ["red", "blue", "dark", "light"] and d["n_latents"] == 3
     assert d["agreement"] is not None and "n_with_truth" in d
@@ -139,3 +142,40 @@ def test_judge_lookup_is_by_name_or_kind_and_lists_the_choices():
     assert world.judged == ("shape", "colour", "size") and world.values("size")
     prompts, truth = world.heldout(5, 0)
     assert len(prompts) == 5 and set(truth) == set(world.judged)
+
+
+def test_specificity_rates_and_references_match_a_direct_computation():
+    """Issue 23: images keeping every other attribute, preservation per attribute, a reference
+    edit's rates and the prompt edit, against loops over the images."""
+    from vsae.experiments.diffusion_steering.scoring import edit_prompt, reference, steering_rates
+
+    rng = np.random.default_rng(1)
+    n = 50
+    truth = {"shape": rng.integers(0, 6, n), "colour": rng.integers(0, 8, n), "size": rng.integers(0, 3, n)}
+    ps = {a: np.where(rng.random(n) < 0.6, v, rng.integers(0, 3, n)) for a, v in truth.items()}
+    pu = {a: np.where(rng.random(n) < 0.9, v, rng.integers(0, 3, n)) for a, v in truth.items()}
+    r = steering_rates(ps, pu, truth, "colour", 2)
+    for pred, kept in ((ps, r.kept_all), (pu, r.kept_all_baseline)):
+        direct = sum(all(pred[a][i] == truth[a][i] for a in ("shape", "size")) for i in range(n)) / n
+        assert kept == pytest.approx(direct)
+    assert r.preserved_by_attribute is not None and r.preserved_by_attribute_baseline is not None
+    assert set(r.preserved_by_attribute) == {"shape", "size"}  # the target attribute is not "kept"
+    assert r.preserved_by_attribute["size"] == pytest.approx(
+        sum(ps["size"][i] == truth["size"][i] for i in range(n)) / n
+    )
+    assert r.preserved == pytest.approx(np.mean(list(r.preserved_by_attribute.values())))
+    assert r.kept_all <= min(r.preserved_by_attribute.values())
+    ref = reference(ps, truth, "colour", 2, latent=7)
+    assert (ref.target, ref.kept_all, ref.preserved, ref.latent) == (
+        pytest.approx(r.target_steered),
+        pytest.approx(r.kept_all),
+        pytest.approx(r.preserved),
+        7,
+    )
+    p = "a small red upright square on the left of a dark striped background"
+    assert (
+        edit_prompt(p, "red", "blue")
+        == "a small blue upright square on the left of a dark striped background"
+    )
+    assert edit_prompt(p, "small", "large").startswith("a large red")
+    assert edit_prompt("a reddish star", "red", "blue") == "a reddish star"  # whole words only

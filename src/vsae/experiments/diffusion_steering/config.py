@@ -12,6 +12,8 @@ from vsae.steer.config import Op, SamplerConfig, TokenSet, _check_finite, _check
 @dataclass(frozen=True)
 class DiffusionSteerConfig:
     """Settings of `vsae.experiments.diffusion_steering.runner.run_diffusion_steering` (Olson et al.).
+    The defaults are the demo's diffusion section's (issue 23: `vsae steer diffusion` with no
+    options measures what the demo reports).
 
     Attributes
     ----------
@@ -32,7 +34,7 @@ class DiffusionSteerConfig:
     min_change: a latent has a ground-truth attribute when the judged rate of a value rises by at
         least this.
     n_captions: captions for the latents' text-side statistics.
-    steps: DDIM steps.
+    steps: DDIM steps (the demo's 10; `SamplerConfig`'s 20 elsewhere).
     guidance: classifier-free guidance scale [default: the pipeline's own, else 7.5].
     seed: seeds the sampling, the prompts and the discovery sample.
     batch_size: prompts per UNet call (x2 with guidance).
@@ -43,19 +45,19 @@ class DiffusionSteerConfig:
 
     hook: str | None = None
     latents: tuple[int, ...] = ()
-    n_latents: int = 8
+    n_latents: int = 6
     op: Op = "clamp"
     strength: float = 4.0
     tokens: TokenSet | tuple[int, ...] = "all"
     sweep: tuple[float, ...] = ()
     prompts: tuple[str, ...] = ()
-    n_prompts: int = 16
-    n_eval: int = 200
-    discovery_latents: int = 0
+    n_prompts: int = 12
+    n_eval: int = 64
+    discovery_latents: int = 24
     discovery_prompts: int = 6
     min_change: float = 0.25
     n_captions: int = 2000
-    steps: int = SamplerConfig.steps
+    steps: int = 10
     guidance: float | None = SamplerConfig.guidance
     seed: int = SamplerConfig.seed
     batch_size: int = SamplerConfig.batch_size

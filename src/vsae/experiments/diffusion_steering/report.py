@@ -22,7 +22,33 @@ HEADERS = {
     "text_word": "text word",
     "rise": "CLIP similarity rise",
     "truth": "attribute it changes",
+    "kept_all_baseline": "all others kept, unsteered",
+    "kept_all": "all others kept, steered",
+    "control_target": "target rate, random latent",
+    "control_kept_all": "all others kept, random latent",
+    "prompt_edit_target": "target rate, prompt edit",
+    "prompt_edit_kept_all": "all others kept, prompt edit",
 }
+
+
+def specificity_text(sp: dict[str, Any]) -> str:
+    """One paragraph: images keeping every other attribute steered vs unsteered against the
+    criterion, per attribute, and the random-latent and prompt-edit references (issue 23)."""
+    per = ", ".join(
+        f"{a} {_pct(v['steered'])} (unsteered {_pct(v['baseline'])})"
+        for a, v in sp["preserved_by_attribute"].items()
+    )
+    text = (
+        f"Specificity: every other judged attribute kept in {_pct(sp['kept_all'])} of steered images vs "
+        f"{_pct(sp['kept_all_baseline'])} unsteered (criterion: >= {sp['criterion']:g}x unsteered; "
+        f"{'holds' if sp['holds'] else 'does not hold'}); kept per attribute: {per}."
+    )
+    for key, what in (("random_latent", "a random live latent clamped the same way"),
+                      ("prompt_edit", "editing the prompt's attribute word instead")):  # fmt: skip
+        ref = sp.get(key)
+        if ref is not None:
+            text += f" With {what}: target {_pct(ref['target'])}, all others kept {_pct(ref['kept_all'])}."
+    return text
 
 
 def _pct(v: float | None) -> str:
@@ -58,6 +84,8 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
             + f"; other attributes preserved {_pct(s['preserved_rate'])} "
             f"(unsteered {_pct(s['preserved_rate_baseline'])})."
         )
+    if s.get("specificity"):
+        r.text(specificity_text(s["specificity"]))
     cols = [
         "latent",
         "word",
@@ -68,6 +96,12 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         "target_baseline_drawn",
         "target_steered_drawn",
         "preserved",
+        "kept_all_baseline",
+        "kept_all",
+        "control_target",
+        "control_kept_all",
+        "prompt_edit_target",
+        "prompt_edit_kept_all",
         "iou_baseline",
         "iou_steered",
     ]

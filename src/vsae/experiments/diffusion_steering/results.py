@@ -37,9 +37,28 @@ class SteeringRates:
     target_baseline_drawn: float | None = None
     drawn_steered: float | None = None
     drawn_baseline: float | None = None
+    kept_all: float | None = None
+    kept_all_baseline: float | None = None
+    preserved_by_attribute: dict[str, float] | None = None
+    preserved_by_attribute_baseline: dict[str, float] | None = None
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, Any]:
         return _present(asdict(self))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The same prompts and noise edited another way, judged against the same truth (issue 23):
+    a random live latent clamped the same way (``latent`` set: the damage any clamp does) or the
+    prompt's own attribute word replaced by the target value (``latent`` None: the edit a
+    steering method should approach). ``target``: fraction judged the target value; ``kept_all``:
+    fraction of images keeping every other judged attribute; ``preserved``: fraction of (image,
+    other attribute) pairs kept."""
+
+    target: float
+    kept_all: float
+    preserved: float
+    latent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,13 +75,22 @@ class LatentSteering:
     iou_baseline: float | None = None
     iou_steered: float | None = None
     rates: SteeringRates | None = None
+    random_latent: Reference | None = None
+    prompt_edit: Reference | None = None
 
     def to_json(self) -> dict[str, Any]:
         head = {
             k: getattr(self, k) for k in ("latent", "word", "word_share", "max_act", "attribute", "n_prompts")
         }
         ious = _present({"iou_baseline": self.iou_baseline, "iou_steered": self.iou_steered})
-        return head | ious | (self.rates.to_json() if self.rates else {})
+        refs: dict[str, Any] = {}
+        if self.random_latent is not None:
+            c = self.random_latent
+            refs |= {"control_latent": c.latent, "control_target": c.target, "control_kept_all": c.kept_all}
+        if self.prompt_edit is not None:
+            e = self.prompt_edit
+            refs |= {"prompt_edit_target": e.target, "prompt_edit_kept_all": e.kept_all}
+        return head | ious | (self.rates.to_json() if self.rates else {}) | refs
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,46 @@ class RateSummary:
     baseline_drawn: float | None
 
 
+SPECIFICITY = 0.8
+"""Steering is specific when the images keep every other judged attribute at >= this fraction of
+the unsteered rate (issue 23)."""
+
+
+@dataclass(frozen=True)
+class Specificity:
+    """Does steering change the target attribute only (issue 23)? Means over the scored latents:
+    images keeping every other judged attribute steered / unsteered, the criterion (``holds``:
+    steered >= `SPECIFICITY` x unsteered), preservation per attribute, and the two references on
+    the same prompts and noise: a random live latent clamped the same way, and the prompt edit."""
+
+    kept_all: float
+    kept_all_baseline: float
+    preserved_by_attribute: dict[str, dict[str, float]]
+    random_latent: Reference | None
+    prompt_edit: Reference | None
+    criterion: float = SPECIFICITY
+
+    @property
+    def holds(self) -> bool:
+        return self.kept_all >= self.criterion * self.kept_all_baseline
+
+    def to_json(self) -> dict[str, Any]:
+        def ref(r: Reference | None) -> dict[str, float] | None:
+            return (
+                None if r is None else {"target": r.target, "kept_all": r.kept_all, "preserved": r.preserved}
+            )
+
+        return {
+            "criterion": self.criterion,
+            "kept_all": self.kept_all,
+            "kept_all_baseline": self.kept_all_baseline,
+            "holds": self.holds,
+            "preserved_by_attribute": self.preserved_by_attribute,
+            "random_latent": ref(self.random_latent),
+            "prompt_edit": ref(self.prompt_edit),
+        }
+
+
 @dataclass(frozen=True)
 class SteeringResult:
     """The steering step: edit, strength, per-latent rows, their means and a strength sweep."""
@@ -88,6 +156,7 @@ class SteeringResult:
     drawn_iou: float | None
     n_meeting_target: int
     sweep: tuple[tuple[float, RateSummary], ...] = ()
+    specificity: Specificity | None = None
 
     def to_json(self) -> dict[str, Any]:
         s = self.summary
@@ -107,6 +176,7 @@ class SteeringResult:
             "n_meeting_target": self.n_meeting_target,
             "latents": [r.to_json() for r in self.latents],
             "sweep": [{"strength": st, **asdict(sm)} for st, sm in self.sweep],
+            "specificity": self.specificity.to_json() if self.specificity is not None else None,
         }
 
 

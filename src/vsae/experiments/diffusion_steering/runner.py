@@ -50,12 +50,16 @@ from vsae.experiments.diffusion_steering.results import (
     GenerationResult,
     LatentSteering,
     RateSummary,
+    Reference,
+    Specificity,
     SteeringRates,
     SteeringResult,
 )
 from vsae.experiments.diffusion_steering.scoring import (
+    edit_prompt,
     mean_or_none,
     meets_target,
+    reference,
     steering_rates,
     target_latents,
 )
@@ -250,11 +254,44 @@ def judge_step(
     return steering_rates(pred_s, pred_u, truth, attr, val, *drawn)
 
 
+def reference_step(
+    st: Setup, prompts: list[str], truth: dict[str, np.ndarray], target: Target, control: int | None
+) -> tuple[Reference | None, Reference | None]:
+    """The references of one scored latent on its prompts and noise (issue 23): a random live
+    latent clamped the same way, and the prompts with their attribute word replaced by the
+    target value's (None without truth)."""
+    _, attr, val = target
+    if st.judge is None or attr is None or val is None:
+        return None, None
+    ctrl = None
+    if control is not None:
+        pred = _read(st, st.images(prompts, st.edit(control, st.cfg.strength)))
+        assert pred is not None
+        ctrl = reference(pred, truth, attr, val, latent=control)
+    words = st.judge.values(attr)
+    edited = [edit_prompt(p, words[int(v)], words[val]) for p, v in zip(prompts, truth[attr])]
+    pred = _read(st, st.images(edited))
+    assert pred is not None
+    return ctrl, reference(pred, truth, attr, val)
+
+
+def control_latents(st: Setup, targets: Sequence[Target]) -> dict[int, int]:
+    """For each target latent, a random live latent that is no target (seeded by ``seed``): the
+    control clamped the same way."""
+    steered = {f for f, _, _ in targets}
+    pool = np.array([f for f in st.stats.live if int(f) not in steered])
+    if not len(pool):
+        return {}
+    rng = np.random.default_rng(st.cfg.seed + 7)
+    return {f: int(rng.choice(pool)) for f, _, _ in targets}
+
+
 def steer_latent(
-    st: Setup, pool: PromptPool, target: Target, out: Path
+    st: Setup, pool: PromptPool, target: Target, out: Path, control: int | None = None
 ) -> tuple[LatentSteering, list[tuple[float, SteeringRates | None]], list[Example]]:
     """Step 2, steer one latent: the same prompts and noise unsteered and steered at ``strength``
-    and at each sweep strength; its row, the sweep's (strength, rates) and the example image."""
+    and at each sweep strength, and the references (`reference_step`); its row, the sweep's
+    (strength, rates) and the example image."""
     cfg, stats = st.cfg, st.stats
     f, attr, _ = target
     idx = pool.pick(st, attr, target[2])
@@ -277,6 +314,7 @@ def steer_latent(
             rates = r
         else:
             sweep.append((s, r))
+    ctrl, edit = reference_step(st, prompts, truth, target, control) if rates is not None else (None, None)
     row = LatentSteering(
         latent=f,
         word=stats.top_word[f],
@@ -287,6 +325,8 @@ def steer_latent(
         iou_baseline=ious[0],
         iou_steered=ious[1],
         rates=rates,
+        random_latent=ctrl,
+        prompt_edit=edit,
     )
     st.say(
         f"steer latent {f} ({row.word}): "
@@ -307,8 +347,10 @@ def steering_step(st: Setup, out: Path) -> tuple[SteeringResult, tuple[Example, 
     rows: list[LatentSteering] = []
     examples: list[Example] = []
     sweep_rates: dict[float, list[SteeringRates]] = {s: [] for s in cfg.sweep}
-    for target in steering_targets(st):
-        row, sweep, latent_examples = steer_latent(st, pool, target, out)
+    targets = steering_targets(st)
+    controls = control_latents(st, targets) if st.judge is not None else {}
+    for target in targets:
+        row, sweep, latent_examples = steer_latent(st, pool, target, out, controls.get(target[0]))
         rows.append(row)
         examples.extend(latent_examples)
         for s, r in sweep:
@@ -323,8 +365,42 @@ def steering_step(st: Setup, out: Path) -> tuple[SteeringResult, tuple[Example, 
         drawn_iou=st.judge.drawn_iou if st.judge is not None else None,
         n_meeting_target=sum(meets_target(r) for r in scored),
         sweep=tuple((s, summarise(rs)) for s, rs in sweep_rates.items()),
+        specificity=specificity(rows),
     )
     return result, tuple(examples)
+
+
+def _mean_reference(refs: Sequence[Reference | None]) -> Reference | None:
+    got = [r for r in refs if r is not None]
+    if not got or len(got) < len(refs):
+        return None
+    return Reference(
+        target=float(np.mean([r.target for r in got])),
+        kept_all=float(np.mean([r.kept_all for r in got])),
+        preserved=float(np.mean([r.preserved for r in got])),
+    )
+
+
+def specificity(rows: Sequence[LatentSteering]) -> Specificity | None:
+    """Step 5, evaluate specificity (issue 23): the means over the scored latents of the images
+    keeping every other attribute, per attribute preservation, and the references."""
+    scored = [r for r in rows if r.rates is not None and r.rates.kept_all is not None]
+    if not scored:
+        return None
+    rates = [r.rates for r in scored if r.rates is not None]
+    by_attr: dict[str, dict[str, list[float]]] = {}
+    for r in rates:
+        for a, v in (r.preserved_by_attribute or {}).items():
+            d = by_attr.setdefault(a, {"steered": [], "baseline": []})
+            d["steered"].append(v)
+            d["baseline"].append((r.preserved_by_attribute_baseline or {})[a])
+    return Specificity(
+        kept_all=float(np.mean([r.kept_all for r in rates])),
+        kept_all_baseline=float(np.mean([r.kept_all_baseline for r in rates])),
+        preserved_by_attribute={a: {k: float(np.mean(v)) for k, v in d.items()} for a, d in by_attr.items()},
+        random_latent=_mean_reference([r.random_latent for r in scored]),
+        prompt_edit=_mean_reference([r.prompt_edit for r in scored]),
+    )
 
 
 def _discovery_prompts(st: Setup) -> list[str]:

@@ -4,13 +4,14 @@ latent meets the steering target. Pure numpy on the judge's readings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from vsae.experiments.diffusion_steering.judges import DiffusionJudge
-from vsae.experiments.diffusion_steering.results import SteeringRates
+from vsae.experiments.diffusion_steering.results import Reference, SteeringRates
 from vsae.steer.diffusion_latents import LatentStats
 
 
@@ -54,6 +55,10 @@ def steering_rates(
         target_baseline=float(np.mean(pred_u[attribute] == value)),
         preserved=keep(pred_s),
         preserved_baseline=keep(pred_u),
+        kept_all=kept_all(pred_s, truth, others),
+        kept_all_baseline=kept_all(pred_u, truth, others),
+        preserved_by_attribute={a: float(np.mean(pred_s[a] == truth[a])) for a in others},
+        preserved_by_attribute_baseline={a: float(np.mean(pred_u[a] == truth[a])) for a in others},
     )
     if drawn_s is None or drawn_u is None:
         return rates
@@ -64,6 +69,38 @@ def steering_rates(
         drawn_steered=float(np.mean(drawn_s)),
         drawn_baseline=float(np.mean(drawn_u)),
     )
+
+
+def kept_all(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray], attributes: Sequence[str]) -> float:
+    """Fraction of images that keep the prompt's value of every one of ``attributes`` (1 with none)."""
+    n = len(next(iter(truth.values())))
+    ok = np.ones(n, bool)
+    for a in attributes:
+        ok &= pred[a] == truth[a]
+    return float(ok.mean())
+
+
+def reference(
+    pred: dict[str, np.ndarray],
+    truth: dict[str, np.ndarray],
+    attribute: str,
+    value: int,
+    latent: int | None = None,
+) -> Reference:
+    """A reference edit's target rate, images keeping every other attribute and pairs preserved."""
+    others = [a for a in truth if a != attribute]
+    return Reference(
+        target=float(np.mean(pred[attribute] == value)),
+        kept_all=kept_all(pred, truth, others),
+        preserved=float(np.mean([np.mean(pred[a] == truth[a]) for a in others])),
+        latent=latent,
+    )
+
+
+def edit_prompt(prompt: str, old: str, new: str) -> str:
+    """``prompt`` with the whole word ``old`` replaced by ``new`` (the prompt-edit reference: the
+    attribute changed by the words instead of the latents, issue 23)."""
+    return re.sub(rf"\b{re.escape(old)}\b", new, prompt)
 
 
 def target_met(steered: float, baseline: float) -> bool:
