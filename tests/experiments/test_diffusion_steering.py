@@ -118,6 +118,7 @@ def test_runs_on_stable_diffusion_with_a_registered_toy_judge_and_never_imports_
         mean = np.mean([row["target_steered"] for row in s["latents"]])
         assert s["target_rate"]["steered"] == pytest.approx(mean)
         assert [x["strength"] for x in s["sweep"]] == [2.0]
+        assert s["sweep"][0]["kept_all"] is not None  # the trade-off curve: target vs all others kept
         sp = s["specificity"]  # issue 23: both references ran on every scored latent
         assert sp["random_latent"] is not None and sp["prompt_edit"] is not None
         assert set(sp["preserved_by_attribute"]) <= {"hue", "tone"}

@@ -119,6 +119,7 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
                     "target steered": x["steered"],
                     "target unsteered": x["baseline"],
                     "preserved": x["preserved"],
+                    "all others kept": x.get("kept_all"),
                 }
                 for x in s["sweep"]
             ]

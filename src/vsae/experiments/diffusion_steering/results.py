@@ -14,6 +14,8 @@ RATE_SUMMARY_KEYS: tuple[tuple[str, str], ...] = (
     ("preserved_baseline", "preserved_baseline"),
     ("steered_drawn", "target_steered_drawn"),
     ("baseline_drawn", "target_baseline_drawn"),
+    ("kept_all", "kept_all"),
+    ("kept_all_baseline", "kept_all_baseline"),
 )
 """(summary key, per-latent `SteeringRates` field) of the means over latents."""
 
@@ -103,6 +105,8 @@ class RateSummary:
     preserved_baseline: float | None
     steered_drawn: float | None
     baseline_drawn: float | None
+    kept_all: float | None = None
+    kept_all_baseline: float | None = None
 
 
 SPECIFICITY = 0.8
@@ -175,7 +179,7 @@ class SteeringResult:
             "drawn_iou": self.drawn_iou,
             "n_meeting_target": self.n_meeting_target,
             "latents": [r.to_json() for r in self.latents],
-            "sweep": [{"strength": st, **asdict(sm)} for st, sm in self.sweep],
+            "sweep": [{"strength": st, **asdict(sm)} for st, sm in self.sweep],  # the trade-off curve
             "specificity": self.specificity.to_json() if self.specificity is not None else None,
         }
 
