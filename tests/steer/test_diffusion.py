@@ -329,3 +329,27 @@ def test_cli_bad_inputs(extra, message, world_dir, text_sae, tmp_path, capsys):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]  # (earlier lines: model-loading progress bars in-process)
     assert last.startswith("error: ") and message in last
+
+
+def test_word_tokens_edit_only_the_prompts_attribute_word(world_dir, sae):
+    """`--tokens word` (issue 23): the mask marks each prompt's own word, and an edit through it
+    changes those positions of the text encoding only."""
+    from types import SimpleNamespace
+
+    from vsae.experiments.diffusion_steering.runner import Setup
+    from vsae.steer.intervention import intervene
+
+    pipe = load_pipe(world_dir)
+    prompts = ["a small red star", "a large blue upright square on the left"]
+    mask = Setup.word_tokens(SimpleNamespace(pipe=pipe), prompts, ["red", "large"])  # type: ignore[arg-type]
+    toks = [pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(p)["input_ids"]) for p in prompts]
+    assert (
+        [int(i) for i in mask[0].nonzero()]
+        == [t for t, w in enumerate(toks[0]) if w.startswith("red")]
+        == [3]
+    )
+    assert [int(i) for i in mask[1].nonzero()] == [2] and mask.shape[1] == pipe.tokenizer.model_max_length
+    base, _ = encode_prompts(pipe, prompts)
+    with intervene(pipe.text, "resid.-1", sae, [LatentEdit(0, "clamp", 50.0, tokens=mask)]):
+        edited, _ = encode_prompts(pipe, prompts)
+    assert torch.equal((edited - base).abs().amax(-1) > 0, mask)

@@ -140,7 +140,10 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 )
 @config_options(DiffusionSteerConfig, only=("sweep",), overrides={"sweep": _SWEEP})
 @click.option(
-    "--tokens", default="all", show_default=True, help="'all' prompt tokens or comma-separated positions."
+    "--tokens",
+    default="all",
+    show_default=True,
+    help="'all' prompt tokens, 'word' (the prompt's word for the latent's attribute) or comma-separated positions.",
 )
 @click.option(
     "--prompts", default=None, help="Text file, one prompt per line [default: held-out world captions]."
@@ -179,12 +182,16 @@ def diffusion(
     from vsae.errors import VsaeError
     from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
 
-    tok: Literal["all"] | tuple[int, ...] = "all"
-    if tokens.strip() != "all":
+    tok: Literal["all", "word"] | tuple[int, ...] = "all"
+    if tokens.strip() == "word":
+        tok = "word"
+    elif tokens.strip() != "all":
         try:
             tok = tuple(int(t) for t in tokens.strip().split(",") if t)
         except ValueError:
-            raise VsaeError(f"--tokens {tokens!r}: give 'all' or comma-separated token positions") from None
+            raise VsaeError(
+                f"--tokens {tokens!r}: give 'all', 'word' or comma-separated token positions"
+            ) from None
     cfg = DiffusionSteerConfig(tokens=tok, prompts=_prompts(prompts), **pick(DiffusionSteerConfig, fields))
     words = tuple(w.strip() for w in (vocabulary or "").split(",") if w.strip())
     res = run_diffusion_steering(

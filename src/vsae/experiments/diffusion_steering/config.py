@@ -5,6 +5,7 @@ torch: `vsae steer diffusion` generates its options from these fields (:mod:`vsa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from vsae.steer.config import Op, SamplerConfig, TokenSet, _check_finite, _check_op, _check_sampler
 
@@ -24,7 +25,9 @@ class DiffusionSteerConfig:
     op: the edit.
     strength: clamp/add value as a multiple of the latent's largest activation on the caption
         corpus (scale: the factor).
-    tokens: "all" prompt tokens, or a tuple of token positions.
+    tokens: "all" prompt tokens, a tuple of token positions, or "word": only the tokens of each
+        prompt's own word for the steered latent's attribute (issue 23; latents without an
+        attribute and discovery edit all tokens).
     sweep: further strengths whose steering summary is reported too (comma-separated, e.g. 1,2,8).
     prompts: prompts to steer [default: held-out world captions].
     n_prompts: prompts per steered latent.
@@ -48,7 +51,7 @@ class DiffusionSteerConfig:
     n_latents: int = 6
     op: Op = "clamp"
     strength: float = 4.0
-    tokens: TokenSet | tuple[int, ...] = "all"
+    tokens: TokenSet | Literal["word"] | tuple[int, ...] = "all"
     sweep: tuple[float, ...] = ()
     prompts: tuple[str, ...] = ()
     n_prompts: int = 12

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import vsae.sae
 from vsae.errors import VsaeError
@@ -65,7 +66,7 @@ from vsae.experiments.diffusion_steering.scoring import (
 )
 from vsae.report.html import image_grid
 from vsae.sae.selection import check_splice
-from vsae.steer.diffusion_latents import LatentStats, latent_stats
+from vsae.steer.diffusion_latents import LatentStats, latent_stats, token_word
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
@@ -94,12 +95,26 @@ class Setup:
     clip: str | None
     say: Say
 
-    def edit(self, latent: int, strength: float) -> LatentEdit:
-        """The edit of ``latent`` at ``strength`` (clamp / add: times its largest activation)."""
+    def edit(self, latent: int, strength: float, tokens: torch.Tensor | None = None) -> LatentEdit:
+        """The edit of ``latent`` at ``strength`` (clamp / add: times its largest activation), on
+        ``tokens`` (a bool mask [B, T]) if given, else on the config's (``word`` -> all)."""
         cfg = self.cfg
         max_act = self.stats.max_act[latent]
         value = strength if cfg.op == "scale" else strength * max(float(max_act), 1e-6)
-        return LatentEdit(latent=int(latent), op=cfg.op, value=value, tokens=cfg.tokens)
+        where = tokens if tokens is not None else ("all" if cfg.tokens == "word" else cfg.tokens)
+        return LatentEdit(latent=int(latent), op=cfg.op, value=value, tokens=where)
+
+    def word_tokens(self, prompts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
+        """Bool [B, T]: the tokens of each prompt (padded as `encode_prompts` pads) that spell its
+        word ``words[b]`` (``tokens="word"``: the edit stays on the prompt's attribute word)."""
+        tok = self.pipe.tokenizer
+        ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True)
+        rows = ids["input_ids"]
+        mask = torch.zeros(len(rows), len(rows[0]), dtype=torch.bool)
+        for b, (row, w) in enumerate(zip(rows, words)):
+            for t, i in enumerate(row):
+                mask[b, t] = token_word(tok.convert_ids_to_tokens(i)) == w
+        return mask
 
     def images(self, prompts: Sequence[str], edit: LatentEdit | None = None) -> np.ndarray:
         """uint8 [N, H, W, 3]: ``prompts`` generated with the sampler's noise, steered by ``edit``."""
@@ -255,7 +270,12 @@ def judge_step(
 
 
 def reference_step(
-    st: Setup, prompts: list[str], truth: dict[str, np.ndarray], target: Target, control: int | None
+    st: Setup,
+    prompts: list[str],
+    truth: dict[str, np.ndarray],
+    target: Target,
+    control: int | None,
+    tokens: torch.Tensor | None = None,
 ) -> tuple[Reference | None, Reference | None]:
     """The references of one scored latent on its prompts and noise (issue 23): a random live
     latent clamped the same way, and the prompts with their attribute word replaced by the
@@ -265,7 +285,7 @@ def reference_step(
         return None, None
     ctrl = None
     if control is not None:
-        pred = _read(st, st.images(prompts, st.edit(control, st.cfg.strength)))
+        pred = _read(st, st.images(prompts, st.edit(control, st.cfg.strength, tokens)))
         assert pred is not None
         ctrl = reference(pred, truth, attr, val, latent=control)
     words = st.judge.values(attr)
@@ -299,12 +319,16 @@ def steer_latent(
     prompts = [pool.prompts[i] for i in idx]
     truth = {a: pool.truth[a][list(idx)] for a in pool.truth}
     iou_u = st.iou(ims_u)
+    tokens = None
+    if cfg.tokens == "word" and st.judge is not None and attr is not None:
+        values = st.judge.values(attr)
+        tokens = st.word_tokens(prompts, [values[int(v)] for v in truth[attr]])
     rates: SteeringRates | None = None
     ious: tuple[float | None, float | None] = (None, None)
     examples: list[Example] = []
     sweep: list[tuple[float, SteeringRates | None]] = []
     for s in (cfg.strength, *cfg.sweep):
-        ims_s = st.images(prompts, st.edit(f, s))
+        ims_s = st.images(prompts, st.edit(f, s, tokens))
         iou_s = st.iou(ims_s)
         r = judge_step(st, ims_s, pred_u, truth, target, (iou_s, iou_u))
         if s == cfg.strength:
@@ -314,7 +338,9 @@ def steer_latent(
             rates = r
         else:
             sweep.append((s, r))
-    ctrl, edit = reference_step(st, prompts, truth, target, control) if rates is not None else (None, None)
+    ctrl, edit = (
+        reference_step(st, prompts, truth, target, control, tokens) if rates is not None else (None, None)
+    )
     row = LatentSteering(
         latent=f,
         word=stats.top_word[f],
