@@ -390,7 +390,7 @@ def test_no_from_pretrained_in_src_can_reach_a_pickle():
         "vsae.world.train_simenc:embed",
         "vsae.world.llava.evaluate:load_llava",
         "vsae.world.diffusion.judge:AttributeJudge",
-        "vsae.steer.diffusion_discovery:ClipScorer",
+        "vsae.experiments.diffusion_steering.discovery:ClipScorer",
         "vsae.steer.embed:ImageTextEmbedder",
     ],
 )

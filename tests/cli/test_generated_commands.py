@@ -30,11 +30,12 @@ from vsae.eval.config import (
     SharedConfig,
     TopImagesConfig,
 )
+from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.extract_config import ExtractConfig, MllmExtractConfig
 from vsae.sae.config import EncodeConfig
 from vsae.serve.config import ServeConfig
-from vsae.steer.config import DiffusionSteerConfig, SamplerConfig
+from vsae.steer.config import SamplerConfig
 from vsae.world.build_config import WorldBuildConfig
 
 # command -> (its configs, their fields that are no generated option: absent, or written by hand
@@ -183,7 +184,8 @@ def test_steer_latents_and_sweep_parse_into_the_configs():
         DiffusionSteerConfig(**pick(DiffusionSteerConfig, _parse(d, ["--out", "o"])))
         == DiffusionSteerConfig()
     )
-    assert DiffusionSteerConfig().sampler == SamplerConfig()  # one set of sampling defaults
+    # one set of sampling defaults, but the demo's 10 steps (issue 23: the CLI's defaults are the demo's)
+    assert DiffusionSteerConfig().sampler == dataclasses.replace(SamplerConfig(), steps=10)
 
 
 def test_steer_package_is_lazy_and_intervene_stays_the_function():

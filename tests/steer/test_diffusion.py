@@ -144,7 +144,7 @@ def test_bad_inputs_are_one_line_errors(world_dir, sae):
 
 
 def test_steering_rates_match_a_direct_computation():
-    from vsae.world.diffusion.steering import steering_rates
+    from vsae.experiments.diffusion_steering.scoring import steering_rates
 
     rng = np.random.default_rng(0)
     n = 40
@@ -153,37 +153,31 @@ def test_steering_rates_match_a_direct_computation():
     pu = {a: np.where(rng.random(n) < 0.9, v, rng.integers(0, 3, n)) for a, v in truth.items()}
     ps["colour"] = np.where(rng.random(n) < 0.6, 2, ps["colour"])
     r = steering_rates(ps, pu, truth, "colour", 2)
-    assert r["target_steered"] == pytest.approx(sum(ps["colour"][i] == 2 for i in range(n)) / n)
-    assert r["target_baseline"] == pytest.approx(sum(pu["colour"][i] == 2 for i in range(n)) / n)
+    assert r.target_steered == pytest.approx(sum(ps["colour"][i] == 2 for i in range(n)) / n)
+    assert r.target_baseline == pytest.approx(sum(pu["colour"][i] == 2 for i in range(n)) / n)
     direct = np.mean([sum(ps[a][i] == truth[a][i] for i in range(n)) / n for a in ("shape", "size")])
-    assert r["preserved"] == pytest.approx(direct)
-    assert "target_steered_drawn" not in r
+    assert r.preserved == pytest.approx(direct)
+    assert r.target_steered_drawn is None and "target_steered_drawn" not in r.to_json()
     ds, du = rng.random(n) < 0.5, rng.random(n) < 0.8
     g = steering_rates(ps, pu, truth, "colour", 2, ds, du)
-    assert g["target_steered_drawn"] == pytest.approx(
-        sum(ps["colour"][i] == 2 and ds[i] for i in range(n)) / n
-    )
-    assert g["target_baseline_drawn"] == pytest.approx(
-        sum(pu["colour"][i] == 2 and du[i] for i in range(n)) / n
-    )
-    assert g["target_steered_drawn"] < g["target_steered"]  # images without an object no longer count
-    assert (g["drawn_steered"], g["drawn_baseline"]) == (pytest.approx(ds.mean()), pytest.approx(du.mean()))
+    assert g.target_steered_drawn == pytest.approx(sum(ps["colour"][i] == 2 and ds[i] for i in range(n)) / n)
+    assert g.target_baseline_drawn == pytest.approx(sum(pu["colour"][i] == 2 and du[i] for i in range(n)) / n)
+    assert g.target_steered_drawn < g.target_steered  # images without an object no longer count
+    assert (g.drawn_steered, g.drawn_baseline) == (pytest.approx(ds.mean()), pytest.approx(du.mean()))
 
 
 def test_meets_target_counts_drawn_images_where_known():
-    from vsae.world.diffusion.steering import meets_target
+    from dataclasses import replace
 
-    assert meets_target({"target_steered": 0.6, "target_baseline": 0.2})
-    assert not meets_target({"target_steered": 0.6, "target_baseline": 0.31})
+    from vsae.experiments.diffusion_steering.results import SteeringRates
+    from vsae.experiments.diffusion_steering.scoring import meets_target
+
+    assert meets_target(SteeringRates(0.6, 0.2, 1.0, 1.0))
+    assert not meets_target(SteeringRates(0.6, 0.31, 1.0, 1.0))
     # judged 0.8 but most of those images are noise: 0.3 of them still draw an object
-    row = {
-        "target_steered": 0.8,
-        "target_baseline": 0.1,
-        "target_steered_drawn": 0.3,
-        "target_baseline_drawn": 0.1,
-    }
+    row = SteeringRates(0.8, 0.1, 1.0, 1.0, target_steered_drawn=0.3, target_baseline_drawn=0.1)
     assert not meets_target(row)
-    assert meets_target(row | {"target_steered_drawn": 0.5})
+    assert meets_target(replace(row, target_steered_drawn=0.5))
 
 
 def test_drawn_tells_objects_from_noise():
@@ -197,8 +191,8 @@ def test_drawn_tells_objects_from_noise():
 
 
 def test_discovery_matches_a_direct_computation():
-    from vsae.steer import diffusion_discovery as dd
-    from vsae.world.diffusion.steering import WORLD_ATTRIBUTES, world_vocabulary
+    from vsae.experiments.diffusion_steering import discovery as dd
+    from vsae.world.diffusion.judge import WORLD_ATTRIBUTES, world_vocabulary
 
     g = torch.Generator().manual_seed(0)
     words = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
@@ -335,3 +329,27 @@ def test_cli_bad_inputs(extra, message, world_dir, text_sae, tmp_path, capsys):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]  # (earlier lines: model-loading progress bars in-process)
     assert last.startswith("error: ") and message in last
+
+
+def test_word_tokens_edit_only_the_prompts_attribute_word(world_dir, sae):
+    """`--tokens word` (issue 23): the mask marks each prompt's own word, and an edit through it
+    changes those positions of the text encoding only."""
+    from types import SimpleNamespace
+
+    from vsae.experiments.diffusion_steering.runner import Setup
+    from vsae.steer.intervention import intervene
+
+    pipe = load_pipe(world_dir)
+    prompts = ["a small red star", "a large blue upright square on the left"]
+    mask = Setup.word_tokens(SimpleNamespace(pipe=pipe), prompts, ["red", "large"])  # type: ignore[arg-type]
+    toks = [pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer(p)["input_ids"]) for p in prompts]
+    assert (
+        [int(i) for i in mask[0].nonzero()]
+        == [t for t, w in enumerate(toks[0]) if w.startswith("red")]
+        == [3]
+    )
+    assert [int(i) for i in mask[1].nonzero()] == [2] and mask.shape[1] == pipe.tokenizer.model_max_length
+    base, _ = encode_prompts(pipe, prompts)
+    with intervene(pipe.text, "resid.-1", sae, [LatentEdit(0, "clamp", 50.0, tokens=mask)]):
+        edited, _ = encode_prompts(pipe, prompts)
+    assert torch.equal((edited - base).abs().amax(-1) > 0, mask)

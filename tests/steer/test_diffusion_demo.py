@@ -8,10 +8,19 @@ import json
 import pytest
 
 
-def _res(steered, baseline, agreement, random):
+def _res(steered, baseline, agreement, random, kept=(0.8, 0.9)):
+    spec = {
+        "criterion": 0.8,
+        "kept_all": kept[0],
+        "kept_all_baseline": kept[1],
+        "holds": kept[0] >= 0.8 * kept[1],
+        "random_latent": {"target": 0.1, "kept_all": 0.05, "preserved": 0.3},
+        "prompt_edit": {"target": 0.93, "kept_all": 0.86, "preserved": 0.9},
+    }
     return {
         "steering": {"target_rate": {"steered": steered, "baseline": baseline}, "n_latents": 3,
-                     "n_meeting_target": 1, "preserved_rate": 0.8, "preserved_rate_baseline": 0.9},
+                     "n_meeting_target": 1, "preserved_rate": 0.8, "preserved_rate_baseline": 0.9,
+                     "specificity": spec},
         "discovery": {"agreement": agreement, "random_agreement": random, "n_with_truth": 5, "n_latents": 9},
     }  # fmt: skip
 
@@ -38,6 +47,23 @@ def test_steering_finding_counts_only_images_that_draw_an_object():
     assert diffusion_findings(res)[0]["holds"] is True
 
 
+@pytest.mark.parametrize("kept, holds", [((0.8, 0.9), True), ((0.7, 0.9), False), ((0.125, 0.861), False)])
+def test_steering_finding_requires_specificity(kept, holds):
+    """Issue 23: the target reached by overwriting the prompt does not hold (others kept < 0.8x)."""
+    from vsae.demo.diffusion import diffusion_findings
+
+    f = diffusion_findings(_res(0.6, 0.1, 0.5, 0.05, kept))[0]
+    assert f["holds"] is holds
+    assert f"all other attributes kept {kept[0]:.1%} steered vs {kept[1]:.1%}" in f["detail"]
+    assert (
+        "random latent clamped the same way: target 10.0%" in f["detail"]
+        and "prompt edit: target 93.0%" in f["detail"]
+    )
+    res = _res(0.6, 0.1, 0.5, 0.05)
+    del res["steering"]["specificity"]  # not measured: the finding cannot hold
+    assert diffusion_findings(res)[0]["holds"] is False
+
+
 @pytest.mark.parametrize(
     "agreement, random, holds", [(0.5, 0.05, True), (0.34, 0.05, False), (0.36, 0.05, True)]
 )
@@ -56,7 +82,7 @@ def test_no_ground_truth_no_findings():
 
 def test_demo_section_on_the_shipped_model(tmp_path):
     from vsae.demo.diffusion import DiffusionDemoConfig, diffusion_findings, run_diffusion_demo
-    from vsae.report.diffusion import diffusion_section
+    from vsae.experiments.diffusion_steering.report import diffusion_section
     from vsae.report.html import Report
 
     cfg = DiffusionDemoConfig(
@@ -67,6 +93,15 @@ def test_demo_section_on_the_shipped_model(tmp_path):
     assert saved["steering"]["n_latents"] == len(saved["steering"]["latents"]) == 2
     assert all(r["attribute"] in ("shape", "colour", "size") for r in saved["steering"]["latents"])
     assert saved["discovery"]["n_latents"] == 3
+    sp = saved["steering"]["specificity"]
+    rows = saved["steering"]["latents"]
+    assert sp["kept_all"] == pytest.approx(sum(r["kept_all"] for r in rows) / len(rows))
+    assert sp["holds"] == (sp["kept_all"] >= 0.8 * sp["kept_all_baseline"])
+    assert sp["prompt_edit"]["target"] == pytest.approx(
+        sum(r["prompt_edit_target"] for r in rows) / len(rows)
+    )
+    assert all(r["control_latent"] not in (x["latent"] for x in rows) for r in rows)  # a latent not steered
+    assert set(sp["preserved_by_attribute"]) == {"shape", "colour", "size"}
     assert len(diffusion_findings(res)) == 2
     r = Report("t")
     diffusion_section(r, res, tmp_path / "diffusion")

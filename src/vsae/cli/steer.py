@@ -10,8 +10,8 @@ import click
 
 from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import compute_dtype_option, device_option, revision_option
+from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
-from vsae.steer.config import DiffusionSteerConfig
 
 
 def _latents(text: str | None) -> tuple[int, ...] | None:
@@ -136,13 +136,21 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 )
 @config_options(DiffusionSteerConfig, only=("sweep",), overrides={"sweep": _SWEEP})
 @click.option(
-    "--tokens", default="all", show_default=True, help="'all' prompt tokens or comma-separated positions."
+    "--tokens",
+    default="all",
+    show_default=True,
+    help="'all' prompt tokens, 'word' (the prompt's word for the latent's attribute) or comma-separated positions.",
 )
 @click.option(
     "--prompts", default=None, help="Text file, one prompt per line [default: held-out world captions]."
 )
 @config_options(DiffusionSteerConfig, only=("n_prompts", "n_eval", "discovery_latents", "discovery_prompts"))
-@click.option("--clip", default=None, help="CLIP naming the changes [default: the world CLIP].")
+@click.option("--clip", default=None, help="CLIP naming the changes [default: the judge's, the world CLIP].")
+@click.option(
+    "--judge",
+    default=None,
+    help="Registered ground-truth judge (vsae.diffusion_judges) [default: the one the pipeline's kind names].",
+)
 @click.option(
     "--vocabulary", default=None, help="Comma-separated naming words (pipelines other than the world's)."
 )
@@ -158,6 +166,7 @@ def diffusion(
     tokens: str,
     prompts: str | None,
     clip: str | None,
+    judge: str | None,
     vocabulary: str | None,
     device: Any,
     dtype: str,
@@ -167,39 +176,22 @@ def diffusion(
     """Steer a text-to-image model through SAE latents of its text encoder; measure the change and
     name each latent's attribute from the images alone (Olson et al.)."""
     from vsae.errors import VsaeError
-    from vsae.world.diffusion.steering import run_diffusion_steering
+    from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
 
-    if pipeline is None or sae_dir is None:
-        from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
-
-        pipeline = pipeline or str(shipped_diffusion_dir())
-        sae_dir = sae_dir or str(shipped_text_sae_dir())
-    tok: Literal["all"] | tuple[int, ...] = "all"
-    if tokens.strip() != "all":
+    tok: Literal["all", "word"] | tuple[int, ...] = "all"
+    if tokens.strip() == "word":
+        tok = "word"
+    elif tokens.strip() != "all":
         try:
             tok = tuple(int(t) for t in tokens.strip().split(",") if t)
         except ValueError:
-            raise VsaeError(f"--tokens {tokens!r}: give 'all' or comma-separated token positions") from None
+            raise VsaeError(
+                f"--tokens {tokens!r}: give 'all', 'word' or comma-separated token positions"
+            ) from None
     cfg = DiffusionSteerConfig(tokens=tok, prompts=_prompts(prompts), **pick(DiffusionSteerConfig, fields))
     words = tuple(w.strip() for w in (vocabulary or "").split(",") if w.strip())
     res = run_diffusion_steering(
-        pipeline,
-        sae_dir,
-        out,
-        cfg,
-        clip=clip,
-        vocabulary=words,
-        device=device,
-        dtype=dtype,
+        pipeline, sae_dir, out, cfg, clip=clip, vocabulary=words, judge=judge, device=device, dtype=dtype,
         progress=not quiet,
-    )
-    s, d = res["steering"], res["discovery"]
-
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    click.echo(
-        f"target rate {pct(s['target_rate']['steered'])} steered vs {pct(s['target_rate']['baseline'])} unsteered, "
-        f"preserved {pct(s['preserved_rate'])}; discovery agreement {pct(d['agreement'])} "
-        f"(random {pct(d['random_agreement'])}) -> {out}/index.html"
-    )
+    )  # fmt: skip
+    click.echo(f"{res.summary()} -> {out}/index.html")

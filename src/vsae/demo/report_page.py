@@ -314,7 +314,7 @@ def experiments_sections(r: Report, results: dict[str, Any], out: Path) -> None:
     if results.get("shared"):
         shared_section(r, results["shared"], out / "shared")
     if results.get("diffusion"):
-        from vsae.report.diffusion import diffusion_section
+        from vsae.experiments.diffusion_steering.report import diffusion_section
 
         r.heading("Steering a text-to-image model through its text encoder (Olson et al.)")
         r.text(

@@ -69,7 +69,8 @@ def text_token_rows(
     return torch.cat(rows), np.concatenate(cap_idx), np.concatenate(tok_idx)
 
 
-def _word(token: str) -> str:
+def token_word(token: str) -> str:
+    """The word a tokenizer's token stands for (lower case, without CLIP's ``</w>`` or GPT's ``Ġ``)."""
     return token.replace("</w>", "").replace("Ġ", "").strip().lower()
 
 
@@ -86,7 +87,7 @@ def latent_stats(
         )
     z = sae.encode(x).float().numpy()
     ids = tokenizer(list(captions), truncation=True, max_length=tokenizer.model_max_length)["input_ids"]
-    words = [_word(tokenizer.convert_ids_to_tokens(ids[c][t])) for c, t in zip(cap_idx, tok_idx)]
+    words = [token_word(tokenizer.convert_ids_to_tokens(ids[c][t])) for c, t in zip(cap_idx, tok_idx)]
     vocab = sorted(set(words))
     w_idx = np.array([vocab.index(w) for w in words]) if words else np.zeros(0, np.int64)
     mass_WF = np.zeros((len(vocab), z.shape[1]))

@@ -2,7 +2,7 @@
 
 Prompts are the canonical captions of held-out (test-split) images, whose attribute
 combinations the model never saw in training; each generated image is read by the similarity
-encoder's attribute heads (`vsae.world.diffusion.judge`), and agreement with the prompt's
+encoder's attribute heads (`vsae.world.diffusion.judge`; any `AttributeReader`), and agreement with the prompt's
 attributes is reported beside the heads' accuracy on the real images of the same captions, and
 the shape is read a second, model-free way (`vsae.world.diffusion.silhouette`: template matching
 of the object's silhouette), which background noise does not confuse.
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vsae.world.diffusion.judge import ATTRIBUTES, AttributeJudge
 from vsae.world.generate import WorldBatch, generate
 
 if TYPE_CHECKING:
+    from vsae.experiments.diffusion_steering.judges import AttributeReader
     from vsae.steer.diffusion_pipeline import DiffusionPipe, SamplerConfig
 
 
@@ -28,10 +28,11 @@ def heldout_prompts(n: int, seed: int = 0) -> tuple[list[str], WorldBatch]:
 
 
 def agreement(
-    pred: dict[str, np.ndarray], batch: WorldBatch, attributes: tuple[str, ...] = ATTRIBUTES
+    pred: dict[str, np.ndarray], batch: WorldBatch, attributes: tuple[str, ...] | None = None
 ) -> dict[str, float]:
-    """Fraction of images whose predicted attribute value equals the batch's, per attribute."""
-    return {a: float(np.mean(pred[a] == batch.labels(a))) for a in attributes}
+    """Fraction of images whose predicted attribute value equals the batch's, per attribute
+    [default: every attribute predicted]."""
+    return {a: float(np.mean(pred[a] == batch.labels(a))) for a in (attributes or tuple(pred))}
 
 
 def silhouette_agreement(images_NHWC: np.ndarray, batch: WorldBatch) -> dict[str, float]:
@@ -45,7 +46,7 @@ def silhouette_agreement(images_NHWC: np.ndarray, batch: WorldBatch) -> dict[str
 
 def generation_accuracy(
     pipe: DiffusionPipe,
-    judge: AttributeJudge,
+    judge: AttributeReader,
     n: int = 200,
     seed: int = 0,
     sampler: SamplerConfig | None = None,

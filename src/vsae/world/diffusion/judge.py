@@ -7,19 +7,30 @@ images (sampled with a seed), on the pooled output concatenated with the mean pa
 500 real test images: shape 93.0% vs 90.8% from the pooled output alone). Its accuracy on real
 held-out images is the ceiling against which the agreement of generated images with their
 prompts is read.
+
+Importing this module registers the world as the diffusion steering experiment's judge
+``world`` (`WorldDiffusionJudge`, entry point group ``vsae.diffusion_judges``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from vsae.experiments.diffusion_steering.judges import DIFFUSION_JUDGES, AttributeReader
 from vsae.models.hf import safe_from_pretrained
+from vsae.world.diffusion.silhouette import DRAWN_IOU, read_shapes
 from vsae.world.generate import attribute_vocab, generate
+
+if TYPE_CHECKING:
+    from vsae.experiments.diffusion_steering.discovery import VocabWord
+    from vsae.steer.config import SamplerConfig
+    from vsae.steer.diffusion_pipeline import DiffusionPipe
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position", "tone", "outline", "background")
 
@@ -125,3 +136,90 @@ def fit_judge(simenc_dir: str | Path | None = None, n: int = 6000, seed: int = 0
             w[clf.classes_], b[clf.classes_] = clf.coef_, clf.intercept_
         judge.heads[a] = (sc.mean_, sc.scale_, w, b)
     return judge
+
+
+# --- the shapes world as the diffusion steering experiment's ground truth --------------------
+WORLD_ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "tone")
+"""Attributes the judge reads reliably (>= 93% on real test images): the naming vocabulary."""
+JUDGED: tuple[str, ...] = ("shape", "colour", "size")
+"""Attributes steering is scored on."""
+
+
+def world_vocabulary(attributes: Sequence[str] = WORLD_ATTRIBUTES) -> list[VocabWord]:
+    """The world's attribute values as words, with the world CLIP's zero-shot style prompts."""
+    from vsae.experiments.diffusion_steering.discovery import VocabWord
+    from vsae.world.taxonomy import BACKGROUNDS
+
+    bgs = tuple(b for b in BACKGROUNDS if b != "wavy")
+    tmpl = {
+        "shape": lambda v: (f"a photo of a {v}",),
+        "colour": lambda v: (f"a photo of a {v} shape",),
+        "size": lambda v: (f"a {v} shape",),
+        "tone": lambda v: tuple(f"a {v} {b} background" for b in bgs),
+    }
+    return [VocabWord(v, tmpl[a](v), a, i) for a in attributes for i, v in enumerate(attribute_vocab(a))]
+
+
+def world_judge(pipeline: str | Path) -> AttributeJudge:
+    """The judge shipped with the world pipeline (``judge.safetensors``), else one fitted now."""
+    p = Path(pipeline) / "judge.safetensors"
+    return load_judge(p) if p.is_file() else fit_judge()
+
+
+class WorldDiffusionJudge:
+    """The shapes world's ground truth for `vsae.experiments.diffusion_steering` (a
+    `DiffusionJudge`): its attribute values, captions, held-out test-split prompts, the
+    similarity-encoder judge, the silhouette reading (`vsae.world.diffusion.silhouette`) and the
+    shipped tiny pipeline, text SAE and world CLIP."""
+
+    judged: tuple[str, ...] = JUDGED
+    named: tuple[str, ...] = WORLD_ATTRIBUTES
+    drawn_iou: float = DRAWN_IOU
+
+    def values(self, attribute: str) -> Sequence[str]:
+        return attribute_vocab(attribute)
+
+    def vocabulary(self) -> list[VocabWord]:
+        return world_vocabulary(self.named)
+
+    def naming_clip(self) -> str:
+        from vsae.world import shipped_clip_dir
+
+        return str(shipped_clip_dir())
+
+    def default_pipeline(self) -> str:
+        from vsae.world.diffusion import shipped_diffusion_dir
+
+        return str(shipped_diffusion_dir())
+
+    def default_sae(self) -> str:
+        from vsae.world.diffusion import shipped_text_sae_dir
+
+        return str(shipped_text_sae_dir())
+
+    def captions(self, n: int, seed: int) -> list[str]:
+        from vsae.world.diffusion.text_sae import world_captions
+
+        return world_captions(n, seed)
+
+    def heldout(self, n: int, seed: int) -> tuple[list[str], dict[str, np.ndarray]]:
+        from vsae.world.diffusion.evaluate import heldout_prompts
+
+        prompts, batch = heldout_prompts(n, seed)
+        return prompts, {a: batch.labels(a) for a in self.judged}
+
+    def reader(self, pipeline: str) -> AttributeJudge:
+        return world_judge(pipeline)
+
+    def generation(
+        self, pipe: DiffusionPipe, reader: AttributeReader, n: int, seed: int, sampler: SamplerConfig
+    ) -> dict[str, Any]:
+        from vsae.world.diffusion.evaluate import generation_accuracy
+
+        return generation_accuracy(pipe, reader, n=n, seed=seed, sampler=sampler)
+
+    def silhouette_iou(self, images_NHWC: np.ndarray) -> np.ndarray:
+        return read_shapes(images_NHWC)[1]
+
+
+DIFFUSION_JUDGES.register("world")(WorldDiffusionJudge())

@@ -1,9 +1,9 @@
 """Automatic attribute discovery for text-encoder SAE latents (Olson et al.): boost a latent,
 generate, and name what changed from the images alone -- the vocabulary word whose CLIP
 image-text similarity rises most from unsteered to steered images of the same prompts and
-noise. The names are then checked against the ground truth where there is one (on the shapes
-world, the attribute value whose rate, as read by the similarity encoder's heads, rises most;
-`vsae.world.diffusion.steering`), beside random words.
+noise. The names are then checked against the ground truth where there is one (a
+`judges.DiffusionJudge`: on the shapes world, the attribute value whose rate, as read by the
+similarity encoder's heads, rises most), beside random words.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Report pieces for diffusion steering: the page `vsae steer diffusion` writes and the demo's
-diffusion section (per latent, the same prompts' images unsteered vs steered, side by side)."""
+"""The diffusion steering experiment's report: the page `vsae steer diffusion` writes and the
+demo's diffusion section (per latent, the same prompts' images unsteered vs steered, side by
+side), from the ``results.json`` dict (`results.DiffusionSteeringResult.to_json`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,33 @@ HEADERS = {
     "text_word": "text word",
     "rise": "CLIP similarity rise",
     "truth": "attribute it changes",
+    "kept_all_baseline": "all others kept, unsteered",
+    "kept_all": "all others kept, steered",
+    "control_target": "target rate, random latent",
+    "control_kept_all": "all others kept, random latent",
+    "prompt_edit_target": "target rate, prompt edit",
+    "prompt_edit_kept_all": "all others kept, prompt edit",
 }
+
+
+def specificity_text(sp: dict[str, Any]) -> str:
+    """One paragraph: images keeping every other attribute steered vs unsteered against the
+    criterion, per attribute, and the random-latent and prompt-edit references (issue 23)."""
+    per = ", ".join(
+        f"{a} {_pct(v['steered'])} (unsteered {_pct(v['baseline'])})"
+        for a, v in sp["preserved_by_attribute"].items()
+    )
+    text = (
+        f"Specificity: every other judged attribute kept in {_pct(sp['kept_all'])} of steered images vs "
+        f"{_pct(sp['kept_all_baseline'])} unsteered (criterion: >= {sp['criterion']:g}x unsteered; "
+        f"{'holds' if sp['holds'] else 'does not hold'}); kept per attribute: {per}."
+    )
+    for key, what in (("random_latent", "a random live latent clamped the same way"),
+                      ("prompt_edit", "editing the prompt's attribute word instead")):  # fmt: skip
+        ref = sp.get(key)
+        if ref is not None:
+            text += f" With {what}: target {_pct(ref['target'])}, all others kept {_pct(ref['kept_all'])}."
+    return text
 
 
 def _pct(v: float | None) -> str:
@@ -57,6 +84,8 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
             + f"; other attributes preserved {_pct(s['preserved_rate'])} "
             f"(unsteered {_pct(s['preserved_rate_baseline'])})."
         )
+    if s.get("specificity"):
+        r.text(specificity_text(s["specificity"]))
     cols = [
         "latent",
         "word",
@@ -67,6 +96,12 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         "target_baseline_drawn",
         "target_steered_drawn",
         "preserved",
+        "kept_all_baseline",
+        "kept_all",
+        "control_target",
+        "control_kept_all",
+        "prompt_edit_target",
+        "prompt_edit_kept_all",
         "iou_baseline",
         "iou_steered",
     ]
@@ -84,6 +119,7 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
                     "target steered": x["steered"],
                     "target unsteered": x["baseline"],
                     "preserved": x["preserved"],
+                    "all others kept": x.get("kept_all"),
                 }
                 for x in s["sweep"]
             ]
