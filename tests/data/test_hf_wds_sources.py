@@ -136,6 +136,9 @@ def test_hf_stream_shards_positions_labels_and_reader(tmp_path):
     ds.select(range(4, 7)).to_parquet(str(tmp_path / "pq" / "b.parquet"))
     pq = open_source(f"hf_stream:{tmp_path / 'pq'}")
     assert pq.describe()["shard_rows"] == [4, 3] and pq.labels == src.labels and pq.items[4] == "train/1/0"
+    assert pq.describe()["indexed_from"] == "parquet" and src.describe()["indexed_from"] == "stream"
+    assert np.array_equal(np.asarray(decode_bytes(pq.reader(pq.items[5]))), np.asarray(noise(5, (12, 12))))
+    pq.reader.close()
     ds.save_to_disk(str(tmp_path / "saved"))
     with pytest.raises(VsaeError, match="is a saved dataset; read it with hf:"):
         open_source(f"hf_stream:{tmp_path / 'saved'}")

@@ -6,9 +6,12 @@ Parquet / Arrow / image-folder directory, or a hub id when online), with ``--spl
 `IterableDataset` built in Python (``Dataset.to_iterable_dataset(num_shards=...)`` ...).
 
 A stream has no length and no random access, so the source is indexed once when it is opened:
-each of the dataset's shards (``IterableDataset.shard(n_shards, i)``: a data file of a Parquet
-dataset) is read through its label column (or, without one, its image column undecoded) to count
-its rows and collect their labels. Knowing every shard's length, vsae keeps its guarantees as for
+for each of the dataset's shards (``IterableDataset.shard(n_shards, i)``: a data file of a Parquet
+dataset) its rows are counted and their labels collected. Local Parquet shards are indexed from
+their footers (``num_rows``) and their label column alone (``indexed_from: "parquet"`` in the
+store's provenance); any other stream (remote files, image folders, a dataset built in Python) is
+read once through its label column, or its undecoded image column without one
+(``indexed_from: "stream"``). Knowing every shard's length, vsae keeps its guarantees as for
 a saved dataset: ``--max-images`` is the same seeded, class-stratified sample over the whole
 stream (identical to that of the same rows saved to disk: no reservoir is needed, which would also
 have to read the whole stream before the first image is used); every row is an item named
@@ -29,6 +32,7 @@ import hashlib
 import itertools
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from vsae.data.decode import DecodeError
@@ -43,9 +47,35 @@ def _shards(ds: Any) -> list[Any]:
     return [ds] if n == 1 else [ds.shard(num_shards=n, index=i) for i in range(n)]
 
 
-def _index(shards: list[Any], img_col: str, lab_col: str | None) -> tuple[list[int], list[Any]]:
-    """Rows per shard and every row's raw label (None without a label column): one pass over the
-    label column (the image column, undecoded, when there is none)."""
+def _parquet_files(shards: list[Any]) -> list[str] | None:
+    """The local Parquet file of each shard, when every shard is exactly one whole file read as it
+    is (``load_dataset(<dir of .parquet files>, streaming=True)``); None otherwise."""
+    files: list[str] = []
+    for sh in shards:
+        kw = getattr(getattr(sh, "_ex_iterable", None), "kwargs", None) or {}
+        fs, groups = kw.get("files"), kw.get("row_groups_list") or [None]
+        if not isinstance(fs, list) or len(fs) != 1 or groups != [None]:
+            return None
+        if not (isinstance(fs[0], str) and fs[0].endswith(".parquet") and Path(fs[0]).is_file()):
+            return None
+        files.append(fs[0])
+    return files
+
+
+def _index(shards: list[Any], img_col: str, lab_col: str | None) -> tuple[list[int], list[Any], str]:
+    """Rows per shard, every row's raw label (None without a label column) and how they were found:
+    from the Parquet files' footers and label column (``parquet``) when the shards are local
+    Parquet files, else by one pass over the stream's label column (the image column, undecoded,
+    when there is none: ``stream``)."""
+    files = _parquet_files(shards)
+    if files is not None:
+        import pyarrow.parquet as pq  # a dependency of `datasets`
+
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        if lab_col is None:
+            return counts, [None] * sum(counts), "parquet"
+        raw = [v for f in files for v in pq.read_table(f, columns=[lab_col]).column(0).to_pylist()]
+        return counts, raw, "parquet"
     counts: list[int] = []
     raw: list[Any] = []
     for sh in shards:
@@ -58,7 +88,7 @@ def _index(shards: list[Any], img_col: str, lab_col: str | None) -> tuple[list[i
             n += 1
             raw.append(row[lab_col] if lab_col is not None else None)
         counts.append(n)
-    return counts, raw
+    return counts, raw, "stream"
 
 
 class StreamReader:
@@ -140,7 +170,7 @@ def stream_source(
         )
     lab_col = _pick_column(feats, mod.ClassLabel, label_column, "--label-column", name)
     shards = _shards(ds)
-    counts, raw = _index(shards, img_col, lab_col)
+    counts, raw, how = _index(shards, img_col, lab_col)
     if not raw:
         raise VsaeError(f"{name} split {split or 'rows'} has no rows")
     labels, classes = label_table(feats[lab_col], raw) if lab_col else ((-1,) * len(raw), ())
@@ -157,6 +187,7 @@ def stream_source(
         reader=StreamReader(shards, img_col),
         identity={
             "shard_rows": counts,
+            "indexed_from": how,
             "index_sha256": digest,
             "image_column": img_col,
             "label_column": lab_col,
