@@ -71,11 +71,14 @@ def _index(shards: list[Any], img_col: str, lab_col: str | None) -> tuple[list[i
     if files is not None:
         import pyarrow.parquet as pq  # a dependency of `datasets`
 
-        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
         if lab_col is None:
-            return counts, [None] * sum(counts), "parquet"
-        raw = [v for f in files for v in pq.read_table(f, columns=[lab_col]).column(0).to_pylist()]
-        return counts, raw, "parquet"
+            return rows, [None] * sum(rows), "parquet"
+        return (
+            rows,
+            [v for f in files for v in pq.read_table(f, columns=[lab_col]).column(0).to_pylist()],
+            "parquet",
+        )
     counts: list[int] = []
     raw: list[Any] = []
     for sh in shards:
