@@ -1,7 +1,8 @@
 """Qwen2.5-VL / Qwen3-VL vision towers: the hooks reshape the model's flat, window-reordered patch
 sequence to per-image raster grids, equal to the model's own hidden states placed by an independent
 scatter, and the merger applied to them gives the model's own (un-windowed) output;
-`vsae extract --tower vision` stores them. Tiny random-weight models, no torchvision."""
+`vsae extract --tower vision` stores them; a splice writes edited grids back in the packed order.
+Tiny random-weight models, no torchvision."""
 
 import numpy as np
 import pytest
@@ -31,20 +32,26 @@ def _images():
     ]
 
 
-def _scatter(flat_Sd, grid_thw, window_index):
-    """The model's flat sequence placed at raster positions, position by position: flat position
-    p holds merge unit window_index[p // m²] (processor order), patch p % m² of that unit."""
+def _raster(S, grid_thw, window_index):
+    """For each flat position p: (image b, raster index of its patch). Position p holds merge unit
+    window_index[p // m²] (in processor order), patch p % m² of that unit."""
     unit = MERGE * MERGE
-    S, d = flat_Sd.shape
-    B, (t, h, w) = len(grid_thw), grid_thw[0].tolist()
-    T = t * h * w
-    out = torch.full((B, T, d), float("nan"))
+    (t, h, w), out = grid_thw[0].tolist(), []
     for p in range(S):
         k = (int(window_index[p // unit]) if window_index is not None else p // unit) * unit + p % unit
-        b, k = divmod(k, T)
+        b, k = divmod(k, t * h * w)
         u, (i, j) = k // unit, divmod(k % unit, MERGE)
         hb, wb = divmod(u, w // MERGE)
-        out[b, (hb * MERGE + i) * w + wb * MERGE + j] = flat_Sd[p]
+        out.append((b, (hb * MERGE + i) * w + wb * MERGE + j))
+    return out
+
+
+def _scatter(flat_Sd, grid_thw, window_index):
+    """The model's flat sequence placed at its raster positions, position by position."""
+    B, (t, h, w) = len(grid_thw), grid_thw[0].tolist()
+    out = torch.full((B, t * h * w, flat_Sd.shape[1]), float("nan"))
+    for p, (b, r) in enumerate(_raster(len(flat_Sd), grid_thw, window_index)):
+        out[b, r] = flat_Sd[p]
     return out
 
 
@@ -104,3 +111,45 @@ def test_extract_stores_the_grids_and_refuses_what_does_not_apply(dirs, tmp_path
         extract(ExtractConfig(hooks=("resid.1",), out=str(tmp_path / "cls"), tokens="cls", **base))
     with pytest.raises(VsaeError, match="tower 'language' not available"):
         load(str(dirs["qwen3_vl"]), tower="language")
+
+
+class _RowScale(torch.nn.Module):
+    """A stand-in SAE (identity code) whose decoder scales row n of the [B*T, d] rows by 1 + n/1000:
+    its effect depends on each row's (image, raster position)."""
+
+    def __init__(self, scale=True):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("one", torch.ones(()))
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z * (1 + torch.arange(len(z))[:, None] / 1000) if self.scale else z * self.one
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_splice_writes_the_edited_grids_back_into_the_packed_sequence(dirs, kind):
+    from vsae.steer.intervention import intervene
+
+    lm = load(str(dirs[kind]))
+    x = lm.preprocess(_images())
+    with torch.no_grad():
+        plain = lm.model(**x).pooler_output
+        with intervene(lm, "resid.0", _RowScale(scale=False), keep_error=False):
+            same = lm.model(**x).pooler_output
+        with intervene(lm, "resid.0", _RowScale(), keep_error=False):
+            steered = lm.model(**x).pooler_output
+    assert torch.equal(same, plain)  # grid -> packed is the exact inverse of packed -> grid
+    assert not torch.allclose(steered, plain)
+    win, T = lm.window_index(), 32 * 32
+    pos = _raster(3 * T, x["grid_thw"], win)
+    scale_S = torch.tensor([1 + (b * T + r) / 1000 for b, r in pos])[:, None]
+    handle = lm.model.blocks[0].register_forward_hook(lambda m, a, out: out * scale_S)
+    try:
+        with torch.no_grad():
+            want = lm.model(**x).pooler_output  # the same edit made on the packed sequence directly
+    finally:
+        handle.remove()
+    torch.testing.assert_close(steered, want)

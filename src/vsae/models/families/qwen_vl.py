@@ -15,15 +15,16 @@ in raster order (token i = patch row i // w, column i % w; the window permutatio
 ``embed`` gives the merger's output ``[B, (h/m)*(w/m), d_out]``, the tokens the language model
 receives, in raster order of the merged grid. There is no CLS token (``--tokens cls`` is refused;
 ``mean``, ``patches``, ``random:K`` work). ``module:<path>`` hooks read the packed sequence as it
-is.
+is. A splice (`vsae.steer.intervene`) edits the grids and writes them back packed (`pack`), so
+vision-tower SAEs steer these models from Python.
 
 One view per image: each image is resized (bicubic) to a square of ``16 * patch * merge`` pixels
 (448 for Qwen2.5-VL: 32 x 32 patches, 256 language tokens; 512 for Qwen3-VL), kept within the
 processor's min/max pixels, then given to the model's own image processor, so that every image
 of a batch has the same grid. Without torchvision, transformers loads the processor's PIL
 backend (``Qwen2VLImageProcessorPil``), which is all this needs; the video processors and the
-full chat processor (``AutoProcessor``) need torchvision and are not used. Steering and
-``extract-mllm`` are not available for these models.
+full chat processor (``AutoProcessor``) need torchvision and are not used: ``vsae steer mllm``
+and ``extract-mllm`` (which run it) are not available for these models.
 """
 
 from __future__ import annotations
@@ -90,6 +91,22 @@ def unpack(
     return _stack(images)
 
 
+def pack(
+    x_BTd: torch.Tensor, grid_thw: torch.Tensor, merge: int, window_index: torch.Tensor | None
+) -> torch.Tensor:
+    """The inverse of `unpack`: per-image raster grids ``[B, t*h*w, d]`` -> the packed ``[S, d]``."""
+    d = x_BTd.shape[-1]
+    parts = []
+    for (t, h, w), x in zip(grid_thw.tolist(), x_BTd):
+        g = x.reshape(t, h // merge, merge, w // merge, merge, d).permute(0, 1, 3, 2, 4, 5)
+        parts.append(g.reshape(t * h * w, d))
+    x_Sd = torch.cat(parts)
+    if window_index is not None:
+        unit = merge * merge
+        x_Sd = x_Sd.reshape(-1, unit, d)[window_index.to(x_Sd.device)].reshape(-1, d)
+    return x_Sd
+
+
 def _stack(images: list[torch.Tensor]) -> torch.Tensor:
     if len({x.shape[0] for x in images}) > 1:
         raise VsaeError(
@@ -110,6 +127,9 @@ class _GridPoint(HookPoint):
 
     def read(self, output: Any) -> torch.Tensor:
         return self.owner.to_grid(self.name, super().read(output))
+
+    def write(self, new: torch.Tensor) -> torch.Tensor:
+        return self.owner.to_packed(self.name, new)
 
 
 class QwenVisionModel(LoadedModel):
@@ -149,6 +169,14 @@ class QwenVisionModel(LoadedModel):
             n = [int(t * h * w) // (self.merge * self.merge) for t, h, w in self.grid_thw.tolist()]
             return _stack(list(x.split(n)))
         return unpack(x, self.grid_thw, self.merge, self.window_index())
+
+    def to_packed(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_grid` (a splice writes its edited grid back into the packed sequence)."""
+        if self.grid_thw is None or x.ndim != 3:
+            return x
+        if name == "embed":
+            return x.reshape(-1, x.shape[-1])
+        return pack(x, self.grid_thw, self.merge, self.window_index())
 
     def resolve(self, hook: str) -> HookPoint:
         point = super().resolve(hook)
