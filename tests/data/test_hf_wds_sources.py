@@ -5,6 +5,7 @@ import importlib.metadata
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,26 @@ def test_hf_stream_shards_positions_labels_and_reader(tmp_path):
         open_source(f"hf_stream:{tmp_path / 'saved'}")
     with pytest.raises(VsaeError, match="expected a datasets.IterableDataset"):
         stream_source(ds, "py")
+
+
+def test_hf_stream_image_folder_cells_hold_paths(tmp_path):
+    """A streamed image folder yields cells with a path and no bytes: read from the path, in the
+    folder source's order, with its classes; a corrupt file is an item that fails to decode."""
+    from vsae.data.sources import folder_source
+
+    for c, n in (("cat", 3), ("dog", 2)):
+        (tmp_path / "imf" / "train" / c).mkdir(parents=True)
+        for i in range(n):
+            noise(10 * n + i, (12, 12)).save(tmp_path / "imf" / "train" / c / f"{i}.png")
+    (tmp_path / "imf" / "train" / "dog" / "9.png").write_text("not an image")
+    src = open_source(f"hf_stream:{tmp_path / 'imf'}")
+    ref = folder_source(tmp_path / "imf", "train")
+    assert src.classes == ref.classes == ("cat", "dog") and src.labels == ref.labels and len(src) == 6
+    for i in range(5):
+        assert src.reader(src.items[i]) == Path(ref.items[i]).read_bytes()
+    with pytest.raises(DecodeError, match="not an image"):
+        decode_bytes(src.reader(src.items[5]))
+    src.reader.close()
 
 
 def test_plugin_scheme_from_an_entry_point(monkeypatch):

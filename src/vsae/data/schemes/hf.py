@@ -121,18 +121,28 @@ class HfReader:
         self.column = column
 
     def __call__(self, item: str) -> bytes:
-        cell = self.ds[int(item.rpartition("/")[2])][self.column]
-        if cell is None:
-            raise DecodeError("no image in this row")
-        if cell.get("bytes"):
-            return bytes(cell["bytes"])
-        path = cell.get("path")
-        if not path:
-            raise DecodeError("no image in this row (neither bytes nor a path)")
-        try:
-            return Path(path).read_bytes()
-        except OSError as e:
-            raise DecodeError(f"image file {path} unreadable ({e.strerror})") from None
+        return cell_bytes(self.ds[int(item.rpartition("/")[2])][self.column])
+
+
+def cell_bytes(cell: dict[str, Any] | None) -> bytes:
+    """The encoded image of an undecoded ``Image`` cell: its bytes, else the file at its path (a
+    local path, or a URL read through fsspec: a streamed image folder's cells hold only paths)."""
+    if cell is None:
+        raise DecodeError("no image in this row")
+    if cell.get("bytes"):
+        return bytes(cell["bytes"])
+    path = cell.get("path")
+    if not path:
+        raise DecodeError("no image in this row (neither bytes nor a path)")
+    try:
+        if "://" in path or "::" in path:
+            import fsspec  # a dependency of `datasets`
+
+            with fsspec.open(path, "rb") as f:
+                return bytes(f.read())
+        return Path(path).read_bytes()
+    except (OSError, ValueError) as e:
+        raise DecodeError(f"image file {path} unreadable ({getattr(e, 'strerror', None) or e})") from None
 
 
 def open_hf(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vsae.data.decode import DecodeError
-from vsae.data.schemes.hf import _datasets, _pick_column, label_table, load, parse_spec
+from vsae.data.schemes.hf import _datasets, _pick_column, cell_bytes, label_table, load, parse_spec
 from vsae.data.sources import Source, register_source_scheme
 from vsae.errors import VsaeError
 
@@ -135,12 +135,7 @@ class StreamReader:
 
     def __call__(self, item: str) -> bytes:
         _, shard, offset = item.rsplit("/", 2)
-        cell = self._row(int(shard), int(offset))[self.column]
-        if cell is None:
-            raise DecodeError("no image in this row")
-        if cell.get("bytes"):
-            return bytes(cell["bytes"])
-        raise DecodeError("no image bytes in this row (a streamed row must hold the image itself)")
+        return cell_bytes(self._row(int(shard), int(offset))[self.column])
 
 
 def _close_reader(ref: weakref.ref[StreamReader]) -> None:
