@@ -59,18 +59,9 @@ def _extract(model, data, split, out, **kw):
 
 
 def _cfg(model, data, split, out, **kw):
+    base = dict(batch_size=4, num_workers=0, dtype="float32", rows_per_shard=16, progress=False)
     return ExtractConfig(
-        model=str(model),
-        hooks=("resid.1",),
-        data=data,
-        split=split,
-        out=str(out),
-        batch_size=4,
-        num_workers=0,
-        dtype="float32",
-        rows_per_shard=16,
-        progress=False,
-        **kw,
+        model=str(model), hooks=("resid.1",), data=data, split=split, out=str(out), **base | kw
     )
 
 
@@ -106,6 +97,17 @@ def test_folder_hf_and_wds_give_identical_stores(tmp_path, tiny_dirs, forty, kw)
             items[:2] == ["train/0/0", "train/0/1"] and items[16] == "train/1/0" and items[-1] == "train/2/8"
         )
     assert stores["hf"].classes == stores["hf_stream"].classes == list(src.classes)  # from the ClassLabel
+
+
+def test_hf_stream_with_two_workers_reads_every_row(tmp_path, tiny_dirs, forty):
+    """DataLoader workers each read the stream themselves (datasets would otherwise hand each worker
+    only its share of the shards, and the other rows would be lost)."""
+    src, forms = forty
+    model = tiny_dirs["clip_vision_proj"]
+    ref = _extract(model, *forms["folder"], tmp_path / "ref")
+    two = _extract(model, forms["hf_stream"][0], None, tmp_path / "two", num_workers=2)
+    _assert_same(ref, two)
+    assert len(ref.skipped) == 1
 
 
 @pytest.fixture(scope="module")

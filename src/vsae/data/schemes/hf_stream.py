@@ -87,11 +87,19 @@ def _index(shards: list[Any], img_col: str, lab_col: str | None) -> tuple[list[i
         else:
             view = sh.select_columns([img_col]).cast_column(img_col, _datasets().Image(decode=False))
         n = 0
-        for row in view:
+        for value in _column(view, lab_col or img_col):
             n += 1
-            raw.append(row[lab_col] if lab_col is not None else None)
+            raw.append(value if lab_col is not None else None)
         counts.append(n)
     return counts, raw, "stream"
+
+
+def _column(ds: Any, column: str, batch: int = 64) -> Iterator[Any]:
+    """The values of one column of an iterable dataset, in order. Read through
+    ``IterableDataset.iter(batch_size)``: iterating the dataset itself inside a DataLoader worker
+    would give that worker only its share of the shards (datasets splits them by worker)."""
+    for rows in ds.iter(batch_size=batch):
+        yield from rows[column]
 
 
 class StreamReader:
@@ -102,7 +110,7 @@ class StreamReader:
         feat = _datasets().Image(decode=False)
         self.shards = [sh.select_columns([column]).cast_column(column, feat) for sh in shards]
         self.column = column
-        self._cursors: dict[int, tuple[Iterator[dict[str, Any]], int]] = {}
+        self._cursors: dict[int, tuple[Iterator[Any], int]] = {}
         atexit.register(_close_reader, weakref.ref(self))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -118,12 +126,12 @@ class StreamReader:
             getattr(it, "close", lambda: None)()
         self._cursors.clear()
 
-    def _row(self, shard: int, offset: int) -> dict[str, Any]:
+    def _cell(self, shard: int, offset: int) -> Any:
         it, pos = self._cursors.pop(shard, (None, 0))
         if it is None or pos > offset:
             if it is not None:
                 getattr(it, "close", lambda: None)()
-            it, pos = iter(self.shards[shard]), 0
+            it, pos = _column(self.shards[shard], self.column), 0
         try:
             row = next(itertools.islice(it, offset - pos, None))
         except StopIteration:
@@ -135,7 +143,7 @@ class StreamReader:
 
     def __call__(self, item: str) -> bytes:
         _, shard, offset = item.rsplit("/", 2)
-        return cell_bytes(self._row(int(shard), int(offset))[self.column])
+        return cell_bytes(self._cell(int(shard), int(offset)))
 
 
 def _close_reader(ref: weakref.ref[StreamReader]) -> None:
