@@ -110,6 +110,29 @@ def test_hf_stream_with_two_workers_reads_every_row(tmp_path, tiny_dirs, forty):
     assert len(ref.skipped) == 1
 
 
+def test_an_iterable_dataset_from_python(tmp_path, tiny_dirs, forty):
+    """An IterableDataset built in Python (indexed by one pass over its stream) through
+    `prepare(cfg, source)`: the same store as the folder, with the same --max-images sample."""
+    import datasets
+
+    from vsae.data.schemes.hf_stream import stream_source
+    from vsae.extract import prepare
+
+    src, forms = forty
+    model = tiny_dirs["clip_vision_proj"]
+    it = datasets.load_from_disk(forms["hf"][0][3:]).to_iterable_dataset(num_shards=4)
+    source = stream_source(it, "python:cifar-like", split="train")
+    assert source.describe()["indexed_from"] == "stream" and source.describe()["shard_rows"] == [
+        11,
+        10,
+        10,
+        10,
+    ]
+    ref = _extract(model, *forms["folder"], tmp_path / "ref", max_images=23)
+    cfg = _cfg(model, "python:cifar-like", None, tmp_path / "py", max_images=23)
+    _assert_same(ref, ActivationStore.open(extract(cfg, prepared=prepare(cfg, source))))
+
+
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
     root = tmp_path_factory.mktemp("many")
