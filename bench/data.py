@@ -1,7 +1,9 @@
 """Data at scale (issue 26), ratios in one run on the same images:
 
-  sources   extraction rows/s reading the same JPEGs as a folder, an `hf:` dataset saved to disk
-            and `wds:` tar shards (the same model, hook, tokens and batches);
+  sources   extraction rows/s reading the same JPEGs as a folder, an `hf:` dataset saved to disk,
+            the same rows as Parquet shards read streamed (`hf_stream:`, with 2 and 0 workers: each
+            worker reads the stream of its range through) and `wds:` tar shards (the same model,
+            hook, tokens and batches);
   workers   extraction rows/s from the folder with 1, 2 and 4 decoding workers;
   stream    rows/s of extract-then-train (vsae extract, then vsae train on the store) vs training
             straight from the model (ModelSource), at equal rows, for 1 and --epochs passes over
@@ -10,7 +12,7 @@
 Each variant runs --repeats times, interleaved; the table shows the median rows/s and the ratio
 to the first variant of its group.
 
-    python bench/data.py --images 256 --repeats 3
+    python bench/data.py --images 256 --repeats 3 [--groups sources,workers,stream]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from vsae.data.sources import folder_source
-from vsae.data.testing import noise, write_hf, write_wds
+from vsae.data.testing import noise, write_hf, write_hf_parquet, write_wds
 from vsae.extract import ExtractConfig, extract
 from vsae.models.testing import build_tiny
 from vsae.sae import SAEConfig
@@ -61,26 +63,35 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train-batch", type=int, default=1024)
+    ap.add_argument("--groups", default="sources,workers,stream", help="comma-separated groups to run")
     args = ap.parse_args()
+    groups = set(args.groups.split(","))
     root = Path(tempfile.mkdtemp(prefix="vsae-bench-data-"))
     model = build_tiny("clip_vision_proj", root / "model")
     data = make_images(root, args.images, args.size)
     src = folder_source(data)
     hf = write_hf(list(src.items), list(src.labels), list(src.classes), root / "hf")
     pattern = write_wds(list(src.items), list(src.labels), root / "wds", per_shard=64)
-    forms = {"folder": str(data), "hf": f"hf:{hf}", "wds": f"wds:{pattern}"}
+    pq = write_hf_parquet(list(src.items), list(src.labels), list(src.classes), root / "pq", per_shard=64)
+    forms = {
+        "folder": (str(data), 2),
+        "hf": (f"hf:{hf}", 2),
+        "hf_stream": (f"hf_stream:{pq}", 2),
+        "hf_stream, in-process": (f"hf_stream:{pq}", 0),
+        "wds": (f"wds:{pattern}", 2),
+    }
     res: dict[str, list[float]] = {}
     k = 0
     for _ in range(args.repeats):
-        for name, spec in forms.items():
+        for name, (spec, workers) in forms.items() if "sources" in groups else ():
             k += 1
-            dt, rows = extract_once(model, spec, root / f"s{k}", 2, args.batch_size)
-            res.setdefault(f"sources/{name} (2 workers)", []).append(rows / dt)
-        for w in (1, 2, 4):
+            dt, rows = extract_once(model, spec, root / f"s{k}", workers, args.batch_size)
+            res.setdefault(f"sources/{name} ({workers} workers)", []).append(rows / dt)
+        for w in (1, 2, 4) if "workers" in groups else ():
             k += 1
             dt, rows = extract_once(model, str(data), root / f"s{k}", w, args.batch_size)
             res.setdefault(f"workers/folder {w}", []).append(rows / dt)
-        for epochs in (1, args.epochs):
+        for epochs in (1, args.epochs) if "stream" in groups else ():
             k += 1
             t_ext, rows = extract_once(model, str(data), root / f"s{k}", 2, args.batch_size)
             steps = epochs * rows // args.train_batch

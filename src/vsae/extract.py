@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from vsae.data import Batch, Source, iter_batches, open_source
+from vsae.data.schemes import shard_part
 from vsae.data.sources import open_source_early
 from vsae.data.subset import ORDERS, choose
 from vsae.device import parse_device
@@ -286,7 +287,7 @@ def extract(cfg: ExtractConfig, model: LoadedModel | None = None, prepared: Prep
         )
     source, sample, picked = choose(full, cfg.max_images, cfg.max_images_order, cfg.seed)
     n_items = len(source)
-    lo, hi = block_range(n_items, part)
+    lo, hi = shard_part(full, picked, part) or block_range(n_items, part)  # sharded sources: by shard
 
     names = (cfg.hooks,) if isinstance(cfg.hooks, str) else cfg.hooks  # a lone "resid.3" is one hook
     hooks = list(dict.fromkeys(resolve_hook(lm, h).name for h in names))

@@ -27,8 +27,8 @@ class ExtractConfig:
     hooks: hook points: resid.L | attn.L | mlp.L | embed | module:<path>; repeat for several
         (OUT/<hook>/ each).
     data: image folder tree, .txt/.csv image list, prompt file (text models), a Hugging Face
-        dataset hf:<saved dir | data dir | hub id>[:<config>], WebDataset shards
-        wds:<path or URL, braces expanded>, or world:<split>:<n>.
+        dataset hf:<saved dir | data dir | hub id>[:<config>] (streamed: hf_stream:...), WebDataset
+        shards wds:<path or URL, braces expanded>, or world:<split>:<n>.
     out: store directory (created, or resumed if it exists); with several hooks, one sub-store per
         hook under it.
     tokens: token selection: cls | mean | patches | all | random:K | registers.
@@ -47,8 +47,8 @@ class ExtractConfig:
         images.json (with their source_index); how they were chosen is in the manifest.
     max_images_order: how max_images chooses: a class-stratified seeded sample, or the first N in
         source order.
-    shard: (I, N): handle the I-th of N contiguous blocks; unset reads RANK/WORLD_SIZE (torchrun),
-        else (0, 1).
+    shard: (I, N): handle the I-th of N contiguous blocks (wds: / hf_stream: sources: of whole
+        shards); unset reads RANK/WORLD_SIZE (torchrun), else (0, 1).
     seed: seed of random:K token sampling (per image: (seed, image index)) and of max_images.
     rows_per_shard: rows per store shard file (a shard is the unit of atomic commit).
     max_pixels: images with more pixels are skipped as decompression bombs (unset: PIL's limit).

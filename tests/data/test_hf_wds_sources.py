@@ -5,6 +5,7 @@ import importlib.metadata
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +112,59 @@ def test_hf_errors(tmp_path):
         open_source(f"hf:{tmp_path / 'two'}", split="train")
     with pytest.raises(VsaeError, match="cannot load the dataset"):
         open_source(f"hf:{tmp_path / 'missing'}")
+
+
+def test_hf_stream_shards_positions_labels_and_reader(tmp_path):
+    """An IterableDataset (Python API) and a streamed Parquet directory: every row an item named by
+    (shard, offset), labels from the ClassLabel, rows read forward and backward, no image -> reason."""
+    from vsae.data.schemes.hf_stream import stream_source
+
+    feats = datasets.Features({"img": datasets.Image(), "y": datasets.ClassLabel(names=["n01", "n02"])})
+    rows = {"img": [{"bytes": _png(i), "path": None} for i in range(6)] + [None], "y": [1, 0, 1, 0, 1, 1, 0]}
+    ds = datasets.Dataset.from_dict(rows, features=feats)
+    src = stream_source(ds.to_iterable_dataset(num_shards=3), "py", split="train")
+    assert src.describe()["shard_rows"] == [3, 2, 2] and src.classes == ("n01", "n02")
+    assert src.items[:4] == ("train/0/0", "train/0/1", "train/0/2", "train/1/0")
+    assert src.labels == (1, 0, 1, 0, 1, 1, 0)
+    for i in (4, 0, 5, 2, 1):  # forward, then behind the open iterator: the shard is reopened
+        assert np.array_equal(
+            np.asarray(decode_bytes(src.reader(src.items[i]))), np.asarray(noise(i, (12, 12)))
+        )
+    with pytest.raises(DecodeError, match="no image in this row"):
+        src.reader(src.items[6])
+    src.reader.close()
+    ds.select(range(4)).to_parquet(str(tmp_path / "pq" / "a.parquet"))
+    ds.select(range(4, 7)).to_parquet(str(tmp_path / "pq" / "b.parquet"))
+    pq = open_source(f"hf_stream:{tmp_path / 'pq'}")
+    assert pq.describe()["shard_rows"] == [4, 3] and pq.labels == src.labels and pq.items[4] == "train/1/0"
+    assert pq.describe()["indexed_from"] == "parquet" and src.describe()["indexed_from"] == "stream"
+    assert np.array_equal(np.asarray(decode_bytes(pq.reader(pq.items[5]))), np.asarray(noise(5, (12, 12))))
+    pq.reader.close()
+    ds.save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(VsaeError, match="is a saved dataset; read it with hf:"):
+        open_source(f"hf_stream:{tmp_path / 'saved'}")
+    with pytest.raises(VsaeError, match="expected a datasets.IterableDataset"):
+        stream_source(ds, "py")
+
+
+def test_hf_stream_image_folder_cells_hold_paths(tmp_path):
+    """A streamed image folder yields cells with a path and no bytes: read from the path, in the
+    folder source's order, with its classes; a corrupt file is an item that fails to decode."""
+    from vsae.data.sources import folder_source
+
+    for c, n in (("cat", 3), ("dog", 2)):
+        (tmp_path / "imf" / "train" / c).mkdir(parents=True)
+        for i in range(n):
+            noise(10 * n + i, (12, 12)).save(tmp_path / "imf" / "train" / c / f"{i}.png")
+    (tmp_path / "imf" / "train" / "dog" / "9.png").write_text("not an image")
+    src = open_source(f"hf_stream:{tmp_path / 'imf'}")
+    ref = folder_source(tmp_path / "imf", "train")
+    assert src.classes == ref.classes == ("cat", "dog") and src.labels == ref.labels and len(src) == 6
+    for i in range(5):
+        assert src.reader(src.items[i]) == Path(ref.items[i]).read_bytes()
+    with pytest.raises(DecodeError, match="not an image"):
+        decode_bytes(src.reader(src.items[5]))
+    src.reader.close()
 
 
 def test_plugin_scheme_from_an_entry_point(monkeypatch):

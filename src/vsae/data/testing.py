@@ -80,6 +80,25 @@ def write_hf(items: list[str], labels: list[int], classes: list[str], out: str |
     return Path(out)
 
 
+def write_hf_parquet(
+    items: list[str], labels: list[int], classes: list[str], out: str | Path, per_shard: int
+) -> Path:
+    """The images at `items` as a Parquet dataset directory (``data/train-<i>-of-<n>.parquet``, one
+    file per `per_shard` rows: the shards of ``load_dataset(out, streaming=True)``), in the same
+    order, with an Image and a ClassLabel column. Needs `datasets` (the `data` extra)."""
+    import datasets  # optional dependency: only the hf tests and benches write datasets
+
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(classes))})
+    cells = [{"bytes": image_bytes(Path(p)), "path": None} for p in items]
+    ds = datasets.Dataset.from_dict({"image": cells, "label": list(labels)}, features=feats)
+    n = max(1, -(-len(items) // per_shard))
+    (Path(out) / "data").mkdir(parents=True, exist_ok=True)
+    for s in range(n):
+        part = ds.select(range(s * per_shard, min(len(items), (s + 1) * per_shard)))
+        part.to_parquet(str(Path(out) / "data" / f"train-{s:05d}-of-{n:05d}.parquet"))
+    return Path(out)
+
+
 def write_wds(items: list[str], labels: list[int], out_dir: str | Path, per_shard: int) -> str:
     """The images at `items` as WebDataset tar shards of `per_shard` samples (``<key>.<ext>`` and
     ``<key>.cls``), in the same order; returns the brace pattern of the shards."""

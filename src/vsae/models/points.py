@@ -41,6 +41,11 @@ class HookPoint:
             raise VsaeError(f"hook {self.name}: the model output has none of {list(self.fields)}")
         return first_tensor(output)
 
+    def write(self, new: torch.Tensor) -> torch.Tensor:
+        """The module's tensor for ``new``, a value in `read`'s layout (steering writes it back);
+        the identity unless a family's point reshapes what it reads."""
+        return new
+
 
 def first_tensor(output: Any) -> torch.Tensor:
     """The tensor of a module output: itself, or the first element of a tuple / ModelOutput."""

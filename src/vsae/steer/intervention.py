@@ -71,7 +71,7 @@ class Intervention:
         if not self.edits and self.keep_error:
             return None  # decode(z) + (x - decode(z)) == x
         x = self.point.read(output)
-        return _write(output, self.point, self.transform(x))
+        return _write(output, self.point, self.point.write(self.transform(x)))
 
     @torch.no_grad()
     def transform(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,32 +42,39 @@ def parse_spec(rest: str) -> tuple[str, str | None]:
     return name, config or None
 
 
-def load(name: str, config: str | None, split: str | None) -> Any:
-    """The `datasets.Dataset` of (name, config, split); one-line errors for what is wrong."""
+def load(name: str, config: str | None, split: str | None, streaming: bool = False) -> Any:
+    """The `datasets.Dataset` (an `IterableDataset` when `streaming`) of (name, config, split) and
+    its split name; one-line errors for what is wrong."""
     ds_mod = _datasets()
     p = Path(name)
+    scheme = "hf_stream" if streaming else "hf"
+    saved = p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
     try:
-        if p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
+        if saved and streaming:
+            raise VsaeError(f"hf_stream:{name} is a saved dataset; read it with hf:{name} (random access)")
+        if saved:
             if config is not None:
                 raise VsaeError(f"hf:{name} is a saved dataset; it has no configs, drop :{config}")
             obj = ds_mod.load_from_disk(str(p))
         else:
-            obj = ds_mod.load_dataset(name, config)
+            obj = ds_mod.load_dataset(name, config, streaming=streaming)
     except VsaeError:
         raise
     except Exception as e:  # datasets' own errors: not found, offline, no data files ...
-        raise VsaeError(f"hf:{name}: cannot load the dataset ({type(e).__name__}: {str(e)[:200]})") from None
-    if isinstance(obj, ds_mod.IterableDataset | ds_mod.IterableDatasetDict):
-        raise VsaeError(f"hf:{name} is an iterable (streamed) dataset; save it with save_to_disk first")
-    if isinstance(obj, ds_mod.DatasetDict):
+        raise VsaeError(
+            f"{scheme}:{name}: cannot load the dataset ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+    if not streaming and isinstance(obj, ds_mod.IterableDataset | ds_mod.IterableDatasetDict):
+        raise VsaeError(f"hf:{name} is an iterable (streamed) dataset; read it with hf_stream:{name}")
+    if isinstance(obj, ds_mod.DatasetDict | ds_mod.IterableDatasetDict):
         splits = sorted(obj)
         if split is None and len(splits) == 1:
             split = splits[0]
         if split not in obj:
-            raise VsaeError(f"hf:{name} has splits {', '.join(splits)}; choose one with --split")
+            raise VsaeError(f"{scheme}:{name} has splits {', '.join(splits)}; choose one with --split")
         return obj[split], split
     if split is not None:
-        raise VsaeError(f"hf:{name} is a single dataset without splits; drop --split")
+        raise VsaeError(f"{scheme}:{name} is a single dataset without splits; drop --split")
     return obj, None
 
 
@@ -86,11 +93,15 @@ def _pick_column(features: dict[str, Any], kind: type, given: str | None, flag: 
 
 
 def _labels(ds: Any, col: str | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """Per-row class index and class names: a ClassLabel's names, or an int / string column's values."""
+    """Per-row class index and class names of a map-style dataset's label column."""
     if col is None:
         return (-1,) * len(ds), ()
-    feat = ds.features[col]
-    raw = list(ds[col])
+    return label_table(ds.features[col], list(ds[col]))
+
+
+def label_table(feat: Any, raw: list[Any]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Per-row class index and class names of a label column's values: a ClassLabel's names, or an
+    int / string column's values."""
     if isinstance(feat, _datasets().ClassLabel):
         return tuple(-1 if v is None else int(v) for v in raw), tuple(feat.names)
     if all(isinstance(v, int) or v is None for v in raw):
@@ -110,18 +121,28 @@ class HfReader:
         self.column = column
 
     def __call__(self, item: str) -> bytes:
-        cell = self.ds[int(item.rpartition("/")[2])][self.column]
-        if cell is None:
-            raise DecodeError("no image in this row")
-        if cell.get("bytes"):
-            return bytes(cell["bytes"])
-        path = cell.get("path")
-        if not path:
-            raise DecodeError("no image in this row (neither bytes nor a path)")
-        try:
-            return Path(path).read_bytes()
-        except OSError as e:
-            raise DecodeError(f"image file {path} unreadable ({e.strerror})") from None
+        return cell_bytes(self.ds[int(item.rpartition("/")[2])][self.column])
+
+
+def cell_bytes(cell: dict[str, Any] | None) -> bytes:
+    """The encoded image of an undecoded ``Image`` cell: its bytes, else the file at its path (a
+    local path, or a URL read through fsspec: a streamed image folder's cells hold only paths)."""
+    if cell is None:
+        raise DecodeError("no image in this row")
+    if cell.get("bytes"):
+        return bytes(cell["bytes"])
+    path = cell.get("path")
+    if not path:
+        raise DecodeError("no image in this row (neither bytes nor a path)")
+    try:
+        if "://" in path or "::" in path:
+            import fsspec  # a dependency of `datasets`
+
+            with fsspec.open(path, "rb") as f:
+                return bytes(f.read())
+        return Path(path).read_bytes()
+    except (OSError, ValueError) as e:
+        raise DecodeError(f"image file {path} unreadable ({getattr(e, 'strerror', None) or e})") from None
 
 
 def open_hf(

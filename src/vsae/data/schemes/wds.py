@@ -11,8 +11,8 @@ The shards are indexed once when the source is opened (the tar headers only; the
 members are read), with the stdlib `tarfile`: each sample's image is then read by its byte offset.
 So vsae's guarantees hold as for folders: ``--max-images`` is a seeded sample over all shards, a
 killed extraction resumes exactly at its image index (the index maps it to (shard, offset)), and
-``--shard I/N`` or torchrun ranks each read a contiguous block of samples, i.e. only their own run
-of shards. Every sample is an item: one without an image or with a corrupt one is listed in the
+``--shard I/N`` or torchrun ranks each take a contiguous run of whole tar shards
+(`vsae.data.schemes.shard_part`; more parts than tars is refused). Every sample is an item: one without an image or with a corrupt one is listed in the
 store's ``skipped`` with the reason. (The `webdataset` package streams shards front to back; it
 gives no member offsets, which random access and exact resume need.)
 """
@@ -169,11 +169,14 @@ def open_wds(rest: str, n: int | None, seed: int) -> Source:
         raise VsaeError("wds: needs shards: wds:<path or URL>, e.g. wds:data/shard-{000000..000009}.tar")
     urls = expand(rest)
     items: list[str] = []
+    counts: list[int] = []
     raw: list[str | int | None] = []
     locs: dict[str, tuple[str, int, int] | str] = {}
     digest = hashlib.sha256()
     for url in urls:
-        for s in index_shard(url):
+        samples = index_shard(url)
+        counts.append(len(samples))
+        for s in samples:
             item = f"{url}#{s.key}"
             if item in locs:
                 raise VsaeError(f"wds: key {s.key} appears twice in {url}; its members must be adjacent")
@@ -197,7 +200,7 @@ def open_wds(rest: str, n: int | None, seed: int) -> Source:
         labels=labels,
         classes=classes,
         reader=WdsReader(locs),
-        identity={"n_shards": len(urls), "index_sha256": digest.hexdigest()},
+        identity={"n_shards": len(urls), "shard_rows": counts, "index_sha256": digest.hexdigest()},
     )
 
 
