@@ -284,7 +284,7 @@ async function renderSteer(params) {
   const editText = (r) => r.op === "ablate" ? `ablate #${r.latent}` : `${esc(r.op)} #${r.latent} = ${r.value}`;
   view().innerHTML = `<section><h2>Steering playground</h2>
     <p class="muted">${esc(s.llava)} · SAE of ${s.n_latents} latents at ${esc(s.hook)} of its vision tower (a different dictionary from the browsed SAE); the edit applies to every token, the SAE error term kept (Pach et al.).</p>
-    <form id="steer-form" class="controls">
+    <form id="steer-form" class="controls" novalidate>
       <label>latent of the steering SAE <input id="steer-latent" type="number" min="0" max="${s.n_latents - 1}" step="1" value="${esc(latent)}" list="steer-suggested"></label>
       <datalist id="steer-suggested">${sugg}</datalist>
       <button type="button" id="steer-inspect-run" title="its top images among the served ones, before steering with it">inspect</button>
@@ -299,7 +299,7 @@ async function renderSteer(params) {
     <div id="steer-result"></div>
     ${s.diffusion ? `<h3>Generated images</h3>
     <p class="muted">The text-to-image model's own SAE, on its text encoder (${s.diffusion_latents} latents; not the LLaVA's): the edit applies to the prompt's tokens (Olson et al.).</p>
-    <form id="diff-form" class="controls">
+    <form id="diff-form" class="controls" novalidate>
       <label>latent of the text-encoder SAE <input id="diff-latent" type="number" min="0" max="${s.diffusion_latents - 1}" step="1" value="${esc(params.get("dlatent") ?? (s.diffusion_suggested[0] ? s.diffusion_suggested[0].latent : 0))}" list="diff-suggested"></label>
       <datalist id="diff-suggested">${s.diffusion_suggested.map((l) => `<option value="${l.latent}">#${l.latent} ${esc(l.name ?? "")}${l.value !== undefined && l.value !== null ? ` (value ${l.value})` : ""}</option>`).join("")}</datalist>
       <label>op <select id="diff-op">${opts(s.ops.includes(params.get("dop")) ? params.get("dop") : "clamp")}</select></label>
