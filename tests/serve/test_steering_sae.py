@@ -178,3 +178,15 @@ def test_demo_output_browses_the_steering_sae_on_its_train_split(demo_dir, tmp_p
         shutil.rmtree(demo_dir / "stores" / "simenc")
     im = from_demo(demo_dir).steer_images
     assert im is not None and im.split == "test" and im.sim is None
+
+
+def test_an_unwritable_cache_is_a_clear_400(served, steer_images, tmp_path):
+    """A cache that cannot be written is one line naming it; the other SAEs stay served."""
+    (tmp_path / "file").write_text("x")
+    im = replace(steer_images, n=8, cache=tmp_path / "file" / "cache")
+    c = local_client(create_app(replace(served, steer_images=im), diffusion=None))
+    sid = c.get("/api/info").json()["steering_sae"]
+    r = c.get("/api/latents", params={"sae": sid})
+    assert r.status_code == 400 and "\n" not in r.json()["error"]
+    assert "file" in r.json()["error"]
+    assert c.get("/api/latents").status_code == 200

@@ -126,9 +126,15 @@ class SteeringBrowse:
                 num_workers=0,
                 progress=False,
             )
-            with self.playground.lock:  # the model is the playground's: no steering meanwhile
-                extract(cfg, model=lm)
-            atomic_write_json(out / DONE, {"key": key, "hook": hook, "seconds": time.perf_counter() - t})
+            try:
+                with self.playground.lock:  # the model is the playground's: no steering meanwhile
+                    extract(cfg, model=lm)
+                atomic_write_json(out / DONE, {"key": key, "hook": hook, "seconds": time.perf_counter() - t})
+            except OSError as e:
+                raise VsaeError(
+                    f"cannot write the steering SAE's store under {im.cache} ({e.strerror or e}); "
+                    "make it writable (it caches the store between starts)"
+                ) from None
             log.warning("extracted the steering SAE's store in %.1f s", time.perf_counter() - t)
         names = self._names()
         return SaeSource(self.id, self.sae_dir, out, None, None, names, confine=im.root.resolve())
