@@ -420,6 +420,7 @@ def test_browser_steering_sae_and_steer_links(live_steer, browser_page, built):
     page.wait_for_selector("#steer-form")
     assert "#/steer?" in page.url and f"latent={f}" in page.url and f"sae={quote(sid, safe='')}" in page.url
     assert page.eval_on_selector("#steer-latent", "e => e.value") == str(f)
+    assert "different dictionary" not in page.inner_text("#view")  # it steers the browsed SAE
     # and back: the playground links its latent to the steering SAE's page
     assert page.get_attribute("#steer-browse", "href").startswith(f"#/latent/{f}?")
     page.fill("#steer-latent", "9")

@@ -283,7 +283,7 @@ async function renderSteer(params) {
   };
   const editText = (r) => r.op === "ablate" ? `ablate #${r.latent}` : `${esc(r.op)} #${r.latent} = ${r.value}`;
   view().innerHTML = `<section><h2>Steering playground</h2>
-    <p class="muted">${esc(s.llava)} · SAE of ${s.n_latents} latents at ${esc(s.hook)} of its vision tower (a different dictionary from the browsed SAE); the edit applies to every token, the SAE error term kept (Pach et al.).</p>
+    <p class="muted">${esc(s.llava)} · SAE of ${s.n_latents} latents at ${esc(s.hook)} of its vision tower (${state.sae === s.steering_sae ? "the browsed SAE" : "a different dictionary from the browsed SAE"}); the edit applies to every token, the SAE error term kept (Pach et al.).</p>
     <form id="steer-form" class="controls" novalidate>
       <label>latent of the steering SAE <input id="steer-latent" type="number" min="0" max="${s.n_latents - 1}" step="1" value="${esc(latent)}" list="steer-suggested"></label>
       <datalist id="steer-suggested">${sugg}</datalist>
