@@ -116,3 +116,33 @@ def other_hook_store(built, tmp_path_factory):
     man["provenance"]["hook"] = "resid.2"
     (dst / "manifest.json").write_text(json.dumps(man))
     return dst
+
+
+N_STEER = 32  # images of the steering SAE's store in the tests
+
+
+@pytest.fixture(scope="session")
+def steer_images(built, tmp_path_factory):
+    """Where the steering SAE is browsed in the tests: a 32-image sample of the fixture's world
+    test split, MS from a similarity store of the whole split (the shipped CLIP's embedding), the
+    store cached in a session tmp dir (so a second server reuses it)."""
+    from vsae.extract import ExtractConfig, extract
+    from vsae.serve.sources import SteerImages
+    from vsae.world import shipped_clip_dir
+
+    root = tmp_path_factory.mktemp("steer")
+    sim = root / "sim"
+    extract(
+        ExtractConfig(
+            model=str(shipped_clip_dir()),
+            hooks=("embed",),
+            tokens="cls",
+            data=str(built["world"]),
+            split="test",
+            out=str(sim),
+            dtype="float32",
+            progress=False,
+            num_workers=0,
+        )
+    )
+    return SteerImages(built["world"], "test", root / "cache", n=N_STEER, seed=0, sim=sim)

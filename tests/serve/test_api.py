@@ -409,7 +409,10 @@ def test_diffusion_suggestions_come_from_its_results(served, demo_dir, tmp_path)
         create_app(Served(served.saes, SteerSource(diffusion_results=p)), diffusion=FakeDiffusion())
     )
     info = c.get("/api/steer/info").json()
-    assert info["diffusion_suggested"] == [{"latent": 3, "name": "medium"}, {"latent": 5, "name": "red"}]
+    assert info["diffusion_suggested"] == [
+        {"latent": 3, "name": "medium", "value": None},
+        {"latent": 5, "name": "red", "value": None},
+    ]
     assert info["diffusion_latents"] == 16
     (demo_dir / "diffusion").mkdir(exist_ok=True)
     (demo_dir / "diffusion" / "results.json").write_text(p.read_text())

@@ -39,8 +39,6 @@ def live(served, tmp_path_factory):
     """The app served by uvicorn on a free 127.0.0.1 port in a thread."""
     from dataclasses import replace
 
-    import uvicorn
-
     from vsae.serve import Served
 
     # a second SAE id over the same run, without MS or names, so share links can name either
@@ -61,6 +59,13 @@ def live(served, tmp_path_factory):
     )
     steer = SteerSource(served.steer.llava, served.steer.sae_dir, served.steer.steer_results, diff)
     app = create_app(Served((*served.saes, second), steer), diffusion=FakeDiffusion())
+    yield from _serve(app)
+
+
+def _serve(app):
+    """Serve `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its URL."""
+    import uvicorn
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -354,4 +359,112 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     page.wait_for_function(
         "() => !document.querySelector('#error').hidden && document.querySelector('#error').textContent.includes('give latent')"
     )
+    assert not errors, errors
+
+
+class TextDiffusion(FakeDiffusion):
+    """The stand-in diffusion hook, editing the SAE at `sae_dir` (served as a text-encoder SAE)."""
+
+    def __init__(self, sae_dir, n_latents):
+        self.sae_dir, self.n_latents = sae_dir, n_latents
+
+
+@pytest.fixture(scope="module")
+def live_steer(served, built, steer_images, tmp_path_factory):
+    """A server whose steering SAE is browsable (its store: 32 world images) and whose diffusion
+    hook edits a served SAE (a copy of the fixture's run, standing for a text-encoder SAE)."""
+    from dataclasses import replace
+
+    from vsae.serve import Served, SteerSource
+
+    text = tmp_path_factory.mktemp("text") / "text_sae"
+    shutil.copytree(built["run"], text)
+    text_src = replace(served.saes[0], id="text/" + text.name, sae_dir=text, ms_F=None, names=None)
+    diff = tmp_path_factory.mktemp("diffusion") / "results.json"
+    rows = [{"latent": 3, "word": "medium", "max_act": 13.5}, {"latent": 5, "word": "red", "max_act": 2.0}]
+    diff.write_text(json.dumps({"steering": {"strength": 4.0, "latents": rows}}))
+    steer = SteerSource(served.steer.llava, served.steer.sae_dir, served.steer.steer_results, diff)
+    app = create_app(
+        Served((*served.saes, text_src), steer, steer_images=steer_images),
+        diffusion=TextDiffusion(text, built["F"]),
+    )
+    yield from _serve(app)
+
+
+def test_browser_steering_sae_and_steer_links(live_steer, browser_page, built):
+    """The steering SAE has a table and latent pages with heatmaps; a steering SAE's latent page
+    steers with that latent (the LLaVA's or the text-encoder SAE's panel, SAE and latent in the
+    URL); the diffusion panel has its own latent field, suggestions, value and validation."""
+    live, page = live_steer, browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    info = _api(live + "/api/info")
+    sid, first = info["steering_sae"], info["saes"][0]
+    assert sid in info["saes"]
+
+    # its table, from the SAE menu like any other SAE (old: not listed, only an "inspect" view)
+    page.goto(f"{live}/#/?sae={quote(sid, safe='')}&sort=freq&order=desc")
+    page.wait_for_selector("#latent-table tbody tr", timeout=120_000)
+    assert page.eval_on_selector("#sae-select", "e => e.value") == sid
+    assert "resid.1 (patches)" in page.inner_text("#sae-info")
+    assert min(_all_decoded(page, "img.thumb")) > 0
+    f = int(page.eval_on_selector("#latent-table tbody tr", "e => e.dataset.latent"))
+    # its latent page: top images with heatmaps on one scale, in distribution (patch tokens)
+    page.click(f"#latent-table tbody tr[data-latent='{f}'] a")
+    page.wait_for_selector("#latent-title")
+    assert min(_all_decoded(page, "#top-images img.heat")) > 0
+    assert page.get_attribute("#map-note", "class") == "muted"  # not flagged out of distribution
+    assert page.locator("#nearest li").count() > 0
+    # steer with this latent: the LLaVA panel, the steering SAE and the latent in the URL
+    page.click("#steer-with")
+    page.wait_for_selector("#steer-form")
+    assert "#/steer?" in page.url and f"latent={f}" in page.url and f"sae={quote(sid, safe='')}" in page.url
+    assert page.eval_on_selector("#steer-latent", "e => e.value") == str(f)
+    assert "different dictionary" not in page.inner_text("#view")  # it steers the browsed SAE
+    # and back: the playground links its latent to the steering SAE's page
+    assert page.get_attribute("#steer-browse", "href").startswith(f"#/latent/{f}?")
+    page.fill("#steer-latent", "9")
+    assert page.get_attribute("#steer-browse", "href").startswith("#/latent/9?")
+    page.click("#steer-browse")
+    page.wait_for_selector("#latent-title")
+    assert page.inner_text("#latent-title").startswith("Latent #9")
+    assert page.eval_on_selector("#sae-select", "e => e.value") == sid
+
+    # the other SAEs' latent pages cannot steer
+    page.goto("about:blank")
+    page.goto(f"{live}/#/latent/{f}?sae={quote(first, safe='')}")
+    page.wait_for_selector("#latent-title")
+    assert page.locator("#steer-with").count() == 0
+
+    # the text-encoder SAE: its latent opens the diffusion panel with its own field filled in
+    text = next(s for s in info["saes"] if s.startswith("text/"))
+    page.goto("about:blank")
+    page.goto(f"{live}/#/latent/4?sae={quote(text, safe='')}")
+    page.wait_for_selector("#steer-with")
+    page.click("#steer-with")
+    page.wait_for_selector("#diff-form")
+    assert "dlatent=4" in page.url and f"sae={quote(text, safe='')}" in page.url
+    assert page.eval_on_selector("#diff-latent", "e => e.value") == "4"
+    assert page.eval_on_selector("#steer-latent", "e => e.value") != "4"  # the LLaVA's field is apart
+    assert page.evaluate("() => document.activeElement.id") == "diff-latent"
+    # its own suggestions with their own values (strength x max activation), not the LLaVA's
+    opts = page.eval_on_selector_all("#diff-suggested option", "els => els.map(e => e.textContent)")
+    assert opts == ["#3 medium (value 54)", "#5 red (value 8)"]
+    page.goto("about:blank")
+    page.goto(f"{live}/#/steer?sae={quote(text, safe='')}")
+    page.wait_for_selector("#diff-form")
+    assert page.eval_on_selector("#diff-latent", "e => e.value") == "3"
+    assert page.eval_on_selector("#diff-value", "e => e.value") == "54"
+    # its own validation: the text-encoder SAE's range, checked before anything is sent
+    page.fill("#diff-latent", str(built["F"] + 5))
+    page.click("#diff-run")
+    page.wait_for_function(
+        "() => !document.querySelector('#error').hidden && document.querySelector('#error').textContent.includes('text-encoder SAE')"
+    )
+    assert f"0..{built['F'] - 1}" in page.inner_text("#error")
+    assert page.inner_text("#diff-result") == ""
+    page.fill("#diff-latent", "5")
+    page.click("#diff-run")
+    page.wait_for_selector("#diff-steered")
+    assert "#5" in page.inner_text("#diff-result")
     assert not errors, errors

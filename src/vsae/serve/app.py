@@ -43,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 
 from vsae.data import DecodeError, load_image
 from vsae.errors import VsaeError
-from vsae.serve import bodies
+from vsae.serve import bodies, steering_store
 from vsae.serve import heatmaps as hm
 from vsae.serve.config import ServeConfig
 from vsae.serve.data import LatentIndex, TableQuery
@@ -81,6 +81,7 @@ class State:
         self.limits = limits
         self.playground = Playground(served.steer)
         self.diffusion = diffusion
+        self.steering = steering_store.browse(served, self.playground)
         self._idx: dict[str, LatentIndex] = {}
         self._maps: dict[str, hm.TokenMaps] = {}
         self._lock = threading.Lock()
@@ -88,16 +89,41 @@ class State:
         # resized, so concurrent uploads queue instead of adding up
         self.decoding = threading.Lock()
 
+    def sae_ids(self) -> list[str]:
+        """The ids of the SAEs served, the steering SAE last."""
+        return [s.id for s in self.served.saes] + ([self.steering.id] if self.steering else [])
+
     def index(self, sae_id: str | None) -> LatentIndex:
         sid = sae_id or self.served.saes[0].id
-        if sid not in self.by_id:
+        src = self.by_id.get(sid)
+        steering = self.steering is not None and sid == self.steering.id
+        if src is None and not steering:
             raise HTTPException(404, f"unknown SAE {sid!r}; /api/info lists the SAEs served")
+        if src is None:  # extracted on first use, outside the lock (the other SAEs stay served)
+            assert self.steering is not None
+            src = self.steering.source()
         with self._lock:
             if sid not in self._idx:
-                self._idx[sid] = LatentIndex(self.by_id[sid])
-                ix = self._idx[sid]
+                ix = LatentIndex(src)
+                if steering:
+                    assert self.steering is not None
+                    ms = self.steering.ms(ix)
+                    if ms is not None:
+                        ix.set_ms(ms)
+                self._idx[sid] = ix
                 self._maps[sid] = hm.TokenMaps(ix.store.provenance, ix.sae)
             return self._idx[sid]
+
+    def steer_panel(self, sid: str) -> str | None:
+        """The steering panel a latent of SAE `sid` can steer in: "llava" for the steering SAE,
+        "diffusion" for the diffusion hook's text-encoder SAE, None for the others."""
+        if self.steering is not None and sid == self.steering.id:
+            return "llava"
+        src = self.by_id.get(sid)
+        d_sae = getattr(self.diffusion, "sae_dir", None)
+        if src is not None and d_sae is not None and Path(src.sae_dir).resolve() == Path(d_sae).resolve():
+            return "diffusion"
+        return None
 
     def warm(self) -> None:
         """Build the default SAE's index and draw one heatmap (loads the model), so pages are fast."""
@@ -159,7 +185,7 @@ def info(req: Request) -> JSONResponse:
     return JSONResponse(
         {
             "title": st.served.title,
-            "saes": [s.id for s in st.served.saes],
+            "saes": st.sae_ids(),
             "sae": ix.src.id,
             "n_latents": ix.F,
             "n_images": int(ix.Z.shape[0]),
@@ -173,6 +199,8 @@ def info(req: Request) -> JSONResponse:
             "heatmaps": st.maps(ix.src.id).available,
             "max_upload_bytes": st.limits.max_upload_bytes,
             "diffusion": st.diffusion is not None,
+            "steer_panel": st.steer_panel(ix.src.id),
+            "steering_sae": None if st.steering is None else st.steering.id,
             "warning": ix.src.warning,
             "colormap": hm.colormap_hex(),
         }
@@ -339,6 +367,7 @@ def steer_info(req: Request) -> JSONResponse:
             "diffusion": st.diffusion is not None,
             "diffusion_latents": None if st.diffusion is None else int(st.diffusion.n_latents),
             "diffusion_suggested": st.playground.diffusion_suggested() if st.diffusion is not None else [],
+            "steering_sae": None if st.steering is None else st.steering.id,
         }
     )
 

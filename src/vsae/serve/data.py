@@ -292,6 +292,13 @@ class LatentIndex:
         sc = self.src.name_scores or [None] * self.F
         self.name_scores = [None if s is None else float(s) for s in sc]
 
+    def set_ms(self, ms_F: np.ndarray) -> None:
+        """MS per latent computed after the index (the steering SAE's, `vsae.serve.steering_store`)."""
+        ms = np.asarray(ms_F, np.float64)
+        if ms.shape != (self.F,):
+            raise VsaeError(f"MS scores have shape {ms.shape} but the SAE has {self.F} latents")
+        self.ms_F = ms
+
     # -- queries -------------------------------------------------------------------------------
     def row(self, f: int) -> LatentRow:
         """The table row of latent f."""

@@ -16,6 +16,8 @@ from vsae.errors import VsaeError, read_json, regular_file
 from vsae.sae.hub_ids import looks_like_hub_id
 
 SPLIT = "test"  # the demo evaluates (MS, names) on its test split; the browser shows the same rows
+STEER_SPLIT = "train"  # the steering SAE is browsed on the split it was trained on
+STEER_IMAGES = 2000  # images of the steering SAE's store: 2,000 x 64 patch tokens = 18 MB (float16)
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,38 @@ class SteerSource:
 
 
 @dataclass(frozen=True)
+class SteerImages:
+    """The images the steering SAE is browsed on, and where its store is cached.
+
+    Attributes
+    ----------
+    root: image folder tree (a `vsae demo` output's ``world``).
+    split: its split sub-folder (``train``: the split the SAE was trained on), or None.
+    cache: folder the store is written under (one sub-folder per set-up).
+    n: at most this many images, a seeded class-stratified sample (`vsae extract --max-images`).
+    seed: the sample's seed.
+    sim: a similarity-encoder store of every image of root/split in source order (one row per
+        image), for MS; None: no MS.
+    """
+
+    root: Path
+    split: str | None
+    cache: Path
+    n: int = STEER_IMAGES
+    seed: int = 0
+    sim: Path | None = None
+
+
+@dataclass(frozen=True)
 class Served:
-    """Everything one server shows: the SAEs (first = default) and the steering set-up."""
+    """Everything one server shows: the SAEs (first = default) and the steering set-up;
+    `steer_images`: the images the steering SAE is browsed on (None: those of the first SAE's
+    store, cached under ~/.cache/vsae/serve; `vsae.serve.steering_store`)."""
 
     saes: tuple[SaeSource, ...]
     steer: SteerSource = field(default_factory=SteerSource)
     title: str = "vsae latent browser"
+    steer_images: SteerImages | None = None
 
 
 def _ms_names(results: dict, hook: str, name: str) -> tuple[np.ndarray | None, list | None, list | None]:
@@ -130,7 +158,19 @@ def from_demo(path: str | Path) -> Served:
             steer_results=steer if steer.is_file() else None,
             diffusion_results=diff if diff.is_file() else None,
         ),
+        steer_images=_demo_steer_images(root, images),
     )
+
+
+def _demo_steer_images(root: Path, world: Path | None) -> SteerImages | None:
+    """The steering SAE's images in a demo output: a seeded sample of world/train (the split it was
+    trained on; else the served split), MS from the demo's similarity store of that split, the
+    store cached under ``serve-cache/``."""
+    if world is None:
+        return None
+    split = STEER_SPLIT if (world / STEER_SPLIT).is_dir() else SPLIT
+    sim = inside(root, root / "stores" / "simenc" / split, "the similarity store")
+    return SteerImages(world, split, root / "serve-cache", sim=sim if sim.is_dir() else None)
 
 
 def _json_arg(path: str | Path, fname: str) -> dict:

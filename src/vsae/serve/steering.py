@@ -31,7 +31,8 @@ class DiffusionSteer(Protocol):
     """Hook point for steering a text-to-image model with a latent edit.
 
     Called as ``hook(prompt, latent, op, value, seed)``; returns (unsteered, steered) PIL images.
-    ``n_latents`` is the size of the dictionary it edits.
+    ``n_latents`` is the size of the dictionary it edits. An optional ``sae_dir`` attribute (the
+    SAE's directory) lets a served SAE of the same directory link its latents to the diffusion panel.
     """
 
     @property
@@ -121,13 +122,23 @@ def diffusion_hook(
         return None
 
 
-def _suggested(path: Path | None, table: Callable[[dict], list], name_key: str) -> list[dict[str, Any]]:
-    """``[{"latent", "name"}]`` from a results.json's per-latent table (empty when absent or foreign)."""
+def _finite(*xs: Any) -> bool:
+    return all(isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) for x in xs)
+
+
+def _suggested(
+    path: Path | None, table: Callable[[dict], list], name_key: str, extra: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """``[{"latent", "name", *extra}]`` from a results.json's per-latent table (empty when absent
+    or foreign)."""
     if path is None or not Path(path).is_file():
         return []
     try:
         rows = table(json.loads(Path(path).read_text()))
-        return [{"latent": int(r["latent"]), "name": r.get(name_key)} for r in rows]
+        return [
+            {"latent": int(r["latent"]), "name": r.get(name_key), **{k: r.get(k) for k in extra}}
+            for r in rows
+        ]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OSError):
         return []
 
@@ -142,7 +153,13 @@ class Playground:
         self._base: dict[tuple, str] = {}
         self._acts: tuple[np.ndarray, np.ndarray] | None = None  # (image ids, pooled latents [N, F])
 
-    def _dirs(self) -> tuple[Path, Path]:
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the LLaVA runs (a steer, an extraction at its hook)."""
+        return self._lock
+
+    def dirs(self) -> tuple[Path, Path]:
+        """(the LLaVA directory, its steering SAE's directory); nothing is loaded."""
         if self.src.llava is not None:
             if self.src.sae_dir is None:
                 raise VsaeError("--llava needs --steer-sae (an SAE trained on its vision tower)")
@@ -160,7 +177,7 @@ class Playground:
                 import vsae.models
                 import vsae.sae
 
-                llava, sae_dir = self._dirs()
+                llava, sae_dir = self.dirs()
                 lm = vsae.models.load(str(llava))
                 if lm.family != "llava":
                     raise VsaeError(f"{llava} is a {lm.family} model, not a LLaVA")
@@ -224,10 +241,19 @@ class Playground:
         return _suggested(self.src.steer_results, lambda res: res.get("latents", []), "name")
 
     def diffusion_suggested(self) -> list[dict[str, Any]]:
-        """The text-encoder SAE latents the diffusion steering experiment steered, with their words."""
-        return _suggested(
-            self.src.diffusion_results, lambda res: res.get("steering", {}).get("latents", []), "word"
-        )
+        """The text-encoder SAE latents the diffusion steering experiment steered, with their words
+        and the value it steered each with (its strength times the latent's largest activation on
+        the captions; None where the results do not say): the diffusion panel's own suggestions."""
+
+        def rows(res: dict) -> list:
+            st = res.get("steering", {})
+            k = st.get("strength")
+            return [
+                {**r, "value": round(k * r["max_act"], 2) if _finite(k, r.get("max_act")) else None}
+                for r in st.get("latents", [])
+            ]
+
+        return _suggested(self.src.diffusion_results, rows, "word", extra=("value",))
 
     def answer(
         self, image_key: Any, image: Image.Image, latent: int, op: str, value: float, question: str

@@ -144,6 +144,25 @@ function histogramSVG(h) {
     <p class="muted">non-zero activations per image; ${h.zeros} images where it is 0</p>`;
 }
 
+// a latent of a steering SAE (the LLaVA's, or the text-to-image model's text-encoder SAE) opens
+// its steering panel with the SAE and the latent filled in
+function steerWith(f) {
+  const panel = state.info.steer_panel;
+  if (!panel) return "";
+  const params = panel === "llava" ? { latent: f } : { dlatent: f };
+  const what = panel === "llava" ? "the LLaVA's answer" : "generated images";
+  return ` · <a id="steer-with" class="steer-with" href="${link("/steer", params)}" title="open the steering panel with this latent (${what})">steer with this latent ▸</a>`;
+}
+
+// a latent field's value when it is a whole number in 0..n-1, else null (with an error naming the SAE)
+function latentField(sel, n, what) {
+  const v = $(sel).value.trim();
+  if (/^\d+$/.test(v) && Number(v) < n) return Number(v);
+  showError(`give latent: a whole number in 0..${n - 1} of the ${what}${v === "" ? "" : ` (not ${v.slice(0, 20)})`}`);
+  $(sel).focus();
+  return null;
+}
+
 async function renderLatent(f) {
   const d = await getJSON(api(`latent/${f}`));
   setTitle(`Latent #${d.latent}${d.name ? " " + d.name : ""}`);
@@ -167,6 +186,7 @@ async function renderLatent(f) {
         <a href="${link(`/latent/${prev}`)}" id="prev-latent">◀ #${prev}</a>
         · <a href="${link("/")}">table</a> ·
         <a href="${link(`/latent/${next}`)}" id="next-latent">#${next} ▶</a>
+        ${steerWith(d.latent)}
       </p>
       <dl class="stats">
         <dt>MS</dt><dd id="latent-ms"${d.ms === null ? ` title="${NO_MS}"` : ""}>${msText}</dd>
@@ -256,13 +276,19 @@ async function renderSteer(params) {
       <img src="${api(`image/${i}.png`)}" alt="image ${i}"></label>`).join("");
   const sugg = s.suggested.map((l) => `<option value="${l.latent}">#${l.latent} ${esc(l.name ?? "")}</option>`).join("");
   const opts = (sel) => s.ops.map((o) => `<option ${o === sel ? "selected" : ""}>${o}</option>`).join("");
+  // the diffusion panel's own default value: the strength its experiment steered the latent with
+  const dValue = (f) => {
+    const sg = s.diffusion_suggested.find((l) => String(l.latent) === String(f ?? s.diffusion_suggested[0]?.latent));
+    return sg && sg.value !== undefined && sg.value !== null ? sg.value : s.value;
+  };
   const editText = (r) => r.op === "ablate" ? `ablate #${r.latent}` : `${esc(r.op)} #${r.latent} = ${r.value}`;
   view().innerHTML = `<section><h2>Steering playground</h2>
-    <p class="muted">${esc(s.llava)} · SAE of ${s.n_latents} latents at ${esc(s.hook)} of its vision tower (a different dictionary from the browsed SAE); the edit applies to every token, the SAE error term kept (Pach et al.).</p>
-    <form id="steer-form" class="controls">
+    <p class="muted">${esc(s.llava)} · SAE of ${s.n_latents} latents at ${esc(s.hook)} of its vision tower (${state.sae === s.steering_sae ? "the browsed SAE" : "a different dictionary from the browsed SAE"}); the edit applies to every token, the SAE error term kept (Pach et al.).</p>
+    <form id="steer-form" class="controls" novalidate>
       <label>latent of the steering SAE <input id="steer-latent" type="number" min="0" max="${s.n_latents - 1}" step="1" value="${esc(latent)}" list="steer-suggested"></label>
       <datalist id="steer-suggested">${sugg}</datalist>
       <button type="button" id="steer-inspect-run" title="its top images among the served ones, before steering with it">inspect</button>
+      ${s.steering_sae ? `<a id="steer-browse" href="#" title="its page in the browser: top images with heatmaps, histogram, neighbours, MS">browse it ▸</a>` : ""}
       <label>op <select id="steer-op">${opts(op)}</select></label>
       <label>value <input id="steer-value" type="number" step="any" value="${esc(value)}"></label>
       <label class="wide">question <input id="steer-question" type="text" value="${esc(s.question)}"></label>
@@ -273,11 +299,11 @@ async function renderSteer(params) {
     <div id="steer-result"></div>
     ${s.diffusion ? `<h3>Generated images</h3>
     <p class="muted">The text-to-image model's own SAE, on its text encoder (${s.diffusion_latents} latents; not the LLaVA's): the edit applies to the prompt's tokens (Olson et al.).</p>
-    <form id="diff-form" class="controls">
+    <form id="diff-form" class="controls" novalidate>
       <label>latent of the text-encoder SAE <input id="diff-latent" type="number" min="0" max="${s.diffusion_latents - 1}" step="1" value="${esc(params.get("dlatent") ?? (s.diffusion_suggested[0] ? s.diffusion_suggested[0].latent : 0))}" list="diff-suggested"></label>
-      <datalist id="diff-suggested">${s.diffusion_suggested.map((l) => `<option value="${l.latent}">#${l.latent} ${esc(l.name ?? "")}</option>`).join("")}</datalist>
+      <datalist id="diff-suggested">${s.diffusion_suggested.map((l) => `<option value="${l.latent}">#${l.latent} ${esc(l.name ?? "")}${l.value !== undefined && l.value !== null ? ` (value ${l.value})` : ""}</option>`).join("")}</datalist>
       <label>op <select id="diff-op">${opts(s.ops.includes(params.get("dop")) ? params.get("dop") : "clamp")}</select></label>
-      <label>value <input id="diff-value" type="number" step="any" value="${esc(params.get("dvalue") ?? s.value)}"></label>
+      <label>value <input id="diff-value" type="number" step="any" value="${esc(params.get("dvalue") ?? dValue(params.get("dlatent")))}"></label>
       <label>seed <input id="diff-seed" type="number" min="0" step="1" value="${esc(params.get("seed") ?? 0)}"></label>
       <label class="wide">prompt <input id="diff-prompt" type="text" value="${esc(params.get("prompt") ?? "a red circle")}"></label>
       <button type="submit" id="diff-run">Generate</button></form><div id="diff-result"></div>`
@@ -285,6 +311,13 @@ async function renderSteer(params) {
   </section>`;
   const cur = () => Object.fromEntries(hashParams().params);
   const keep = (ch) => replaceHash("/steer", { ...cur(), ...ch, sae: undefined });
+  if ($("#steer-browse")) {
+    const browse = () => { $("#steer-browse").href = "#" + `/latent/${$("#steer-latent").value.trim() || 0}?` + q({ sae: s.steering_sae }); };
+    browse();
+    $("#steer-latent").addEventListener("input", browse);
+  }
+  const focus = params.has("dlatent") && !params.has("latent") ? $("#diff-form") : null;
+  if (focus) { focus.scrollIntoView(); $("#diff-latent").focus(); }
   $("#steer-inspect-run").addEventListener("click", async () => {
     const out = $("#steer-inspect");
     const f = numField("#steer-latent");
@@ -302,7 +335,9 @@ async function renderSteer(params) {
     ev.preventDefault();
     const out = $("#steer-result");
     const image = Number($('input[name="steer-image"]:checked').value);
-    const edit = { latent: numField("#steer-latent"), op: $("#steer-op").value, value: numField("#steer-value") };
+    const latent = latentField("#steer-latent", s.n_latents, `steering SAE (${s.n_latents} latents)`);
+    if (latent === null) return;
+    const edit = { latent, op: $("#steer-op").value, value: numField("#steer-value") };
     keep({ latent: $("#steer-latent").value, op: edit.op, value: $("#steer-value").value, image });
     out.innerHTML = '<p class="muted">asking…</p>';
     try {
@@ -317,7 +352,9 @@ async function renderSteer(params) {
   if ($("#diff-form")) $("#diff-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = $("#diff-result");
-    const body = { latent: numField("#diff-latent"), op: $("#diff-op").value, value: numField("#diff-value"),
+    const latent = latentField("#diff-latent", s.diffusion_latents, `text-encoder SAE (${s.diffusion_latents} latents; not the LLaVA's)`);
+    if (latent === null) return;
+    const body = { latent, op: $("#diff-op").value, value: numField("#diff-value"),
       seed: numField("#diff-seed") ?? 0, prompt: $("#diff-prompt").value };
     keep({ dlatent: $("#diff-latent").value, dop: body.op, dvalue: $("#diff-value").value, seed: $("#diff-seed").value, prompt: body.prompt });
     out.innerHTML = '<p class="muted">generating…</p>';
