@@ -32,7 +32,7 @@ def test_image_and_text_rows_equal_the_models_hidden_states(setup, kind, tmp_pat
     import transformers as T
 
     from vsae.data import open_source
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     root, dirs = setup
     out = extract_mllm(
@@ -75,7 +75,7 @@ def test_any_resolution_images_of_other_sizes(setup, tmp_path):
     image's rows are its own prompt's image tokens, equal to the model's hidden states on it alone."""
     import transformers as T
 
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     root, dirs = setup
     data = tmp_path / "imgs"

@@ -1,6 +1,6 @@
 """`vsae extract`: activations of a model at hook points into activation stores.
 
-The options are generated from `vsae.extract_config.ExtractConfig` (`vsae.cli.from_config`).
+The options are generated from `vsae.extract.settings.ExtractConfig` (`vsae.cli.from_config`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import click
 
 from vsae.cli.from_config import config_options
 from vsae.cli.options import device_callback, repeated
-from vsae.extract_config import ExtractConfig
+from vsae.extract.settings import ExtractConfig
 
 
 @click.command()

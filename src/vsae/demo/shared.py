@@ -67,7 +67,7 @@ def run_shared_demo(
     world_dir: Path, out: Path, cfg: SharedDemoConfig, progress: bool = False
 ) -> SharedDemoResult:
     """Extract, train and evaluate (each through the library path a user runs)."""
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
     from vsae.sae import SAEConfig
     from vsae.store import ActivationStore
     from vsae.train import run_name, train
