@@ -115,14 +115,14 @@ def test_hf_errors(tmp_path):
 
 def test_plugin_scheme_from_an_entry_point(monkeypatch):
     ep = importlib.metadata.EntryPoint("plug", "tests.data.test_schemes:_squares", S.ENTRY_POINTS)
-    monkeypatch.setattr(S, "_entry_points", lambda: {"plug": ep})
-    monkeypatch.delitem(S._SCHEMES, "plug", raising=False)
+    monkeypatch.setattr(S.SOURCE_SCHEMES, "_entry_points", lambda: {"plug": ep})
+    S.SOURCE_SCHEMES.unregister("plug")
     try:
         assert "plug" in S.source_schemes() and "hf" in S.source_schemes() and "wds" in S.source_schemes()
         src = open_source("plug:4")
         assert len(src) == 4 and src.classes == ("even", "odd")
     finally:
-        S._SCHEMES.pop("plug", None)
+        S.SOURCE_SCHEMES.unregister("plug")
 
 
 def _stack(images):

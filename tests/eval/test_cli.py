@@ -2,6 +2,7 @@
 each checked against the metric functions applied directly to the same arrays."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -566,7 +567,35 @@ def test_hierarchy_in_the_world_colour_taxonomy(colour_store, tmp_path, capsys):
     assert e.value.code == 2 and "attributes.json" in err and err.count("\n") == 1
 
 
-def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path):
+def test_world_colour_reaches_a_fresh_cli_through_its_entry_point(colour_store, tmp_path):
+    """No command imports `vsae.world` for its side effects (issue 24): in a fresh process,
+    `vsae eval hierarchy --taxonomy world-colour` finds the taxonomy through the entry point
+    ``vsae.attribute_taxonomies: world-colour = vsae.world.taxonomy``, which imports the world."""
+    import subprocess
+    import sys
+
+    root, at = colour_store
+    _write_top(tmp_path / "top", [[at["red", "square", "0"], at["red", "triangle", "2"]]])
+    code = (
+        "import sys; from vsae.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, file=sys.stderr); assert not e.code\n"
+    )
+    args = ["eval", "hierarchy", "--top-images", str(tmp_path / "top"), "--table", str(root / "store")]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args, "--taxonomy", "world-colour", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    h = json.loads((tmp_path / "o" / "hierarchy.json").read_text())
+    assert h["taxonomy"] == "world colour taxonomy" and h["latent_depth_rounded"] == [2]
+    cli = Path(__file__).parents[2] / "src" / "vsae" / "cli"
+    assert not [f.name for f in cli.glob("*.py") if "import vsae.world  # noqa" in f.read_text()]
+
+
+def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path, request):
     """An attribute taxonomy registered by name (as `vsae.world` registers world-colour) is all
     `run_hierarchy` needs: here the shape attribute in a toy two-level tree."""
     from vsae.eval import taxonomy as tx
@@ -577,6 +606,13 @@ def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path):
         "shape", {"square": ["polygon", "square"], "triangle": ["polygon", "triangle"]}, "toy"
     )
     tx.register_attribute_taxonomy("test-toy-shapes", toy)
+    request.addfinalizer(lambda: tx.ATTRIBUTE_TAXONOMIES.unregister("test-toy-shapes"))
+    request.addfinalizer(lambda: tx.ATTRIBUTE_TAXONOMIES.unregister("test-toy-sizes"))
+    with pytest.raises(VsaeError, match="attribute taxonomy 'test-toy-shapes' is already registered"):
+        tx.register_attribute_taxonomy(
+            "test-toy-shapes", tx.AttributeTaxonomy("shape", {"a": ["a"]}, "other")
+        )
+    assert tx.attribute_taxonomy("no-such-taxonomy.json") is None  # a file name, read as a file
     squares = [at[c, "square", n] for c, n in (("red", "0"), ("green", "1"), ("blue", "0"), ("red", "1"))]
     mixed = [
         at["red", "square", "0"],

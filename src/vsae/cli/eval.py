@@ -108,7 +108,6 @@ def recon(
     cfg = ReconConfig(**pick(ReconConfig, fields))
     if (model is None) != (data is None):
         raise VsaeError("the splice needs both --model and --data")
-    import vsae.world  # noqa: F401  (the top layer wires the world in: --data world:<split>:<n>)
 
     splice = None
     if model is not None and data is not None:
@@ -302,7 +301,6 @@ def hierarchy(
     attributes: str | None,
 ) -> None:
     """LCA depth per Matryoshka group and the ontology figures (project definition)."""
-    import vsae.world  # noqa: F401  registers the world's attribute taxonomies (world-colour)
     from vsae.errors import VsaeError
     from vsae.eval.pipeline import run_hierarchy
 

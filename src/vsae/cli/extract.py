@@ -30,7 +30,6 @@ from vsae.extract.settings import ExtractConfig
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(hooks: tuple[str, ...], shard: str | None, quiet: bool, **kw: Any) -> None:
     """Extract activations of a model at hook points into an activation store (resumable)."""
-    import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
     from vsae.data.sources import open_source_early
 
     # a bad --data/--split fails before torch loads

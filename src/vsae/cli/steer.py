@@ -69,7 +69,6 @@ def mllm(
     **fields: Any,
 ) -> None:
     """Steer a LLaVA by clamping SAE latents in its vision encoder; score the answers (Pach et al.)."""
-    import vsae.world  # noqa: F401  (the top layer wires the world in: --images world:<split>)
     from vsae.steer.experiment import run_steering
 
     if llava is None or sae_dir is None:

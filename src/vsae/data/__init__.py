@@ -13,7 +13,9 @@ from vsae.lazy import lazy_attributes
 _WHERE = {
     "Batch": "vsae.data.loader",
     "DecodeError": "vsae.data.decode",
+    "SOURCE_SCHEMES": "vsae.data.sources",
     "Source": "vsae.data.sources",
+    "SourceScheme": "vsae.data.sources",
     "Taxonomy": "vsae.data.taxonomy",
     "folder_source": "vsae.data.sources",
     "grid_batches": "vsae.data.loader",
@@ -23,6 +25,8 @@ _WHERE = {
     "load_image": "vsae.data.decode",
     "load_table": "vsae.data.sources",
     "open_source": "vsae.data.sources",
+    "register_source_scheme": "vsae.data.sources",
+    "source_scheme": "vsae.data.sources",
     "taxonomy_from_classes": "vsae.data.taxonomy",
     "text_source": "vsae.data.sources",
     "to_rgb": "vsae.data.decode",
@@ -31,7 +35,9 @@ _WHERE = {
 __all__ = [
     "Batch",
     "DecodeError",
+    "SOURCE_SCHEMES",
     "Source",
+    "SourceScheme",
     "Taxonomy",
     "folder_source",
     "grid_batches",
@@ -41,6 +47,8 @@ __all__ = [
     "load_image",
     "load_table",
     "open_source",
+    "register_source_scheme",
+    "source_scheme",
     "taxonomy_from_classes",
     "text_source",
     "to_rgb",
@@ -49,7 +57,18 @@ __all__ = [
 if TYPE_CHECKING:
     from vsae.data.decode import DecodeError, load_image, to_rgb
     from vsae.data.loader import Batch, grid_batches, iter_batches
-    from vsae.data.sources import Source, folder_source, list_source, load_table, open_source, text_source
+    from vsae.data.sources import (
+        SOURCE_SCHEMES,
+        Source,
+        SourceScheme,
+        folder_source,
+        list_source,
+        load_table,
+        open_source,
+        register_source_scheme,
+        source_scheme,
+        text_source,
+    )
     from vsae.data.taxonomy import Taxonomy, inat_path, taxonomy_from_classes
 
 

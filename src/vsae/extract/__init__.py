@@ -40,7 +40,24 @@ _WHERE = {
     "extract_mllm": _MLLM,
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ExtractConfig",
+    "HookStore",
+    "MllmExtractConfig",
+    "Prepared",
+    "Tower",
+    "block_range",
+    "check_numbers",
+    "commit",
+    "extract",
+    "extract_mllm",
+    "feed",
+    "hook_dirname",
+    "parse_shard",
+    "prepare",
+    "probe_hooks",
+    "shard_from_env",
+]
 
 if TYPE_CHECKING:
     from vsae.extract.images import (
