@@ -26,6 +26,7 @@ from vsae.store.validate import (
     check_header,
     check_sparse_indices,
     check_sparse_lengths,
+    check_sparse_values,
     count_nonfinite_rows,
     sha256_regular,
     shard_path,
@@ -386,7 +387,8 @@ class SparseActivationStore(ActivationStore):
     """A store of sparse rows (SAE latents, F = `d` columns) in CSR shards.
 
     Opening a shard's CSR arrays checks that the index pointer, indices and values agree in
-    length; each read checks that its latent indices are < d.
+    length; each read checks that its latent indices are < d and its values finite (the one check
+    of sparse rows: readers such as `vsae.eval.sources` add none of their own).
     """
 
     def __init__(self, path: Path, manifests: list[dict[str, Any]], verify: bool = False):
@@ -426,6 +428,7 @@ class SparseActivationStore(ActivationStore):
         idx = np.asarray(self._array(shard, "indices")[lo:hi])
         check_sparse_indices(idx, self.d, self.path / self._shards[shard][1]["files"]["indices"])
         val = from_storage(self._array(shard, "values")[lo:hi], self.dtype_name)
+        check_sparse_values(val.numpy(), self.path / self._shards[shard][1]["files"]["values"])
         return indptr - lo, idx, val
 
     def csr(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
