@@ -9,10 +9,10 @@ import tarfile
 import numpy as np
 import pytest
 
+from vsae.data import image_sources as S
 from vsae.data import open_source
-from vsae.data import sources as S
 from vsae.data.decode import DecodeError, decode_bytes
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 
 datasets = pytest.importorskip("datasets")

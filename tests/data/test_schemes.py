@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vsae.data import open_source
-from vsae.data.sources import SOURCE_SCHEMES, Source, register_source_scheme, source_schemes
+from vsae.data.image_sources import SOURCE_SCHEMES, Source, register_source_scheme, source_schemes
 from vsae.data.subset import choose
 from vsae.errors import VsaeError
 

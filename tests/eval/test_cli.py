@@ -12,7 +12,7 @@ from PIL import Image
 from vsae.cli import main
 from vsae.errors import VsaeError
 from vsae.eval.monosemanticity import monosemanticity_score
-from vsae.eval.results import jsonable
+from vsae.eval.write_json import jsonable
 
 CLASSES = [
     "00000_Animalia_Chordata_Aves",
@@ -24,7 +24,7 @@ CLASSES = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from vsae.extract import ExtractConfig, extract
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
     from vsae.sae import SAEConfig, build, save
 
     root = tmp_path_factory.mktemp("evalcli")
@@ -217,7 +217,7 @@ def test_top_images_uniqueness_hierarchy_names(world, tmp_path, capsys):
     )
     z, _, ids = _pooled_latents(world)
     ref = top_images(z, k=4)
-    from vsae.eval.pipeline import load_top_images
+    from vsae.eval.commands import load_top_images
 
     got = load_top_images(tmp_path)
     nz = ref.values_Fk > 0  # latents stream as CSR: implicit zeros are padding (-1), not candidates
@@ -598,8 +598,8 @@ def test_world_colour_reaches_a_fresh_cli_through_its_entry_point(colour_store, 
 def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path, request):
     """An attribute taxonomy registered by name (as `vsae.world` registers world-colour) is all
     `run_hierarchy` needs: here the shape attribute in a toy two-level tree."""
-    from vsae.eval import taxonomy as tx
-    from vsae.eval.pipeline import run_hierarchy
+    from vsae.eval import class_hierarchy as tx
+    from vsae.eval.commands import run_hierarchy
 
     root, at = colour_store
     toy = tx.AttributeTaxonomy(
@@ -636,8 +636,8 @@ def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path, re
 
 def test_reports_are_what_the_commands_write(world, tmp_path):
     """Every `run_<command>` returns a typed report whose to_json() is the JSON file it wrote."""
-    from vsae.eval import pipeline as p
-    from vsae.eval.reports import MSReport, ReconReport, TopImagesReport, UniquenessReport
+    from vsae.eval import commands as p
+    from vsae.eval.typed_results import MSReport, ReconReport, TopImagesReport, UniquenessReport
 
     def on_disk(name):
         return json.loads((tmp_path / f"{name}.json").read_text())
@@ -674,7 +674,7 @@ def test_reports_are_what_the_commands_write(world, tmp_path):
 def test_splice_is_passed_in_not_imported(world, tmp_path):
     """`run_recon` takes the splice as a callable (vsae.eval never imports vsae.steer): it is called
     with the loaded SAE and the store's hook, and its result is recon.json's "splice"."""
-    from vsae.eval.pipeline import run_recon
+    from vsae.eval.commands import run_recon
 
     seen = []
 

@@ -13,7 +13,7 @@ import pytest
 import vsae.extract.images as ex
 import vsae.extract.mllm_tokens as exm
 from vsae.cli import main
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 
 

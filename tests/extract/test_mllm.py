@@ -174,7 +174,7 @@ def _err(args, capsys) -> str:
 def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     from PIL import Image
 
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
 
     base = ["--hook", "resid.0", "--out", str(tmp_path / "o"), "--quiet"]
     world = ["--data", str(setup / "world"), "--split", "train"]

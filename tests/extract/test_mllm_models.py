@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vsae.models.families.mllm import conversation, processor_images
-from vsae.models.testing_mllm import WITH_PROCESSOR, build_tiny_mllm
+from vsae.models.tiny_mllm import WITH_PROCESSOR, build_tiny_mllm
 from vsae.store import ActivationStore
 from vsae.store.columns import read_column
 

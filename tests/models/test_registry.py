@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 from vsae.extract import ExtractConfig, extract
 from vsae.models import Family, HookPoint, LoadedModel, LoadRequest, load, register_family

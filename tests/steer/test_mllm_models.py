@@ -12,7 +12,7 @@ import vsae.models
 import vsae.sae
 import vsae.world  # noqa: F401  (registers the world: image source the experiment reads by default)
 from vsae.models.families.mllm import conversation, processor_images
-from vsae.models.testing_mllm import WITH_PROCESSOR, build_tiny_mllm
+from vsae.models.tiny_mllm import WITH_PROCESSOR, build_tiny_mllm
 from vsae.steer.edits import LatentEdit
 from vsae.steer.experiment import SteerConfig, default_hook, run_steering
 from vsae.steer.intervention import intervene
@@ -68,7 +68,7 @@ def test_vision_sae_edit_steers_the_whole_model(dirs, kind):
 def test_run_steering_on_gemma3(dirs, tmp_path):
     from transformers import CLIPImageProcessor, CLIPProcessor
 
-    from vsae.models.testing import build_tiny, tiny_tokenizer
+    from vsae.models.tiny_models import build_tiny, tiny_tokenizer
 
     clip = build_tiny("clip", tmp_path / "clip")
     CLIPProcessor(

@@ -30,7 +30,7 @@ from vsae.extract.settings import ExtractConfig
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(hooks: tuple[str, ...], shard: str | None, quiet: bool, **kw: Any) -> None:
     """Extract activations of a model at hook points into an activation store (resumable)."""
-    from vsae.data.sources import open_source_early
+    from vsae.data.image_sources import open_source_early
 
     # a bad --data/--split fails before torch loads
     source = open_source_early(kw["data"], kw["split"], kw["image_column"], kw["label_column"])

@@ -26,7 +26,7 @@ from vsae.extract.settings import MllmExtractConfig
 def extract_mllm(hooks: tuple[str, ...], quiet: bool, **kw: Any) -> None:
     """Residual stream of a LLaVA's language model at image-token positions (image + question) and at
     caption-token positions (text only), balanced, in one store per hook (Olson et al.'s shared features)."""
-    from vsae.data.sources import open_source_early
+    from vsae.data.image_sources import open_source_early
 
     open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
     from vsae.cli.extract import _quiet_transformers

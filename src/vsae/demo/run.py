@@ -21,8 +21,8 @@ from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
 from vsae.demo.probe_shift import compare_under_shift, probe_finding
 from vsae.demo.shared import SharedDemoConfig, run_shared_demo, shared_finding
-from vsae.eval.results import jsonable
-from vsae.eval.taxonomy import from_file
+from vsae.eval.class_hierarchy import from_file
+from vsae.eval.write_json import jsonable
 from vsae.report.demo import build_report
 from vsae.report.steering import write_steering_index
 from vsae.sae import load as load_sae

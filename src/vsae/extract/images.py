@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from vsae.data import Batch, Source, iter_batches, open_source
-from vsae.data.sources import open_source_early
+from vsae.data.image_sources import open_source_early
 from vsae.data.subset import ORDERS, choose
 from vsae.device import parse_device
 from vsae.errors import VsaeError, file_kind

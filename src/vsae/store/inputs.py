@@ -1,7 +1,7 @@
 """Distrust of the arrays a command reads (embeddings, latents, top images, labels, SAE weights):
 declared shapes and dtypes checked against the data, indices in range, values finite, ids
 non-negative integers. Every violation is one ``VsaeError`` naming the file, the problem and the
-fix. The readers call these (``vsae.eval.sources``, ``vsae.sae.io``, ...), not the commands; file
+fix. The readers call these (``vsae.eval.readers``, ``vsae.sae.io``, ...), not the commands; file
 kinds (regular files only, checked before opening) are ``vsae.errors.regular_file``.
 """
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsae.data.sources import load_table
+from vsae.data.image_sources import load_table
 from vsae.errors import VsaeError
 from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
 from vsae.store.manifest import read_manifests
@@ -388,7 +388,7 @@ class SparseActivationStore(ActivationStore):
 
     Opening a shard's CSR arrays checks that the index pointer, indices and values agree in
     length; each read checks that its latent indices are < d and its values finite (the one check
-    of sparse rows: readers such as `vsae.eval.sources` add none of their own).
+    of sparse rows: readers such as `vsae.eval.readers` add none of their own).
     """
 
     def __init__(self, path: Path, manifests: list[dict[str, Any]], verify: bool = False):

@@ -7,7 +7,7 @@ importing the world."""
 
 from __future__ import annotations
 
-from vsae.data.sources import Source, source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 from vsae.world.generate import generate
 from vsae.world.taxonomy import CLASSES

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vsae.data.decode import DecodeError
-from vsae.data.sources import Source, source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 
 

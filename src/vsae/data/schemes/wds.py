@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from vsae.data.decode import IMAGE_EXTENSIONS, DecodeError
-from vsae.data.sources import Source, source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 
 PREFERRED = ("jpg", "jpeg", "png", "webp")  # the image of a sample that has several

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from vsae.data import load_table
 from vsae.errors import VsaeError, regular_file
-from vsae.eval.config import POOLINGS
+from vsae.eval.eval_config import POOLINGS
 from vsae.sae.selection import check_rows
 from vsae.store import ActivationStore
 from vsae.store.inputs import check_ids, check_values

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vsae.data.class_taxonomy import Taxonomy, taxonomy_from_classes
 from vsae.data.decode import IMAGE_EXTENSIONS
-from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
 from vsae.errors import VsaeError, read_json, regular_file
 from vsae.registry import Registry
 

@@ -1,7 +1,7 @@
 """Class hierarchies for the hierarchy metrics: root-first paths per class, plus the DAG of nodes.
 
 Sources: iNaturalist folder names (`NNNNN_Kingdom_Phylum_Class_Order_Family_Genus_species`,
-7 levels; parsed by `vsae.data.taxonomy`), a JSON (`vsae.data.taxonomy.Taxonomy.load`) or CSV
+7 levels; parsed by `vsae.data.class_taxonomy`), a JSON (`vsae.data.class_taxonomy.Taxonomy.load`) or CSV
 class -> path file, and WordNet 3.0 for ImageNet wnids (read from the local database of Debian's
 `wordnet-base`, /usr/share/wordnet). Tree taxonomies become a `ClassHierarchy` whose nodes are the
 path prefixes; WordNet gives a DAG.
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsae.data.taxonomy import Taxonomy as DataTaxonomy
-from vsae.data.taxonomy import inat_path, taxonomy_from_classes
+from vsae.data.class_taxonomy import Taxonomy as DataTaxonomy
+from vsae.data.class_taxonomy import inat_path, taxonomy_from_classes
 from vsae.errors import VsaeError, regular_file
 from vsae.registry import Registry
 
@@ -136,7 +136,7 @@ def attribute_taxonomy(name: str) -> AttributeTaxonomy | None:
 
 
 def from_taxonomy(tax: DataTaxonomy, source: str) -> ClassHierarchy:
-    """The tree of a `vsae.data.taxonomy.Taxonomy` (class -> root-first level names)."""
+    """The tree of a `vsae.data.class_taxonomy.Taxonomy` (class -> root-first level names)."""
     return _tree_from_paths(dict(tax.paths), source)
 
 
