@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from vsae.data.sources import folder_source
-from vsae.data.testing import noise, write_hf, write_hf_parquet, write_wds
+from vsae.data.fake_images import noise, write_hf, write_hf_parquet, write_wds
+from vsae.data.image_sources import folder_source
 from vsae.extract import ExtractConfig, extract
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 from vsae.sae import SAEConfig
 from vsae.store import ActivationStore
 from vsae.train import ModelSource, StreamConfig, TrainConfig, train

@@ -30,7 +30,7 @@ import torch
 from vsae.data import Batch
 from vsae.extract import HookStore, commit, feed
 from vsae.models import capture, load, parse_selection, select_tokens
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 from vsae.store import StoreWriter
 from vsae.store.dtypes import to_storage
 

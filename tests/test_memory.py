@@ -78,8 +78,8 @@ def test_transient_tensors_are_reused_not_page_faulted():
 
 
 def test_extraction_releases_free_memory_once_per_shard(tmp_path, monkeypatch):
-    import vsae.extract as ex
-    from vsae.data.testing import noise
+    import vsae.extract.images as ex
+    from vsae.data.fake_images import noise
     from vsae.models import from_module
     from vsae.store import ActivationStore
 

@@ -19,7 +19,7 @@ def lazy_attributes(
     def __getattr__(name: str) -> Any:
         if name in where:
             return getattr(importlib.import_module(where[name]), name)
-        # A sub-module is reachable as an attribute too (``vsae.eval.pipeline`` after ``import vsae``).
+        # A sub-module is reachable as an attribute too (``vsae.eval.commands`` after ``import vsae``).
         if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
             return importlib.import_module(f"{package}.{name}")
         raise AttributeError(f"module {package!r} has no attribute {name!r}")

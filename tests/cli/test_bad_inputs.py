@@ -52,8 +52,8 @@ def train_args(acts, out, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     """Shared, never modified inputs: good stores, a finished training run, a tiny CLIP, images."""
-    from vsae.data.testing import noise
-    from vsae.models.testing import build_tiny
+    from vsae.data.fake_images import noise
+    from vsae.models.tiny_models import build_tiny
 
     root = tmp_path_factory.mktemp("catalogue")
     g = torch.Generator().manual_seed(0)

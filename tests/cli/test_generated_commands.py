@@ -21,7 +21,7 @@ from vsae.cli.from_config import field_docs, flag_of, pick
 from vsae.cli.serve import serve
 from vsae.cli.steer import steer
 from vsae.cli.world import world
-from vsae.eval.config import (
+from vsae.eval.eval_config import (
     MsConfig,
     NamesConfig,
     PoolingConfig,
@@ -32,7 +32,7 @@ from vsae.eval.config import (
 )
 from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
-from vsae.extract_config import ExtractConfig, MllmExtractConfig
+from vsae.extract.settings import ExtractConfig, MllmExtractConfig
 from vsae.sae.config import EncodeConfig
 from vsae.serve.config import ServeConfig
 from vsae.steer.config import SamplerConfig
@@ -142,18 +142,18 @@ def test_top_images_keeps_its_short_flag():
 def test_library_modules_reexport_the_configs():
     import vsae.data.subset
     import vsae.eval.probe
+    import vsae.eval.readers
     import vsae.eval.shared
-    import vsae.eval.sources
     import vsae.extract
-    import vsae.extract_mllm
+    import vsae.extract.mllm_tokens
     import vsae.store.dtypes
-    from vsae.eval.config import POOLINGS, Pooling
+    from vsae.eval.eval_config import POOLINGS, Pooling
     from vsae.store.validate import StorageDtype
 
     assert vsae.extract.ExtractConfig is ExtractConfig
-    assert vsae.extract_mllm.MllmExtractConfig is MllmExtractConfig
+    assert vsae.extract.mllm_tokens.MllmExtractConfig is MllmExtractConfig
     assert vsae.eval.probe.ProbeConfig is ProbeConfig and vsae.eval.shared.SharedConfig is SharedConfig
-    assert vsae.eval.sources.POOLINGS == POOLINGS == get_args(Pooling)
+    assert vsae.eval.readers.POOLINGS == POOLINGS == get_args(Pooling)
     assert get_args(StorageDtype) == vsae.store.dtypes.STORAGE_DTYPES
     assert vsae.data.subset.ORDERS == ("sample", "first")
 
@@ -161,7 +161,7 @@ def test_library_modules_reexport_the_configs():
 def test_configs_and_help_load_no_torch_or_numpy():
     code = (
         "import sys, json\n"
-        "import vsae.extract_config, vsae.eval.config, vsae.serve.config, vsae.steer.config\n"
+        "import vsae.extract.settings, vsae.eval.eval_config, vsae.serve.config, vsae.steer.config\n"
         "import vsae.experiments.mllm_steering.mllm_config\n"
         "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve, vsae.cli.steer\n"
         "print(json.dumps(sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'starlette') if m in sys.modules)))"

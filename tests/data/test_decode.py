@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from vsae.data import DecodeError, load_image
-from vsae.data.testing import bad_files, noise, odd_modes, png_bomb
+from vsae.data.fake_images import bad_files, noise, odd_modes, png_bomb
 
 
 def test_bad_files_give_reasons(tmp_path):

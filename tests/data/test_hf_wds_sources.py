@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vsae.data import image_sources as S
 from vsae.data import open_source
-from vsae.data import sources as S
 from vsae.data.decode import DecodeError, decode_bytes
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 
 datasets = pytest.importorskip("datasets")
@@ -150,7 +150,7 @@ def test_hf_stream_shards_positions_labels_and_reader(tmp_path):
 def test_hf_stream_image_folder_cells_hold_paths(tmp_path):
     """A streamed image folder yields cells with a path and no bytes: read from the path, in the
     folder source's order, with its classes; a corrupt file is an item that fails to decode."""
-    from vsae.data.sources import folder_source
+    from vsae.data.image_sources import folder_source
 
     for c, n in (("cat", 3), ("dog", 2)):
         (tmp_path / "imf" / "train" / c).mkdir(parents=True)
@@ -169,14 +169,14 @@ def test_hf_stream_image_folder_cells_hold_paths(tmp_path):
 
 def test_plugin_scheme_from_an_entry_point(monkeypatch):
     ep = importlib.metadata.EntryPoint("plug", "tests.data.test_schemes:_squares", S.ENTRY_POINTS)
-    monkeypatch.setattr(S, "_entry_points", lambda: {"plug": ep})
-    monkeypatch.delitem(S._SCHEMES, "plug", raising=False)
+    monkeypatch.setattr(S.SOURCE_SCHEMES, "_entry_points", lambda: {"plug": ep})
+    S.SOURCE_SCHEMES.unregister("plug")
     try:
         assert "plug" in S.source_schemes() and "hf" in S.source_schemes() and "wds" in S.source_schemes()
         src = open_source("plug:4")
         assert len(src) == 4 and src.classes == ("even", "odd")
     finally:
-        S._SCHEMES.pop("plug", None)
+        S.SOURCE_SCHEMES.unregister("plug")
 
 
 def _stack(images):

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from vsae.data import folder_source, grid_batches, iter_batches
-from vsae.data.testing import bad_files, noise
+from vsae.data.fake_images import bad_files, noise
 
 
 def test_grid_batches():

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vsae.data import open_source
-from vsae.data.sources import _SCHEMES, Source, register_source_scheme, source_schemes
+from vsae.data.image_sources import SOURCE_SCHEMES, Source, register_source_scheme, source_schemes
 from vsae.data.subset import choose
 from vsae.errors import VsaeError
 
@@ -32,7 +32,7 @@ def _squares(rest: str, n: int | None, seed: int) -> Source:
 def squares():
     register_source_scheme("squares", _squares)
     yield
-    _SCHEMES.pop("squares", None)
+    SOURCE_SCHEMES.unregister("squares")
 
 
 def test_a_registered_scheme_opens_through_open_source(squares, tmp_path):
@@ -93,8 +93,9 @@ def test_world_scheme_after_import_and_extraction_from_memory(tmp_path):
 
 
 def test_the_cli_wires_the_world_in(tmp_path):
-    """In a fresh process `vsae extract --data world:<split>:<n>` works: the command registers the
-    world's source (core code never imports the world); a bad spec is one line."""
+    """In a fresh process `vsae extract --data world:<split>:<n>` works: the entry point
+    ``vsae.image_sources: world = vsae.world.source`` brings the world's source (no command, and no
+    core code, imports the world); a bad spec is one line."""
     import subprocess
     import sys
 
@@ -116,3 +117,36 @@ def test_the_cli_wires_the_world_in(tmp_path):
     assert (
         r.returncode == 2 and r.stderr.strip() == "error: world:val needs a number of images: world:val:<n>"
     )
+
+
+def test_core_opens_world_through_the_entry_point_alone():
+    """A fresh process that never imports `vsae.world` opens ``world:`` through `open_source`:
+    the registry imports `vsae.world.source` from the ``vsae.image_sources`` entry point."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vsae.data import open_source, SOURCE_SCHEMES\n"
+        "assert 'vsae.world' not in sys.modules and 'world' in SOURCE_SCHEMES.names()\n"
+        "src = open_source('world:test:3')\n"
+        "print(src.kind, len(src), 'vsae.world.source' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["world", "3", "True"], r.stderr[-2000:]
+
+
+def test_a_taken_scheme_is_refused_and_the_same_one_again_is_no_change(squares):
+    from vsae.data import source_scheme
+
+    register_source_scheme("squares", _squares)  # the same opener again: no change
+    assert SOURCE_SCHEMES.get("squares").opener is _squares
+    with pytest.raises(VsaeError, match="image source scheme 'squares' is already registered"):
+
+        @source_scheme("squares")
+        def other(rest, n, seed):
+            raise AssertionError
+
+    with pytest.raises(VsaeError, match=r"unknown image source scheme 'nope'; use one of: .*hf, .*world"):
+        SOURCE_SCHEMES.get("nope")
+    with pytest.raises(VsaeError, match="unknown options"):
+        source_scheme("bad", options=("colour",))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vsae.data import Taxonomy, folder_source, inat_path, list_source, load_table, open_source, text_source
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 
 INAT = [

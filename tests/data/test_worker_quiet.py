@@ -8,8 +8,8 @@ import sys
 import torch
 
 from vsae.data import folder_source, iter_batches
+from vsae.data.fake_images import noise
 from vsae.data.loader import QuietWhenOrphaned
-from vsae.data.testing import noise
 
 
 def test_orphaned_or_disconnected_worker_writes_nothing():

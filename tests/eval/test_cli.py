@@ -2,6 +2,7 @@
 each checked against the metric functions applied directly to the same arrays."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from vsae.cli import main
 from vsae.errors import VsaeError
 from vsae.eval.monosemanticity import monosemanticity_score
-from vsae.eval.results import jsonable
+from vsae.eval.write_json import jsonable
 
 CLASSES = [
     "00000_Animalia_Chordata_Aves",
@@ -23,7 +24,7 @@ CLASSES = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from vsae.extract import ExtractConfig, extract
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
     from vsae.sae import SAEConfig, build, save
 
     root = tmp_path_factory.mktemp("evalcli")
@@ -216,7 +217,7 @@ def test_top_images_uniqueness_hierarchy_names(world, tmp_path, capsys):
     )
     z, _, ids = _pooled_latents(world)
     ref = top_images(z, k=4)
-    from vsae.eval.pipeline import load_top_images
+    from vsae.eval.commands import load_top_images
 
     got = load_top_images(tmp_path)
     nz = ref.values_Fk > 0  # latents stream as CSR: implicit zeros are padding (-1), not candidates
@@ -566,17 +567,52 @@ def test_hierarchy_in_the_world_colour_taxonomy(colour_store, tmp_path, capsys):
     assert e.value.code == 2 and "attributes.json" in err and err.count("\n") == 1
 
 
-def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path):
+def test_world_colour_reaches_a_fresh_cli_through_its_entry_point(colour_store, tmp_path):
+    """No command imports `vsae.world` for its side effects (issue 24): in a fresh process,
+    `vsae eval hierarchy --taxonomy world-colour` finds the taxonomy through the entry point
+    ``vsae.attribute_taxonomies: world-colour = vsae.world.taxonomy``, which imports the world."""
+    import subprocess
+    import sys
+
+    root, at = colour_store
+    _write_top(tmp_path / "top", [[at["red", "square", "0"], at["red", "triangle", "2"]]])
+    code = (
+        "import sys; from vsae.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, file=sys.stderr); assert not e.code\n"
+    )
+    args = ["eval", "hierarchy", "--top-images", str(tmp_path / "top"), "--table", str(root / "store")]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args, "--taxonomy", "world-colour", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    h = json.loads((tmp_path / "o" / "hierarchy.json").read_text())
+    assert h["taxonomy"] == "world colour taxonomy" and h["latent_depth_rounded"] == [2]
+    cli = Path(__file__).parents[2] / "src" / "vsae" / "cli"
+    assert not [f.name for f in cli.glob("*.py") if "import vsae.world  # noqa" in f.read_text()]
+
+
+def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path, request):
     """An attribute taxonomy registered by name (as `vsae.world` registers world-colour) is all
     `run_hierarchy` needs: here the shape attribute in a toy two-level tree."""
-    from vsae.eval import taxonomy as tx
-    from vsae.eval.pipeline import run_hierarchy
+    from vsae.eval import class_hierarchy as tx
+    from vsae.eval.commands import run_hierarchy
 
     root, at = colour_store
     toy = tx.AttributeTaxonomy(
         "shape", {"square": ["polygon", "square"], "triangle": ["polygon", "triangle"]}, "toy"
     )
     tx.register_attribute_taxonomy("test-toy-shapes", toy)
+    request.addfinalizer(lambda: tx.ATTRIBUTE_TAXONOMIES.unregister("test-toy-shapes"))
+    request.addfinalizer(lambda: tx.ATTRIBUTE_TAXONOMIES.unregister("test-toy-sizes"))
+    with pytest.raises(VsaeError, match="attribute taxonomy 'test-toy-shapes' is already registered"):
+        tx.register_attribute_taxonomy(
+            "test-toy-shapes", tx.AttributeTaxonomy("shape", {"a": ["a"]}, "other")
+        )
+    assert tx.attribute_taxonomy("no-such-taxonomy.json") is None  # a file name, read as a file
     squares = [at[c, "square", n] for c, n in (("red", "0"), ("green", "1"), ("blue", "0"), ("red", "1"))]
     mixed = [
         at["red", "square", "0"],
@@ -600,8 +636,8 @@ def test_hierarchy_by_a_registered_attribute_taxonomy(colour_store, tmp_path):
 
 def test_reports_are_what_the_commands_write(world, tmp_path):
     """Every `run_<command>` returns a typed report whose to_json() is the JSON file it wrote."""
-    from vsae.eval import pipeline as p
-    from vsae.eval.reports import MSReport, ReconReport, TopImagesReport, UniquenessReport
+    from vsae.eval import commands as p
+    from vsae.eval.typed_results import MSReport, ReconReport, TopImagesReport, UniquenessReport
 
     def on_disk(name):
         return json.loads((tmp_path / f"{name}.json").read_text())
@@ -638,7 +674,7 @@ def test_reports_are_what_the_commands_write(world, tmp_path):
 def test_splice_is_passed_in_not_imported(world, tmp_path):
     """`run_recon` takes the splice as a callable (vsae.eval never imports vsae.steer): it is called
     with the loaded SAE and the store's hook, and its result is recon.json's "splice"."""
-    from vsae.eval.pipeline import run_recon
+    from vsae.eval.commands import run_recon
 
     seen = []
 

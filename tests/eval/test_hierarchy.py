@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from vsae.errors import VsaeError
+from vsae.eval.class_hierarchy import from_file, from_inat_names, from_wordnet
 from vsae.eval.hierarchy import (
     depth_per_group,
     latent_lca_depths,
     lca_depth_matrix,
     ontology_report,
 )
-from vsae.eval.taxonomy import from_file, from_inat_names, from_wordnet
 
 INAT = [
     "00000_Animalia_Chordata_Aves_Passeriformes_Corvidae_Corvus_corax",

@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from vsae.errors import VsaeError
-from vsae.eval.sources import image_view, load_array
+from vsae.eval.readers import image_view, load_array
 
 
 class Rows:
@@ -51,7 +51,7 @@ def test_errors(tmp_path):
         image_view(rows, "cls")
     np.save(tmp_path / "a.npy", np.zeros(3))
     with pytest.raises(VsaeError, match="shape"):
-        from vsae.eval.sources import ArrayRows
+        from vsae.eval.readers import ArrayRows
 
         ArrayRows(load_array(tmp_path / "a.npy"), "a.npy")
     with pytest.raises(VsaeError, match="does not exist"):
@@ -62,7 +62,7 @@ def test_similarity_store_from_other_images_is_refused(tmp_path):
     import torch
 
     from vsae.errors import VsaeError
-    from vsae.eval.sources import similarity_embeddings
+    from vsae.eval.readers import similarity_embeddings
     from vsae.store import StoreWriter
 
     def store(name, split):

@@ -32,7 +32,7 @@ class Scale(torch.nn.Module):
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     from vsae.models import load
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
 
     d = build_tiny("clip", tmp_path_factory.mktemp("clip"))
     return load(str(d)), load(str(d), tower="text")

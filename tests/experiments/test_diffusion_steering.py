@@ -74,7 +74,7 @@ def parts(tmp_path_factory):
     from tests.steer.conftest import make_sae
 
     import vsae.sae
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
     from vsae.world.diffusion.testing import HIDDEN, build_tiny_sd_pipeline
 
     root = tmp_path_factory.mktemp("toy")

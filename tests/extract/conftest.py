@@ -1,6 +1,6 @@
 import pytest
 
-from vsae.models.testing import TINY_KINDS, build_tiny
+from vsae.models.tiny_models import TINY_KINDS, build_tiny
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import vsae.extract as ex
-import vsae.extract_mllm as exm
+import vsae.extract.images as ex
+import vsae.extract.mllm_tokens as exm
 from vsae.cli import main
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 
 

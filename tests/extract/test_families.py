@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vsae.data import load_table
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.extract import ExtractConfig, extract
 from vsae.models import load
 from vsae.store import ActivationStore

@@ -16,8 +16,8 @@ import torch
 
 from vsae.cli import main as cli_main
 from vsae.data import load_table
-from vsae.data.sources import folder_source
-from vsae.data.testing import noise, write_hf, write_hf_parquet, write_wds
+from vsae.data.fake_images import noise, write_hf, write_hf_parquet, write_wds
+from vsae.data.image_sources import folder_source
 from vsae.errors import VsaeError
 from vsae.extract import ExtractConfig, extract
 from vsae.store import ActivationStore

@@ -7,14 +7,14 @@ import os
 import pytest
 
 from vsae.data import folder_source
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.extract import ExtractConfig, extract
 from vsae.store import ActivationStore
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
 
     return build_tiny("clip_vision", tmp_path_factory.mktemp("m") / "clip")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from vsae.cli import main as cli_main
+from vsae.data.fake_images import noise
 from vsae.data.subset import stratified_indices
-from vsae.data.testing import noise
 from vsae.store import ActivationStore
 
 N_CLASSES, PER_CLASS = 12, 20
@@ -91,7 +91,7 @@ def test_stratified_indices():
 
 def test_similarity_embeddings_of_a_sampled_store_use_the_same_images(tmp_path, tiny_dirs, tree):
     """`vsae eval ms --embed-model` re-extracts the store's images: the same sample, not the first N."""
-    from vsae.eval.sources import similarity_store
+    from vsae.eval.readers import similarity_store
 
     model = tiny_dirs["vit"]
     acts = _extract(model, tree, tmp_path / "acts", "--max-images", "30", "--seed", "3")

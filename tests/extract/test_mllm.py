@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
 
 
 def _extract(root, out, **kw):
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     args = dict(
         model=str(root / "llava"),
@@ -133,7 +133,7 @@ def test_balanced_store_has_equal_rows_per_modality_and_is_reproducible(setup, u
 
 
 def test_killed_run_resumes_to_the_same_rows(setup, unbalanced, monkeypatch):
-    import vsae.extract_mllm as em
+    import vsae.extract.mllm_tokens as em
 
     real, calls = em._forward_batch, []
 
@@ -174,7 +174,7 @@ def _err(args, capsys) -> str:
 def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     from PIL import Image
 
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
 
     base = ["--hook", "resid.0", "--out", str(tmp_path / "o"), "--quiet"]
     world = ["--data", str(setup / "world"), "--split", "train"]

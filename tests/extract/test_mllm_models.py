@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vsae.models.families.mllm import conversation, processor_images
-from vsae.models.testing_mllm import WITH_PROCESSOR, build_tiny_mllm
+from vsae.models.tiny_mllm import WITH_PROCESSOR, build_tiny_mllm
 from vsae.store import ActivationStore
 from vsae.store.columns import read_column
 
@@ -32,7 +32,7 @@ def test_image_and_text_rows_equal_the_models_hidden_states(setup, kind, tmp_pat
     import transformers as T
 
     from vsae.data import open_source
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     root, dirs = setup
     out = extract_mllm(
@@ -75,7 +75,7 @@ def test_any_resolution_images_of_other_sizes(setup, tmp_path):
     image's rows are its own prompt's image tokens, equal to the model's hidden states on it alone."""
     import transformers as T
 
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     root, dirs = setup
     data = tmp_path / "imgs"

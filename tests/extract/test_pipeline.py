@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vsae.cli import main as cli_main
-from vsae.data.testing import bad_files, noise, odd_modes
+from vsae.data.fake_images import bad_files, noise, odd_modes
 from vsae.errors import VsaeError
 from vsae.extract import ExtractConfig, block_range, extract
 from vsae.store import ActivationStore

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vsae.cli import main as cli_main
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 from vsae.models import capture, from_module, load
 from vsae.store import ActivationStore

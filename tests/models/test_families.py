@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vsae.models import capture, load
-from vsae.models.testing import TINY_KINDS, build_tiny
+from vsae.models.tiny_models import TINY_KINDS, build_tiny
 
 CASES = [(k, None) for k in TINY_KINDS if k not in ("clip", "llava")] + [
     ("clip", "vision"),

@@ -6,7 +6,7 @@ from torch import nn
 
 from vsae.errors import VsaeError
 from vsae.models import capture, from_module, load, resolve_hook
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 
 
 @pytest.fixture(scope="module")

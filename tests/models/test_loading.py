@@ -10,7 +10,7 @@ import pytest
 
 from vsae.errors import VsaeError
 from vsae.models import load
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 
 
 def test_local_dir_provenance_hashes_weights(tmp_path):

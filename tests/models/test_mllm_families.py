@@ -9,7 +9,7 @@ from PIL import Image
 from vsae.extract import ExtractConfig, extract
 from vsae.models import capture, load
 from vsae.models.families.mllm import LAYOUTS
-from vsae.models.testing_mllm import MLLM_KINDS, build_tiny_mllm
+from vsae.models.tiny_mllm import MLLM_KINDS, build_tiny_mllm
 from vsae.store import ActivationStore
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from vsae.errors import VsaeError
 from vsae.models import hub, load
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 
 MADE_UP = "vsae-test-nobody/no-such-model-3141"
 

@@ -104,7 +104,7 @@ ENCODERS = [("sdxl", "text", "CLIPTextModel"), ("sdxl", "text_2", "CLIPTextModel
 
 @pytest.fixture(scope="module")
 def pipeline_dirs(tmp_path_factory):
-    from vsae.models.testing_pipelines import PIPELINE_KINDS, build_tiny_pipeline
+    from vsae.models.tiny_pipelines import PIPELINE_KINDS, build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("pipes")
     return {k: build_tiny_pipeline(k, root / k) for k in PIPELINE_KINDS}

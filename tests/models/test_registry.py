@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 from vsae.extract import ExtractConfig, extract
 from vsae.models import Family, HookPoint, LoadedModel, LoadRequest, load, register_family
@@ -182,15 +182,12 @@ register_family(Family("plugged", load, prefix="plugged"))
 def test_a_family_from_an_entry_point_is_found_by_load(tmp_path, monkeypatch):
     import sys
 
-    from vsae.models import registry
-
     (tmp_path / "plugged_family.py").write_text(PLUGIN)
     dist = tmp_path / "plugged-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[vsae.model_families]\nplugged = plugged_family\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
     try:
         assert "plugged" not in [f.name for f in families()]
         lm = load("plugged:5")  # the entry point's module is imported by load, and registers

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vsae.cli import main as cli_main
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 from vsae.models import capture, hub, load
 from vsae.store import ActivationStore

@@ -1,6 +1,6 @@
 """The names SAELens / dictionary_learning users type (issue 25, point 4): W_enc [d_in, d_sae],
 W_dec [d_sae, d_in], b_enc, b_dec, device, dtype, cfg.hook_name; encode/decode on [..., d];
-`vsae.eval.pipeline` after `import vsae`; a SAELens export records the hook's module path."""
+`vsae.eval.commands` after `import vsae`; a SAELens export records the hook's module path."""
 
 import json
 import subprocess
@@ -59,7 +59,7 @@ def test_encode_decode_take_any_leading_dims(arch):
 
 def test_eval_pipeline_reachable_after_import_vsae():
     r = subprocess.run(
-        [sys.executable, "-c", "import vsae; print(vsae.eval.pipeline.run_recon.__name__)"],
+        [sys.executable, "-c", "import vsae; print(vsae.eval.commands.run_recon.__name__)"],
         capture_output=True,
         text=True,
     )

@@ -13,7 +13,7 @@ from PIL import Image
 import vsae.models
 import vsae.sae
 from tests.serve.conftest import local_client
-from vsae.data.testing import png_bomb
+from vsae.data.fake_images import png_bomb
 from vsae.errors import VsaeError
 from vsae.serve import SaeSource, Served, ServeLimits, create_app, from_demo, from_flags
 from vsae.serve.data import ImageSet

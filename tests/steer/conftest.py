@@ -7,7 +7,7 @@ import torch
 
 import vsae.models
 import vsae.sae
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 import vsae.sae
 from vsae.errors import VsaeError
-from vsae.models.testing_pipelines import PIPELINE_KINDS, build_tiny_pipeline
+from vsae.models.tiny_pipelines import PIPELINE_KINDS, build_tiny_pipeline
 from vsae.steer.diffusers_pipeline import encoder_model, generate, load_pipeline
 from vsae.steer.edits import LatentEdit
 

@@ -293,7 +293,7 @@ def test_cli_runs_a_stable_diffusion_pipeline(sd_dir, world_dir, text_sae, tmp_p
 
 
 def _tiny_clip(tmp_path):
-    from vsae.models.testing import build_tiny
+    from vsae.models.tiny_models import build_tiny
 
     return build_tiny("clip", tmp_path / "clip")
 

@@ -24,7 +24,7 @@ from .conftest import make_sae
 def random_setup(tmp_path_factory):
     from transformers import CLIPImageProcessor, CLIPProcessor
 
-    from vsae.models.testing import build_tiny, tiny_tokenizer
+    from vsae.models.tiny_models import build_tiny, tiny_tokenizer
 
     root = tmp_path_factory.mktemp("steer")
     model, processor = build_llava(None, LlavaArch(hidden=32, layers=1, heads=2, intermediate=64))

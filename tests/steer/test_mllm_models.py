@@ -14,7 +14,7 @@ import vsae.world  # noqa: F401  (registers the world: image source the experime
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.experiments.mllm_steering.mllm_run import run_steering
 from vsae.models.families.mllm import conversation, processor_images
-from vsae.models.testing_mllm import WITH_PROCESSOR, build_tiny_mllm
+from vsae.models.tiny_mllm import WITH_PROCESSOR, build_tiny_mllm
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import intervene
 from vsae.steer.mllm import ask, default_hook
@@ -69,7 +69,7 @@ def test_vision_sae_edit_steers_the_whole_model(dirs, kind):
 def test_run_steering_on_gemma3(dirs, tmp_path):
     from transformers import CLIPImageProcessor, CLIPProcessor
 
-    from vsae.models.testing import build_tiny, tiny_tokenizer
+    from vsae.models.tiny_models import build_tiny, tiny_tokenizer
 
     clip = build_tiny("clip", tmp_path / "clip")
     CLIPProcessor(

@@ -9,7 +9,7 @@ from PIL import Image
 
 import vsae.models
 import vsae.sae
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import intervene
 

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from vsae.cli import main
-from vsae.data.testing import noise
+from vsae.data.fake_images import noise
 from vsae.extract import ExtractConfig, extract
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 from vsae.sae import SAEConfig
 from vsae.store import ActivationStore
 from vsae.train import ModelSource, StreamConfig, TrainConfig, train

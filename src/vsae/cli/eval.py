@@ -1,6 +1,6 @@
-"""`vsae eval ...`: the evaluation metrics; each sub-command is a thin call into vsae.eval.pipeline
+"""`vsae eval ...`: the evaluation metrics; each sub-command is a thin call into vsae.eval.commands
 and writes `<name>.json` (+ PNG figures) into --out. Settings with defaults are generated from
-the configs of `vsae.eval.config` (`vsae.cli.from_config`); paths are plain options."""
+the configs of `vsae.eval.eval_config` (`vsae.cli.from_config`); paths are plain options."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 
 from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import device_callback, revision_option
-from vsae.eval.config import (
+from vsae.eval.eval_config import (
     MsConfig,
     NamesConfig,
     PoolingConfig,
@@ -59,7 +59,7 @@ def _latent_opts(f: F) -> F:
 
 
 def _echo(res: dict, keys: tuple[str, ...]) -> None:
-    from vsae.eval.results import jsonable
+    from vsae.eval.write_json import jsonable
 
     click.echo(json.dumps(jsonable({k: res[k] for k in keys if k in res}), indent=1, default=str))
 
@@ -103,12 +103,11 @@ def recon(
     import functools
 
     from vsae.errors import VsaeError
-    from vsae.eval.pipeline import run_recon
+    from vsae.eval.commands import run_recon
 
     cfg = ReconConfig(**pick(ReconConfig, fields))
     if (model is None) != (data is None):
         raise VsaeError("the splice needs both --model and --data")
-    import vsae.world  # noqa: F401  (the top layer wires the world in: --data world:<split>:<n>)
 
     splice = None
     if model is not None and data is not None:
@@ -192,7 +191,7 @@ def ms(
     quiet: bool,
 ) -> None:
     """Monosemanticity Score of SAE latents and of the raw neurons (Pach et al.)."""
-    from vsae.eval.pipeline import run_ms
+    from vsae.eval.commands import run_ms
 
     res = run_ms(
         embeddings,
@@ -237,7 +236,7 @@ def top_images(
     acts: str, sae_path: str, latents: str, out: str, k: int, pooling: str, force: bool, quiet: bool
 ) -> None:
     """Highest-activating images per latent, with the worst (k-th) value."""
-    from vsae.eval.pipeline import run_top_images
+    from vsae.eval.commands import run_top_images
 
     res = run_top_images(out, acts, sae_path, latents, k, pooling, progress=not quiet, force=force).to_json()
     _echo(res, ("k", "n_images", "n_latents", "n_excluded_worst_zero", "worst_value_mean", "file"))
@@ -250,7 +249,7 @@ def top_images(
 @_out_json("uniqueness")
 def uniqueness(top: str, out: str) -> None:
     """Jaccard overlap of the top-image sets of all pairs of non-excluded latents."""
-    from vsae.eval.pipeline import run_uniqueness
+    from vsae.eval.commands import run_uniqueness
 
     _echo(
         run_uniqueness(top, out).to_json(),
@@ -302,9 +301,8 @@ def hierarchy(
     attributes: str | None,
 ) -> None:
     """LCA depth per Matryoshka group and the ontology figures (project definition)."""
-    import vsae.world  # noqa: F401  registers the world's attribute taxonomies (world-colour)
     from vsae.errors import VsaeError
-    from vsae.eval.pipeline import run_hierarchy
+    from vsae.eval.commands import run_hierarchy
 
     try:
         g = [float(x) for x in groups.split(",")] if groups else None
@@ -355,7 +353,7 @@ def probe(
     """Logistic-regression probes on SAE latents vs raw activations (Olson et al.). Features are
     standardised with train-split statistics first (raw: centred and scaled; SAE latents: scaled
     only, they stay sparse); --no-standardize fits on them as they are."""
-    from vsae.eval.pipeline import run_probe
+    from vsae.eval.commands import run_probe
 
     rep = run_probe(train, _named(evals), sae_path, out, pooling, c, max_iter, standardize, force)
     _echo(rep.to_json(), ("accuracy", "standardization"))
@@ -371,7 +369,7 @@ def probe(
 @_FORCE
 def ood(in_dist: str, ood: tuple[str, ...], sae_path: str, out: str, pooling: str, force: bool) -> None:
     """OOD detection by reconstruction error / latent sum / latent max: AUROC, FPR@95%TPR."""
-    from vsae.eval.pipeline import run_ood
+    from vsae.eval.commands import run_ood
 
     rep = run_ood(in_dist, _named(ood), sae_path, out, pooling, force)
     _echo(rep.to_json(), ("n_in_distribution", "splits"))
@@ -414,7 +412,7 @@ def names(
     """Name latents by the best-matching word for the mean embedding of their top images; with
     --table and ground-truth attributes, how many names agree (the name's attribute is the purest
     one of the top images and the word its most common value)."""
-    from vsae.eval.pipeline import run_names
+    from vsae.eval.commands import run_names
 
     res = run_names(
         top, image_embeddings, words, out, text_model, word_embeddings, table, prompt, attributes

@@ -1,6 +1,6 @@
 """`vsae extract`: activations of a model at hook points into activation stores.
 
-The options are generated from `vsae.extract_config.ExtractConfig` (`vsae.cli.from_config`).
+The options are generated from `vsae.extract.settings.ExtractConfig` (`vsae.cli.from_config`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import click
 
 from vsae.cli.from_config import config_options
 from vsae.cli.options import device_callback, repeated
-from vsae.extract_config import ExtractConfig
+from vsae.extract.settings import ExtractConfig
 
 
 @click.command()
@@ -30,8 +30,7 @@ from vsae.extract_config import ExtractConfig
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(hooks: tuple[str, ...], shard: str | None, quiet: bool, **kw: Any) -> None:
     """Extract activations of a model at hook points into an activation store (resumable)."""
-    import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
-    from vsae.data.sources import open_source_early
+    from vsae.data.image_sources import open_source_early
 
     # a bad --data/--split fails before torch loads
     source = open_source_early(kw["data"], kw["split"], kw["image_column"], kw["label_column"])

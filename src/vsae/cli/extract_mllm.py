@@ -1,6 +1,6 @@
 """`vsae extract-mllm`: a LLaVA language model's residual stream at image tokens and caption tokens,
 in one store with a per-row modality column (for `vsae eval shared`). The options are generated from
-`vsae.extract_config.MllmExtractConfig` (`vsae.cli.from_config`)."""
+`vsae.extract.settings.MllmExtractConfig` (`vsae.cli.from_config`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from vsae.cli.from_config import config_options
 from vsae.cli.options import device_callback, repeated
-from vsae.extract_config import MllmExtractConfig
+from vsae.extract.settings import MllmExtractConfig
 
 
 @click.command("extract-mllm")
@@ -26,12 +26,11 @@ from vsae.extract_config import MllmExtractConfig
 def extract_mllm(hooks: tuple[str, ...], quiet: bool, **kw: Any) -> None:
     """Residual stream of a LLaVA's language model at image-token positions (image + question) and at
     caption-token positions (text only), balanced, in one store per hook (Olson et al.'s shared features)."""
-    import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
-    from vsae.data.sources import open_source_early
+    from vsae.data.image_sources import open_source_early
 
     open_source_early(kw["data"], kw["split"])  # a bad --data/--split fails before torch loads
     from vsae.cli.extract import _quiet_transformers
-    from vsae.extract_mllm import extract_mllm as run
+    from vsae.extract.mllm_tokens import extract_mllm as run
 
     _quiet_transformers()
     out = run(MllmExtractConfig(hooks=tuple(hooks), progress=not quiet, **kw))

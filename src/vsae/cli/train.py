@@ -98,7 +98,6 @@ def train(
     if acts is not None:
         source = open_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
     else:
-        import vsae.world  # noqa: F401  (the top layer wires the world in: its world:<split>:<n> image source)
         from vsae.train.stream import ModelSource
 
         source = ModelSource(StreamConfig(**stream), device=tkw["device"], seed=tkw.get("seed", 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -66,88 +65,9 @@ def export_cmd(out_dir: str, n: tuple[str, ...], seed: int, folder_style: str) -
 def build_cmd(**fields: Any) -> None:
     """Train the tiny CLIP and the similarity encoder (in parallel), then the tiny LLaVA on that
     CLIP with its steering SAE and the tiny text-to-image model on its text encoder; deterministic on CPU."""
-    import dataclasses
-    from pathlib import Path
+    from vsae.world.builder import build_world
 
-    import vsae
-
-    cfg = WorldBuildConfig(**pick(WorldBuildConfig, fields))
-    which, out_dir, threads, sae_steps = cfg.models, cfg.out_dir, cfg.threads, cfg.sae_steps
-    shipped = (Path(vsae.__file__).parent / "world" / "assets").resolve()  # without importing torch
-    out_dir = out_dir or str(shipped)
-    out = Path(out_dir).resolve()
-    if out == shipped or shipped in out.parents:
-        there = [m for m in which if (out / m).is_dir() and any((out / m).iterdir())]
-        if there:
-            raise VsaeError(
-                f"building into {out} would overwrite the shipped {', '.join(there)}; pass --out NEW_DIR "
-                "(to update the shipped models, build elsewhere, compare, and copy deliberately)"
-            )
-    from vsae.world.builder import build
-    from vsae.world.train_clip import ClipConfig
-    from vsae.world.train_simenc import SimEncConfig
-    from vsae.world.zeroshot import zero_shot_accuracy
-
-    clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
-    if cfg.clip_steps is not None:
-        clip_cfg = dataclasses.replace(clip_cfg, steps=cfg.clip_steps)
-    if cfg.simenc_steps is not None:
-        sim_cfg = dataclasses.replace(sim_cfg, steps=cfg.simenc_steps)
-    base = tuple(m for m in which if m not in ("llava", "diffusion"))
-    res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=cfg.jobs) if base else {}
-    root = out_dir
-    for name, summary in res.items():
-        click.echo(
-            f"{name}: {summary['seconds']} s ({summary['cpu_seconds']} s CPU), final loss {summary['final_loss']:.3f} -> {root}/{name}"
-        )
-        if name == "simenc":
-            click.echo(
-                "  val head accuracy: "
-                + json.dumps({k: round(v, 3) for k, v in summary["val_head_accuracy"].items()})
-            )
-    if "clip" in res:
-        acc = zero_shot_accuracy(f"{root}/clip", split="test", n=300)
-        click.echo(
-            f"  tiny CLIP zero-shot on 300 test images: shape {acc['shape']:.3f}, colour {acc['colour']:.3f}"
-        )
-    if "llava" in which:  # its vision tower is the CLIP: built after it, on the CLIP just built
-        from vsae.world.llava.build import build_llava_assets
-        from vsae.world.llava.steering_sae import SteeringSAEConfig
-        from vsae.world.llava.train import LlavaTrainConfig
-
-        lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
-        if cfg.llava_steps is not None:
-            lc = dataclasses.replace(lc, steps=cfg.llava_steps)
-        if sae_steps is not None:
-            sc = dataclasses.replace(sc, steps=sae_steps)
-        clip_dir = f"{root}/clip" if "clip" in res else "shipped"
-        s = build_llava_assets(f"{root}/llava", clip_dir, lc, sc, threads=threads)
-        click.echo(f"llava: {s['seconds']} s, one-word test accuracy {s['test_accuracy']} -> {root}/llava")
-    if "diffusion" in which:  # conditioned on the CLIP's text encoder: built after it, on the CLIP just built
-        from vsae.world.diffusion.build import build_diffusion_assets
-        from vsae.world.diffusion.text_sae import TextSAEConfig
-        from vsae.world.diffusion.train import DiffusionTrainConfig
-
-        dc, tc = DiffusionTrainConfig(), TextSAEConfig()
-        if cfg.diffusion_steps is not None:
-            dc = dataclasses.replace(dc, steps=cfg.diffusion_steps)
-        if sae_steps is not None:
-            tc = dataclasses.replace(tc, steps=sae_steps)
-        s = build_diffusion_assets(
-            f"{root}/diffusion",
-            f"{root}/clip" if "clip" in res else "shipped",
-            dc,
-            tc,
-            threads=threads,
-            n_eval=cfg.diffusion_eval,
-            simenc_dir=f"{root}/simenc" if "simenc" in res else "shipped",
-            judge_images=cfg.judge_images,
-        )
-        q = s.get("quality", {}).get("generated", {})
-        click.echo(
-            f"diffusion: {s['total_seconds']} s, held-out generation agreement shape {q.get('shape', float('nan')):.3f}, "
-            f"colour {q.get('colour', float('nan')):.3f} -> {root}/diffusion"
-        )
+    build_world(WorldBuildConfig(**pick(WorldBuildConfig, fields)), echo=click.echo)
 
 
 @world.command("info")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vsae.data.decode import DecodeError, decode_bytes, load_image
-from vsae.data.sources import Source
+from vsae.data.image_sources import Source
 
 Inputs = dict[str, torch.Tensor] | torch.Tensor
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vsae.data.image_sources import Source
 from vsae.data.orders import ORDERS as ORDERS  # re-exported: the one list
-from vsae.data.sources import Source
 from vsae.errors import VsaeError
 
 

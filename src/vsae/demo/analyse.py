@@ -14,6 +14,7 @@ from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 from vsae.demo.hierarchy import top_level_baselines
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
 from vsae.eval._arrays import chunks_of
+from vsae.eval.class_hierarchy import ClassHierarchy, from_paths
 from vsae.eval.hierarchy import depth_per_group, depth_trend, latent_lca_depths, lca_depth_matrix
 from vsae.eval.monosemanticity import MSResult, monosemanticity_score_streaming, summarize_ms
 from vsae.eval.naming import attribute_name_agreement, encode_words, name_latents
@@ -22,7 +23,6 @@ from vsae.eval.probe import ProbeConfig, probe_correct, select_c
 from vsae.eval.purity import top_image_purity
 from vsae.eval.recon import reconstruction_metrics
 from vsae.eval.sampling import describe_sample, spread_sample
-from vsae.eval.taxonomy import ClassHierarchy, from_paths
 from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images
 from vsae.sae import SAE
 from vsae.sae.batched import iter_encode

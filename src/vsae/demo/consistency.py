@@ -22,8 +22,8 @@ from safetensors.numpy import load_file
 from vsae.demo.analyse import EvalInputs
 from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
 from vsae.errors import VsaeError
+from vsae.eval.commands import run_ms, run_recon
 from vsae.eval.naming import encode_words
-from vsae.eval.pipeline import run_ms, run_recon
 from vsae.eval.zeroshot import zero_shot_accuracy
 from vsae.world.captions import shape_prompts
 

@@ -87,8 +87,8 @@ def nested_dictionary(cfg: PlantedHierarchyConfig) -> NestedData:
 def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "matryoshka") -> dict[str, Any]:
     """Train one SAE on `nested_dictionary(cfg)` and measure its depth per group (for a
     non-Matryoshka `arch` the same group boundaries are applied to its latents, as a control)."""
+    from vsae.eval.class_hierarchy import from_paths
     from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
-    from vsae.eval.taxonomy import from_paths
     from vsae.eval.topimages import top_images
     from vsae.sae import SAEConfig
     from vsae.sae import load as load_sae

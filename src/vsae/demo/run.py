@@ -21,8 +21,8 @@ from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
 from vsae.demo.probe_shift import compare_under_shift, probe_finding
 from vsae.demo.report_page import build_report
-from vsae.eval.results import jsonable
-from vsae.eval.taxonomy import from_file
+from vsae.eval.class_hierarchy import from_file
+from vsae.eval.write_json import jsonable
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.experiments.mllm_steering.mllm_report import write_steering_index
 from vsae.experiments.mllm_steering.mllm_run import run_steering

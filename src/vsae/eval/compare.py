@@ -204,8 +204,8 @@ def run_compare(
     """`vsae compare`: load the SAEs (paths, known names or hub ids), compare every pair, write
     ``compare.json`` and ``compare.png`` into ``out``."""
     from vsae.errors import VsaeError
-    from vsae.eval.results import write_json
     from vsae.eval.sampling import spread_sample
+    from vsae.eval.write_json import write_json
     from vsae.sae import load
 
     if len(sae_paths) < 2:

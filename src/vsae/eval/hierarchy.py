@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vsae.errors import VsaeError
-from vsae.eval.taxonomy import ClassHierarchy
+from vsae.eval.class_hierarchy import ClassHierarchy
 
 VIRTUAL_ROOT = "<root>"  # joins a forest of taxonomies (LCA depth 0 = "only the root in common")
 ONTOLOGY_DEFINITION = (

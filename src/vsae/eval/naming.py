@@ -12,9 +12,9 @@ import numpy as np
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy, unit_rows
-from vsae.eval.config import PROMPT
+from vsae.eval.eval_config import PROMPT
 
-PROMPT_TEMPLATE = PROMPT  # the one default (vsae.eval.config)
+PROMPT_TEMPLATE = PROMPT  # the one default (vsae.eval.eval_config)
 
 
 def name_latents(

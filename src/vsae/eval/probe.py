@@ -12,7 +12,7 @@ import numpy as np
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy
-from vsae.eval.config import ProbeConfig as ProbeConfig  # torch-free: `vsae eval probe`'s options
+from vsae.eval.eval_config import ProbeConfig as ProbeConfig  # torch-free: `vsae eval probe`'s options
 
 
 def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -34,11 +34,11 @@ from scipy.stats import binomtest
 
 from vsae.errors import VsaeError
 from vsae.eval.attributes import image_attributes
-from vsae.eval.config import DEFAULT_ATTRIBUTES as DEFAULT_ATTRIBUTES  # torch-free: the CLI's options
-from vsae.eval.config import SharedConfig as SharedConfig
+from vsae.eval.eval_config import DEFAULT_ATTRIBUTES as DEFAULT_ATTRIBUTES  # torch-free: the CLI's options
+from vsae.eval.eval_config import SharedConfig as SharedConfig
 from vsae.eval.plots import pyplot, save_figure
-from vsae.eval.results import write_json
 from vsae.eval.selectivity import layer_selectivity
+from vsae.eval.write_json import write_json
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
 from vsae.store import ActivationStore

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate
-from vsae.eval.config import TopImagesConfig
+from vsae.eval.eval_config import TopImagesConfig
 
 JACCARD_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 

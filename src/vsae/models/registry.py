@@ -11,20 +11,21 @@ from vsae.models.registry import Family, LoadRequest, register_family
 def load_toy(req: LoadRequest) -> LoadedModel: ...
 register_family(Family("toy", load_toy, prefix="toy"))   # vsae.models.load("toy:small")
 ```
-A family in another package registers when its module is imported; `vsae.models.load` imports
-the modules named in the entry-point group ``vsae.model_families`` once, so that the CLI finds
-them too. (The idea follows saev's `saev.data.models` registry.)
+The families are a `vsae.registry.Registry` (`FAMILIES`: a taken name, model_type or prefix is
+refused; `get_family` lists the choices). A family in another package registers when its module is
+imported; `vsae.models.load` imports the modules named in the entry-point group
+``vsae.model_families``, so that the CLI finds them too. (The idea follows saev's
+`saev.data.models` registry.)
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from vsae.errors import VsaeError
+from vsae.registry import Obj, Registry
 
 if TYPE_CHECKING:
     import torch
@@ -121,44 +122,61 @@ class Family:
     layout: Layout | None = None
 
 
-_FAMILIES: dict[str, Family] = {}
+class _FamilyRegistry(Registry[Family]):
+    """`Registry` of families; a registration is refused too when another family already loads
+    one of its model_types or its prefix (a source must have one family)."""
+
+    def register(self, name: str, *, replace: bool = False) -> Callable[[Obj], Obj]:
+        deco = super().register(name, replace=replace)
+
+        def checked(family: Obj) -> Obj:
+            if not isinstance(family, Family) or family.name != name:
+                raise VsaeError(f"model family {name!r}: register a Family named {name!r}")
+            if not replace:
+                _check_free(family)
+            return deco(family)
+
+        return checked
+
+
+def _check_free(family: Family) -> None:
+    for other in FAMILIES.registered().values():
+        if other.name == family.name:
+            continue  # the registry itself refuses a taken name
+        taken = set(other.model_types) & set(family.model_types)
+        if taken:
+            raise VsaeError(
+                f"model_type {sorted(taken)[0]!r} of family {family.name!r} is already loaded by {other.name!r}"
+            )
+        if family.prefix and other.prefix == family.prefix:
+            raise VsaeError(f"prefix {family.prefix!r} is already loaded by family {other.name!r}")
+
+
 ENTRY_POINT_GROUP = "vsae.model_families"
-_plugins_loaded = False
+FAMILIES: Registry[Family] = _FamilyRegistry("model family", ENTRY_POINT_GROUP)
+"""The model families (`vsae.registry.Registry`): the built-in ones are imported with
+`vsae.models.families`, plug-ins through the entry points ``vsae.model_families``."""
 
 
 def register_family(family: Family, replace: bool = False) -> Family:
-    """Add `family` to the registry; VsaeError if its name, a model_type or its prefix is taken
-    by another family (unless `replace`)."""
-    if not replace:
-        for other in _FAMILIES.values():
-            if other.name == family.name:
-                raise VsaeError(f"model family {family.name!r} is already registered; pass replace=True")
-            taken = set(other.model_types) & set(family.model_types)
-            if taken:
-                raise VsaeError(
-                    f"model_type {sorted(taken)[0]!r} of family {family.name!r} is already loaded by {other.name!r}"
-                )
-            if family.prefix and other.prefix == family.prefix:
-                raise VsaeError(f"prefix {family.prefix!r} is already loaded by family {other.name!r}")
-    _FAMILIES[family.name] = family
-    return family
+    """Register `family` under its name (``FAMILIES.register(family.name)(family)``); VsaeError if
+    its name, a model_type or its prefix is taken by another family (unless `replace`)."""
+    return FAMILIES.register(family.name, replace=replace)(family)
 
 
 def unregister_family(name: str) -> None:
     """Remove a family (tests registering a toy family remove it afterwards)."""
-    _FAMILIES.pop(name, None)
+    FAMILIES.unregister(name)
 
 
 def families() -> list[Family]:
     """The registered families, in registration order."""
-    return list(_FAMILIES.values())
+    return list(FAMILIES.registered().values())
 
 
 def get_family(name: str) -> Family:
     """The family registered as `name`; VsaeError listing the registered ones otherwise."""
-    if name not in _FAMILIES:
-        raise VsaeError(f"unknown model family {name!r}; registered: {', '.join(_FAMILIES)}")
-    return _FAMILIES[name]
+    return FAMILIES.get(name)
 
 
 def for_prefix(source: str) -> Family | None:
@@ -166,15 +184,15 @@ def for_prefix(source: str) -> Family | None:
     head, sep, _ = source.partition(":")
     if not sep:
         return None
-    return next((f for f in _FAMILIES.values() if f.prefix == head), None)
+    return next((f for f in families() if f.prefix == head), None)
 
 
 def for_model_type(model_type: str) -> Family:
     """The family loading Hugging Face ``model_type``; VsaeError listing the supported ones otherwise."""
-    for f in _FAMILIES.values():
+    for f in families():
         if model_type in f.model_types:
             return f
-    supported = sorted(t for f in _FAMILIES.values() for t in f.model_types)
+    supported = sorted(t for f in families() for t in f.model_types)
     raise VsaeError(
         f"unsupported model_type {model_type!r}; supported: {', '.join(supported)} "
         "(or pass any torch.nn.Module through the Python API: vsae.models.from_module)"
@@ -183,27 +201,15 @@ def for_model_type(model_type: str) -> Family:
 
 def for_checkpoint(source: str, local_only: bool) -> Family | None:
     """The family claiming a checkpoint that has no root config.json, or None."""
-    return next(
-        (f for f in _FAMILIES.values() if f.claims is not None and f.claims(source, local_only)), None
-    )
+    return next((f for f in families() if f.claims is not None and f.claims(source, local_only)), None)
 
 
 def load_plugins() -> None:
-    """Import the modules of the ``vsae.model_families`` entry points (once per process); each
+    """Import the modules of the ``vsae.model_families`` entry points not imported yet; each
     registers its families when imported. A module that fails to import is a one-line error."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            importlib.import_module(ep.value.split(":")[0])
-        except Exception as e:  # someone else's package: one line, not a traceback
-            raise VsaeError(
-                f"model family plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}"
-            ) from None
+    FAMILIES.load_all()
 
 
 def prefixes() -> list[str]:
     """The registered ``prefix:`` forms."""
-    return [f"{f.prefix}:" for f in _FAMILIES.values() if f.prefix]
+    return [f"{f.prefix}:" for f in families() if f.prefix]

@@ -7,7 +7,7 @@ with labels of those classes the loss recovered against zero-ablating the hook
 (`vsae.eval.agreement`). The SAE's training rows must fit the splice (`vsae.sae.selection`).
 
 `splice_metrics` is what `vsae eval recon --model M --data D` adds to recon.json under "splice"
-(the CLI passes it to `vsae.eval.pipeline.run_recon`, which never imports steer)."""
+(the CLI passes it to `vsae.eval.commands.run_recon`, which never imports steer)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vsae.data import iter_batches, open_source
 from vsae.errors import VsaeError
 from vsae.eval.agreement import output_agreement
-from vsae.eval.config import ReconConfig
+from vsae.eval.eval_config import ReconConfig
 from vsae.eval.naming import encode_words
 from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.zeroshot import zero_shot_accuracy

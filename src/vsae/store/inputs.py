@@ -1,7 +1,7 @@
 """Distrust of the arrays a command reads (embeddings, latents, top images, labels, SAE weights):
 declared shapes and dtypes checked against the data, indices in range, values finite, ids
 non-negative integers. Every violation is one ``VsaeError`` naming the file, the problem and the
-fix. The readers call these (``vsae.eval.sources``, ``vsae.sae.io``, ...), not the commands; file
+fix. The readers call these (``vsae.eval.readers``, ``vsae.sae.io``, ...), not the commands; file
 kinds (regular files only, checked before opening) are ``vsae.errors.regular_file``.
 """
 
@@ -54,18 +54,3 @@ def check_ids(a: Any, name: str, fix: str, below: int | None = None, allow: int 
         rng = f"0..{below - 1}" if below is not None else ">= 0"
         raise VsaeError(f"{name} holds id {v} outside {rng}; {fix}")
     return arr
-
-
-def check_csr(indptr: Any, indices: Any, values: Any, d: int, name: str, fix: str) -> None:
-    """CSR rows of width ``d``: indptr non-decreasing from 0 to len(indices), indices integers in
-    [0, d), values real numbers, finite, as many as the indices."""
-    indptr, indices = np.asarray(indptr), np.asarray(indices)
-    if len(indices) != len(values):
-        raise VsaeError(f"{name} has {len(values)} values for {len(indices)} indices; {fix}")
-    if indptr.dtype.kind not in "iu" or (
-        indptr.size
-        and (int(indptr[0]) != 0 or int(indptr[-1]) != len(indices) or np.any(np.diff(indptr) < 0))
-    ):
-        raise VsaeError(f"{name} has a damaged row pointer (indptr); {fix}")
-    check_ids(indices, f"{name} (latent indices)", fix, below=d)
-    check_values(np.asarray(values), f"{name} (latent values)", fix, ndim=1)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsae.data.sources import load_table
+from vsae.data.image_sources import load_table
 from vsae.errors import VsaeError
 from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
 from vsae.store.manifest import read_manifests
@@ -26,6 +26,7 @@ from vsae.store.validate import (
     check_header,
     check_sparse_indices,
     check_sparse_lengths,
+    check_sparse_values,
     count_nonfinite_rows,
     sha256_regular,
     shard_path,
@@ -386,7 +387,8 @@ class SparseActivationStore(ActivationStore):
     """A store of sparse rows (SAE latents, F = `d` columns) in CSR shards.
 
     Opening a shard's CSR arrays checks that the index pointer, indices and values agree in
-    length; each read checks that its latent indices are < d.
+    length; each read checks that its latent indices are < d and its values finite (the one check
+    of sparse rows: readers such as `vsae.eval.readers` add none of their own).
     """
 
     def __init__(self, path: Path, manifests: list[dict[str, Any]], verify: bool = False):
@@ -426,6 +428,7 @@ class SparseActivationStore(ActivationStore):
         idx = np.asarray(self._array(shard, "indices")[lo:hi])
         check_sparse_indices(idx, self.d, self.path / self._shards[shard][1]["files"]["indices"])
         val = from_storage(self._array(shard, "values")[lo:hi], self.dtype_name)
+        check_sparse_values(val.numpy(), self.path / self._shards[shard][1]["files"]["values"])
         return indptr - lo, idx, val
 
     def csr(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

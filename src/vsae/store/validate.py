@@ -182,6 +182,17 @@ def check_sparse_indices(idx: np.ndarray, d: int, f: Path) -> None:
         )
 
 
+def check_sparse_values(val: np.ndarray, f: Path) -> None:
+    """Refuse NaN or Inf latent values (every statistic over them would be NaN)."""
+    import numpy as np  # lazy: see count_nonfinite_rows
+
+    bad = int((~np.isfinite(val)).sum())
+    if bad:
+        raise VsaeError(
+            f"sparse shard {f} (latent values) holds {bad} NaN or Inf values; the store is damaged: re-encode"
+        )
+
+
 def sha256_regular(path: Path, chunk: int = 1 << 22) -> str:
     """sha256 of a file already checked to be regular (see `shard_path`)."""
     h = hashlib.sha256()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vsae.data.orders import Order
-from vsae.extract_config import Tower
+from vsae.extract.settings import Tower
 from vsae.store.validate import StorageDtype
 
 

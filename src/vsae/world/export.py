@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from vsae.data.sources import INCOMPLETE_MARKER
+from vsae.data.image_sources import INCOMPLETE_MARKER
 from vsae.errors import VsaeError
 from vsae.store.safe_io import LOCK_NAME, atomic_write, atomic_write_json, output_lock
 from vsae.world import taxonomy as tx

@@ -1,16 +1,19 @@
 """The ``world:<split>[:<n>]`` image source: ``n`` images of a shapes-world split, generated in
 memory (seeded), with their class labels and attribute records. Registered with
-`vsae.data.register_source_scheme` when `vsae.world` is imported, so that core code opens it
-with `vsae.data.open_source` without knowing the world."""
+``@vsae.data.source_scheme("world")`` when this module is imported; the entry point
+``world = vsae.world.source`` of the group ``vsae.image_sources`` (pyproject.toml) imports it on the
+first ``world:`` spec, so that core code and the CLI open it with `vsae.data.open_source` without
+importing the world."""
 
 from __future__ import annotations
 
-from vsae.data.sources import Source, register_source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 from vsae.world.generate import generate
 from vsae.world.taxonomy import CLASSES
 
 
+@source_scheme("world")
 def open_world(rest: str, n: int | None, seed: int) -> Source:
     """``<split>[:<n>]`` -> a Source of generated images (the n in the spec wins over `n`)."""
     split, _, count = rest.partition(":")
@@ -33,6 +36,3 @@ def open_world(rest: str, n: int | None, seed: int) -> Source:
         images=tuple(batch.pil_images()),
         records=records,
     )
-
-
-register_source_scheme("world", open_world)

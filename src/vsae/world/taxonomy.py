@@ -10,7 +10,7 @@ be written as iNaturalist-style folder names ``NNNNN_family_shape_variant``.
 
 from __future__ import annotations
 
-from vsae.eval.taxonomy import AttributeTaxonomy, register_attribute_taxonomy
+from vsae.eval.class_hierarchy import AttributeTaxonomy, register_attribute_taxonomy
 
 # `vsae eval hierarchy --taxonomy world-colour`: images labelled by their colour (attributes.json).
 WORLD_COLOUR = "world-colour"

@@ -1,7 +1,7 @@
 """Built-in ``<scheme>:`` image sources, one module each, imported on first use by
-`vsae.data.sources.open_scheme` (found by file name): ``hf`` (Hugging Face datasets),
+`vsae.data.image_sources.open_scheme` (found by file name): ``hf`` (Hugging Face datasets),
 ``hf_stream`` (streamed Hugging Face datasets) and ``wds`` (WebDataset tar shards). Each module
-registers itself with `register_source_scheme`.
+registers its opener with ``@source_scheme(name)``.
 
 A source made of shards (``wds:`` tars, ``hf_stream:`` dataset shards) records its rows per shard
 as ``identity["shard_rows"]``; `shard_part` then splits ``--shard I/N`` and torchrun ranks at
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vsae.data.sources import Source
+from vsae.data.image_sources import Source
 from vsae.errors import VsaeError
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vsae.data.decode import DecodeError
-from vsae.data.sources import Source, register_source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 
 
@@ -145,6 +145,7 @@ def cell_bytes(cell: dict[str, Any] | None) -> bytes:
         raise DecodeError(f"image file {path} unreadable ({getattr(e, 'strerror', None) or e})") from None
 
 
+@source_scheme("hf", options=("split", "image_column", "label_column"))
 def open_hf(
     rest: str,
     n: int | None,
@@ -183,6 +184,3 @@ def open_hf(
             "label_column": lab_col,
         },
     )
-
-
-register_source_scheme("hf", open_hf, options=("split", "image_column", "label_column"))

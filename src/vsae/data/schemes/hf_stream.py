@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from vsae.data.decode import DecodeError
+from vsae.data.image_sources import Source, register_source_scheme
 from vsae.data.schemes.hf import _datasets, _pick_column, cell_bytes, label_table, load, parse_spec
-from vsae.data.sources import Source, register_source_scheme
 from vsae.errors import VsaeError
 
 

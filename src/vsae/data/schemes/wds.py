@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from vsae.data.decode import IMAGE_EXTENSIONS, DecodeError
-from vsae.data.sources import Source, register_source_scheme
+from vsae.data.image_sources import Source, source_scheme
 from vsae.errors import VsaeError
 
 PREFERRED = ("jpg", "jpeg", "png", "webp")  # the image of a sample that has several
@@ -163,6 +163,7 @@ def _classes(raw: list[str | int | None]) -> tuple[tuple[int, ...], tuple[str, .
     return tuple(-1 if v is None else index[str(v)] for v in raw), names
 
 
+@source_scheme("wds")
 def open_wds(rest: str, n: int | None, seed: int) -> Source:
     """``wds:<pattern>`` -> a Source over every sample of every shard, in shard then tar order."""
     if not rest:
@@ -202,6 +203,3 @@ def open_wds(rest: str, n: int | None, seed: int) -> Source:
         reader=WdsReader(locs),
         identity={"n_shards": len(urls), "shard_rows": counts, "index_sha256": digest.hexdigest()},
     )
-
-
-register_source_scheme("wds", open_wds)

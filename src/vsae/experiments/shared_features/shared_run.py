@@ -98,7 +98,7 @@ STORES = ("stores", "llava-lm")  # under the output directory: <split>/<hook> st
 
 def extract_stores(llava: str, data_dir: Path, base: Path, cfg: SharedFeaturesConfig, progress: bool) -> None:
     """The train and test stores of every hook under ``base``/<split>/<hook> (`vsae extract-mllm`)."""
-    from vsae.extract_mllm import MllmExtractConfig, extract_mllm
+    from vsae.extract.mllm_tokens import MllmExtractConfig, extract_mllm
 
     for split, n in (("train", cfg.n_train), ("test", cfg.n_test)):
         extract_mllm(

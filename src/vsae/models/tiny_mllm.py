@@ -4,7 +4,7 @@ torchvision, the processor with a chat template) for tests. Vision tower: hidden
 32 px, patch 8; language model: hidden 32, 2 layers, a word-level tokenizer.
 
 ```python
-from vsae.models.testing_mllm import build_tiny_mllm
+from vsae.models.tiny_mllm import build_tiny_mllm
 path = build_tiny_mllm("gemma3", tmp_path / "m")
 ```
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vsae.models.testing import HIDDEN, IMAGE, LAYERS, PATCH, WORDS, _vision_kwargs
+from vsae.models.tiny_models import HIDDEN, IMAGE, LAYERS, PATCH, WORDS, _vision_kwargs
 
 # model types whose processor (chat template, image-token expansion) is saved: extract-mllm and
 # steer mllm run on these; the others' processors need torchvision (video processors).

@@ -1,6 +1,6 @@
 """Settings of the `vsae eval` commands, free of torch, numpy and sklearn: the commands' options are
 generated from these fields (:mod:`vsae.cli.from_config`), so the defaults, choices and help here
-are the only ones. `vsae.eval.probe`, `vsae.eval.shared` and `vsae.eval.sources` re-export them.
+are the only ones. `vsae.eval.probe`, `vsae.eval.shared` and `vsae.eval.readers` re-export them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PROMPT = "a photo of a {}"  # CLIP's zero-shot class prompt (Radford et al. 2021
 
 @dataclass(frozen=True)
 class PoolingConfig:
-    """How the per-row activations of a store become one per image (`vsae.eval.sources.image_view`).
+    """How the per-row activations of a store become one per image (`vsae.eval.readers.image_view`).
 
     Attributes
     ----------

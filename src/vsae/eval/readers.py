@@ -17,10 +17,10 @@ import scipy.sparse as sp
 
 from vsae.data import load_table
 from vsae.errors import VsaeError, regular_file
-from vsae.eval.config import POOLINGS
+from vsae.eval.eval_config import POOLINGS
 from vsae.sae.selection import check_rows
 from vsae.store import ActivationStore
-from vsae.store.inputs import check_csr, check_ids, check_values
+from vsae.store.inputs import check_ids, check_values
 
 
 class ArrayRows:
@@ -68,8 +68,7 @@ class StoreRows:
 
     def read(self, a: int, b: int) -> np.ndarray | sp.csr_matrix:
         if self.sparse:
-            indptr, idx, val = self.store.csr(a, b)
-            check_csr(indptr, idx, val, self.d, f"latent store {self.name}", "re-run `vsae encode`")
+            indptr, idx, val = self.store.csr(a, b)  # checked by the store reader
             return sp.csr_matrix((val, idx, indptr), shape=(len(indptr) - 1, self.d))
         return self.store[a:b].numpy()
 

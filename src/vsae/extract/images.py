@@ -27,12 +27,12 @@ import torch
 from tqdm import tqdm
 
 from vsae.data import Batch, Source, iter_batches, open_source
+from vsae.data.image_sources import open_source_early
 from vsae.data.schemes import shard_part
-from vsae.data.sources import open_source_early
 from vsae.data.subset import ORDERS, choose
 from vsae.device import parse_device
 from vsae.errors import VsaeError, file_kind
-from vsae.extract_config import ExtractConfig as ExtractConfig  # torch-free (the CLI's options)
+from vsae.extract.settings import ExtractConfig as ExtractConfig  # torch-free (the CLI's options)
 from vsae.memory import limit_heap_growth, release_free_memory
 from vsae.models import Capture, LoadedModel, capture, load, parse_selection, resolve_hook, select_tokens
 from vsae.models.tokens import TokenSelection, as_tokens

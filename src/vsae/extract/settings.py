@@ -1,7 +1,7 @@
 """The configs of the two extraction commands, `ExtractConfig` (`vsae extract`) and
 `MllmExtractConfig` (`vsae extract-mllm`), kept free of torch: their fields generate the
 commands' options (:mod:`vsae.cli.from_config`), so the defaults, choices and help here are the
-only ones, and `--help` loads no torch. `vsae.extract` and `vsae.extract_mllm` re-export them.
+only ones, and `--help` loads no torch. `vsae.extract` and `vsae.extract.mllm_tokens` re-export them.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from vsae.data import Source, open_source
 from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
-from vsae.extract_config import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
+from vsae.extract.settings import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
 from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
 from vsae.models.families.mllm import LAYOUTS, conversation, processor_images
 from vsae.models.families.mllm import image_token_id as mllm_image_token_id

@@ -6,11 +6,11 @@
 - A list file: ``.txt`` with one path per line (optionally ``path<TAB>label``) or ``.csv`` with
   a header holding ``path`` and optionally ``label``. Relative paths resolve against the file.
 - For text models, a ``.txt`` of prompts (one per line) or a ``.csv`` with a ``text`` column.
-- ``<scheme>:<rest>``: a source a package registered (`register_source_scheme`), with the images
-  in memory or read by the source's `reader`; `vsae.world` registers ``world:<split>[:<n>]`` (the
-  shapes world) when imported. The built-in schemes are the modules of `vsae.data.schemes`
-  (``hf:`` Hugging Face datasets, ``wds:`` WebDataset shards), imported on first use; a plugin
-  names its opener in the ``vsae.image_sources`` entry-point group. Core code opens every spec
+- ``<scheme>:<rest>``: a source registered in `SOURCE_SCHEMES` (``@source_scheme(name)`` on its
+  opener), with the images in memory or read by the source's `reader`. The built-in schemes are
+  the modules of `vsae.data.schemes` (``hf:`` Hugging Face datasets, ``wds:`` WebDataset shards),
+  imported on first use; a plugin names its module or opener in the ``vsae.image_sources``
+  entry-point group (vsae's own ``world:<split>[:<n>]``, the shapes world, is one: `vsae.world.source`). Core code opens every spec
   with `open_source` and knows no scheme by name.
 The image index of an item is its position in this list; stores record it per row.
 """
@@ -18,19 +18,17 @@ The image index of an item is its position in this list; stores record it per ro
 from __future__ import annotations
 
 import csv
-import importlib
-import importlib.metadata
 import os
-import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vsae.data.class_taxonomy import Taxonomy, taxonomy_from_classes
 from vsae.data.decode import IMAGE_EXTENSIONS
-from vsae.data.taxonomy import Taxonomy, taxonomy_from_classes
 from vsae.errors import VsaeError, read_json, regular_file
+from vsae.registry import Registry
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,6 +44,8 @@ class ItemReader(Protocol):
     DataLoader workers can read."""
 
     def __call__(self, item: str) -> bytes: ...
+
+
 # Present in a folder while `vsae world export` writes it (a killed export leaves it): such a folder is refused.
 INCOMPLETE_MARKER = ".vsae-incomplete"
 
@@ -258,18 +258,37 @@ def text_source(prompt_file: str | Path) -> Source:
 
 
 SchemeOpener = Callable[..., Source]
-_SCHEMES: dict[str, SchemeOpener] = {}
-_OPTIONS: dict[str, tuple[str, ...]] = {}
 # the --data options a scheme may take, by keyword, and their flags (for the error naming one)
 OPTION_FLAGS = {"split": "--split", "image_column": "--image-column", "label_column": "--label-column"}
 _SCHEME_RE = re.compile(r"^([a-z][a-z0-9_]+):(.*)$")
 
 
-def register_source_scheme(name: str, opener: SchemeOpener, options: tuple[str, ...] = ()) -> None:
-    """Make ``<name>:<rest>`` an image source: ``opener(rest, n, seed, **opts)`` returns its `Source`
-    (n: how many items the caller wants, None when it did not say; seed: for sampled sources;
-    `opts`: those of `options` (keys of OPTION_FLAGS: split, image_column, label_column) the user
-    gave; giving another one is refused)."""
+@dataclass(frozen=True)
+class SourceScheme:
+    """A registered ``<scheme>:<rest>`` image source.
+
+    Attributes
+    ----------
+    opener: ``opener(rest, n, seed, **opts) -> Source`` (n: how many items the caller wants, None
+        when it did not say; seed: for sampled sources; opts: those of `options` the user gave).
+    options: the --data options it takes (keys of OPTION_FLAGS: split, image_column,
+        label_column); giving another one is refused.
+    """
+
+    opener: SchemeOpener
+    options: tuple[str, ...] = ()
+
+
+SOURCE_SCHEMES: Registry[SourceScheme] = Registry("image source scheme", ENTRY_POINTS, SCHEMES_PACKAGE)
+"""The image-source schemes (`vsae.registry.Registry`): built-in modules of `vsae.data.schemes`,
+plug-ins through the entry points ``vsae.image_sources``."""
+
+
+def source_scheme(
+    name: str, options: tuple[str, ...] = (), *, replace: bool = False
+) -> Callable[[SchemeOpener], SchemeOpener]:
+    """Decorator making ``<name>:<rest>`` an image source opened by the decorated opener
+    (`SourceScheme`); a name taken by another opener is refused unless `replace`."""
     if not re.fullmatch(r"[a-z][a-z0-9_]+", name):
         raise VsaeError(f"source scheme {name!r}: use lowercase letters, digits and _ (2+ characters)")
     unknown = set(options) - set(OPTION_FLAGS)
@@ -277,40 +296,38 @@ def register_source_scheme(name: str, opener: SchemeOpener, options: tuple[str, 
         raise VsaeError(
             f"source scheme {name!r}: unknown options {sorted(unknown)}; use {sorted(OPTION_FLAGS)}"
         )
-    _SCHEMES[name] = opener
-    _OPTIONS[name] = tuple(options)
+
+    def deco(opener: SchemeOpener) -> SchemeOpener:
+        scheme = SourceScheme(opener, tuple(options))
+        if SOURCE_SCHEMES.registered().get(name) != scheme:  # the same registration again is no change
+            SOURCE_SCHEMES.register(name, replace=replace)(scheme)
+        return opener
+
+    return deco
 
 
-def _builtin_schemes() -> list[str]:
-    pkg = importlib.import_module(SCHEMES_PACKAGE)
-    return [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
-
-
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+def register_source_scheme(
+    name: str, opener: SchemeOpener, options: tuple[str, ...] = (), *, replace: bool = False
+) -> None:
+    """``source_scheme(name, options)(opener)``, for an opener defined elsewhere."""
+    source_scheme(name, options, replace=replace)(opener)
 
 
 def source_schemes() -> list[str]:
     """The scheme names: registered, built-in (`vsae.data.schemes`) and plugins (entry points)."""
-    return sorted(set(_SCHEMES) | set(_builtin_schemes()) | set(_entry_points()))
+    return SOURCE_SCHEMES.names()
 
 
-def _find_scheme(name: str) -> SchemeOpener | None:
-    """The opener of `name`: registered, else a built-in module or plugin imported now (a module
-    registers itself; an entry point naming a function registers that function)."""
-    if name not in _SCHEMES:
-        if name in _builtin_schemes():
-            importlib.import_module(f"{SCHEMES_PACKAGE}.{name}")
-        elif name in (eps := _entry_points()):
-            try:
-                obj = eps[name].load()
-            except Exception as e:  # someone else's package: one line, not a traceback
-                raise VsaeError(
-                    f"image source plugin {name!r} ({eps[name].value}) failed to import: {type(e).__name__}: {e}"
-                ) from None
-            if name not in _SCHEMES and callable(obj):
-                register_source_scheme(name, obj)
-    return _SCHEMES.get(name)
+def _find_scheme(name: str) -> SourceScheme | None:
+    """The scheme `name`: registered, else a built-in module or plugin imported now (a module
+    registers itself; an entry point naming an opener, ``pkg.mod:opener``, registers that opener)."""
+    found: object = SOURCE_SCHEMES.find(name)
+    if found is not None and not isinstance(found, SourceScheme):
+        if not callable(found):
+            raise VsaeError(f"image source plug-in {name!r} names {found!r}, not an opener")
+        found = SourceScheme(found)
+        SOURCE_SCHEMES.register(name, replace=True)(found)
+    return found
 
 
 def scheme_of(data: str | Path) -> str | None:
@@ -323,19 +340,19 @@ def open_scheme(spec: str, n: int | None = None, seed: int = 0, **opts: str | No
     """Open a ``<scheme>:<rest>`` spec with its registered opener (`opts`: --split, --image-column,
     --label-column; those left None are not passed)."""
     name, _, rest = spec.partition(":")
-    opener = _find_scheme(name)
-    if opener is None:
+    scheme = _find_scheme(name)
+    if scheme is None:
         have = ", ".join(f"{s}:" for s in source_schemes()) or "none"
         raise VsaeError(
-            f"unknown image source {name}: in {spec!r} (registered: {have}); the package that provides it "
-            "registers it when imported (`import vsae.world` for world:<split>), or give a folder or list file"
+            f"unknown image source {name}: in {spec!r} (registered: {have}); install the package that "
+            "provides it (entry points vsae.image_sources), or give a folder or list file"
         )
     given = {k: v for k, v in opts.items() if v is not None}
     for k in given:
-        if k not in _OPTIONS.get(name, ()):
+        if k not in scheme.options:
             where = "folder trees" if k == "split" else "hf: datasets"
             raise VsaeError(f"{OPTION_FLAGS[k]} applies to {where}, not to {spec}; drop {OPTION_FLAGS[k]}")
-    return opener(rest, n, seed, **given)
+    return scheme.opener(rest, n, seed, **given)
 
 
 def open_source(

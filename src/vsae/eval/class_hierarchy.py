@@ -1,7 +1,7 @@
 """Class hierarchies for the hierarchy metrics: root-first paths per class, plus the DAG of nodes.
 
 Sources: iNaturalist folder names (`NNNNN_Kingdom_Phylum_Class_Order_Family_Genus_species`,
-7 levels; parsed by `vsae.data.taxonomy`), a JSON (`vsae.data.taxonomy.Taxonomy.load`) or CSV
+7 levels; parsed by `vsae.data.class_taxonomy`), a JSON (`vsae.data.class_taxonomy.Taxonomy.load`) or CSV
 class -> path file, and WordNet 3.0 for ImageNet wnids (read from the local database of Debian's
 `wordnet-base`, /usr/share/wordnet). Tree taxonomies become a `ClassHierarchy` whose nodes are the
 path prefixes; WordNet gives a DAG.
@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsae.data.taxonomy import Taxonomy as DataTaxonomy
-from vsae.data.taxonomy import inat_path, taxonomy_from_classes
+from vsae.data.class_taxonomy import Taxonomy as DataTaxonomy
+from vsae.data.class_taxonomy import inat_path, taxonomy_from_classes
 from vsae.errors import VsaeError, regular_file
+from vsae.registry import Registry
 
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 PATH_SEPARATOR = "/"
@@ -114,22 +115,28 @@ class AttributeTaxonomy:
         return from_paths(self.paths, self.source)
 
 
-_ATTRIBUTE_TAXONOMIES: dict[str, AttributeTaxonomy] = {}
+ATTRIBUTE_TAXONOMIES: Registry[AttributeTaxonomy] = Registry(
+    "attribute taxonomy", "vsae.attribute_taxonomies"
+)
+"""The attribute taxonomies by name (`vsae.registry.Registry`), usable as ``--taxonomy NAME`` of
+`vsae eval hierarchy`; plug-ins through the entry points ``vsae.attribute_taxonomies`` (vsae's own
+``world-colour = vsae.world.taxonomy``: core code never imports the world)."""
 
 
-def register_attribute_taxonomy(name: str, taxonomy: AttributeTaxonomy) -> None:
-    """Make ``name`` usable as ``--taxonomy NAME`` of `vsae eval hierarchy` (a data source such as
-    `vsae.world` registers its own when imported; core code never imports it)."""
-    _ATTRIBUTE_TAXONOMIES[name] = taxonomy
+def register_attribute_taxonomy(name: str, taxonomy: AttributeTaxonomy, *, replace: bool = False) -> None:
+    """``ATTRIBUTE_TAXONOMIES.register(name)(taxonomy)``: refused when ``name`` is taken by another
+    taxonomy (unless `replace`)."""
+    if ATTRIBUTE_TAXONOMIES.registered().get(name) != taxonomy:  # the same one again is no change
+        ATTRIBUTE_TAXONOMIES.register(name, replace=replace)(taxonomy)
 
 
 def attribute_taxonomy(name: str) -> AttributeTaxonomy | None:
-    """The attribute taxonomy registered as ``name``, or None."""
-    return _ATTRIBUTE_TAXONOMIES.get(name)
+    """The attribute taxonomy registered as ``name`` (importing its plug-in), or None."""
+    return ATTRIBUTE_TAXONOMIES.find(name)
 
 
 def from_taxonomy(tax: DataTaxonomy, source: str) -> ClassHierarchy:
-    """The tree of a `vsae.data.taxonomy.Taxonomy` (class -> root-first level names)."""
+    """The tree of a `vsae.data.class_taxonomy.Taxonomy` (class -> root-first level names)."""
     return _tree_from_paths(dict(tax.paths), source)
 
 

@@ -5,7 +5,7 @@ random weights, an image processor and/or a word-level tokenizer, and saves them
 that `vsae.models.load` (and transformers' `from_pretrained`) can open.
 
 ```python
-from vsae.models.testing import build_tiny
+from vsae.models.tiny_models import build_tiny
 path = build_tiny("clip_vision_proj", tmp_path / "m")
 ```
 """

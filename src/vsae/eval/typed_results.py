@@ -1,8 +1,8 @@
-"""Typed results of the `vsae eval` commands (`vsae.eval.pipeline.run_<command>`).
+"""Typed results of the `vsae eval` commands (`vsae.eval.commands.run_<command>`).
 
 Each report holds what one command measured; ``to_json()`` is exactly what the command writes as
 ``<out>/<command>.json`` (keys documented in docs/eval.md; read by the CLI, the demo and tests).
-Per-latent arrays stay numpy until ``to_json`` (via `vsae.eval.results.jsonable` when written)."""
+Per-latent arrays stay numpy until ``to_json`` (via `vsae.eval.write_json.jsonable` when written)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 (d_model 64, 2 layers), word-level tokenizers of 16 tokens, 32 px images.
 
 ```python
-from vsae.models.testing_pipelines import build_tiny_pipeline
+from vsae.models.tiny_pipelines import build_tiny_pipeline
 path = build_tiny_pipeline("flux", tmp_path / "flux")
 ```
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vsae.models.testing import LAYERS, _vocab_size, tiny_tokenizer
+from vsae.models.tiny_models import LAYERS, _vocab_size, tiny_tokenizer
 
 PIPELINE_KINDS = ("sdxl", "sd3", "flux")
 MAX_TOKENS = 16

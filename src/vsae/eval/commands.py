@@ -20,10 +20,17 @@ from tqdm.auto import tqdm
 
 from vsae.data import load_table
 from vsae.errors import VsaeError, regular_file
+from vsae.eval import class_hierarchy as tx
 from vsae.eval import plots
-from vsae.eval import taxonomy as tx
 from vsae.eval.attributes import image_attributes
-from vsae.eval.config import MsConfig, NamesConfig, PoolingConfig, ProbeConfig, ReconConfig, TopImagesConfig
+from vsae.eval.eval_config import (
+    MsConfig,
+    NamesConfig,
+    PoolingConfig,
+    ProbeConfig,
+    ReconConfig,
+    TopImagesConfig,
+)
 from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix, ontology_report
 from vsae.eval.monosemanticity import embedding_baseline, monosemanticity_score_streaming
 from vsae.eval.naming import (
@@ -35,21 +42,7 @@ from vsae.eval.naming import (
 )
 from vsae.eval.ood import ood_report, roc_curve
 from vsae.eval.probe import compare_probes, standardization
-from vsae.eval.recon import ReconAccumulator
-from vsae.eval.reports import (
-    HierarchyReport,
-    MSKind,
-    MSReport,
-    NamesReport,
-    OODReport,
-    ProbeReport,
-    ReconReport,
-    TopImagesReport,
-    UniquenessReport,
-)
-from vsae.eval.results import write_json
-from vsae.eval.sampling import describe_sample, spread_sample
-from vsae.eval.sources import (
+from vsae.eval.readers import (
     ArrayRows,
     ImageView,
     check_sae_matches,
@@ -62,7 +55,21 @@ from vsae.eval.sources import (
     similarity_embeddings,
     similarity_store,
 )
+from vsae.eval.recon import ReconAccumulator
+from vsae.eval.sampling import describe_sample, spread_sample
 from vsae.eval.topimages import TopImages, jaccard_pair_counts, top_images_streaming
+from vsae.eval.typed_results import (
+    HierarchyReport,
+    MSKind,
+    MSReport,
+    NamesReport,
+    OODReport,
+    ProbeReport,
+    ReconReport,
+    TopImagesReport,
+    UniquenessReport,
+)
+from vsae.eval.write_json import write_json
 from vsae.sae import SAE, SAEConfig
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
@@ -394,7 +401,7 @@ def run_hierarchy(
 ) -> HierarchyReport:
     """LCA depth per Matryoshka group (Pach et al.) and the ontology figures (project definition).
 
-    `taxonomy` may name a registered attribute taxonomy (`vsae.eval.taxonomy.AttributeTaxonomy`;
+    `taxonomy` may name a registered attribute taxonomy (`vsae.eval.class_hierarchy.AttributeTaxonomy`;
     e.g. "world-colour", the shapes world's colour families, registered by `vsae.world`): each
     image is then labelled by that attribute in `attributes_file` (default DATA/attributes.json)."""
     top = load_top_images(top_images)
