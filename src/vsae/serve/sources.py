@@ -33,6 +33,7 @@ class SaeSource:
     warning: shown on every page of this SAE (e.g. a hook mismatch served with ``--force``).
     confine: every image file served must resolve inside this folder (``vsae serve DIR``: DIR), or
         None (explicit flags: the folder the user named).
+    explanations: the `vsae eval explain` output directory of this SAE (`vsae.serve.explanations`), or None.
     """
 
     id: str
@@ -44,6 +45,7 @@ class SaeSource:
     name_scores: list[float | None] | None = None
     warning: str | None = None
     confine: Path | None = None
+    explanations: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def from_demo(path: str | Path) -> Served:
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
-            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root))
+            ex = inside(root, root / "explain" / hook / name, "the explanations")  # `vsae.demo.explain_finding`
+            ex = ex if (ex / "explanations.json").is_file() else None
+            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root, explanations=ex))
     if not saes:
         raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
     if len(featured) == 3:
