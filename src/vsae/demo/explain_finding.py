@@ -23,6 +23,7 @@ from vsae.sae import load as load_sae
 from vsae.world import attribute_vocab
 
 MARGIN = 0.05  # agreement differences within ±5 points do not matter (fixed before looking)
+DETECTION_MARGIN = 0.02  # nor detection AUROC differences within ±0.02
 
 
 def explain_demo(
@@ -61,8 +62,43 @@ def explain_demo(
             "file": str(where / "explanations.json"),
             **{k: r[k] for k in ("n_explained", "detection", "controls", "ground_truth")},
             "agree_per_latent": {k: [v == "agree" for v in vs] for k, vs in r["_gt_L"].items()},
+            "detection_per_latent": {
+                k: [x[key] for x in r["latents"]]
+                for k, key in (("explanations", "detection"), ("names", "name_detection"), ("shuffled", "shuffled_detection"))
+            },
         }
     return res
+
+
+def _verdict(comps: dict[str, Comparison]) -> str:
+    outs = {c.outcome for c in comps.values()}
+    return HOLDS if outs == {"better"} else DOES_NOT_HOLD if outs & {"worse", "equivalent"} else INCONCLUSIVE
+
+
+def detection_finding(explained: dict[str, Any]) -> Finding:
+    """Without ground truth: the judge finds a latent's held-out top images from its explanation
+    better than from its vocabulary name or from another latent's phrase (paired bootstrap of the
+    detection AUROC over the explained latents of every hook, 95% CI, margin ±0.02)."""
+    det = {k: np.concatenate([np.asarray(h["detection_per_latent"][k], float) for h in explained.values()])
+           for k in ("explanations", "names", "shuffled")}  # fmt: skip
+    ok = np.isfinite(det["explanations"]) & np.isfinite(det["names"]) & np.isfinite(det["shuffled"])
+    comps = {
+        b: Comparison.judge(f"explanations - {b}, detection AUROC", paired_difference(
+            det["explanations"][ok], det[b][ok]), DETECTION_MARGIN)
+        for b in ("names", "shuffled")
+    }  # fmt: skip
+    verdict = _verdict(comps)
+    means = ", ".join(f"{k} {det[k][ok].mean():.3f}" for k in det)
+    return Finding(
+        "Without ground truth, a CLIP judge finds a latent's held-out top images among random ones better "
+        "from its explanation than from its vocabulary name or another latent's phrase (detection AUROC)",
+        verdict == HOLDS,
+        f"mean detection AUROC over {int(ok.sum())} latents: {means}. "
+        + "; ".join(f"{c.what}: {c.text(scale=1.0, unit='')}" for c in comps.values()),
+        "vsae (auto-interpretation scoring, Paulo et al. 2024)",
+        verdict=verdict,
+        evidence={k: c.to_json() for k, c in comps.items()} | {"n_latents": int(ok.sum())},
+    )
 
 
 def explain_finding(explained: dict[str, Any]) -> Finding:
@@ -77,8 +113,7 @@ def explain_finding(explained: dict[str, Any]) -> Finding:
             agree["explanations"], agree[b]), MARGIN)
         for b in ("names", "shuffled")
     }  # fmt: skip
-    outs = {c.outcome for c in comps.values()}
-    verdict = HOLDS if outs == {"better"} else DOES_NOT_HOLD if outs & {"worse", "equivalent"} else INCONCLUSIVE
+    verdict = _verdict(comps)
     parts = []
     for hook, h in explained.items():
         g, det, c = h["ground_truth"], h["detection"], h["controls"]

@@ -16,7 +16,7 @@ from vsae import __version__
 from vsae.demo.analyse import UnitAnalysis, analyse_raw, analyse_sae, eval_inputs, probe_sample
 from vsae.demo.config import DemoConfig, RunKey
 from vsae.demo.consistency import require, run_checks
-from vsae.demo.explain_finding import explain_demo, explain_finding
+from vsae.demo.explain_finding import detection_finding, explain_demo, explain_finding
 from vsae.demo.findings import Finding, headline_findings
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
@@ -137,7 +137,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         diffusion = run_diffusion_demo(out)
     sw.lap("diffusion")
     findings = headline_findings(layers, featured, steering, hierarchy, probe_finding(probes, *featured[1:]))
-    findings.append(explain_finding(explained))
+    findings += [detection_finding(explained), explain_finding(explained)]
     if shared:
         findings.append(shared_finding(shared))
     if diffusion:
@@ -167,7 +167,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "steering": steering,
         "shared": shared,
         "diffusion": diffusion,
-        "explain": {h: {k: v for k, v in r.items() if k != "agree_per_latent"} for h, r in explained.items()},
+        "explain": {h: {k: v for k, v in r.items() if not k.endswith("_per_latent")} for h, r in explained.items()},
     }
     sw.lap("findings")
     say("writing report.html")

@@ -273,6 +273,7 @@ def run_explain(
 
         t = load_table(Path(acts or latents or ""), need_items=True)
         root = Path(t.get("root") or "")
+        root = root / t["split"] if t.get("kind", "folder") == "folder" and t.get("split") else root
 
         def images_fn(pos: np.ndarray) -> list[Any]:
             return [load_image(root / t["items"][int(view.images[p])]) for p in pos]
