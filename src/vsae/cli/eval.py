@@ -560,13 +560,7 @@ def explain(
     from vsae.eval.explain_run import run_explain
 
     cfg = ExplainConfig(**pick(ExplainConfig, fields))
-    for opt, v in (("--n-top", cfg.n_top), ("--n-contrast", cfg.n_contrast), ("--n-random", cfg.n_random)):
-        if v < 1:
-            raise VsaeError(f"{opt} {v}: must be at least 1")
-    if cfg.max_latents is not None and cfg.max_latents < 1:
-        raise VsaeError(f"--max-latents {cfg.max_latents}: must be at least 1")
-    if not 0 <= cfg.parsimony < 1:
-        raise VsaeError(f"--parsimony {cfg.parsimony}: give a fraction in [0, 1)")
+    cfg.check()
     ask = None
     if cfg.explainer == "mllm":
         if explainer_model is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vsae.errors import VsaeError
+
 # Candidate phrases of the `vocab` explainer: each slot ({shape}, {colour} ...) is filled with the
 # words of that slot of the vocabulary; `{word}` takes every word of every slot. Templates whose
 # slots the vocabulary lacks are skipped.
@@ -55,3 +57,17 @@ class ExplainConfig:
     max_new_tokens: int = 16
     max_latents: int | None = None
     seed: int = 0
+
+    def check(self) -> None:
+        """One-line VsaeError for settings no run can use (checked before anything is loaded)."""
+        for opt, v in (("--n-top", self.n_top), ("--n-contrast", self.n_contrast), ("--n-random", self.n_random)):
+            if v < 1:
+                raise VsaeError(f"{opt} {v}: must be at least 1")
+        if self.n_top < 2:
+            raise VsaeError(f"--n-top {self.n_top}: need at least 2 top images (one shown, one held out)")
+        if self.max_latents is not None and self.max_latents < 1:
+            raise VsaeError(f"--max-latents {self.max_latents}: must be at least 1")
+        if not 0 <= self.parsimony < 1:
+            raise VsaeError(f"--parsimony {self.parsimony}: give a fraction in [0, 1)")
+        if self.max_new_tokens < 1:
+            raise VsaeError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")

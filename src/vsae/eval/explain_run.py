@@ -242,6 +242,7 @@ def run_explain(
     from vsae.eval.sources import open_rows, similarity_embeddings, similarity_store
     from vsae.models import load  # loads transformers: only when the command runs
 
+    cfg.check()
     vocab = read_vocabulary(words)
     EXPLAINERS.get(cfg.explainer)  # an unknown explainer fails before anything is computed
     if attributes_file is not None and table is None:
