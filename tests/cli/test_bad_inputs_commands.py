@@ -864,7 +864,6 @@ def _fifo_table_store(c, t) -> Path:
     return s
 
 
-
 def _explain_cases() -> list[Case]:
     """`vsae eval explain` (issue 29). After the judge loads, transformers draws on stderr: those run
     as subprocesses."""

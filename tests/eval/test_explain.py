@@ -48,7 +48,9 @@ def test_latent_sets_are_disjoint_and_interleaved():
     for j, f in enumerate(s.latents_L):
         order = np.argsort(-acts[:, f], kind="stable")[:8]
         assert set(s.top_Lk[j]) == set(order)
-        assert list(s.shown_Lh[j]) == list(s.top_Lk[j][0::2]) and list(s.held_Lh[j]) == list(s.top_Lk[j][1::2])
+        assert list(s.shown_Lh[j]) == list(s.top_Lk[j][0::2]) and list(s.held_Lh[j]) == list(
+            s.top_Lk[j][1::2]
+        )
         groups = [set(s.top_Lk[j]), set(s.contrast_Lc[j]), set(s.random_Lr[j])]
         assert sum(map(len, groups)) == len(set().union(*groups)) == 58
     with pytest.raises(VsaeError, match="fewer than"):
@@ -107,7 +109,13 @@ def test_phrase_agreement_rule():
         "shape": np.array([0, 0, 0, 1, 1]),  # star=0, cross=1
         "size": np.array([0, 1, 2, 0, 0]),
     }
-    wv = {"red": ("colour", 0), "blue": ("colour", 1), "star": ("shape", 0), "cross": ("shape", 1), "small": ("size", 0)}
+    wv = {
+        "red": ("colour", 0),
+        "blue": ("colour", 1),
+        "star": ("shape", 0),
+        "cross": ("shape", 1),
+        "small": ("size", 0),
+    }
     top = np.array([[0, 1, 2, 3]] * 6)
     phrases = ["a red shape", "a red star", "a photo of a star", "a blue star", "a red cross", "a photo"]
     r = phrase_agreement(phrases, top, codes, wv)
@@ -117,7 +125,9 @@ def test_phrase_agreement_rule():
 
 
 def test_world_word_values_leave_out_ambiguous_and_multiword_values():
-    wv = world_word_values({"colour": ("red", "blue"), "mood": ("blue", "calm"), "class_name": ("star_five",)})
+    wv = world_word_values(
+        {"colour": ("red", "blue"), "mood": ("blue", "calm"), "class_name": ("star_five",)}
+    )
     assert wv == {"red": ("colour", 0), "calm": ("mood", 1)}
     codes, wv2 = ground_truth_of({"colour": ["red", None, "blue"]})
     assert list(codes["colour"]) == [1, -1, 0] and wv2 == {"blue": ("colour", 0), "red": ("colour", 1)}
@@ -287,7 +297,9 @@ def test_explain_command_on_the_planted_world(planted, tmp_path, capsys):
     for j, r in enumerate(ex["latents"][:4]):
         s = emb / np.linalg.norm(emb, axis=1, keepdims=True) @ (lambda e: e / np.linalg.norm(e))(
             encode_words(text, [r["phrase"]], "{}")[0])  # fmt: skip
-        assert r["detection"] == pytest.approx(_direct_auroc(s[sets.held_Lh[j]], s[sets.random_Lr[j]]), abs=1e-6)
+        assert r["detection"] == pytest.approx(
+            _direct_auroc(s[sets.held_Lh[j]], s[sets.random_Lr[j]]), abs=1e-6
+        )
     from safetensors.numpy import load_file
 
     arr = load_file(str(out / "explanations.safetensors"))

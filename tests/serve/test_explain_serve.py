@@ -32,7 +32,13 @@ def explained(tmp_path_factory):
 
 
 def _served(p, with_explanations=True):
-    return Served((SaeSource("resid.1/planted", p["sae"], p["acts"], explanations=p["out"] if with_explanations else None),))
+    return Served(
+        (
+            SaeSource(
+                "resid.1/planted", p["sae"], p["acts"], explanations=p["out"] if with_explanations else None
+            ),
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +63,14 @@ def test_table_and_latent_pages_show_explanations(client, explained):
 
 
 def test_concept_search_finds_latents_by_meaning(client, explained):
-    """"red" ranks the planted red latent first, "star" the star latent: by the CLIP similarity of
+    """ "red" ranks the planted red latent first, "star" the star latent: by the CLIP similarity of
     the query to the phrases and top images, checked against a direct computation."""
     recs = explained["recs"]
-    for query, want in (("red", 0), ("blue", COLOURS.index("blue")), ("a photo of a star", 8 + SHAPES.index("star"))):
+    for query, want in (
+        ("red", 0),
+        ("blue", COLOURS.index("blue")),
+        ("a photo of a star", 8 + SHAPES.index("star")),
+    ):
         res = client.get("/api/explain/search", params={"q": query, "k": 5}).json()["results"]
         assert res[0]["latent"] == want, (query, [(r["latent"], r["phrase"], r["score"]) for r in res])
         assert [r["score"] for r in res] == sorted((r["score"] for r in res), reverse=True)
@@ -95,7 +105,10 @@ def test_concept_search_bad_input(client, explained):
     assert client.get("/api/explain/search").status_code == 400
     assert "give a query" in client.get("/api/explain/search", params={"q": " "}).json()["error"]
     assert "k must be in" in client.get("/api/explain/search", params={"q": "red", "k": 0}).json()["error"]
-    assert "k must be an integer" in client.get("/api/explain/search", params={"q": "red", "k": "x"}).json()["error"]
+    assert (
+        "k must be an integer"
+        in client.get("/api/explain/search", params={"q": "red", "k": "x"}).json()["error"]
+    )
     assert client.get("/api/explain/99999").status_code == 400
     bare = local_client(create_app(_served(explained, False), diffusion=None), raise_server_exceptions=False)
     r = bare.get("/api/explain/search", params={"q": "red"})

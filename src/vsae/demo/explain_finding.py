@@ -44,7 +44,10 @@ def explain_demo(
 
     table = tables["test"]
     attrs = [a for a in table if a != "path"]
-    truth = ({a: np.asarray(table[a]) for a in attrs}, world_word_values({a: attribute_vocab(a) for a in attrs}))
+    truth = (
+        {a: np.asarray(table[a]) for a in attrs},
+        world_word_values({a: attribute_vocab(a) for a in attrs}),
+    )
     vocab = {a: list(attribute_vocab(a)) for a in NAME_ATTRIBUTES}
     _, arch, e = cfg.featured_sae
     res: dict[str, Any] = {}
@@ -64,7 +67,11 @@ def explain_demo(
             "agree_per_latent": {k: [v == "agree" for v in vs] for k, vs in r["_gt_L"].items()},
             "detection_per_latent": {
                 k: [x[key] for x in r["latents"]]
-                for k, key in (("explanations", "detection"), ("names", "name_detection"), ("shuffled", "shuffled_detection"))
+                for k, key in (
+                    ("explanations", "detection"),
+                    ("names", "name_detection"),
+                    ("shuffled", "shuffled_detection"),
+                )
             },
         }
     return res

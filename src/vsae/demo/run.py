@@ -167,7 +167,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "steering": steering,
         "shared": shared,
         "diffusion": diffusion,
-        "explain": {h: {k: v for k, v in r.items() if not k.endswith("_per_latent")} for h, r in explained.items()},
+        "explain": {
+            h: {k: v for k, v in r.items() if not k.endswith("_per_latent")} for h, r in explained.items()
+        },
     }
     sw.lap("findings")
     say("writing report.html")

@@ -203,9 +203,7 @@ def phrase_agreement(
         rows = top_Lk[j][top_Lk[j] >= 0]
         counts = {a: np.bincount(c[rows][c[rows] >= 0], minlength=1) for a, c in codes.items()}
         best = max(int(c.max()) for c in counts.values())
-        modal = all(
-            (int(counts[a][v]) if v < counts[a].size else 0) == int(counts[a].max()) for a, v in said
-        )
+        modal = all((int(counts[a][v]) if v < counts[a].size else 0) == int(counts[a].max()) for a, v in said)
         purest = any(int(counts[a].max()) == best for a, _ in said)
         verdict.append("wrong_value" if not modal else "agree" if purest else "not_purest")
     n = sum(v is not None for v in verdict)

@@ -60,7 +60,11 @@ class ExplainConfig:
 
     def check(self) -> None:
         """One-line VsaeError for settings no run can use (checked before anything is loaded)."""
-        for opt, v in (("--n-top", self.n_top), ("--n-contrast", self.n_contrast), ("--n-random", self.n_random)):
+        for opt, v in (
+            ("--n-top", self.n_top),
+            ("--n-contrast", self.n_contrast),
+            ("--n-random", self.n_random),
+        ):
             if v < 1:
                 raise VsaeError(f"{opt} {v}: must be at least 1")
         if self.n_top < 2:

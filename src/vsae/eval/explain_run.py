@@ -63,7 +63,9 @@ def explain_latents(
     shuf = shuffled(phrases, cfg.seed)
     det_shuf = detection_auroc(shuf, sets, image_emb_ND, encode)
     names = vocabulary_names(sets, image_emb_ND, encode, vocabulary)
-    det_names = detection_auroc([None if w is None else PROMPT.format(w) for w in names], sets, image_emb_ND, encode)
+    det_names = detection_auroc(
+        [None if w is None else PROMPT.format(w) for w in names], sets, image_emb_ND, encode
+    )
     out: dict[str, Any] = {
         "explainer": cfg.explainer,
         "config": asdict(cfg),
@@ -259,7 +261,9 @@ def run_explain(
     if image_embeddings is None:
         if acts is None:
             raise VsaeError("give --image-embeddings (the judge's `embed` over these images) or --acts")
-        image_embeddings = similarity_store(str(judge), open_rows(acts), Path(out) / "judge-embeddings", progress=progress)
+        image_embeddings = similarity_store(
+            str(judge), open_rows(acts), Path(out) / "judge-embeddings", progress=progress
+        )
     emb = similarity_embeddings(image_embeddings, view.images, view.rows.name, prov, view.rows.path)
     x = dense_acts(view.chunks(transform))
     gt = None

@@ -7,7 +7,7 @@ names of its results.json) or one explicit (activation store, SAE run, images) t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +118,8 @@ def from_demo(path: str | Path) -> Served:
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
-            ex = inside(root, root / "explain" / hook / name, "the explanations")  # `vsae.demo.explain_finding`
-            ex = ex if (ex / "explanations.json").is_file() else None
-            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root, explanations=ex))
+            src = SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root)
+            saes.append(replace(src, explanations=_explanations(root, hook, name)))
     if not saes:
         raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
     if len(featured) == 3:
@@ -135,6 +134,12 @@ def from_demo(path: str | Path) -> Served:
             diffusion_results=diff if diff.is_file() else None,
         ),
     )
+
+
+def _explanations(root: Path, hook: str, name: str) -> Path | None:
+    """OUT/explain/<hook>/<run>/ of a demo (`vsae.demo.explain_finding`), if it has explanations.json."""
+    ex = inside(root, root / "explain" / hook / name, "the explanations")
+    return ex if (ex / "explanations.json").is_file() else None
 
 
 def _json_arg(path: str | Path, fname: str) -> dict:

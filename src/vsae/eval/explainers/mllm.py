@@ -14,7 +14,26 @@ from vsae.errors import VsaeError
 from vsae.eval.explain import LatentSets, phrase_words
 from vsae.eval.explainers import EXPLAINERS, ExplainContext
 
-STOPWORDS = frozenset("a an the of on in with and is this image shows there it to at".split())
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "on",
+        "in",
+        "with",
+        "and",
+        "is",
+        "this",
+        "image",
+        "shows",
+        "there",
+        "it",
+        "to",
+        "at",
+    ]
+)
 MAX_WORDS = 3
 
 
