@@ -323,3 +323,15 @@ def test_explain_with_the_tiny_llava(planted, tmp_path, capsys):
     assert phrased and all(r["detection"] is not None for r in phrased)
     # latents 0..3 are red, orange, yellow, green by construction: the colour answer names them
     assert sum(COLOURS[r["latent"]] in r["phrase"].split() for r in phrased) >= len(phrased) / 2, phrased
+
+
+def test_explain_options_are_its_config_fields(monkeypatch):
+    """The generated options of `vsae eval explain` (tests/cli/test_generated_commands.py's check)."""
+    from tests.cli import test_generated_commands as g
+    from vsae.cli.eval import eval_group
+    from vsae.eval.config import PoolingConfig
+
+    cmd = eval_group.commands["explain"]
+    monkeypatch.setitem(g.CASES, "eval explain", (cmd, (ExplainConfig, PoolingConfig), {"templates"}))
+    g.test_every_option_is_its_config_field("eval explain")
+    assert "templates" not in {p.name for p in cmd.params}  # Python only (a comma list of phrases)

@@ -107,19 +107,24 @@ def of(src: Any) -> Explanations | None:
 
 
 def annotate_rows(src: Any, page: dict[str, Any]) -> dict[str, Any]:
-    """The table page with each row's explanation (phrase, detection) added."""
+    """The table page with each row's explanation (phrase, detection) added (unchanged for an SAE
+    without explanations)."""
     ex = of(src)
+    if ex is None:
+        return page
     for r in page.get("rows", []):
-        e = ex.row(int(r["latent"])) if ex else None
+        e = ex.row(int(r["latent"]))
         r["explanation"] = None if e is None else e["phrase"]
         r["explanation_score"] = None if e is None else e["detection"]
     return page
 
 
 def annotate_latent(src: Any, d: dict[str, Any]) -> dict[str, Any]:
-    """The latent page with its explanation added (None when it has none)."""
+    """The latent page with its explanation added (None when it has none; unchanged for an SAE
+    without explanations)."""
     ex = of(src)
-    d["explanation"] = ex.row(int(d["latent"])) if ex else None
+    if ex is not None:
+        d["explanation"] = ex.row(int(d["latent"]))
     return d
 
 
@@ -146,7 +151,8 @@ def _one(req: Request) -> JSONResponse:
     ix = st.index(req.query_params.get("sae"))
     f = int(req.path_params["f"])
     ix.check_latent(f)
-    return JSONResponse({"latent": f, "explanation": annotate_latent(ix.src, {"latent": f})["explanation"]})
+    ex = of(ix.src)
+    return JSONResponse({"latent": f, "explanation": None if ex is None else ex.row(f)})
 
 
 def routes() -> list[Route]:
