@@ -101,7 +101,10 @@ def detection_finding(explained: dict[str, Any]) -> Finding:
         "from its explanation than from its vocabulary name or another latent's phrase (detection AUROC)",
         verdict == HOLDS,
         f"mean detection AUROC over {int(ok.sum())} latents: {means}. "
-        + "; ".join(f"{c.what}: {c.text(scale=1.0, unit='')}" for c in comps.values()),
+        + "; ".join(
+            f"{c.what}: {c.interval.text(1.0, '+.3f')} (95% CI), margin ±{c.margin}: {c.outcome}"
+            for c in comps.values()
+        ),
         "vsae (auto-interpretation scoring, Paulo et al. 2024)",
         verdict=verdict,
         evidence={k: c.to_json() for k, c in comps.items()} | {"n_latents": int(ok.sum())},
