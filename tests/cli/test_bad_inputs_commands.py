@@ -864,6 +864,14 @@ def _fifo_table_store(c, t) -> Path:
     return s
 
 
+def _bad_vectors(t: Path, as_fifo: bool = False) -> Path:
+    """An explain output whose explanations.safetensors is garbage (or a FIFO)."""
+    d = t / "ex"
+    write(d / "explanations.json", json.dumps({"latents": [{"latent": 0, "phrase": "red"}]}))
+    fifo(d / "explanations.safetensors") if as_fifo else write(d / "explanations.safetensors", b"\0" * 9)
+    return d
+
+
 def _explain_cases() -> list[Case]:
     """`vsae eval explain` (issue 29). After the judge loads, transformers draws on stderr: those run
     as subprocesses."""
@@ -882,6 +890,14 @@ def _explain_cases() -> list[Case]:
         Case("explain-words-empty", lambda c, t: explain(c, t, words=write(t / "w.txt", "\n \n")), "has no words"),
         Case("explain-words-json-not-lists", lambda c, t: explain(c, t, words=write(t / "w.json", '{"a": "red"}')),
              "is not an object of word lists"),
+        Case("serve-explanations-missing", lambda c, t: serve(c, "--explanations", t / "nothing"),
+             "--explanations: .* has no explanations.json"),
+        Case("serve-explanations-a-list", lambda c, t: serve(c, "--explanations", write(t / "ex" / "explanations.json",
+             "[1]").parent), "has no 'latents' list"),
+        Case("serve-explanations-vectors-garbage", lambda c, t: serve(c, "--explanations", _bad_vectors(t)),
+             "cannot read explanation vectors"),
+        Case("serve-explanations-vectors-fifo", lambda c, t: serve(c, "--explanations", _bad_vectors(t, True)),
+             "is a FIFO, not a regular file", sub=True),
         Case("explain-unknown-explainer", lambda c, t: explain(c, t, extra=("--explainer", "nope")),
              "unknown explainer 'nope'; use one of: mllm, vocab"),
         Case("explain-mllm-without-model", lambda c, t: explain(c, t, extra=("--explainer", "mllm")),

@@ -188,3 +188,13 @@ def test_concept_search_in_the_browser(live, explained, tmp_path):
         assert "detection AUROC" in page.inner_text("#latent-explanation")
         ctx.close()
     assert not errors, errors
+
+
+def test_serve_flag_checks_the_explanations(explained):
+    """`vsae serve --acts --sae --explanations DIR` reads DIR before serving (bad ones: the catalogue)."""
+    from vsae.serve.explanations import check
+
+    assert check(explained["out"]) == explained["out"]
+    from vsae.cli.serve import serve
+
+    assert "--explanations" in {o for p in serve.params for o in getattr(p, "opts", [])}

@@ -33,12 +33,27 @@ class Explanations:
         if not isinstance(body, dict) or not isinstance(body.get("latents"), list):
             raise VsaeError(f"{directory}/explanations.json has no 'latents' list; {fix}")
         self.body = body
-        self.by_latent: dict[int, dict[str, Any]] = {int(r["latent"]): r for r in body["latents"]}
+        try:
+            self.by_latent: dict[int, dict[str, Any]] = {int(r["latent"]): r for r in body["latents"]}
+        except (TypeError, KeyError, ValueError):
+            raise VsaeError(
+                f"{directory}/explanations.json has a latent entry without a 'latent' index; {fix}"
+            ) from None
         st = regular_file(directory / "explanations.safetensors", "explanation vectors", fix)
-        arr = load_file(str(st))
-        self.latents_L = np.asarray(arr["latents"], np.int64)
-        self.phrase_LD = np.asarray(arr["phrase_emb"], np.float64)
-        self.top_LD = np.asarray(arr["top_emb"], np.float64)
+        try:
+            arr = load_file(str(st))
+            self.latents_L = np.asarray(arr["latents"], np.int64)
+            self.phrase_LD = np.asarray(arr["phrase_emb"], np.float64)
+            self.top_LD = np.asarray(arr["top_emb"], np.float64)
+        except Exception as e:  # a damaged or foreign file is a user error
+            raise VsaeError(f"cannot read explanation vectors {st} ({type(e).__name__}); {fix}") from None
+        n = len(self.latents_L)
+        if (
+            self.phrase_LD.shape[0] != n
+            or self.top_LD.shape != self.phrase_LD.shape
+            or n != len(self.by_latent)
+        ):
+            raise VsaeError(f"{st} does not match {directory}/explanations.json ({n} latents); {fix}")
         self.judge = str(body.get("judge") or "")
         self._confine = confine
         self._text: Any = None
@@ -96,6 +111,17 @@ class Explanations:
 @functools.cache
 def _load(directory: str, confine: str | None) -> Explanations:
     return Explanations(Path(directory), Path(confine) if confine else None)
+
+
+def check(directory: str | Path) -> Path:
+    """`vsae serve --explanations DIR`: DIR if its explanations read (one-line VsaeError if not)."""
+    d = Path(directory)
+    if not (d / "explanations.json").exists():
+        raise VsaeError(
+            f"--explanations: {d} has no explanations.json; give a `vsae eval explain --out` directory"
+        )
+    _load(str(d), None)
+    return d
 
 
 def of(src: Any) -> Explanations | None:
