@@ -328,6 +328,7 @@ def test_explain_with_the_tiny_llava(planted, tmp_path, capsys):
 def test_explain_options_are_its_config_fields(monkeypatch):
     """The generated options of `vsae eval explain` (tests/cli/test_generated_commands.py's check)."""
     from tests.cli import test_generated_commands as g
+
     from vsae.cli.eval import eval_group
     from vsae.eval.config import PoolingConfig
 
@@ -335,3 +336,19 @@ def test_explain_options_are_its_config_fields(monkeypatch):
     monkeypatch.setitem(g.CASES, "eval explain", (cmd, (ExplainConfig, PoolingConfig), {"templates"}))
     g.test_every_option_is_its_config_field("eval explain")
     assert "templates" not in {p.name for p in cmd.params}  # Python only (a comma list of phrases)
+
+
+def test_judge_defaults_to_the_stores_clip_and_embeds_the_images(planted, tmp_path, capsys):
+    """Without --judge-clip / --image-embeddings the judge is the store's own CLIP (the world CLIP
+    has a text tower) and its image embeddings are extracted into OUT/judge-embeddings: the same
+    numbers as with the embed store given."""
+    p = planted
+    common = ["eval", "explain", "--acts", str(p["acts"]), "--sae", str(p["sae"]), "--words", str(p["vocab"]),
+              *SMALL, "--max-latents", "5", "--quiet"]  # fmt: skip
+    main([*common, "--out", str(tmp_path / "a")])
+    main([*common, "--image-embeddings", str(p["emb"]), "--out", str(tmp_path / "b")])
+    capsys.readouterr()
+    a, b = (json.loads((tmp_path / x / "explanations.json").read_text()) for x in "ab")
+    assert (tmp_path / "a" / "judge-embeddings" / "manifest.json").is_file()
+    assert a["judge"] == b["judge"] and [r["phrase"] for r in a["latents"]] == [r["phrase"] for r in b["latents"]]
+    assert [r["detection"] for r in a["latents"]] == pytest.approx([r["detection"] for r in b["latents"]], abs=1e-5)

@@ -30,7 +30,7 @@ from vsae.errors import VsaeError
 from vsae.eval._arrays import unit_rows
 from vsae.eval.naming import norm_word
 from vsae.eval.ood import auroc
-from vsae.eval.topimages import top_images
+from vsae.eval.topimages import TopImages, top_images
 
 TextEncoder = Callable[[Sequence[str]], np.ndarray]
 """Phrases -> judge text embeddings [P, D] (in the judge's image-embedding space)."""
@@ -59,22 +59,30 @@ class LatentSets:
 
 
 def latent_sets(
-    acts_NF: Any, n_top: int, n_contrast: int, n_random: int, seed: int = 0, max_latents: int | None = None
+    acts_NF: Any,
+    n_top: int,
+    n_contrast: int,
+    n_random: int,
+    seed: int = 0,
+    max_latents: int | None = None,
+    top: TopImages | None = None,
 ) -> LatentSets:
     """Split each live latent's images into shown / held-out top images, contrast and random ones.
 
-    A latent is live when at least `n_top` images fire (`vsae.eval.topimages`: fewer is excluded)."""
+    A latent is live when at least `n_top` images fire (`vsae.eval.topimages`: fewer is excluded).
+    `top`: the latents' top `n_top` images computed already (e.g. streamed over a store, then
+    `acts_NF` only gives the number of images: any object with a `shape`)."""
     if n_top < 2:
         raise VsaeError(f"--n-top {n_top}: need at least 2 top images (one shown, one held out)")
     if n_contrast < 1 or n_random < 1:
         raise VsaeError("--n-contrast and --n-random must be at least 1")
-    top = top_images(acts_NF, k=n_top)
     n = int(np.shape(acts_NF)[0])
     if n < n_top + n_contrast + n_random:
         raise VsaeError(
             f"{n} images are fewer than --n-top {n_top} + --n-contrast {n_contrast} + --n-random {n_random}; "
             "use a larger store or smaller sets"
         )
+    top = top_images(acts_NF, k=n_top) if top is None else top
     live = np.flatnonzero(~top.excluded_F)
     if max_latents is not None:
         live = live[:max_latents]
@@ -86,13 +94,12 @@ def latent_sets(
         contrast.append(np.sort(pick[:n_contrast]))
         rand.append(np.sort(pick[n_contrast:]))
     k = top.indices_Fk[live]
-    shape0 = (0, n_contrast), (0, n_random)
     return LatentSets(
         live,
         k[:, 0::2],
         k[:, 1::2],
-        np.array(contrast, np.int64).reshape(-1, n_contrast) if contrast else np.zeros(shape0[0], np.int64),
-        np.array(rand, np.int64).reshape(-1, n_random) if rand else np.zeros(shape0[1], np.int64),
+        np.array(contrast, np.int64).reshape(-1, n_contrast),
+        np.array(rand, np.int64).reshape(-1, n_random),
         k,
     )
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from vsae.errors import VsaeError, regular_file
 from vsae.eval._arrays import unit_rows
@@ -30,6 +29,7 @@ from vsae.eval.explain_config import ExplainConfig
 from vsae.eval.explainers import EXPLAINERS, Ask, ExplainContext
 from vsae.eval.naming import name_latents, norm_word
 from vsae.eval.results import jsonable, write_json
+from vsae.eval.topimages import TopImages, top_images_streaming
 from vsae.store.safe_io import atomic_write_safetensors, writes_to
 
 PathLike = str | os.PathLike[str]
@@ -46,13 +46,15 @@ def explain_latents(
     ground_truth: GroundTruth | None = None,
     images: Callable[[np.ndarray], list[Any]] | None = None,
     ask: Ask | None = None,
+    top: TopImages | None = None,
 ) -> dict[str, Any]:
-    """Explain, score and check every live latent of per-image activations `acts_NF` [N, F].
+    """Explain, score and check every live latent of per-image activations `acts_NF` [N, F]
+    (or, with `top`, their top images computed already: `acts_NF` then only gives [N, F] shape).
 
     `image_emb_ND`: the judge CLIP's image embeddings of the same N images; `encode`: its text
     tower. Returns the explanations.json object (without paths) and, under "_arrays", the
     per-latent vectors of the concept search (phrase and mean top-image embeddings, unit rows)."""
-    sets = latent_sets(acts_NF, cfg.n_top, cfg.n_contrast, cfg.n_random, cfg.seed, cfg.max_latents)
+    sets = latent_sets(acts_NF, cfg.n_top, cfg.n_contrast, cfg.n_random, cfg.seed, cfg.max_latents, top)
     ctx = ExplainContext(np.asarray(image_emb_ND), encode, vocabulary, images, ask, cfg)
     phrases = EXPLAINERS.get(cfg.explainer)(sets, ctx)
     if len(phrases) != len(sets.latents_L):
@@ -140,12 +142,6 @@ def concept_vectors(
     if have:
         phrase_LD[have], _ = unit_rows(np.asarray(encode([phrases[j] or "" for j in have]), np.float64))
     return {"latents": sets.latents_L.astype(np.int64), "phrase_emb": phrase_LD, "top_emb": top_LD}
-
-
-def dense_acts(chunks: Callable[[], Any]) -> np.ndarray:
-    """[N, F] float32 per-image activations from a view's chunk source."""
-    parts = [c.toarray() if sp.issparse(c) else np.asarray(c) for _, c in chunks()]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
 
 
 def read_vocabulary(path: PathLike) -> dict[str, list[str]]:
@@ -265,7 +261,8 @@ def run_explain(
             str(judge), open_rows(acts), Path(out) / "judge-embeddings", progress=progress
         )
     emb = similarity_embeddings(image_embeddings, view.images, view.rows.name, prov, view.rows.path)
-    x = dense_acts(view.chunks(transform))
+    top = top_images_streaming(view.chunks(transform), k=cfg.n_top, progress=progress)
+    shape_NF = np.broadcast_to(np.zeros((), np.bool_), (len(view), top.indices_Fk.shape[0]))  # sizes only
     gt = None
     if table is not None:
         _check_table(prov, table)
@@ -284,6 +281,6 @@ def run_explain(
             return [load_image(root / t["items"][int(view.images[p])]) for p in pos]
 
     encode = lambda ps: encode_words(text_lm, list(ps), "{}")  # noqa: E731
-    res = explain_latents(x, emb, encode, vocab, cfg, gt, images_fn, ask)
+    res = explain_latents(shape_NF, emb, encode, vocab, cfg, gt, images_fn, ask, top)
     write_explanations(out, res, {"judge": str(judge), "sources": desc, "pooling": view.pooling})
     return res
