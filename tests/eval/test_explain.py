@@ -274,6 +274,7 @@ def test_explain_command_on_the_planted_world(planted, tmp_path, capsys):
     ex = json.loads((out / "explanations.json").read_text())
     assert printed["n_explained"] == ex["n_explained"] == len(ex["latents"]) > 0
     assert ex["judge"].endswith("clip") and ex["explainer"] == "vocab"
+    assert "localisation" not in ex  # one CLS row per image: no patch maps to localise on
     assert all(r["detection"] is not None and 0 <= r["detection"] <= 1 for r in ex["latents"])
     # the planted colour latents are explained by their colour (alone or with a shape/size)
     colour_rows = [r for r in ex["latents"] if r["latent"] < 8]
@@ -352,3 +353,64 @@ def test_judge_defaults_to_the_stores_clip_and_embeds_the_images(planted, tmp_pa
     assert (tmp_path / "a" / "judge-embeddings" / "manifest.json").is_file()
     assert a["judge"] == b["judge"] and [r["phrase"] for r in a["latents"]] == [r["phrase"] for r in b["latents"]]
     assert [r["detection"] for r in a["latents"]] == pytest.approx([r["detection"] for r in b["latents"]], abs=1e-5)
+
+
+def test_localisation_on_patch_tokens(planted, tmp_path, capsys):
+    """A patch-level SAE (planted on the patch rows of a `--tokens all` store): every explained
+    latent gets a localisation score, the Pearson correlation of its patch map and the judge's
+    patch relevance, recomputed here from the model for one latent and image."""
+    from vsae.eval.explain_local import _pearson, judge_patch_embeddings
+    from vsae.eval.naming import encode_words
+    from vsae.extract import ExtractConfig, extract
+    from vsae.models import load
+    from vsae.sae import SAEConfig, build, save
+    from vsae.sae import load as load_sae
+    from vsae.store import ActivationStore
+    from vsae.world import shipped_clip_dir
+
+    p = planted
+    acts = tmp_path / "patch-acts"
+    extract(ExtractConfig(model=str(shipped_clip_dir()), hooks=("resid.1",), tokens="all", data=str(p["world"]),
+                          split="test", out=str(acts), dtype="float32", batch_size=64, progress=False))  # fmt: skip
+    st = ActivationStore.open(acts)
+    x, img, tok = st[:].numpy().astype(np.float64), st.image_index, st.token_index
+    red = np.array([p["recs"][int(i)]["colour"] == "red" for i in img]) & (tok > 0)
+    w = x[red].mean(0) - x[tok > 0].mean(0)
+    w /= np.linalg.norm(w)
+    sae = build(SAEConfig(arch="relu", d_in=x.shape[1], d_sae=2), seed=0)
+    with torch.no_grad():
+        W = torch.tensor(np.stack([w, -w]), dtype=torch.float32)
+        sae.W_enc_Fd.copy_(W)
+        sae.W_dec_Fd.copy_(W)
+        sae.b_enc_F.copy_(torch.tensor(-(W.double().numpy() @ x[tok > 0].mean(0)), dtype=torch.float32))
+    save(sae, tmp_path / "sae")
+    out = tmp_path / "ex"
+    main(["eval", "explain", "--acts", str(acts), "--sae", str(tmp_path / "sae"), "--words", str(p["vocab"]),
+          "--image-embeddings", str(p["emb"]), "--out", str(out), *SMALL, "--quiet"])  # fmt: skip
+    capsys.readouterr()
+    ex = json.loads((out / "explanations.json").read_text())
+    assert ex["localisation"]["n"] >= 1 and -1 <= ex["localisation"]["mean_r"] <= 1
+    assert "shuffled_mean_r" in ex["localisation"]
+    row = ex["latents"][0]
+    assert -1 <= row["localisation"] <= 1
+    # direct: the held-out images of that latent, its map from the SAE on the patch rows
+    z = load_sae(tmp_path / "sae").encode(torch.tensor(x, dtype=torch.float32)).detach().numpy()
+    pooled = np.stack([z[img == i].mean(0) for i in np.unique(img)])
+    sets = latent_sets(pooled, 8, 32, 32, seed=0)
+    j = list(sets.latents_L).index(row["latent"])
+    from PIL import Image
+
+    items = json.loads((acts / "images.json").read_text())["items"]
+    judge = load(str(shipped_clip_dir()))
+    t = encode_words(load(str(shipped_clip_dir()), tower="text"), [row["phrase"]], "{}")[0]
+    t /= np.linalg.norm(t)
+    rs = []
+    for pos in sets.held_Lh[j]:
+        i = np.unique(img)[pos]
+        (e,) = judge_patch_embeddings(judge, [Image.open(p["world"] / "test" / items[i]).convert("RGB")])
+        m = (img == i) & (tok > 0)
+        zmap = z[m][np.argsort(tok[m]), row["latent"]]
+        rel = e @ t
+        assert rel.size == zmap.size  # the judge is the explained model here: the same grid
+        rs.append(_pearson(zmap, rel))
+    assert row["localisation"] == pytest.approx(np.nanmean(rs), abs=1e-4)

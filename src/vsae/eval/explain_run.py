@@ -33,6 +33,8 @@ from vsae.eval.topimages import TopImages, top_images_streaming
 from vsae.store.safe_io import atomic_write_safetensors, writes_to
 
 PathLike = str | os.PathLike[str]
+Localise = Callable[[Sequence[str | None], LatentSets], np.ndarray]
+"""(phrases, sets) -> [L] localisation score (`vsae.eval.explain_local.localisation`, bound)."""
 GroundTruth = tuple[Mapping[str, np.ndarray], Mapping[str, tuple[str, int]]]
 """(attribute -> int code per image, normalised word -> (attribute, code)): `phrase_agreement`'s input."""
 
@@ -47,12 +49,14 @@ def explain_latents(
     images: Callable[[np.ndarray], list[Any]] | None = None,
     ask: Ask | None = None,
     top: TopImages | None = None,
+    localise: Localise | None = None,
 ) -> dict[str, Any]:
     """Explain, score and check every live latent of per-image activations `acts_NF` [N, F]
     (or, with `top`, their top images computed already: `acts_NF` then only gives [N, F] shape).
 
     `image_emb_ND`: the judge CLIP's image embeddings of the same N images; `encode`: its text
-    tower. Returns the explanations.json object (without paths) and, under "_arrays", the
+    tower; `localise(phrases, sets)`: the localisation score of patch-level latents
+    (`vsae.eval.explain_local.localisation` bound to the maps), or None. Returns the explanations.json object (without paths) and, under "_arrays", the
     per-latent vectors of the concept search (phrase and mean top-image embeddings, unit rows)."""
     sets = latent_sets(acts_NF, cfg.n_top, cfg.n_contrast, cfg.n_random, cfg.seed, cfg.max_latents, top)
     ctx = ExplainContext(np.asarray(image_emb_ND), encode, vocabulary, images, ask, cfg)
@@ -68,6 +72,9 @@ def explain_latents(
     det_names = detection_auroc(
         [None if w is None else PROMPT.format(w) for w in names], sets, image_emb_ND, encode
     )
+    loc = loc_shuf = None
+    if localise is not None:
+        loc, loc_shuf = localise(phrases, sets), localise(shuf, sets)
     out: dict[str, Any] = {
         "explainer": cfg.explainer,
         "config": asdict(cfg),
@@ -87,6 +94,18 @@ def explain_latents(
             },
         },
     }
+    if loc is not None and loc_shuf is not None:
+        fin, fin_s = loc[np.isfinite(loc)], loc_shuf[np.isfinite(loc_shuf)]
+        out["localisation"] = {
+            "score": "mean Pearson r, over the held-out top images, of the latent's patch map and the judge's "
+            "patch relevance for the phrase (vsae.eval.explain_local); 0 = unrelated",
+            "n": int(fin.size),
+            "mean_r": float(fin.mean()) if fin.size else None,
+            "quantiles_r": dict(zip(("10", "50", "90"), map(float, np.quantile(fin, [0.1, 0.5, 0.9]))))
+            if fin.size
+            else None,
+            "shuffled_mean_r": float(fin_s.mean()) if fin_s.size else None,
+        }
     gt = None
     if ground_truth is not None:
         codes, word_value = ground_truth
@@ -108,6 +127,11 @@ def explain_latents(
             "shuffled_detection": det_shuf[j],
             "name": names[j],
             "name_detection": det_names[j],
+            **(
+                {}
+                if loc is None or loc_shuf is None
+                else {"localisation": loc[j], "shuffled_localisation": loc_shuf[j]}
+            ),
             **({} if gt is None else {k: gt[k]["verdict_L"][j] for k in ("explanations", "names")}),
         }
         for j, f in enumerate(sets.latents_L)
@@ -270,7 +294,8 @@ def run_explain(
         if attrs is not None:
             gt = ground_truth_of({a: [v[i] for i in view.images] for a, v in attrs.values.items()})
     images_fn = None
-    if ask is not None:
+    patch_level = view.pooling != "none" and prov.get("tokens") in ("all", "patches")
+    if ask is not None or patch_level:
         from vsae.data import load_image, load_table
 
         t = load_table(Path(acts or latents or ""), need_items=True)
@@ -281,6 +306,21 @@ def run_explain(
             return [load_image(root / t["items"][int(view.images[p])]) for p in pos]
 
     encode = lambda ps: encode_words(text_lm, list(ps), "{}")  # noqa: E731
-    res = explain_latents(shape_NF, emb, encode, vocab, cfg, gt, images_fn, ask, top)
+    localise = None
+    if patch_level and images_fn is not None:
+        import functools
+
+        from vsae.eval.explain_local import judge_patch_embeddings, localisation, store_latent_map
+
+        judge_lm = load(str(judge))
+        fetch = images_fn
+        maps = store_latent_map(view, transform, int(prov.get("n_prefix_tokens") or 0))
+        localise = functools.partial(
+            localisation, latent_map=maps, patch_emb=lambda pos: judge_patch_embeddings(judge_lm, fetch(pos)),
+            encode=encode,
+        )  # fmt: skip
+    res = explain_latents(
+        shape_NF, emb, encode, vocab, cfg, gt, images_fn, ask if ask is not None else None, top, localise
+    )
     write_explanations(out, res, {"judge": str(judge), "sources": desc, "pooling": view.pooling})
     return res
