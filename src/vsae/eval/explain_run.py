@@ -296,14 +296,23 @@ def run_explain(
     images_fn = None
     patch_level = view.pooling != "none" and prov.get("tokens") in ("all", "patches")
     if ask is not None or patch_level:
-        from vsae.data import load_image, load_table
+        from vsae.data import DecodeError, load_image, load_table
 
         t = load_table(Path(acts or latents or ""), need_items=True)
         root = Path(t.get("root") or "")
         root = root / t["split"] if t.get("kind", "folder") == "folder" and t.get("split") else root
 
         def images_fn(pos: np.ndarray) -> list[Any]:
-            return [load_image(root / t["items"][int(view.images[p])]) for p in pos]
+            out = []
+            for p in pos:
+                f = root / t["items"][int(view.images[p])]
+                try:
+                    out.append(load_image(f))
+                except DecodeError as e:
+                    raise VsaeError(
+                        f"image {f} of the store cannot be read ({e}); is --acts' data still there?"
+                    ) from None
+            return out
 
     encode = lambda ps: encode_words(text_lm, list(ps), "{}")  # noqa: E731
     localise = None
@@ -319,8 +328,6 @@ def run_explain(
             localisation, latent_map=maps, patch_emb=lambda pos: judge_patch_embeddings(judge_lm, fetch(pos)),
             encode=encode,
         )  # fmt: skip
-    res = explain_latents(
-        shape_NF, emb, encode, vocab, cfg, gt, images_fn, ask if ask is not None else None, top, localise
-    )
+    res = explain_latents(shape_NF, emb, encode, vocab, cfg, gt, images_fn, ask, top, localise)
     write_explanations(out, res, {"judge": str(judge), "sources": desc, "pooling": view.pooling})
     return res
