@@ -81,6 +81,8 @@ def cx(ctx):  # noqa: F811  (the fixture imported above)
     c["words"] = root / "words.txt"
     np.save(root / "wemb.npy", g.standard_normal((2, 4)).astype(np.float32))
     c["wemb"] = root / "wemb.npy"
+    np.save(root / "clip_emb.npy", g.standard_normal((N, 64)).astype(np.float32))  # the world CLIP's width
+    c["clip_emb"] = root / "clip_emb.npy"
     return c
 
 
@@ -119,6 +121,14 @@ def names(c, t, *, top=None, emb=None, words=None, wemb=None, extra=()):
             "--out", str(out_of(t)), *extra]  # fmt: skip
 
 
+def explain(c, t, *, words=None, emb=None, extra=()):
+    from vsae.world import shipped_clip_dir
+
+    return ["eval", "explain", "--latents", str(c["lat"]), "--words", str(words or c["words"]), "--judge-clip",
+            str(shipped_clip_dir()), "--image-embeddings", str(emb or c["clip_emb"]), "--out", str(out_of(t)),
+            "--n-top", "4", "--n-contrast", "8", "--n-random", "8", "--quiet", *extra]  # fmt: skip
+
+
 def probe(c, t, *, train=None, sae=None, extra=()):
     return ["eval", "probe", "--train", str(train or c["lab"]), "--eval", f"test={c['lab']}",
             "--sae", str(sae or c["sae"]), "--out", str(out_of(t)), *extra]  # fmt: skip
@@ -153,6 +163,7 @@ COMMANDS: dict[str, Callable] = {
     "uniqueness": uniqueness,
     "hierarchy": hierarchy,
     "names": names,
+    "explain": explain,
     "probe": probe,
     "ood": ood,
     "encode": encode,
@@ -853,7 +864,68 @@ def _fifo_table_store(c, t) -> Path:
     return s
 
 
-CASES = _cases()
+def _bad_vectors(t: Path, as_fifo: bool = False) -> Path:
+    """An explain output whose explanations.safetensors is garbage (or a FIFO)."""
+    d = t / "ex"
+    write(d / "explanations.json", json.dumps({"latents": [{"latent": 0, "phrase": "red"}]}))
+    fifo(d / "explanations.safetensors") if as_fifo else write(d / "explanations.safetensors", b"\0" * 9)
+    return d
+
+
+def _explain_cases() -> list[Case]:
+    """`vsae eval explain` (issue 29). After the judge loads, transformers draws on stderr: those run
+    as subprocesses."""
+    cs = [
+        Case(f"explain-symlinked-{f}", linked_output(explain, f), r"is a symlink; vsae never writes through a link",
+             sub=True)
+        for f in ("explanations.json", "explanations.json.tmp", "explanations.safetensors")
+    ]  # fmt: skip
+    cs += [
+        Case("explain-concurrent-writer", explain, rf"being written by another vsae process \(pid {os.getpid()}\)",
+             hold_lock=True),
+        Case("fifo-explain-words", lambda c, t: explain(c, t, words=fifo(t / "words.txt")),
+             r"is a FIFO, not a regular file", sub=True),
+        Case("explain-words-binary", lambda c, t: explain(c, t, words=write(t / "w.txt", b"\xff\xfe\x80")),
+             "is not UTF-8 text"),
+        Case("explain-words-empty", lambda c, t: explain(c, t, words=write(t / "w.txt", "\n \n")), "has no words"),
+        Case("explain-words-json-not-lists", lambda c, t: explain(c, t, words=write(t / "w.json", '{"a": "red"}')),
+             "is not an object of word lists"),
+        Case("serve-explanations-missing", lambda c, t: serve(c, "--explanations", t / "nothing"),
+             "--explanations: .* has no explanations.json"),
+        Case("serve-explanations-a-list", lambda c, t: serve(c, "--explanations", write(t / "ex" / "explanations.json",
+             "[1]").parent), "has no 'latents' list"),
+        Case("serve-explanations-vectors-garbage", lambda c, t: serve(c, "--explanations", _bad_vectors(t)),
+             "cannot read explanation vectors"),
+        Case("serve-explanations-vectors-fifo", lambda c, t: serve(c, "--explanations", _bad_vectors(t, True)),
+             "is a FIFO, not a regular file", sub=True),
+        Case("explain-unknown-explainer", lambda c, t: explain(c, t, extra=("--explainer", "nope")),
+             "unknown explainer 'nope'; use one of: mllm, vocab"),
+        Case("explain-mllm-without-model", lambda c, t: explain(c, t, extra=("--explainer", "mllm")),
+             "--explainer mllm needs --explainer-model"),
+        Case("explain-model-without-mllm", lambda c, t: explain(c, t, extra=("--explainer-model", "x")),
+             "--explainer-model is for --explainer mllm"),
+        Case("explain-n-top-zero", lambda c, t: explain(c, t, extra=("--n-top", "0")), "--n-top 0: must be"),
+        Case("explain-n-top-one", lambda c, t: explain(c, t, extra=("--n-top", "1")), "need at least 2 top images"),
+        Case("explain-n-random-zero", lambda c, t: explain(c, t, extra=("--n-random", "0")), "--n-random 0"),
+        Case("explain-max-latents-zero", lambda c, t: explain(c, t, extra=("--max-latents", "0")), "--max-latents 0"),
+        Case("explain-parsimony-one", lambda c, t: explain(c, t, extra=("--parsimony", "1")), "--parsimony 1.0"),
+        Case("explain-sets-beyond-images", lambda c, t: explain(c, t, extra=("--n-random", "500")),
+             "400 images are fewer than", sub=True),
+        Case("explain-image-embeddings-nan", lambda c, t: explain(c, t, emb=npy(t, with_nan(rand(N, 64), np.nan))),
+             "NaN", sub=True),
+        Case("explain-image-embeddings-rows", lambda c, t: explain(c, t, emb=npy(t, rand(N - 1, 64))),
+             "have 399 rows but the activations", sub=True),
+        Case("explain-image-embeddings-width", lambda c, t: explain(c, t, emb=npy(t, rand(N, 5))),
+             "image embeddings have width 5 but the judge's text embeddings 64", sub=True),
+        Case("explain-judge-not-clip", lambda c, t: explain(c, t, extra=("--judge-clip", str(t / "nothing"))),
+             "judge .* has no usable text tower", sub=True),
+        Case("explain-attributes-without-table", lambda c, t: explain(c, t, extra=("--attributes", str(t / "a.json"))),
+             "--attributes needs --table"),
+    ]  # fmt: skip
+    return cs
+
+
+CASES = _cases() + _explain_cases()
 
 
 def test_table_of_the_same_images_is_accepted(cx, tmp_path):

@@ -47,7 +47,10 @@ def test_results_are_complete(demo_out):
     saved = json.loads((out / "results.json").read_text())
     assert saved["featured"] == results["featured"]
     claims = [f["claim"] for f in saved["findings"]]
-    assert len(claims) == 10
+    assert len(claims) == 12
+    explained = ("Latents explained in words", "Without ground truth, a CLIP judge")  # issue 29
+    assert sum(c.startswith(explained) for c in claims) == 2
+    assert set(saved["explain"]) == {"resid.1", "embed"} and (out / "explain" / "resid.1").is_dir()
     assert any(c.startswith("Some SAE latents of the multimodal model's language model") for c in claims)
     assert set(saved["shared"]["layers"]) == {"resid.0", "resid.1"}  # two LM layers of the tiny LLaVA
     assert any("shallower in the class taxonomy" in c for c in claims)

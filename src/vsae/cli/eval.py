@@ -21,6 +21,7 @@ from vsae.eval.eval_config import (
     SharedConfig,
     TopImagesConfig,
 )
+from vsae.eval.explain_config import ExplainConfig
 
 _POOL = config_options(PoolingConfig)
 _OUT = click.option("--out", required=True, type=click.Path(), help="Output directory (JSON + PNG).")
@@ -66,7 +67,7 @@ def _echo(res: dict, keys: tuple[str, ...]) -> None:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names, shared."""
+    """Evaluation metrics: recon, ms, top-images, uniqueness, hierarchy, probe, ood, names, explain, shared."""
 
 
 @eval_group.command()
@@ -488,3 +489,122 @@ def shared(
         },
         tuple(res["layers"]),
     )
+
+
+@eval_group.command()
+@_latent_opts
+@click.option(
+    "--words",
+    required=True,
+    type=click.Path(),
+    help="Vocabulary: a text file with one word per line, or JSON {slot: [words]} filling the templates' {slot}.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Output directory: explanations.json, explanations.safetensors (concept-search vectors).",
+)
+@click.option(
+    "--judge-clip",
+    default=None,
+    help="CLIP (id/dir) whose image-text similarity judges the phrases [default: the store's model, "
+    "when it has a text tower].",
+)
+@click.option(
+    "--image-embeddings",
+    type=click.Path(),
+    default=None,
+    help="The judge's image embeddings (store of its `embed` hook over the same images, or a file with "
+    "one row per image) [default: computed into OUT/judge-embeddings].",
+)
+@click.option("--table", type=click.Path(), default=None, help="Store with images.json, for ground truth.")
+@click.option(
+    "--attributes",
+    type=click.Path(),
+    default=None,
+    help="attributes.json of the --table images [default: DATA/attributes.json of the store's data].",
+)
+@click.option(
+    "--explainer-model",
+    default=None,
+    help="Multimodal LLM (id/dir, e.g. the world's tiny LLaVA) of --explainer mllm.",
+)
+@config_options(ExplainConfig, only=tuple(f for f in ExplainConfig.__dataclass_fields__ if f != "templates"))
+@_POOL
+@_FORCE
+@_QUIET
+def explain(
+    acts: str | None,
+    sae_path: str | None,
+    latents: str | None,
+    words: str,
+    out: str,
+    judge_clip: str | None,
+    image_embeddings: str | None,
+    table: str | None,
+    attributes: str | None,
+    explainer_model: str | None,
+    pooling: str,
+    force: bool,
+    quiet: bool,
+    **fields: Any,
+) -> None:
+    """Explain each live latent in words (an explainer shown its top vs contrast images) and score
+    every phrase without ground truth: detection AUROC of a CLIP judge on held-out top vs random
+    images, beside a shuffled-phrase control and the vocabulary names; with --table and attributes,
+    agreement with what the top images share."""
+    from vsae.errors import VsaeError
+    from vsae.eval.explain_run import run_explain
+
+    cfg = ExplainConfig(**pick(ExplainConfig, fields))
+    cfg.check()
+    ask = None
+    if cfg.explainer == "mllm":
+        if explainer_model is None:
+            raise VsaeError("--explainer mllm needs --explainer-model (a multimodal LLM id/dir)")
+        ask = _mllm_ask(explainer_model, cfg.max_new_tokens)
+    elif explainer_model is not None:
+        raise VsaeError(f"--explainer-model is for --explainer mllm, not {cfg.explainer}")
+    res = run_explain(
+        out,
+        acts,
+        sae_path,
+        latents,
+        words,
+        cfg,
+        pooling,
+        judge_clip,
+        image_embeddings,
+        table,
+        attributes,
+        ask,
+        progress=not quiet,
+        force=force,
+    )
+    keys = ("explainer", "n_explained", "n_phrased", "detection", "controls", "ground_truth")
+    summ = {k: res[k] for k in keys if k in res}
+    for d in [summ.get("detection"), *(summ.get("controls") or {}).values()]:
+        if isinstance(d, dict):
+            d.pop("histogram", None)
+    _echo(summ, tuple(summ))
+
+
+def _mllm_ask(model_id: str, max_new_tokens: int) -> Callable[[Any, str], list[str]]:
+    """`vsae.steer.mllm.ask` bound to a loaded multimodal LLM (the `mllm` explainer's answers)."""
+    from transformers import AutoProcessor
+
+    import vsae.models
+    from vsae.errors import VsaeError
+    from vsae.models.families.mllm import is_mllm
+    from vsae.steer.mllm import ask
+
+    lm = vsae.models.load(model_id)
+    if not is_mllm(lm.family):
+        raise VsaeError(f"--explainer-model {model_id} is a {lm.family} model, not a multimodal LLM")
+    model = lm.full_model.eval()
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_id))
+    except (OSError, ValueError) as e:
+        raise VsaeError(f"cannot load the processor of {model_id} ({str(e).splitlines()[0][:120]})") from None
+    return lambda images, question: ask(model, processor, list(images), question, max_new_tokens)

@@ -3,6 +3,7 @@ settings are generated from `vsae.serve.config.ServeConfig`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import time
@@ -40,6 +41,11 @@ def _socket(host: str, port: int) -> socket.socket:
 @click.option("--images", type=click.Path(file_okay=False), help="Image dataset root (default: the store's).")
 @click.option("--ms", type=click.Path(), help="`vsae eval ms --out` directory: MS per latent.")
 @click.option("--names", type=click.Path(), help="`vsae eval names --out` directory: latent names.")
+@click.option(
+    "--explanations",
+    type=click.Path(),
+    help="`vsae eval explain --out` directory: explanations, concept search.",
+)
 @click.option("--llava", type=click.Path(), help="LLaVA for the steering playground (default: the tiny one).")
 @click.option("--steer-sae", type=click.Path(), help="SAE on that LLaVA's vision tower (with --llava).")
 @click.option(
@@ -63,6 +69,7 @@ def serve(
     images: str,
     ms: str,
     names: str,
+    explanations: str | None,
     llava: str,
     steer_sae: str,
     diffusion: str,
@@ -76,7 +83,7 @@ def serve(
     """
     from vsae.serve.sources import Served, SteerSource, from_demo, from_flags
 
-    if path and (acts or sae_dir or images or ms or names or force):
+    if path and (acts or sae_dir or images or ms or names or explanations or force):
         raise VsaeError(
             "give either PATH (a demo output) or --acts/--sae (with --images/--ms/--names/--force), not both"
         )
@@ -84,6 +91,10 @@ def serve(
         served = from_demo(path)
     elif acts and sae_dir:
         served = Served((from_flags(acts, sae_dir, images, ms, names, force=force),))
+        if explanations:  # issue 29 (vsae.serve.explanations)
+            from vsae.serve.explanations import check
+
+            served = Served((dataclasses.replace(served.saes[0], explanations=check(explanations)),))
     else:
         raise VsaeError("give PATH (a `vsae demo --out` directory) or --acts STORE --sae RUN")
     if llava or steer_sae:

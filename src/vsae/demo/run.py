@@ -16,6 +16,7 @@ from vsae import __version__
 from vsae.demo.analyse import UnitAnalysis, analyse_raw, analyse_sae, eval_inputs, probe_sample
 from vsae.demo.config import DemoConfig, RunKey, demo_train_config
 from vsae.demo.consistency import require, run_checks
+from vsae.demo.explain_finding import detection_finding, explain_demo, explain_finding
 from vsae.demo.findings import Finding, headline_findings, shared_finding
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
@@ -143,6 +144,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     say("self-checks: probe vs zero-shot, training-log FVU vs vsae eval recon, MS vs vsae eval ms")
     checks = run_checks(cfg, stores, tables, runs, layers, ti, clip_dir, out)
     sw.lap("evaluate")
+    say("explaining the featured SAE's latents in words (vocab explainer, the world CLIP as judge)")
+    explained = explain_demo(cfg, stores, tables, runs, ti.clip_emb_ND, clip_dir, out)
+    sw.lap("explain")
     steering = steer(cfg, clip_dir, out) if cfg.steer_latents else None
     sw.lap("steer")
     shared = shared_features(cfg, world_dir, out, say) if cfg.shared_images[0] else None
@@ -155,6 +159,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         diffusion = run_diffusion_demo(out)
     sw.lap("diffusion")
     findings = headline_findings(layers, featured, steering, hierarchy, probe_finding(probes, *featured[1:]))
+    findings += [detection_finding(explained), explain_finding(explained)]
     if shared:
         findings.append(shared_finding(shared))
     if diffusion:
@@ -184,6 +189,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "steering": steering,
         "shared": shared,
         "diffusion": diffusion,
+        "explain": {
+            h: {k: v for k, v in r.items() if not k.endswith("_per_latent")} for h, r in explained.items()
+        },
     }
     sw.lap("findings")
     say("writing report.html")

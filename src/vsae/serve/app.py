@@ -12,6 +12,7 @@ Routes (every ``/api`` route takes ``?sae=<id>``, default: the first SAE served)
 ``GET /api/steer/info``, ``POST /api/steer``   the steering playground (tiny LLaVA by default)
 ``GET /api/steer/latent/{f}``          a steering-SAE latent's top served images (inspect before steering)
 ``POST /api/steer/diffusion``          generated images steered vs unsteered (when a hook is wired)
+``GET /api/explain/search?q=``, ``GET /api/explain/{f}``   concept search, explanations (serve/explanations.py)
 
 Bad input is a 4xx with ``{"error": "<one line>"}``; nothing returns a traceback.
 """
@@ -44,6 +45,7 @@ from starlette.staticfiles import StaticFiles
 from vsae.data import DecodeError, load_image
 from vsae.errors import VsaeError
 from vsae.serve import bodies, steering_store
+from vsae.serve import explanations as ex
 from vsae.serve import heatmaps as hm
 from vsae.serve.config import ServeConfig
 from vsae.serve.data import LatentIndex, TableQuery
@@ -196,6 +198,7 @@ def info(req: Request) -> JSONResponse:
             "groups": None if ix.group_F is None else int(ix.group_F.max()) + 1,
             "has_ms": bool(np.isfinite(ix.ms_F).any()),
             "has_names": any(n is not None for n in ix.names),
+            "has_explanations": ex.of(ix.src) is not None,
             "heatmaps": st.maps(ix.src.id).available,
             "max_upload_bytes": st.limits.max_upload_bytes,
             "diffusion": st.diffusion is not None,
@@ -221,7 +224,7 @@ def latents(req: Request) -> JSONResponse:
         limit=_int(req, "limit", 50),
         min_count=_int(req, "min_count", 0),
     )
-    return JSONResponse(ix.table(q).to_json())
+    return JSONResponse(ex.annotate_rows(ix.src, ix.table(q).to_json()))
 
 
 def latent(req: Request) -> JSONResponse:
@@ -251,7 +254,7 @@ def latent(req: Request) -> JSONResponse:
             d["heatmaps"] = str(e)
     d["map_note"] = _map_note(ix, maps)
     d["sae"] = ix.src.id
-    return JSONResponse(d)
+    return JSONResponse(ex.annotate_latent(ix.src, d))
 
 
 def _map_note(ix: LatentIndex, maps: hm.TokenMaps) -> dict[str, Any]:
@@ -478,6 +481,7 @@ def create_app(
         Route("/api/steer/latent/{f:int}", steer_latent),
         Route("/api/steer", steer, methods=["POST"]),
         Route("/api/steer/diffusion", steer_diffusion, methods=["POST"]),
+        *ex.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Any] = {VsaeError: _vsae_error, HTTPException: _http_error, Exception: _server_error}

@@ -7,7 +7,7 @@ names of its results.json) or one explicit (activation store, SAE run, images) t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class SaeSource:
     warning: shown on every page of this SAE (e.g. a hook mismatch served with ``--force``).
     confine: every image file served must resolve inside this folder (``vsae serve DIR``: DIR), or
         None (explicit flags: the folder the user named).
+    explanations: the `vsae eval explain` output directory of this SAE (`vsae.serve.explanations`), or None.
     """
 
     id: str
@@ -46,6 +47,7 @@ class SaeSource:
     name_scores: list[float | None] | None = None
     warning: str | None = None
     confine: Path | None = None
+    explanations: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def from_demo(path: str | Path) -> Served:
             if not (run.is_dir() and acts.is_dir()):
                 continue
             ms_F, names, scores = _ms_names(results, hook, name)
-            saes.append(SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root))
+            src = SaeSource(f"{hook}/{name}", run, acts, images, ms_F, names, scores, confine=root)
+            saes.append(replace(src, explanations=_explanations(root, hook, name)))
     if not saes:
         raise VsaeError(f"no SAE runs with test stores under {root}; was `vsae demo` run to the end?")
     if len(featured) == 3:
@@ -171,6 +174,12 @@ def _demo_steer_images(root: Path, world: Path | None) -> SteerImages | None:
     split = STEER_SPLIT if (world / STEER_SPLIT).is_dir() else SPLIT
     sim = inside(root, root / "stores" / "simenc" / split, "the similarity store")
     return SteerImages(world, split, root / "serve-cache", sim=sim if sim.is_dir() else None)
+
+
+def _explanations(root: Path, hook: str, name: str) -> Path | None:
+    """OUT/explain/<hook>/<run>/ of a demo (`vsae.demo.explain_finding`), if it has explanations.json."""
+    ex = inside(root, root / "explain" / hook / name, "the explanations")
+    return ex if (ex / "explanations.json").is_file() else None
 
 
 def _json_arg(path: str | Path, fname: str) -> dict:

@@ -50,7 +50,7 @@ function replaceHash(path, params) { history.replaceState(null, "", link(path, p
 // -- latent table ---------------------------------------------------------------------------
 const COLS = [
   ["index", "latent"], [null, "top images"], ["ms", "MS"], ["freq", "fires on"], ["max", "max act."],
-  ["name", "name"], ["group", "group"], [null, "flags"],
+  ["name", "name"], [null, "explanation"], ["group", "group"], [null, "flags"],
 ];
 const NO_MS = "no MS: it fires on fewer than 2 images, so MS is undefined (dead: it fires on none)";
 
@@ -76,6 +76,7 @@ async function renderTable(params) {
       <td class="num ms"${r.ms === null ? ` title="${NO_MS}"` : ""}>${fmt(r.ms)}</td>
       <td class="num count">${r.n_fires} <span class="muted">(${pct(r.freq)})</span></td><td class="num">${fmt(r.max, 2)}</td>
       <td class="name">${esc(r.name ?? "")}${r.name_score !== null && r.name_score !== undefined ? ` <span class="muted">(${fmt(r.name_score, 2)})</span>` : ""}</td>
+      <td class="explanation">${explainCell(r)}</td>
       <td class="num">${r.group ?? "–"}</td>
       <td>${r.dead ? '<span class="flag dead">dead</span>' : ""}${r.dense ? '<span class="flag dense">dense</span>' : ""}</td></tr>`).join("");
   const last = Math.min(p.offset + data.rows.length, data.total);
@@ -196,7 +197,7 @@ async function renderLatent(f) {
         <dt>max act.</dt><dd>${fmt(d.max, 3)}</dd>
         <dt>group</dt><dd>${d.group ?? "–"}</dd>
         <dt>flags</dt><dd>${d.dead ? "dead " : ""}${d.dense ? "dense" : ""}${!d.dead && !d.dense ? "–" : ""}</dd>
-      </dl>
+      </dl>${explainBlock(d)}
     </section>
     <section>${d.top.length ? `<h3>Top ${d.top.length} images${heat ? " with patch heatmaps" : ""}</h3>
       ${heat ? `${note}${colourScale(vmax)}` : `<p class="muted">${esc(d.heatmaps)}</p>`}
@@ -383,11 +384,13 @@ async function route() {
   $("#nav-table").href = link("/");
   $("#nav-upload").href = link("/upload");
   $("#nav-steer").href = link("/steer");
+  $("#nav-concepts").href = link("/search");
   try {
     let m;
     if ((m = path.match(/^\/latent\/(\d+)$/))) await renderLatent(Number(m[1]));
     else if (path === "/upload") { $("#nav-upload").classList.add("on"); renderUpload(); }
     else if (path === "/steer") { $("#nav-steer").classList.add("on"); await renderSteer(params); }
+    else if (path === "/search") { $("#nav-concepts").classList.add("on"); await renderConceptSearch(params); }
     else {
       $("#nav-table").classList.add("on");
       try { await renderTable(params); } catch (e) {
