@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LINES = 120
 MAX_COMPLEXITY = 30
