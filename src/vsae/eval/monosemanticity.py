@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate, to_numpy, unit_rows
+from vsae.shapes import Array, Float
 
 if TYPE_CHECKING:
     import torch
@@ -214,7 +215,7 @@ def _as_rows(e: Any) -> Any:
     return to_numpy(e) if hasattr(e, "detach") else e
 
 
-def embedding_baseline(embeddings_ND: Any) -> float:
+def embedding_baseline(embeddings_ND: Float[Array, "N D"]) -> float:
     """Mean pairwise cosine similarity of the embeddings over distinct pairs i < j: the MS of a
     unit that fires equally on every image, so the level MS is read against (a zero embedding has
     cosine 0, as in the MS). O(N D): ``(||sum_i e_i||^2 - sum_i w_i) / (N (N - 1))``."""

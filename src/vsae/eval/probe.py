@@ -119,7 +119,8 @@ def select_c(
     if not cs:
         raise VsaeError("give at least one C to choose from")
     accs = {
-        float(c): float(probe_correct(train, {"val": val}, replace(cfg, c=float(c)))["val"].mean()) for c in cs
+        float(c): float(probe_correct(train, {"val": val}, replace(cfg, c=float(c)))["val"].mean())
+        for c in cs
     }
     best = max(sorted(accs), key=lambda c: accs[c])  # max keeps the first (smallest) of equal accuracies
     return best, accs

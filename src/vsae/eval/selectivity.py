@@ -27,9 +27,12 @@ import numpy as np
 from scipy.stats import binom, binomtest, rankdata
 
 from vsae.errors import VsaeError
+from vsae.shapes import Bool, Float, Float64, Int
 
 
-def auroc_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray:
+def auroc_by_value(
+    scores_NF: Float[np.ndarray, "N F"], positive_VN: Bool[np.ndarray, "V N"]
+) -> Float[np.ndarray, "V F"]:
     """[V, F] AUROC of each unit's score for each positive mask (Mann-Whitney U with average ranks
     for ties; NaN where a mask has no positives or no negatives)."""
     s = np.asarray(scores_NF, np.float64)
@@ -46,16 +49,20 @@ def auroc_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
-def fires_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray:
+def fires_by_value(
+    scores_NF: Float[np.ndarray, "N F"], positive_VN: Bool[np.ndarray, "V N"]
+) -> Float[np.ndarray, "V F"]:
     """[V, F] positive units on which each latent fires (> 0)."""
     return np.asarray(positive_VN, np.float64) @ (np.asarray(scores_NF) > 0).astype(np.float64)
 
 
-def image_units(z_nF: np.ndarray, image_of_row_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def image_units(
+    z_NF: Float[np.ndarray, "N F"], image_of_row_N: Int[np.ndarray, " N"]
+) -> tuple[Int[np.ndarray, " I"], Float64[np.ndarray, "I F"]]:
     """(image ids [I], per-image max over its rows [I, F])."""
-    ids, inv = np.unique(np.asarray(image_of_row_n), return_inverse=True)
-    out = np.full((ids.size, z_nF.shape[1]), -np.inf)
-    np.maximum.at(out, inv.ravel(), np.asarray(z_nF, np.float64))
+    ids, inv = np.unique(np.asarray(image_of_row_N), return_inverse=True)
+    out = np.full((ids.size, z_NF.shape[1]), -np.inf)
+    np.maximum.at(out, inv.ravel(), np.asarray(z_NF, np.float64))
     return ids, out
 
 
@@ -83,7 +90,9 @@ def min_detectable_rate(n: int, p0: float, alpha: float = 0.05, power: float = 0
     return hi
 
 
-def selective(auc_VF: np.ndarray, fires_VF: np.ndarray, threshold: float, min_fires: int) -> np.ndarray:
+def selective(
+    auc_VF: Float[np.ndarray, "V F"], fires_VF: Float[np.ndarray, "V F"], threshold: float, min_fires: int
+) -> Bool[np.ndarray, "V F"]:
     """[V, F] AUROC >= threshold and at least `min_fires` firings on positive units."""
     return (np.nan_to_num(auc_VF) >= threshold) & (np.asarray(fires_VF) >= min_fires)
 

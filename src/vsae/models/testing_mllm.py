@@ -154,7 +154,7 @@ def _idefics(kind: str) -> _Built:
     tok = _tokenizer(sp, {}, "<image>")
     vision = dict(_vision_kwargs(), image_size=IMAGE)
     smol = kind == "smolvlm"
-    cfg = (T.SmolVLMConfig if smol else T.Idefics3Config)(
+    cfg: Any = (T.SmolVLMConfig if smol else T.Idefics3Config)(
         vision_config=(T.SmolVLMVisionConfig if smol else T.Idefics3VisionConfig)(**vision),
         text_config=_text(T.LlamaConfig, len(tok)),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
