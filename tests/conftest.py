@@ -14,6 +14,13 @@ if os.environ.get("VSAE_TYPECHECK", "1") != "0":
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests (hypothesis): few, fixed examples by default so they take seconds and never flake
+# (no deadline: 2 shared cores), no example database written; VSAE_HYPOTHESIS=thorough for a search.
+settings.register_profile("vsae", max_examples=15, deadline=None, derandomize=True, database=None)
+settings.register_profile("thorough", max_examples=500, deadline=None, database=None)
+settings.load_profile(os.environ.get("VSAE_HYPOTHESIS", "vsae"))
 
 # Tests run 2-way parallel on 2 cores: one thread per worker keeps them from fighting.
 torch.set_num_threads(1)
