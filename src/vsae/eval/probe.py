@@ -15,7 +15,7 @@ from vsae.eval._arrays import to_numpy
 from vsae.eval.config import ProbeConfig as ProbeConfig  # torch-free: `vsae eval probe`'s options
 
 
-def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _xy(x: Any, y: Any, name: str) -> tuple[Any, np.ndarray]:  # x: dense or CSR
     x = to_numpy(x, np.float64) if not hasattr(x, "tocsr") else x
     y = to_numpy(y).ravel()
     if x.shape[0] != y.shape[0]:

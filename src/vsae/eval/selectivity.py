@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import binom, binomtest, rankdata
 
 from vsae.errors import VsaeError
-from vsae.shapes import Bool, Float, Float64, Int
+from vsae.shapes import Bool, Float, Float64, Int, Shaped
 
 
 def auroc_by_value(
@@ -91,7 +91,7 @@ def min_detectable_rate(n: int, p0: float, alpha: float = 0.05, power: float = 0
 
 
 def selective(
-    auc_VF: Float[np.ndarray, "V F"], fires_VF: Float[np.ndarray, "V F"], threshold: float, min_fires: int
+    auc_VF: Float[np.ndarray, "V F"], fires_VF: Shaped[np.ndarray, "V F"], threshold: float, min_fires: int
 ) -> Bool[np.ndarray, "V F"]:
     """[V, F] AUROC >= threshold and at least `min_fires` firings on positive units."""
     return (np.nan_to_num(auc_VF) >= threshold) & (np.asarray(fires_VF) >= min_fires)
