@@ -231,7 +231,7 @@ class ActivationStore:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def __getitem__(self, key: int | np.integer | slice | np.ndarray | list[int]) -> Float32[Tensor, "*N d"]:
-        """Rows as a float32 tensor: `store[i]` -> [d], `store[i:j]` -> [n, d], `store[ids]` -> [n, d]."""
+        """Rows as a float32 tensor: `store[i]` -> [d], `store[i:j]` -> [N, d], `store[ids]` -> [N, d]."""
         n = len(self)
         if isinstance(key, int | np.integer):
             i = int(key) + (n if key < 0 else 0)

@@ -56,7 +56,7 @@ _W = TypeVar("_W", bound="StoreWriter")
 
 
 class StoreWriter:
-    """Writes one part of a dense store: rows [n, d] with (image index, token index) per row.
+    """Writes one part of a dense store: rows [N, d] with (image index, token index) per row.
 
     Use `create_or_resume`, then for each batch of images: `add(...)` the rows, `skip(...)` the
     images that could not be decoded, and `mark_images_done(upto)`; finally `close()`.
@@ -238,7 +238,7 @@ class StoreWriter:
 class SparseStoreWriter(StoreWriter):
     """Writes a sparse store (SAE latents): CSR rows `indptr`, `indices`, `values` per shard.
 
-    `d` is the number of latents F. Rows are added as a dense [n, F] tensor (zeros dropped) or as CSR.
+    `d` is the number of latents F. Rows are added as a dense [N, F] tensor (zeros dropped) or as CSR.
     """
 
     kind = "sparse"
