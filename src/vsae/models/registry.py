@@ -202,8 +202,3 @@ def load_plugins() -> None:
             raise VsaeError(
                 f"model family plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}"
             ) from None
-
-
-def prefixes() -> list[str]:
-    """The registered ``prefix:`` forms."""
-    return [f"{f.prefix}:" for f in _FAMILIES.values() if f.prefix]
