@@ -273,7 +273,7 @@ class SparseStoreWriter(StoreWriter):
         if len(indptr) != len(image_idx) + 1:
             raise ValueError("indptr must have one entry more than there are rows")
         p = self._pending.arrays
-        offset = int(p["indptr"][-1][-1]) if p.get("indptr") else 0
+        offset = sum(len(a) for a in p.get("indices", []))  # entries buffered (a batch may have none)
         arrays = {
             "indptr": (indptr[1:] + offset) if p.get("indptr") else indptr + offset,
             "indices": np.asarray(indices, np.int32),
