@@ -6,6 +6,7 @@ axis, and the probe's standardisation is a flag."""
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,7 +237,7 @@ def test_ms_reports_the_embedding_baseline_on_a_fitted_axis(cnn, tmp_path, capsy
     from vsae.eval import plots
 
     figs = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or Path(path))
     root, _ = cnn
     args = ["eval", "ms", "--acts", str(root / "acts-patches"), "--sae", str(root / "sae-patches"),
             "--embeddings", str(root / "emb.npy"), "--out", str(tmp_path / "o"), "--quiet"]  # fmt: skip

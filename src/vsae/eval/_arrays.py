@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vsae.errors import VsaeError
+from vsae.shapes import Float, Float64
 
 Chunk = Any  # np.ndarray | sp.csr_matrix | torch.Tensor | (indptr, indices, values)
 ChunkSource = Callable[[], Iterable[tuple[int, Chunk]]] | Iterable[tuple[int, Chunk]]
@@ -64,9 +65,9 @@ def iterate(source: ChunkSource) -> Iterator[tuple[int, Chunk]]:
     return iter(source()) if callable(source) else iter(source)
 
 
-def unit_rows(e_nd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(e_ND: Float[np.ndarray, "N D"]) -> tuple[Float64[np.ndarray, "N D"], Float64[np.ndarray, " N"]]:
     """Rows scaled to unit L2 norm in float64; zero rows stay zero. Returns (unit rows, has_norm 0/1)."""
-    e = np.asarray(e_nd, dtype=np.float64)
+    e = np.asarray(e_ND, dtype=np.float64)
     norm = np.sqrt(np.einsum("nd,nd->n", e, e))
     ok = norm > 0
     inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=ok)

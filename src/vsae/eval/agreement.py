@@ -11,12 +11,14 @@ ImageNet top-1 predictions changing (issue 30). float64 throughout."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+from vsae.shapes import Array, Float, Int
 
 TOP_K = 5
 
@@ -28,7 +30,7 @@ def _logits(x: Any, name: str) -> torch.Tensor:
     return t
 
 
-def cross_entropy(logits_NC: Any, labels_N: Any) -> float:
+def cross_entropy(logits_NC: Float[Array, "N C"], labels_N: Int[Array, " N"] | Sequence[int]) -> float:
     """Mean cross-entropy (nats) of the softmax of ``logits_NC`` at the true labels."""
     lg = _logits(logits_NC, "the")
     y = torch.as_tensor(np.asarray(labels_N), dtype=torch.long)

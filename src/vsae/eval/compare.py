@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from vsae.shapes import Array, Float, Float64, Int64
+
 THRESHOLDS = (0.7, 0.9)
 
 
-def decoder_cosines(W_a_Fd: torch.Tensor | np.ndarray, W_b_Gd: torch.Tensor | np.ndarray) -> np.ndarray:
+def decoder_cosines(W_a_Fd: Float[Array, "F d"], W_b_Gd: Float[Array, "G d"]) -> Float64[np.ndarray, "F G"]:
     """Cosine similarity [F, G] of every decoder row of A with every decoder row of B."""
     a = torch.as_tensor(W_a_Fd).detach().double()
     b = torch.as_tensor(W_b_Gd).detach().double()
@@ -40,12 +42,12 @@ class Matching:
     """A one-to-one matching of latents: A's ``rows_M`` with B's ``cols_M``, their cosines ``cos_M``
     (M = min(F, G) pairs, sorted by A's latent)."""
 
-    rows_M: np.ndarray
-    cols_M: np.ndarray
-    cos_M: np.ndarray
+    rows_M: Int64[np.ndarray, " M"]
+    cols_M: Int64[np.ndarray, " M"]
+    cos_M: Float[np.ndarray, " M"]
 
 
-def hungarian(sim_FG: np.ndarray) -> Matching:
+def hungarian(sim_FG: Float[np.ndarray, "F G"]) -> Matching:
     """The one-to-one matching maximising the summed similarity (``linear_sum_assignment``)."""
     from scipy.optimize import linear_sum_assignment  # scipy: only when comparing
 
@@ -53,7 +55,7 @@ def hungarian(sim_FG: np.ndarray) -> Matching:
     return Matching(rows.astype(np.int64), cols.astype(np.int64), sim_FG[rows, cols])
 
 
-def summarize_matching(cos_M: np.ndarray, n_a: int, n_b: int, bins: int = 20) -> dict[str, Any]:
+def summarize_matching(cos_M: Float[np.ndarray, " M"], n_a: int, n_b: int, bins: int = 20) -> dict[str, Any]:
     """Mean, median, fractions above 0.7 / 0.9 and a histogram (edges over [-1, 1]) of matched cosines."""
     counts, edges = np.histogram(cos_M, bins=bins, range=(-1.0, 1.0))
     out: dict[str, Any] = {

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import ChunkSource, as_chunk, chunks_of, iterate, to_numpy, unit_rows
+from vsae.shapes import Array, Float
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +124,7 @@ def monosemanticity_score_streaming(
     Parameters
     ----------
     source : a zero-argument callable returning an iterable of `(row_start, chunk)` (called once
-        per pass), each chunk a dense [n, F] array/tensor or a CSR matrix / `(indptr, indices,
+        per pass), each chunk a dense [N, F] array/tensor or a CSR matrix / `(indptr, indices,
         values)` tuple; rows are images in the same order as `similarity_embeddings`.
     similarity_embeddings : [N, D] array-like supporting row slicing (numpy memmap is fine).
     n_cols : F, needed only for `(indptr, indices, values)` chunks.
@@ -160,27 +161,27 @@ def monosemanticity_score_streaming(
             continue
         if start != seen:
             raise VsaeError(f"activation chunks must be consecutive: expected row {seen}, got {start}")
-        e_nd, w_n = unit_rows(similarity_embeddings[start : start + n])
+        e_ND, w_N = unit_rows(similarity_embeddings[start : start + n])
         seen += n
-        e_sum_D += e_nd.sum(axis=0)
-        w_sum += float(w_n.sum())
+        e_sum_D += e_ND.sum(axis=0)
+        w_sum += float(w_N.sum())
         if sp.issparse(chunk):
             b = chunk.astype(np.float64)
             bt = b.T.tocsr()
-            p_FD += bt @ e_nd
+            p_FD += bt @ e_ND
             s1 += np.asarray(b.sum(axis=0)).ravel()
             b2 = b.multiply(b).tocsr()
             s2 += np.asarray(b2.sum(axis=0)).ravel()
-            s1w += bt @ w_n
-            s2w += b2.T.tocsr() @ w_n
+            s1w += bt @ w_N
+            s2w += b2.T.tocsr() @ w_N
         else:
             b = np.asarray(chunk, dtype=np.float64) - shift
-            p_FD += b.T @ e_nd
+            p_FD += b.T @ e_ND
             s1 += b.sum(axis=0)
             b2 = b * b
             s2 += b2.sum(axis=0)
-            s1w += b.T @ w_n
-            s2w += b2.T @ w_n
+            s1w += b.T @ w_N
+            s2w += b2.T @ w_N
     bar.close()
     delta = np.where(dead, 0.0, lo) - shift  # remaining shift to apply (0 for dense input)
     n = float(n_rows)
@@ -214,7 +215,7 @@ def _as_rows(e: Any) -> Any:
     return to_numpy(e) if hasattr(e, "detach") else e
 
 
-def embedding_baseline(embeddings_ND: Any) -> float:
+def embedding_baseline(embeddings_ND: Float[Array, "N D"]) -> float:
     """Mean pairwise cosine similarity of the embeddings over distinct pairs i < j: the MS of a
     unit that fires equally on every image, so the level MS is read against (a zero embedding has
     cosine 0, as in the MS). O(N D): ``(||sum_i e_i||^2 - sum_i w_i) / (N (N - 1))``."""

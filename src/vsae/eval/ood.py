@@ -4,6 +4,7 @@ class (a higher score means "more out-of-distribution")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,10 @@ from scipy.stats import rankdata
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy
+from vsae.shapes import Array, Float, Float64
+
+# one score per image: an array, or a list of numbers
+Scores = Float[Array, " _"] | Sequence[float]
 
 
 def _scores(x: Any, name: str) -> np.ndarray:
@@ -22,7 +27,7 @@ def _scores(x: Any, name: str) -> np.ndarray:
     return s
 
 
-def auroc(scores_in: Any, scores_ood: Any) -> float:
+def auroc(scores_in: Scores, scores_ood: Scores) -> float:
     """Area under the ROC curve = P(s_ood > s_in) + P(s_ood == s_in) / 2 (Mann-Whitney U)."""
     s_in, s_ood = _scores(scores_in, "in-distribution"), _scores(scores_ood, "OOD")
     ranks = rankdata(np.concatenate([s_in, s_ood]))  # average ranks for ties
@@ -31,7 +36,7 @@ def auroc(scores_in: Any, scores_ood: Any) -> float:
     return float(u / (n_in * n_ood))
 
 
-def fpr_at_tpr(scores_in: Any, scores_ood: Any, tpr: float = 0.95) -> float:
+def fpr_at_tpr(scores_in: Scores, scores_ood: Scores, tpr: float = 0.95) -> float:
     """The smallest false-positive rate (in-distribution images with score >= t) over thresholds
     t whose true-positive rate (OOD images with score >= t) is at least `tpr`."""
     s_in, s_ood = _scores(scores_in, "in-distribution"), _scores(scores_ood, "OOD")
@@ -41,7 +46,9 @@ def fpr_at_tpr(scores_in: Any, scores_ood: Any, tpr: float = 0.95) -> float:
     return float((s_in >= t).mean())
 
 
-def roc_curve(scores_in: Any, scores_ood: Any) -> tuple[np.ndarray, np.ndarray]:
+def roc_curve(
+    scores_in: Scores, scores_ood: Scores
+) -> tuple[Float64[np.ndarray, " T"], Float64[np.ndarray, " T"]]:
     """(FPR, TPR) at every distinct threshold, from (0, 0) to (1, 1), for plotting."""
     s_in, s_ood = _scores(scores_in, "in-distribution"), _scores(scores_ood, "OOD")
     ts = np.unique(np.concatenate([s_in, s_ood]))[::-1]
@@ -51,7 +58,9 @@ def roc_curve(scores_in: Any, scores_ood: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
 
 
-def ood_scores(x_Nd: Any, x_hat_Nd: Any, z_NF: Any) -> dict[str, np.ndarray]:
+def ood_scores(
+    x_Nd: Float[Array, "N d"], x_hat_Nd: Float[Array, "N d"], z_NF: Float[Array, "N F"]
+) -> dict[str, Float64[np.ndarray, " N"]]:
     """The three per-image scores: squared reconstruction error, latent sum, latent max."""
     x, xh, z = to_numpy(x_Nd, np.float64), to_numpy(x_hat_Nd, np.float64), to_numpy(z_NF, np.float64)
     return {

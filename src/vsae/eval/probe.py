@@ -15,7 +15,7 @@ from vsae.eval._arrays import to_numpy
 from vsae.eval.eval_config import ProbeConfig as ProbeConfig  # torch-free: `vsae eval probe`'s options
 
 
-def _xy(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _xy(x: Any, y: Any, name: str) -> tuple[Any, np.ndarray]:  # x: dense or CSR
     x = to_numpy(x, np.float64) if not hasattr(x, "tocsr") else x
     y = to_numpy(y).ravel()
     if x.shape[0] != y.shape[0]:
@@ -119,7 +119,8 @@ def select_c(
     if not cs:
         raise VsaeError("give at least one C to choose from")
     accs = {
-        float(c): float(probe_correct(train, {"val": val}, replace(cfg, c=float(c)))["val"].mean()) for c in cs
+        float(c): float(probe_correct(train, {"val": val}, replace(cfg, c=float(c)))["val"].mean())
+        for c in cs
     }
     best = max(sorted(accs), key=lambda c: accs[c])  # max keeps the first (smallest) of equal accuracies
     return best, accs

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy
+from vsae.shapes import Array, Float
 
 DENSE_FREQUENCY = 0.1  # a latent firing on more than 10% of rows is "dense" (METRICS.md)
 
@@ -80,7 +81,13 @@ class ReconAccumulator:
         self.nnz = 0
         self.fire: np.ndarray | None = None
 
-    def update(self, x_Bd: Any, x_hat_Bd: Any, z_BF: Any) -> None:
+    def update(
+        self,
+        x_Bd: Float[Array, "B d"],
+        x_hat_Bd: Float[Array, "B d"],
+        z_BF: Float[Array, "B F"] | sp.spmatrix | sp.sparray,
+    ) -> None:
+        """Add a batch: inputs, their reconstructions and the latents (dense or CSR)."""
         x = to_numpy(x_Bd, np.float64)
         xh = to_numpy(x_hat_Bd, np.float64)
         if x.shape != xh.shape:
@@ -101,7 +108,7 @@ class ReconAccumulator:
             self.mean_d = self.mean_d + delta * (b / tot)
             self.m2_d = self.m2_d + bm2 + delta**2 * (self.n * b / tot)
         self.n += b
-        if sp.issparse(z_BF):
+        if isinstance(z_BF, sp.spmatrix | sp.sparray):  # = sp.issparse
             zc = z_BF.tocsr()
             zc.eliminate_zeros()
             fired = np.bincount(zc.indices, minlength=zc.shape[1])
@@ -126,7 +133,11 @@ class ReconAccumulator:
         )
 
 
-def reconstruction_metrics(x_Nd: Any, x_hat_Nd: Any, z_NF: Any) -> ReconResult:
+def reconstruction_metrics(
+    x_Nd: Float[Array, "N d"],
+    x_hat_Nd: Float[Array, "N d"],
+    z_NF: Float[Array, "N F"] | sp.spmatrix | sp.sparray,
+) -> ReconResult:
     """All reconstruction metrics of one in-memory batch."""
     acc = ReconAccumulator()
     acc.update(x_Nd, x_hat_Nd, z_NF)

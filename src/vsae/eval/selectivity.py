@@ -27,9 +27,12 @@ import numpy as np
 from scipy.stats import binom, binomtest, rankdata
 
 from vsae.errors import VsaeError
+from vsae.shapes import Bool, Float, Float64, Int, Shaped
 
 
-def auroc_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray:
+def auroc_by_value(
+    scores_NF: Float[np.ndarray, "N F"], positive_VN: Bool[np.ndarray, "V N"]
+) -> Float[np.ndarray, "V F"]:
     """[V, F] AUROC of each unit's score for each positive mask (Mann-Whitney U with average ranks
     for ties; NaN where a mask has no positives or no negatives)."""
     s = np.asarray(scores_NF, np.float64)
@@ -46,24 +49,28 @@ def auroc_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
-def fires_by_value(scores_NF: np.ndarray, positive_VN: np.ndarray) -> np.ndarray:
+def fires_by_value(
+    scores_NF: Float[np.ndarray, "N F"], positive_VN: Bool[np.ndarray, "V N"]
+) -> Float[np.ndarray, "V F"]:
     """[V, F] positive units on which each latent fires (> 0)."""
     return np.asarray(positive_VN, np.float64) @ (np.asarray(scores_NF) > 0).astype(np.float64)
 
 
-def image_units(z_nF: np.ndarray, image_of_row_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def image_units(
+    z_NF: Float[np.ndarray, "N F"], image_of_row_N: Int[np.ndarray, " N"]
+) -> tuple[Int[np.ndarray, " I"], Float64[np.ndarray, "I F"]]:
     """(image ids [I], per-image max over its rows [I, F])."""
-    ids, inv = np.unique(np.asarray(image_of_row_n), return_inverse=True)
-    out = np.full((ids.size, z_nF.shape[1]), -np.inf)
-    np.maximum.at(out, inv.ravel(), np.asarray(z_nF, np.float64))
+    ids, inv = np.unique(np.asarray(image_of_row_N), return_inverse=True)
+    out = np.full((ids.size, z_NF.shape[1]), -np.inf)
+    np.maximum.at(out, inv.ravel(), np.asarray(z_NF, np.float64))
     return ids, out
 
 
-def next_word(image_n: np.ndarray, token_n: np.ndarray, words_n: Sequence[str]) -> list[str]:
+def next_word(image_N: np.ndarray, token_N: np.ndarray, words_N: Sequence[str]) -> list[str]:
     """Per text row, the word of the row at the next token position of the same caption ('' if
     that row is not in the store)."""
-    at = {(int(i), int(t)): w for i, t, w in zip(image_n, token_n, words_n)}
-    return [at.get((int(i), int(t) + 1), "") for i, t in zip(image_n, token_n)]
+    at = {(int(i), int(t)): w for i, t, w in zip(image_N, token_N, words_N)}
+    return [at.get((int(i), int(t) + 1), "") for i, t in zip(image_N, token_N)]
 
 
 def min_detectable_rate(n: int, p0: float, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -83,7 +90,9 @@ def min_detectable_rate(n: int, p0: float, alpha: float = 0.05, power: float = 0
     return hi
 
 
-def selective(auc_VF: np.ndarray, fires_VF: np.ndarray, threshold: float, min_fires: int) -> np.ndarray:
+def selective(
+    auc_VF: Float[np.ndarray, "V F"], fires_VF: Shaped[np.ndarray, "V F"], threshold: float, min_fires: int
+) -> Bool[np.ndarray, "V F"]:
     """[V, F] AUROC >= threshold and at least `min_fires` firings on positive units."""
     return (np.nan_to_num(auc_VF) >= threshold) & (np.asarray(fires_VF) >= min_fires)
 
@@ -152,14 +161,14 @@ def value_masks(
 
 def word_masks(
     keys: Sequence[tuple[str, str]],
-    words_n: Sequence[str],
-    next_words_n: Sequence[str],
+    words_N: Sequence[str],
+    next_words_N: Sequence[str],
     lexicon: Mapping[str, tuple[str, str]],
 ) -> np.ndarray:
-    """[V, n] text-row masks: the row's word or the next word names (attribute, value)."""
+    """[V, N] text-row masks: the row's word or the next word names (attribute, value)."""
     index = {k: i for i, k in enumerate(keys)}
-    out = np.zeros((len(keys), len(words_n)), bool)
-    for r, (w, nw) in enumerate(zip(words_n, next_words_n)):
+    out = np.zeros((len(keys), len(words_N)), bool)
+    for r, (w, nw) in enumerate(zip(words_N, next_words_N)):
         for word in (w, nw):
             k = lexicon.get(word)
             if k is not None and k in index:
@@ -182,12 +191,12 @@ def planted_control(
 
 
 def layer_selectivity(
-    z_img_nF: np.ndarray,
-    image_of_img_n: np.ndarray,
-    z_txt_mF: np.ndarray,
-    image_of_txt_m: np.ndarray,
-    token_of_txt_m: np.ndarray,
-    words_m: Sequence[str],
+    z_img_NF: np.ndarray,
+    image_of_img_N: np.ndarray,
+    z_txt_MF: np.ndarray,
+    image_of_txt_M: np.ndarray,
+    token_of_txt_M: np.ndarray,
+    words_M: Sequence[str],
     table: Mapping[str, np.ndarray],
     lexicon: Mapping[str, tuple[str, str]],
     threshold: float = 0.8,
@@ -203,11 +212,11 @@ def layer_selectivity(
     "pointed" -> shape=star), or the next word does (`lexicon` only: the row before "pointed"
     does not predict the star, the "pointed" row does).
     """
-    ids, zi = image_units(z_img_nF, image_of_img_n)
+    ids, zi = image_units(z_img_NF, image_of_img_N)
     keys, img_mask = value_masks(table, list(table), ids)
-    nxt = next_word(image_of_txt_m, token_of_txt_m, words_m)
-    blank = [""] * len(words_m)
-    cur_mask = word_masks(keys, words_m, blank, {**lexicon, **(phrases or {})})
+    nxt = next_word(image_of_txt_M, token_of_txt_M, words_M)
+    blank = [""] * len(words_M)
+    cur_mask = word_masks(keys, words_M, blank, {**lexicon, **(phrases or {})})
     next_mask = word_masks(keys, blank, nxt, lexicon)
     attr = [a for a, _ in keys]
 
@@ -222,7 +231,7 @@ def layer_selectivity(
         both = selective(ia, ifi, threshold, min_fires) & selective(ta, tf, threshold, min_fires)
         return cross_modal(ia, ifi, ta, tf, attr, threshold, min_fires, alpha), ia, ta, by_cur, both
 
-    res, ia, ta, by_cur, both = score(zi, np.asarray(z_txt_mF, np.float64))
+    res, ia, ta, by_cur, both = score(zi, np.asarray(z_txt_MF, np.float64))
     pi, pt = planted_control(img_mask, cur_mask | next_mask, seed=seed)
     control, *_ = score(pi, pt)
     pairs = [
@@ -239,7 +248,7 @@ def layer_selectivity(
         **res,
         "shared_pairs": pairs,
         "n_values": len(keys),
-        "units": {"images": int(ids.size), "text_rows": len(words_m)},
+        "units": {"images": int(ids.size), "text_rows": len(words_M)},
         "control": {
             "what": "one planted latent per value firing on 80% of its positive units and 5% of the others, both modalities",
             "n_planted": len(keys),

@@ -41,6 +41,7 @@ from vsae.eval.selectivity import layer_selectivity
 from vsae.eval.write_json import write_json
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
+from vsae.shapes import Array, Bool, Float, Float64, Int
 from vsae.store import ActivationStore
 from vsae.store.columns import has_column, read_column
 from vsae.store.safe_io import writes_to
@@ -71,14 +72,18 @@ def modality_densities(
     return fire[IMAGE] / rows[IMAGE], fire[TEXT] / rows[TEXT], int(rows[IMAGE]), int(rows[TEXT])
 
 
-def modality_ratio(d_img: np.ndarray, d_txt: np.ndarray) -> np.ndarray:
+def modality_ratio(
+    d_img: Float[np.ndarray, " F"], d_txt: Float[np.ndarray, " F"]
+) -> Float64[np.ndarray, " F"]:
     """r = d_img / (d_img + d_txt) per latent; NaN for latents that never fire (dead)."""
     tot = np.asarray(d_img, np.float64) + np.asarray(d_txt, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tot > 0, np.asarray(d_img, np.float64) / np.where(tot > 0, tot, 1), np.nan)
 
 
-def shared_mask(r: np.ndarray, lo: float = SHARED_RANGE[0], hi: float = SHARED_RANGE[1]) -> np.ndarray:
+def shared_mask(
+    r: Float[np.ndarray, " F"], lo: float = SHARED_RANGE[0], hi: float = SHARED_RANGE[1]
+) -> Bool[np.ndarray, " F"]:
     """Latents with lo <= r <= hi (dead latents are never shared)."""
     r = np.asarray(r)
     return ~np.isnan(r) & (r >= lo) & (r <= hi)
@@ -110,11 +115,12 @@ class TopRows:
         self.values = torch.full((n_latents, k), -1.0)
         self.rows = torch.full((n_latents, k), -1, dtype=torch.long)
 
-    def update(self, z_nF: torch.Tensor, row_ids_n: np.ndarray) -> None:
-        if len(row_ids_n) == 0:
+    def update(self, z_NF: Float[Array, "N F"], row_ids_N: Int[Array, " N"]) -> None:
+        """Add the latents of N rows with their row ids."""
+        if len(row_ids_N) == 0:
             return
-        z = torch.as_tensor(z_nF, dtype=torch.float32).T  # [F, n]
-        ids = torch.as_tensor(np.asarray(row_ids_n), dtype=torch.long).expand(z.shape[0], -1)
+        z = torch.as_tensor(z_NF, dtype=torch.float32).T  # [F, N]
+        ids = torch.as_tensor(np.asarray(row_ids_N), dtype=torch.long).expand(z.shape[0], -1)
         z = torch.where(z > 0, z, torch.full_like(z, -1.0))
         vals = torch.cat([self.values, z], 1)
         rows = torch.cat([self.rows, ids], 1)

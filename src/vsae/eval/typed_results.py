@@ -263,7 +263,7 @@ class NamesReport:
     prompt: str
     n_words: int
     names: list[str | None]
-    scores: list[float | None]
+    scores: np.ndarray  # [F] float, NaN where not named (null in names.json)
     checked: bool = False
     agreement: dict[str, Any] | None = None
     agreement_note: str | None = None

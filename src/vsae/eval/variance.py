@@ -9,16 +9,17 @@ taxonomy explains more, they need not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vsae.errors import VsaeError
 from vsae.eval._arrays import to_numpy
+from vsae.shapes import Array, Float, Shaped
 
 
-def between_group_fraction(x_Nd: Any, labels_N: Any) -> float:
+def between_group_fraction(x_Nd: Float[Array, "N d"], labels_N: Shaped[Array, " N"] | Sequence[Any]) -> float:
     """sum_g n_g ||mean_g - mean||^2 / sum_i ||x_i - mean||^2 (NaN when x has no variance)."""
     x = to_numpy(x_Nd, np.float64)
     y = np.asarray(labels_N)
@@ -36,7 +37,7 @@ def between_group_fraction(x_Nd: Any, labels_N: Any) -> float:
     return float(((sums**2).sum(axis=1) / counts).sum() / total)
 
 
-def variance_shares(x_Nd: Any, labels: Mapping[str, Any]) -> dict[str, float]:
+def variance_shares(x_Nd: Float[Array, "N d"], labels: Mapping[str, Any]) -> dict[str, float]:
     """`between_group_fraction` for every labelling (e.g. each level of a taxonomy)."""
     x = to_numpy(x_Nd, np.float64)
     return {name: between_group_fraction(x, y) for name, y in labels.items()}

@@ -23,7 +23,6 @@ import numpy as np
 from vsae.errors import VsaeError
 
 Outcome = Literal["better", "equivalent", "worse", "inconclusive"]
-OUTCOMES: tuple[Outcome, ...] = ("better", "equivalent", "worse", "inconclusive")
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,19 @@ The splice test that uses it (reconstruction spliced into the model) is `vsae.st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+from vsae.shapes import Array, Float, Int
 
 
 def zero_shot_accuracy(
-    image_embeds_ND: np.ndarray, class_text_embeds_CD: np.ndarray, labels_N: np.ndarray
+    image_embeds_ND: Float[Array, "N D"],
+    class_text_embeds_CD: Float[Array, "C D"],
+    labels_N: Int[Array, " N"] | Sequence[int],
 ) -> float:
     """CLIP zero-shot accuracy: predict the class whose prompt embedding has the highest cosine
     with the image embedding (Radford et al. 2021)."""

@@ -208,8 +208,3 @@ def load_plugins() -> None:
     """Import the modules of the ``vsae.model_families`` entry points not imported yet; each
     registers its families when imported. A module that fails to import is a one-line error."""
     FAMILIES.load_all()
-
-
-def prefixes() -> list[str]:
-    """The registered ``prefix:`` forms."""
-    return [f"{f.prefix}:" for f in families() if f.prefix]

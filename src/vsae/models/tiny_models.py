@@ -121,13 +121,26 @@ def _clip_image_processor() -> Any:
     return CLIPImageProcessor(size={"shortest_edge": IMAGE}, crop_size={"height": IMAGE, "width": IMAGE})
 
 
+def save_tiny(out_dir: str | Path, model: Any, *with_it: Any) -> Path:
+    """Save a random-weight `model` (a transformers model in eval mode, or a diffusers pipeline) and
+    what goes with it (tokenizer, image processor, processor; None is skipped) to `out_dir` with
+    `save_pretrained` (safetensors): the one way every tiny builder writes its model."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    for part in with_it:
+        if part is not None:
+            part.save_pretrained(out)
+    return out
+
+
 def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Build the tiny model `kind` (one of TINY_KINDS) with random weights and save it to `out_dir`."""
     import transformers as T
 
     torch.manual_seed(seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     proc: Any = _clip_image_processor()
     tok: Any = None
     cfg: Any
@@ -195,12 +208,7 @@ def build_tiny(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         model, tok = T.LlavaForConditionalGeneration(cfg), tiny_tokenizer()
     else:
         raise ValueError(f"unknown tiny model kind {kind!r}; valid: {', '.join(TINY_KINDS)}")
-    model.eval().save_pretrained(out)
-    if proc is not None:
-        proc.save_pretrained(out)
-    if tok is not None:
-        tok.save_pretrained(out)
-    return out
+    return save_tiny(out_dir, model, proc, tok)
 
 
 # A researcher's `python:` factory for a pretrained CNN with local weights, as docs/extract.md

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vsae.models.tiny_models import LAYERS, _vocab_size, tiny_tokenizer
+from vsae.models.tiny_models import LAYERS, _vocab_size, save_tiny, tiny_tokenizer
 
 PIPELINE_KINDS = ("sdxl", "sd3", "flux")
 MAX_TOKENS = 16
@@ -159,6 +159,4 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         )
     else:
         raise ValueError(f"unknown tiny pipeline kind {kind!r}; valid: {', '.join(PIPELINE_KINDS)}")
-    out = Path(out_dir)
-    pipe.save_pretrained(out, safe_serialization=True)
-    return out
+    return save_tiny(out_dir, pipe)

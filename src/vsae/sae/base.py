@@ -141,7 +141,7 @@ def _any_input(fn: FnT) -> FnT:
     """
 
     @functools.wraps(fn)
-    def wrapper(self: SAE, x: torch.Tensor | np.ndarray, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: SAE, x: Any, *args: Any, **kwargs: Any) -> Any:  # x: a tensor or numpy array (else: TypeError below)
         p = self.W_enc_Fd
         if torch.is_tensor(x) and x.dtype == p.dtype and x.device == p.device and x.ndim == 2:
             return fn(self, x, *args, **kwargs)

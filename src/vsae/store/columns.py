@@ -10,7 +10,7 @@ shard that was never listed is overwritten when that shard is written again.
 
 ```python
 w = ColumnStoreWriter.create_or_resume(path, d=128, provenance={..., "columns": {"modality": "..."}})
-w.add_columns(rows_nd, image_idx, token_idx, {"modality": np.int8 array [n]})
+w.add_columns(rows_Nd, image_idx, token_idx, {"modality": np.int8 array [N]})
 modality = read_column(ActivationStore.open(path), "modality")      # [N], in store row order
 ```
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vsae.errors import VsaeError
+from vsae.shapes import Array, Float, Shaped, Tensor
 from vsae.store.dtypes import to_storage
 from vsae.store.validate import sha256_regular, shard_path
 from vsae.store.writer import StoreWriter, _save_npy
@@ -39,21 +39,21 @@ class ColumnStoreWriter(StoreWriter):
 
     def add_columns(
         self,
-        rows_nd: torch.Tensor,
-        image_idx: np.ndarray,
-        token_idx: np.ndarray,
+        rows_Nd: Float[Tensor, "N d"],
+        image_idx: Shaped[Array, " N"],
+        token_idx: Shaped[Array, " N"],
         columns: dict[str, np.ndarray],
     ) -> None:
-        """Buffer rows [n, d] with their image and token indices and a value per row of each column."""
-        if rows_nd.ndim != 2 or rows_nd.shape[1] != self.m["d"]:
-            raise VsaeError(f"rows of shape {tuple(rows_nd.shape)} do not fit a store of width {self.m['d']}")
+        """Buffer rows [N, d] with their image and token indices and a value per row of each column."""
+        if rows_Nd.ndim != 2 or rows_Nd.shape[1] != self.m["d"]:
+            raise VsaeError(f"rows of shape {tuple(rows_Nd.shape)} do not fit a store of width {self.m['d']}")
         n = len(image_idx)
         if self._cols and set(columns) != set(self._cols):
             raise ValueError(f"columns {sorted(columns)} differ from the buffered {sorted(self._cols)}")
         for name, col in columns.items():
             if not name.isidentifier() or np.asarray(col).shape != (n,):
                 raise ValueError(f"column {name!r} needs an identifier name and one value per row ({n})")
-        self._buffer({"acts": to_storage(rows_nd, self.m["dtype"])}, image_idx, token_idx)
+        self._buffer({"acts": to_storage(rows_Nd, self.m["dtype"])}, image_idx, token_idx)
         for name, col in columns.items():
             self._cols.setdefault(name, []).append(np.asarray(col))
 
@@ -85,7 +85,7 @@ def has_column(store: Any, name: str) -> bool:
     return bool(shards) and all(name in s.get("columns", {}) for s in shards)
 
 
-def read_column(store: Any, name: str) -> np.ndarray:
+def read_column(store: Any, name: str) -> Shaped[np.ndarray, " N"]:
     """The column `name` of every row of an opened ActivationStore, in store row order."""
     parts = []
     for m in store.manifests:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vsae.errors import VsaeError
+from vsae.shapes import Float, Float32, Shaped, Tensor
 from vsae.store.validate import ON_DISK, STORAGE_DTYPES  # the one list (validate.py stays torch-free)
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -28,7 +29,7 @@ def numpy_dtype(name: str) -> np.dtype:
     return _NUMPY[check_dtype(name)]
 
 
-def to_storage(x: torch.Tensor, name: str) -> np.ndarray:
+def to_storage(x: Float[Tensor, "*shape"], name: str) -> Shaped[np.ndarray, "*shape"]:
     """Convert a tensor to the on-disk array (C-contiguous, CPU)."""
     t = x.detach().to("cpu", _TORCH[check_dtype(name)]).contiguous()
     if name == "bfloat16":
@@ -36,7 +37,7 @@ def to_storage(x: torch.Tensor, name: str) -> np.ndarray:
     return t.numpy()
 
 
-def from_storage(a: np.ndarray, name: str) -> torch.Tensor:
+def from_storage(a: Shaped[np.ndarray, "*shape"], name: str) -> Float32[Tensor, "*shape"]:
     """Convert an on-disk array (possibly a memmap slice) to a float32 tensor (always a copy)."""
     a = np.array(a, copy=True, order="C")
     if name == "bfloat16":
@@ -44,7 +45,7 @@ def from_storage(a: np.ndarray, name: str) -> torch.Tensor:
     return torch.from_numpy(a).float()
 
 
-def raw_storage(a: np.ndarray, name: str) -> torch.Tensor:
+def raw_storage(a: Shaped[np.ndarray, "*shape"], name: str) -> Float[Tensor, "*shape"]:
     """An on-disk array (possibly a memmap slice) as a tensor of the storage dtype (a copy)."""
     a = np.array(a, copy=True, order="C")
     if name == "bfloat16":

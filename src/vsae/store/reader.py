@@ -20,6 +20,7 @@ import torch
 
 from vsae.data.image_sources import load_table
 from vsae.errors import VsaeError
+from vsae.shapes import Float32, Int32, Int64, Tensor
 from vsae.store.dtypes import from_storage, numpy_dtype, raw_storage
 from vsae.store.manifest import read_manifests
 from vsae.store.validate import (
@@ -89,7 +90,7 @@ class ActivationStore:
         return [str(c) for c in self._image_table().get("classes") or []]
 
     @cached_property
-    def labels(self) -> np.ndarray:
+    def labels(self) -> Int64[np.ndarray, " N"]:
         """int64 [N]: the class index (into `.classes`) of each row's image; -1 where unlabelled."""
         t = self._image_table()
         lab = np.asarray(t.get("labels") or [], dtype=np.int64)
@@ -194,7 +195,7 @@ class ActivationStore:
         return np.concatenate([np.asarray(self._array(i, "rows")[:, col]) for i in range(self.n_shards)])
 
     @cached_property
-    def image_index(self) -> np.ndarray:
+    def image_index(self) -> Int64[np.ndarray, " N"]:
         """int64 [N]: the image (position in the data source) each row comes from; a negative id
         (a damaged or edited `rows.npy`) is a one-line error, never a silent wrong image."""
         ids = self._row_table(0)
@@ -206,7 +207,7 @@ class ActivationStore:
         return ids
 
     @cached_property
-    def token_index(self) -> np.ndarray:
+    def token_index(self) -> Int64[np.ndarray, " N"]:
         """int64 [N]: the token position within the image (-1 for pooled rows such as `mean`)."""
         return self._row_table(1)
 
@@ -230,8 +231,8 @@ class ActivationStore:
             return torch.zeros(0, self.d)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def __getitem__(self, key: int | np.integer | slice | np.ndarray | list[int]) -> torch.Tensor:
-        """Rows as a float32 tensor: `store[i]` -> [d], `store[i:j]` -> [n, d], `store[ids]` -> [n, d]."""
+    def __getitem__(self, key: int | np.integer | slice | np.ndarray | list[int]) -> Float32[Tensor, "*N d"]:
+        """Rows as a float32 tensor: `store[i]` -> [d], `store[i:j]` -> [N, d], `store[ids]` -> [N, d]."""
         n = len(self)
         if isinstance(key, int | np.integer):
             i = int(key) + (n if key < 0 else 0)
@@ -263,7 +264,7 @@ class ActivationStore:
     def iter_sequential(
         self, batch_size: int, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """(first row, rows [b, d]) in store order, for evaluation."""
+        """(first row, rows [B, d]) in store order, for evaluation."""
         stop = len(self) if stop is None else min(stop, len(self))
         for a in range(start, stop, batch_size):
             yield a, self[a : min(a + batch_size, stop)]
@@ -431,8 +432,10 @@ class SparseActivationStore(ActivationStore):
         check_sparse_values(val.numpy(), self.path / self._shards[shard][1]["files"]["values"])
         return indptr - lo, idx, val
 
-    def csr(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows [start, stop) as CSR numpy arrays (indptr [n+1], indices int32, values float32)."""
+    def csr(
+        self, start: int = 0, stop: int | None = None
+    ) -> tuple[Int64[np.ndarray, " _"], Int32[np.ndarray, " nnz"], Float32[np.ndarray, " nnz"]]:
+        """Rows [start, stop) as CSR numpy arrays (indptr [N+1], indices int32, values float32)."""
         stop = len(self) if stop is None else min(stop, len(self))
         ptrs, idxs, vals, base = [np.zeros(1, np.int64)], [], [], 0
         for i, a, b in self._locate(start, stop):

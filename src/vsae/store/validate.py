@@ -203,7 +203,7 @@ def sha256_regular(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def count_nonfinite_rows(a: np.ndarray, dtype: str, chunk_rows: int = 65536) -> int:
-    """Rows (dense [n, d]) or values (1-D) of the on-disk array `a` holding NaN or Inf.
+    """Rows (dense [N, d]) or values (1-D) of the on-disk array `a` holding NaN or Inf.
 
     Works on the stored bits, without converting to float32 (10x faster): float16/float32 with
     `np.isfinite`, bfloat16 (stored as uint16 patterns) by an all-ones exponent.

@@ -14,13 +14,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from vsae import __version__
 from vsae.errors import VsaeError
+from vsae.shapes import Array, Float, Int, Shaped, Tensor
 from vsae.store.dtypes import check_dtype, to_storage
 from vsae.store.manifest import (
     FORMAT_VERSION,
@@ -50,8 +51,12 @@ class _Pending:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Self without typing.Self: beartype (the tests' shape checks) rejects Self outside a decorated class.
+_W = TypeVar("_W", bound="StoreWriter")
+
+
 class StoreWriter:
-    """Writes one part of a dense store: rows [n, d] with (image index, token index) per row.
+    """Writes one part of a dense store: rows [N, d] with (image index, token index) per row.
 
     Use `create_or_resume`, then for each batch of images: `add(...)` the rows, `skip(...)` the
     images that could not be decoded, and `mark_images_done(upto)`; finally `close()`.
@@ -68,7 +73,7 @@ class StoreWriter:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def create_or_resume(
-        cls,
+        cls: type[_W],
         path: str | os.PathLike,
         *,
         d: int,
@@ -78,7 +83,7 @@ class StoreWriter:
         part: tuple[int, int] = (0, 1),
         start_image: int = 0,
         end_image: int | None = None,
-    ) -> Self:
+    ) -> _W:
         """Open the part `part` of the store at `path`, creating it, or resuming it if it exists.
 
         Resuming checks that width, dtype, provenance and image range are the same as before, and
@@ -159,13 +164,17 @@ class StoreWriter:
         return int(self.m["rows"])
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, rows_nd: torch.Tensor, image_idx: np.ndarray, token_idx: np.ndarray) -> None:
-        """Buffer rows [n, d] with their image and token indices."""
-        if rows_nd.ndim != 2 or rows_nd.shape[1] != self.m["d"]:
-            raise VsaeError(f"rows of shape {tuple(rows_nd.shape)} do not fit a store of width {self.m['d']}")
-        self._buffer({"acts": to_storage(rows_nd, self.m["dtype"])}, image_idx, token_idx)
+    def add(
+        self, rows_Nd: Float[Tensor, "N d"], image_idx: Shaped[Array, " N"], token_idx: Shaped[Array, " N"]
+    ) -> None:
+        """Buffer rows [N, d] with their image and token indices."""
+        if rows_Nd.ndim != 2 or rows_Nd.shape[1] != self.m["d"]:
+            raise VsaeError(f"rows of shape {tuple(rows_Nd.shape)} do not fit a store of width {self.m['d']}")
+        self._buffer({"acts": to_storage(rows_Nd, self.m["dtype"])}, image_idx, token_idx)
 
-    def _buffer(self, arrays: dict[str, np.ndarray], image_idx: np.ndarray, token_idx: np.ndarray) -> None:
+    def _buffer(
+        self, arrays: dict[str, np.ndarray], image_idx: Shaped[Array, " N"], token_idx: Shaped[Array, " N"]
+    ) -> None:
         n = len(image_idx)
         if len(token_idx) != n:
             raise ValueError("image_idx and token_idx must have one entry per row")
@@ -229,39 +238,42 @@ class StoreWriter:
 class SparseStoreWriter(StoreWriter):
     """Writes a sparse store (SAE latents): CSR rows `indptr`, `indices`, `values` per shard.
 
-    `d` is the number of latents F. Rows are added as a dense [n, F] tensor (zeros dropped) or as CSR.
+    `d` is the number of latents F. Rows are added as a dense [N, F] tensor (zeros dropped) or as CSR.
     """
 
     kind = "sparse"
 
-    def add(self, rows_nF: torch.Tensor, image_idx: np.ndarray, token_idx: np.ndarray) -> None:
-        if rows_nF.ndim != 2 or rows_nF.shape[1] != self.m["d"]:
-            raise VsaeError(f"rows of shape {tuple(rows_nF.shape)} do not fit a store of width {self.m['d']}")
-        nz = rows_nF.detach().cpu() != 0
+    def add(
+        self, rows_NF: Float[Tensor, "N F"], image_idx: Shaped[Array, " N"], token_idx: Shaped[Array, " N"]
+    ) -> None:
+        """Buffer latent rows [N, F] (zeros are not stored) with their image and token indices."""
+        if rows_NF.ndim != 2 or rows_NF.shape[1] != self.m["d"]:
+            raise VsaeError(f"rows of shape {tuple(rows_NF.shape)} do not fit a store of width {self.m['d']}")
+        nz = rows_NF.detach().cpu() != 0
         counts = nz.sum(1).numpy()
         r, c = nz.nonzero(as_tuple=True)
         self.add_csr(
             np.concatenate([[0], np.cumsum(counts)]),
             c.numpy(),
-            rows_nF.detach().cpu()[r, c],
+            rows_NF.detach().cpu()[r, c],
             image_idx,
             token_idx,
         )
 
     def add_csr(
         self,
-        indptr: np.ndarray,
-        indices: np.ndarray,
-        values: torch.Tensor,
-        image_idx: np.ndarray,
-        token_idx: np.ndarray,
+        indptr: Int[Array, " _"],  # [N+1]
+        indices: Int[Array, " nnz"],
+        values: Float[Array, " nnz"],
+        image_idx: Shaped[Array, " N"],
+        token_idx: Shaped[Array, " N"],
     ) -> None:
-        """Buffer n rows given in CSR form: row r has latents indices[indptr[r]:indptr[r+1]]."""
+        """Buffer N rows given in CSR form: row r has latents indices[indptr[r]:indptr[r+1]]."""
         indptr = np.asarray(indptr, np.int64)
         if len(indptr) != len(image_idx) + 1:
             raise ValueError("indptr must have one entry more than there are rows")
         p = self._pending.arrays
-        offset = int(p["indptr"][-1][-1]) if p.get("indptr") else 0
+        offset = sum(len(a) for a in p.get("indices", []))  # entries buffered (a batch may have none)
         arrays = {
             "indptr": (indptr[1:] + offset) if p.get("indptr") else indptr + offset,
             "indices": np.asarray(indices, np.int32),

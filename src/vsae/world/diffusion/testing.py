@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from vsae.models.hf import safe_from_pretrained
+from vsae.models.tiny_models import save_tiny
 
 HIDDEN = 32
 
@@ -32,10 +33,7 @@ def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    out = Path(out_dir)
-    CLIPTextModel(cfg).eval().save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_tiny(out_dir, CLIPTextModel(cfg), tok)
 
 
 def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0) -> Path:
@@ -104,6 +102,4 @@ def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    out = Path(out_dir) / "sd"
-    pipe.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]  # untyped diffusers
-    return out
+    return save_tiny(Path(out_dir) / "sd", pipe)
