@@ -91,14 +91,15 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     from vsae.eval.taxonomy import from_paths
     from vsae.eval.topimages import top_images
     from vsae.sae import SAEConfig
+    from vsae.sae.config import config_for
     from vsae.sae import load as load_sae
     from vsae.train import train
     from vsae.train.checkpoint import read_run_state
     from vsae.train.data import TensorSource
 
     data = nested_dictionary(cfg)
-    sae_cfg = SAEConfig(
-        arch=arch,
+    sae_cfg = config_for(  # k, groups, aux_k: the settings the architecture has
+        arch,
         d_in=cfg.d,
         d_sae=cfg.d_sae,
         k=cfg.k,

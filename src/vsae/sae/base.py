@@ -172,6 +172,8 @@ class SAE(nn.Module):
     """
 
     arch: ClassVar[str] = ""  # the registered name (set by vsae.sae.registry.register_arch)
+    # The architecture's config class: SAEConfig plus its own settings, declared in its file.
+    config_class: ClassVar[type[SAEConfig]] = SAEConfig
     sparse_codes = False  # the top-k family decodes sparsely
     # Training step without host synchronisation (fixed shapes, device-side bookkeeping);
     # set by the trainer (TrainConfig.sync_free), see BatchTopKSAE.forward.
@@ -382,14 +384,15 @@ class SAE(nn.Module):
         Normalised by the residual's variance, as in dictionary_learning's BatchTopK trainer.
         """
         zero = x_Bd.new_zeros(())
-        if dead_F is None or not self.cfg.aux_k or not self.training:
+        aux_k = int(getattr(self.cfg, "aux_k", 0) or 0)  # the top-k family's TopKConfig.aux_k
+        if dead_F is None or not aux_k or not self.training:
             return zero
         if getattr(self, "sync_free", False):
             return self._aux_k_loss_fixed(x_Bd, x_hat_Bd, pre_BF, dead_F)
         n_dead = int(dead_F.sum())
         if n_dead == 0:
             return zero
-        k_aux = min(int(self.cfg.aux_k), n_dead)
+        k_aux = min(aux_k, n_dead)
         B = x_Bd.shape[0]
         with torch.no_grad():
             dead_cols = torch.nonzero(dead_F).squeeze(1)
@@ -411,7 +414,7 @@ class SAE(nn.Module):
         over all latents with the live ones masked to -inf; entries that land on live latents
         (fewer than aux_k dead) get value 0, and the loss is 0 when none is dead."""
         B, F = pre_BF.shape
-        k_aux = min(int(self.cfg.aux_k or 0), F)
+        k_aux = min(int(getattr(self.cfg, "aux_k", 0) or 0), F)
         with torch.no_grad():
             masked = torch.where(dead_F, pre_BF, float("-inf"))  # a scalar argument: no host->device copy
             _, col_Bk = masked.topk(k_aux, dim=-1, sorted=False)
@@ -432,7 +435,8 @@ class SAE(nn.Module):
     ) -> dict[str, torch.Tensor]:
         mse = mse_sum(x_hat, x_Bd)
         aux = self._aux_k_loss(x_Bd, x_hat, pre_BF, dead_F)
-        return {"loss": mse + self.cfg.aux_coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
+        coeff = float(getattr(self.cfg, "aux_coeff", 0.0))  # TopKConfig.aux_coeff
+        return {"loss": mse + coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
 
     def _pre_acts_nograd(self, x_Bd: torch.Tensor) -> torch.Tensor:
         """Pre-activations [B, F] without autograd, written into a reused buffer.

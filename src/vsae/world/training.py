@@ -242,8 +242,10 @@ def train_world_sae(
     import vsae.train
 
     d = x_Nd.shape[1]
-    sae_cfg = vsae.sae.SAEConfig(
-        arch=cfg.arch,
+    from vsae.sae.config import config_for
+
+    sae_cfg = config_for(  # k, aux_k: the settings the architecture has
+        cfg.arch,
         d_in=d,
         d_sae=cfg.expansion * d,
         k=cfg.k,

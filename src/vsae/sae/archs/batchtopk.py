@@ -12,6 +12,8 @@ top candidates and all agree on the global k*B-th value.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,11 +21,31 @@ import torch
 import torch.distributed as dist
 
 from vsae.errors import VsaeError
-from vsae.sae.archs.topk import row_topk_entries
+from vsae.sae.archs.topk import TopKConfig, row_topk_entries
 from vsae.sae.base import SAE, SAEOutput, gather_entries
-from vsae.sae.config import SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.saelens import unit_rows
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchTopKConfig(TopKConfig):
+    """A BatchTopK SAE's settings: those of :class:`vsae.sae.archs.topk.TopKConfig` and
+
+    Attributes
+    ----------
+    threshold_momentum: EMA momentum of the inference threshold estimate, in [0, 1).
+    """
+
+    arch: str = "batchtopk"
+    threshold_momentum: float = 0.99
+
+    def check(self) -> None:
+        super().check()
+        m = self.threshold_momentum  # EMA weight of the old threshold: >= 1 never learns or diverges
+        if not (math.isfinite(m) and 0 <= m < 1):
+            raise VsaeError(f"--threshold-momentum must be a number in [0, 1), got {m}")
+
 
 _SAMPLE = 1 << 16
 _CAP = 8  # sync-free training: a row may hold at most _CAP * k of the batch's k * B entries
@@ -128,9 +150,11 @@ class BatchTopKSAE(SAE):
     as JumpReLU with that threshold on every latent)."""
 
     sparse_codes = True
+    config_class = BatchTopKConfig
+    cfg: BatchTopKConfig
     threshold: torch.Tensor
 
-    def __init__(self, cfg: SAEConfig):
+    def __init__(self, cfg: BatchTopKConfig):
         super().__init__(cfg)
         # < 0 until the first training batch sets it.
         self.register_buffer("threshold", torch.tensor(-1.0))
@@ -155,7 +179,7 @@ class BatchTopKSAE(SAE):
             self.threshold.copy_(threshold.reshape(-1)[0])
 
     @classmethod
-    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+    def saelens_training_details(cls, cfg: BatchTopKConfig) -> dict[str, Any]:
         """SAELens's ``training_architecture_details`` (as SAELens writes them for BatchTopK)."""
         return {"k": cfg.k, "aux_loss_coefficient": cfg.aux_coeff, "rescale_acts_by_decoder_norm": True}
 

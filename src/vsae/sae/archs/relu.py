@@ -3,15 +3,38 @@ and the April 2024 update; the ReLU SAEs of Olson et al.)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from vsae.sae.base import SAE, SAEOutput, mse_sum
+from vsae.sae.config import SAEConfig, check_number
 from vsae.sae.registry import register_arch
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReluConfig(SAEConfig):
+    """A ReLU SAE's settings (and the common fields of :class:`vsae.sae.config.SAEConfig`).
+
+    Attributes
+    ----------
+    l1_coeff: weight of the L1 penalty sum_f |z_f| ||W_dec[f]|| (Anthropic, Apr. 2024).
+    """
+
+    arch: str = "relu"
+    l1_coeff: float = field(default=5.0, metadata={"flag": "--l1"})
+
+    def check(self) -> None:
+        super().check()
+        check_number("--l1", self.l1_coeff)
 
 
 @register_arch("relu", saelens="standard")
 class ReluSAE(SAE):
     """z = ReLU(W_enc x + b_enc); loss = ||x - x_hat||^2 + l1 * sum_f z_f ||W_dec[f]||."""
+
+    config_class = ReluConfig
+    cfg: ReluConfig
 
     def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
         return self.pre_acts(x_Bd).relu()

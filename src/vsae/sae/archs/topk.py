@@ -5,10 +5,43 @@ Exactly k latents per row: the k largest pre-activations, then ReLU. Decoding is
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
+from vsae.errors import VsaeError
 from vsae.sae.base import SAE, SAEOutput
+from vsae.sae.config import SAEConfig, check_number, default_aux_k
 from vsae.sae.registry import register_arch
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopKConfig(SAEConfig):
+    """The settings of an SAE that keeps k latents per row (TopK, and BatchTopK and Matryoshka,
+    whose configs extend this one).
+
+    Attributes
+    ----------
+    k: active latents per row.
+    aux_k: dead latents in the aux-k loss (Gao et al. 2024); 0 = off; unset: d_in / 2
+        (Gao et al. App. B.1).
+    aux_coeff: weight of the aux-k loss (Pach et al.: 0.03).
+    """
+
+    arch: str = "topk"
+    k: int = field(default=20, metadata={"sweep": True})
+    aux_k: int | None = None
+    aux_coeff: float = 0.03
+
+    def check(self) -> None:
+        super().check()
+        if not 0 < self.k <= self.d_sae:
+            raise VsaeError(f"k={self.k} must be in 1..d_sae={self.d_sae}; pass a --k in that range")
+        if self.aux_k is not None and self.aux_k < 0:
+            raise VsaeError(f"--aux-k must be >= 0 (0 = off), got {self.aux_k}")
+        if self.aux_k is None:
+            object.__setattr__(self, "aux_k", default_aux_k(self.d_in))
+        check_number("--aux-coeff", self.aux_coeff)
 
 
 def row_topk_entries(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,6 +57,8 @@ class TopKSAE(SAE):
     """z = ReLU of the k largest pre-activations of each row (the others 0)."""
 
     sparse_codes = True
+    config_class = TopKConfig
+    cfg: TopKConfig
 
     def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
         pre = self.pre_acts(x_Bd)
