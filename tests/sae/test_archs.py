@@ -109,7 +109,9 @@ def test_config_validation():
     with pytest.raises(VsaeError, match="summing to 1"):
         SAEConfig(arch="matryoshka", d_in=4, d_sae=8, k=2, groups=(0.5, 0.4))
     assert SAEConfig(arch="matryoshka", d_in=4, d_sae=64, k=2).group_sizes == (4, 8, 16, 36)
-    with pytest.raises(VsaeError, match=r"^k: not a setting of SAE architecture 'relu' \(its settings: l1_coeff\)$"):
+    with pytest.raises(
+        VsaeError, match=r"^k: not a setting of SAE architecture 'relu' \(its settings: l1_coeff\)$"
+    ):
         SAEConfig(arch="relu", d_in=4, d_sae=8, k=2)
     relu = config_for("relu", d_in=4, d_sae=8, k=2, l1_coeff=0.5)  # settings meant for several archs
     assert relu.to_json() == {

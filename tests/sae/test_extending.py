@@ -141,7 +141,9 @@ def test_a_registered_toy_exports_to_saelens_and_trains_from_the_cli(toys, tmp_p
         main([*args, "--k", "3,5"])  # toy_sqrt has no k
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
-    assert re.match(r"error: --k is an option of --arch .*topk, not of --arch toy_sqrt \(its options: --l1", err)
+    assert re.match(
+        r"error: --k is an option of --arch .*topk, not of --arch toy_sqrt \(its options: --l1", err
+    )
     assert not (tmp_path / "run").exists()
     main(args)
     runs = capsys.readouterr().out.split()

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from vsae.cli.from_config import LazyChoice, config_options, flag_of, pick
+from vsae.cli.from_config import LazyChoice, config_options, pick
 from vsae.cli.options import device_callback
 from vsae.sae.config import SAEConfig
 from vsae.sae.registry import arch_names
@@ -79,9 +79,7 @@ class _TrainCommand(click.Command):
                 formatter.write_dl(rows) if rows else formatter.write_text("(none)")
 
 
-@click.command(
-    cls=_TrainCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-)
+@click.command(cls=_TrainCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 @click.option(
     "--acts", default=None, type=click.Path(), help="Activation store to train on (or --model ...)."

@@ -90,9 +90,9 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
     from vsae.eval.taxonomy import from_paths
     from vsae.eval.topimages import top_images
-    from vsae.sae import SAEConfig
-    from vsae.sae.config import config_for
     from vsae.sae import load as load_sae
+    from vsae.sae.archs.matryoshka import MatryoshkaConfig
+    from vsae.sae.config import config_for
     from vsae.train import train
     from vsae.train.checkpoint import read_run_state
     from vsae.train.data import TensorSource
@@ -118,7 +118,7 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     depth_cc = lca_depth_matrix(from_paths(data.class_paths, "planted nested dictionary"), names)
     depths = latent_lca_depths(top.indices_Fk, top.excluded_F, data.leaf_N, depth_cc)
     sizes = list(
-        SAEConfig(arch="matryoshka", d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes
+        MatryoshkaConfig(d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes
     )
     dec = sae.W_dec_Fd.detach()
     dec = dec / dec.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
 from vsae.errors import VsaeError
 from vsae.sae.registry import arch_names, get_arch
@@ -78,6 +78,19 @@ class SAEConfig:
     name: str = "sae"
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    if TYPE_CHECKING:  # the dataclass's __init__, and the settings of the architecture ``arch``
+
+        def __init__(
+            self,
+            *,
+            arch: str = ...,
+            d_in: int,
+            d_sae: int,
+            name: str = ...,
+            provenance: dict[str, Any] = ...,
+            **settings: Any,
+        ) -> None: ...
+
     def __new__(cls, *args: Any, **kw: Any) -> SAEConfig:
         if not kw:  # copy / unpickle: the class is already the right one
             return super().__new__(cls)
@@ -142,7 +155,7 @@ class SAEConfig:
             raise VsaeError(f"SAE config has unknown keys {sorted(unknown)}; is it from a newer vsae?")
         hints = get_type_hints(target)
         d = {k: tuple(v) if get_origin(hints[k]) is tuple else v for k, v in d.items()}
-        return target(**d)  # type: ignore[no-any-return]
+        return target(**d)
 
     def replace(self, **kw: Any) -> SAEConfig:
         return dataclasses.replace(self, **kw)
@@ -172,4 +185,12 @@ class EncodeConfig:
     dtype: StorageDtype = "float32"
 
 
-__all__ = ["DEFAULT_GROUPS", "EncodeConfig", "SAEConfig", "arch_names", "config_for", "default_aux_k", "settings"]
+__all__ = [
+    "DEFAULT_GROUPS",
+    "EncodeConfig",
+    "SAEConfig",
+    "arch_names",
+    "config_for",
+    "default_aux_k",
+    "settings",
+]

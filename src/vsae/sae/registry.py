@@ -63,7 +63,7 @@ class ArchSpec:
     @property
     def config(self) -> type[Any]:
         """The architecture's config class (a :class:`vsae.sae.config.SAEConfig` subclass)."""
-        return self.cls.config_class  # type: ignore[no-any-return]
+        return self.cls.config_class
 
 
 ARCHS: Registry[ArchSpec] = Registry("SAE architecture", ENTRY_POINTS, BUILTIN_PACKAGE)

@@ -39,7 +39,7 @@ class SweepAxes:
 def run_name(cfg: SAEConfig, expansion: float | None = None) -> str:
     """Directory name of one SAE in a sweep, e.g. ``batchtopk-x16-k20``."""
     e = expansion if expansion is not None else cfg.d_sae / cfg.d_in
-    return f"{cfg.arch}-x{e:g}" + (f"-k{getattr(cfg, 'k')}" if uses_k(cfg.arch) else "")
+    return f"{cfg.arch}-x{e:g}" + (f"-k{getattr(cfg, 'k', None)}" if uses_k(cfg.arch) else "")
 
 
 def _tuple_fields(cls: type) -> set[str]:

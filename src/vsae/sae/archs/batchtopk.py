@@ -23,9 +23,9 @@ import torch.distributed as dist
 from vsae.errors import VsaeError
 from vsae.sae.archs.topk import TopKConfig, row_topk_entries
 from vsae.sae.base import SAE, SAEOutput, gather_entries
+from vsae.sae.config import SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.saelens import unit_rows
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,8 +179,9 @@ class BatchTopKSAE(SAE):
             self.threshold.copy_(threshold.reshape(-1)[0])
 
     @classmethod
-    def saelens_training_details(cls, cfg: BatchTopKConfig) -> dict[str, Any]:
+    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
         """SAELens's ``training_architecture_details`` (as SAELens writes them for BatchTopK)."""
+        assert isinstance(cfg, BatchTopKConfig)
         return {"k": cfg.k, "aux_loss_coefficient": cfg.aux_coeff, "rescale_acts_by_decoder_norm": True}
 
     @classmethod

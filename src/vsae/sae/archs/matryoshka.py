@@ -18,7 +18,7 @@ import torch
 from vsae.errors import VsaeError
 from vsae.sae.archs.batchtopk import BatchTopKConfig, BatchTopKSAE
 from vsae.sae.base import SAEOutput, mse_sum
-from vsae.sae.config import DEFAULT_GROUPS
+from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.sparse import Pattern, sparse_decode
 
@@ -74,7 +74,8 @@ class MatryoshkaSAE(BatchTopKSAE):
     cfg: MatryoshkaConfig
 
     @classmethod
-    def saelens_training_details(cls, cfg: MatryoshkaConfig) -> dict[str, Any]:
+    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+        assert isinstance(cfg, MatryoshkaConfig)
         return {**super().saelens_training_details(cfg), "matryoshka_widths": _prefix_ends(cfg)}
 
     @classmethod
