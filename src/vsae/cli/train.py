@@ -50,17 +50,18 @@ def parse_arch_options(arch: str, args: list[str]) -> dict[str, Any]:
     from vsae.sae.registry import arch_names
 
     params = arch_options(arch)
-    mine = {d for p in params for d in p.opts}
-    for a in args:
-        flag = a.split("=", 1)[0]
-        if not flag.startswith("-") or flag in mine:
-            continue
-        owners = [n for n in arch_names() if n != arch and any(flag in p.opts for p in arch_options(n))]
-        where = f"an option of --arch {', '.join(owners)}" if owners else "no option of vsae train"
-        own = ", ".join(sorted(mine)) or "none"
-        raise VsaeError(f"{flag} is {where}, not of --arch {arch} (its options: {own})")
     cmd = click.Command("train", params=params, add_help_option=False)
-    ctx = cmd.make_context("vsae train", list(args))
+    try:
+        ctx = cmd.make_context("vsae train", list(args))
+    except click.NoSuchOption as e:
+        flag = e.option_name
+        owners = [n for n in arch_names() if n != arch and any(flag in p.opts for p in arch_options(n))]
+        if not owners:
+            raise VsaeError(f"no such option {flag}; see `vsae train --help`") from None
+        own = ", ".join(sorted(o for p in params for o in p.opts)) or "none"
+        raise VsaeError(
+            f"{flag} is an option of --arch {', '.join(owners)}, not of --arch {arch} (its options: {own})"
+        ) from None
     if ctx.args:
         raise VsaeError(f"unexpected arguments {' '.join(ctx.args)}; see vsae train --help")
     return {k: v for k, v in ctx.params.items() if v is not None}
@@ -163,12 +164,7 @@ def train(
 
         source = ModelSource(StreamConfig(**stream), device=tkw["device"], seed=tkw.get("seed", 0))
     val_source = open_source(val, verify=not no_verify, allow_incomplete=allow_incomplete) if val else None
-    d = source.d
-    if val_source is not None and val_source.d != d:  # before training, not after it
-        raise VsaeError(
-            f"--val {val} has width d={val_source.d} but --acts has d={d}; use a store of the same hook"
-        )
-    cfgs = expand_sweep(d, **axes, **skw)
+    cfgs = expand_sweep(source.d, **axes, **skw)  # a --val of another width: refused by the Trainer
     tcfg = TrainConfig(**tkw)
     try:
         dirs = run_training(source, cfgs, tcfg, out, val=val_source, resume=resume, progress=not quiet)

@@ -114,7 +114,8 @@ class Trainer:
             raise VsaeError(f"--batch-size {tcfg.batch_size} must be divisible by the {self.world} processes")
         if val is not None and getattr(val, "d", source.d) != source.d:  # before training, not after
             raise VsaeError(
-                f"the validation store has width d={val.d} but the training store has d={source.d}"
+                f"--val has width d={val.d} but --acts has d={source.d}; use a store of the same hook "
+                "(validation and training rows of one width)"
             )
         if len(source) < tcfg.batch_size:  # before anything is written: a corrected rerun starts clean
             raise VsaeError(
