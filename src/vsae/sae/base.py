@@ -31,6 +31,7 @@ from vsae.sae.io import load as load_sae
 from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+from vsae.shapes import Bool, Float, Int, Tensor
 
 FnT = TypeVar("FnT", bound=Callable[..., Any])
 
@@ -58,12 +59,12 @@ class SparseCodes:
     def n_latents(self) -> int:
         return self.pat.n_cols
 
-    def dense(self) -> torch.Tensor:
+    def dense(self) -> Float[Tensor, "B F"]:
         z_BF = self.val_N.new_zeros(self.n_rows, self.n_latents)
         z_BF[self.row_N, self.col_N] = self.val_N
         return z_BF
 
-    def fired_F(self) -> torch.Tensor:
+    def fired_F(self) -> Bool[Tensor, " F"]:
         """Bool [F]: latents with a non-zero value in this batch."""
         nz = (self.val_N.detach() != 0).to(torch.int32)  # fixed shapes: no host sync
         return (
@@ -108,7 +109,9 @@ class SAEOutput:
         return float((self.z.detach() != 0).sum(-1).float().mean())
 
 
-def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+def gather_entries(
+    m_BF: Float[Tensor, "B F"], row_N: Int[Tensor, " N"], col_N: Int[Tensor, " N"]
+) -> Float[Tensor, " N"]:
     """m[row, col] through a flat index (faster than 2-D advanced indexing): [N]."""
     return m_BF.reshape(-1).index_select(0, row_N * m_BF.shape[1] + col_N)
 
@@ -125,7 +128,7 @@ def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
     return (s2 - s1.pow(2).sum() / n) / n
 
 
-def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
+def mse_sum(x_hat_Bd: Float[Tensor, "B d"], x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, ""]:
     """Mean over rows of the squared error summed over features."""
     return (x_hat_Bd - x_Bd).pow(2).sum(-1).mean()
 
@@ -141,7 +144,9 @@ def _any_input(fn: FnT) -> FnT:
     """
 
     @functools.wraps(fn)
-    def wrapper(self: SAE, x: torch.Tensor | np.ndarray, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(
+        self: SAE, x: Any, *args: Any, **kwargs: Any
+    ) -> Any:  # x: a tensor or numpy array (else: TypeError below)
         p = self.W_enc_Fd
         if torch.is_tensor(x) and x.dtype == p.dtype and x.device == p.device and x.ndim == 2:
             return fn(self, x, *args, **kwargs)
@@ -336,20 +341,23 @@ class SAE(nn.Module):
         g.sub_((g * w).sum(1, keepdim=True) * w)
 
     # ----- the common interface -------------------------------------------------------------
-    def pre_acts(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def pre_acts(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T)
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         """Latents z [B, F] with inference semantics (independent of the rest of the batch)."""
         raise NotImplementedError
 
     @_any_input
-    def decode(self, z_BF: torch.Tensor) -> torch.Tensor:
+    def decode(self, z_BF: Float[Tensor, "B F"]) -> Float[Tensor, "B d"]:
         """Reconstruction x_hat [B, d] of latents z [B, F]."""
         return torch.addmm(self.b_dec_d, z_BF, self.W_dec_Fd)
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         """Training forward: reconstruction, latents and loss terms.
 

@@ -19,6 +19,7 @@ from torch import nn
 from vsae.sae.base import SAE, SAEOutput, mse_sum
 from vsae.sae.config import SAEConfig, check_number
 from vsae.sae.registry import register_arch
+from vsae.shapes import Bool, Float, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,12 +111,15 @@ class JumpReluSAE(SAE):
         super().reset_parameters(generator)
         self.threshold_F.fill_(self.cfg.jumprelu_init_threshold)
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         pre = self.pre_acts(x_Bd).relu()
         return pre * (pre > self.threshold_F.relu())
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self.pre_acts(x_Bd).relu()
         theta = self.threshold_F.relu()

@@ -21,6 +21,7 @@ from vsae.sae.base import SAEOutput, mse_sum
 from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.sparse import Pattern, sparse_decode
+from vsae.shapes import Bool, Float, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,12 +92,17 @@ class MatryoshkaSAE(BatchTopKSAE):
         """End (exclusive) latent index of each prefix."""
         return _prefix_ends(self.cfg)
 
-    def prefix_reconstructions(self, x_Bd: torch.Tensor, z_BF: torch.Tensor) -> list[torch.Tensor]:
+    def prefix_reconstructions(
+        self, x_Bd: Float[Tensor, "B d"], z_BF: Float[Tensor, "B F"]
+    ) -> list[Float[Tensor, "B d"]]:
         """Dense-code reconstructions by each prefix (evaluation helper)."""
         return [torch.addmm(self.b_dec_d, z_BF[:, :e], self.W_dec_Fd[:e]) for e in self.prefix_ends]
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col, extra = self.select_for_step(pre)

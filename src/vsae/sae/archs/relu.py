@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from vsae.sae.base import SAE, SAEOutput, mse_sum
 from vsae.sae.config import SAEConfig, check_number
 from vsae.sae.registry import register_arch
+from vsae.shapes import Bool, Float, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,11 +35,14 @@ class ReluSAE(SAE):
     config_class = ReluConfig
     cfg: ReluConfig
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         return self.pre_acts(x_Bd).relu()
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         z = self.encode(x_Bd)
         x_hat = self.decode(z)

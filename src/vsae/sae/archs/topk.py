@@ -13,6 +13,7 @@ from vsae.errors import VsaeError
 from vsae.sae.base import SAE, SAEOutput
 from vsae.sae.config import SAEConfig, check_number, default_aux_k
 from vsae.sae.registry import register_arch
+from vsae.shapes import Bool, Float, Int, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +45,7 @@ class TopKConfig(SAEConfig):
         check_number("--aux-coeff", self.aux_coeff)
 
 
-def row_topk_entries(pre_BF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def row_topk_entries(pre_BF: Float[Tensor, "B F"], k: int) -> tuple[Int[Tensor, " N"], Int[Tensor, " N"]]:
     """(row_N, col_N) of the k largest entries of each row, row-major (CSR order)."""
     B = pre_BF.shape[0]
     _, col_Bk = pre_BF.topk(k, dim=-1, sorted=False)
@@ -60,13 +61,16 @@ class TopKSAE(SAE):
     config_class = TopKConfig
     cfg: TopKConfig
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         pre = self.pre_acts(x_Bd)
         val, col = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, col, val.relu())
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col = row_topk_entries(pre, self.cfg.k)
