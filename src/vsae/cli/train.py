@@ -70,6 +70,12 @@ def parse_arch_options(arch: str, args: list[str]) -> dict[str, Any]:
 class _TrainCommand(click.Command):
     """`vsae train`: the common options, then each architecture's options in a section of its own."""
 
+    def documented_params(self) -> list[click.Parameter]:
+        """The common options and every architecture's (imports the architectures: torch)."""
+        from vsae.sae.registry import arch_names
+
+        return [*self.params, *(p for name in arch_names() for p in arch_options(name))]
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_options(ctx, formatter)
         from vsae.sae.registry import arch_names
