@@ -86,16 +86,6 @@ class DiffusionTrainConfig:
     sampler_eta: float = 1.0
 
 
-def config_from_dict(d: dict[str, Any]) -> DiffusionTrainConfig:
-    """The `DiffusionTrainConfig` of its `asdict` form (as ``vsae_diffusion.json`` stores it)."""
-    d = dict(d)
-    u = dict(d.pop("unet", {}))
-    for k in ("channels", "cross_attention"):
-        if k in u:
-            u[k] = tuple(u[k])
-    return DiffusionTrainConfig(unet=UNetConfig(**u), **d)
-
-
 def batch_captions(
     recs: list[dict[str, Any]], rng: np.random.Generator, cfg: DiffusionTrainConfig
 ) -> list[str]:
