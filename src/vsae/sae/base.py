@@ -292,28 +292,6 @@ class SAE(nn.Module):
         self.b_enc_F.div_(scale)
         self.b_dec_d.div_(scale)
 
-    def saelens_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors the SAELens export writes besides W_enc, W_dec, b_enc, b_dec (e.g. threshold)."""
-        return {}
-
-    def load_saelens_threshold(self, threshold: torch.Tensor | None) -> None:
-        """Take an imported SAELens ``threshold`` [F] (architectures that have one)."""
-
-    @classmethod
-    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
-        """SAELens ``metadata.training_architecture_details`` of the export ({}: none)."""
-        return {}
-
-    @classmethod
-    def config_from_saelens(cls, details: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any]:
-        """SAEConfig fields read back from SAELens's training details."""
-        return {}
-
-    @classmethod
-    def restores_from_saelens(cls, W_dec_Fd: torch.Tensor, threshold: torch.Tensor | None) -> bool:
-        """Whether SAELens weights of this training architecture are exactly this SAE."""
-        return True
-
     # ----- initialisation and the unit-norm constraint -----------------------------------
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
