@@ -103,6 +103,14 @@ def check_contract(arch: str, tmp_path: Path) -> None:
             torch.testing.assert_close(sl.encode(x), trained.encode(x), atol=1e-4, rtol=1e-4)
 
 
+def test_the_base_class_carries_no_export_or_trainer_concern():
+    """SAELens export hooks live in sae/saelens.py (optional per architecture), the trainer's
+    sync-free step is a context (``vsae.sae.sparse.fixed_shapes``), not a flag on every SAE."""
+    hooks = ("saelens_tensors", "load_saelens_threshold", "saelens_training_details")
+    hooks += ("config_from_saelens", "restores_from_saelens", "sync_free")
+    assert not [h for h in hooks if hasattr(SAE, h)]
+
+
 @pytest.mark.parametrize("arch", arch_names())
 def test_every_registered_architecture_keeps_the_contract(arch, tmp_path):
     check_contract(arch, tmp_path)

@@ -30,7 +30,7 @@ from vsae.sae.config import SAEConfig
 from vsae.sae.io import load as load_sae
 from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
-from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+from vsae.sae.sparse import Pattern, fixed_shapes_on, sparse_decode, sparse_encode_values
 from vsae.shapes import Bool, Float, Int, Tensor
 
 FnT = TypeVar("FnT", bound=Callable[..., Any])
@@ -180,9 +180,6 @@ class SAE(nn.Module):
     # The architecture's config class: SAEConfig plus its own settings, declared in its file.
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     sparse_codes = False  # the top-k family decodes sparsely
-    # Training step without host synchronisation (fixed shapes, device-side bookkeeping);
-    # set by the trainer (TrainConfig.sync_free), see BatchTopKSAE.forward.
-    sync_free = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -373,7 +370,7 @@ class SAE(nn.Module):
         aux_k = int(getattr(self.cfg, "aux_k", 0) or 0)  # the top-k family's TopKConfig.aux_k
         if dead_F is None or not aux_k or not self.training:
             return zero
-        if getattr(self, "sync_free", False):
+        if fixed_shapes_on():  # the trainer's sync-free step
             return self._aux_k_loss_fixed(x_Bd, x_hat_Bd, pre_BF, dead_F)
         n_dead = int(dead_F.sum())
         if n_dead == 0:

@@ -26,6 +26,7 @@ from vsae.sae.base import SAE, SAEOutput, gather_entries
 from vsae.sae.config import SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.saelens import unit_rows
+from vsae.sae.sparse import fixed_shapes_on
 from vsae.shapes import Bool, Float, Int, Tensor
 
 
@@ -233,7 +234,7 @@ class BatchTopKSAE(SAE):
     @torch.no_grad()
     def update_threshold(self, val_N: Float[Tensor, " N"]) -> None:
         """EMA of the smallest positive activation kept in this (global) batch."""
-        if self.sync_free and _world() == 1:
+        if fixed_shapes_on() and _world() == 1:
             self._update_threshold_fixed(val_N)
             return
         pos = val_N[val_N > 0]
@@ -262,10 +263,10 @@ class BatchTopKSAE(SAE):
     def select_for_step(
         self, pre_BF: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """``select``, or in a sync-free training step (``sync_free``, one process) the fixed-shape
+        """``select``, or in a sync-free training step (``fixed_shapes``, one process) the fixed-shape
         selection ``batch_topk_fixed``, whose ``extra["capped"]`` says when it may differ."""
         extra: dict[str, torch.Tensor] = {}
-        if self.training and self.sync_free and _world() == 1:
+        if self.training and fixed_shapes_on() and _world() == 1:
             B = pre_BF.shape[0]
             row, col, extra["capped"] = batch_topk_fixed(pre_BF, self.cfg.k * B, _CAP * self.cfg.k)
             return row, col, extra

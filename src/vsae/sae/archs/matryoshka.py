@@ -20,7 +20,7 @@ from vsae.sae.archs.batchtopk import BatchTopKConfig, BatchTopKSAE
 from vsae.sae.base import SAEOutput, mse_sum
 from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.registry import register_arch
-from vsae.sae.sparse import Pattern, sparse_decode
+from vsae.sae.sparse import Pattern, fixed_shapes_on, sparse_decode
 from vsae.shapes import Bool, Float, Tensor
 
 
@@ -116,7 +116,7 @@ class MatryoshkaSAE(BatchTopKSAE):
         full = Pattern(codes.row_N, codes.col_N, B, self.cfg.d_sae)
         for end in self.prefix_ends:
             m = (codes.col_N >= start) & (codes.col_N < end)
-            if self.sync_free:  # same shapes every step: the group's entries kept, the others zeroed
+            if fixed_shapes_on():  # same shapes every step: the group's entries kept, the others zeroed
                 group = sparse_decode(codes.val_N * m, self.W_dec_Fd, full)
             else:  # only the group's entries (a data-dependent shape: the host waits for it)
                 r, c = codes.row_N[m], codes.col_N[m]
