@@ -104,11 +104,15 @@ def check_contract(arch: str, tmp_path: Path) -> None:
 
 
 def test_the_base_class_carries_no_export_or_trainer_concern():
-    """SAELens export hooks live in sae/saelens.py (optional per architecture), the trainer's
-    sync-free step is a context (``vsae.sae.sparse.fixed_shapes``), not a flag on every SAE."""
+    """SAELens export hooks live in sae/saelens.py (optional per architecture); the trainer's
+    sync-free step and its distributed batch are contexts it enters (``vsae.sae.step``), not a
+    flag on every SAE or an all-reduce in the base class."""
     hooks = ("saelens_tensors", "load_saelens_threshold", "saelens_training_details")
     hooks += ("config_from_saelens", "restores_from_saelens", "sync_free")
     assert not [h for h in hooks if hasattr(SAE, h)]
+    import vsae.sae.base
+
+    assert "torch.distributed" not in Path(vsae.sae.base.__file__).read_text()  # the trainer's step
 
 
 @pytest.mark.parametrize("arch", arch_names())

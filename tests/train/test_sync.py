@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from vsae.sae import SAEConfig
 from vsae.sae.archs.batchtopk import BatchTopKSAE, batch_topk_fixed, batch_topk_flat
 from vsae.sae.io import build
-from vsae.sae.sparse import fixed_shapes
+from vsae.sae.step import fixed_shapes
 from vsae.train import TrainConfig, Trainer
 from vsae.train.data import TensorSource
 from vsae.train.planted import make_planted

@@ -22,7 +22,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from vsae.errors import VsaeError
@@ -30,7 +29,8 @@ from vsae.sae.config import SAEConfig
 from vsae.sae.io import load as load_sae
 from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
-from vsae.sae.sparse import Pattern, fixed_shapes_on, sparse_decode, sparse_encode_values
+from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+from vsae.sae.step import fixed_shapes_on, in_global_batch, sum_over_ranks_
 from vsae.shapes import Bool, Float, Int, Tensor
 
 FnT = TypeVar("FnT", bound=Callable[..., Any])
@@ -117,13 +117,13 @@ def gather_entries(
 
 
 def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ||e - mean(e)||^2, over the global batch when running distributed."""
+    """Mean over rows of ||e - mean(e)||^2, over the global batch of a distributed step
+    (:func:`vsae.sae.step.global_batch`)."""
     n: float | torch.Tensor = float(e_Bd.shape[0])  # a host number (a device tensor would be a blocking copy)
     s1 = e_Bd.sum(0)
     s2 = e_Bd.pow(2).sum()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        stats = torch.cat([s1, s2[None], e_Bd.new_tensor([n])])
-        dist.all_reduce(stats)
+    if in_global_batch():
+        stats = sum_over_ranks_(torch.cat([s1, s2[None], e_Bd.new_tensor([n])]))
         s1, s2, n = stats[:-2], stats[-2], stats[-1]
     return (s2 - s1.pow(2).sum() / n) / n
 

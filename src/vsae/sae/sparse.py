@@ -12,16 +12,10 @@ A batch of sparse codes is held as CSR over rows: ``indptr_B1`` (row offsets), `
   O(B d F) gradient autograd would compute through the dense pre-activation matmul.
 
 Both are checked against the dense computation in ``tests/sae/test_sparse.py``.
-
-Inside :func:`fixed_shapes` (the trainer's ``TrainConfig.sync_free`` step) the top-k family
-trains with tensors of fixed shapes only, so the host never waits for the device.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from contextvars import ContextVar
 from functools import cached_property
 from typing import Any
 
@@ -29,24 +23,6 @@ import torch
 import torch.nn.functional as F
 
 _CHUNK = 2048  # rows of (N, d) temporaries materialised at once in the fallback value gradient
-_FIXED_SHAPES: ContextVar[bool] = ContextVar("vsae_fixed_shapes", default=False)
-
-
-@contextlib.contextmanager
-def fixed_shapes(on: bool = True) -> Iterator[None]:
-    """Within: training forwards keep every tensor shape fixed (no host synchronisation; the
-    trainer's ``TrainConfig.sync_free``): the fixed-shape BatchTopK selection and threshold
-    update, the fixed-shape aux-k loss, Matryoshka's masked group decodes."""
-    token = _FIXED_SHAPES.set(on)
-    try:
-        yield
-    finally:
-        _FIXED_SHAPES.reset(token)
-
-
-def fixed_shapes_on() -> bool:
-    """Whether the caller runs inside :func:`fixed_shapes` (a sync-free training step)."""
-    return _FIXED_SHAPES.get()
 
 
 def csr_from_rows(row_N: torch.Tensor, n_rows: int) -> torch.Tensor:

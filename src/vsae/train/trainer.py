@@ -29,7 +29,7 @@ from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import SAEConfig
 from vsae.sae.io import build, save
-from vsae.sae.sparse import fixed_shapes
+from vsae.sae.step import fixed_shapes, global_batch
 from vsae.sae.sweep import run_name
 from vsae.store.prefetch import prefetch_batches
 from vsae.store.safe_io import append_line, output_lock
@@ -225,7 +225,8 @@ class Trainer:
         maybe_dead = run.since_max + (step - run.since_step) * t.batch_size >= t.dead_window
         dead = run.since_fired_F >= t.dead_window if maybe_dead else None
         run.opt.zero_grad(set_to_none=True)
-        with precision_context(t.precision, self.device), fixed_shapes(self.sync_free):
+        ranks = global_batch(D.all_reduce_ if D.world() > 1 else None)  # the aux-k variance's sums
+        with precision_context(t.precision, self.device), fixed_shapes(self.sync_free), ranks:
             out = run.model(x, dead_F=dead, sparsity_scale=t.sparsity_at(step))
         out.losses["loss"].backward()
         run.sae.remove_parallel_decoder_grad()

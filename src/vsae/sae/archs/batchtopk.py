@@ -26,7 +26,7 @@ from vsae.sae.base import SAE, SAEOutput, gather_entries
 from vsae.sae.config import SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.saelens import unit_rows
-from vsae.sae.sparse import fixed_shapes_on
+from vsae.sae.step import fixed_shapes_on
 from vsae.shapes import Bool, Float, Int, Tensor
 
 
