@@ -66,7 +66,6 @@ def export_cmd(out_dir: str, n: tuple[str, ...], seed: int, folder_style: str) -
 def build_cmd(**fields: Any) -> None:
     """Train the tiny CLIP and the similarity encoder (in parallel), then the tiny LLaVA on that
     CLIP with its steering SAE and the tiny text-to-image model on its text encoder; deterministic on CPU."""
-    import dataclasses
     from pathlib import Path
 
     import vsae
@@ -83,6 +82,7 @@ def build_cmd(**fields: Any) -> None:
                 f"building into {out} would overwrite the shipped {', '.join(there)}; pass --out NEW_DIR "
                 "(to update the shipped models, build elsewhere, compare, and copy deliberately)"
             )
+    from vsae.train.recipe import with_recipe
     from vsae.world.builder import build
     from vsae.world.train_clip import ClipConfig
     from vsae.world.train_simenc import SimEncConfig
@@ -90,9 +90,9 @@ def build_cmd(**fields: Any) -> None:
 
     clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
     if cfg.clip_steps is not None:
-        clip_cfg = dataclasses.replace(clip_cfg, steps=cfg.clip_steps)
+        clip_cfg = with_recipe(clip_cfg, steps=cfg.clip_steps)
     if cfg.simenc_steps is not None:
-        sim_cfg = dataclasses.replace(sim_cfg, steps=cfg.simenc_steps)
+        sim_cfg = with_recipe(sim_cfg, steps=cfg.simenc_steps)
     base = tuple(m for m in which if m not in ("llava", "diffusion"))
     res = build(out_dir, clip_cfg, sim_cfg, threads=threads, which=base, jobs=cfg.jobs) if base else {}
     root = out_dir
@@ -117,9 +117,9 @@ def build_cmd(**fields: Any) -> None:
 
         lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
         if cfg.llava_steps is not None:
-            lc = dataclasses.replace(lc, steps=cfg.llava_steps)
+            lc = with_recipe(lc, steps=cfg.llava_steps)
         if sae_steps is not None:
-            sc = dataclasses.replace(sc, steps=sae_steps)
+            sc = with_recipe(sc, steps=sae_steps)
         clip_dir = f"{root}/clip" if "clip" in res else "shipped"
         s = build_llava_assets(f"{root}/llava", clip_dir, lc, sc, threads=threads)
         click.echo(f"llava: {s['seconds']} s, one-word test accuracy {s['test_accuracy']} -> {root}/llava")
@@ -130,9 +130,9 @@ def build_cmd(**fields: Any) -> None:
 
         dc, tc = DiffusionTrainConfig(), TextSAEConfig()
         if cfg.diffusion_steps is not None:
-            dc = dataclasses.replace(dc, steps=cfg.diffusion_steps)
+            dc = with_recipe(dc, steps=cfg.diffusion_steps)
         if sae_steps is not None:
-            tc = dataclasses.replace(tc, steps=sae_steps)
+            tc = with_recipe(tc, steps=sae_steps)
         s = build_diffusion_assets(
             f"{root}/diffusion",
             f"{root}/clip" if "clip" in res else "shipped",

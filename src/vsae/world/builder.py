@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from vsae.errors import VsaeError
+from vsae.train.recipe import TrainRecipe
 from vsae.world.assets import ASSETS_DIR
 from vsae.world.train_clip import ClipConfig, train_clip
 from vsae.world.train_simenc import SimEncConfig, train_simenc
@@ -72,9 +73,10 @@ def _build_in_children(out: Path, cfgs: dict, threads: int | None) -> dict[str, 
 
 def _child(name: str, out: str, cfg_json: str, threads: str) -> None:
     cls = {"clip": ClipConfig, "simenc": SimEncConfig}[name]
+    d = json.loads(cfg_json)  # asdict: the nested recipe comes back as a dict
     build(
         out,
-        **{f"{name}_cfg": cls(**json.loads(cfg_json))},
+        **{f"{name}_cfg": cls(**{**d, "recipe": TrainRecipe(**d["recipe"])})},
         threads=int(threads) or None,
         which=(name,),
         progress=False,
