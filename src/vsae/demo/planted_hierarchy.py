@@ -117,9 +117,7 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     names = list(data.class_paths)
     depth_cc = lca_depth_matrix(from_paths(data.class_paths, "planted nested dictionary"), names)
     depths = latent_lca_depths(top.indices_Fk, top.excluded_F, data.leaf_N, depth_cc)
-    sizes = list(
-        MatryoshkaConfig(d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes
-    )
+    sizes = list(MatryoshkaConfig(d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes)
     dec = sae.W_dec_Fd.detach()
     dec = dec / dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return {
