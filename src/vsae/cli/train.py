@@ -70,6 +70,18 @@ def parse_arch_options(arch: str, args: list[str]) -> dict[str, Any]:
 class _TrainCommand(click.Command):
     """`vsae train`: the common options, then each architecture's options in a section of its own."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """An option of no architecture is refused first, as click refuses one (before a missing
+        required option); the architectures are imported only when an unknown-looking flag is given."""
+        known = {o for p in self.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}
+        unknown = [a.split("=", 1)[0] for a in args if a.startswith("--") and a.split("=", 1)[0] not in known]
+        if unknown:
+            anywhere = {o for p in self.documented_params() for o in (*p.opts, *p.secondary_opts)}
+            for flag in unknown:
+                if flag not in anywhere:
+                    raise click.NoSuchOption(flag, ctx=ctx)
+        return super().parse_args(ctx, args)
+
     def documented_params(self) -> list[click.Parameter]:
         """The common options and every architecture's (imports the architectures: torch)."""
         from vsae.sae.registry import arch_names
