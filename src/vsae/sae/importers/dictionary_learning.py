@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae.archs.matryoshka import MatryoshkaConfig
 from vsae.sae.config import SAEConfig
 from vsae.sae.importers.common import build, json_or_none, load_pt, need, provenance, read_json
 from vsae.sae.importers.registry import Imported, register_importer
@@ -121,8 +120,10 @@ class DictionaryLearning:
             )
             F = W_dF.shape[1]
             groups = tuple(float(s) / F for s in sizes.tolist())
-            cfg = MatryoshkaConfig(d_in=W_dF.shape[0], d_sae=F, k=int(k), groups=groups, provenance=prov)
-            if list(cfg.group_sizes) != [int(s) for s in sizes.tolist()]:
+            cfg = SAEConfig(
+                arch="matryoshka", d_in=W_dF.shape[0], d_sae=F, k=int(k), groups=groups, provenance=prov
+            )
+            if list(cfg.nested_groups) != [int(s) for s in sizes.tolist()]:
                 raise VsaeError(f"{where} has group_sizes {sizes.tolist()} that do not sum to dict_size {F}")
             W = W_dF.T
             sae = build(cfg, W, b - W @ b_dec, W_dec_Fd, b_dec, where, NAME, t.reshape(-1)[:1].clamp_min(0))
