@@ -90,7 +90,8 @@ def run(out: Path) -> None:
     if not store.exists():  # the layout of the fast demo's store
         store = next(p.parent for p in (demo / "stores" / "clip" / "train").rglob("manifest.json"))
     for arch in ("relu", "topk", "batchtopk", "jumprelu", "matryoshka"):
-        _vsae("train", "--acts", str(store), "--arch", arch, "--expansion", "2", "--k", "8", "--steps", "40",
+        k = ["--k", "8"] if arch in ("topk", "batchtopk", "matryoshka") else []  # relu, jumprelu: no --k
+        _vsae("train", "--acts", str(store), "--arch", arch, "--expansion", "2", *k, "--steps", "40",
               "--batch-size", "128", "--val-rows", "0", "--seed", "3", "--out", str(out / "train" / arch))
     _vsae("steer", "diffusion", "--out", str(out / "steer-diffusion"), "--n-latents", "2", "--n-prompts", "2",
           "--n-eval", "8", "--discovery-latents", "3", "--discovery-prompts", "2", "--steps", "3", "--sweep", "1,8")

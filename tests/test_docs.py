@@ -154,9 +154,14 @@ def _resolve(args: list[str]) -> tuple[list[str], click.Command, list[str]]:
     return path, cmd, args
 
 
+def _params(cmd: click.Command) -> list[click.Parameter]:
+    """The command's parameters; `vsae train` also every architecture's (parsed after the others)."""
+    return getattr(cmd, "documented_params", lambda: cmd.params)()
+
+
 def _options(cmd: click.Command) -> set[str]:
     names = {"--help", "-h"}
-    for p in cmd.params:
+    for p in _params(cmd):
         if isinstance(p, click.Option):
             names.update(p.opts)
             names.update(p.secondary_opts)
@@ -320,7 +325,7 @@ def test_every_help_option_and_command_is_documented():
             rf"vsae {re.escape(' '.join(path[:-1]))}\b[^\n]*\b{re.escape(path[-1])}\b", text
         ):
             missing.append(f"command `vsae {' '.join(path)}`")
-        for p in cmd.params:
+        for p in _params(cmd):
             if not isinstance(p, click.Option) or p.hidden:
                 continue
             names = [o for o in [*p.opts, *p.secondary_opts] if o.startswith("--") and o not in {"--help"}]

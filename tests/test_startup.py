@@ -44,9 +44,11 @@ def test_store_info_reads_manifests_without_torch(tmp_path):
 def test_help_and_import_vsae_stay_light():
     from vsae.cli import COMMANDS
 
+    # `vsae train --help` lists each architecture's options, declared beside the architecture's
+    # (torch) code in its file (vsae/sae/archs/<name>.py): it alone imports torch.
     for args in (["--help"], ["world", "info"], *([name, "--help"] for name in COMMANDS)):
         mods, out = heavy_imports(*args)
-        assert mods == [], (args, mods)
+        assert mods == ([] if args != ["train", "--help"] else ["torch"]), (args, mods)
         assert out
     r = subprocess.run(
         [sys.executable, "-c", "import sys, vsae; dir(vsae); print('torch' in sys.modules)"],

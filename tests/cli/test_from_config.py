@@ -95,11 +95,15 @@ def test_a_field_without_a_docstring_entry_or_a_cli_form_is_refused():
 
 
 def test_vsae_train_defaults_and_choices_are_the_configs():
-    from vsae.cli.train import train
-    from vsae.sae.registry import arch_names
+    from vsae.cli.train import arch_options, train
+    from vsae.sae.registry import arch_names, get_arch
 
-    opts = {p.name: p for p in train.params if isinstance(p, click.Option)}
-    for cls in (SAEConfig, TrainConfig, SweepAxes):
+    common = {p.name: p for p in train.params if isinstance(p, click.Option)}
+    # each architecture's options are its config class's settings (vsae.cli.train.arch_options)
+    for cls, opts in [
+        *((c, common) for c in (SAEConfig, TrainConfig, SweepAxes)),
+        *((get_arch(a).config, {p.name: p for p in arch_options(a)}) for a in arch_names()),
+    ]:
         for f in dataclasses.fields(cls):
             if f.name not in opts:
                 continue
@@ -110,14 +114,10 @@ def test_vsae_train_defaults_and_choices_are_the_configs():
                 assert o.default == ",".join(f"{v:g}" for v in vals)
             elif f.default is not dataclasses.MISSING:
                 assert o.default == f.default, f.name
-    assert set(opts) >= {
-        "arch",
-        "k",
-        "expansion",
-        "l1_coeff",
-        "dead_window_rows",
-        "wandb_project",
-        "precision",
-    }
+    opts = common
+    assert set(opts) >= {"arch", "expansion", "dead_window_rows", "wandb_project", "precision"}
+    assert not {"k", "l1_coeff"} & set(opts)  # architecture options: parsed with the architecture
+    assert {p.name for p in arch_options("relu")} == {"l1_coeff"}
+    assert {p.name for p in arch_options("topk")} == {"k", "aux_k", "aux_coeff"}
     assert list(opts["arch"].type.choices) == list(arch_names())
     assert list(opts["precision"].type.choices) == ["fp32", "tf32", "bf16"]

@@ -12,13 +12,12 @@ import torch
 
 import vsae
 from vsae.sae import SAEConfig, build
+from vsae.sae.config import config_for
 from vsae.sae.saelens import export_saelens, load_saelens
 
 
 def _sae(arch="topk"):
-    cfg = SAEConfig(
-        arch=arch, d_in=6, d_sae=24, k=3, provenance={"hook": "resid.2", "hook_module": "blocks.2"}
-    )
+    cfg = config_for(arch, d_in=6, d_sae=24, k=3, provenance={"hook": "resid.2", "hook_module": "blocks.2"})
     sae = build(cfg, seed=0).eval()
     with torch.no_grad():
         sae.b_enc_F.normal_()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import vsae
 from vsae.cli import main
 from vsae.errors import VsaeError
 from vsae.sae import SAE, SAEConfig, arch_names, get_arch, register_arch, unregister_arch
+from vsae.sae.archs.relu import ReluConfig
 from vsae.sae.base import SAEOutput, mse_sum
 from vsae.sae.saelens import export_saelens, load_saelens
 from vsae.store import StoreWriter
@@ -26,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class ShiftedReluSAE(SAE):
     """A toy: z = ReLU(W_enc x + b_enc - shift) with one learned scalar ``shift`` (state of its own,
-    folded with the input scale); L1 penalty. Not exportable to SAELens (no such architecture)."""
+    folded with the input scale); L1 penalty. Not exportable to SAELens (no such architecture).
+    It reuses the ReLU SAE's settings (``l1_coeff``)."""
+
+    config_class = ReluConfig
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
@@ -51,8 +56,23 @@ class ShiftedReluSAE(SAE):
         return SAEOutput(x_hat, {"loss": loss, "mse": mse.detach(), "l1": l1.detach()}, z_dense=z)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SqrtReluConfig(SAEConfig):
+    """The docs/extending.md example's settings.
+
+    Attributes
+    ----------
+    l1_coeff: weight of the square-root sparsity penalty.
+    """
+
+    arch: str = "toy_sqrt"
+    l1_coeff: float = field(default=1.0, metadata={"flag": "--l1"})
+
+
 class SqrtReluSAE(SAE):
     """The docs/extending.md example: ReLU latents (SAELens "standard"), square-root penalty."""
+
+    config_class = SqrtReluConfig
 
     def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
         return self.pre_acts(x_Bd).relu()
@@ -86,8 +106,10 @@ def test_a_registered_toy_trains_saves_loads_and_folds_its_own_state(toys, tmp_p
     assert {"toy_shifted", "toy_sqrt"} <= set(arch_names())
     assert not get_arch("toy_shifted").uses_k
     x = _rows()
-    cfg = SAEConfig(arch="toy_shifted", d_in=12, d_sae=48, l1_coeff=0.05, k=999)  # k: not used, not checked
-    assert cfg.aux_k == 0  # the aux-k loss is for architectures that use k
+    cfg = SAEConfig(arch="toy_shifted", d_in=12, d_sae=48, l1_coeff=0.05)
+    assert type(cfg) is ReluConfig and cfg.arch == "toy_shifted"
+    with pytest.raises(VsaeError, match="k: not a setting of SAE architecture 'toy_shifted'"):
+        SAEConfig(arch="toy_shifted", d_in=12, d_sae=48, k=999)
     tcfg = vsae.TrainConfig(steps=60, batch_size=256, lr=3e-3, val_rows=0, ckpt_every=0, log_every=30)
     [run] = vsae.train(x, [cfg], tcfg, tmp_path / "run", progress=False)
     assert vsae.sae.run_name(cfg) == "toy_shifted-x4"  # no -kK for an architecture without k
@@ -112,13 +134,21 @@ def test_a_registered_toy_exports_to_saelens_and_trains_from_the_cli(toys, tmp_p
     w.add(x, np.arange(len(x)), np.zeros(len(x), np.int64))
     w.mark_images_done(len(x))
     w.close()
-    main(
-        ["train", "--acts", str(tmp_path / "acts"), "--out", str(tmp_path / "run"), "--arch", "toy_sqrt",
-         "--expansion", "2,4", "--k", "3,5", "--l1", "0.05", "--steps", "40", "--batch-size", "256",
-         "--quiet", "--threads", "1", "--export-saelens"]
-    )  # fmt: skip
+    args = ["train", "--acts", str(tmp_path / "acts"), "--out", str(tmp_path / "run"), "--arch", "toy_sqrt",
+            "--expansion", "2,4", "--l1", "0.05", "--steps", "40", "--batch-size", "256",
+            "--quiet", "--threads", "1", "--export-saelens"]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--k", "3,5"])  # toy_sqrt has no k
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert re.match(
+        r"error: --k is an option of --arch .*topk, not of --arch toy_sqrt \(its options: --l1", err
+    )
+    assert not (tmp_path / "run").exists()
+    main(args)
     runs = capsys.readouterr().out.split()
-    assert [Path(r).name for r in runs] == ["toy_sqrt-x2", "toy_sqrt-x4"]  # --k ignored: no k axis
+    assert [Path(r).name for r in runs] == ["toy_sqrt-x2", "toy_sqrt-x4"]
+    assert vsae.sae.load(runs[0]).cfg.l1_coeff == 0.05  # its own option, from its own config
     for r in map(Path, runs):
         sae = vsae.sae.load(r)
         assert type(sae) is SqrtReluSAE and sae.cfg.provenance["hook"] == "resid.0"
@@ -128,7 +158,7 @@ def test_a_registered_toy_exports_to_saelens_and_trains_from_the_cli(toys, tmp_p
 
 
 def test_unknown_and_duplicate_architectures_are_refused(toys):
-    with pytest.raises(VsaeError, match="unknown SAE architecture 'nope'; use one of .*toy_sqrt"):
+    with pytest.raises(VsaeError, match="unknown SAE architecture 'nope'; use one of: .*toy_sqrt"):
         SAEConfig(arch="nope", d_in=4, d_sae=8)
     with pytest.raises(VsaeError, match="already registered"):
         register_arch("toy_sqrt")(ShiftedReluSAE)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae import SAE, SAEConfig, build
+from vsae.sae import SAE, build
 from vsae.sae.archs.batchtopk import BatchTopKSAE
 from vsae.sae.archs.relu import ReluSAE
+from vsae.sae.config import config_for
 
 
 def tiny(arch="topk"):
-    return build(SAEConfig(arch=arch, d_in=8, d_sae=32, k=4), seed=0)
+    return build(config_for(arch, d_in=8, d_sae=32, k=4), seed=0)
 
 
 def test_save_pretrained_from_pretrained_roundtrip(tmp_path):

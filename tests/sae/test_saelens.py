@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from vsae.cli import main
 from vsae.errors import VsaeError
-from vsae.sae import SAEConfig, arch_names, build, load
+from vsae.sae import arch_names, build, load
+from vsae.sae.config import config_for
 from vsae.sae.saelens import SAELENS_VERSION, export_saelens, load_saelens
 from vsae.store import ActivationStore, StoreWriter
 
@@ -41,7 +42,7 @@ def _trained(arch: str, seed: int = 0):
     """A small SAE of ``arch`` with non-trivial biases and (BatchTopK) a learned inference threshold."""
     torch.manual_seed(seed)
     sae = build(
-        SAEConfig(arch=arch, d_in=8, d_sae=32, k=3, groups=(0.25, 0.25, 0.5), aux_k=4, provenance=PROV),
+        config_for(arch, d_in=8, d_sae=32, k=3, groups=(0.25, 0.25, 0.5), aux_k=4, provenance=PROV),
         seed=seed,
     )
     with torch.no_grad():

@@ -12,6 +12,7 @@ import torch
 from vsae.errors import VsaeError
 from vsae.steer import LatentEdit
 from vsae.steer.diffusion_pipeline import SamplerConfig, encode_prompts, generate, load_pipe
+from vsae.train.recipe import TrainRecipe
 
 PROMPTS = ["a small red star on the left of a dark striped background", "a blue square", "a green cross"]
 FAST = SamplerConfig(steps=3, guidance=3.0, seed=0, batch_size=4)
@@ -38,7 +39,9 @@ def sd_dir(tmp_path_factory):
 def text_sae(world_dir, tmp_path_factory):
     from vsae.world.diffusion.text_sae import TextSAEConfig, train_text_sae
 
-    cfg = TextSAEConfig(n_captions=300, steps=30, batch_size=64, expansion=4, k=4)
+    cfg = TextSAEConfig(
+        n_captions=300, recipe=TrainRecipe(steps=30, batch_size=64, lr=1e-3), expansion=4, k=4
+    )
     return train_text_sae(world_dir, tmp_path_factory.mktemp("sae"), cfg, progress=False)
 
 

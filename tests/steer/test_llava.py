@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from vsae.steer.mllm import conversation
+from vsae.train.recipe import TrainRecipe
 from vsae.world.llava import LlavaArch, LlavaTrainConfig, answer, build_llava, load_llava
 from vsae.world.llava.questions import QUESTIONS
 from vsae.world.llava.train import QABatcher, prompt_ids, train_llava
@@ -72,10 +73,14 @@ def test_short_training_lowers_the_answer_loss(tmp_path):
     from vsae.world import generate
     from vsae.world.training import pixel_values
 
-    cfg = LlavaTrainConfig(n_images=256, steps=60, batch_size=16, lr=3e-3, warmup=5, arch=SMALL)
+    cfg = LlavaTrainConfig(
+        n_images=256,
+        recipe=TrainRecipe(steps=60, batch_size=16, lr=3e-3, warmup=5, weight_decay=0.01),
+        arch=SMALL,
+    )
     train_llava(tmp_path / "m", None, cfg, progress=False, eval_images=0)
     trained, processor = load_llava(tmp_path / "m")
-    untrained, _ = build_llava(None, SMALL, seed=cfg.seed)
+    untrained, _ = build_llava(None, SMALL, seed=cfg.recipe.seed)
     untrained.model.vision_tower.load_state_dict(trained.model.vision_tower.state_dict())  # same frozen tower
     b = generate("val", 32, seed=1)
     batch = QABatcher(processor, [r.to_dict() for r in b.records])(np.arange(32), np.random.default_rng(1))

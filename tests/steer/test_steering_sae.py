@@ -7,6 +7,7 @@ import torch
 
 import vsae.models
 import vsae.sae
+from vsae.train.recipe import TrainRecipe
 from vsae.world import generate
 from vsae.world.llava import LlavaArch, build_llava
 from vsae.world.llava.steering_sae import SteeringSAEConfig, token_rows, train_steering_sae
@@ -28,7 +29,9 @@ def test_train_steering_sae(tmp_path):
         d = (acts[r // 2] - rows[r]).abs().amax(-1)
         assert int(d.argmin()) >= 1 and float(d.min()) < 1e-5
 
-    cfg = SteeringSAEConfig(n_images=200, expansion=2, k=4, steps=20, batch_size=32)
+    cfg = SteeringSAEConfig(
+        n_images=200, expansion=2, k=4, recipe=TrainRecipe(steps=20, batch_size=32, lr=1e-3)
+    )
     sae_dir = train_steering_sae(tmp_path / "llava", tmp_path / "sae", cfg, progress=False)
     sae = vsae.sae.load(sae_dir)
     assert sae.cfg.d_in == 64 and sae.cfg.d_sae == 128 and sae.cfg.k == 4

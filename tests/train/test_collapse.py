@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from vsae.sae import SAEConfig
+from vsae.sae.config import config_for
 from vsae.train import TrainConfig, train
 from vsae.train.data import TensorSource
 from vsae.train.planted import make_planted
@@ -69,7 +70,7 @@ def test_fold_input_gives_the_same_model_on_raw_inputs(arch):
     from vsae.train.fold import fold_input
 
     torch.manual_seed(1)
-    sae = build(SAEConfig(arch=arch, d_in=16, d_sae=64, k=4, jumprelu_init_threshold=0.05), seed=0).eval()
+    sae = build(config_for(arch, d_in=16, d_sae=64, k=4, jumprelu_init_threshold=0.05), seed=0).eval()
     with torch.no_grad():
         sae.b_enc_F.normal_(0, 0.1)
         sae.b_dec_d.normal_(0, 0.1)

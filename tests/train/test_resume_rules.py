@@ -58,3 +58,22 @@ def test_trainer_refuses_resume_with_other_aux_settings(tmp_path):
         train(src, [_cfg(aux_coeff=0.5)], t, tmp_path, resume=True, progress=False)
     with pytest.raises(VsaeError, match="--grad-clip 0.0 but the run used 1.0"):
         train(src, [_cfg()], t.replace(grad_clip=0.0), tmp_path, resume=True, progress=False)
+
+
+def test_a_checkpoint_of_the_flat_config_layout_resumes_with_the_same_settings():
+    """A run started by older vsae (its checkpoint's cfg carries every architecture's settings,
+    tests/sae/fixtures/flat_layout) resumes with the same settings; another k is still refused."""
+    import json
+    from pathlib import Path
+
+    from vsae.errors import VsaeError
+    from vsae.sae.config import SAEConfig
+    from vsae.train.resume import check_sae_settings
+
+    flat = Path(__file__).parents[1] / "sae" / "fixtures" / "flat_layout" / "topk" / "config.json"
+    saved = json.loads(flat.read_text())["cfg"]
+    assert "l1_coeff" in saved  # the old layout
+    mine = SAEConfig.from_json(saved).to_json()
+    check_sae_settings(saved, mine, "topk")  # no refusal
+    with pytest.raises(VsaeError, match="--k"):
+        check_sae_settings(saved, {**mine, "k": mine["k"] + 1}, "topk")

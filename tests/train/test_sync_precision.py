@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from vsae.sae import SAEConfig, load
+from vsae.sae import load
+from vsae.sae.config import config_for
 from vsae.train import TrainConfig, train
 from vsae.train.data import TensorSource
 from vsae.train.planted import make_planted
@@ -17,7 +18,7 @@ def planted():
 
 
 def _fit(x, out, precision, arch):
-    cfg = SAEConfig(arch=arch, d_in=64, d_sae=512, k=8, aux_k=32, l1_coeff=0.02, name="s")
+    cfg = config_for(arch, d_in=64, d_sae=512, k=8, aux_k=32, l1_coeff=0.02, name="s")
     tc = TrainConfig(
         steps=60,
         batch_size=512,

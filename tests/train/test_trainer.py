@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae import SAEConfig, load
+from vsae.sae import load
+from vsae.sae.config import config_for
 from vsae.store import ActivationStore
 from vsae.train import TensorSource, TrainConfig, Trainer, train
 from vsae.train.init import geometric_median, input_scale
@@ -15,7 +16,7 @@ from vsae.train.planted import make_planted
 
 
 def _cfg(arch="topk", k=3, F=64, name=None, **kw):
-    return SAEConfig(arch=arch, d_in=16, d_sae=F, k=k, aux_k=8, name=name or f"{arch}-{k}-{F}", **kw)
+    return config_for(arch, d_in=16, d_sae=F, k=k, aux_k=8, name=name or f"{arch}-{k}-{F}", **kw)
 
 
 def _tcfg(**kw):

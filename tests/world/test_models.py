@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vsae.train.recipe import with_recipe
 from vsae.world import generate, shipped_clip_dir, shipped_simenc_dir
 from vsae.world.captions import colour_prompts, shape_prompts, vocabulary
 from vsae.world.tokenizer import build_tokenizer
@@ -98,8 +99,8 @@ def test_short_builds_are_bitwise_deterministic(tmp_path):
     from vsae.world.train_clip import ClipConfig
     from vsae.world.train_simenc import SimEncConfig
 
-    cc = dataclasses.replace(ClipConfig(), steps=5, n_images=500)
-    sc = dataclasses.replace(SimEncConfig(), steps=5, n_images=500)
+    cc = dataclasses.replace(with_recipe(ClipConfig(), steps=5), n_images=500)
+    sc = dataclasses.replace(with_recipe(SimEncConfig(), steps=5), n_images=500)
     for run, jobs in (("a", 1), ("b", 2)):  # in-process and in two child processes
         build(tmp_path / run, cc, sc, threads=1, progress=False, jobs=jobs)
     for name in ("clip", "simenc"):

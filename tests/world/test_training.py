@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vsae.errors import VsaeError
+from vsae.train.recipe import TrainRecipe
 from vsae.world.training import (
     ParamGroup,
     WorldTrainConfig,
@@ -73,7 +74,7 @@ def test_fit_equals_a_hand_written_loop(tmp_path):
         decay_groups(model.parameters(), 0.1),
         _batches(1),
         lambda step, batch: _loss(model, batch),
-        WorldTrainConfig(STEPS, LR, WARMUP, log_every=10),
+        WorldTrainConfig(TrainRecipe(STEPS, 8, LR, warmup=WARMUP), log_every=10),
         clip=list(model.parameters()),
         after_step=after,
         log_path=log,
@@ -98,7 +99,7 @@ def test_lr_scale_and_no_clipping_change_the_result():
             [ParamGroup(tuple(m[0].parameters()), 0.0, scale), ParamGroup(tuple(m[2].parameters()), 0.0)],
             _batches(2),
             lambda step, batch: _loss(m, batch),
-            WorldTrainConfig(5, LR, 0, grad_clip=clip),
+            WorldTrainConfig(TrainRecipe(5, 8, LR), grad_clip=clip),
             progress=False,
         )
         return m
@@ -124,4 +125,4 @@ def test_decay_groups_and_ema():
 
 def test_config_refuses_nonsense():
     with pytest.raises(VsaeError, match="steps >= 1"):
-        WorldTrainConfig(0, 1e-3, 0)
+        WorldTrainConfig(TrainRecipe(0, 8, 1e-3))

@@ -51,8 +51,17 @@ class LazyChoice(click.Choice):
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """``{field: help}`` from the ``Attributes`` section of ``cls``'s docstring (one line each);
-    an entry ``a, b: text`` documents both fields."""
+    """``{field: help}`` from the ``Attributes`` section of ``cls``'s docstring (one line each),
+    and of its base classes' for the fields they declare; an entry ``a, b: text`` documents both
+    fields."""
+    out: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if base is not object and "__doc__" in base.__dict__:
+            out.update(_own_field_docs(base))
+    return out
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     doc = cls.__doc__ or ""
     lines = doc.splitlines()
     try:

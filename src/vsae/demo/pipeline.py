@@ -94,7 +94,7 @@ def extract_all(
 
 def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
     """One training pass per layer trains every (arch, expansion) SAE on the same batches."""
-    from vsae.sae import SAEConfig
+    from vsae.sae.config import config_for
     from vsae.train import run_name, train
     from vsae.train.checkpoint import read_run_state
 
@@ -104,8 +104,8 @@ def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
         cfgs, keys = [], []
         for arch in cfg.archs:
             for e in cfg.expansions:
-                c = SAEConfig(
-                    arch=arch,
+                c = config_for(  # k, groups, aux_k: the settings each architecture has
+                    arch,
                     d_in=src.d,
                     d_sae=e * src.d,
                     k=cfg.k,

@@ -90,15 +90,16 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     from vsae.eval.class_hierarchy import from_paths
     from vsae.eval.hierarchy import depth_per_group, latent_lca_depths, lca_depth_matrix
     from vsae.eval.topimages import top_images
-    from vsae.sae import SAEConfig
     from vsae.sae import load as load_sae
+    from vsae.sae.archs.matryoshka import MatryoshkaConfig
+    from vsae.sae.config import config_for
     from vsae.train import train
     from vsae.train.checkpoint import read_run_state
     from vsae.train.data import TensorSource
 
     data = nested_dictionary(cfg)
-    sae_cfg = SAEConfig(
-        arch=arch,
+    sae_cfg = config_for(  # k, groups, aux_k: the settings the architecture has
+        arch,
         d_in=cfg.d,
         d_sae=cfg.d_sae,
         k=cfg.k,
@@ -116,9 +117,7 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     names = list(data.class_paths)
     depth_cc = lca_depth_matrix(from_paths(data.class_paths, "planted nested dictionary"), names)
     depths = latent_lca_depths(top.indices_Fk, top.excluded_F, data.leaf_N, depth_cc)
-    sizes = list(
-        SAEConfig(arch="matryoshka", d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes
-    )
+    sizes = list(MatryoshkaConfig(d_in=cfg.d, d_sae=cfg.d_sae, k=cfg.k, groups=cfg.groups).group_sizes)
     dec = sae.W_dec_Fd.detach()
     dec = dec / dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return {

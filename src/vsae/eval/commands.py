@@ -70,7 +70,7 @@ from vsae.eval.typed_results import (
     UniquenessReport,
 )
 from vsae.eval.write_json import write_json
-from vsae.sae import SAE, SAEConfig
+from vsae.sae import SAE
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
 from vsae.store.inputs import check_ids, check_values
@@ -381,9 +381,9 @@ def _group_sizes(n_latents: int, sae_path: PathLike | None, groups: Sequence[flo
     if groups:
         if not all(math.isfinite(g) and 0 < g <= 1 for g in groups) or abs(sum(groups) - 1) > 1e-6:
             raise VsaeError(f"--groups {','.join(map(str, groups))}: give fractions in (0, 1] that sum to 1")
-        return list(
-            SAEConfig(arch="matryoshka", d_in=1, d_sae=n_latents, k=1, groups=tuple(groups)).group_sizes
-        )
+        from vsae.sae.archs.matryoshka import MatryoshkaConfig
+
+        return list(MatryoshkaConfig(d_in=1, d_sae=n_latents, k=1, groups=tuple(groups)).group_sizes)
     return [n_latents]
 
 

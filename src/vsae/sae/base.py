@@ -22,7 +22,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from vsae.errors import VsaeError
@@ -31,6 +30,8 @@ from vsae.sae.io import load as load_sae
 from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
+from vsae.sae.step import fixed_shapes_on, in_global_batch, sum_over_ranks_
+from vsae.shapes import Bool, Float, Int, Tensor
 
 FnT = TypeVar("FnT", bound=Callable[..., Any])
 
@@ -58,12 +59,12 @@ class SparseCodes:
     def n_latents(self) -> int:
         return self.pat.n_cols
 
-    def dense(self) -> torch.Tensor:
+    def dense(self) -> Float[Tensor, "B F"]:
         z_BF = self.val_N.new_zeros(self.n_rows, self.n_latents)
         z_BF[self.row_N, self.col_N] = self.val_N
         return z_BF
 
-    def fired_F(self) -> torch.Tensor:
+    def fired_F(self) -> Bool[Tensor, " F"]:
         """Bool [F]: latents with a non-zero value in this batch."""
         nz = (self.val_N.detach() != 0).to(torch.int32)  # fixed shapes: no host sync
         return (
@@ -108,24 +109,26 @@ class SAEOutput:
         return float((self.z.detach() != 0).sum(-1).float().mean())
 
 
-def gather_entries(m_BF: torch.Tensor, row_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+def gather_entries(
+    m_BF: Float[Tensor, "B F"], row_N: Int[Tensor, " N"], col_N: Int[Tensor, " N"]
+) -> Float[Tensor, " N"]:
     """m[row, col] through a flat index (faster than 2-D advanced indexing): [N]."""
     return m_BF.reshape(-1).index_select(0, row_N * m_BF.shape[1] + col_N)
 
 
 def _global_variance(e_Bd: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ||e - mean(e)||^2, over the global batch when running distributed."""
+    """Mean over rows of ||e - mean(e)||^2, over the global batch of a distributed step
+    (:func:`vsae.sae.step.global_batch`)."""
     n: float | torch.Tensor = float(e_Bd.shape[0])  # a host number (a device tensor would be a blocking copy)
     s1 = e_Bd.sum(0)
     s2 = e_Bd.pow(2).sum()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        stats = torch.cat([s1, s2[None], e_Bd.new_tensor([n])])
-        dist.all_reduce(stats)
+    if in_global_batch():
+        stats = sum_over_ranks_(torch.cat([s1, s2[None], e_Bd.new_tensor([n])]))
         s1, s2, n = stats[:-2], stats[-2], stats[-1]
     return (s2 - s1.pow(2).sum() / n) / n
 
 
-def mse_sum(x_hat_Bd: torch.Tensor, x_Bd: torch.Tensor) -> torch.Tensor:
+def mse_sum(x_hat_Bd: Float[Tensor, "B d"], x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, ""]:
     """Mean over rows of the squared error summed over features."""
     return (x_hat_Bd - x_Bd).pow(2).sum(-1).mean()
 
@@ -172,10 +175,9 @@ class SAE(nn.Module):
     """
 
     arch: ClassVar[str] = ""  # the registered name (set by vsae.sae.registry.register_arch)
+    # The architecture's config class: SAEConfig plus its own settings, declared in its file.
+    config_class: ClassVar[type[SAEConfig]] = SAEConfig
     sparse_codes = False  # the top-k family decodes sparsely
-    # Training step without host synchronisation (fixed shapes, device-side bookkeeping);
-    # set by the trainer (TrainConfig.sync_free), see BatchTopKSAE.forward.
-    sync_free = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -285,28 +287,6 @@ class SAE(nn.Module):
         self.b_enc_F.div_(scale)
         self.b_dec_d.div_(scale)
 
-    def saelens_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors the SAELens export writes besides W_enc, W_dec, b_enc, b_dec (e.g. threshold)."""
-        return {}
-
-    def load_saelens_threshold(self, threshold: torch.Tensor | None) -> None:
-        """Take an imported SAELens ``threshold`` [F] (architectures that have one)."""
-
-    @classmethod
-    def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
-        """SAELens ``metadata.training_architecture_details`` of the export ({}: none)."""
-        return {}
-
-    @classmethod
-    def config_from_saelens(cls, details: dict[str, Any], d_in: int, d_sae: int) -> dict[str, Any]:
-        """SAEConfig fields read back from SAELens's training details."""
-        return {}
-
-    @classmethod
-    def restores_from_saelens(cls, W_dec_Fd: torch.Tensor, threshold: torch.Tensor | None) -> bool:
-        """Whether SAELens weights of this training architecture are exactly this SAE."""
-        return True
-
     # ----- initialisation and the unit-norm constraint -----------------------------------
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -334,20 +314,23 @@ class SAE(nn.Module):
         g.sub_((g * w).sum(1, keepdim=True) * w)
 
     # ----- the common interface -------------------------------------------------------------
-    def pre_acts(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def pre_acts(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         return torch.addmm(self.b_enc_F, x_Bd, self.W_enc_Fd.T)
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         """Latents z [B, F] with inference semantics (independent of the rest of the batch)."""
         raise NotImplementedError
 
     @_any_input
-    def decode(self, z_BF: torch.Tensor) -> torch.Tensor:
+    def decode(self, z_BF: Float[Tensor, "B F"]) -> Float[Tensor, "B d"]:
         """Reconstruction x_hat [B, d] of latents z [B, F]."""
         return torch.addmm(self.b_dec_d, z_BF, self.W_dec_Fd)
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         """Training forward: reconstruction, latents and loss terms.
 
@@ -382,14 +365,15 @@ class SAE(nn.Module):
         Normalised by the residual's variance, as in dictionary_learning's BatchTopK trainer.
         """
         zero = x_Bd.new_zeros(())
-        if dead_F is None or not self.cfg.aux_k or not self.training:
+        aux_k = int(getattr(self.cfg, "aux_k", 0) or 0)  # the top-k family's TopKConfig.aux_k
+        if dead_F is None or not aux_k or not self.training:
             return zero
-        if getattr(self, "sync_free", False):
+        if fixed_shapes_on():  # the trainer's sync-free step
             return self._aux_k_loss_fixed(x_Bd, x_hat_Bd, pre_BF, dead_F)
         n_dead = int(dead_F.sum())
         if n_dead == 0:
             return zero
-        k_aux = min(int(self.cfg.aux_k), n_dead)
+        k_aux = min(aux_k, n_dead)
         B = x_Bd.shape[0]
         with torch.no_grad():
             dead_cols = torch.nonzero(dead_F).squeeze(1)
@@ -411,7 +395,7 @@ class SAE(nn.Module):
         over all latents with the live ones masked to -inf; entries that land on live latents
         (fewer than aux_k dead) get value 0, and the loss is 0 when none is dead."""
         B, F = pre_BF.shape
-        k_aux = min(int(self.cfg.aux_k or 0), F)
+        k_aux = min(int(getattr(self.cfg, "aux_k", 0) or 0), F)
         with torch.no_grad():
             masked = torch.where(dead_F, pre_BF, float("-inf"))  # a scalar argument: no host->device copy
             _, col_Bk = masked.topk(k_aux, dim=-1, sorted=False)
@@ -432,7 +416,8 @@ class SAE(nn.Module):
     ) -> dict[str, torch.Tensor]:
         mse = mse_sum(x_hat, x_Bd)
         aux = self._aux_k_loss(x_Bd, x_hat, pre_BF, dead_F)
-        return {"loss": mse + self.cfg.aux_coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
+        coeff = float(getattr(self.cfg, "aux_coeff", 0.0))  # TopKConfig.aux_coeff
+        return {"loss": mse + coeff * aux, "mse": mse.detach(), "aux": aux.detach()}
 
     def _pre_acts_nograd(self, x_Bd: torch.Tensor) -> torch.Tensor:
         """Pre-activations [B, F] without autograd, written into a reused buffer.

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vsae.shapes import Float
+
 if TYPE_CHECKING:
     from vsae.sae.base import SAE
 
@@ -85,7 +87,9 @@ def iter_encode(
         bar.close()
 
 
-def encode_batched(sae: SAE, rows: Any, batch_size: int = 4096, *, progress: bool = False) -> np.ndarray:
+def encode_batched(
+    sae: SAE, rows: Any, batch_size: int = 4096, *, progress: bool = False
+) -> Float[np.ndarray, "N F"]:
     """float32 latents [N, F] of every row of ``rows`` (see :func:`iter_encode`)."""
     out = np.zeros((n_rows(rows), sae.cfg.d_sae), np.float32)
     for b in iter_encode(sae, rows, batch_size, progress=progress):

@@ -1,7 +1,8 @@
 """The configuration of one SAE (architecture and shape), stored as JSON next to its weights.
 
-Every field is documented below; ``vsae train``'s options are generated from these fields
-(:mod:`vsae.cli.from_config`), so the defaults and help texts here are the only ones.
+The common fields are documented below and each architecture's settings in its config class
+(in its file, :mod:`vsae.sae.archs`); ``vsae train``'s options are generated from these fields
+(:mod:`vsae.cli.from_config`), so the defaults and help texts there are the only ones.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
 from vsae.errors import VsaeError
 from vsae.sae.registry import arch_names, get_arch
@@ -18,31 +19,55 @@ from vsae.store.validate import StorageDtype
 # Pach et al. (seed 001/002) Matryoshka BatchTopK group fractions.
 DEFAULT_GROUPS = (0.0625, 0.125, 0.25, 0.5625)
 
+# The per-architecture keys of the flat config.json that every vsae SAE carried before each
+# architecture had its own config class: a key the architecture does not use is dropped on load.
+FLAT_LAYOUT_KEYS = frozenset(
+    {
+        "k",
+        "groups",
+        "l1_coeff",
+        "l0_coeff",
+        "jumprelu_bandwidth",
+        "jumprelu_init_threshold",
+        "aux_k",
+        "aux_coeff",
+        "threshold_momentum",
+    }
+)
+
 
 def default_aux_k(d_in: int) -> int:
     """The aux-k default: d_in / 2 dead latents (Gao et al. 2024, App. B.1; dictionary_learning)."""
     return d_in // 2
 
 
+def check_number(flag: str, v: float) -> None:
+    """A loss weight must be a finite number >= 0 (one-line ``VsaeError`` naming ``flag``)."""
+    if not (math.isfinite(v) and v >= 0):
+        raise VsaeError(f"{flag} must be a number >= 0, got {v}")
+
+
+def settings(cls: type) -> tuple[str, ...]:
+    """The fields an architecture's config class adds to the common ones of :class:`SAEConfig`."""
+    common = {f.name for f in dataclasses.fields(SAEConfig)}
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in common)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SAEConfig:
-    """Architecture and hyper-parameters of one sparse autoencoder.
+    """Architecture and shape of one sparse autoencoder: the fields every architecture has.
+
+    Each architecture's own settings (``k``, ``l1_coeff``, ...) are the fields of its config
+    class, a subclass declared in the architecture's file beside the SAE class
+    (``vsae/sae/archs/topk.py``: ``TopKConfig``; its ``config_class``). ``SAEConfig(arch=name,
+    ...)`` builds that class (as SAELens's per-architecture configs, picked by name); a setting
+    the architecture does not have is a one-line ``VsaeError``.
 
     Attributes
     ----------
     arch: the SAE architecture, one of the registered ones (``vsae.sae.arch_names()``).
     d_in: input (activation) width d.
     d_sae: dictionary size F (= expansion * d_in).
-    k: active latents per row (architectures that use k: topk, batchtopk, matryoshka).
-    groups: Matryoshka group fractions of F (sum to 1); prefix m = the first m groups.
-    l1_coeff: ReLU SAE: weight of the L1 penalty sum_f |z_f| ||W_dec[f]|| (Anthropic, Apr. 2024).
-    l0_coeff: JumpReLU SAE: weight of the L0 penalty (Rajamanoharan et al. 2024).
-    jumprelu_bandwidth: JumpReLU straight-through rectangle-kernel width epsilon (SAELens's default).
-    jumprelu_init_threshold: JumpReLU initial threshold, in normalised input units (SAELens's default).
-    aux_k: dead latents in the aux-k loss (Gao et al. 2024) of architectures that use k; 0 = off;
-        unset: d_in / 2 (Gao et al. App. B.1); always 0 for the others.
-    aux_coeff: weight of the aux-k loss (Pach et al.: 0.03).
-    threshold_momentum: BatchTopK: EMA momentum of the inference threshold estimate, in [0, 1).
     name: run name (sub-directory of a sweep).
     provenance: where the training activations came from (the store manifest's provenance).
     """
@@ -50,36 +75,51 @@ class SAEConfig:
     arch: str = "batchtopk"
     d_in: int
     d_sae: int
-    k: int = 20
-    groups: tuple[float, ...] = DEFAULT_GROUPS
-    l1_coeff: float = field(default=5.0, metadata={"flag": "--l1"})
-    l0_coeff: float = field(default=1.0, metadata={"flag": "--l0"})
-    jumprelu_bandwidth: float = 0.05
-    jumprelu_init_threshold: float = 0.01
-    aux_k: int | None = None
-    aux_coeff: float = 0.03
-    threshold_momentum: float = 0.99
     name: str = "sae"
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    if TYPE_CHECKING:  # the dataclass's __init__, and the settings of the architecture ``arch``
+
+        def __init__(
+            self,
+            *,
+            arch: str = ...,
+            d_in: int,
+            d_sae: int,
+            name: str = ...,
+            provenance: dict[str, Any] = ...,
+            **settings: Any,
+        ) -> None: ...
+
+    def __new__(cls, *args: Any, **kw: Any) -> SAEConfig:
+        if not kw:  # copy / unpickle: the class is already the right one
+            return super().__new__(cls)
+        arch = kw.get("arch", "batchtopk")
+        target = get_arch(arch).config if cls is SAEConfig else cls  # VsaeError naming the archs
+        names = {f.name for f in dataclasses.fields(target)}
+        wrong = sorted(set(kw) - names)
+        if wrong:
+            own = ", ".join(settings(target)) or "none"
+            raise VsaeError(
+                f"{', '.join(wrong)}: not a setting of SAE architecture {arch!r} (its settings: {own})"
+            )
+        return super().__new__(target)
+
     def __post_init__(self) -> None:
         spec = get_arch(self.arch)  # VsaeError naming the architectures if unknown
+        if not isinstance(self, spec.config):
+            raise VsaeError(
+                f"a {type(self).__name__} is not the config of SAE architecture {self.arch!r} "
+                f"({spec.config.__name__}); build it with SAEConfig(arch={self.arch!r}, ...)"
+            )
         if self.d_in <= 0 or self.d_sae <= 0:
             raise VsaeError(f"SAE widths must be positive (d_in={self.d_in}, d_sae={self.d_sae})")
-        if spec.uses_k and not 0 < self.k <= self.d_sae:
-            raise VsaeError(f"k={self.k} must be in 1..d_sae={self.d_sae}; pass a --k in that range")
-        if self.aux_k is not None and self.aux_k < 0:
-            raise VsaeError(f"--aux-k must be >= 0 (0 = off), got {self.aux_k}")
-        aux_k = (default_aux_k(self.d_in) if self.aux_k is None else self.aux_k) if spec.uses_k else 0
-        object.__setattr__(self, "aux_k", aux_k)
-        for flag, v in (("--aux-coeff", self.aux_coeff), ("--l1", self.l1_coeff), ("--l0", self.l0_coeff)):
-            if not (math.isfinite(v) and v >= 0):
-                raise VsaeError(f"{flag} must be a number >= 0, got {v}")
-        m = self.threshold_momentum  # EMA weight of the old threshold: >= 1 never learns or diverges
-        if not (math.isfinite(m) and 0 <= m < 1):
-            raise VsaeError(f"--threshold-momentum must be a number in [0, 1), got {m}")
-        object.__setattr__(self, "groups", tuple(float(g) for g in self.groups))
+        self.check()
         spec.cls.check_config(self)
+
+    def check(self) -> None:
+        """Check (and complete) the architecture's own settings; ``VsaeError`` for a bad one.
+        Subclasses call ``super().check()``."""
 
     @property
     def hook_name(self) -> str | None:
@@ -94,34 +134,39 @@ class SAEConfig:
 
     @property
     def nested_groups(self) -> tuple[int, ...]:
-        """The latent groups to report separately: ``group_sizes`` for a nested (Matryoshka)
-        architecture, else one group of all ``d_sae`` latents."""
-        return self.group_sizes if get_arch(self.arch).nested else (self.d_sae,)
-
-    @property
-    def group_sizes(self) -> tuple[int, ...]:
-        """Sizes of the Matryoshka groups (the last absorbs rounding); sum = d_sae."""
-        sizes = [round(g * self.d_sae) for g in self.groups[:-1]]
-        return (*sizes, self.d_sae - sum(sizes))
+        """The latent groups to report separately: one group of all ``d_sae`` latents, or the
+        nested groups of a nested (Matryoshka) architecture."""
+        return (self.d_sae,)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["groups"] = list(self.groups)
-        return d
+        """The flat JSON form (``config.json``): common fields and the architecture's settings."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SAEConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+        """The config of ``d`` (``to_json``'s form, or the flat layout of older vsae whose
+        config.json carried every architecture's settings: those of other architectures are
+        dropped)."""
+        target = get_arch(d.get("arch", "batchtopk")).config
+        names = {f.name for f in dataclasses.fields(target)}
+        d = {k: v for k, v in d.items() if k in names or k not in FLAT_LAYOUT_KEYS}
         unknown = set(d) - names
         if unknown:
             raise VsaeError(f"SAE config has unknown keys {sorted(unknown)}; is it from a newer vsae?")
-        d = dict(d)
-        if "groups" in d:
-            d["groups"] = tuple(d["groups"])
-        return cls(**d)
+        hints = get_type_hints(target)
+        d = {k: tuple(v) if get_origin(hints[k]) is tuple else v for k, v in d.items()}
+        return target(**d)
 
     def replace(self, **kw: Any) -> SAEConfig:
         return dataclasses.replace(self, **kw)
+
+
+def config_for(arch: str, **kw: Any) -> SAEConfig:
+    """The config of ``arch`` from settings meant for several architectures (a sweep or a demo
+    over architectures passes ``k`` to all): the settings ``arch`` does not have are dropped.
+    ``SAEConfig(arch=..., ...)`` refuses them instead."""
+    names = {f.name for f in dataclasses.fields(get_arch(arch).config)}
+    return SAEConfig(arch=arch, **{k: v for k, v in kw.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -140,4 +185,12 @@ class EncodeConfig:
     dtype: StorageDtype = "float32"
 
 
-__all__ = ["DEFAULT_GROUPS", "EncodeConfig", "SAEConfig", "arch_names", "default_aux_k"]
+__all__ = [
+    "DEFAULT_GROUPS",
+    "EncodeConfig",
+    "SAEConfig",
+    "arch_names",
+    "config_for",
+    "default_aux_k",
+    "settings",
+]

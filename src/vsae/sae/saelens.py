@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -80,6 +81,29 @@ def is_saelens_dir(path: str | os.PathLike) -> bool:
     return (p / CFG).is_file() and (p / WEIGHTS).is_file()
 
 
+class SaelensHooks(Protocol):
+    """What an architecture's SAE class may define for its SAELens form (each optional; the
+    default, used where a class does not define it, in brackets). The built-in ones are in the
+    architectures' files (``vsae/sae/archs/batchtopk.py``, ``jumprelu.py``, ``matryoshka.py``).
+
+    - ``saelens_tensors(self) -> dict[str, Tensor]``: tensors the export writes besides W_enc,
+      W_dec, b_enc, b_dec, e.g. ``threshold`` ({});
+    - ``load_saelens_threshold(self, threshold)``: take an imported ``threshold`` [F] (ignore it);
+    - ``saelens_training_details(cls, cfg) -> dict``: ``metadata.training_architecture_details``
+      of the export ({}: none);
+    - ``config_from_saelens(cls, details, d_in, d_sae) -> dict``: config settings read back from
+      those details ({});
+    - ``restores_from_saelens(cls, W_dec_Fd, threshold) -> bool``: whether SAELens weights of this
+      training architecture are exactly this SAE (True).
+    """
+
+
+def _hook(obj: Any, name: str, default: Callable[..., Any]) -> Callable[..., Any]:
+    """The SAELens hook ``name`` of an SAE or SAE class (:class:`SaelensHooks`), else ``default``."""
+    fn = getattr(obj, name, None)
+    return fn if callable(fn) else default
+
+
 def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
     """Write ``sae`` (a :class:`vsae.sae.base.SAE`, input-scale weights as saved by vsae) in SAELens
     6.x's format. (SAEs are typed ``Any`` in this module, which ``vsae.sae.base`` imports.)"""
@@ -95,7 +119,7 @@ def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
         "W_dec": sae.W_dec_Fd.detach().contiguous(),
         "b_enc": sae.b_enc_F.detach(),
         "b_dec": sae.b_dec_d.detach(),
-        **sae.saelens_tensors(),
+        **_hook(sae, "saelens_tensors", dict)(),
     }
     prov = cfg.provenance or {}
     meta: dict[str, Any] = {
@@ -108,7 +132,7 @@ def export_saelens(sae: Any, directory: str | os.PathLike) -> Path:
         "training_architecture": spec.saelens_training or arch,
         "vsae": {"cfg": cfg.to_json()},
     }
-    details = spec.cls.saelens_training_details(cfg)
+    details = _hook(spec.cls, "saelens_training_details", lambda cfg: {})(cfg)
     if details:
         meta["training_architecture_details"] = details
     out: dict[str, Any] = {
@@ -191,7 +215,7 @@ def _training_arch_cfg(meta: dict[str, Any], d_in: int, d_sae: int, prov: dict[s
     if spec is None or not isinstance(det, dict):
         return None
     try:
-        kw = spec.cls.config_from_saelens(det, d_in, d_sae)
+        kw = _hook(spec.cls, "config_from_saelens", lambda det, d_in, d_sae: {})(det, d_in, d_sae)
         return SAEConfig(arch=spec.name, d_in=d_in, d_sae=d_sae, provenance=prov, **kw)
     except (KeyError, TypeError, ValueError, IndexError, VsaeError):
         return None
@@ -257,7 +281,9 @@ def load_saelens(directory: str | os.PathLike) -> Any:
     # as itself only where the saved form is exactly its inference rule (restores_from_saelens).
     spec = get_arch(cfg.arch) if cfg is not None else None
     if cfg is not None and spec is not None and spec.saelens_training is not None:
-        if _canonical(arch) == spec.saelens and spec.cls.restores_from_saelens(W_dec_Fd, threshold):
+        if _canonical(arch) == spec.saelens and _hook(spec.cls, "restores_from_saelens", lambda W, t: True)(
+            W_dec_Fd, threshold
+        ):
             return fill_sae(cfg, W_enc_Fd, b_enc, W_dec_Fd, b_dec, threshold)
         cfg = None
     # The exported architecture itself when the metadata names one that exports as this SAELens
@@ -295,5 +321,5 @@ def fill_sae(
         sae.b_enc_F.copy_(b_enc)
         sae.W_dec_Fd.copy_(W_dec_Fd)
         sae.b_dec_d.copy_(b_dec)
-    sae.load_saelens_threshold(threshold)
+    _hook(sae, "load_saelens_threshold", lambda t: None)(threshold)
     return sae.eval()

@@ -5,7 +5,8 @@
 
 A list or tuple value for a field whose own type is not a tuple (``k``, ``l1_coeff`` ...) is a
 grid axis; ``expansion`` (d_sae = round(expansion * d_in)) is always one, and the outermost.
-``k`` is dropped for architectures that do not use it (:func:`vsae.sae.registry.uses_k`).
+Settings the architecture does not have (``k`` of a ReLU SAE) are dropped
+(:func:`vsae.sae.config.config_for`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
-from vsae.sae.registry import uses_k
+from vsae.sae.config import FLAT_LAYOUT_KEYS, SAEConfig, config_for
+from vsae.sae.registry import get_arch, uses_k
 
 DEFAULT_EXPANSION = 16.0  # dictionary size / d of `vsae train` (Pach et al.: 16 and 64)
 
@@ -38,11 +39,11 @@ class SweepAxes:
 def run_name(cfg: SAEConfig, expansion: float | None = None) -> str:
     """Directory name of one SAE in a sweep, e.g. ``batchtopk-x16-k20``."""
     e = expansion if expansion is not None else cfg.d_sae / cfg.d_in
-    return f"{cfg.arch}-x{e:g}" + (f"-k{cfg.k}" if uses_k(cfg.arch) else "")
+    return f"{cfg.arch}-x{e:g}" + (f"-k{getattr(cfg, 'k', None)}" if uses_k(cfg.arch) else "")
 
 
-def _tuple_fields() -> set[str]:
-    hints = get_type_hints(SAEConfig)
+def _tuple_fields(cls: type) -> set[str]:
+    hints = get_type_hints(cls)
     return {n for n, t in hints.items() if getattr(t, "__origin__", None) is tuple}
 
 
@@ -52,7 +53,10 @@ def expand_sweep(
     """Every SAEConfig of the grid ``expansion`` x the list-valued ``fields``, in row-major order
     (expansion outermost, then the fields in the order given), each named by :func:`run_name`
     unless ``name`` is given."""
-    names = {f.name for f in dataclasses.fields(SAEConfig)}
+    arch = str(fields.pop("arch", SAEConfig.__dataclass_fields__["arch"].default))
+    cls = get_arch(arch).config
+    names = {f.name for f in dataclasses.fields(SAEConfig)} | FLAT_LAYOUT_KEYS
+    names |= {f.name for f in dataclasses.fields(cls)}
     unknown = set(fields) - names - {"expansion"}
     if unknown or {"d_in", "d_sae"} & set(fields):
         raise VsaeError(
@@ -61,14 +65,13 @@ def expand_sweep(
     exps = [float(e) for e in (expansion if isinstance(expansion, Sequence) else (expansion,))]
     if not exps or any(not e > 0 for e in exps):
         raise VsaeError(f"--expansion must be positive numbers, got {exps}")
-    arch = fields.get("arch", SAEConfig.__dataclass_fields__["arch"].default)
-    if isinstance(arch, str) and not uses_k(arch):
-        fields.pop("k", None)  # the architecture has no k: one SAE per expansion, k at its default
-    tuples = _tuple_fields()
+    own = {f.name for f in dataclasses.fields(cls)}
+    fields = {n: v for n, v in fields.items() if n in own}  # one SAE per expansion for a ReLU's k
+    tuples = _tuple_fields(cls)
     axes = {n: list(v) for n, v in fields.items() if isinstance(v, (list, tuple)) and n not in tuples}
     fixed = {n: v for n, v in fields.items() if n not in axes}
     cfgs = []
     for e, *vals in itertools.product(exps, *axes.values()):
-        cfg = SAEConfig(d_in=d_in, d_sae=int(round(e * d_in)), **fixed, **dict(zip(axes, vals)))
+        cfg = config_for(arch, d_in=d_in, d_sae=int(round(e * d_in)), **fixed, **dict(zip(axes, vals)))
         cfgs.append(cfg if "name" in fixed else cfg.replace(name=run_name(cfg, e)))
     return cfgs

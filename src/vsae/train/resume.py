@@ -7,9 +7,11 @@ Settings that do not change the trained weights (`--log-every`, `--ckpt-every`, 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from vsae.errors import VsaeError
+from vsae.sae.config import SAEConfig
 from vsae.train.config import TrainConfig
 
 # TrainConfig fields -> (flag, how to read the value actually used).
@@ -82,6 +84,10 @@ def check_sae_settings(saved_cfg: Any, mine: dict[str, Any], name: str) -> None:
         raise VsaeError(
             f"the checkpoint of {name} has no SAE configuration; delete the run directory to restart"
         )
+    # A checkpoint of older vsae carries every architecture's settings: compare its own (a config
+    # that does not load is compared as written, and the differing key named below).
+    with contextlib.suppress(VsaeError, TypeError):
+        saved_cfg = SAEConfig.from_json(saved_cfg).to_json()
     for key in sorted(set(saved_cfg) | set(mine)):
         if key in SAE_IGNORED:
             continue

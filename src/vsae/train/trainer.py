@@ -29,6 +29,7 @@ from vsae.errors import VsaeError
 from vsae.sae.base import SAE
 from vsae.sae.config import SAEConfig
 from vsae.sae.io import build, save
+from vsae.sae.step import fixed_shapes, global_batch
 from vsae.sae.sweep import run_name
 from vsae.store.prefetch import prefetch_batches
 from vsae.store.safe_io import append_line, output_lock
@@ -114,7 +115,8 @@ class Trainer:
             raise VsaeError(f"--batch-size {tcfg.batch_size} must be divisible by the {self.world} processes")
         if val is not None and getattr(val, "d", source.d) != source.d:  # before training, not after
             raise VsaeError(
-                f"the validation store has width d={val.d} but the training store has d={source.d}"
+                f"--val has width d={val.d} but --acts has d={source.d}; use a store of the same hook "
+                "(validation and training rows of one width)"
             )
         if len(source) < tcfg.batch_size:  # before anything is written: a corrected rerun starts clean
             raise VsaeError(
@@ -178,7 +180,6 @@ class Trainer:
         # Zero biases: the inputs are already centred on the decoder-bias init (see `prepare`).
         sae = build(cfg, seed=self.tcfg.seed)
         sae = sae.to(self.device).train()
-        sae.sync_free = self.sync_free
         model: nn.Module = sae
         if D.is_dist():
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -224,7 +225,8 @@ class Trainer:
         maybe_dead = run.since_max + (step - run.since_step) * t.batch_size >= t.dead_window
         dead = run.since_fired_F >= t.dead_window if maybe_dead else None
         run.opt.zero_grad(set_to_none=True)
-        with precision_context(t.precision, self.device):
+        ranks = global_batch(D.all_reduce_ if D.world() > 1 else None)  # the aux-k variance's sums
+        with precision_context(t.precision, self.device), fixed_shapes(self.sync_free), ranks:
             out = run.model(x, dead_F=dead, sparsity_scale=t.sparsity_at(step))
         out.losses["loss"].backward()
         run.sae.remove_parallel_decoder_grad()

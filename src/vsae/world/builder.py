@@ -10,7 +10,6 @@ text encoder (with its text SAE), and says what it built line by line.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from vsae.errors import VsaeError
+from vsae.train.recipe import TrainRecipe, with_recipe
 from vsae.world.assets import ASSETS_DIR
 from vsae.world.build_config import WorldBuildConfig
 from vsae.world.train_clip import ClipConfig, train_clip
@@ -63,9 +63,9 @@ def build_world(cfg: WorldBuildConfig, echo: Callable[[str], None] = print) -> d
 
     clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
     if cfg.clip_steps is not None:
-        clip_cfg = dataclasses.replace(clip_cfg, steps=cfg.clip_steps)
+        clip_cfg = with_recipe(clip_cfg, steps=cfg.clip_steps)
     if cfg.simenc_steps is not None:
-        sim_cfg = dataclasses.replace(sim_cfg, steps=cfg.simenc_steps)
+        sim_cfg = with_recipe(sim_cfg, steps=cfg.simenc_steps)
     base = tuple(m for m in cfg.models if m not in ("llava", "diffusion"))
     res = build(root, clip_cfg, sim_cfg, threads=cfg.threads, which=base, jobs=cfg.jobs) if base else {}
     for name, summary in res.items():
@@ -116,9 +116,9 @@ def _build_llava(cfg: WorldBuildConfig, out: str, clip_dir: str) -> dict[str, An
 
     lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
     if cfg.llava_steps is not None:
-        lc = dataclasses.replace(lc, steps=cfg.llava_steps)
+        lc = with_recipe(lc, steps=cfg.llava_steps)
     if cfg.sae_steps is not None:
-        sc = dataclasses.replace(sc, steps=cfg.sae_steps)
+        sc = with_recipe(sc, steps=cfg.sae_steps)
     return build_llava_assets(out, clip_dir, lc, sc, threads=cfg.threads)
 
 
@@ -129,9 +129,9 @@ def _build_diffusion(cfg: WorldBuildConfig, out: str, clip_dir: str, simenc_dir:
 
     dc, tc = DiffusionTrainConfig(), TextSAEConfig()
     if cfg.diffusion_steps is not None:
-        dc = dataclasses.replace(dc, steps=cfg.diffusion_steps)
+        dc = with_recipe(dc, steps=cfg.diffusion_steps)
     if cfg.sae_steps is not None:
-        tc = dataclasses.replace(tc, steps=cfg.sae_steps)
+        tc = with_recipe(tc, steps=cfg.sae_steps)
     return build_diffusion_assets(
         out,
         clip_dir,
@@ -169,9 +169,10 @@ def _build_in_children(out: Path, cfgs: dict, threads: int | None) -> dict[str, 
 
 def _child(name: str, out: str, cfg_json: str, threads: str) -> None:
     cls = {"clip": ClipConfig, "simenc": SimEncConfig}[name]
+    d = json.loads(cfg_json)  # asdict: the nested recipe comes back as a dict
     build(
         out,
-        **{f"{name}_cfg": cls(**json.loads(cfg_json))},
+        **{f"{name}_cfg": cls(**{**d, "recipe": TrainRecipe(**d["recipe"])})},
         threads=int(threads) or None,
         which=(name,),
         progress=False,

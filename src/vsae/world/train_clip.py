@@ -24,6 +24,7 @@ from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, PreTrainedTokenizerBase
 
 from vsae.store.safe_io import atomic_write_json
+from vsae.train.recipe import TrainRecipe
 from vsae.world.captions import training_captions
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
@@ -42,13 +43,10 @@ from vsae.world.zeroshot import zero_shot_eval
 class ClipConfig:
     """Architecture and training of the world's tiny CLIP."""
 
-    seed: int = 0
+    recipe: TrainRecipe = TrainRecipe(
+        steps=2500, batch_size=128, lr=2e-3, seed=0, warmup=100, weight_decay=0.05
+    )
     n_images: int = 20000  # size of the train-split pool the batches are drawn from
-    steps: int = 2500  # optimiser steps
-    batch_size: int = 128
-    lr: float = 2e-3  # peak AdamW learning rate
-    warmup: int = 100
-    weight_decay: float = 0.05
     patch_size: int = 4
     vision_hidden: int = 64
     vision_layers: int = 3
@@ -114,20 +112,20 @@ def train_clip(
     """Train the tiny CLIP and ``save_pretrained`` model, tokenizer and processor to ``out_dir``.
     Returns a summary (config, final loss, seconds)."""
     t0, c0 = time.time(), time.process_time()
-    gen = seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    gen = seed_everything(cfg.recipe.seed)
+    rng = np.random.default_rng(cfg.recipe.seed)
     tok = build_tokenizer()
     model = CLIPModel(clip_model_config(cfg, len(tok), tok))
     model.train()
-    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    pool = generate("train", cfg.n_images, seed=cfg.recipe.seed)
     recs = [r.to_dict() for r in pool.records]
     pix_all = pixel_values(pool.images_NHWC)
-    val = generate("val", 300, seed=cfg.seed)
+    val = generate("val", 300, seed=cfg.recipe.seed)
     val_pix = pixel_values(val.images_NHWC)
 
     def batches() -> Iterator[tuple[torch.Tensor, list[str]]]:
         while True:
-            idx = torch.randint(0, len(recs), (cfg.batch_size,), generator=gen)
+            idx = torch.randint(0, len(recs), (cfg.recipe.batch_size,), generator=gen)
             yield idx, training_captions([recs[i] for i in idx.tolist()], rng)
 
     def loss_fn(step: int, batch: tuple[torch.Tensor, list[str]]) -> torch.Tensor:
@@ -150,10 +148,10 @@ def train_clip(
             tqdm.write(f"step {step + 1} {time.time() - t0:.0f}s val zero-shot {acc}")
 
     res = fit(
-        decay_groups(model.parameters(), cfg.weight_decay),  # no weight decay on biases, norms, scale
+        decay_groups(model.parameters(), cfg.recipe.weight_decay),  # no weight decay on biases, norms, scale
         batches(),
         loss_fn,
-        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="tiny CLIP"),
+        WorldTrainConfig(cfg.recipe, desc="tiny CLIP"),
         clip=list(model.parameters()),
         after_step=after_step,
         progress=progress,

@@ -23,6 +23,7 @@ from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
 from vsae.models.hf import safe_from_pretrained
 from vsae.store.safe_io import atomic_write_json
+from vsae.train.recipe import TrainRecipe
 from vsae.world.generate import IMAGE_SIZE, attribute_vocab, generate
 from vsae.world.training import (
     ParamGroup,
@@ -41,13 +42,10 @@ TARGETS: tuple[str, ...] = ("class_name", "colour", "size", "background", "tone"
 class SimEncConfig:
     """Architecture and training of the world's similarity encoder."""
 
-    seed: int = 1
+    recipe: TrainRecipe = TrainRecipe(
+        steps=2000, batch_size=128, lr=2e-3, seed=1, warmup=50, weight_decay=0.05
+    )
     n_images: int = 20000  # train-split pool
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 2e-3
-    warmup: int = 50
-    weight_decay: float = 0.05
     patch_size: int = 4
     hidden: int = 64
     layers: int = 3
@@ -76,10 +74,10 @@ def simenc_image_processor() -> ViTImageProcessor:
 def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progress: bool = True) -> dict:
     """Train the ViT with attribute heads; ``save_pretrained`` the ViT and its image processor."""
     t0, c0 = time.time(), time.process_time()
-    gen = seed_everything(cfg.seed)
+    gen = seed_everything(cfg.recipe.seed)
     model = ViTModel(vit_config(cfg), add_pooling_layer=True)
     heads = torch.nn.ModuleDict({t: torch.nn.Linear(cfg.hidden, len(attribute_vocab(t))) for t in TARGETS})
-    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    pool = generate("train", cfg.n_images, seed=cfg.recipe.seed)
     pix_all = pixel_values(pool.images_NHWC)
     y_all = {t: torch.from_numpy(pool.labels(t)) for t in TARGETS}
     params = tuple(model.parameters()) + tuple(heads.parameters())
@@ -87,7 +85,7 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
 
     def batches() -> Iterator[torch.Tensor]:
         while True:
-            yield torch.randint(0, len(pix_all), (cfg.batch_size,), generator=gen)
+            yield torch.randint(0, len(pix_all), (cfg.recipe.batch_size,), generator=gen)
 
     def loss_fn(step: int, idx: torch.Tensor) -> torch.Tensor:
         emb_BD = model(pixel_values=pix_all[idx]).pooler_output
@@ -99,15 +97,15 @@ def train_simenc(out_dir: str | Path, cfg: SimEncConfig = SimEncConfig(), progre
         return sum(losses[1:], losses[0])
 
     res = fit(
-        [ParamGroup(params, cfg.weight_decay)],  # weight decay on every parameter, the heads' too
+        [ParamGroup(params, cfg.recipe.weight_decay)],  # weight decay on every parameter, the heads' too
         batches(),
         loss_fn,
-        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="similarity encoder"),
+        WorldTrainConfig(cfg.recipe, desc="similarity encoder"),
         progress=progress,
     )
     model.eval()
     with torch.no_grad():  # held-out accuracy of the heads, for the build summary
-        val = generate("val", 500, seed=cfg.seed)
+        val = generate("val", 500, seed=cfg.recipe.seed)
         emb = model(pixel_values=pixel_values(val.images_NHWC)).pooler_output
         val_acc = {t: float((heads[t](emb).argmax(1).numpy() == val.labels(t)).mean()) for t in TARGETS}
     out = Path(out_dir)

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vsae.errors import VsaeError
+from vsae.train.recipe import TrainRecipe
 from vsae.world.generate import generate
 
 B = TypeVar("B")
@@ -102,27 +103,23 @@ class WorldTrainConfig:
 
     Attributes
     ----------
-    steps: optimizer steps (one batch each).
-    lr: peak learning rate, reached at the end of the warm-up.
-    warmup: steps of linear warm-up (`cosine_lr`).
+    recipe: the model's training recipe: its steps (one batch each), peak lr (reached at the end
+        of the warm-up) and warmup (steps of linear warm-up, `cosine_lr`) are used here.
     grad_clip: maximum global gradient norm (0 = no clipping).
     log_every: every this many steps the progress bar shows (and ``log_path`` gets a JSON line
         with) the mean loss of the last ``log_every`` steps.
     desc: the progress bar's label.
     """
 
-    steps: int
-    lr: float
-    warmup: int
+    recipe: TrainRecipe
     grad_clip: float = 1.0
     log_every: int = 50
     desc: str = "train"
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.warmup < 0 or self.log_every < 1:
+        if self.log_every < 1:  # the recipe checks its own fields
             raise VsaeError(
-                f"world training needs steps >= 1, warmup >= 0 and log_every >= 1 "
-                f"(got {self.steps}, {self.warmup}, {self.log_every}); fix the model's config"
+                f"world training needs log_every >= 1 (got {self.log_every}); fix the model's config"
             )
 
 
@@ -155,7 +152,7 @@ def fit(
     log_path: str | Path | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Train with AdamW over ``groups`` for ``cfg.steps`` steps.
+    """Train with AdamW over ``groups`` for ``cfg.recipe.steps`` steps.
 
     Each step sets every group's learning rate to ``lr_scale * cosine_lr(step, ...)``, draws the
     next batch from ``batches``, computes ``loss_fn(step, batch)``, back-propagates, clips the
@@ -164,16 +161,16 @@ def fit(
     clamp, an EMA update, an evaluation, a checkpoint). Put the model in train mode first.
     """
     opt = torch.optim.AdamW(
-        [{"params": list(g.params), "weight_decay": g.weight_decay} for g in groups], lr=cfg.lr
+        [{"params": list(g.params), "weight_decay": g.weight_decay} for g in groups], lr=cfg.recipe.lr
     )
     scales = [g.lr_scale for g in groups]
     clip_params = list(clip) if clip is not None else [p for g in groups for p in g.params]
     losses: list[float] = []
     t0 = time.time()
     it = iter(batches)
-    bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not progress)
+    bar = tqdm(range(cfg.recipe.steps), desc=cfg.desc, disable=not progress)
     for step in bar:
-        lr = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+        lr = cosine_lr(step, cfg.recipe.steps, cfg.recipe.warmup, cfg.recipe.lr)
         for g, scale in zip(opt.param_groups, scales):
             g["lr"] = scale * lr
         loss = loss_fn(step, next(it))
@@ -215,13 +212,7 @@ class WorldSAEConfig(Protocol):
     @property
     def k(self) -> int: ...
     @property
-    def steps(self) -> int: ...
-    @property
-    def batch_size(self) -> int: ...
-    @property
-    def lr(self) -> float: ...
-    @property
-    def seed(self) -> int: ...
+    def recipe(self) -> TrainRecipe: ...
 
 
 def train_world_sae(
@@ -237,13 +228,15 @@ def train_world_sae(
     """Train one SAE of a world model (the LLaVA's steering SAE, the diffusion text SAE) with
     `vsae.train` on rows ``x_Nd`` (already in a seeded random order): the first
     ``min(4096, N // 10)`` rows are held out for validation, the rest train. ``cfg`` carries
-    ``arch, expansion, k, steps, batch_size, lr, seed``; returns the saved SAE directory."""
+    ``arch, expansion, k`` and its ``recipe`` (steps, batch_size, lr, seed); returns the saved SAE directory."""
     import vsae.sae
     import vsae.train
 
     d = x_Nd.shape[1]
-    sae_cfg = vsae.sae.SAEConfig(
-        arch=cfg.arch,
+    from vsae.sae.config import config_for
+
+    sae_cfg = config_for(  # k, aux_k: the settings the architecture has
+        cfg.arch,
         d_in=d,
         d_sae=cfg.expansion * d,
         k=cfg.k,
@@ -252,13 +245,13 @@ def train_world_sae(
         provenance=provenance,
     )
     tcfg = vsae.train.TrainConfig(
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
+        steps=cfg.recipe.steps,
+        batch_size=cfg.recipe.batch_size,
+        lr=cfg.recipe.lr,
+        seed=cfg.recipe.seed,
         val_rows=min(4096, len(x_Nd) // 10),
         ckpt_every=0,
-        log_every=max(1, cfg.steps // 10),
+        log_every=max(1, cfg.recipe.steps // 10),
         init_rows=min(8192, len(x_Nd)),
         device=device,
     )

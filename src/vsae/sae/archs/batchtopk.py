@@ -12,6 +12,8 @@ top candidates and all agree on the global k*B-th value.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,11 +21,33 @@ import torch
 import torch.distributed as dist
 
 from vsae.errors import VsaeError
-from vsae.sae.archs.topk import row_topk_entries
+from vsae.sae.archs.topk import TopKConfig, row_topk_entries
 from vsae.sae.base import SAE, SAEOutput, gather_entries
 from vsae.sae.config import SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.saelens import unit_rows
+from vsae.sae.step import fixed_shapes_on
+from vsae.shapes import Bool, Float, Int, Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchTopKConfig(TopKConfig):
+    """A BatchTopK SAE's settings: those of :class:`vsae.sae.archs.topk.TopKConfig` and
+
+    Attributes
+    ----------
+    threshold_momentum: EMA momentum of the inference threshold estimate, in [0, 1).
+    """
+
+    arch: str = "batchtopk"
+    threshold_momentum: float = 0.99
+
+    def check(self) -> None:
+        super().check()
+        m = self.threshold_momentum  # EMA weight of the old threshold: >= 1 never learns or diverges
+        if not (math.isfinite(m) and 0 <= m < 1):
+            raise VsaeError(f"--threshold-momentum must be a number in [0, 1), got {m}")
+
 
 _SAMPLE = 1 << 16
 _CAP = 8  # sync-free training: a row may hold at most _CAP * k of the batch's k * B entries
@@ -43,7 +67,7 @@ def _lower_bound(flat_M: torch.Tensor, K: int) -> float | None:
     return float(torch.quantile(sample, max(0.0, q - 0.01 - 3.0 / len(sample) ** 0.5)))
 
 
-def kth_largest(flat_M: torch.Tensor, K: int) -> torch.Tensor:
+def kth_largest(flat_M: Float[Tensor, " M"], K: int) -> Float[Tensor, ""]:
     """The K-th largest value of a 1-D tensor, fast for K << M (exact).
 
     A strided sample gives a lower bound that keeps >= K candidates; the exact top-K then runs
@@ -70,7 +94,7 @@ def _indices_at_least(flat_M: torch.Tensor, lo: float) -> torch.Tensor:
     return torch.nonzero(flat_M >= lo).squeeze(1)
 
 
-def batch_topk_flat(flat_M: torch.Tensor, K: int) -> torch.Tensor:
+def batch_topk_flat(flat_M: Float[Tensor, " M"], K: int) -> Int[Tensor, " N"]:
     """Sorted flat indices of the K largest positive entries (ties at the K-th value kept)."""
     tiny = torch.finfo(flat_M.dtype).tiny
     lo = _lower_bound(flat_M, K)
@@ -84,7 +108,9 @@ def batch_topk_flat(flat_M: torch.Tensor, K: int) -> torch.Tensor:
     return idx[vals >= t]
 
 
-def batch_topk_fixed(pre_BF: torch.Tensor, K: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch_topk_fixed(
+    pre_BF: Float[Tensor, "B F"], K: int, m: int
+) -> tuple[Int[Tensor, " N"], Int[Tensor, " N"], Bool[Tensor, ""]]:
     """(row_N, col_N, capped): exactly K entries, row-major, the K largest of ``pre_BF`` among
     each row's ``m`` largest; fixed shapes, so no host synchronisation.
 
@@ -105,7 +131,7 @@ def batch_topk_fixed(pre_BF: torch.Tensor, K: int, m: int) -> tuple[torch.Tensor
     return key_K // F, key_K % F, capped
 
 
-def global_kth_largest(flat_M: torch.Tensor, K: int) -> torch.Tensor:
+def global_kth_largest(flat_M: Float[Tensor, " M"], K: int) -> Float[Tensor, ""]:
     """``kth_largest`` over the concatenation of ``flat_M`` across all distributed ranks."""
     world = _world()
     if world == 1:
@@ -128,9 +154,11 @@ class BatchTopKSAE(SAE):
     as JumpReLU with that threshold on every latent)."""
 
     sparse_codes = True
+    config_class = BatchTopKConfig
+    cfg: BatchTopKConfig
     threshold: torch.Tensor
 
-    def __init__(self, cfg: SAEConfig):
+    def __init__(self, cfg: BatchTopKConfig):
         super().__init__(cfg)
         # < 0 until the first training batch sets it.
         self.register_buffer("threshold", torch.tensor(-1.0))
@@ -157,6 +185,7 @@ class BatchTopKSAE(SAE):
     @classmethod
     def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
         """SAELens's ``training_architecture_details`` (as SAELens writes them for BatchTopK)."""
+        assert isinstance(cfg, BatchTopKConfig)
         return {"k": cfg.k, "aux_loss_coefficient": cfg.aux_coeff, "rescale_acts_by_decoder_norm": True}
 
     @classmethod
@@ -170,14 +199,14 @@ class BatchTopKSAE(SAE):
         latent and unit-norm decoder rows."""
         return threshold is not None and bool((threshold == threshold[0]).all()) and unit_rows(W_dec_Fd)
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         pre = self.pre_acts(x_Bd)
         if float(self.threshold) < 0:  # never trained: fall back to per-row top-k
             val, col = pre.topk(self.cfg.k, dim=-1, sorted=False)
             return torch.zeros_like(pre).scatter_(-1, col, val.relu())
         return pre * (pre > self.threshold.clamp_min(0))
 
-    def select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(self, pre_BF: Float[Tensor, "B F"]) -> tuple[Int[Tensor, " N"], Int[Tensor, " N"]]:
         """(row_N, col_N) of the k*B largest positive pre-activations of the (global) batch in
         training; outside training (``.eval()``) the entries ``encode`` keeps, so that a row's
         latents never depend on its batch."""
@@ -192,7 +221,7 @@ class BatchTopKSAE(SAE):
             flat_idx = torch.nonzero(flat >= t.clamp_min(torch.finfo(flat.dtype).tiny)).squeeze(1)
         return flat_idx // F, flat_idx % F
 
-    def inference_select(self, pre_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inference_select(self, pre_BF: Float[Tensor, "B F"]) -> tuple[Int[Tensor, " N"], Int[Tensor, " N"]]:
         """(row_N, col_N), row-major, of the entries ``encode`` keeps: pre > threshold (per-row
         top-k of the positive entries while no threshold has been learned)."""
         if float(self.threshold) < 0:
@@ -203,9 +232,9 @@ class BatchTopKSAE(SAE):
         return row, col
 
     @torch.no_grad()
-    def update_threshold(self, val_N: torch.Tensor) -> None:
+    def update_threshold(self, val_N: Float[Tensor, " N"]) -> None:
         """EMA of the smallest positive activation kept in this (global) batch."""
-        if self.sync_free and _world() == 1:
+        if fixed_shapes_on() and _world() == 1:
             self._update_threshold_fixed(val_N)
             return
         pos = val_N[val_N > 0]
@@ -234,10 +263,10 @@ class BatchTopKSAE(SAE):
     def select_for_step(
         self, pre_BF: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """``select``, or in a sync-free training step (``sync_free``, one process) the fixed-shape
+        """``select``, or in a sync-free training step (``fixed_shapes``, one process) the fixed-shape
         selection ``batch_topk_fixed``, whose ``extra["capped"]`` says when it may differ."""
         extra: dict[str, torch.Tensor] = {}
-        if self.training and self.sync_free and _world() == 1:
+        if self.training and fixed_shapes_on() and _world() == 1:
             B = pre_BF.shape[0]
             row, col, extra["capped"] = batch_topk_fixed(pre_BF, self.cfg.k * B, _CAP * self.cfg.k)
             return row, col, extra
@@ -245,7 +274,10 @@ class BatchTopKSAE(SAE):
         return row, col, extra
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col, extra = self.select_for_step(pre)

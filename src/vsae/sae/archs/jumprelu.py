@@ -10,14 +10,37 @@ freezes small thresholds (as SAELens and dictionary_learning found).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from vsae.sae.base import SAE, SAEOutput, mse_sum
-from vsae.sae.config import SAEConfig
+from vsae.sae.config import SAEConfig, check_number
 from vsae.sae.registry import register_arch
+from vsae.shapes import Bool, Float, Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class JumpReluConfig(SAEConfig):
+    """A JumpReLU SAE's settings (and the common fields of :class:`vsae.sae.config.SAEConfig`).
+
+    Attributes
+    ----------
+    l0_coeff: weight of the L0 penalty (Rajamanoharan et al. 2024).
+    jumprelu_bandwidth: straight-through rectangle-kernel width epsilon (SAELens's default).
+    jumprelu_init_threshold: initial threshold, in normalised input units (SAELens's default).
+    """
+
+    arch: str = "jumprelu"
+    l0_coeff: float = field(default=1.0, metadata={"flag": "--l0"})
+    jumprelu_bandwidth: float = 0.05
+    jumprelu_init_threshold: float = 0.01
+
+    def check(self) -> None:
+        super().check()
+        check_number("--l0", self.l0_coeff)
 
 
 def _rect(u: torch.Tensor) -> torch.Tensor:
@@ -63,7 +86,10 @@ class _Step(torch.autograd.Function):
 class JumpReluSAE(SAE):
     """z = pre * H(pre - theta) with a learned threshold per latent; L0 penalty."""
 
-    def __init__(self, cfg: SAEConfig):
+    config_class = JumpReluConfig
+    cfg: JumpReluConfig
+
+    def __init__(self, cfg: JumpReluConfig):
         super().__init__(cfg)
         self.threshold_F = nn.Parameter(torch.full((cfg.d_sae,), float(cfg.jumprelu_init_threshold)))
 
@@ -85,12 +111,15 @@ class JumpReluSAE(SAE):
         super().reset_parameters(generator)
         self.threshold_F.fill_(self.cfg.jumprelu_init_threshold)
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         pre = self.pre_acts(x_Bd).relu()
         return pre * (pre > self.threshold_F.relu())
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self.pre_acts(x_Bd).relu()
         theta = self.threshold_F.relu()

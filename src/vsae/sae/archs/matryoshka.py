@@ -10,19 +10,55 @@ Outside training (``.eval()``) the latents are those of the inference threshold,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae.archs.batchtopk import BatchTopKSAE
+from vsae.sae.archs.batchtopk import BatchTopKConfig, BatchTopKSAE
 from vsae.sae.base import SAEOutput, mse_sum
-from vsae.sae.config import SAEConfig
+from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.registry import register_arch
 from vsae.sae.sparse import Pattern, sparse_decode
+from vsae.sae.step import fixed_shapes_on
+from vsae.shapes import Bool, Float, Tensor
 
 
-def _prefix_ends(cfg: SAEConfig) -> list[int]:
+@dataclass(frozen=True, kw_only=True)
+class MatryoshkaConfig(BatchTopKConfig):
+    """A Matryoshka BatchTopK SAE's settings: those of
+    :class:`vsae.sae.archs.batchtopk.BatchTopKConfig` and
+
+    Attributes
+    ----------
+    groups: group fractions of F (sum to 1); prefix m = the first m groups.
+    """
+
+    arch: str = "matryoshka"
+    groups: tuple[float, ...] = DEFAULT_GROUPS
+
+    def check(self) -> None:
+        super().check()
+        object.__setattr__(self, "groups", tuple(float(g) for g in self.groups))
+        if not self.groups or any(g <= 0 for g in self.groups) or abs(sum(self.groups) - 1) > 1e-6:
+            raise VsaeError(f"--groups {self.groups} must be positive fractions summing to 1")
+        if min(self.group_sizes) <= 0:
+            raise VsaeError(f"--groups {self.groups} give an empty group for d_sae={self.d_sae}")
+
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        """Sizes of the groups (the last absorbs rounding); sum = d_sae."""
+        sizes = [round(g * self.d_sae) for g in self.groups[:-1]]
+        return (*sizes, self.d_sae - sum(sizes))
+
+    @property
+    def nested_groups(self) -> tuple[int, ...]:
+        """The nested groups, reported separately (``group_sizes``)."""
+        return self.group_sizes
+
+
+def _prefix_ends(cfg: MatryoshkaConfig) -> list[int]:
     ends, acc = [], 0
     for s in cfg.group_sizes:
         acc += s
@@ -34,17 +70,14 @@ def _prefix_ends(cfg: SAEConfig) -> list[int]:
     "matryoshka", uses_k=True, saelens="jumprelu", saelens_training="matryoshka_batchtopk", nested=True
 )
 class MatryoshkaSAE(BatchTopKSAE):
-    """BatchTopK whose nested prefixes of groups (``SAEConfig.groups``) each reconstruct."""
+    """BatchTopK whose nested prefixes of groups (``MatryoshkaConfig.groups``) each reconstruct."""
 
-    @classmethod
-    def check_config(cls, cfg: SAEConfig) -> None:
-        if not cfg.groups or any(g <= 0 for g in cfg.groups) or abs(sum(cfg.groups) - 1) > 1e-6:
-            raise VsaeError(f"--groups {cfg.groups} must be positive fractions summing to 1")
-        if min(cfg.group_sizes) <= 0:
-            raise VsaeError(f"--groups {cfg.groups} give an empty group for d_sae={cfg.d_sae}")
+    config_class = MatryoshkaConfig
+    cfg: MatryoshkaConfig
 
     @classmethod
     def saelens_training_details(cls, cfg: SAEConfig) -> dict[str, Any]:
+        assert isinstance(cfg, MatryoshkaConfig)
         return {**super().saelens_training_details(cfg), "matryoshka_widths": _prefix_ends(cfg)}
 
     @classmethod
@@ -60,12 +93,17 @@ class MatryoshkaSAE(BatchTopKSAE):
         """End (exclusive) latent index of each prefix."""
         return _prefix_ends(self.cfg)
 
-    def prefix_reconstructions(self, x_Bd: torch.Tensor, z_BF: torch.Tensor) -> list[torch.Tensor]:
+    def prefix_reconstructions(
+        self, x_Bd: Float[Tensor, "B d"], z_BF: Float[Tensor, "B F"]
+    ) -> list[Float[Tensor, "B d"]]:
         """Dense-code reconstructions by each prefix (evaluation helper)."""
         return [torch.addmm(self.b_dec_d, z_BF[:, :e], self.W_dec_Fd[:e]) for e in self.prefix_ends]
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         pre = self._pre_acts_nograd(x_Bd)
         row, col, extra = self.select_for_step(pre)
@@ -79,7 +117,7 @@ class MatryoshkaSAE(BatchTopKSAE):
         full = Pattern(codes.row_N, codes.col_N, B, self.cfg.d_sae)
         for end in self.prefix_ends:
             m = (codes.col_N >= start) & (codes.col_N < end)
-            if self.sync_free:  # same shapes every step: the group's entries kept, the others zeroed
+            if fixed_shapes_on():  # same shapes every step: the group's entries kept, the others zeroed
                 group = sparse_decode(codes.val_N * m, self.W_dec_Fd, full)
             else:  # only the group's entries (a data-dependent shape: the host waits for it)
                 r, c = codes.row_N[m], codes.col_N[m]

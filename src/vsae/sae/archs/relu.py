@@ -3,21 +3,46 @@ and the April 2024 update; the ReLU SAEs of Olson et al.)."""
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
 
 from vsae.sae.base import SAE, SAEOutput, mse_sum
+from vsae.sae.config import SAEConfig, check_number
 from vsae.sae.registry import register_arch
+from vsae.shapes import Bool, Float, Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReluConfig(SAEConfig):
+    """A ReLU SAE's settings (and the common fields of :class:`vsae.sae.config.SAEConfig`).
+
+    Attributes
+    ----------
+    l1_coeff: weight of the L1 penalty sum_f |z_f| ||W_dec[f]|| (Anthropic, Apr. 2024).
+    """
+
+    arch: str = "relu"
+    l1_coeff: float = field(default=5.0, metadata={"flag": "--l1"})
+
+    def check(self) -> None:
+        super().check()
+        check_number("--l1", self.l1_coeff)
 
 
 @register_arch("relu", saelens="standard")
 class ReluSAE(SAE):
     """z = ReLU(W_enc x + b_enc); loss = ||x - x_hat||^2 + l1 * sum_f z_f ||W_dec[f]||."""
 
-    def encode(self, x_Bd: torch.Tensor) -> torch.Tensor:
+    config_class = ReluConfig
+    cfg: ReluConfig
+
+    def encode(self, x_Bd: Float[Tensor, "B d"]) -> Float[Tensor, "B F"]:
         return self.pre_acts(x_Bd).relu()
 
     def forward(
-        self, x_Bd: torch.Tensor, dead_F: torch.Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x_Bd: Float[Tensor, "B d"],
+        dead_F: Bool[Tensor, " F"] | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         z = self.encode(x_Bd)
         x_hat = self.decode(z)

@@ -123,7 +123,7 @@ class DictionaryLearning:
             cfg = SAEConfig(
                 arch="matryoshka", d_in=W_dF.shape[0], d_sae=F, k=int(k), groups=groups, provenance=prov
             )
-            if list(cfg.group_sizes) != [int(s) for s in sizes.tolist()]:
+            if list(cfg.nested_groups) != [int(s) for s in sizes.tolist()]:
                 raise VsaeError(f"{where} has group_sizes {sizes.tolist()} that do not sum to dict_size {F}")
             W = W_dF.T
             sae = build(cfg, W, b - W @ b_dec, W_dec_Fd, b_dec, where, NAME, t.reshape(-1)[:1].clamp_min(0))

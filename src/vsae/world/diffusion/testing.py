@@ -38,6 +38,7 @@ def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
 
 def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0) -> Path:
     """A world-layout pipeline (``vsae_diffusion.json``, no VAE) trained for ``steps`` steps."""
+    from vsae.train.recipe import with_recipe
     from vsae.world.diffusion.model import UNetConfig
     from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
 
@@ -45,12 +46,10 @@ def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0
     text = build_tiny_text_encoder(out / "_text", seed)
     cfg = DiffusionTrainConfig(
         unet=UNetConfig(channels=(16, 32), heads=2, cross_attention_dim=HIDDEN),
-        seed=seed,
         n_images=64,
-        steps=steps,
-        batch_size=8,
         checkpoint_every=0,
     )
+    cfg = with_recipe(cfg, seed=seed, steps=steps, batch_size=8)
     train_diffusion(out / "pipe", text, cfg, progress=False)
     return out / "pipe"
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vsae.steer.diffusion_latents import text_token_rows
+from vsae.train.recipe import TrainRecipe
 from vsae.world.training import train_world_sae
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class TextSAEConfig:
     expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token
         (8x, k = 1: close to one latent per word of the world's 60, so that a colour or size
         has a latent of its own to steer with; docs/diffusion.md).
-    steps, batch_size, lr, seed: training (`vsae.train`).
+    recipe: training (`vsae.train`: steps, batch_size, lr, seed; the seed also picks the captions).
     """
 
     hook: str = "resid.-1"
@@ -43,10 +44,7 @@ class TextSAEConfig:
     expansion: int = 8
     k: int = 1
     arch: str = "topk"
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
+    recipe: TrainRecipe = TrainRecipe(steps=2000, batch_size=256, lr=1e-3, seed=0)
 
 
 def world_captions(n: int, seed: int) -> list[str]:
@@ -74,9 +72,9 @@ def train_text_sae(
     from vsae.steer.diffusion_pipeline import load_pipe
 
     pipe = load_pipe(pipeline_dir, device=device)
-    caps = list(captions) if captions is not None else world_captions(cfg.n_captions, cfg.seed)
+    caps = list(captions) if captions is not None else world_captions(cfg.n_captions, cfg.recipe.seed)
     x, _, _ = text_token_rows(pipe.text, cfg.hook, caps)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.recipe.seed))
     x = x[perm]
     prov = {
         "model": str(pipeline_dir),

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from vsae.errors import VsaeError
 from vsae.models.hf import safe_from_pretrained
 from vsae.store.safe_io import atomic_write_json
+from vsae.train.recipe import TrainRecipe
 from vsae.world.captions import caption, training_captions
 from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
 from vsae.world.generate import generate, object_footprint
@@ -47,9 +48,9 @@ class DiffusionTrainConfig:
     Attributes
     ----------
     unet: architecture and noise schedule.
-    seed: seeds the image pool, captions, noise and timesteps.
+    recipe: AdamW with linear warm-up and cosine decay; its seed seeds the image pool, captions,
+        noise and timesteps.
     n_images: size of the train-split pool the batches are drawn from.
-    steps, batch_size, lr, warmup, weight_decay: AdamW with linear warm-up and cosine decay.
     p_canonical, p_empty: probability of the full caption and of the empty caption ("", for
         classifier-free guidance); the rest get a random CLIP training template.
     ema: decay of the exponential moving average of the weights (the saved weights).
@@ -68,13 +69,10 @@ class DiffusionTrainConfig:
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
-    seed: int = 0
+    recipe: TrainRecipe = TrainRecipe(
+        steps=10000, batch_size=64, lr=1e-3, seed=0, warmup=50, weight_decay=0.01
+    )
     n_images: int = 20000
-    steps: int = 10000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 50
-    weight_decay: float = 0.01
     p_canonical: float = 0.6
     p_empty: float = 0.1
     ema: float = 0.995
@@ -84,16 +82,6 @@ class DiffusionTrainConfig:
     checkpoint_every: int = 200
     sampler_guidance: float = 2.0
     sampler_eta: float = 1.0
-
-
-def config_from_dict(d: dict[str, Any]) -> DiffusionTrainConfig:
-    """The `DiffusionTrainConfig` of its `asdict` form (as ``vsae_diffusion.json`` stores it)."""
-    d = dict(d)
-    u = dict(d.pop("unet", {}))
-    for k in ("channels", "cross_attention"):
-        if k in u:
-            u[k] = tuple(u[k])
-    return DiffusionTrainConfig(unet=UNetConfig(**u), **d)
 
 
 def batch_captions(
@@ -210,8 +198,8 @@ def train_diffusion(
         )
     t0, c0 = time.time(), time.process_time()
     out = Path(out_dir)
-    gen = seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    gen = seed_everything(cfg.recipe.seed)
+    rng = np.random.default_rng(cfg.recipe.seed)
     text_encoder = (
         safe_from_pretrained(CLIPTextModel, clip_dir, "the text encoder").eval().requires_grad_(False)
     )
@@ -220,7 +208,7 @@ def train_diffusion(
     ema = build_unet(cfg.unet).requires_grad_(False)
     ema.load_state_dict(unet.state_dict())
     sched = build_scheduler(cfg.unet)
-    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    pool = generate("train", cfg.n_images, seed=cfg.recipe.seed)
     recs = [r.to_dict() for r in pool.records]
     x_all = fold(torch.from_numpy(pool.images_NHWC).permute(0, 3, 1, 2).float() / 127.5 - 1.0, cfg.unet.patch)
     w_all = None  # per-pixel loss weights [N, C, h, w] in the folded space, when objects weigh more
@@ -231,7 +219,7 @@ def train_diffusion(
 
     def batches() -> Iterator[torch.Tensor]:
         while True:
-            yield torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)
+            yield torch.randint(0, len(x_all), (cfg.recipe.batch_size,), generator=gen)
 
     def loss_fn(step: int, idx: torch.Tensor) -> torch.Tensor:
         x0 = x_all[idx]
@@ -239,7 +227,7 @@ def train_diffusion(
             text_encoder, tokenizer, batch_captions([recs[i] for i in idx.tolist()], rng, cfg)
         )
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.recipe.batch_size,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
         w = w_all[idx] if w_all is not None else None
@@ -247,22 +235,22 @@ def train_diffusion(
 
     def after(step: int) -> None:
         ema_update(ema, unet, step, cfg.ema)
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.recipe.steps:
             _save(out, ema, sched, text_encoder, tokenizer, cfg, {"steps_done": step + 1})
 
     unet.train()
     res = fit(
-        [ParamGroup(tuple(unet.parameters()), cfg.weight_decay)],
+        [ParamGroup(tuple(unet.parameters()), cfg.recipe.weight_decay)],
         batches(),
         loss_fn,
-        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, desc="diffusion"),
+        WorldTrainConfig(cfg.recipe, desc="diffusion"),
         after_step=after,
         log_path=log,
         progress=progress,
     )
     summary = {
         "final_loss": res.mean_loss(50),
-        "steps_done": cfg.steps,
+        "steps_done": cfg.recipe.steps,
         "seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),
         "torch_threads": torch.get_num_threads(),

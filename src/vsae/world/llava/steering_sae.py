@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from vsae.train.recipe import TrainRecipe
 from vsae.world.training import train_world_sae
 
 if TYPE_CHECKING:
@@ -30,8 +31,7 @@ class SteeringSAEConfig:
     tokens: token selection per image (the paper: 2 random patch tokens).
     n_images: train-split world images activations are taken from.
     expansion, k, arch: dictionary size d_sae = expansion * d and active latents per token.
-    steps, batch_size, lr: training (vsae.train).
-    seed: seeds token sampling and training.
+    recipe: training (`vsae.train`: steps, batch_size, lr); its seed also seeds token sampling.
     """
 
     hook: str | None = None
@@ -40,10 +40,7 @@ class SteeringSAEConfig:
     expansion: int = 8
     k: int = 8
     arch: str = "topk"
-    steps: int = 1500
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
+    recipe: TrainRecipe = TrainRecipe(steps=1500, batch_size=256, lr=1e-3, seed=0)
 
 
 @torch.no_grad()
@@ -81,7 +78,13 @@ def train_steering_sae(
 
     lm = vsae.models.load(str(llava_dir))
     hook = cfg.hook or default_hook(lm)
-    x = token_rows(lm, hook, cfg.tokens, generate("train", cfg.n_images, seed=cfg.seed).images_NHWC, cfg.seed)
+    x = token_rows(
+        lm,
+        hook,
+        cfg.tokens,
+        generate("train", cfg.n_images, seed=cfg.recipe.seed).images_NHWC,
+        cfg.recipe.seed,
+    )
     prov = {
         "model": str(llava_dir),
         "hook": hook,

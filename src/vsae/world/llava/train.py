@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import LlavaProcessor
 
 from vsae.store.safe_io import atomic_write_json
+from vsae.train.recipe import TrainRecipe
 from vsae.world.generate import IMAGE_SIZE, generate
 from vsae.world.llava.model import LlavaArch, build_llava
 from vsae.world.llava.questions import QUESTION_WEIGHTS, QUESTIONS, answer
@@ -34,22 +35,19 @@ class LlavaTrainConfig:
 
     Attributes
     ----------
-    seed: seeds the model init, the image pool and the batches.
+    recipe: AdamW with linear warm-up and cosine decay; its seed seeds the model init, the image
+        pool and the batches.
     n_images: size of the train-split pool batches are drawn from.
-    steps, batch_size, lr, warmup, weight_decay: AdamW with linear warm-up and cosine decay.
     arch: the language side's architecture.
     train_vision: also fine-tune the vision tower (llava-1.5 keeps it frozen; use this only when
         the CLIP's patch features do not carry what the questions ask, e.g. shape).
     vision_lr_scale: the vision tower's learning rate relative to ``lr`` when it is trained.
     """
 
-    seed: int = 0
+    recipe: TrainRecipe = TrainRecipe(
+        steps=1000, batch_size=64, lr=2e-3, seed=0, warmup=100, weight_decay=0.01
+    )
     n_images: int = 20000
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 2e-3
-    warmup: int = 100
-    weight_decay: float = 0.01
     arch: LlavaArch = field(default_factory=LlavaArch)
     train_vision: bool = False
     vision_lr_scale: float = 0.1
@@ -113,18 +111,19 @@ def train_llava(
     seconds), also written to ``vsae_world_build.json``.
     """
     t0, c0 = time.time(), time.process_time()
-    gen = seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model, processor = build_llava(clip_dir, cfg.arch, seed=cfg.seed)
+    gen = seed_everything(cfg.recipe.seed)
+    rng = np.random.default_rng(cfg.recipe.seed)
+    model, processor = build_llava(clip_dir, cfg.arch, seed=cfg.recipe.seed)
     vision = model.model.vision_tower
     vision.requires_grad_(cfg.train_vision)
     vision_ids = {id(p) for p in vision.parameters()}
     groups = decay_groups(
-        (p for p in model.parameters() if p.requires_grad and id(p) not in vision_ids), cfg.weight_decay
+        (p for p in model.parameters() if p.requires_grad and id(p) not in vision_ids),
+        cfg.recipe.weight_decay,
     ) + decay_groups(
-        (p for p in vision.parameters() if p.requires_grad), cfg.weight_decay, cfg.vision_lr_scale
+        (p for p in vision.parameters() if p.requires_grad), cfg.recipe.weight_decay, cfg.vision_lr_scale
     )
-    pool = generate("train", cfg.n_images, seed=cfg.seed)
+    pool = generate("train", cfg.n_images, seed=cfg.recipe.seed)
     batcher = QABatcher(processor, [r.to_dict() for r in pool.records])
     pix_all = pixel_values(pool.images_NHWC)
     model.train()
@@ -133,7 +132,7 @@ def train_llava(
 
     def batches() -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
         while True:
-            idx = torch.randint(0, len(pool), (cfg.batch_size,), generator=gen).numpy()
+            idx = torch.randint(0, len(pool), (cfg.recipe.batch_size,), generator=gen).numpy()
             yield idx, batcher(idx, rng)
 
     def loss_fn(step: int, batch: tuple[np.ndarray, dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -144,7 +143,7 @@ def train_llava(
         groups,
         batches(),
         loss_fn,
-        WorldTrainConfig(cfg.steps, cfg.lr, cfg.warmup, log_every=25, desc="tiny LLaVA"),
+        WorldTrainConfig(cfg.recipe, log_every=25, desc="tiny LLaVA"),
         progress=progress,
     )
     model.eval()
