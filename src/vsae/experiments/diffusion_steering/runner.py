@@ -67,8 +67,8 @@ from vsae.experiments.diffusion_steering.scoring import (
 )
 from vsae.report.html import image_grid
 from vsae.sae.selection import check_splice
-from vsae.steer.diffusion_latents import LatentStats, latent_stats, token_word
 from vsae.steer.diffusers_pipeline import EncoderPipe, is_multi_encoder, load_encoder_pipe
+from vsae.steer.diffusion_latents import LatentStats, latent_stats, token_word
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
 from vsae.steer.intervention import resolve_point
