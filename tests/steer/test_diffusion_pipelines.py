@@ -82,9 +82,10 @@ def _last_error(capsys):
     "extra, message",
     [
         (["--tower", "text_2"], "trained on text encoder tower text but --tower is text_2"),
-        (["--tower", "text_3"], "FluxPipeline has no text_encoder_3; valid towers: text, text_2"),
-        (["--tower", "vision"], "unknown text encoder tower"),
+        (["--tower", "text_3"], "has no text encoder tower 'text_3'; valid towers: text, text_2"),
+        (["--tower", "vision"], "has no text encoder tower 'vision'"),
         (["--hook", "nonsense"], "unknown hook"),
+        (["--judge", "world"], "leave out --judge"),
     ],
 )
 def test_wrong_tower_or_hook_is_one_line_error(extra, message, pipes, tmp_path, capsys):
@@ -105,3 +106,19 @@ def test_tower_on_a_one_encoder_pipeline_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _run(sd, sae_dir, tmp_path / "o", tmp_path, "--tower", "text_2")
     assert e.value.code == 2 and "has one text encoder" in _last_error(capsys)
+
+
+def test_clip_names_the_change_without_a_judge(pipes, tmp_path):
+    from vsae.models.tiny_models import build_tiny
+
+    clip = build_tiny("clip", tmp_path / "clip")
+    sae_dir = _sae_on(pipes["sdxl"], "text_2", "resid.0", tmp_path / "sae")
+    res, _, _ = _run(pipes["sdxl"], sae_dir, tmp_path / "o", tmp_path, "--clip", str(clip),
+                     "--vocabulary", "red,blue,cat", "--discovery-latents", "2", "--discovery-prompts", "2")  # fmt: skip
+    d = res["discovery"]
+    assert d["n_latents"] == 2 and {r["name"] for r in d["latents"]} <= {"red", "blue", "cat"}
+    assert (
+        d["agreement"] is None
+        and "discovery_agreement" in res["skipped"]
+        and "discovery" not in res["skipped"]
+    )

@@ -299,6 +299,11 @@ class DiffusionSteeringResult:
             return "n/a" if v is None else f"{100 * v:.1f}%"
 
         s, d = self.steering.summary, self.discovery
+        changes = [r.image_change for r in self.steering.latents if r.image_change is not None]
+        if "steering_rates" in self.skipped:  # no judge: what was measured instead
+            mean = f"{sum(changes) / len(changes):.4f}" if changes else "n/a"
+            named = f"{len(d.latents)} latents named" if d.ran else "no naming"
+            return f"image change {mean} steered vs unsteered over {len(changes)} latents (no judge); {named}"
         return (
             f"target rate {pct(s.steered)} steered vs {pct(s.baseline)} unsteered, "
             f"preserved {pct(s.preserved)}; discovery agreement {pct(d.agreement)} "

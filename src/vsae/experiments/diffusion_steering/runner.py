@@ -181,14 +181,19 @@ def load_steered_pipe(
                 "SDXL's, SD3's or FLUX's"
             )
         return load_pipe(pipeline, **kw)
+    from vsae.models.families.pipeline_text import encoder_towers
+
     trained = sae_tower(sae)
-    pipe = load_encoder_pipe(pipeline, tower or trained or "text", size=size, **kw)  # bad tower: error
+    use = tower or trained or "text"
+    have = encoder_towers(pipeline) if Path(pipeline).is_dir() else None  # checked before loading
+    if have is not None and use not in have:
+        raise VsaeError(f"{pipeline} has no text encoder tower {use!r}; valid towers: {', '.join(have)}")
     if tower is not None and trained is not None and tower != trained:
         msg = f"SAE {sae_dir} was trained on text encoder tower {trained} but --tower is {tower}"
         if not cfg.force:
             raise VsaeError(f"{msg}; give --tower {trained} (or --force to apply it anyway)")
         print(f"warning: {msg} (applied anyway: --force)", file=sys.stderr)
-    return pipe
+    return load_encoder_pipe(pipeline, use, size=size, **kw)
 
 
 def prepare(
@@ -212,6 +217,11 @@ def prepare(
     pipe = load_steered_pipe(pipeline, sae, str(sae_dir), tower, cfg, device=device, dtype=dtype, size=size)
     hook = _resolve_hook(pipe, sae, sae_dir, cfg)
     judge = find_judge(pipe.provenance, judge_name)
+    if judge is not None and isinstance(pipe, EncoderPipe):
+        raise VsaeError(
+            f"--judge {judge_name}: judges read one-encoder pipelines' images (the shapes world's); "
+            f"{pipe.provenance['kind']} runs without one: leave out --judge"
+        )
     if judge is None and not cfg.prompts:
         raise VsaeError(
             "give --prompts for a pipeline other than the shapes world's (no world captions to use)"
@@ -231,7 +241,7 @@ def prepare(
 def generation_step(st: Setup) -> GenerationResult:
     """Step 1, generate: agreement of held-out prompts' images with the prompts (judge only)."""
     cfg = st.cfg
-    if st.judge is None or st.reader is None:
+    if st.judge is None or st.reader is None or isinstance(st.pipe, EncoderPipe):
         return GenerationResult(n=0, accuracy={"shape": None, "colour": None})
     if not cfg.n_eval:
         return GenerationResult(n=cfg.n_eval, accuracy={"shape": None, "colour": None})
