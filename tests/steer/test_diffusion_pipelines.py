@@ -64,6 +64,8 @@ def test_steer_diffusion_cli_on_multi_encoder_pipelines(kind, tower, hook, pipes
     assert set(res["skipped"]) == {"generation", "steering_rates", "discovery"}  # no judge, no --clip
     assert res["generation"]["accuracy"]["shape"] is None and "rates" not in row
     assert res["sampler"]["scheduler"] and res["sampler"]["guidance"] > 1  # the pipeline's own defaults
+    page = (tmp_path / "clamp" / "index.html").read_text()
+    assert "image change" in page and "Skipped generation" in page
 
     same, top, bottom = _run(
         pipes[kind], sae_dir, tmp_path / "scale1", tmp_path, "--op", "scale", "--strength", "1"
