@@ -125,7 +125,13 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
 @click.option(
     "--pipeline",
     default=None,
-    help="Text-to-image pipeline: a Stable Diffusion hub id or directory [default: the shipped tiny model].",
+    help="Text-to-image pipeline: a Stable Diffusion 1.x/2.x, SDXL, SD3 or FLUX hub id or directory "
+    "[default: the shipped tiny model].",
+)
+@click.option(
+    "--tower",
+    default=None,
+    help="SDXL / SD3 / FLUX: the text encoder the SAE edits (the others stay unedited): text, text_2 or text_3 [default: the SAE's].",
 )
 @click.option("--sae", "sae_dir", default=None, help="Text-encoder SAE [default: the tiny model's text SAE].")
 @revision_option("sae_dir")
@@ -155,6 +161,9 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
     "--vocabulary", default=None, help="Comma-separated naming words (pipelines other than the world's)."
 )
 @config_options(DiffusionSteerConfig, only=("steps", "guidance", "eta", "batch_size"))
+@click.option(
+    "--size", type=int, default=None, help="SDXL / SD3 / FLUX image size [default: the pipeline's]."
+)
 @device_option()
 @compute_dtype_option()
 @config_options(DiffusionSteerConfig, only=("seed", "force"))
@@ -163,6 +172,7 @@ def diffusion(
     out: str,
     pipeline: str | None,
     sae_dir: str | None,
+    tower: str | None,
     tokens: str,
     prompts: str | None,
     clip: str | None,
@@ -170,6 +180,7 @@ def diffusion(
     vocabulary: str | None,
     device: Any,
     dtype: str,
+    size: int | None,
     quiet: bool,
     **fields: Any,
 ) -> None:
@@ -192,6 +203,6 @@ def diffusion(
     words = tuple(w.strip() for w in (vocabulary or "").split(",") if w.strip())
     res = run_diffusion_steering(
         pipeline, sae_dir, out, cfg, clip=clip, vocabulary=words, judge=judge, device=device, dtype=dtype,
-        progress=not quiet,
+        progress=not quiet, tower=tower, size=size,
     )  # fmt: skip
     click.echo(f"{res.summary()} -> {out}/index.html")

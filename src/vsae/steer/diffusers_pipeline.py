@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,105 @@ def generate(
         call["max_sequence_length"] = max_sequence_length
     images = pipe(**call).images
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
+def is_multi_encoder(source: str | Path) -> bool:
+    """Whether ``source`` is a pipeline with several text encoders (SDXL, SD3, FLUX: a
+    ``model_index.json`` naming ``text_encoder_2``), which `EncoderPipe` steers; Stable Diffusion
+    1.x / 2.x and the world's tiny model are `vsae.steer.diffusion_pipeline`'s."""
+    import diffusers
+
+    try:
+        config = diffusers.DiffusionPipeline.load_config(str(source))
+    except Exception:  # no model_index.json (the world's model), not a repo, no network
+        return False
+    return "text_encoder_2" in config
+
+
+@dataclass
+class EncoderPipe:
+    """A multi-encoder pipeline (SDXL, SD3, FLUX) with the text encoder an SAE edits chosen: what
+    the diffusion steering experiment steers (`vsae.experiments.diffusion_steering`).
+
+    Attributes
+    ----------
+    pipeline: the diffusers pipeline (its own scheduler and guidance sample).
+    tower: the edited encoder (``text``, ``text_2``, ``text_3``); the others stay unedited.
+    text: that encoder as a LoadedModel (SAE hooks resolve on it).
+    tokenizer: its tokenizer.
+    size: image height and width [None: the pipeline's default].
+    provenance: pipeline, kind (its class) and tower.
+    """
+
+    pipeline: Any
+    tower: str
+    text: LoadedModel
+    tokenizer: Any
+    size: int | None = None
+    provenance: dict = field(default_factory=dict)
+
+    def default(self, name: str) -> Any:
+        """The default of argument ``name`` of the pipeline's ``__call__`` (None if it has none)."""
+        p = inspect.signature(self.pipeline.__call__).parameters.get(name)
+        return None if p is None or p.default is inspect.Parameter.empty else p.default
+
+    def guidance(self, guidance: float | None) -> float:
+        """``guidance``, or the pipeline's own default where None (SDXL 5, SD3 7, FLUX 3.5)."""
+        return float(self.default("guidance_scale") if guidance is None else guidance)
+
+    def max_sequence_length(self) -> int | None:
+        """The pipeline's T5 prompt length, capped at the T5 tokenizer's (None: no T5)."""
+        n = self.default("max_sequence_length")
+        if n is None:
+            return None
+        toks = [getattr(self.pipeline, t, None) for t in ("tokenizer_3", "tokenizer_2")]
+        caps = [int(t.model_max_length) for t in toks if t is not None and t.model_max_length < 10**6]
+        return min([int(n), *caps[:1]])
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        sampler: Any,
+        *,
+        sae: Any = None,
+        hook: str | None = None,
+        edits: Sequence = (),
+    ) -> np.ndarray:
+        """uint8 [N, H, W, 3]: `generate` in chunks of ``sampler.batch_size`` prompts, chunk
+        ``s..`` seeded with ``sampler.seed + s`` (the same prompts get the same noise, steered or
+        not); ``sampler.eta`` does not apply (the pipeline's own scheduler samples)."""
+        out = []
+        for s in range(0, len(prompts), sampler.batch_size):
+            out.append(
+                generate(
+                    self.pipeline,
+                    list(prompts[s : s + sampler.batch_size]),
+                    tower=self.tower,
+                    sae=sae,
+                    hook=hook,
+                    edits=edits,
+                    steps=sampler.steps,
+                    seed=sampler.seed + s,
+                    guidance=sampler.guidance,
+                    size=self.size,
+                    max_sequence_length=self.max_sequence_length(),
+                )
+            )
+        return np.concatenate(out)
+
+
+def load_encoder_pipe(
+    source: str | Path,
+    tower: str,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    size: int | None = None,
+) -> EncoderPipe:
+    """`EncoderPipe` of the pipeline ``source`` with encoder ``tower`` edited (an unknown or
+    absent tower: a one-line error naming the pipeline's)."""
+    pipe = load_pipeline(source, device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    src = str(Path(source).resolve()) if Path(source).is_dir() else str(source)
+    lm = encoder_model(pipe, tower, src)
+    prov = {"pipeline": src, "kind": type(pipe).__name__, "tower": tower}
+    return EncoderPipe(pipe, tower, lm, getattr(pipe, TOWERS[tower][1]), size, prov)

@@ -19,6 +19,7 @@ HEADERS = {
     "preserved": "other attributes preserved",
     "iou_baseline": "silhouette IoU, unsteered",
     "iou_steered": "silhouette IoU, steered",
+    "image_change": "image change (mean |steered - unsteered|, 0-1)",
     "text_word": "text word",
     "rise": "CLIP similarity rise",
     "truth": "attribute it changes",
@@ -86,6 +87,8 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         )
     if s.get("specificity"):
         r.text(specificity_text(s["specificity"]))
+    for part, why in res.get("skipped", {}).items():  # a run without a judge says what it left out
+        r.text(f"Skipped {part}: {why}.")
     cols = [
         "latent",
         "word",
@@ -104,6 +107,7 @@ def diffusion_section(r: Report, res: dict[str, Any], res_dir: str | Path) -> No
         "prompt_edit_kept_all",
         "iou_baseline",
         "iou_steered",
+        "image_change",
     ]
     r.table(
         s["latents"],

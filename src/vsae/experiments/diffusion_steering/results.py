@@ -66,7 +66,9 @@ class Reference:
 @dataclass(frozen=True)
 class LatentSteering:
     """One steered latent: its text-side word, share and largest activation, the attribute it
-    targets (None without ground truth), the mean silhouette IoU unsteered / steered and its rates."""
+    targets (None without ground truth), the mean silhouette IoU unsteered / steered and its rates;
+    without a judge, ``image_change``: the mean absolute pixel difference of its steered and
+    unsteered images (0-1 scale; exactly 0 when the images are bit-identical)."""
 
     latent: int
     word: str
@@ -79,12 +81,19 @@ class LatentSteering:
     rates: SteeringRates | None = None
     random_latent: Reference | None = None
     prompt_edit: Reference | None = None
+    image_change: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         head = {
             k: getattr(self, k) for k in ("latent", "word", "word_share", "max_act", "attribute", "n_prompts")
         }
-        ious = _present({"iou_baseline": self.iou_baseline, "iou_steered": self.iou_steered})
+        ious = _present(
+            {
+                "iou_baseline": self.iou_baseline,
+                "iou_steered": self.iou_steered,
+                "image_change": self.image_change,
+            }
+        )
         refs: dict[str, Any] = {}
         if self.random_latent is not None:
             c = self.random_latent
@@ -265,10 +274,12 @@ class DiffusionSteeringResult:
     discovery: DiscoveryResult
     examples: tuple[Example, ...] = ()
     seconds: float = field(default=0.0, compare=False)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Part of the run -> why it was not measured (written only when some part was skipped)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` of the run."""
-        return {
+        js = {
             "config": self.config,
             "provenance": self.provenance,
             "latents": {"d_sae": self.d_sae, "live": self.live},
@@ -279,6 +290,7 @@ class DiffusionSteeringResult:
             "examples": [e.to_json() for e in self.examples],
             "seconds": self.seconds,
         }
+        return js | ({"skipped": dict(self.skipped)} if self.skipped else {})
 
     def summary(self) -> str:
         """One line: target rate steered vs unsteered, preserved, discovery vs random words."""
@@ -287,6 +299,11 @@ class DiffusionSteeringResult:
             return "n/a" if v is None else f"{100 * v:.1f}%"
 
         s, d = self.steering.summary, self.discovery
+        changes = [r.image_change for r in self.steering.latents if r.image_change is not None]
+        if "steering_rates" in self.skipped:  # no judge: what was measured instead
+            mean = f"{sum(changes) / len(changes):.4f}" if changes else "n/a"
+            named = f"{len(d.latents)} latents named" if d.ran else "no naming"
+            return f"image change {mean} steered vs unsteered over {len(changes)} latents (no judge); {named}"
         return (
             f"target rate {pct(s.steered)} steered vs {pct(s.baseline)} unsteered, "
             f"preserved {pct(s.preserved)}; discovery agreement {pct(d.agreement)} "

@@ -21,6 +21,7 @@ splice, latent statistics) are `vsae.steer.diffusion_*`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -66,6 +67,7 @@ from vsae.experiments.diffusion_steering.scoring import (
 )
 from vsae.report.html import image_grid
 from vsae.sae.selection import check_splice
+from vsae.steer.diffusers_pipeline import EncoderPipe, is_multi_encoder, load_encoder_pipe
 from vsae.steer.diffusion_latents import LatentStats, latent_stats, token_word
 from vsae.steer.diffusion_pipeline import DiffusionPipe, generate, load_pipe, resolved_sampler
 from vsae.steer.edits import LatentEdit
@@ -82,7 +84,7 @@ class Setup:
     statistics, the judge and its reader (None without ground truth), the naming vocabulary and
     CLIP (None: no discovery)."""
 
-    pipe: DiffusionPipe
+    pipe: DiffusionPipe | EncoderPipe
     sae: Any
     sae_dir: str
     hook: str
@@ -117,7 +119,14 @@ class Setup:
         return mask
 
     def images(self, prompts: Sequence[str], edit: LatentEdit | None = None) -> np.ndarray:
-        """uint8 [N, H, W, 3]: ``prompts`` generated with the sampler's noise, steered by ``edit``."""
+        """uint8 [N, H, W, 3]: ``prompts`` generated with the sampler's noise, steered by ``edit``
+        (SDXL, SD3, FLUX: by the pipeline's own sampler, `EncoderPipe.generate`)."""
+        if isinstance(self.pipe, EncoderPipe):
+            if edit is None:
+                return self.pipe.generate(list(prompts), self.cfg.sampler)
+            return self.pipe.generate(
+                list(prompts), self.cfg.sampler, sae=self.sae, hook=self.hook, edits=[edit]
+            )
         if edit is None:
             return generate(self.pipe, list(prompts), self.cfg.sampler)
         return generate(
@@ -128,7 +137,9 @@ class Setup:
         return self.judge.silhouette_iou(images_NHWC) if self.judge is not None else None
 
 
-def _resolve_hook(pipe: DiffusionPipe, sae: Any, sae_dir: str, cfg: DiffusionSteerConfig) -> str:
+def _resolve_hook(
+    pipe: DiffusionPipe | EncoderPipe, sae: Any, sae_dir: str, cfg: DiffusionSteerConfig
+) -> str:
     hook = cfg.hook or (getattr(sae.cfg, "provenance", None) or {}).get("hook")
     if not hook:
         raise VsaeError("the SAE does not record its hook; give --hook (e.g. resid.-1)")
@@ -144,6 +155,47 @@ def _resolve_hook(pipe: DiffusionPipe, sae: Any, sae_dir: str, cfg: DiffusionSte
     return str(hook)
 
 
+def sae_tower(sae: Any) -> str | None:
+    """The pipeline text encoder an SAE was trained on, from its provenance (``tower``, else the
+    ``subfolder`` it names), if it is one of `TOWERS`'."""
+    from vsae.models.families.pipeline_text import TOWERS
+
+    prov = getattr(sae.cfg, "provenance", None) or {}
+    if prov.get("tower") in TOWERS:
+        return str(prov["tower"])
+    by_sub = {sub: t for t, (sub, _) in TOWERS.items()}
+    return by_sub.get(str(prov.get("subfolder")))
+
+
+def load_steered_pipe(
+    pipeline: str, sae: Any, sae_dir: str, tower: str | None, cfg: DiffusionSteerConfig, **kw: Any
+) -> DiffusionPipe | EncoderPipe:
+    """The pipeline to steer: SDXL, SD3 and FLUX (`is_multi_encoder`) with the encoder ``tower``
+    (default: the SAE's, else ``text``) edited; Stable Diffusion 1.x / 2.x and the world's model
+    (one text encoder) as `DiffusionPipe`. ``kw``: device, dtype, size."""
+    size = kw.pop("size", None)
+    if not is_multi_encoder(pipeline):
+        if tower not in (None, "text"):
+            raise VsaeError(
+                f"--tower {tower}: {pipeline} has one text encoder (tower text); --tower picks one of "
+                "SDXL's, SD3's or FLUX's"
+            )
+        return load_pipe(pipeline, **kw)
+    from vsae.models.families.pipeline_text import encoder_towers
+
+    trained = sae_tower(sae)
+    use = tower or trained or "text"
+    have = encoder_towers(pipeline) if Path(pipeline).is_dir() else None  # checked before loading
+    if have is not None and use not in have:
+        raise VsaeError(f"{pipeline} has no text encoder tower {use!r}; valid towers: {', '.join(have)}")
+    if tower is not None and trained is not None and tower != trained:
+        msg = f"SAE {sae_dir} was trained on text encoder tower {trained} but --tower is {tower}"
+        if not cfg.force:
+            raise VsaeError(f"{msg}; give --tower {trained} (or --force to apply it anyway)")
+        print(f"warning: {msg} (applied anyway: --force)", file=sys.stderr)
+    return load_encoder_pipe(pipeline, use, size=size, **kw)
+
+
 def prepare(
     pipeline: str,
     sae_dir: str,
@@ -155,13 +207,21 @@ def prepare(
     device: str,
     dtype: str,
     say: Say,
+    tower: str | None = None,
+    size: int | None = None,
 ) -> Setup:
-    """Load the pipeline, SAE, judge and naming CLIP; check the hook and the splice; compute the
-    latents' text-side statistics. Every bad input fails here, before any image is generated."""
-    pipe = load_pipe(pipeline, device=device, dtype=dtype)
+    """Load the SAE, pipeline, judge and naming CLIP; check the tower, the hook and the splice;
+    compute the latents' text-side statistics. Every bad input fails here, before any image is
+    generated."""
     sae = vsae.sae.load(sae_dir).to(device)
+    pipe = load_steered_pipe(pipeline, sae, str(sae_dir), tower, cfg, device=device, dtype=dtype, size=size)
     hook = _resolve_hook(pipe, sae, sae_dir, cfg)
     judge = find_judge(pipe.provenance, judge_name)
+    if judge is not None and isinstance(pipe, EncoderPipe):
+        raise VsaeError(
+            f"--judge {judge_name}: judges read one-encoder pipelines' images (the shapes world's); "
+            f"{pipe.provenance['kind']} runs without one: leave out --judge"
+        )
     if judge is None and not cfg.prompts:
         raise VsaeError(
             "give --prompts for a pipeline other than the shapes world's (no world captions to use)"
@@ -181,7 +241,7 @@ def prepare(
 def generation_step(st: Setup) -> GenerationResult:
     """Step 1, generate: agreement of held-out prompts' images with the prompts (judge only)."""
     cfg = st.cfg
-    if st.judge is None or st.reader is None:
+    if st.judge is None or st.reader is None or isinstance(st.pipe, EncoderPipe):
         return GenerationResult(n=0, accuracy={"shape": None, "colour": None})
     if not cfg.n_eval:
         return GenerationResult(n=cfg.n_eval, accuracy={"shape": None, "colour": None})
@@ -200,8 +260,11 @@ def steering_targets(st: Setup) -> list[Target]:
         if st.judge is not None:
             ta = {f: (a, v) for f, a, v in target_latents(st.stats, n_sae, st.judge)}
             targets = [(f, *ta.get(f, (None, None))) for f, _, _ in targets]
-    else:
-        targets = list(target_latents(st.stats, cfg.n_latents, st.judge)) if st.judge is not None else []
+    elif st.judge is not None:
+        targets = list(target_latents(st.stats, cfg.n_latents, st.judge))
+    else:  # no attribute words to pick by: the most often firing live latents
+        order = np.argsort(-st.stats.fires, kind="stable")[: cfg.n_latents]
+        targets = [(int(f), None, None) for f in order if st.stats.fires[f] > 0]
     for f, _, _ in targets:
         if not 0 <= f < n_sae:
             raise VsaeError(f"latent {f} out of range: the SAE has {n_sae} latents")
@@ -324,6 +387,7 @@ def steer_latent(
         values = st.judge.values(attr)
         tokens = st.word_tokens(prompts, [values[int(v)] for v in truth[attr]])
     rates: SteeringRates | None = None
+    ims_s0 = ims_u  # the images steered at cfg.strength (the loop's first)
     ious: tuple[float | None, float | None] = (None, None)
     examples: list[Example] = []
     sweep: list[tuple[float, SteeringRates | None]] = []
@@ -332,6 +396,7 @@ def steer_latent(
         iou_s = st.iou(ims_s)
         r = judge_step(st, ims_s, pred_u, truth, target, (iou_s, iou_u))
         if s == cfg.strength:
+            ims_s0 = ims_s
             examples.append(save_example(out, f, stats.top_word[f], prompts, ims_u, ims_s))
             if iou_u is not None and iou_s is not None:  # is an object still drawn?
                 ious = (float(iou_u.mean()), float(iou_s.mean()))
@@ -353,12 +418,53 @@ def steer_latent(
         rates=rates,
         random_latent=ctrl,
         prompt_edit=edit,
+        image_change=image_change(ims_s0, ims_u) if st.judge is None else None,
     )
     st.say(
         f"steer latent {f} ({row.word}): "
         + (f"{rates.target_baseline:.2f} -> {rates.target_steered:.2f}" if rates is not None else "done")
     )
     return row, sweep, examples
+
+
+def image_change(steered_NHWC: np.ndarray, unsteered_NHWC: np.ndarray) -> float:
+    """Mean absolute pixel difference of two image sets (0-1 scale; 0 iff bit-identical)."""
+    return float(np.abs(steered_NHWC.astype(np.int16) - unsteered_NHWC.astype(np.int16)).mean() / 255)
+
+
+def skipped_parts(st: Setup) -> dict[str, str]:
+    """What a run without a ground-truth judge cannot measure, and why (``results.json``'s
+    ``skipped``; empty with a judge)."""
+    if st.judge is not None:
+        return {}
+    why = f"no ground-truth judge for this pipeline (registered: {', '.join(DIFFUSION_JUDGES.names())})"
+    out = {
+        "generation": f"{why}: generation accuracy needs one",
+        "steering_rates": f"{why}: target rates, preservation and references need one; each latent "
+        "reports image_change (steered vs unsteered images) instead",
+    }
+    if st.scorer is None:
+        out["discovery"] = "no --clip and --vocabulary given: latents are not named"
+    else:
+        out["discovery_agreement"] = f"{why}: CLIP's names are not checked against ground truth"
+    if isinstance(st.pipe, EncoderPipe) and st.cfg.eta is not None:
+        out["eta"] = "the pipeline's own scheduler samples; --eta applies to DDIM (Stable Diffusion 1.x)"
+    return out
+
+
+def sampler_json(st: Setup) -> dict[str, Any]:
+    """The sampling settings a run used (the pipeline's own where the config leaves them unset)."""
+    cfg = st.cfg
+    if isinstance(st.pipe, EncoderPipe):
+        return {
+            "guidance": st.pipe.guidance(cfg.guidance),
+            "eta": None,
+            "steps": cfg.steps,
+            "scheduler": type(st.pipe.pipeline.scheduler).__name__,
+            "size": st.pipe.size,
+        }
+    guidance, eta = resolved_sampler(st.pipe, cfg.sampler)
+    return {"guidance": guidance, "eta": eta, "steps": cfg.steps}
 
 
 def summarise(rates: Sequence[SteeringRates]) -> RateSummary:
@@ -501,11 +607,14 @@ def run_diffusion_steering(
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,
+    tower: str | None = None,
+    size: int | None = None,
 ) -> DiffusionSteeringResult:
     """Run generation accuracy, steering and discovery; write ``out_dir/results.json`` and
     ``out_dir/index.html``; return the result. ``pipeline`` / ``sae_dir`` None: the default
     judge's shipped ones; ``judge``: the registered judge to score with [default: the one the
-    pipeline's kind names, if any]."""
+    pipeline's kind names, if any]; ``tower``: the SDXL / SD3 / FLUX text encoder the SAE edits
+    [default: the SAE's own]; ``size``: their image size [default: the pipeline's]."""
     t0 = time.time()
     out = Path(out_dir)
     pipeline, sae_dir = resolve_pipeline(pipeline, sae_dir)
@@ -520,22 +629,24 @@ def run_diffusion_steering(
         device=device,
         dtype=dtype,
         say=say,
+        tower=tower,
+        size=size,
     )
     generation = generation_step(st)
     steering, examples = steering_step(st, out)
     disc = discovery_step(st)
-    guidance, eta = resolved_sampler(st.pipe, cfg.sampler)
     res = DiffusionSteeringResult(
         config=_config_json(cfg),
         provenance={**st.pipe.provenance, "sae": str(Path(sae_dir).resolve()), "hook": st.hook, "clip": clip},
         d_sae=int(len(st.stats.fires)),
         live=int(len(st.stats.live)),
-        sampler={"guidance": guidance, "eta": eta, "steps": cfg.sampler.steps},
+        sampler=sampler_json(st),
         generation=generation,
         steering=steering,
         discovery=disc,
         examples=examples,
         seconds=round(time.time() - t0, 1),
+        skipped=skipped_parts(st),
     )
     out.mkdir(parents=True, exist_ok=True)
     js = res.to_json()
