@@ -5,8 +5,8 @@ beside it stay what they were."""
 import numpy as np
 import pytest
 import torch
-
 from tests.extract.test_mllm import N_IMAGES, _extract, _hf, _records, setup  # noqa: F401
+
 from vsae.errors import VsaeError
 from vsae.store import ActivationStore
 from vsae.store.columns import read_column

@@ -289,60 +289,94 @@ def steering_finding(steering: dict[str, Any]) -> Finding:
     )
 
 
+def _precondition_text(pre: dict[str, Any]) -> str:
+    return (
+        ", ".join(
+            f"{a} {p['accuracy']:.2f} [{p['interval'][0]:.2f}, {p['interval'][1]:.2f}] vs chance {p['chance']:.2f}"
+            for a, p in pre["per_attribute"].items()
+        )
+        or "no attribute with enough predicting rows"
+    )
+
+
 def shared_finding(shared: dict[str, Any]) -> Finding:
     """The verdict on "some SAE latents are shared across modalities, and they mean the same concept
-    in both", per layer by concept selectivity (`vsae.eval.selectivity`): shared latents found
-    (matched-value rate above the mismatched-value rate, binomial p < alpha) with the planted
-    control found. Holds when some layer has them; "not testable here" when the control fails
-    on every layer; the minimum detectable rate is printed beside each layer's verdict."""
-    parts, found, control_ok, per = [], [], [], {}
+    in both", per layer and text kind (caption alone, teacher-forced after the image) by concept
+    selectivity (`vsae.eval.selectivity`): shared latents found (matched-value rate above the
+    mismatched-value rate, binomial p < alpha) with the planted control found. A (layer, kind)
+    is testable only where the raw-stream precondition holds (`vsae.eval.shared_precondition`:
+    a probe trained on image rows reads the value from the text rows that predict it) and the
+    planted control is found. Holds when some testable (layer, kind) has shared latents; does not
+    hold when none of the testable ones has; "not testable here" when none is testable. The
+    minimum detectable rate is printed beside each verdict."""
+    parts, states, per = [], [], {}
     for h, L in shared["layers"].items():
-        sel = L.get("selectivity")
-        if sel is None:
+        kinds = L.get("by_kind")
+        if kinds is None and L.get("selectivity") is not None:  # a shared.json from before text kinds
+            kinds = {"caption": {"state": None, "precondition": None, "selectivity": L["selectivity"]}}
+        if not kinds:
             parts.append(f"{h}: no ground truth, not measured")
             continue
-        c = sel["control"]
-        found.append(bool(sel["found"]))
-        control_ok.append(bool(c["found"]))
-        top = ", ".join(
-            f"{p['value']} ({p['image_auroc']:.2f}/{p['text_auroc']:.2f})" for p in sel["shared_pairs"][:4]
-        )
-        parts.append(
-            f"{h}: {'shared latents found' if sel['found'] else 'none found'} — {sel['n_shared']} of "
-            f"{sel['n_image_selective']} image-selective (latent, value) pairs are text-selective for the same value "
-            f"({sel['matched_rate']:.1%}) vs {sel['mismatched_rate']:.1%} for another value of the attribute "
-            f"(binomial p = {sel['p_value']:.2g}; detectable from {sel['min_detectable_rate']:.1%} at 80% power); "
-            f"{len(sel['shared_latents'])} latents{': ' + top if top else ''}; planted control {c['n_found']}/"
-            f"{c['n_planted']} found; {L['n_shared']} of {L['n_live']} live latents in the 0.2-0.8 frequency band"
-        )
-        per[h] = {
-            k: sel[k]
-            for k in (
-                "found",
-                "n_shared",
-                "n_image_selective",
-                "matched_rate",
-                "mismatched_rate",
-                "p_value",
-                "min_detectable_rate",
-                "control",
+        for kind, K in kinds.items():
+            sel, pre = K["selectivity"], K["precondition"]
+            c = sel["control"]
+            state = K["state"] or ("shared latents found" if sel["found"] and c["found"] else "none found")
+            if not c["found"]:
+                state = "not testable here"
+            states.append(state)
+            top = ", ".join(
+                f"{p['value']} ({p['image_auroc']:.2f}/{p['text_auroc']:.2f})"
+                for p in sel["shared_pairs"][:4]
             )
-        }
-    if not found or not any(control_ok):
+            why = ""
+            if pre is not None and not pre["holds"]:
+                why = " (the raw stream does not share the attributes)"
+            parts.append(
+                f"{h} [{kind} rows]: {state.upper() if state == 'not testable here' else state}{why} — raw-stream "
+                f"precondition: {_precondition_text(pre) if pre else 'not measured'}; {sel['n_shared']} of "
+                f"{sel['n_image_selective']} image-selective (latent, value) pairs are text-selective for the same "
+                f"value ({sel['matched_rate']:.1%}) vs {sel['mismatched_rate']:.1%} for another value of the "
+                f"attribute (binomial p = {sel['p_value']:.2g}; detectable from {sel['min_detectable_rate']:.1%} at "
+                f"80% power); {len(sel['shared_latents'])} latents{': ' + top if top else ''}; planted control "
+                f"{c['n_found']}/{c['n_planted']} found"
+            )
+            per[f"{h} [{kind}]"] = {
+                "state": state,
+                "precondition": pre,
+                **{
+                    k: sel[k]
+                    for k in (
+                        "found",
+                        "n_shared",
+                        "n_image_selective",
+                        "matched_rate",
+                        "mismatched_rate",
+                        "p_value",
+                        "min_detectable_rate",
+                        "control",
+                    )
+                },
+            }
+    testable = [st for st in states if st != "not testable here"]
+    if not testable:
         verdict = NOT_TESTABLE
     else:
-        verdict = HOLDS if any(f and c for f, c in zip(found, control_ok)) else DOES_NOT_HOLD
+        verdict = HOLDS if "shared latents found" in testable else DOES_NOT_HOLD
     return Finding(
         claim="Some SAE latents of the multimodal model's language model are shared across image and text "
         "tokens and mean the same concept in both (selective for the same attribute value on images and on "
-        "words, AUROC >= 0.8, above the mismatched-value baseline at p < 0.05), per layer",
+        "words, AUROC >= 0.8, above the mismatched-value baseline at p < 0.05), per layer and text kind, "
+        "where the raw stream shares the attribute",
         holds=verdict == HOLDS,
         detail="; ".join(parts),
         source="Olson et al. (project's definitions)",
         verdict=verdict,
         evidence={
             "per_layer": per,
+            "interval": "raw-stream precondition: 95% bootstrap interval of the probe's accuracy over text rows; "
+            "power: the minimum detectable matched rate (80% power) per layer and kind",
             "baseline": "the same latents' text selectivity for another value of the attribute",
             "control": "planted latents, one per value (80% of positives, 5% of others), both modalities",
+            "precondition": "a probe on image rows reads the value from the text rows predicting it, above chance",
         },
     )
