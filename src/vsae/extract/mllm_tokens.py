@@ -533,7 +533,7 @@ def _forward_batch(
                 tid += [np.asarray(plan.cap_ids[j], np.int32)[tpos]]
                 kind += [np.full(len(tpos), TEXT_KINDS.index(k), np.int8)]
         if rows:
-            cols = {"modality": np.concatenate(mod), "token_id": np.concatenate(tid)}
+            cols: dict[str, np.ndarray] = {"modality": np.concatenate(mod), "token_id": np.concatenate(tid)}
             if "teacher-forced" in kinds:
                 cols["text_kind"] = np.concatenate(kind)
             toks = np.concatenate(tok).astype(np.int64)
