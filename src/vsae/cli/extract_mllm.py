@@ -22,7 +22,7 @@ from vsae.extract.settings import MllmExtractConfig
 @config_options(
     MllmExtractConfig,
     only=("question", "n_images", "image_tokens", "balance", "text_kinds", "batch_size"),
-    overrides=repeated("text_kinds"),
+    overrides={"text_kinds": {**repeated("text_kinds")["text_kinds"], "default": ["caption"]}},
 )
 @config_options(MllmExtractConfig, only=("device",), overrides={"device": {"callback": device_callback}})
 @config_options(MllmExtractConfig, only=("dtype", "model_dtype", "seed", "rows_per_shard", "threads"))
