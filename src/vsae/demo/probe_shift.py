@@ -255,7 +255,7 @@ def probe_finding(comparisons: Mapping[str, dict[str, Any]], arch: str, expansio
             )
         if "samples" in c:
             sp = c["samples"]
-            spread = (
+            spread += (
                 f"; over {sp['n_samples']} other train samples SAE >= raw {sp['absolute']['n_sae_at_least_raw']}"
                 f"/{sp['n_samples']} (shifted), {sp['retention']['n_sae_at_least_raw']}/{sp['n_samples']} (kept)"
             )
