@@ -106,7 +106,16 @@ def test_seed_runs_are_judged_by_the_seed_interval_and_reported():
     assert c["absolute"]["outcome"] == "equivalent" and "2 SAE seeds" in c["absolute"]["what"]
     far = [_run((0.9, 0.6, 0.3), n=3000, seed=9)]  # another seed 20 points worse: the verdict moves
     c = shift_comparison(raw, raw, seed=0, seed_runs=far)
-    c["samples"] = {"n_samples": 1, "absolute": {"n_sae_at_least_raw": 1}, "retention": {"n_sae_at_least_raw": 1}}
+    c["samples"] = {
+        "n_samples": 1,
+        "absolute": {"n_sae_at_least_raw": 1},
+        "retention": {"n_sae_at_least_raw": 1},
+    }
     assert c["absolute"]["outcome"] != "equivalent" and c["seeds"]["absolute"]["sd"] > 0.1
     f = probe_finding({"h": c}, "matryoshka", 8)
-    assert "over 2 SAE seeds" in f.detail and "other train samples" in f.detail and "SAE seeds" in f.claim and "seeds" in f.evidence["interval"]
+    assert (
+        "over 2 SAE seeds" in f.detail
+        and "other train samples" in f.detail
+        and "SAE seeds" in f.claim
+        and "seeds" in f.evidence["interval"]
+    )
