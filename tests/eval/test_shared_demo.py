@@ -43,22 +43,41 @@ def test_two_layers_measured_and_written(shared):
     fields = [f.name for f in dataclasses.fields(SharedFeaturesConfig)]
     rest = ["model", "question", "image_tokens_per_image", "balance", "rows_train", "rows_test"]
     assert list(res["setup"]) == fields + rest
+    # test stores: image rows, caption-alone rows and as many teacher-forced rows (the densities
+    # count the first two only)
     assert (
         res["setup"]["rows_test"]
-        == sum(L["rows"]["image"] + L["rows"]["text"] for L in res["layers"].values()) / 2
+        == sum(L["rows"]["image"] + 2 * L["rows"]["text"] for L in res["layers"].values()) / 2
     )
+    for L in res["layers"].values():
+        assert list(L["by_kind"]) == ["caption", "teacher-forced"]
+        assert L["selectivity"] == L["by_kind"]["caption"]["selectivity"]
+        for K in L["by_kind"].values():
+            assert K["selectivity"]["units"]["text_rows"] == L["rows"]["text"]
+            pre = K["precondition"]
+            assert pre["holds"] == any(p["holds"] for p in pre["per_attribute"].values())
+            if not pre["holds"]:
+                assert K["state"] == "not testable here"
 
 
 def test_finding_follows_the_numbers(shared):
     _, res, _ = shared
     f = shared_finding(res)
-    sel = {h: L["selectivity"] for h, L in res["layers"].items()}
-    for s in sel.values():  # the planted control is found even on these 40 test images (some values too rare)
-        assert s["control"]["found"] and 0 < s["control"]["n_found"] <= s["control"]["n_planted"]
-    want = "holds" if any(s["found"] for s in sel.values()) else "does not hold"
+    kinds = {(h, k): K for h, L in res["layers"].items() for k, K in L["by_kind"].items()}
+    for (
+        K
+    ) in kinds.values():  # the planted control is found even on these 40 test images (some values too rare)
+        c = K["selectivity"]["control"]
+        assert c["found"] and 0 < c["n_found"] <= c["n_planted"]
+    testable = [K for K in kinds.values() if K["precondition"]["holds"]]
+    want = (
+        "not testable here"
+        if not testable
+        else ("holds" if any(K["selectivity"]["found"] for K in testable) else "does not hold")
+    )
     assert f.verdict == want and f.holds is (want == "holds")
     assert "resid.0" in f.detail and "resid.1" in f.detail and "detectable from" in f.detail
-    assert set(f.evidence["per_layer"]) == {"resid.0", "resid.1"}
+    assert set(f.evidence["per_layer"]) == {f"{h} [{k}]" for h, k in kinds}
     assert list(f.to_json()) == [
         "claim",
         "holds",
@@ -67,8 +86,9 @@ def test_finding_follows_the_numbers(shared):
         "verdict",
         "evidence",
     ]  # results.json's keys
-    flipped = json.loads(json.dumps(res["layers"]))
+    flipped = json.loads(json.dumps(res["layers"]))  # a shared.json from before text kinds
     for L in flipped.values():
+        del L["by_kind"]
         L["selectivity"].update(found=False, n_shared=0)
     assert shared_finding({"layers": flipped}).verdict == "does not hold"
     flipped["resid.1"]["selectivity"].update(found=True, n_shared=3)

@@ -455,7 +455,9 @@ def names(
     default=None,
     help="attributes.json of the images (ground truth) [default: DATA/attributes.json of the store's data].",
 )
-@config_options(SharedConfig, only=("top_k", "seed", "batch_size", "auroc", "min_fires", "alpha"))
+@config_options(
+    SharedConfig, only=("top_k", "seed", "batch_size", "auroc", "min_fires", "alpha", "probe_c", "probe_rows")
+)
 @config_options(SharedConfig, only=("device",), overrides={"device": {"callback": device_callback}})
 @_QUIET
 def shared(

@@ -44,6 +44,8 @@ class DemoConfig:
         (latents clamped, test images asked about, latents tried on the blank image; 0 latents = skip).
     shared_images: (train, test) images whose image tokens and captions feed the shared
         vision/language latents of the tiny LLaVA's language model (Olson et al.; 0 train = skip).
+    sae_seeds: train the featured SAE again with other seeds (`vsae.demo.probe_shift.SAE_SEEDS`)
+        so that the probes-under-shift interval includes seed variance.
     diffusion: the diffusion section (steering the shipped tiny text-to-image model through its
         text-encoder SAE, discovery of latent attributes; `vsae.demo.diffusion`).
     progress: progress bars.
@@ -77,6 +79,7 @@ class DemoConfig:
     steer_images: int = 12
     steer_blank_latents: int = 16
     shared_images: tuple[int, int] = (1000, 500)
+    sae_seeds: bool = True
     diffusion: bool = True
     progress: bool = True
 

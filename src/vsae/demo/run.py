@@ -20,7 +20,7 @@ from vsae.demo.explain_finding import detection_finding, explain_demo, explain_f
 from vsae.demo.findings import Finding, headline_findings, shared_finding
 from vsae.demo.hierarchy import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
-from vsae.demo.probe_shift import compare_under_shift, probe_finding
+from vsae.demo.probe_shift import compare_under_shift, probe_finding, seed_replicates
 from vsae.demo.report_page import build_report
 from vsae.eval.class_hierarchy import from_file
 from vsae.eval.write_json import jsonable
@@ -139,6 +139,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         tables,
         {k: a.probe_run for k, a in analysis.items() if a.probe_run is not None},
         {h: load_sae(runs[(h, featured[1], featured[2])]) for h in cfg.hooks},
+        seed_saes=seed_replicates(cfg, stores) if cfg.sae_seeds else None,
     )
     hierarchy = hierarchy_evidence(stores, tables, cfg.hooks, out, cfg.seed)
     say("self-checks: probe vs zero-shot, training-log FVU vs vsae eval recon, MS vs vsae eval ms")

@@ -120,6 +120,8 @@ class SharedConfig:
         (`vsae.eval.selectivity`).
     min_fires: ... and when it fires on at least this many of the value's units there.
     alpha: significance level of the shared-latents test against the mismatched-value baseline.
+    probe_c: inverse L2 strength of the raw-stream precondition's probe (image rows -> text rows).
+    probe_rows: image rows (seeded sample) the precondition's probe trains on.
     """
 
     top_k: int = 16
@@ -132,3 +134,5 @@ class SharedConfig:
     auroc: float = 0.8
     min_fires: int = 8
     alpha: float = 0.05
+    probe_c: float = 0.1
+    probe_rows: int = 3000

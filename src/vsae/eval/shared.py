@@ -37,7 +37,8 @@ from vsae.eval.attributes import image_attributes
 from vsae.eval.eval_config import DEFAULT_ATTRIBUTES as DEFAULT_ATTRIBUTES  # torch-free: the CLI's options
 from vsae.eval.eval_config import SharedConfig as SharedConfig
 from vsae.eval.plots import pyplot, save_figure
-from vsae.eval.selectivity import layer_selectivity
+from vsae.eval.selectivity import layer_selectivity, next_word
+from vsae.eval.shared_precondition import raw_precondition
 from vsae.eval.write_json import write_json
 from vsae.sae import load as load_sae
 from vsae.sae.batched import iter_encode
@@ -48,6 +49,8 @@ from vsae.store.safe_io import writes_to
 
 SHARED_RANGE = (0.2, 0.8)
 IMAGE, TEXT = 0, 1
+TEACHER = 2  # teacher-forced text rows (store column text_kind == 1), kept apart from TEXT
+TEXT_KINDS = {TEXT: "caption", TEACHER: "teacher-forced"}
 
 
 # -- densities and the modality ratio -------------------------------------------------------------
@@ -261,19 +264,22 @@ def shared_layer(
     # A bad ground-truth file fails before the encoding work.
     attrs = image_attributes(acts, attributes_file, cfg.attributes)
     table = attrs.values if attrs is not None else None
-    mod = read_column(store, "modality")
+    mod = read_column(store, "modality").astype(np.int8)
+    if has_column(store, "text_kind"):  # teacher-forced rows: scored apart, out of the densities
+        mod[read_column(store, "text_kind") == 1] = TEACHER
     F = sae.cfg.d_sae
     tops = {IMAGE: TopRows(F, cfg.top_k), TEXT: TopRows(F, cfg.top_k)}
-    kept: dict[int, list[np.ndarray]] = {IMAGE: [], TEXT: []}  # latents of every row, for selectivity
+    kept: dict[int, list[np.ndarray]] = {IMAGE: [], TEXT: [], TEACHER: []}  # every row's latents
 
     def chunks() -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         for b in iter_encode(sae, store, cfg.batch_size, progress=progress):
             a, z = b.start, b.z.float().cpu()
             m = mod[a : a + len(z)]
-            for k in (IMAGE, TEXT):
+            for k in (IMAGE, TEXT, TEACHER):
                 sel = np.flatnonzero(m == k)
-                tops[k].update(z[torch.as_tensor(sel)], a + sel)
-                if table is not None:
+                if k in tops:
+                    tops[k].update(z[torch.as_tensor(sel)], a + sel)
+                if table is not None and sel.size:
                     kept[k].append(z[torch.as_tensor(sel)].numpy())
             yield z, m
 
@@ -318,22 +324,48 @@ def shared_layer(
             }
             for p in ag["per_latent"]
         ]
-        rows = {k: np.flatnonzero(mod == k) for k in (IMAGE, TEXT)}
-        res["selectivity"] = layer_selectivity(
-            np.concatenate(kept[IMAGE]),
-            store.image_index[rows[IMAGE]],
-            np.concatenate(kept[TEXT]),
-            store.image_index[rows[TEXT]],
-            store.token_index[rows[TEXT]],
-            [word_of(vocab.get(str(int(t)), "")) for t in tid[rows[TEXT]]],
-            table,
-            lex,
-            cfg.auroc,
-            cfg.min_fires,
-            cfg.alpha,
-            cfg.seed,
-            phrases,
+        rows = {k: np.flatnonzero(mod == k) for k in (IMAGE, TEXT, TEACHER)}
+        z_img = np.concatenate(kept[IMAGE])
+        img_of = store.image_index[rows[IMAGE]]
+        rng = np.random.default_rng([cfg.seed, 23])
+        probe_img = np.sort(
+            rng.choice(rows[IMAGE].size, min(cfg.probe_rows, rows[IMAGE].size), replace=False)
         )
+        x_img = store[rows[IMAGE][probe_img]].float().numpy()
+        by_kind: dict[str, Any] = {}
+        text_in: dict[str, tuple[np.ndarray, list[str]]] = {}
+        for k, kind in TEXT_KINDS.items():
+            if rows[k].size == 0:
+                continue
+            words_k = [word_of(vocab.get(str(int(t)), "")) for t in tid[rows[k]]]
+            by_kind[kind] = layer_selectivity(
+                z_img,
+                img_of,
+                np.concatenate(kept[k]),
+                store.image_index[rows[k]],
+                store.token_index[rows[k]],
+                words_k,
+                table,
+                lex,
+                cfg.auroc,
+                cfg.min_fires,
+                cfg.alpha,
+                cfg.seed,
+                phrases,
+            )
+            nxt = next_word(store.image_index[rows[k]], store.token_index[rows[k]], words_k)
+            text_in[kind] = (store[rows[k]].float().numpy(), nxt)
+        pres = raw_precondition(x_img, img_of[probe_img], text_in, table, lex, cfg.probe_c, cfg.seed)
+        for kind, sel in list(by_kind.items()):
+            pre = pres[kind]
+            state = (
+                "not testable here"
+                if not pre["holds"]
+                else ("shared latents found" if sel["found"] and sel["control"]["found"] else "none found")
+            )
+            by_kind[kind] = {"state": state, "precondition": pre, "selectivity": sel}
+        res["selectivity"] = (by_kind.get("caption") or next(iter(by_kind.values())))["selectivity"]
+        res["by_kind"] = by_kind
     return SharedLayer(res, r)
 
 
@@ -383,7 +415,9 @@ class SharedReport:
         "tokens' images and the top text tokens' words; random_agreement = the text side taken from a random "
         "other scored shared latent. selectivity (the shared-latents test): a latent is shared for a value when "
         "its AUROC for the value is >= auroc on image units (per-image max) and on text rows (own or next word "
-        "names the value), firing on >= min_fires positives in each; tested against the mismatched-value rate"
+        "names the value), firing on >= min_fires positives in each; tested against the mismatched-value rate; "
+        "per text kind (caption alone, teacher-forced after the image), judged only where the raw-stream "
+        "precondition holds (a probe trained on image rows reads the value from the text rows that predict it)"
     )
 
     config: SharedConfig
@@ -404,6 +438,8 @@ class SharedReport:
                 "auroc": self.config.auroc,
                 "min_fires": self.config.min_fires,
                 "alpha": self.config.alpha,
+                "probe_c": self.config.probe_c,
+                "probe_rows": self.config.probe_rows,
             },
             "layers": self.layers,
             "plot": self.plot,

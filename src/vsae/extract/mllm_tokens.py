@@ -15,12 +15,17 @@ multimodal model's *language model* on two kinds of input:
   processor before the run (so that the balance plan is known); otherwise on the first image;
 - text rows: the image's caption alone (tokenizer with its special tokens, right-padded, no image),
   run through the same model; one row per caption token (token index = position in the caption's
-  token sequence; special tokens such as ``<s>`` and padding excluded).
+  token sequence; special tokens such as ``<s>`` and padding excluded);
+- teacher-forced text rows (``text_kinds`` with ``teacher-forced``): the same caption tokens read as
+  the answer to the image prompt, with the image in context (the prompt's token ids, then the
+  caption's own tokens); one row per kept caption token, token index as for the caption-alone rows.
 
 Item ``i`` (the image at position ``i`` of ``--data``) gives both its image rows and the rows of
 its caption, so the store's image index is ``i`` for both. Two extra per-row columns
 (`vsae.store.columns`) say which is which: ``modality`` (int8: 0 image, 1 text) and ``token_id``
 (int32 vocabulary id of a text row's token, -1 for image rows); ``tokens.json`` maps ids to strings.
+With teacher-forced rows a third, ``text_kind`` (int8: -1 image, 0 caption alone, 1 teacher-forced),
+says which text rows are which (provenance ``text_kinds``); each kind keeps the same caption tokens.
 
 Balance: with ``balance=True`` (default) the store holds exactly as many image rows as text rows —
 the larger modality is subsampled to the size of the smaller by a seeded choice of rows made before
@@ -44,6 +49,7 @@ from tqdm import tqdm
 from vsae.data import Source, open_source
 from vsae.data.decode import DecodeError, load_image
 from vsae.errors import VsaeError
+from vsae.extract.settings import TEXT_KINDS
 from vsae.extract.settings import MllmExtractConfig as MllmExtractConfig  # torch-free (the CLI's options)
 from vsae.models import Capture, LoadedModel, TokenSelection, capture, load, parse_selection, resolve_hook
 from vsae.models.families.mllm import LAYOUTS, conversation, processor_images
@@ -60,6 +66,9 @@ COLUMNS = {
     "(token index = position in the caption's token sequence)",
     "token_id": "int32 per row: vocabulary id of a text row's token (tokens.json), -1 for image rows",
 }
+TEXT_KIND_COLUMN = (
+    "int8 per row: -1 image, 0 caption alone, 1 teacher-forced (the caption after the image prompt)"
+)
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -257,6 +266,9 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
     if cfg.batch_size < 1:
         raise VsaeError(f"--batch-size {cfg.batch_size}: must be at least 1")
     sel = _image_selection(cfg.image_tokens)
+    bad = [k for k in cfg.text_kinds if k not in TEXT_KINDS]
+    if bad or not cfg.text_kinds:
+        raise VsaeError(f"--text-kind {','.join(bad) or '(none)'}: use {' and/or '.join(TEXT_KINDS)}")
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
     source = open_source(cfg.data, cfg.split, "image")  # bad data fails before the model loads
@@ -299,6 +311,9 @@ def extract_mllm(cfg: MllmExtractConfig) -> Path:
         "seed": cfg.seed,
         "columns": COLUMNS,
     }
+    if "teacher-forced" in cfg.text_kinds:  # caption-only stores keep their old layout
+        prov_common["text_kinds"] = list(dict.fromkeys(cfg.text_kinds))
+        prov_common["columns"] = {**COLUMNS, "text_kind": TEXT_KIND_COLUMN}
     table = {**source.table(), "items_used": items.tolist(), "captions": [captions[i] for i in items]}
     files = {"images.json": table, "tokens.json": _vocab(tok)}
     plan = _Plan(items, cap_ids, cap_pos, keep_img, keep_txt, sel, n_patch, cfg.seed)
@@ -341,7 +356,7 @@ def _write_stores(
             b1 = min(b0 + cfg.batch_size, len(items))
             ok = _decode(source, items, b0, b1, cfg.max_pixels, writers)
             if ok:
-                _forward_batch(lm, cap, proc, prompt, image_token_id, plan, ok, writers)
+                _forward_batch(lm, cap, proc, prompt, image_token_id, plan, ok, writers, cfg.text_kinds)
             upto = int(items[b1]) if b1 < len(items) else len(source)
             for w in writers.values():
                 if upto > w.next_image:
@@ -473,9 +488,11 @@ def _forward_batch(
     plan: _Plan,
     ok: list[tuple[int, Image.Image]],
     writers: dict[str, ColumnStoreWriter],
+    cfg_kinds: tuple[str, ...] = ("caption",),
 ) -> None:
-    """Forward the images (with the question) and then the captions of `ok`; buffer their rows,
-    ordered by item, image rows before text rows."""
+    """Forward the images (with the question) and then the captions of `ok` (alone, and/or
+    teacher-forced after the image prompt); buffer their rows, ordered by item, image rows before
+    text rows (caption-alone rows before teacher-forced ones)."""
     js = [j for j, _ in ok]
     # Prompts with other image-token counts (any-resolution tiles) are padded on the right: the
     # causal LM's real tokens then keep the positions and values they have unpadded.
@@ -488,23 +505,51 @@ def _forward_batch(
     )
     pos_BP = image_token_positions(inputs["input_ids"], image_token_id, plan.n_patch[js])
     img_out = forward_lm(lm, cap, dict(inputs))
-    txt_out = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], proc.tokenizer.pad_token_id or 0))
+    pad = proc.tokenizer.pad_token_id or 0
+    kinds = [k for k in TEXT_KINDS if k in cfg_kinds]
+    txt_out: dict[str, tuple[dict[str, torch.Tensor], list[int] | None]] = {}
+    if "caption" in kinds:
+        txt_out["caption"] = forward_lm(lm, cap, _pad_right([plan.cap_ids[j] for j in js], pad)), None
+    if "teacher-forced" in kinds:
+        txt_out["teacher-forced"] = _teacher_forced(lm, cap, inputs, plan, js, pad)
     for h, w in writers.items():
-        rows, img, tok, mod, tid = [], [], [], [], []
+        rows, img, tok, mod, tid, kind = [], [], [], [], [], []
         for b, j in enumerate(js):
             i = int(plan.items[j])
             if i < w.next_image:  # this store was already ahead (killed between two stores' commits)
                 continue
             patch, tpos = plan.patches(j), plan.text(j)
-            rows += [img_out[h][b, torch.as_tensor(pos_BP[b][patch])], txt_out[h][b, torch.as_tensor(tpos)]]
-            img += [np.full(len(patch) + len(tpos), i, np.int64)]
-            tok += [patch, tpos]
-            mod += [np.full(len(patch), IMAGE, np.int8), np.full(len(tpos), TEXT, np.int8)]
-            tid += [np.full(len(patch), -1, np.int32), np.asarray(plan.cap_ids[j], np.int32)[tpos]]
+            rows += [img_out[h][b, torch.as_tensor(pos_BP[b][patch])]]
+            img += [np.full(len(patch) + len(txt_out) * len(tpos), i, np.int64)]
+            tok += [patch]
+            mod += [np.full(len(patch), IMAGE, np.int8)]
+            tid += [np.full(len(patch), -1, np.int32)]
+            kind += [np.full(len(patch), -1, np.int8)]
+            for k, (out, offset) in txt_out.items():
+                at = tpos if offset is None else offset[b] + np.searchsorted(plan.cap_pos[j], tpos)
+                rows += [out[h][b, torch.as_tensor(at)]]
+                tok += [tpos]
+                mod += [np.full(len(tpos), TEXT, np.int8)]
+                tid += [np.asarray(plan.cap_ids[j], np.int32)[tpos]]
+                kind += [np.full(len(tpos), TEXT_KINDS.index(k), np.int8)]
         if rows:
-            w.add_columns(
-                torch.cat(rows).float(),
-                np.concatenate(img),
-                np.concatenate(tok).astype(np.int64),
-                {"modality": np.concatenate(mod), "token_id": np.concatenate(tid)},
-            )
+            cols: dict[str, np.ndarray] = {"modality": np.concatenate(mod), "token_id": np.concatenate(tid)}
+            if "teacher-forced" in kinds:
+                cols["text_kind"] = np.concatenate(kind)
+            toks = np.concatenate(tok).astype(np.int64)
+            w.add_columns(torch.cat(rows).float(), np.concatenate(img), toks, cols)
+
+
+def _teacher_forced(
+    lm: LoadedModel, cap: Capture, inputs: Any, plan: _Plan, js: list[int], pad: int
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """The captured outputs of each image prompt followed by its caption's own tokens (special
+    tokens dropped), and per prompt the sequence position where its caption starts."""
+    mask = inputs["attention_mask"]
+    lens = [int(m.sum()) for m in mask]
+    ids = [
+        inputs["input_ids"][b, : lens[b]].tolist() + [plan.cap_ids[j][p] for p in plan.cap_pos[j]]
+        for b, j in enumerate(js)
+    ]
+    extra = {k: v for k, v in dict(inputs).items() if k not in ("input_ids", "attention_mask")}
+    return forward_lm(lm, cap, {**_pad_right(ids, pad), **extra}), lens

@@ -13,6 +13,7 @@ from vsae.data.orders import Order
 from vsae.store.validate import StorageDtype
 
 Tower = Literal["vision", "text", "language", "text_2", "text_3"]
+TEXT_KINDS = ("caption", "teacher-forced")  # MllmExtractConfig.text_kinds: column text_kind = index
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class MllmExtractConfig:
     n_images: a seeded random sample of N images (sorted by index) [default: all].
     image_tokens: image-token positions per image: all | random:K (seeded per image).
     balance: equal image and text row counts (seeded subsample of the larger modality).
+    text_kinds: text rows to extract: caption (the caption fed alone) and/or teacher-forced (the
+        caption as the answer to the image prompt, read with the image in context); repeat for both.
     batch_size: images (or captions) per forward pass.
     device: torch device: cpu, cuda, cuda:N or mps.
     dtype: storage dtype of the rows.
@@ -123,6 +126,7 @@ class MllmExtractConfig:
     n_images: int | None = None
     image_tokens: str = "all"
     balance: bool = True
+    text_kinds: tuple[str, ...] = field(default=("caption",), metadata={"flag": "--text-kind"})
     batch_size: int = 32
     device: str = "cpu"
     dtype: StorageDtype = "float16"

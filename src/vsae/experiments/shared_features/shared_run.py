@@ -31,6 +31,8 @@ class SharedFeaturesConfig:
     n_train, n_test: seeded samples of train / test images (each gives its image rows and its caption's rows).
     expansion, k, steps, batch_size, lr: the TopK SAE per layer (Gao et al.) and its training.
     top_k: top image / text tokens per latent for the ground truth.
+    text_kinds: text rows of the test stores: caption (alone) and teacher-forced (after the image
+        prompt, image in context); each scored apart. The SAEs train on caption-alone rows.
     seed: seeds the samples, the balancing, the SAEs and the random baseline.
     """
 
@@ -43,6 +45,7 @@ class SharedFeaturesConfig:
     batch_size: int = 256
     lr: float = 1e-3
     top_k: int = 16
+    text_kinds: tuple[str, ...] = ("caption", "teacher-forced")
     seed: int = 0
 
 
@@ -113,6 +116,7 @@ def extract_stores(llava: str, data_dir: Path, base: Path, cfg: SharedFeaturesCo
                 batch_size=64,
                 seed=cfg.seed,
                 progress=progress,
+                text_kinds=("caption",) if split == "train" else cfg.text_kinds,
             )
         )
 
