@@ -70,7 +70,7 @@ def test_entry_points_load_on_lookup(tmp_path, monkeypatch):
 
 
 def test_builtin_package_modules_register_on_first_lookup():
-    from vsae.sae.registry import BUILTIN_PACKAGE
+    from vsae.sae.arch_registry import BUILTIN_PACKAGE
 
     reg: Registry[object] = Registry("module", "vsae.test_modules", builtin_package=BUILTIN_PACKAGE)
     assert "topk" in reg.names()  # the module names of the package, none imported by names()

@@ -386,9 +386,9 @@ def test_no_from_pretrained_in_src_can_reach_a_pickle():
 @pytest.mark.parametrize(
     "load",
     [
-        "vsae.world.zeroshot:zero_shot_accuracy",
+        "vsae.world.clip_zeroshot:zero_shot_accuracy",
         "vsae.world.train_simenc:embed",
-        "vsae.world.llava.evaluate:load_llava",
+        "vsae.world.llava.answer_accuracy:load_llava",
         "vsae.world.diffusion.judge:AttributeJudge",
         "vsae.experiments.diffusion_steering.discovery:ClipScorer",
         "vsae.steer.embed:ImageTextEmbedder",
@@ -412,7 +412,7 @@ def test_world_and_steer_loaders_refuse_pickle_weights(load, ctx, tmp_path):
 def test_serve_dir_images_confined_to_the_served_directory(tmp_path):
     """`vsae serve DIR`: an image named by a store's images.json (absolute, or through the recorded
     root) is served only when it resolves inside DIR."""
-    from vsae.serve.data import ImageSet
+    from vsae.serve.latent_index import ImageSet
 
     served, outside = tmp_path / "served", tmp_path / "elsewhere"
     store = served / "stores" / "s"

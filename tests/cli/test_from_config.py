@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from vsae.cli.from_config import config_options, field_docs, flag_of, pick
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.sweep import SweepAxes
-from vsae.train.config import TrainConfig
+from vsae.train.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def test_a_field_without_a_docstring_entry_or_a_cli_form_is_refused():
 
 def test_vsae_train_defaults_and_choices_are_the_configs():
     from vsae.cli.train import arch_options, train
-    from vsae.sae.registry import arch_names, get_arch
+    from vsae.sae.arch_registry import arch_names, get_arch
 
     common = {p.name: p for p in train.params if isinstance(p, click.Option)}
     # each architecture's options are its config class's settings (vsae.cli.train.arch_options)

@@ -30,12 +30,12 @@ from vsae.eval.eval_config import (
     SharedConfig,
     TopImagesConfig,
 )
-from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
+from vsae.experiments.diffusion_steering.diffusion_config import DiffusionSteerConfig
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 from vsae.extract.settings import ExtractConfig, MllmExtractConfig
-from vsae.sae.config import EncodeConfig
-from vsae.serve.config import ServeConfig
-from vsae.steer.config import SamplerConfig
+from vsae.sae.sae_config import EncodeConfig
+from vsae.serve.serve_config import ServeConfig
+from vsae.steer.steer_config import SamplerConfig
 from vsae.world.build_config import WorldBuildConfig
 
 # command -> (its configs, their fields that are no generated option: absent, or written by hand
@@ -161,7 +161,7 @@ def test_library_modules_reexport_the_configs():
 def test_configs_and_help_load_no_torch_or_numpy():
     code = (
         "import sys, json\n"
-        "import vsae.extract.settings, vsae.eval.eval_config, vsae.serve.config, vsae.steer.config\n"
+        "import vsae.extract.settings, vsae.eval.eval_config, vsae.serve.serve_config, vsae.steer.steer_config\n"
         "import vsae.experiments.mllm_steering.mllm_config\n"
         "import vsae.cli.extract, vsae.cli.extract_mllm, vsae.cli.eval, vsae.cli.serve, vsae.cli.steer\n"
         "print(json.dumps(sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'starlette') if m in sys.modules)))"
@@ -191,7 +191,7 @@ def test_steer_latents_and_sweep_parse_into_the_configs():
 def test_steer_package_is_lazy_and_intervene_stays_the_function():
     code = (
         "import sys, json\n"
-        "import vsae.steer.config\n"
+        "import vsae.steer.steer_config\n"
         "light = 'torch' not in sys.modules\n"
         "import vsae.steer.intervention\n"  # the submodule imported first must not shadow the function
         "from vsae.steer import intervene, LatentEdit\n"

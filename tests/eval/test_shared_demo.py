@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vsae.demo.config import demo_train_config
+from vsae.demo.demo_config import demo_train_config
 from vsae.demo.findings import shared_finding
 from vsae.demo.run import phrase_words
 from vsae.experiments.shared_features.shared_run import SharedFeaturesConfig, run_shared_features

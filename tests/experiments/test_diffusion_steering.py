@@ -19,10 +19,10 @@ TOY = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
+from vsae.experiments.diffusion_steering.diffusion_config import DiffusionSteerConfig
 from vsae.experiments.diffusion_steering.discovery import VocabWord
 from vsae.experiments.diffusion_steering.judges import DIFFUSION_JUDGES, judge_name
-from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
+from vsae.experiments.diffusion_steering.diffusion_run import run_diffusion_steering
 
 VALUES = {"hue": ("red", "blue"), "tone": ("dark", "light")}
 PROMPTS = [f"a {h} {t} star" for h in VALUES["hue"] for t in VALUES["tone"]]
@@ -75,7 +75,7 @@ def parts(tmp_path_factory):
 
     import vsae.sae
     from vsae.models.tiny_models import build_tiny
-    from vsae.world.diffusion.testing import HIDDEN, build_tiny_sd_pipeline
+    from vsae.world.diffusion.t2i_tiny import HIDDEN, build_tiny_sd_pipeline
 
     root = tmp_path_factory.mktemp("toy")
     sd = build_tiny_sd_pipeline(root / "sd")

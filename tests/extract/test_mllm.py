@@ -18,7 +18,7 @@ N_IMAGES = 10
 def setup(tmp_path_factory):
     """A tiny random-weight LLaVA built from code (3 LM layers, with its LlavaProcessor) and a small world export."""
     from vsae.world import export
-    from vsae.world.llava.model import LlavaArch, build_llava
+    from vsae.world.llava.llava_model import LlavaArch, build_llava
 
     root = tmp_path_factory.mktemp("mllm")
     model, proc = build_llava(

@@ -15,7 +15,7 @@ PROMPTS = ["a red star", "a big blue circle on a green background", "square"]
 
 @pytest.fixture(scope="module")
 def sd_dir(tmp_path_factory):
-    from vsae.world.diffusion.testing import build_tiny_sd_pipeline
+    from vsae.world.diffusion.t2i_tiny import build_tiny_sd_pipeline
 
     return build_tiny_sd_pipeline(tmp_path_factory.mktemp("sd"))
 

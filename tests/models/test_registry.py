@@ -14,7 +14,7 @@ from vsae.data.fake_images import noise
 from vsae.errors import VsaeError
 from vsae.extract import ExtractConfig, extract
 from vsae.models import Family, HookPoint, LoadedModel, LoadRequest, load, register_family
-from vsae.models.registry import families, unregister_family
+from vsae.models.family_registry import families, unregister_family
 from vsae.store import ActivationStore
 
 D, PATCH, SIDE = 6, 4, 8
@@ -168,7 +168,7 @@ PLUGIN = """
 from torch import nn
 
 from vsae.models import from_module
-from vsae.models.registry import Family, LoadRequest, register_family
+from vsae.models.family_registry import Family, LoadRequest, register_family
 
 
 def load(req: LoadRequest):

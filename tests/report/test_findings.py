@@ -11,8 +11,8 @@ import pytest
 from tests.report.browser import chromium
 from vsae.demo.report_page import dead_sentence
 from vsae.eval.monosemanticity import monosemanticity_score_streaming
-from vsae.experiments.diffusion_steering.report import diffusion_section
-from vsae.report.findings import deciding_number, findings_head
+from vsae.experiments.diffusion_steering.diffusion_report import diffusion_section
+from vsae.report.findings_table import deciding_number, findings_head
 from vsae.report.html import Report
 
 FINDINGS = [

@@ -8,7 +8,7 @@ import torch
 
 from vsae.errors import VsaeError
 from vsae.sae import SAEConfig, build, load, save
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 from vsae.train import TensorSource, TrainConfig, train
 from vsae.train.planted import atom_recovery, make_planted
 

@@ -22,7 +22,7 @@ import vsae
 from vsae.cli.train import arch_options
 from vsae.errors import VsaeError
 from vsae.sae import SAE, SAEConfig, arch_names, build, fold_scale, get_arch, load, save, unregister_arch
-from vsae.sae.config import settings
+from vsae.sae.sae_config import settings
 from vsae.sae.saelens import export_saelens, load_saelens
 
 D, F, B = 8, 32, 64

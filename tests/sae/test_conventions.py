@@ -12,7 +12,7 @@ import torch
 
 import vsae
 from vsae.sae import SAEConfig, build
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 from vsae.sae.saelens import export_saelens, load_saelens
 
 

@@ -10,7 +10,7 @@ from vsae.errors import VsaeError
 from vsae.sae import SAE, build
 from vsae.sae.archs.batchtopk import BatchTopKSAE
 from vsae.sae.archs.relu import ReluSAE
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 
 
 def tiny(arch="topk"):

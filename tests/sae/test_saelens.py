@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from vsae.cli import main
 from vsae.errors import VsaeError
 from vsae.sae import arch_names, build, load
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 from vsae.sae.saelens import SAELENS_VERSION, export_saelens, load_saelens
 from vsae.store import ActivationStore, StoreWriter
 

@@ -16,7 +16,7 @@ from tests.serve.conftest import local_client
 from vsae.data.fake_images import png_bomb
 from vsae.errors import VsaeError
 from vsae.serve import SaeSource, Served, ServeLimits, create_app, from_demo, from_flags
-from vsae.serve.data import ImageSet
+from vsae.serve.latent_index import ImageSet
 from vsae.store import ActivationStore
 
 
@@ -488,7 +488,7 @@ def test_pooled_hook_has_no_heatmaps(direct):
 
 def test_index_answers_typed_and_the_api_sends_their_json(client, served):
     """LatentIndex returns typed rows / pages / details; the API sends exactly their to_json()."""
-    from vsae.serve.data import LatentDetail, LatentIndex, LatentPage, LatentRow, TableQuery
+    from vsae.serve.latent_index import LatentDetail, LatentIndex, LatentPage, LatentRow, TableQuery
 
     ix = LatentIndex(served.saes[0])
     page = ix.table(TableQuery(sort="ms", order="desc", limit=5))

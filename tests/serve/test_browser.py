@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.report.browser import FLAGS, chromium
 from vsae.serve import create_app
-from vsae.serve.data import ImageSet
+from vsae.serve.latent_index import ImageSet
 
 
 class FakeDiffusion:

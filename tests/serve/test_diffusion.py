@@ -20,7 +20,7 @@ from vsae.serve.steering import PipelineDiffusion, diffusion_hook
 def tiny(tmp_path_factory):
     import vsae.sae
     from vsae.sae import SAEConfig
-    from vsae.world.diffusion.testing import HIDDEN, build_tiny_world_pipeline
+    from vsae.world.diffusion.t2i_tiny import HIDDEN, build_tiny_world_pipeline
 
     root = tmp_path_factory.mktemp("diffusion")
     pipe = build_tiny_world_pipeline(root, steps=2)

@@ -21,7 +21,7 @@ FAST = SamplerConfig(steps=3, guidance=3.0, seed=0, batch_size=4)
 @pytest.fixture(scope="module")
 def world_dir(tmp_path_factory):
     from vsae.world.diffusion.judge import fit_judge
-    from vsae.world.diffusion.testing import build_tiny_world_pipeline
+    from vsae.world.diffusion.t2i_tiny import build_tiny_world_pipeline
 
     d = build_tiny_world_pipeline(tmp_path_factory.mktemp("tw"))
     fit_judge(n=300).save(d / "judge.safetensors")  # (the shipped model ships its judge)
@@ -30,7 +30,7 @@ def world_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sd_dir(tmp_path_factory):
-    from vsae.world.diffusion.testing import build_tiny_sd_pipeline
+    from vsae.world.diffusion.t2i_tiny import build_tiny_sd_pipeline
 
     return build_tiny_sd_pipeline(tmp_path_factory.mktemp("sd"))
 
@@ -172,7 +172,7 @@ def test_steering_rates_match_a_direct_computation():
 def test_meets_target_counts_drawn_images_where_known():
     from dataclasses import replace
 
-    from vsae.experiments.diffusion_steering.results import SteeringRates
+    from vsae.experiments.diffusion_steering.diffusion_result import SteeringRates
     from vsae.experiments.diffusion_steering.scoring import meets_target
 
     assert meets_target(SteeringRates(0.6, 0.2, 1.0, 1.0))
@@ -261,7 +261,7 @@ def test_cli_writes_results_and_page(world_dir, text_sae, tmp_path, capsys):
     assert res["sampler"] == {"guidance": meta["sampler_guidance"], "eta": meta["sampler_eta"], "steps": 2}
     # the unsteered images' silhouette IoU, directly: latents given without an attribute steer
     # the first n_prompts of the pool (held-out captions of seed + 2)
-    from vsae.world.diffusion.evaluate import heldout_prompts
+    from vsae.world.diffusion.generation_quality import heldout_prompts
     from vsae.world.diffusion.silhouette import read_shapes
 
     pool, _ = heldout_prompts(64, 2)
@@ -339,7 +339,7 @@ def test_word_tokens_edit_only_the_prompts_attribute_word(world_dir, sae):
     changes those positions of the text encoding only."""
     from types import SimpleNamespace
 
-    from vsae.experiments.diffusion_steering.runner import Setup
+    from vsae.experiments.diffusion_steering.diffusion_run import Setup
     from vsae.steer.intervention import intervene
 
     pipe = load_pipe(world_dir)

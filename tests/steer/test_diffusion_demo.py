@@ -82,7 +82,7 @@ def test_no_ground_truth_no_findings():
 
 def test_demo_section_on_the_shipped_model(tmp_path):
     from vsae.demo.diffusion import DiffusionDemoConfig, diffusion_findings, run_diffusion_demo
-    from vsae.experiments.diffusion_steering.report import diffusion_section
+    from vsae.experiments.diffusion_steering.diffusion_report import diffusion_section
     from vsae.report.html import Report
 
     cfg = DiffusionDemoConfig(

@@ -101,7 +101,7 @@ def test_wrong_tower_or_hook_is_one_line_error(extra, message, pipes, tmp_path, 
 
 
 def test_tower_on_a_one_encoder_pipeline_is_one_line_error(tmp_path, capsys):
-    from vsae.world.diffusion.testing import build_tiny_sd_pipeline
+    from vsae.world.diffusion.t2i_tiny import build_tiny_sd_pipeline
 
     sd = build_tiny_sd_pipeline(tmp_path / "sd")
     sae_dir = _sae_on(sd, "text", "resid.-1", tmp_path / "sae")

@@ -10,8 +10,8 @@ from PIL import Image
 from vsae.steer.mllm import conversation
 from vsae.train.recipe import TrainRecipe
 from vsae.world.llava import LlavaArch, LlavaTrainConfig, answer, build_llava, load_llava
+from vsae.world.llava.llava_train import QABatcher, prompt_ids, train_llava
 from vsae.world.llava.questions import QUESTIONS
-from vsae.world.llava.train import QABatcher, prompt_ids, train_llava
 
 SMALL = LlavaArch(hidden=32, layers=1, heads=2, intermediate=64)
 

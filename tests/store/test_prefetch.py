@@ -9,7 +9,7 @@ import torch
 
 from vsae.store import ActivationStore, StoreWriter
 from vsae.store.prefetch import prefetch_batches
-from vsae.train.data import TensorSource
+from vsae.train.batch_sources import TensorSource
 
 
 def _store(path, X, dtype):

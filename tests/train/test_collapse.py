@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from vsae.sae import SAEConfig
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 from vsae.train import TrainConfig, train
-from vsae.train.data import TensorSource
+from vsae.train.batch_sources import TensorSource
 from vsae.train.planted import make_planted
 
 D, F, K, B = 256, 2048, 16, 512

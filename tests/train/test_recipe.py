@@ -14,10 +14,10 @@ RECIPE_FIELDS = {f.name for f in dataclasses.fields(TrainRecipe)}
 
 
 def _world_configs() -> list[type]:
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig
     from vsae.world.diffusion.text_sae import TextSAEConfig
-    from vsae.world.diffusion.train import DiffusionTrainConfig
+    from vsae.world.llava.llava_train import LlavaTrainConfig
     from vsae.world.llava.steering_sae import SteeringSAEConfig
-    from vsae.world.llava.train import LlavaTrainConfig
     from vsae.world.train_clip import ClipConfig
     from vsae.world.train_simenc import SimEncConfig
 

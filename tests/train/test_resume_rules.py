@@ -8,7 +8,7 @@ import torch
 from vsae.errors import VsaeError
 from vsae.sae import SAEConfig
 from vsae.train import TrainConfig, train
-from vsae.train.data import TensorSource
+from vsae.train.batch_sources import TensorSource
 from vsae.train.resume import check_sae_settings, check_store_identity, check_train_settings
 
 
@@ -67,7 +67,7 @@ def test_a_checkpoint_of_the_flat_config_layout_resumes_with_the_same_settings()
     from pathlib import Path
 
     from vsae.errors import VsaeError
-    from vsae.sae.config import SAEConfig
+    from vsae.sae.sae_config import SAEConfig
     from vsae.train.resume import check_sae_settings
 
     flat = Path(__file__).parents[1] / "sae" / "fixtures" / "flat_layout" / "topk" / "config.json"

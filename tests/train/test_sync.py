@@ -23,7 +23,7 @@ from vsae.sae.archs.batchtopk import BatchTopKSAE, batch_topk_fixed, batch_topk_
 from vsae.sae.io import build
 from vsae.sae.step import fixed_shapes
 from vsae.train import TrainConfig, Trainer
-from vsae.train.data import TensorSource
+from vsae.train.batch_sources import TensorSource
 from vsae.train.planted import make_planted
 
 aten = torch.ops.aten

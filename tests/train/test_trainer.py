@@ -8,7 +8,7 @@ import torch
 
 from vsae.errors import VsaeError
 from vsae.sae import load
-from vsae.sae.config import config_for
+from vsae.sae.sae_config import config_for
 from vsae.store import ActivationStore
 from vsae.train import TensorSource, TrainConfig, Trainer, train
 from vsae.train.init import geometric_median, input_scale

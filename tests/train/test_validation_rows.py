@@ -11,7 +11,7 @@ from vsae.cli import main
 from vsae.sae import SAEConfig
 from vsae.store import ActivationStore
 from vsae.train import TensorSource, TrainConfig, train
-from vsae.train.data import spread_rows
+from vsae.train.batch_sources import spread_rows
 from vsae.train.planted import make_planted
 
 D, N_CLASSES, PER_CLASS = 16, 10, 400
@@ -58,7 +58,7 @@ def test_trainer_validates_on_rows_from_the_whole_val_store(tmp_path, make_store
     # The first 1,600 rows (classes 0-3) have a total variance of 1,600 * 0.0 + class ids only:
     # the FVU over them is not the FVU over the store. Over a spread sample it is close to it.
     from vsae.sae import load
-    from vsae.train.evaluate import recon_metrics
+    from vsae.train.validation import recon_metrics
 
     sae = load(d)
     whole = recon_metrics(sae, [val[0 : len(val)]])

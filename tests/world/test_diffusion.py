@@ -13,7 +13,7 @@ from vsae.world import generate
 
 
 def test_fold_is_lossless():
-    from vsae.world.diffusion.model import fold, unfold
+    from vsae.world.diffusion.t2i_model import fold, unfold
 
     x = torch.randn(3, 3, 32, 32)
     f = fold(x, 4)
@@ -26,7 +26,7 @@ def test_fold_is_lossless():
 def test_x0_estimate_matches_the_ddim_step_and_inverts_the_noising(kind):
     from diffusers import DDIMScheduler
 
-    from vsae.world.diffusion.model import UNetConfig, build_scheduler, x0_estimate
+    from vsae.world.diffusion.t2i_model import UNetConfig, build_scheduler, x0_estimate
 
     train = build_scheduler(UNetConfig(prediction_type=kind))
     ddim = DDIMScheduler.from_config(train.config, clip_sample=False)
@@ -59,8 +59,8 @@ def test_x0_estimate_matches_the_ddim_step_and_inverts_the_noising(kind):
     ],
 )
 def test_diffusion_loss_matches_the_formula(kind, loss, gamma, weighted):
-    from vsae.world.diffusion.model import UNetConfig, build_scheduler
-    from vsae.world.diffusion.train import DiffusionTrainConfig, diffusion_loss
+    from vsae.world.diffusion.t2i_model import UNetConfig, build_scheduler
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, diffusion_loss
 
     cfg = DiffusionTrainConfig(unet=UNetConfig(prediction_type=kind), loss=loss, min_snr=gamma)
     sched = build_scheduler(cfg.unet)
@@ -101,7 +101,7 @@ def test_object_footprint_is_the_dilated_object():
 def test_epsilon_models_sample_from_t951_others_from_the_last_step():
     from diffusers import DDIMScheduler
 
-    from vsae.world.diffusion.model import UNetConfig, build_scheduler
+    from vsae.world.diffusion.t2i_model import UNetConfig, build_scheduler
 
     first = {}
     for kind in ("epsilon", "sample", "v_prediction"):
@@ -113,8 +113,8 @@ def test_epsilon_models_sample_from_t951_others_from_the_last_step():
 
 def test_bad_diffusion_configs_are_one_line_errors(tmp_path):
     from vsae.errors import VsaeError
-    from vsae.world.diffusion.model import UNetConfig, build_unet
-    from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
+    from vsae.world.diffusion.t2i_model import UNetConfig, build_unet
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, train_diffusion
 
     with pytest.raises(VsaeError, match="one flag per entry"):
         build_unet(UNetConfig(channels=(16, 32, 32), cross_attention=(False, True)))
@@ -125,7 +125,7 @@ def test_bad_diffusion_configs_are_one_line_errors(tmp_path):
 
 def test_caption_mix():
     from vsae.world.captions import caption
-    from vsae.world.diffusion.train import DiffusionTrainConfig, batch_captions
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, batch_captions
 
     recs = [r.to_dict() for r in generate("train", 3000, seed=0).records]
     caps = batch_captions(recs, np.random.default_rng(0), DiffusionTrainConfig())
@@ -137,7 +137,7 @@ def test_caption_mix():
 def test_short_training_is_bitwise_deterministic(tmp_path):
     from safetensors.torch import load_file
 
-    from vsae.world.diffusion.testing import build_tiny_world_pipeline
+    from vsae.world.diffusion.t2i_tiny import build_tiny_world_pipeline
 
     a = build_tiny_world_pipeline(tmp_path / "a", steps=3)
     b = build_tiny_world_pipeline(tmp_path / "b", steps=3)
@@ -176,7 +176,7 @@ def test_shipped_model_generates():
     from vsae.steer.diffusion_pipeline import SamplerConfig, load_pipe
     from vsae.steer.diffusion_pipeline import generate as sample
     from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
-    from vsae.world.diffusion.evaluate import heldout_prompts
+    from vsae.world.diffusion.generation_quality import heldout_prompts
     from vsae.world.diffusion.judge import load_judge
 
     d = shipped_diffusion_dir()
@@ -215,7 +215,7 @@ def test_rebuild_is_deterministic_and_accurate(tmp_path):
     from safetensors.torch import load_file
 
     from vsae.world.diffusion import shipped_diffusion_dir
-    from vsae.world.diffusion.build import build_diffusion_assets
+    from vsae.world.diffusion.t2i_build import build_diffusion_assets
 
     res = build_diffusion_assets(tmp_path, threads=1, progress=False)
     q = res["quality"]["generated"]  # shipped build measured: shape 0.79, colour 0.995 (docs/diffusion.md)

@@ -9,9 +9,9 @@ import torch
 from vsae.train.recipe import with_recipe
 from vsae.world import generate, shipped_clip_dir, shipped_simenc_dir
 from vsae.world.captions import colour_prompts, shape_prompts, vocabulary
-from vsae.world.tokenizer import build_tokenizer
+from vsae.world.clip_tokenizer import build_tokenizer
+from vsae.world.clip_zeroshot import zero_shot_accuracy
 from vsae.world.training import pixel_values
-from vsae.world.zeroshot import zero_shot_accuracy
 
 
 def test_shipped_clip_loads_offline_through_auto_classes():

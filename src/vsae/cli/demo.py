@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from vsae.cli.from_config import config_options
-from vsae.demo.config import DemoConfig, fast_config
+from vsae.demo.demo_config import DemoConfig, fast_config
 
 _FAST_STEPS = fast_config(Path("demo-out")).steps
 

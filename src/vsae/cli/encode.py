@@ -8,7 +8,7 @@ import click
 
 from vsae.cli.from_config import config_options
 from vsae.cli.options import device_callback, revision_option
-from vsae.sae.config import EncodeConfig
+from vsae.sae.sae_config import EncodeConfig
 
 
 @click.command()

@@ -1,5 +1,5 @@
 """`vsae serve`: the latent browser, a local web app over a demo output or a store + SAE (its
-settings are generated from `vsae.serve.config.ServeConfig`)."""
+settings are generated from `vsae.serve.serve_config.ServeConfig`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import click
 from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import revision_option
 from vsae.errors import VsaeError
-from vsae.serve.config import ServeConfig
+from vsae.serve.serve_config import ServeConfig
 
 
 def _socket(host: str, port: int) -> socket.socket:

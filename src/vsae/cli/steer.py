@@ -10,7 +10,7 @@ import click
 
 from vsae.cli.from_config import config_options, pick
 from vsae.cli.options import compute_dtype_option, device_option, revision_option
-from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
+from vsae.experiments.diffusion_steering.diffusion_config import DiffusionSteerConfig
 from vsae.experiments.mllm_steering.mllm_config import SteerConfig
 
 
@@ -187,7 +187,7 @@ def diffusion(
     """Steer a text-to-image model through SAE latents of its text encoder; measure the change and
     name each latent's attribute from the images alone (Olson et al.)."""
     from vsae.errors import VsaeError
-    from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
+    from vsae.experiments.diffusion_steering.diffusion_run import run_diffusion_steering
 
     tok: Literal["all", "word"] | tuple[int, ...] = "all"
     if tokens.strip() == "word":

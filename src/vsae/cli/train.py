@@ -16,11 +16,11 @@ import click
 
 from vsae.cli.from_config import LazyChoice, config_options, pick
 from vsae.cli.options import device_callback
-from vsae.sae.config import SAEConfig
-from vsae.sae.registry import arch_names
+from vsae.sae.arch_registry import arch_names
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.sweep import SweepAxes
-from vsae.train.config import TrainConfig
 from vsae.train.stream_config import StreamConfig
+from vsae.train.train_config import TrainConfig
 
 # SAEConfig fields that are not options: set from the store and the sweep.
 _SAE_DERIVED = ("d_in", "d_sae", "name", "provenance")
@@ -30,8 +30,8 @@ def arch_options(arch: str) -> list[click.Parameter]:
     """The options of architecture ``arch``: one per setting of its config class (the fields it adds
     to `SAEConfig`); a setting marked ``metadata["sweep"]`` (``k``) takes a comma list. Imports the
     architecture (torch)."""
-    from vsae.sae.config import settings
-    from vsae.sae.registry import get_arch
+    from vsae.sae.arch_registry import get_arch
+    from vsae.sae.sae_config import settings
 
     cls = get_arch(arch).config
     own = settings(cls)
@@ -47,7 +47,7 @@ def parse_arch_options(arch: str, args: list[str]) -> dict[str, Any]:
     """The settings of ``arch`` given in ``args`` (what the common options left); an option of
     another architecture, or of none, is a one-line `VsaeError`."""
     from vsae.errors import VsaeError
-    from vsae.sae.registry import arch_names
+    from vsae.sae.arch_registry import arch_names
 
     params = arch_options(arch)
     cmd = click.Command("train", params=params, add_help_option=False)
@@ -84,13 +84,13 @@ class _TrainCommand(click.Command):
 
     def documented_params(self) -> list[click.Parameter]:
         """The common options and every architecture's (imports the architectures: torch)."""
-        from vsae.sae.registry import arch_names
+        from vsae.sae.arch_registry import arch_names
 
         return [*self.params, *(p for name in arch_names() for p in arch_options(name))]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_options(ctx, formatter)
-        from vsae.sae.registry import arch_names
+        from vsae.sae.arch_registry import arch_names
 
         for name in arch_names():
             rows = [r for p in arch_options(name) if (r := p.get_help_record(ctx)) is not None]

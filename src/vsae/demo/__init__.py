@@ -1,6 +1,6 @@
 """`vsae demo`: the whole pipeline on the embedded shapes world (see docs/demo.md)."""
 
-from vsae.demo.config import DemoConfig, fast_config  # torch-free: `vsae demo --help` reads it
+from vsae.demo.demo_config import DemoConfig, fast_config  # torch-free: `vsae demo --help` reads it
 from vsae.lazy import lazy_attributes
 
 __all__ = ["DemoConfig", "fast_config", "run_demo"]

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
-from vsae.demo.hierarchy import top_level_baselines
+from vsae.demo.demo_config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.hierarchy_evidence import top_level_baselines
 from vsae.demo.pipeline import NAME_ATTRIBUTES, SHIFTED
 from vsae.eval._arrays import chunks_of
 from vsae.eval.class_hierarchy import ClassHierarchy, from_paths
@@ -59,7 +59,7 @@ class UnitAnalysis:
     dead_per_group: latents per group that never fire on the test split (SAEs only).
     grouping_baseline: per taxonomy, its top level's share of the variance of the SAE's test-split
         reconstruction vs random groupings of the same sizes (Matryoshka SAEs only;
-        `vsae.demo.hierarchy.top_level_baselines`).
+        `vsae.demo.hierarchy_evidence.top_level_baselines`).
     depth_trend: per taxonomy ("class", "colour"), last minus first group's mean depth with its
         bootstrap interval (`vsae.eval.hierarchy.depth_trend`; SAEs only).
     names: latent names and their agreement with the ground truth (SAEs only).

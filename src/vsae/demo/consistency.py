@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from vsae.demo.analyse import EvalInputs
-from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.demo_config import DemoConfig, RunKey, Stores, Tables
 from vsae.errors import VsaeError
 from vsae.eval.commands import run_ms, run_recon
 from vsae.eval.naming import encode_words

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
+from vsae.experiments.diffusion_steering.diffusion_config import DiffusionSteerConfig
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class DiffusionDemoConfig:
 def run_diffusion_demo(out: Path, cfg: DiffusionDemoConfig = DiffusionDemoConfig()) -> dict[str, Any]:
     """Run `run_diffusion_steering` on the shipped tiny model into ``out/diffusion``; its
     ``results.json`` as a dict."""
-    from vsae.experiments.diffusion_steering.runner import run_diffusion_steering
+    from vsae.experiments.diffusion_steering.diffusion_run import run_diffusion_steering
     from vsae.world.diffusion import shipped_diffusion_dir, shipped_text_sae_dir
 
     scfg = DiffusionSteerConfig(

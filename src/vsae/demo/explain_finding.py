@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+from vsae.demo.demo_config import DemoConfig, RunKey, Stores, Tables
 from vsae.demo.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding
 from vsae.demo.pipeline import NAME_ATTRIBUTES
 from vsae.eval.explain import world_word_values

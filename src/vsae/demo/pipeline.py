@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vsae.demo.config import DemoConfig, RunKey, Stores, Tables, demo_train_config
+from vsae.demo.demo_config import DemoConfig, RunKey, Stores, Tables, demo_train_config
 
 SPLITS = ("train", "val", "test", "ood_background", "ood_combo")
 SHIFTED = ("ood_background", "ood_combo")
@@ -94,7 +94,7 @@ def extract_all(
 
 def train_all(cfg: DemoConfig, stores: Stores) -> dict[RunKey, Path]:
     """One training pass per layer trains every (arch, expansion) SAE on the same batches."""
-    from vsae.sae.config import config_for
+    from vsae.sae.sae_config import config_for
     from vsae.train import run_name, train
     from vsae.train.checkpoint import read_run_state
 

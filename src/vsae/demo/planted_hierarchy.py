@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vsae.demo.config import demo_train_config
+from vsae.demo.demo_config import demo_train_config
 from vsae.errors import VsaeError
 
 
@@ -92,10 +92,10 @@ def run_planted_hierarchy(cfg: PlantedHierarchyConfig, out: Path, arch: str = "m
     from vsae.eval.topimages import top_images
     from vsae.sae import load as load_sae
     from vsae.sae.archs.matryoshka import MatryoshkaConfig
-    from vsae.sae.config import config_for
+    from vsae.sae.sae_config import config_for
     from vsae.train import train
+    from vsae.train.batch_sources import TensorSource
     from vsae.train.checkpoint import read_run_state
-    from vsae.train.data import TensorSource
 
     data = nested_dictionary(cfg)
     sae_cfg = config_for(  # k, groups, aux_k: the settings the architecture has

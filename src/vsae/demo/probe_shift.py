@@ -34,7 +34,7 @@ from vsae.eval.verdict import Comparison, Interval, stratified_bootstrap
 
 if TYPE_CHECKING:
     from vsae.demo.analyse import ProbeRun
-    from vsae.demo.config import DemoConfig, RunKey, Stores, Tables
+    from vsae.demo.demo_config import DemoConfig, RunKey, Stores, Tables
     from vsae.sae import SAE
 
 PROBE_MARGIN = 0.02  # 2 accuracy points (or 2 points of retention): a smaller difference does not matter
@@ -158,7 +158,7 @@ def seed_replicates(
     recipe with `cfg.steps // SEED_STEPS_DIVISOR` steps; resumes finished runs)."""
     from dataclasses import replace
 
-    from vsae.demo.config import demo_train_config
+    from vsae.demo.demo_config import demo_train_config
     from vsae.sae import SAEConfig
     from vsae.sae import load as load_sae
     from vsae.train import run_name, train

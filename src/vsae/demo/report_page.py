@@ -12,13 +12,13 @@ import numpy as np
 from PIL import Image
 
 from vsae.demo.analyse import UnitAnalysis
-from vsae.demo.config import RunKey
+from vsae.demo.demo_config import RunKey
 from vsae.demo.report_sections import checks_section, hierarchy_section, need
 from vsae.eval import plots
 from vsae.eval.monosemanticity import MSResult
 from vsae.experiments.mllm_steering.mllm_report import steering_section
 from vsae.experiments.shared_features.shared_report import shared_section
-from vsae.report.findings import findings_head
+from vsae.report.findings_table import findings_head
 from vsae.report.html import Report, image_grid
 
 N_BEST, N_WORST, N_RAW = 8, 4, 4
@@ -314,7 +314,7 @@ def experiments_sections(r: Report, results: dict[str, Any], out: Path) -> None:
     if results.get("shared"):
         shared_section(r, results["shared"], out / "shared")
     if results.get("diffusion"):
-        from vsae.experiments.diffusion_steering.report import diffusion_section
+        from vsae.experiments.diffusion_steering.diffusion_report import diffusion_section
 
         r.heading("Steering a text-to-image model through its text encoder (Olson et al.)")
         r.text(

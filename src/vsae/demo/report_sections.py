@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from vsae.demo.analyse import UnitAnalysis
-from vsae.demo.config import RunKey
+from vsae.demo.demo_config import RunKey
 from vsae.eval import plots
 from vsae.report.html import Report
 

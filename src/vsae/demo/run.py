@@ -14,11 +14,11 @@ import torch
 
 from vsae import __version__
 from vsae.demo.analyse import UnitAnalysis, analyse_raw, analyse_sae, eval_inputs, probe_sample
-from vsae.demo.config import DemoConfig, RunKey, demo_train_config
 from vsae.demo.consistency import require, run_checks
+from vsae.demo.demo_config import DemoConfig, RunKey, demo_train_config
 from vsae.demo.explain_finding import detection_finding, explain_demo, explain_finding
 from vsae.demo.findings import Finding, headline_findings, shared_finding
-from vsae.demo.hierarchy import hierarchy_evidence
+from vsae.demo.hierarchy_evidence import hierarchy_evidence
 from vsae.demo.pipeline import Stopwatch, export_world, extract_all, image_tables, train_all
 from vsae.demo.probe_shift import compare_under_shift, probe_finding, seed_replicates
 from vsae.demo.report_page import build_report
@@ -90,6 +90,29 @@ def phrase_words() -> dict[str, tuple[str, str]]:
     return {w: ("shape", next(iter(s))) for w, s in shapes.items() if len(s) == 1 and w not in values}
 
 
+def analyse_all(
+    cfg: DemoConfig, stores: Any, tables: Any, runs: dict[RunKey, Path], ti: Any
+) -> tuple[dict[RunKey, UnitAnalysis], dict[str, Any]]:
+    """Per hook: the raw neurons' and every trained SAE's analysis, and their results.json entries."""
+    analysis: dict[RunKey, UnitAnalysis] = {}
+    layers: dict[str, Any] = {}
+    for hook in cfg.hooks:
+        analysis[(hook, "raw", 0)] = raw = analyse_raw(hook, stores, tables, cfg, ti)
+        layers[hook] = {"raw": raw.to_json(), "saes": {}}
+        for (h, arch, e), run_dir in runs.items():
+            if h != hook:
+                continue
+            sae = load_sae(run_dir)
+            analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, ti)
+            layers[hook]["saes"][run_dir.name] = {
+                "arch": arch,
+                "expansion": e,
+                "path": str(run_dir),
+                **an.to_json(),
+            }
+    return analysis, layers
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (resuming finished ones) and return the results written to results.json."""
     cfg = dataclasses.replace(cfg, out=Path(cfg.out).resolve())  # stores record absolute image paths
@@ -116,22 +139,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     say("evaluating: MS, top images, uniqueness, hierarchy, probes, OOD, names, purity")
     ti = eval_inputs(stores, from_file(world_dir / "taxonomy.json"), clip_dir)
-    analysis: dict[RunKey, UnitAnalysis] = {}
-    layers: dict[str, Any] = {}
-    for hook in cfg.hooks:
-        analysis[(hook, "raw", 0)] = raw = analyse_raw(hook, stores, tables, cfg, ti)
-        layers[hook] = {"raw": raw.to_json(), "saes": {}}
-        for (h, arch, e), run_dir in runs.items():
-            if h != hook:
-                continue
-            sae = load_sae(run_dir)
-            analysis[(h, arch, e)] = an = analyse_sae((h, arch, e), sae, stores, tables, cfg, ti)
-            layers[hook]["saes"][run_dir.name] = {
-                "arch": arch,
-                "expansion": e,
-                "path": str(run_dir),
-                **an.to_json(),
-            }
+    analysis, layers = analyse_all(cfg, stores, tables, runs, ti)
     featured = cfg.featured_sae
     probes = compare_under_shift(
         cfg,

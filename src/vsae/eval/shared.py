@@ -238,6 +238,63 @@ def agreement_p_value(n_agree: int, n_scored: int, random_agreement: float) -> f
 
 
 # -- a store + an SAE -----------------------------------------------------------------------------
+def selectivity_by_kind(
+    store: ActivationStore,
+    mod: np.ndarray,
+    kept: dict[int, list[np.ndarray]],
+    tid: np.ndarray,
+    vocab: dict[str, str],
+    table: Any,
+    lex: Any,
+    cfg: SharedConfig,
+    phrases: Mapping[str, tuple[str, str]] | None,
+) -> dict[str, Any]:
+    """Per text kind (caption alone, teacher-forced): the raw-stream precondition, the shared latents
+    by selectivity in both modalities, and the state they give ("not testable here" when the raw
+    stream does not carry the attribute from image rows to text rows)."""
+    rows = {k: np.flatnonzero(mod == k) for k in (IMAGE, TEXT, TEACHER)}
+    z_img = np.concatenate(kept[IMAGE])
+    img_of = store.image_index[rows[IMAGE]]
+    rng = np.random.default_rng([cfg.seed, 23])
+    probe_img = np.sort(
+        rng.choice(rows[IMAGE].size, min(cfg.probe_rows, rows[IMAGE].size), replace=False)
+    )
+    x_img = store[rows[IMAGE][probe_img]].float().numpy()
+    by_kind: dict[str, Any] = {}
+    text_in: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for k, kind in TEXT_KINDS.items():
+        if rows[k].size == 0:
+            continue
+        words_k = [word_of(vocab.get(str(int(t)), "")) for t in tid[rows[k]]]
+        by_kind[kind] = layer_selectivity(
+            z_img,
+            img_of,
+            np.concatenate(kept[k]),
+            store.image_index[rows[k]],
+            store.token_index[rows[k]],
+            words_k,
+            table,
+            lex,
+            cfg.auroc,
+            cfg.min_fires,
+            cfg.alpha,
+            cfg.seed,
+            phrases,
+        )
+        nxt = next_word(store.image_index[rows[k]], store.token_index[rows[k]], words_k)
+        text_in[kind] = (store[rows[k]].float().numpy(), nxt)
+    pres = raw_precondition(x_img, img_of[probe_img], text_in, table, lex, cfg.probe_c, cfg.seed)
+    for kind, sel in list(by_kind.items()):
+        pre = pres[kind]
+        state = (
+            "not testable here"
+            if not pre["holds"]
+            else ("shared latents found" if sel["found"] and sel["control"]["found"] else "none found")
+        )
+        by_kind[kind] = {"state": state, "precondition": pre, "selectivity": sel}
+    return by_kind
+
+
 def shared_layer(
     acts: str | Path,
     sae_path: str | Path,
@@ -324,46 +381,7 @@ def shared_layer(
             }
             for p in ag["per_latent"]
         ]
-        rows = {k: np.flatnonzero(mod == k) for k in (IMAGE, TEXT, TEACHER)}
-        z_img = np.concatenate(kept[IMAGE])
-        img_of = store.image_index[rows[IMAGE]]
-        rng = np.random.default_rng([cfg.seed, 23])
-        probe_img = np.sort(
-            rng.choice(rows[IMAGE].size, min(cfg.probe_rows, rows[IMAGE].size), replace=False)
-        )
-        x_img = store[rows[IMAGE][probe_img]].float().numpy()
-        by_kind: dict[str, Any] = {}
-        text_in: dict[str, tuple[np.ndarray, list[str]]] = {}
-        for k, kind in TEXT_KINDS.items():
-            if rows[k].size == 0:
-                continue
-            words_k = [word_of(vocab.get(str(int(t)), "")) for t in tid[rows[k]]]
-            by_kind[kind] = layer_selectivity(
-                z_img,
-                img_of,
-                np.concatenate(kept[k]),
-                store.image_index[rows[k]],
-                store.token_index[rows[k]],
-                words_k,
-                table,
-                lex,
-                cfg.auroc,
-                cfg.min_fires,
-                cfg.alpha,
-                cfg.seed,
-                phrases,
-            )
-            nxt = next_word(store.image_index[rows[k]], store.token_index[rows[k]], words_k)
-            text_in[kind] = (store[rows[k]].float().numpy(), nxt)
-        pres = raw_precondition(x_img, img_of[probe_img], text_in, table, lex, cfg.probe_c, cfg.seed)
-        for kind, sel in list(by_kind.items()):
-            pre = pres[kind]
-            state = (
-                "not testable here"
-                if not pre["holds"]
-                else ("shared latents found" if sel["found"] and sel["control"]["found"] else "none found")
-            )
-            by_kind[kind] = {"state": state, "precondition": pre, "selectivity": sel}
+        by_kind = selectivity_by_kind(store, mod, kept, tid, vocab, table, lex, cfg, phrases)
         res["selectivity"] = (by_kind.get("caption") or next(iter(by_kind.values())))["selectivity"]
         res["by_kind"] = by_kind
     return SharedLayer(res, r)

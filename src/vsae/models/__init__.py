@@ -6,16 +6,16 @@ with vsae.models.capture(lm, "resid.-2") as cap:
     lm.run(lm.preprocess(images))
 rows, image_idx, token_idx = vsae.models.select_tokens(cap.output, "patches", lm.has_cls, ids)
 ```
-A model family is one file that registers itself (`vsae.models.registry`, built-ins in
+A model family is one file that registers itself (`vsae.models.family_registry`, built-ins in
 `vsae.models.families`).
 """
 
+from vsae.models.family_registry import Family, Layout, LoadRequest, register_family
 from vsae.models.hooks import Capture, capture, resolve_hook
 from vsae.models.loaded import LoadedModel
 from vsae.models.loading import load
 from vsae.models.module import from_module
 from vsae.models.points import HookPoint
-from vsae.models.registry import Family, Layout, LoadRequest, register_family
 from vsae.models.tokens import TokenSelection, parse_selection, select_tokens
 
 __all__ = [

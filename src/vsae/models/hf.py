@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from vsae.errors import VsaeError
+from vsae.models.family_registry import Family, Layout, LoadRequest, get_family
 from vsae.models.loaded import Inputs, LoadedModel, find_blocks
-from vsae.models.registry import Family, Layout, LoadRequest, get_family
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 IMAGE_EMBED = ("image_embeds", "pooler_output")

@@ -1,5 +1,5 @@
 """`vsae.models.load`: a model by Hugging Face hub id, local directory or ``prefix:`` form, through
-the family registry (`vsae.models.registry`; the built-in families are `vsae.models.families`).
+the family registry (`vsae.models.family_registry`; the built-in families are `vsae.models.families`).
 
 The order: a registered prefix (``python:...``, ``timm:...``); else the Hugging Face config's
 `model_type`; else a family that claims a checkpoint without a root config.json (a diffusion
@@ -15,7 +15,8 @@ import torch
 
 import vsae.models.families  # noqa: F401  (imports and so registers every built-in family)
 from vsae.errors import VsaeError
-from vsae.models import hf, registry
+from vsae.models import family_registry as registry
+from vsae.models import hf
 from vsae.models.hub import local_files_only
 from vsae.models.loaded import LoadedModel, parse_dtype
 

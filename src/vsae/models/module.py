@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from vsae.errors import VsaeError
+from vsae.models.family_registry import LoadRequest
 from vsae.models.loaded import Blocks, Inputs, LoadedModel
-from vsae.models.registry import LoadRequest
 
 
 def from_module(

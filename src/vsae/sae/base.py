@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
 from vsae.sae.io import load as load_sae
 from vsae.sae.io import resolve_pretrained, with_known
 from vsae.sae.io import save as save_sae
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.sparse import Pattern, sparse_decode, sparse_encode_values
 from vsae.sae.step import fixed_shapes_on, in_global_batch, sum_over_ranks_
 from vsae.shapes import Bool, Float, Int, Tensor
@@ -174,7 +174,7 @@ class SAE(nn.Module):
     ``encode``/``decode`` accept torch tensors of any float dtype and numpy arrays.
     """
 
-    arch: ClassVar[str] = ""  # the registered name (set by vsae.sae.registry.register_arch)
+    arch: ClassVar[str] = ""  # the registered name (set by vsae.sae.arch_registry.register_arch)
     # The architecture's config class: SAEConfig plus its own settings, declared in its file.
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     sparse_codes = False  # the top-k family decodes sparsely

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
-from vsae.sae.config import EncodeConfig
+from vsae.sae.sae_config import EncodeConfig
 from vsae.sae.selection import check_rows
 from vsae.store.safe_io import output_lock
 

@@ -3,7 +3,7 @@ directories through :mod:`vsae.sae.saelens`), and scale folding.
 
 This module does not import :mod:`vsae.sae.base` (whose ``SAE.from_pretrained`` uses it), so SAEs
 are typed ``Any`` here: each is a :class:`vsae.sae.base.SAE` of the registered class of its
-``cfg.arch`` (:mod:`vsae.sae.registry`)."""
+``cfg.arch`` (:mod:`vsae.sae.arch_registry`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from vsae.errors import VsaeError, regular_file
-from vsae.sae.config import SAEConfig
+from vsae.sae.arch_registry import get_arch
 from vsae.sae.files import (
     CONFIG,
     FORMAT,
@@ -32,7 +32,7 @@ from vsae.sae.files import (
 )
 from vsae.sae.importers.registry import find_importer, layouts
 from vsae.sae.pretrained import find as find_known
-from vsae.sae.registry import get_arch
+from vsae.sae.sae_config import SAEConfig
 
 __all__ = [
     "CONFIG",

@@ -143,7 +143,7 @@ def stage(run_dir: str | os.PathLike, dst: str | os.PathLike, repo_id: str) -> P
 
 
 def _exports(sae: Any) -> bool:
-    from vsae.sae.registry import get_arch
+    from vsae.sae.arch_registry import get_arch
 
     return get_arch(sae.cfg.arch).saelens is not None and (
         sae.cfg.arch not in ("batchtopk", "matryoshka") or float(sae.threshold) >= 0

@@ -4,7 +4,7 @@ SAELens (decoderesearch/SAELens) stores ``W_enc`` [d_in, d_sae], ``W_dec`` [d_sa
 ``b_enc`` [d_sae], ``b_dec`` [d_in] and, for JumpReLU, ``threshold`` [d_sae]. ``cfg.json`` names
 the inference ``architecture`` and holds a ``metadata`` dict whose ``sae_lens_version`` (>= 6.0)
 tells SAELens to keep it (without one SAELens rewrites the file as a pre-6.0 config and drops
-the metadata). Each vsae architecture says in its registration (:mod:`vsae.sae.registry`)
+the metadata). Each vsae architecture says in its registration (:mod:`vsae.sae.arch_registry`)
 which SAELens architecture it exports as; the built-in ones (SAELens saves BatchTopK and
 Matryoshka BatchTopK as JumpReLU too):
 
@@ -35,9 +35,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from vsae.errors import VsaeError, regular_file
-from vsae.sae.config import SAEConfig
+from vsae.sae.arch_registry import ArchSpec, all_archs, get_arch
 from vsae.sae.files import save_tensors_atomic, write_json_atomic
-from vsae.sae.registry import ArchSpec, all_archs, get_arch
+from vsae.sae.sae_config import SAEConfig
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"

@@ -6,7 +6,7 @@
 A list or tuple value for a field whose own type is not a tuple (``k``, ``l1_coeff`` ...) is a
 grid axis; ``expansion`` (d_sae = round(expansion * d_in)) is always one, and the outermost.
 Settings the architecture does not have (``k`` of a ReLU SAE) are dropped
-(:func:`vsae.sae.config.config_for`).
+(:func:`vsae.sae.sae_config.config_for`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from vsae.errors import VsaeError
-from vsae.sae.config import FLAT_LAYOUT_KEYS, SAEConfig, config_for
-from vsae.sae.registry import get_arch, uses_k
+from vsae.sae.arch_registry import get_arch, uses_k
+from vsae.sae.sae_config import FLAT_LAYOUT_KEYS, SAEConfig, config_for
 
 DEFAULT_EXPANSION = 16.0  # dictionary size / d of `vsae train` (Pach et al.: 16 and 64)
 

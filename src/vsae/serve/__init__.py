@@ -14,7 +14,7 @@ from vsae.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from vsae.serve.app import ServeLimits, create_app
-    from vsae.serve.config import ServeConfig
+    from vsae.serve.serve_config import ServeConfig
     from vsae.serve.sources import SaeSource, Served, SteerSource, from_demo, from_flags
 
 # Imported on first use, so that `vsae serve --help` (its options come from ServeConfig) loads
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "ServeLimits": "vsae.serve.app",
     "create_app": "vsae.serve.app",
-    "ServeConfig": "vsae.serve.config",
+    "ServeConfig": "vsae.serve.serve_config",
     "SaeSource": "vsae.serve.sources",
     "Served": "vsae.serve.sources",
     "SteerSource": "vsae.serve.sources",

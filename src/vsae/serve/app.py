@@ -47,13 +47,13 @@ from vsae.errors import VsaeError
 from vsae.serve import bodies, steering_store
 from vsae.serve import explanations as ex
 from vsae.serve import heatmaps as hm
-from vsae.serve.config import ServeConfig
-from vsae.serve.data import LatentIndex, TableQuery
+from vsae.serve.latent_index import LatentIndex, TableQuery
 from vsae.serve.security import Guard, allowed_hosts
+from vsae.serve.serve_config import ServeConfig
 from vsae.serve.sources import Served
 from vsae.serve.steering import MAX_QUESTION, DiffusionSteer, Playground, diffusion_hook
-from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS
+from vsae.steer.steer_config import STEERING_QUESTION
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("vsae.serve")

@@ -18,10 +18,10 @@ from PIL import Image
 
 from vsae.errors import VsaeError
 from vsae.serve.sources import SteerSource
-from vsae.steer.config import STEERING_QUESTION
 from vsae.steer.edits import OPS, LatentEdit
 from vsae.steer.intervention import intervene
 from vsae.steer.mllm import ask, default_hook, pooled_latents
+from vsae.steer.steer_config import STEERING_QUESTION
 
 MAX_QUESTION = 300
 MAX_INSPECT = 256  # served images the steering SAE's latents are computed on, for inspection

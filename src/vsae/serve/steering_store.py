@@ -1,5 +1,5 @@
 """The steering SAE, browsable like the others: an activation store of its own hook on the LLaVA's
-vision tower, extracted once and cached, that the latent index (`vsae.serve.data`) reads.
+vision tower, extracted once and cached, that the latent index (`vsae.serve.latent_index`) reads.
 
 The SAE `vsae serve` steers the LLaVA with (``--steer-sae``, default the tiny LLaVA's) was trained
 on the LLaVA's vision tower, not on any store the server shows; to give it a table, latent pages
@@ -30,7 +30,7 @@ from vsae.errors import VsaeError
 from vsae.serve.sources import SaeSource, Served, SteerImages
 
 if TYPE_CHECKING:
-    from vsae.serve.data import LatentIndex
+    from vsae.serve.latent_index import LatentIndex
     from vsae.serve.steering import Playground
 
 log = logging.getLogger("vsae.serve")

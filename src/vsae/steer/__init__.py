@@ -8,7 +8,7 @@ with intervene(lm, "resid.22", sae, [LatentEdit(latent=7, op="clamp", value=100.
 ```
 See docs/steer.md.
 
-Names are imported on first use, so that `vsae.steer.config` (the steering commands' options)
+Names are imported on first use, so that `vsae.steer.steer_config` (the steering commands' options)
 loads no torch. The splice lives in `vsae.steer.intervention`: a submodule named like the function
 `intervene` would replace the function on this package once imported.
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from vsae.steer.score import SteeringScore, steering_score
 
 _WHERE = {
-    "OPS": "vsae.steer.config",
+    "OPS": "vsae.steer.steer_config",
     "LatentEdit": "vsae.steer.edits",
     "apply_edits": "vsae.steer.edits",
     "Intervention": "vsae.steer.intervention",

@@ -28,8 +28,8 @@ from torch import nn
 
 from vsae.errors import VsaeError
 from vsae.models.hf import safe_from_pretrained
-from vsae.steer.config import SamplerConfig as SamplerConfig  # torch-free (steer diffusion's options)
 from vsae.steer.edits import prompt_list
+from vsae.steer.steer_config import SamplerConfig as SamplerConfig  # torch-free (steer diffusion's options)
 
 PIPELINE_JSON = "vsae_diffusion.json"
 
@@ -46,7 +46,7 @@ class DiffusionPipe:
         (``resid.L`` ...) resolve on it as on any other model.
     tokenizer: the text encoder's tokenizer (prompts are padded to its ``model_max_length``).
     vae: the ``AutoencoderKL`` of latent diffusion, or None (pixel space).
-    patch: pixel-space fold factor (`vsae.world.diffusion.model.fold`); 1 for latent diffusion.
+    patch: pixel-space fold factor (`vsae.world.diffusion.t2i_model.fold`); 1 for latent diffusion.
     mask_padding: pass the prompt's attention mask to the UNet's cross-attention (the tiny
         model is trained so); Stable Diffusion attends to the padding tokens too.
     image_size: output images are ``image_size`` x ``image_size``.
@@ -209,7 +209,7 @@ def _seeded_noise(pipe: DiffusionPipe, lead: tuple[int, ...], seed: int) -> torc
 def _to_images(pipe: DiffusionPipe, x: torch.Tensor) -> np.ndarray:
     if pipe.vae is not None:
         x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
-    elif pipe.patch > 1:  # the inverse of the world model's fold (`vsae.world.diffusion.model.fold`)
+    elif pipe.patch > 1:  # the inverse of the world model's fold (`vsae.world.diffusion.t2i_model.fold`)
         x = torch.nn.functional.pixel_shuffle(x, pipe.patch)
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()

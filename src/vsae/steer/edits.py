@@ -16,8 +16,8 @@ from typing import Union
 import torch
 
 from vsae.errors import VsaeError
-from vsae.steer.config import OPS as OPS  # the Literal types' values, defined once (torch-free)
-from vsae.steer.config import TOKEN_SETS as TOKEN_SETS
+from vsae.steer.steer_config import OPS as OPS  # the Literal types' values, defined once (torch-free)
+from vsae.steer.steer_config import TOKEN_SETS as TOKEN_SETS
 
 # "all" | "cls" | "patches" | token positions | bool mask [T] or [B, T]
 Tokens = Union[str, tuple[int, ...], torch.Tensor]  # noqa: UP007 (a runtime alias)

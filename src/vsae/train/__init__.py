@@ -6,19 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vsae.lazy import lazy_attributes
-from vsae.train.config import TrainConfig  # torch-free: `vsae train --help` generates options from it
+from vsae.train.train_config import TrainConfig  # torch-free: `vsae train --help` generates options from it
 
 if TYPE_CHECKING:
-    from vsae.train.data import TensorSource, open_source
+    from vsae.train.batch_sources import TensorSource, open_source
     from vsae.train.stream import ModelSource, StreamConfig
     from vsae.train.trainer import Trainer, run_name, train
 
-# Imported on first use, so that `vsae.train.config` (and `vsae train --help`) load no torch.
+# Imported on first use, so that `vsae.train.train_config` (and `vsae train --help`) load no torch.
 _LAZY = {
     "ModelSource": "vsae.train.stream",
     "StreamConfig": "vsae.train.stream_config",
-    "TensorSource": "vsae.train.data",
-    "open_source": "vsae.train.data",
+    "TensorSource": "vsae.train.batch_sources",
+    "open_source": "vsae.train.batch_sources",
     "Trainer": "vsae.train.trainer",
     "run_name": "vsae.train.trainer",
     "train": "vsae.train.trainer",

@@ -11,8 +11,8 @@ import contextlib
 from typing import Any
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
-from vsae.train.config import TrainConfig
+from vsae.sae.sae_config import SAEConfig
+from vsae.train.train_config import TrainConfig
 
 # TrainConfig fields -> (flag, how to read the value actually used).
 TRAIN_SETTINGS = {

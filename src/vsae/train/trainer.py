@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from vsae.errors import VsaeError
 from vsae.sae.base import SAE
-from vsae.sae.config import SAEConfig
 from vsae.sae.io import build, save
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.step import fixed_shapes, global_batch
 from vsae.sae.sweep import run_name
 from vsae.store.prefetch import prefetch_batches
@@ -37,12 +37,12 @@ from vsae.train import checkpoint as ck
 from vsae.train import dist as D
 from vsae.train import guards
 from vsae.train import resume as resume_rules
-from vsae.train.config import TrainConfig
-from vsae.train.data import provenance_of, sample_rows, spread_rows
-from vsae.train.evaluate import recon_metrics
+from vsae.train.batch_sources import provenance_of, sample_rows, spread_rows
 from vsae.train.fold import fold_input
 from vsae.train.init import decoder_bias, input_scale
 from vsae.train.precision import precision_context
+from vsae.train.train_config import TrainConfig
+from vsae.train.validation import recon_metrics
 
 
 @dataclass
@@ -470,7 +470,7 @@ def as_source(x: Any) -> Any:
     """A batch source for `train`: a store path, a tensor or numpy array of rows [N, d], or a source."""
     import numpy as np
 
-    from vsae.train.data import TensorSource, open_source
+    from vsae.train.batch_sources import TensorSource, open_source
 
     if isinstance(x, str | os.PathLike):
         return open_source(x)

@@ -59,7 +59,7 @@ def build_world(cfg: WorldBuildConfig, echo: Callable[[str], None] = print) -> d
     written to ``<model>/vsae_world_build.json``)."""
     root = cfg.out_dir or str(ASSETS_DIR)
     _refuse_shipped(Path(root).resolve(), cfg.models)
-    from vsae.world.zeroshot import zero_shot_accuracy
+    from vsae.world.clip_zeroshot import zero_shot_accuracy
 
     clip_cfg, sim_cfg = ClipConfig(), SimEncConfig()
     if cfg.clip_steps is not None:
@@ -110,9 +110,9 @@ def _refuse_shipped(out: Path, which: tuple[str, ...]) -> None:
 
 
 def _build_llava(cfg: WorldBuildConfig, out: str, clip_dir: str) -> dict[str, Any]:
-    from vsae.world.llava.build import build_llava_assets
+    from vsae.world.llava.llava_build import build_llava_assets
+    from vsae.world.llava.llava_train import LlavaTrainConfig
     from vsae.world.llava.steering_sae import SteeringSAEConfig
-    from vsae.world.llava.train import LlavaTrainConfig
 
     lc, sc = LlavaTrainConfig(), SteeringSAEConfig()
     if cfg.llava_steps is not None:
@@ -123,9 +123,9 @@ def _build_llava(cfg: WorldBuildConfig, out: str, clip_dir: str) -> dict[str, An
 
 
 def _build_diffusion(cfg: WorldBuildConfig, out: str, clip_dir: str, simenc_dir: str) -> dict[str, Any]:
-    from vsae.world.diffusion.build import build_diffusion_assets
+    from vsae.world.diffusion.t2i_build import build_diffusion_assets
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig
     from vsae.world.diffusion.text_sae import TextSAEConfig
-    from vsae.world.diffusion.train import DiffusionTrainConfig
 
     dc, tc = DiffusionTrainConfig(), TextSAEConfig()
     if cfg.diffusion_steps is not None:

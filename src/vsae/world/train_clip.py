@@ -26,8 +26,9 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 from vsae.store.safe_io import atomic_write_json
 from vsae.train.recipe import TrainRecipe
 from vsae.world.captions import training_captions
+from vsae.world.clip_tokenizer import MAX_LENGTH, build_tokenizer
+from vsae.world.clip_zeroshot import zero_shot_eval
 from vsae.world.generate import IMAGE_SIZE, generate
-from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
 from vsae.world.training import (
     WorldTrainConfig,
     decay_groups,
@@ -36,7 +37,6 @@ from vsae.world.training import (
     seed_everything,
     world_mean_std,
 )
-from vsae.world.zeroshot import zero_shot_eval
 
 
 @dataclass(frozen=True)

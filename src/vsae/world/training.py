@@ -233,7 +233,7 @@ def train_world_sae(
     import vsae.train
 
     d = x_Nd.shape[1]
-    from vsae.sae.config import config_for
+    from vsae.sae.sae_config import config_for
 
     sae_cfg = config_for(  # k, aux_k: the settings the architecture has
         cfg.arch,

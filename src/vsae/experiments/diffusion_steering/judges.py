@@ -27,8 +27,8 @@ from vsae.registry import Registry
 
 if TYPE_CHECKING:
     from vsae.experiments.diffusion_steering.discovery import VocabWord
-    from vsae.steer.config import SamplerConfig
     from vsae.steer.diffusion_pipeline import DiffusionPipe
+    from vsae.steer.steer_config import SamplerConfig
 
 DEFAULT_JUDGE = "world"
 """The judge whose pipeline and SAE `vsae steer diffusion` steers when none is given."""

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from vsae.experiments.diffusion_steering.diffusion_result import Reference, SteeringRates
 from vsae.experiments.diffusion_steering.judges import DiffusionJudge
-from vsae.experiments.diffusion_steering.results import Reference, SteeringRates
 from vsae.steer.diffusion_latents import LatentStats
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vsae.errors import VsaeError
-from vsae.steer.config import STEERING_QUESTION, TOKEN_SETS, Op, TokenSet, _check_finite, _check_op
+from vsae.steer.steer_config import STEERING_QUESTION, TOKEN_SETS, Op, TokenSet, _check_finite, _check_op
 
 __all__ = ["STEERING_QUESTION", "SteerConfig"]
 

@@ -1,5 +1,5 @@
 """The built-in model families, one file each; importing this package imports every module in it,
-and each registers its families (`vsae.models.registry.register_family`).
+and each registers its families (`vsae.models.family_registry.register_family`).
 
 A new built-in family is one more file here; a family elsewhere registers when its module is
 imported (or through the ``vsae.model_families`` entry points): see docs/extending.md.

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from vsae.models import hf
+from vsae.models.family_registry import Family, Layout, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel
-from vsae.models.registry import Family, Layout, LoadRequest, register_family
 
 
 def _processor(size: int) -> Any:

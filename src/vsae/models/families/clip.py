@@ -11,8 +11,8 @@ import torch
 
 from vsae.errors import VsaeError
 from vsae.models import hf
+from vsae.models.family_registry import Family, Layout, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel, find_blocks
-from vsae.models.registry import Family, Layout, LoadRequest, register_family
 
 VISION = Layout("clip", "image", ("self_attn",), ("mlp",), True, hf.IMAGE_EMBED)
 TEXT = Layout("clip_text", "text", ("self_attn",), ("mlp",), False, hf.TEXT_EMBED)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vsae.models import hf
 from vsae.models.families.dinov2 import _processor
-from vsae.models.registry import Family, Layout, register_family
+from vsae.models.family_registry import Family, Layout, register_family
 
 LAYOUT = Layout("dinov3", "image", ("layer_scale1",), ("layer_scale2",), True, hf.IMAGE_EMBED, _processor)
 

@@ -30,8 +30,8 @@ from PIL import Image
 
 from vsae.errors import VsaeError
 from vsae.models import hf
+from vsae.models.family_registry import Family, Layout, LoadRequest, for_model_type, register_family
 from vsae.models.loaded import LoadedModel
-from vsae.models.registry import Family, Layout, LoadRequest, for_model_type, register_family
 
 LANGUAGE = Layout("llava", "text", ("self_attn",), ("mlp",), False, ())
 

@@ -19,8 +19,8 @@ from vsae.errors import VsaeError
 from vsae.models import hf
 from vsae.models.families.clip import text_encoder_model
 from vsae.models.families.t5 import t5_encoder_model
+from vsae.models.family_registry import Family, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel
-from vsae.models.registry import Family, LoadRequest, register_family
 
 TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"
 # tower -> (text encoder sub-folder, tokenizer sub-folder)

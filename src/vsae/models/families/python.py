@@ -22,9 +22,9 @@ from typing import Any
 from torch import nn
 
 from vsae.errors import VsaeError
+from vsae.models.family_registry import Family, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel
 from vsae.models.module import from_module, placed
-from vsae.models.registry import Family, LoadRequest, register_family
 
 PYTHON_FORM = "python:package.module:factory (or python:path/to/file.py:factory)"
 

@@ -37,9 +37,9 @@ from PIL import Image
 from vsae.errors import VsaeError
 from vsae.models import hf
 from vsae.models.families.mllm import _image_processor
+from vsae.models.family_registry import Family, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel
 from vsae.models.points import HookPoint
-from vsae.models.registry import Family, LoadRequest, register_family
 
 CLASSES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen3_vl": "Qwen3VLForConditionalGeneration"}
 VIEW_UNITS = 16  # merge units per side of the square view (16 * 28 = 448 px for Qwen2.5-VL)

@@ -11,8 +11,8 @@ from typing import Any
 
 from vsae.errors import VsaeError
 from vsae.models import hf
+from vsae.models.family_registry import Family, Layout, register_family
 from vsae.models.loaded import LoadedModel, find_blocks
-from vsae.models.registry import Family, Layout, register_family
 
 TEXT = Layout("t5_text", "text", ("layer.0.SelfAttention",), ("layer.1.DenseReluDense",), False, ())
 

@@ -25,9 +25,9 @@ from torch import nn
 
 from vsae.errors import VsaeError
 from vsae.models import hub
+from vsae.models.family_registry import Family, LoadRequest, register_family
 from vsae.models.loaded import LoadedModel
 from vsae.models.module import from_module, placed
-from vsae.models.registry import Family, LoadRequest, register_family
 
 PYTHON_FORM = "python:package.module:factory"
 TIMM_FORM = "timm:NAME (hub weights) or timm:NAME:path/to/weights.safetensors (local weights)"

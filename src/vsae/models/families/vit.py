@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vsae.models import hf
-from vsae.models.registry import Family, Layout, register_family
+from vsae.models.family_registry import Family, Layout, register_family
 
 
 def _processor(size: int) -> Any:

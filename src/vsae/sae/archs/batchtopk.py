@@ -21,10 +21,10 @@ import torch
 import torch.distributed as dist
 
 from vsae.errors import VsaeError
+from vsae.sae.arch_registry import register_arch
 from vsae.sae.archs.topk import TopKConfig, row_topk_entries
 from vsae.sae.base import SAE, SAEOutput, gather_entries
-from vsae.sae.config import SAEConfig
-from vsae.sae.registry import register_arch
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.saelens import unit_rows
 from vsae.sae.step import fixed_shapes_on
 from vsae.shapes import Bool, Float, Int, Tensor

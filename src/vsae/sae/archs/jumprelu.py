@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from vsae.sae.arch_registry import register_arch
 from vsae.sae.base import SAE, SAEOutput, mse_sum
-from vsae.sae.config import SAEConfig, check_number
-from vsae.sae.registry import register_arch
+from vsae.sae.sae_config import SAEConfig, check_number
 from vsae.shapes import Bool, Float, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
 class JumpReluConfig(SAEConfig):
-    """A JumpReLU SAE's settings (and the common fields of :class:`vsae.sae.config.SAEConfig`).
+    """A JumpReLU SAE's settings (and the common fields of :class:`vsae.sae.sae_config.SAEConfig`).
 
     Attributes
     ----------

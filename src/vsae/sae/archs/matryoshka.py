@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from vsae.errors import VsaeError
+from vsae.sae.arch_registry import register_arch
 from vsae.sae.archs.batchtopk import BatchTopKConfig, BatchTopKSAE
 from vsae.sae.base import SAEOutput, mse_sum
-from vsae.sae.config import DEFAULT_GROUPS, SAEConfig
-from vsae.sae.registry import register_arch
+from vsae.sae.sae_config import DEFAULT_GROUPS, SAEConfig
 from vsae.sae.sparse import Pattern, sparse_decode
 from vsae.sae.step import fixed_shapes_on
 from vsae.shapes import Bool, Float, Tensor

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vsae.sae.arch_registry import register_arch
 from vsae.sae.base import SAE, SAEOutput, mse_sum
-from vsae.sae.config import SAEConfig, check_number
-from vsae.sae.registry import register_arch
+from vsae.sae.sae_config import SAEConfig, check_number
 from vsae.shapes import Bool, Float, Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReluConfig(SAEConfig):
-    """A ReLU SAE's settings (and the common fields of :class:`vsae.sae.config.SAEConfig`).
+    """A ReLU SAE's settings (and the common fields of :class:`vsae.sae.sae_config.SAEConfig`).
 
     Attributes
     ----------

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import torch
 
 from vsae.errors import VsaeError
+from vsae.sae.arch_registry import register_arch
 from vsae.sae.base import SAE, SAEOutput
-from vsae.sae.config import SAEConfig, check_number, default_aux_k
-from vsae.sae.registry import register_arch
+from vsae.sae.sae_config import SAEConfig, check_number, default_aux_k
 from vsae.shapes import Bool, Float, Int, Tensor
 
 

@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
+from vsae.sae.sae_config import SAEConfig
 from vsae.sae.saelens import fill_sae
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
 from vsae.sae.importers.common import build, json_or_none, load_pt, need, provenance, read_json
 from vsae.sae.importers.registry import Imported, register_importer
+from vsae.sae.sae_config import SAEConfig
 
 NAME = "dictionary_learning"
 WEIGHTS, CONFIG = "ae.pt", "config.json"

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
 from vsae.sae.importers.common import build, load_pt, load_safetensors, need, provenance, read_json
 from vsae.sae.importers.registry import Imported, register_importer
+from vsae.sae.sae_config import SAEConfig
 
 NAME = "overcomplete"
 CONFIG = "overcomplete.json"

@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
 from vsae.sae.importers.common import build, json_or_none, load_pt, need, provenance, read_json
 from vsae.sae.importers.registry import Imported, register_importer
+from vsae.sae.sae_config import SAEConfig
 
 NAME = "prisma"
 CONFIG = "config.json"

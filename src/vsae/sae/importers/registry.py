@@ -1,6 +1,6 @@
 """The registry of SAE importers: format name -> :class:`Importer` (how to recognise a
 checkpoint of that format and read it). Modelled on the architecture registry
-(:mod:`vsae.sae.registry`): the built-in formats are the other modules of this package, one file
+(:mod:`vsae.sae.arch_registry`): the built-in formats are the other modules of this package, one file
 per format named after it, imported on first lookup; any other module registers its format with::
 
     @register_importer("myformat", "what it looks like on disk")

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from vsae.errors import VsaeError
-from vsae.sae.config import SAEConfig
 from vsae.sae.importers.common import build, load_pt, need, provenance
 from vsae.sae.importers.registry import Imported, register_importer
+from vsae.sae.sae_config import SAEConfig
 
 NAME = "saev"
 FILE = "sae.pt"

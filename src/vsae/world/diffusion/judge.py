@@ -29,8 +29,8 @@ from vsae.world.generate import attribute_vocab, generate
 
 if TYPE_CHECKING:
     from vsae.experiments.diffusion_steering.discovery import VocabWord
-    from vsae.steer.config import SamplerConfig
     from vsae.steer.diffusion_pipeline import DiffusionPipe
+    from vsae.steer.steer_config import SamplerConfig
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position", "tone", "outline", "background")
 
@@ -203,7 +203,7 @@ class WorldDiffusionJudge:
         return world_captions(n, seed)
 
     def heldout(self, n: int, seed: int) -> tuple[list[str], dict[str, np.ndarray]]:
-        from vsae.world.diffusion.evaluate import heldout_prompts
+        from vsae.world.diffusion.generation_quality import heldout_prompts
 
         prompts, batch = heldout_prompts(n, seed)
         return prompts, {a: batch.labels(a) for a in self.judged}
@@ -214,7 +214,7 @@ class WorldDiffusionJudge:
     def generation(
         self, pipe: DiffusionPipe, reader: AttributeReader, n: int, seed: int, sampler: SamplerConfig
     ) -> dict[str, Any]:
-        from vsae.world.diffusion.evaluate import generation_accuracy
+        from vsae.world.diffusion.generation_quality import generation_accuracy
 
         return generation_accuracy(pipe, reader, n=n, seed=seed, sampler=sampler)
 

@@ -50,7 +50,7 @@ class TextSAEConfig:
 def world_captions(n: int, seed: int) -> list[str]:
     """``n`` captions of train-split images in the diffusion model's training mix (canonical or a
     CLIP template; no empty captions)."""
-    from vsae.world.diffusion.train import DiffusionTrainConfig, batch_captions
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, batch_captions
     from vsae.world.generate import generate
 
     recs = [r.to_dict() for r in generate("train", n, seed=seed + 104729).records]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsae.errors import VsaeError
-from vsae.world.llava.evaluate import answer_accuracy, load_llava
-from vsae.world.llava.model import LlavaArch, build_llava
+from vsae.world.llava.answer_accuracy import answer_accuracy, load_llava
+from vsae.world.llava.llava_model import LlavaArch, build_llava
+from vsae.world.llava.llava_train import LlavaTrainConfig, train_llava
 from vsae.world.llava.questions import QUESTIONS, STEERING_QUESTION, answer
-from vsae.world.llava.train import LlavaTrainConfig, train_llava
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "llava"
 

@@ -34,16 +34,9 @@ import torch
 import vsae.sae
 from vsae.errors import VsaeError
 from vsae.experiments.diffusion_steering import discovery as dd
-from vsae.experiments.diffusion_steering.config import DiffusionSteerConfig
-from vsae.experiments.diffusion_steering.judges import (
-    DEFAULT_JUDGE,
-    DIFFUSION_JUDGES,
-    AttributeReader,
-    DiffusionJudge,
-    find_judge,
-)
-from vsae.experiments.diffusion_steering.report import write_steering_page
-from vsae.experiments.diffusion_steering.results import (
+from vsae.experiments.diffusion_steering.diffusion_config import DiffusionSteerConfig
+from vsae.experiments.diffusion_steering.diffusion_report import write_steering_page
+from vsae.experiments.diffusion_steering.diffusion_result import (
     RATE_SUMMARY_KEYS,
     DiffusionSteeringResult,
     DiscoveredLatent,
@@ -56,6 +49,13 @@ from vsae.experiments.diffusion_steering.results import (
     Specificity,
     SteeringRates,
     SteeringResult,
+)
+from vsae.experiments.diffusion_steering.judges import (
+    DEFAULT_JUDGE,
+    DIFFUSION_JUDGES,
+    AttributeReader,
+    DiffusionJudge,
+    find_judge,
 )
 from vsae.experiments.diffusion_steering.scoring import (
     edit_prompt,

@@ -29,7 +29,7 @@ from vsae.models.hf import safe_from_pretrained
 from vsae.store.safe_io import atomic_write_json
 from vsae.train.recipe import TrainRecipe
 from vsae.world.captions import caption, training_captions
-from vsae.world.diffusion.model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
+from vsae.world.diffusion.t2i_model import UNetConfig, build_scheduler, build_unet, fold, x0_estimate
 from vsae.world.generate import generate, object_footprint
 from vsae.world.training import ParamGroup, WorldTrainConfig, ema_update, fit, seed_everything
 

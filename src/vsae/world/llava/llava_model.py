@@ -28,7 +28,7 @@ from transformers import (
 
 from vsae.errors import VsaeError
 from vsae.models.hf import safe_from_pretrained
-from vsae.world.llava.tokenizer import CHAT_TEMPLATE, IMAGE, build_llava_tokenizer
+from vsae.world.llava.chat_tokenizer import CHAT_TEMPLATE, IMAGE, build_llava_tokenizer
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vsae.steer.config import Op, SamplerConfig, TokenSet, _check_finite, _check_op, _check_sampler
+from vsae.steer.steer_config import Op, SamplerConfig, TokenSet, _check_finite, _check_op, _check_sampler
 
 
 @dataclass(frozen=True)
 class DiffusionSteerConfig:
-    """Settings of `vsae.experiments.diffusion_steering.runner.run_diffusion_steering` (Olson et al.).
+    """Settings of `vsae.experiments.diffusion_steering.diffusion_run.run_diffusion_steering` (Olson et al.).
     The defaults are the demo's diffusion section's (issue 23: `vsae steer diffusion` with no
     options measures what the demo reports).
 

@@ -18,7 +18,7 @@ def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
     """A random `CLIPTextModel` (hidden 32, 2 layers) with the world tokenizer, saved to ``out_dir``."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vsae.world.tokenizer import MAX_LENGTH, build_tokenizer
+    from vsae.world.clip_tokenizer import MAX_LENGTH, build_tokenizer
 
     torch.manual_seed(seed)
     tok = build_tokenizer()
@@ -39,8 +39,8 @@ def build_tiny_text_encoder(out_dir: str | Path, seed: int = 0) -> Path:
 def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0) -> Path:
     """A world-layout pipeline (``vsae_diffusion.json``, no VAE) trained for ``steps`` steps."""
     from vsae.train.recipe import with_recipe
-    from vsae.world.diffusion.model import UNetConfig
-    from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
+    from vsae.world.diffusion.t2i_model import UNetConfig
+    from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, train_diffusion
 
     out = Path(out_dir)
     text = build_tiny_text_encoder(out / "_text", seed)

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from vsae.demo.config import Stores, Tables
+from vsae.demo.demo_config import Stores, Tables
 from vsae.demo.planted_hierarchy import PlantedHierarchyConfig, nested_dictionary, run_planted_hierarchy
 from vsae.eval.grouping import grouping_baseline
 from vsae.eval.variance import variance_shares

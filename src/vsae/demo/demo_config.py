@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from vsae.train.config import TrainConfig  # torch-free
+from vsae.train.train_config import TrainConfig  # torch-free
 
 if TYPE_CHECKING:  # `vsae demo --help` reads this module: no numpy / store import at run time
     import numpy as np

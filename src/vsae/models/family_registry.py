@@ -6,7 +6,7 @@ checkpoint without a root config.json that it recognises (a diffusers pipeline d
 `vsae.models.load` asks the registry, in that order, and calls the family's `load`.
 
 ```python
-from vsae.models.registry import Family, LoadRequest, register_family
+from vsae.models.family_registry import Family, LoadRequest, register_family
 
 def load_toy(req: LoadRequest) -> LoadedModel: ...
 register_family(Family("toy", load_toy, prefix="toy"))   # vsae.models.load("toy:small")

@@ -22,7 +22,7 @@ from transformers import LlavaProcessor
 from vsae.store.safe_io import atomic_write_json
 from vsae.train.recipe import TrainRecipe
 from vsae.world.generate import IMAGE_SIZE, generate
-from vsae.world.llava.model import LlavaArch, build_llava
+from vsae.world.llava.llava_model import LlavaArch, build_llava
 from vsae.world.llava.questions import QUESTION_WEIGHTS, QUESTIONS, answer
 from vsae.world.training import WorldTrainConfig, decay_groups, fit, pixel_values, seed_everything
 
@@ -151,7 +151,7 @@ def train_llava(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    from vsae.world.llava.evaluate import answer_accuracy
+    from vsae.world.llava.answer_accuracy import answer_accuracy
 
     acc = answer_accuracy(out, n=eval_images) if eval_images else {}
     summary = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from vsae.store.safe_io import atomic_write_json
+from vsae.world.llava.llava_train import LlavaTrainConfig, train_llava
 from vsae.world.llava.steering_sae import SteeringSAEConfig, train_steering_sae
-from vsae.world.llava.train import LlavaTrainConfig, train_llava
 
 SAE_SUBDIR = "steering_sae"
 

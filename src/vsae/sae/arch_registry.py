@@ -2,7 +2,7 @@
 and what the rest of vsae needs to know about it), on vsae's one registry idiom
 (:class:`vsae.registry.Registry`; modelled on SAELens's ``register_sae_class``).
 
-An architecture is one module that defines its config (a :class:`vsae.sae.config.SAEConfig`
+An architecture is one module that defines its config (a :class:`vsae.sae.sae_config.SAEConfig`
 subclass with the architecture's own settings) and an :class:`vsae.sae.base.SAE` subclass, and
 registers the class with a decorator::
 
@@ -62,7 +62,7 @@ class ArchSpec:
 
     @property
     def config(self) -> type[Any]:
-        """The architecture's config class (a :class:`vsae.sae.config.SAEConfig` subclass)."""
+        """The architecture's config class (a :class:`vsae.sae.sae_config.SAEConfig` subclass)."""
         return self.cls.config_class
 
 

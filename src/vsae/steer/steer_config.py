@@ -1,7 +1,7 @@
 """What the steering experiments share: the edit ops and token sets (checked by the MLLM experiment's
 `vsae.experiments.mllm_steering.mllm_config.SteerConfig` too) and the sampling of a text-to-image
 pipeline (`SamplerConfig`; the diffusion experiment's own settings are
-`vsae.experiments.diffusion_steering.config.DiffusionSteerConfig`). Free of torch: `vsae steer mllm`
+`vsae.experiments.diffusion_steering.diffusion_config.DiffusionSteerConfig`). Free of torch: `vsae steer mllm`
 and `vsae steer diffusion` generate their options from these fields (:mod:`vsae.cli.from_config`).
 """
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
 from vsae.errors import VsaeError
-from vsae.sae.registry import arch_names, get_arch
+from vsae.sae.arch_registry import arch_names, get_arch
 from vsae.store.validate import StorageDtype
 
 # Pach et al. (seed 001/002) Matryoshka BatchTopK group fractions.

@@ -14,8 +14,8 @@ import torch
 
 from vsae.store.safe_io import atomic_write_json
 from vsae.world.build_config import WorldBuildConfig
+from vsae.world.diffusion.t2i_train import DiffusionTrainConfig, train_diffusion
 from vsae.world.diffusion.text_sae import TextSAEConfig, train_text_sae
-from vsae.world.diffusion.train import DiffusionTrainConfig, train_diffusion
 
 SAE_SUBDIR = "text_sae"
 JUDGE_FILE = "judge.safetensors"
@@ -38,7 +38,7 @@ def build_diffusion_assets(
     Deterministic for a given thread count (shipped: ``threads=1``)."""
     from vsae.steer.diffusion_pipeline import load_pipe
     from vsae.world.diffusion import default_out_dir
-    from vsae.world.diffusion.evaluate import generation_accuracy
+    from vsae.world.diffusion.generation_quality import generation_accuracy
     from vsae.world.diffusion.judge import fit_judge
 
     out = Path(out_dir) if out_dir is not None else default_out_dir()
