@@ -411,7 +411,7 @@ async def steer_diffusion(req: Request) -> JSONResponse:
     st: State = req.app.state.vsae
     if st.diffusion is None:
         raise HTTPException(
-            501, "no diffusion steering is wired in this server (vsae.world.diffusion.steering not found)"
+            501, "no diffusion steering is wired in this server (serve a demo output with diffusion/, or pass --diffusion and --diffusion-sae)"
         )
     body = await bodies.json_object(req, st.limits.max_json_bytes)
     latent_, op, value = _edit(body)
