@@ -5,7 +5,7 @@ import torch
 
 import vsae
 from vsae.store import StoreWriter
-from vsae.train import TrainConfig, open_source
+from vsae.train import TrainConfig, open_store_source
 
 
 def test_sweep_bar_names_hook_and_every_sae(tmp_path, capsys):
@@ -19,7 +19,7 @@ def test_sweep_bar_names_hook_and_every_sae(tmp_path, capsys):
     w.close()
     cfgs = [vsae.SAEConfig(arch="topk", d_in=8, d_sae=d, k=2) for d in (16, 32)]
     vsae.train(
-        open_source(tmp_path / "s"), cfgs, TrainConfig(steps=4, batch_size=64, log_every=2), tmp_path / "r"
+        open_store_source(tmp_path / "s"), cfgs, TrainConfig(steps=4, batch_size=64, log_every=2), tmp_path / "r"
     )
     err = capsys.readouterr().err
     assert "train resid.3: 2 SAEs" in err

@@ -161,7 +161,7 @@ def train(
     for path in [p for p in (acts, val) if p]:  # a wrong path fails fast, before torch
         read_manifests(Path(path))
     from vsae.sae.sweep import expand_sweep
-    from vsae.train import open_source
+    from vsae.train import open_store_source
     from vsae.train import train as run_training
     from vsae.train.dist import init_from_env, rank, shutdown
 
@@ -175,12 +175,12 @@ def train(
     skw = pick(SAEConfig, fields)
     skw.update(parse_arch_options(skw.get("arch", "batchtopk"), ctx.args))
     if acts is not None:
-        source = open_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
+        source = open_store_source(acts, verify=not no_verify, allow_incomplete=allow_incomplete)
     else:
         from vsae.train.stream import ModelSource
 
         source = ModelSource(StreamConfig(**stream), device=tkw["device"], seed=tkw.get("seed", 0))
-    val_source = open_source(val, verify=not no_verify, allow_incomplete=allow_incomplete) if val else None
+    val_source = open_store_source(val, verify=not no_verify, allow_incomplete=allow_incomplete) if val else None
     cfgs = expand_sweep(source.d, **axes, **skw)  # a --val of another width: refused by the Trainer
     tcfg = TrainConfig(**tkw)
     try:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from vsae.errors import VsaeError
 
@@ -95,7 +96,7 @@ def stratified_bootstrap(
 
 
 def paired_difference(
-    a_N: np.ndarray, b_N: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    a_N: npt.ArrayLike, b_N: npt.ArrayLike, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> Interval:
     """Interval of mean(a) - mean(b) over units measured under both A and B (one stratum)."""
     a, b = np.asarray(a_N, np.float64).ravel(), np.asarray(b_N, np.float64).ravel()

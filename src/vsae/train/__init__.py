@@ -9,7 +9,7 @@ from vsae.lazy import lazy_attributes
 from vsae.train.train_config import TrainConfig  # torch-free: `vsae train --help` generates options from it
 
 if TYPE_CHECKING:
-    from vsae.train.batch_sources import TensorSource, open_source
+    from vsae.train.batch_sources import TensorSource, open_store_source
     from vsae.train.stream import ModelSource, StreamConfig
     from vsae.train.trainer import Trainer, run_name, train
 
@@ -18,7 +18,7 @@ _LAZY = {
     "ModelSource": "vsae.train.stream",
     "StreamConfig": "vsae.train.stream_config",
     "TensorSource": "vsae.train.batch_sources",
-    "open_source": "vsae.train.batch_sources",
+    "open_store_source": "vsae.train.batch_sources",
     "Trainer": "vsae.train.trainer",
     "run_name": "vsae.train.trainer",
     "train": "vsae.train.trainer",
@@ -29,7 +29,7 @@ __all__ = [
     "TensorSource",
     "TrainConfig",
     "Trainer",
-    "open_source",
+    "open_store_source",
     "run_name",
     "train",
 ]

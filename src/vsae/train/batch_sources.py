@@ -46,7 +46,7 @@ class TensorSource:
             epoch, b = epoch + 1, 0
 
 
-def open_source(path: str | os.PathLike, *, verify: bool = True, allow_incomplete: bool = False) -> Any:
+def open_store_source(path: str | os.PathLike, *, verify: bool = True, allow_incomplete: bool = False) -> Any:
     """An ActivationStore opened for training (dense stores only).
 
     Refuses an incomplete store (a killed extraction) unless `allow_incomplete`, and checks every

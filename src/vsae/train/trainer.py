@@ -470,10 +470,10 @@ def as_source(x: Any) -> Any:
     """A batch source for `train`: a store path, a tensor or numpy array of rows [N, d], or a source."""
     import numpy as np
 
-    from vsae.train.batch_sources import TensorSource, open_source
+    from vsae.train.batch_sources import TensorSource, open_store_source
 
     if isinstance(x, str | os.PathLike):
-        return open_source(x)
+        return open_store_source(x)
     if isinstance(x, np.ndarray):
         return TensorSource(torch.from_numpy(np.ascontiguousarray(x)))
     if torch.is_tensor(x):
