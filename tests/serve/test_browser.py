@@ -316,8 +316,10 @@ def test_browser_state_lives_in_the_url(live, browser_page, built, served):
     assert page.eval_on_selector("#min-count", "e => e.value") == "5"
     assert min(_all_decoded(page, "img.thumb")) > 0
     assert page.title().startswith("Latents")
+    before = page.inner_text("#count")
     page.goto(f"{live}/#/?offset=100000&sae={first}")
-    page.wait_for_selector("#count")
+    # a hash change re-renders in place: wait for the new table's count, not the old one's
+    page.wait_for_function("prev => (document.querySelector('#count') || {}).textContent !== prev", arg=before)
     assert page.inner_text("#count") == f"nothing at 100001: there are {built['F']}"
     # a bad parameter: an error message, and the default table (old: the view replaced by an error line)
     page.goto(f"{live}/#/?sort=bogus&sae={first}")
