@@ -63,7 +63,8 @@ def _t5() -> Any:
     return T.T5EncoderModel(cfg)
 
 
-def _vae(**kw: Any) -> Any:
+def tiny_vae(**kw: Any) -> Any:
+    """A random-weight two-block `AutoencoderKL` (RGB, 4 latent channels); `kw` overrides the config."""
     from diffusers import AutoencoderKL
 
     args: dict[str, Any] = dict(
@@ -104,7 +105,7 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
             norm_num_groups=4,
         )
         pipe = D.StableDiffusionXLPipeline(
-            vae=_vae(),
+            vae=tiny_vae(),
             text_encoder=_clip(False),
             text_encoder_2=_clip(True),
             tokenizer=_tokenizer(),
@@ -127,7 +128,7 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         )
         pipe = D.StableDiffusion3Pipeline(
             transformer=tr,
-            vae=_vae(shift_factor=0.0, scaling_factor=1.0),
+            vae=tiny_vae(shift_factor=0.0, scaling_factor=1.0),
             text_encoder=_clip(True),
             text_encoder_2=_clip(True),
             text_encoder_3=_t5(),
@@ -150,7 +151,7 @@ def build_tiny_pipeline(kind: str, out_dir: str | Path, seed: int = 0) -> Path:
         )
         pipe = D.FluxPipeline(
             transformer=tr,
-            vae=_vae(shift_factor=0.0, scaling_factor=1.0),
+            vae=tiny_vae(shift_factor=0.0, scaling_factor=1.0),
             text_encoder=_clip(False),
             text_encoder_2=_t5(),
             tokenizer=_tokenizer(),

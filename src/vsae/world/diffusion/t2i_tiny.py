@@ -10,6 +10,7 @@ import torch
 
 from vsae.models.hf import safe_from_pretrained
 from vsae.models.tiny_models import save_tiny
+from vsae.models.tiny_pipelines import tiny_vae
 
 HIDDEN = 32
 
@@ -56,7 +57,7 @@ def build_tiny_world_pipeline(out_dir: str | Path, steps: int = 2, seed: int = 0
 
 def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
     """A random `StableDiffusionPipeline` (UNet on 8x8x4 latents, a 2-level VAE -> 16 px images)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     text_dir = build_tiny_text_encoder(Path(out_dir) / "_text", seed)
@@ -73,16 +74,7 @@ def build_tiny_sd_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
         attention_head_dim=2,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(16, 32),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=16,
-    )
+    vae = tiny_vae(block_out_channels=(16, 32), norm_num_groups=8, sample_size=16)
     from transformers import AutoTokenizer
 
     pipe = StableDiffusionPipeline(
