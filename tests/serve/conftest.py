@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -146,3 +149,23 @@ def steer_images(built, tmp_path_factory):
         )
     )
     return SteerImages(built["world"], "test", root / "cache", n=N_STEER, seed=0, sim=sim)
+
+
+def serve_in_thread(app):
+    """Serve `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    t.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    t.join(10)
+    sock.close()

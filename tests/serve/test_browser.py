@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.report.browser import FLAGS, chromium
+from tests.serve.conftest import serve_in_thread
 from vsae.serve import create_app
 from vsae.serve.latent_index import ImageSet
 
@@ -59,27 +57,7 @@ def live(served, tmp_path_factory):
     )
     steer = SteerSource(served.steer.llava, served.steer.sae_dir, served.steer.steer_results, diff)
     app = create_app(Served((*served.saes, second), steer), diffusion=FakeDiffusion())
-    yield from _serve(app)
-
-
-def _serve(app):
-    """Serve `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    t.join(10)
-    sock.close()
+    yield from serve_in_thread(app)
 
 
 def _api(url: str, body: dict | None = None) -> dict:
@@ -390,7 +368,7 @@ def live_steer(served, built, steer_images, tmp_path_factory):
         Served((*served.saes, text_src), steer, steer_images=steer_images),
         diffusion=TextDiffusion(text, built["F"]),
     )
-    yield from _serve(app)
+    yield from serve_in_thread(app)
 
 
 def test_browser_steering_sae_and_steer_links(live_steer, browser_page, built):

@@ -6,16 +6,13 @@ Chromium (Playwright)."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.eval.test_explain import COLOURS, SHAPES, SMALL, build_planted_world
-from tests.serve.conftest import local_client
+from tests.serve.conftest import local_client, serve_in_thread
 from vsae.cli import main
 from vsae.serve import SaeSource, Served, create_app
 
@@ -135,23 +132,7 @@ def test_demo_layout_finds_the_explanations(explained, tmp_path):
 # ----------------------------------------------------------------------------- in Chromium
 @pytest.fixture(scope="module")
 def live(explained):
-    import uvicorn
-
-    app = create_app(_served(explained), diffusion=None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    t.join(10)
-    sock.close()
+    yield from serve_in_thread(create_app(_served(explained), diffusion=None))
 
 
 def test_concept_search_in_the_browser(live, explained, tmp_path):
